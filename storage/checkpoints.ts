@@ -1,0 +1,339 @@
+/**
+ * The checkpoint store: typed, verified checkpoints over any byte-level `Storage` (DESIGN.md §2, §5).
+ *
+ *   save     files → `{dir}/{attempt}/{name}` (hashed while streaming), then `{dir}/manifest.json` with a
+ *            conditional put: the first committed attempt wins; an identical re-save is a no-op, a different
+ *            one is a `CheckpointConflictError`. A crash before the manifest leaves an invisible, incomplete
+ *            checkpoint that retention cleans up.
+ *   list     committed checkpoints of a run's stage, ascending by step; `latest` = the highest step.
+ *   load     reads the files a manifest lists and verifies size and sha256 of each while reading; any
+ *            mismatch is a `CorruptCheckpointError` naming the file.
+ *   retain   keeps the last K and the best by a metric; deletes the rest (manifest first, so a half-deleted
+ *            checkpoint is never visible) and removes orphaned attempts.
+ *
+ * Activities pass the checkpoint's directory key (`manifest.key`) around, never the bytes (claim check).
+ */
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { AlreadyExistsError, CheckpointConflictError, CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../common/errors';
+import { StreamDigest, hashedSlices, hashedStream } from './hashing';
+import {
+  assertValidName,
+  assertValidStep,
+  checkpointKey,
+  checkpointsPrefix,
+  manifestKey,
+  parseCheckpointKey,
+  type CheckpointAddress,
+} from './keys';
+import { MANIFEST_FORMAT, parseManifest, sameContent, serializeManifest, type CheckpointFileEntry, type CheckpointManifest } from './manifest';
+import type { Storage } from './types';
+
+/** One file to save: bytes in memory, or a stream factory for data too large to hold twice. */
+export type CheckpointFileInput =
+  | { name: string; data: Uint8Array }
+  | { name: string; stream: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Readable };
+
+export interface SaveCheckpointInput extends CheckpointAddress {
+  files: CheckpointFileInput[];
+  configHash: string;
+  metrics?: Record<string, number>;
+  meta?: Record<string, unknown>;
+}
+
+export interface LoadedCheckpoint {
+  manifest: CheckpointManifest;
+  /** File name → verified bytes. */
+  files: Map<string, Uint8Array>;
+}
+
+export interface RetentionPolicy {
+  /** Keep this many of the newest committed checkpoints (≥ 1: the latest is never deleted). */
+  keepLast: number;
+  /** Also keep the single best checkpoint by this metric. */
+  keepBest?: { metric: string; mode: 'min' | 'max' };
+}
+
+export interface RetentionResult {
+  kept: number[];
+  deleted: number[];
+  /** Objects removed that no manifest referenced (interrupted saves, losing attempts). */
+  orphansRemoved: number;
+}
+
+/** Everything under a stage's checkpoints prefix, classified. */
+export interface CheckpointInventory {
+  committed: CheckpointManifest[];
+  /** Manifests that exist but fail validation. */
+  invalid: { key: string; error: CorruptCheckpointError }[];
+  /** Steps with files but no manifest: interrupted saves (invisible to `list`/`latest`). */
+  incomplete: number[];
+}
+
+export interface CheckpointStoreOptions {
+  /** Files saved or loaded concurrently (default 2). */
+  concurrency?: number;
+  /** Time source for `createdAt` (tests pass a fixed clock). */
+  now?: () => Date;
+}
+
+type CheckpointRef = string | CheckpointAddress;
+
+const STEP_DIR_RE = /^(\d{8})\/(.+)$/;
+
+/** Runs `fn` over `items` with at most `limit` in flight; rejects with the first error. */
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+export class CheckpointStore {
+  private readonly concurrency: number;
+  private readonly now: () => Date;
+
+  constructor(
+    readonly storage: Storage,
+    options: CheckpointStoreOptions = {},
+  ) {
+    this.concurrency = Math.max(1, options.concurrency ?? 2);
+    this.now = options.now ?? (() => new Date());
+  }
+
+  private dirOf(ref: CheckpointRef): string {
+    if (typeof ref === 'string') {
+      parseCheckpointKey(ref);
+      return ref;
+    }
+    return checkpointKey(ref.runId, ref.stage, ref.step);
+  }
+
+  /** Writes the files, then commits them with the manifest. Returns the committed manifest. */
+  async save(input: SaveCheckpointInput): Promise<CheckpointManifest> {
+    assertValidStep(input.step);
+    const dir = checkpointKey(input.runId, input.stage, input.step);
+    const names = new Set<string>();
+    for (const file of input.files) {
+      assertValidName('file name', file.name);
+      if (names.has(file.name)) throw new TypeError(`save(${dir}): file name ${JSON.stringify(file.name)} is given twice`);
+      names.add(file.name);
+    }
+    for (const [name, value] of Object.entries(input.metrics ?? {})) {
+      if (typeof value !== 'number') throw new TypeError(`save(${dir}): metric ${JSON.stringify(name)} must be a number`);
+    }
+    const attempt = randomBytes(8).toString('hex');
+    const entries = new Map<string, CheckpointFileEntry>();
+    await forEachLimit(input.files, this.concurrency, async (file) => {
+      const digest = new StreamDigest();
+      const body = 'data' in file ? Readable.from(hashedSlices(file.data, digest)) : hashedStream(file.stream(), digest);
+      const relKey = `${attempt}/${file.name}`;
+      await this.storage.put(`${dir}/${relKey}`, body);
+      entries.set(file.name, { name: file.name, key: relKey, size: digest.size, sha256: digest.sha256 });
+    });
+    const files = input.files.map((f) => entries.get(f.name)!);
+    const manifest: CheckpointManifest = {
+      format: MANIFEST_FORMAT,
+      runId: input.runId,
+      stage: input.stage,
+      step: input.step,
+      key: dir,
+      attempt,
+      createdAt: this.now().toISOString(),
+      configHash: input.configHash,
+      metrics: { ...(input.metrics ?? {}) },
+      meta: JSON.parse(JSON.stringify(input.meta ?? {})) as Record<string, unknown>,
+      files,
+      totalBytes: files.reduce((sum, f) => sum + f.size, 0),
+    };
+    try {
+      await this.storage.put(manifestKey(dir), serializeManifest(manifest), { ifAbsent: true, contentType: 'application/json' });
+      return manifest;
+    } catch (err) {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+      // Someone committed this step first. Our files are orphans either way.
+      await this.storage.deletePrefix(`${dir}/${attempt}/`);
+      const existing = await this.manifest(dir);
+      if (sameContent(existing, manifest)) return existing;
+      throw new CheckpointConflictError(dir, 'already committed with different file contents');
+    }
+  }
+
+  /** Reads and validates the manifest of one checkpoint. */
+  async manifest(ref: CheckpointRef): Promise<CheckpointManifest> {
+    const dir = this.dirOf(ref);
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.storage.get(manifestKey(dir));
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      const files = await this.storage.listAll(`${dir}/`);
+      throw new CheckpointNotFoundError(
+        files.length > 0
+          ? `checkpoint ${dir} is incomplete: ${files.length} file(s) but no manifest.json (the save was interrupted before commit)`
+          : `checkpoint ${dir} does not exist in ${this.storage.location}`,
+        { hint: 'Use the latest committed checkpoint instead (CheckpointStore.latest or `list`)' },
+      );
+    }
+    return parseManifest(bytes, dir);
+  }
+
+  /** Classifies everything under a stage's checkpoints: committed, invalid manifests, incomplete saves. */
+  async inventory(runId: string, stage: string): Promise<CheckpointInventory> {
+    const prefix = `${checkpointsPrefix(runId, stage)}/`;
+    const steps = new Map<number, { hasManifest: boolean }>();
+    for await (const info of this.storage.list(prefix)) {
+      const match = STEP_DIR_RE.exec(info.key.slice(prefix.length));
+      if (!match) continue;
+      const step = Number(match[1]);
+      const entry = steps.get(step) ?? { hasManifest: false };
+      if (match[2] === 'manifest.json') entry.hasManifest = true;
+      steps.set(step, entry);
+    }
+    const result: CheckpointInventory = { committed: [], invalid: [], incomplete: [] };
+    const ordered = [...steps.entries()].sort(([a], [b]) => a - b);
+    for (const [step, { hasManifest }] of ordered) {
+      if (!hasManifest) {
+        result.incomplete.push(step);
+        continue;
+      }
+      const dir = checkpointKey(runId, stage, step);
+      try {
+        result.committed.push(await this.manifest(dir));
+      } catch (err) {
+        if (err instanceof CorruptCheckpointError) result.invalid.push({ key: dir, error: err });
+        else if (!(err instanceof CheckpointNotFoundError)) throw err; // deleted while scanning: skip
+      }
+    }
+    return result;
+  }
+
+  /** Committed checkpoints, ascending by step. */
+  async list(runId: string, stage: string): Promise<CheckpointManifest[]> {
+    return (await this.inventory(runId, stage)).committed;
+  }
+
+  /** The committed checkpoint with the highest step, or `undefined` if none was ever committed. */
+  async latest(runId: string, stage: string): Promise<CheckpointManifest | undefined> {
+    return (await this.list(runId, stage)).at(-1);
+  }
+
+  /** Reads one file of a checkpoint, verifying size and sha256 while it streams in. */
+  async readFile(ref: CheckpointRef | CheckpointManifest, name: string): Promise<Uint8Array> {
+    const manifest = typeof ref === 'object' && 'files' in ref ? ref : await this.manifest(ref);
+    const entry = manifest.files.find((f) => f.name === name);
+    if (!entry) {
+      throw new CheckpointNotFoundError(`checkpoint ${manifest.key} has no file ${JSON.stringify(name)}`, {
+        hint: `It has: ${manifest.files.map((f) => f.name).join(', ') || '(no files)'}`,
+      });
+    }
+    return this.readVerified(manifest, entry);
+  }
+
+  private async readVerified(manifest: CheckpointManifest, entry: CheckpointFileEntry): Promise<Uint8Array> {
+    const key = `${manifest.key}/${entry.key}`;
+    let stream: Readable;
+    try {
+      stream = await this.storage.getStream(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        throw new CorruptCheckpointError(manifest.key, `file ${entry.name} (${entry.key}) listed in the manifest is missing`);
+      }
+      throw err;
+    }
+    // Hash each chunk as it arrives (overlapping the next read) into one buffer of the expected size.
+    const out = Buffer.allocUnsafe(entry.size);
+    const digest = new StreamDigest();
+    let offset = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (offset + chunk.length > entry.size) {
+        stream.destroy();
+        throw new CorruptCheckpointError(manifest.key, `file ${entry.name} is larger than the ${entry.size} bytes the manifest records`);
+      }
+      digest.update(chunk);
+      chunk.copy(out, offset);
+      offset += chunk.length;
+    }
+    if (offset !== entry.size) {
+      throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has ${offset} bytes, the manifest records ${entry.size}`);
+    }
+    if (digest.sha256 !== entry.sha256) {
+      throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has sha256 ${digest.sha256}, the manifest records ${entry.sha256}`);
+    }
+    return out;
+  }
+
+  /** Loads every file (or the named ones) of a committed checkpoint, verified. */
+  async load(ref: CheckpointRef, options: { files?: string[] } = {}): Promise<LoadedCheckpoint> {
+    const manifest = await this.manifest(ref);
+    const wanted = options.files ?? manifest.files.map((f) => f.name);
+    const files = new Map<string, Uint8Array>();
+    for (const name of wanted) files.set(name, new Uint8Array()); // keep the caller's order
+    await forEachLimit(wanted, this.concurrency, async (name) => {
+      files.set(name, await this.readFile(manifest, name));
+    });
+    return { manifest, files };
+  }
+
+  /** Reads every file of a checkpoint and checks it against the manifest; returns the manifest. */
+  async verify(ref: CheckpointRef): Promise<CheckpointManifest> {
+    return (await this.load(ref)).manifest;
+  }
+
+  /** Deletes one checkpoint: the manifest first (it stops existing), then its files. */
+  async delete(ref: CheckpointRef): Promise<void> {
+    const dir = this.dirOf(ref);
+    await this.storage.delete(manifestKey(dir));
+    await this.storage.deletePrefix(`${dir}/`);
+  }
+
+  /**
+   * Keeps the newest `keepLast` committed checkpoints and the best by `keepBest`; deletes the other committed
+   * ones, losing attempts inside kept ones, and incomplete saves older than the latest committed step (newer
+   * ones may still be in progress).
+   */
+  async retain(runId: string, stage: string, policy: RetentionPolicy): Promise<RetentionResult> {
+    if (!Number.isInteger(policy.keepLast) || policy.keepLast < 1) {
+      throw new RangeError(`retention keepLast must be an integer ≥ 1 (got ${policy.keepLast}): the latest checkpoint is always kept`);
+    }
+    const { committed, incomplete } = await this.inventory(runId, stage);
+    const keep = new Set(committed.slice(-policy.keepLast).map((m) => m.step));
+    if (policy.keepBest) {
+      const { metric, mode } = policy.keepBest;
+      let best: CheckpointManifest | undefined;
+      for (const m of committed) {
+        const value = m.metrics[metric];
+        if (value === undefined || !Number.isFinite(value)) continue;
+        const bestValue = best?.metrics[metric];
+        if (best === undefined || bestValue === undefined || (mode === 'min' ? value < bestValue : value > bestValue)) best = m;
+      }
+      if (best) keep.add(best.step);
+    }
+    const result: RetentionResult = { kept: [], deleted: [], orphansRemoved: 0 };
+    for (const m of committed) {
+      if (keep.has(m.step)) {
+        result.kept.push(m.step);
+        // Remove files of other attempts at this step (zombie or retried writers that lost the commit).
+        const referenced = new Set([manifestKey(m.key), ...m.files.map((f) => `${m.key}/${f.key}`)]);
+        for (const info of await this.storage.listAll(`${m.key}/`)) {
+          if (!referenced.has(info.key)) {
+            await this.storage.delete(info.key);
+            result.orphansRemoved++;
+          }
+        }
+      } else {
+        await this.delete(m.key);
+        result.deleted.push(m.step);
+      }
+    }
+    const latestStep = committed.at(-1)?.step ?? -1;
+    for (const step of incomplete) {
+      if (step < latestStep) result.orphansRemoved += await this.storage.deletePrefix(`${checkpointKey(runId, stage, step)}/`);
+    }
+    return result;
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * `S3Storage`: the `Storage` port over AWS S3 or any S3-compatible server (SeaweedFS, MinIO, Ceph RGW, R2).
+ *
+ * - Small in-memory bodies go up in one PutObject (with `If-None-Match: *` for `ifAbsent`).
+ * - Large or streamed bodies go up as multipart uploads through `@aws-sdk/lib-storage` (`Upload`), `partSize`
+ *   bytes per part, `queueSize` parts in flight; a failed upload aborts its parts.
+ * - Reads stream the response body; `get` fills one preallocated buffer of the object's length.
+ * - Errors are mapped onto Sophia's: missing key → `NotFoundError`, existing key on a conditional write →
+ *   `AlreadyExistsError`, auth/bucket problems → `StorageConfigError` (not retryable), network and 5xx →
+ *   `StorageUnavailableError` (retryable).
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
+import {
+  AlreadyExistsError,
+  NotFoundError,
+  SophiaError,
+  StorageConfigError,
+  StorageUnavailableError,
+} from '../common/errors';
+import { assertValidKey, assertValidPrefix } from './keys';
+import { type ByteRange, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
+
+export interface S3StorageOptions {
+  bucket: string;
+  /** Key prefix inside the bucket ("" or e.g. "teams/vision"); objects are stored under `{prefix}/{key}`. */
+  prefix?: string;
+  /** Custom endpoint for S3-compatible servers, e.g. "http://127.0.0.1:8333". Omit for AWS. */
+  endpoint?: string;
+  region?: string;
+  /** Path-style URLs (`endpoint/bucket/key`); needed by most S3-compatible servers. */
+  forcePathStyle?: boolean;
+  /** Explicit credentials; omitted = the AWS default chain (env, profile, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** In-memory bodies up to this size use a single PutObject (default 16 MiB). */
+  multipartThreshold?: number;
+  /** Multipart part size (default 16 MiB; S3 requires ≥ 5 MiB). */
+  partSize?: number;
+  /** Parts uploaded concurrently (default 4). */
+  queueSize?: number;
+  /** Attempts per request inside the SDK (default 3). */
+  maxAttempts?: number;
+}
+
+const MiB = 1 << 20;
+
+interface AwsErrorShape {
+  name?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $fault?: string;
+  code?: string;
+}
+
+function awsError(err: unknown): AwsErrorShape {
+  return typeof err === 'object' && err !== null ? (err) : {};
+}
+
+export class S3Storage extends Storage {
+  readonly location: string;
+  readonly client: S3Client;
+  readonly bucket: string;
+  private readonly prefix: string;
+  private readonly multipartThreshold: number;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+
+  constructor(options: S3StorageOptions) {
+    super();
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(options.bucket)) {
+      throw new StorageConfigError(`invalid S3 bucket name ${JSON.stringify(options.bucket)}`, {
+        hint: 'Bucket names are 3–63 lowercase letters, digits, "." and "-"',
+      });
+    }
+    const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    if (prefix !== '') assertValidKey(prefix);
+    this.bucket = options.bucket;
+    this.prefix = prefix === '' ? '' : `${prefix}/`;
+    this.location = `s3://${options.bucket}${prefix === '' ? '' : `/${prefix}`}`;
+    this.multipartThreshold = options.multipartThreshold ?? 16 * MiB;
+    this.partSize = Math.max(5 * MiB, options.partSize ?? 16 * MiB);
+    this.queueSize = options.queueSize ?? 4;
+    const config: S3ClientConfig = {
+      region: options.region ?? 'us-east-1',
+      forcePathStyle: options.forcePathStyle ?? options.endpoint !== undefined,
+      maxAttempts: options.maxAttempts ?? 3,
+    };
+    if (options.endpoint !== undefined) config.endpoint = options.endpoint;
+    if (options.credentials !== undefined) config.credentials = options.credentials;
+    this.client = new S3Client(config);
+  }
+
+  private fullKey(key: string): string {
+    assertValidKey(key);
+    return this.prefix + key;
+  }
+
+  /** Maps SDK failures onto Sophia's error classes; `key` names the object in the message. */
+  private mapError(err: unknown, op: string, key: string): Error {
+    if (err instanceof SophiaError) return err;
+    const e = awsError(err);
+    const status = e.$metadata?.httpStatusCode;
+    const name = e.name ?? e.Code ?? '';
+    const what = `S3 ${op} ${this.location}/${key}`;
+    if (name === 'NoSuchKey' || name === 'NotFound' || (status === 404 && name !== 'NoSuchBucket')) {
+      return new NotFoundError(key, this.location, { cause: err });
+    }
+    if (name === 'PreconditionFailed' || status === 412) return new AlreadyExistsError(key, this.location);
+    if (name === 'NoSuchBucket') {
+      return new StorageConfigError(`${what}: bucket ${this.bucket} does not exist`, {
+        cause: err,
+        hint: 'Create the bucket (the local stack does this in `npm run stack:up`) or fix the storage URL',
+      });
+    }
+    if (status === 401 || status === 403 || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'AccessDenied') {
+      return new StorageConfigError(`${what}: access denied (${name || status})`, {
+        cause: err,
+        hint: 'Check SOPHIA_S3_ACCESS_KEY_ID / SOPHIA_S3_SECRET_ACCESS_KEY (or the AWS credential chain) and the bucket policy',
+      });
+    }
+    if (status === 416 || name === 'InvalidRange') return new RangeError(`${what}: requested range is not satisfiable`);
+    const message = err instanceof Error ? err.message : String(err);
+    return new StorageUnavailableError(`${what} failed: ${name || 'error'}${status ? ` (HTTP ${status})` : ''}: ${message}`, {
+      cause: err,
+    });
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<PutResult> {
+    const Key = this.fullKey(key);
+    if (options.ifAbsent && !(body instanceof Uint8Array && body.byteLength <= this.multipartThreshold)) {
+      throw new TypeError(`put(${key}): ifAbsent needs an in-memory body of at most ${this.multipartThreshold} bytes`);
+    }
+    try {
+      if (body instanceof Uint8Array && body.byteLength <= this.multipartThreshold) {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key,
+            Body: body,
+            ContentLength: body.byteLength,
+            ContentType: options.contentType ?? 'application/octet-stream',
+            ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
+          }),
+        );
+        return { key, size: body.byteLength };
+      }
+      let size = 0;
+      let uploadBody: Uint8Array | Readable;
+      if (body instanceof Uint8Array) {
+        uploadBody = body;
+        size = body.byteLength;
+      } else {
+        uploadBody = Readable.from(
+          (async function* () {
+            for await (const chunk of body as AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+              size += chunk.byteLength;
+              yield chunk;
+            }
+          })(),
+          { objectMode: false },
+        );
+      }
+      const upload = new Upload({
+        client: this.client,
+        params: {
+          Bucket: this.bucket,
+          Key,
+          Body: uploadBody,
+          ContentType: options.contentType ?? 'application/octet-stream',
+        },
+        partSize: this.partSize,
+        queueSize: this.queueSize,
+        leavePartsOnError: false,
+      });
+      await upload.done();
+      return { key, size };
+    } catch (err) {
+      throw this.mapError(err, 'put', key);
+    }
+  }
+
+  private async fetch(key: string, range: ByteRange | undefined): Promise<{ body: Readable; length: number }> {
+    let Range: string | undefined;
+    if (range) {
+      const info = await this.head(key);
+      if (!info) throw new NotFoundError(key, this.location);
+      const { start, end } = resolveRange(range, info.size, () => `${this.location}/${key}`);
+      if (end < start) return { body: Readable.from([]), length: 0 };
+      Range = `bytes=${start}-${end}`;
+    }
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range }));
+      if (!(out.Body instanceof Readable)) throw new StorageUnavailableError(`S3 get ${key}: response has no body stream`);
+      return { body: out.Body, length: out.ContentLength ?? -1 };
+    } catch (err) {
+      throw this.mapError(err, 'get', key);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const { body, length } = await this.fetch(key, range);
+    try {
+      if (length >= 0) {
+        const out = Buffer.allocUnsafe(length);
+        let offset = 0;
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          if (offset + chunk.length > length) throw new StorageUnavailableError(`S3 get ${key}: more bytes than Content-Length`);
+          chunk.copy(out, offset);
+          offset += chunk.length;
+        }
+        if (offset !== length) throw new StorageUnavailableError(`S3 get ${key}: body ended after ${offset} of ${length} bytes`);
+        return out;
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
+      return Buffer.concat(chunks);
+    } catch (err) {
+      throw this.mapError(err, 'get', key);
+    }
+  }
+
+  async getStream(key: string, range?: ByteRange): Promise<Readable> {
+    return (await this.fetch(key, range)).body;
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }));
+      return { key, size: out.ContentLength ?? 0, lastModified: out.LastModified };
+    } catch (err) {
+      const mapped = this.mapError(err, 'head', key);
+      if (mapped instanceof NotFoundError) return undefined;
+      throw mapped;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    assertValidPrefix(prefix);
+    let ContinuationToken: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken }),
+        );
+      } catch (err) {
+        throw this.mapError(err, 'list', prefix);
+      }
+      for (const item of page.Contents ?? []) {
+        if (item.Key === undefined || !item.Key.startsWith(this.prefix)) continue;
+        const key = item.Key.slice(this.prefix.length);
+        // Servers that model directories may list "dir/" markers; they are not objects.
+        if (key === '' || key.endsWith('/')) continue;
+        yield { key, size: item.Size ?? 0, lastModified: item.LastModified };
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }));
+    } catch (err) {
+      const mapped = this.mapError(err, 'delete', key);
+      if (mapped instanceof NotFoundError) return;
+      throw mapped;
+    }
+  }
+
+  override close(): Promise<void> {
+    this.client.destroy();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * The storage contract: one suite of behaviours every `Storage` adapter, and the checkpoint store over it,
+ * must show. `storage/local.contract.test.ts` runs it on a temp directory; `test/integration/s3.contract.test.ts`
+ * runs it against the real S3-compatible server of the local stack.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AlreadyExistsError,
+  CheckpointConflictError,
+  CheckpointNotFoundError,
+  CorruptCheckpointError,
+  InvalidKeyError,
+  NotFoundError,
+} from '../common/errors';
+import { CheckpointStore } from './checkpoints';
+import { sha256Hex } from './hashing';
+import { checkpointKey } from './keys';
+import type { Storage } from './types';
+
+const MiB = 1 << 20;
+const enc = (text: string) => new TextEncoder().encode(text);
+const dec = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** Deterministic pseudo-random bytes (xorshift), so large payloads need no 64 MiB of entropy. */
+function patternBytes(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  const view = new Uint32Array(out.buffer, 0, Math.floor(size / 4));
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < view.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    view[i] = x >>> 0;
+  }
+  for (let i = view.length * 4; i < size; i++) out[i] = i & 0xff;
+  return out;
+}
+
+function* chunked(data: Uint8Array, chunk: number): Generator<Uint8Array> {
+  for (let i = 0; i < data.length; i += chunk) yield data.subarray(i, i + chunk);
+}
+
+async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const part of stream) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+export function describeStorageContract(name: string, open: () => Promise<Storage>): void {
+  describe(`storage contract: ${name}`, () => {
+    let storage: Storage;
+    let store: CheckpointStore;
+    /** A fresh key namespace per test, so tests never see each other's objects. */
+    const ns = () => `contract-${randomBytes(6).toString('hex')}`;
+
+    beforeAll(async () => {
+      storage = await open();
+      store = new CheckpointStore(storage);
+    });
+    afterAll(async () => {
+      await storage?.close();
+    });
+
+    describe('objects', () => {
+      it('round-trips small objects and overwrites atomically', async () => {
+        const key = `${ns()}/a/hello.txt`;
+        expect(await storage.put(key, enc('hello'))).toEqual({ key, size: 5 });
+        expect(dec(await storage.get(key))).toBe('hello');
+        await storage.put(key, enc('hello again'));
+        expect(dec(await storage.get(key))).toBe('hello again');
+        expect((await storage.head(key))?.size).toBe(11);
+        await storage.put(`${ns()}/empty`, new Uint8Array());
+      });
+
+      it('reports missing objects clearly and deletes idempotently', async () => {
+        const key = `${ns()}/missing.bin`;
+        await expect(storage.get(key)).rejects.toBeInstanceOf(NotFoundError);
+        await expect(storage.getStream(key)).rejects.toBeInstanceOf(NotFoundError);
+        expect(await storage.head(key)).toBeUndefined();
+        await storage.delete(key);
+        await storage.put(key, enc('x'));
+        await storage.delete(key);
+        expect(await storage.exists(key)).toBe(false);
+      });
+
+      it('serves byte ranges, whole and streamed', async () => {
+        const key = `${ns()}/range.bin`;
+        await storage.put(key, enc('0123456789'));
+        expect(dec(await storage.get(key, { offset: 2, length: 3 }))).toBe('234');
+        expect(dec(await storage.get(key, { offset: 7 }))).toBe('789');
+        expect(dec(await storage.get(key, { offset: 8, length: 100 }))).toBe('89');
+        expect((await storage.get(key, { offset: 4, length: 0 })).length).toBe(0);
+        expect(dec(await readAll(await storage.getStream(key, { offset: 1, length: 4 })))).toBe('1234');
+        expect(dec(await readAll(await storage.getStream(key)))).toBe('0123456789');
+        await expect(storage.get(key, { offset: 11 })).rejects.toBeInstanceOf(RangeError);
+        await expect(storage.get(key, { offset: -1 })).rejects.toBeInstanceOf(RangeError);
+      });
+
+      it('lists by string prefix; listAll in ascending key order', async () => {
+        const root = ns();
+        const keys = ['a/2', 'a/1', 'a/b/3', 'ab/4', 'b/5', 'a.c/6'].map((k) => `${root}/${k}`);
+        for (const key of keys) await storage.put(key, enc(key));
+        const list = async (prefix: string) => (await storage.listAll(prefix)).map((i) => i.key.slice(root.length + 1));
+        expect(await list(`${root}/a/`)).toEqual(['a/1', 'a/2', 'a/b/3']);
+        expect(await list(`${root}/a`)).toEqual(['a.c/6', 'a/1', 'a/2', 'a/b/3', 'ab/4']);
+        expect(await list(`${root}/`)).toEqual(['a.c/6', 'a/1', 'a/2', 'a/b/3', 'ab/4', 'b/5']);
+        expect(await list(`${root}/zz/`)).toEqual([]);
+        const streamed: string[] = [];
+        for await (const info of storage.list(`${root}/a`)) streamed.push(info.key.slice(root.length + 1));
+        expect(streamed.sort()).toEqual(['a.c/6', 'a/1', 'a/2', 'a/b/3', 'ab/4']);
+        const sizes = (await storage.listAll(`${root}/b/`)).map((i) => i.size);
+        expect(sizes).toEqual([`${root}/b/5`.length]);
+        expect(await storage.deletePrefix(`${root}/a/`)).toBe(3);
+        expect(await list(`${root}/`)).toEqual(['a.c/6', 'ab/4', 'b/5']);
+      });
+
+      it('makes conditional puts first-writer-wins', async () => {
+        const key = `${ns()}/once.json`;
+        await storage.put(key, enc('first'), { ifAbsent: true });
+        await expect(storage.put(key, enc('second'), { ifAbsent: true })).rejects.toBeInstanceOf(AlreadyExistsError);
+        expect(dec(await storage.get(key))).toBe('first');
+      });
+
+      it.each(['../escape', '/abs/key', 'a//b', 'a/./b', 'a/../b', '', 'trailing/', 'back\\slash', '.sophia-tmp/x', 'nul\u0000'])(
+        'rejects the key %j before any I/O',
+        async (key) => {
+          await expect(storage.put(key, enc('x'))).rejects.toBeInstanceOf(InvalidKeyError);
+          await expect(storage.get(key)).rejects.toBeInstanceOf(InvalidKeyError);
+          await expect(storage.delete(key)).rejects.toBeInstanceOf(InvalidKeyError);
+        },
+      );
+
+      it('rejects traversal in listing prefixes', async () => {
+        await expect(storage.listAll('../')).rejects.toBeInstanceOf(InvalidKeyError);
+        await expect(storage.listAll('/etc')).rejects.toBeInstanceOf(InvalidKeyError);
+      });
+
+      it('round-trips a 72 MiB in-memory object (multipart on S3) and reads ranges across part boundaries', async () => {
+        const key = `${ns()}/large.bin`;
+        const data = patternBytes(72 * MiB + 123, 7);
+        expect((await storage.put(key, data)).size).toBe(data.length);
+        const back = await storage.get(key);
+        expect(back.length).toBe(data.length);
+        expect(sha256Hex(back)).toBe(sha256Hex(data));
+        const offset = 16 * MiB - 10; // straddles the default 16 MiB part boundary
+        const slice = await storage.get(key, { offset, length: 20 });
+        expect(Buffer.from(slice).equals(Buffer.from(data.subarray(offset, offset + 20)))).toBe(true);
+        const streamed = await readAll(await storage.getStream(key));
+        expect(sha256Hex(streamed)).toBe(sha256Hex(data));
+      });
+
+      it('round-trips a 66 MiB streamed object of unknown length', async () => {
+        const key = `${ns()}/streamed.bin`;
+        const data = patternBytes(66 * MiB + 5, 11);
+        expect((await storage.put(key, chunked(data, 1_000_003))).size).toBe(data.length);
+        expect((await storage.head(key))?.size).toBe(data.length);
+        expect(sha256Hex(await storage.get(key))).toBe(sha256Hex(data));
+      });
+    });
+
+    describe('checkpoints', () => {
+      const files = (seed: number) => [
+        { name: 'weights.bin', data: patternBytes(4096 + seed, seed) },
+        { name: 'state.json', data: enc(JSON.stringify({ seed })) },
+      ];
+
+      it('saves, lists and loads a checkpoint with a manifest written last', async () => {
+        const runId = ns();
+        const manifest = await store.save({ runId, stage: 'sft', step: 10, files: files(1), configHash: 'c0ffee', metrics: { loss: 1.5 }, meta: { layers: 2 } });
+        expect(manifest).toMatchObject({ runId, stage: 'sft', step: 10, key: `runs/${runId}/sft/checkpoints/00000010`, configHash: 'c0ffee', metrics: { loss: 1.5 }, meta: { layers: 2 } });
+        expect(manifest.files.map((f) => f.name)).toEqual(['weights.bin', 'state.json']);
+        expect(manifest.totalBytes).toBe(4097 + enc(JSON.stringify({ seed: 1 })).length);
+        expect(await storage.exists(`${manifest.key}/manifest.json`)).toBe(true);
+        expect((await store.latest(runId, 'sft'))?.step).toBe(10);
+        const loaded = await store.load(manifest.key);
+        expect(sha256Hex(loaded.files.get('weights.bin')!)).toBe(sha256Hex(files(1)[0]!.data));
+        expect(dec(loaded.files.get('state.json')!)).toBe('{"seed":1}');
+        expect(dec(await store.readFile({ runId, stage: 'sft', step: 10 }, 'state.json'))).toBe('{"seed":1}');
+      });
+
+      it('keeps an interrupted checkpoint (files, no manifest) invisible to latest', async () => {
+        const runId = ns();
+        await store.save({ runId, stage: 'rl', step: 2, files: files(2), configHash: 'h' });
+        const dir3 = checkpointKey(runId, 'rl', 3);
+        await storage.put(`${dir3}/deadbeef00000000/weights.bin`, patternBytes(100, 3)); // crash before the manifest
+        expect((await store.latest(runId, 'rl'))?.step).toBe(2);
+        expect((await store.list(runId, 'rl')).map((m) => m.step)).toEqual([2]);
+        expect((await store.inventory(runId, 'rl')).incomplete).toEqual([3]);
+        await expect(store.load(dir3)).rejects.toThrow(CheckpointNotFoundError);
+        await expect(store.load(dir3)).rejects.toThrow(/incomplete: 1 file\(s\) but no manifest/);
+        await expect(store.load(checkpointKey(runId, 'rl', 4))).rejects.toThrow(/does not exist/);
+        expect(await store.latest(ns(), 'rl')).toBeUndefined();
+      });
+
+      it('detects a flipped byte, a truncated file and a missing file at load', async () => {
+        const runId = ns();
+        const m = await store.save({ runId, stage: 'sft', step: 1, files: files(5), configHash: 'h' });
+        const weightsKey = `${m.key}/${m.files[0]!.key}`;
+        const good = await storage.get(weightsKey);
+        const flipped = Uint8Array.from(good);
+        flipped[1234] = flipped[1234]! ^ 0x01;
+        await storage.put(weightsKey, flipped);
+        await expect(store.load(m.key)).rejects.toThrow(CorruptCheckpointError);
+        await expect(store.load(m.key)).rejects.toThrow(/weights\.bin has sha256 [0-9a-f]{64}, the manifest records/);
+        // Loading only the intact file still works.
+        expect(dec((await store.load(m.key, { files: ['state.json'] })).files.get('state.json')!)).toBe('{"seed":5}');
+        await storage.put(weightsKey, good.subarray(0, 100));
+        await expect(store.load(m.key)).rejects.toThrow(/weights\.bin has 100 bytes, the manifest records 4101/);
+        await storage.delete(weightsKey);
+        await expect(store.verify(m.key)).rejects.toThrow(/weights\.bin .* listed in the manifest is missing/);
+      });
+
+      it('treats an unreadable manifest as corrupt and skips it for latest', async () => {
+        const runId = ns();
+        await store.save({ runId, stage: 'sft', step: 1, files: files(6), configHash: 'h' });
+        const m2 = await store.save({ runId, stage: 'sft', step: 2, files: files(7), configHash: 'h' });
+        await storage.put(`${m2.key}/manifest.json`, enc('{"format": "sophia.checkpoint.v1", "trunc'));
+        await expect(store.manifest(m2.key)).rejects.toThrow(/manifest\.json is not valid UTF-8 JSON/);
+        const inventory = await store.inventory(runId, 'sft');
+        expect(inventory.invalid.map((i) => i.key)).toEqual([m2.key]);
+        expect((await store.latest(runId, 'sft'))?.step).toBe(1);
+      });
+
+      it('makes a re-save idempotent and refuses to overwrite a committed step with other bytes', async () => {
+        const runId = ns();
+        const first = await store.save({ runId, stage: 'sft', step: 4, files: files(8), configHash: 'h' });
+        const again = await store.save({ runId, stage: 'sft', step: 4, files: files(8), configHash: 'h' });
+        expect(again).toEqual(first);
+        await expect(store.save({ runId, stage: 'sft', step: 4, files: files(9), configHash: 'h' })).rejects.toBeInstanceOf(CheckpointConflictError);
+        await store.verify(first.key); // the committed checkpoint is untouched
+        const objects = await storage.listAll(`${first.key}/`);
+        expect(objects.length).toBe(3); // manifest + 2 files: the losers cleaned up after themselves
+      });
+
+      it('lets exactly one of two racing writers commit a step', async () => {
+        const runId = ns();
+        const results = await Promise.allSettled([
+          store.save({ runId, stage: 'rl', step: 7, files: files(10), configHash: 'h' }),
+          store.save({ runId, stage: 'rl', step: 7, files: files(11), configHash: 'h' }),
+        ]);
+        const won = results.filter((r) => r.status === 'fulfilled');
+        const lost = results.filter((r) => r.status === 'rejected');
+        expect(won.length).toBe(1);
+        expect(lost.length).toBe(1);
+        expect((lost[0] as PromiseRejectedResult).reason).toBeInstanceOf(CheckpointConflictError);
+        const loaded = await store.load(checkpointKey(runId, 'rl', 7));
+        expect(loaded.manifest.attempt).toBe((won[0] as PromiseFulfilledResult<{ attempt: string }>).value.attempt);
+      });
+
+      it('retains the last K and the best by a metric, and removes orphans', async () => {
+        const runId = ns();
+        const losses = [5, 1, 4, 3, 2.5, 2];
+        for (const [i, loss] of losses.entries()) {
+          await store.save({ runId, stage: 'sft', step: i + 1, files: files(i), configHash: 'h', metrics: { loss, acc: i } });
+        }
+        const dir = (s: number) => checkpointKey(runId, 'sft', s);
+        await storage.put(`${dir(6)}/0123456789abcdef/weights.bin`, enc('loser of a race')); // orphan attempt
+        await storage.put(`${dir(0)}/0123456789abcdef/weights.bin`, enc('interrupted')); // incomplete, older than latest
+        await storage.put(`${dir(9)}/0123456789abcdef/weights.bin`, enc('in progress')); // incomplete, newer: may still be running
+        const result = await store.retain(runId, 'sft', { keepLast: 2, keepBest: { metric: 'loss', mode: 'min' } });
+        expect(result.kept).toEqual([2, 5, 6]);
+        expect(result.deleted).toEqual([1, 3, 4]);
+        expect(result.orphansRemoved).toBe(2);
+        expect((await store.list(runId, 'sft')).map((m) => m.step)).toEqual([2, 5, 6]);
+        expect(await storage.listAll(`${dir(1)}/`)).toEqual([]);
+        expect(await storage.listAll(`${dir(3)}/`)).toEqual([]);
+        expect(await storage.listAll(`${dir(0)}/`)).toEqual([]);
+        expect((await storage.listAll(`${dir(6)}/`)).length).toBe(3);
+        expect((await storage.listAll(`${dir(9)}/`)).length).toBe(1);
+        for (const s of [2, 5, 6]) await store.verify(dir(s));
+        const max = await store.retain(runId, 'sft', { keepLast: 1, keepBest: { metric: 'acc', mode: 'max' } });
+        expect(max.kept).toEqual([6]);
+        await expect(store.retain(runId, 'sft', { keepLast: 0 })).rejects.toBeInstanceOf(RangeError);
+      });
+
+      it('saves and loads a 68 MiB checkpoint file streamed from a factory', async () => {
+        const runId = ns();
+        const big = patternBytes(68 * MiB, 13);
+        const m = await store.save({ runId, stage: 'rm', step: 0, files: [{ name: 'weights.bin', stream: () => chunked(big, 3 * MiB) }], configHash: 'h' });
+        expect(m.files[0]).toMatchObject({ size: big.length, sha256: sha256Hex(big) });
+        const loaded = await store.load(m.key);
+        expect(sha256Hex(loaded.files.get('weights.bin')!)).toBe(m.files[0]!.sha256);
+      });
+
+      it('rejects bad run ids, stages, steps and file names before writing', async () => {
+        await expect(store.save({ runId: '../x', stage: 'sft', step: 1, files: [], configHash: 'h' })).rejects.toBeInstanceOf(InvalidKeyError);
+        await expect(store.save({ runId: 'r', stage: 'a/b', step: 1, files: [], configHash: 'h' })).rejects.toBeInstanceOf(InvalidKeyError);
+        await expect(store.save({ runId: 'r', stage: 'sft', step: -1, files: [], configHash: 'h' })).rejects.toBeInstanceOf(InvalidKeyError);
+        await expect(store.save({ runId: 'r', stage: 'sft', step: 1, files: [{ name: '../w', data: enc('x') }], configHash: 'h' })).rejects.toBeInstanceOf(InvalidKeyError);
+        await expect(store.load('runs/r/sft/checkpoints/../../x')).rejects.toBeInstanceOf(InvalidKeyError);
+      });
+    });
+  });
+}

@@ -1,0 +1,376 @@
+/**
+ * The one typed source of Temporal settings: connection, task queue names, activity timeouts and retry
+ * policies, and worker slots (DESIGN.md §2).
+ *
+ * `DEFAULT_TEMPORAL_CONFIG` holds the defaults; `loadTemporalConfig(env)` applies environment overrides
+ * (listed in `TEMPORAL_ENV_VARS`, with docs) and validates the result once, at start, throwing a `ConfigError`
+ * that names the variable and the fix.
+ *
+ * This module is pure (no Node built-ins, no `process`): the environment is passed in. Workflow code never
+ * reads the environment; the client that starts a workflow resolves the config and passes the activity profiles
+ * in the workflow input, so they are recorded in history and replay deterministically.
+ */
+import type { ActivityOptions } from '@temporalio/common';
+import { formatDurationMs, parseDurationMs } from './common/duration';
+import { ConfigError, NON_RETRYABLE_ERROR_TYPES } from './common/errors';
+
+/** Retry policy for one class of activities (Temporal `RetryPolicy`, in milliseconds). */
+export interface RetrySettings {
+  initialIntervalMs: number;
+  /** Each retry waits `backoffCoefficient` times longer than the previous one, up to `maximumIntervalMs`. */
+  backoffCoefficient: number;
+  maximumIntervalMs: number;
+  /** Attempts in total, including the first; 0 = unlimited (bounded by the start-to-close timeouts). */
+  maximumAttempts: number;
+  /** Failure types (error class names) that are never retried: bad config, corrupt data. */
+  nonRetryableErrorTypes: string[];
+}
+
+/** How activities of one class are scheduled: where they run, how long they may take, how they retry. */
+export interface ActivityProfile {
+  taskQueue: string;
+  /** Upper bound for one attempt. Training activities run a chunk of steps, not a whole stage. */
+  startToCloseTimeoutMs: number;
+  /** A worker that stops heartbeating for this long is presumed lost; the attempt is retried elsewhere. */
+  heartbeatTimeoutMs: number;
+  retry: RetrySettings;
+}
+
+/** Polling and concurrency of one worker process. */
+export interface WorkerSettings {
+  taskQueue: string;
+  /** Activities this process runs at once. One per GPU for engine work: the model owns the device. */
+  maxConcurrentActivityTaskExecutions: number;
+  maxConcurrentWorkflowTaskExecutions: number;
+  /** On SIGTERM, how long running activities get to checkpoint and finish before they are cancelled. */
+  shutdownGraceTimeMs: number;
+}
+
+export interface TemporalConfig {
+  connection: {
+    /** `host:port` of the Temporal frontend (dev server, self-hosted cluster or Temporal Cloud). */
+    address: string;
+    namespace: string;
+    tls: boolean;
+    /** Temporal Cloud API key. Never logged. */
+    apiKey: string | undefined;
+  };
+  taskQueues: {
+    /** Data, outcome rewards, Trust-GRPO math, grading, reports; also hosts the workflows. */
+    cpu: string;
+    /** Model engine work (train steps, rollouts, reward-model scoring). */
+    gpu: string;
+  };
+  activities: {
+    cpu: ActivityProfile;
+    gpu: ActivityProfile;
+  };
+  workers: {
+    cpu: WorkerSettings;
+    gpu: WorkerSettings;
+  };
+}
+
+const baseRetry: RetrySettings = {
+  initialIntervalMs: 1_000,
+  backoffCoefficient: 2,
+  maximumIntervalMs: 60_000,
+  maximumAttempts: 10,
+  nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
+};
+
+export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
+  connection: { address: 'localhost:7233', namespace: 'default', tls: false, apiKey: undefined },
+  taskQueues: { cpu: 'sophia-cpu', gpu: 'sophia-gpu' },
+  activities: {
+    cpu: {
+      taskQueue: 'sophia-cpu',
+      startToCloseTimeoutMs: 10 * 60_000,
+      heartbeatTimeoutMs: 60_000,
+      retry: { ...baseRetry, nonRetryableErrorTypes: [...baseRetry.nonRetryableErrorTypes] },
+    },
+    gpu: {
+      taskQueue: 'sophia-gpu',
+      startToCloseTimeoutMs: 2 * 3_600_000,
+      heartbeatTimeoutMs: 2 * 60_000,
+      retry: { ...baseRetry, nonRetryableErrorTypes: [...baseRetry.nonRetryableErrorTypes] },
+    },
+  },
+  workers: {
+    cpu: {
+      taskQueue: 'sophia-cpu',
+      maxConcurrentActivityTaskExecutions: 4,
+      maxConcurrentWorkflowTaskExecutions: 40,
+      shutdownGraceTimeMs: 30_000,
+    },
+    gpu: {
+      taskQueue: 'sophia-gpu',
+      maxConcurrentActivityTaskExecutions: 1,
+      maxConcurrentWorkflowTaskExecutions: 1,
+      shutdownGraceTimeMs: 60_000,
+    },
+  },
+};
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** One environment override: which variable, what it sets, how it is parsed. */
+export interface EnvOverride {
+  name: string;
+  doc: string;
+  apply(config: TemporalConfig, raw: string): void;
+}
+
+function durationOf(name: string, raw: string): number {
+  const ms = parseDurationMs(raw);
+  if (ms === undefined || ms <= 0) {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not a positive duration`, {
+      hint: 'Use a number with a unit, e.g. "90s", "5m" or "2h" (a bare number means milliseconds)',
+    });
+  }
+  return ms;
+}
+
+function integerOf(name: string, raw: string, min: number): number {
+  const value = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isInteger(value) || value < min) {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not an integer ≥ ${min}`, {
+      hint: `Set it to a whole number such as ${Math.max(min, 1)}`,
+    });
+  }
+  return value;
+}
+
+function numberOf(name: string, raw: string, min: number): number {
+  const value = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isFinite(value) || value < min) {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not a number ≥ ${min}`);
+  }
+  return value;
+}
+
+function booleanOf(name: string, raw: string): boolean {
+  const text = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+  if (['0', 'false', 'no', 'off'].includes(text)) return false;
+  throw new ConfigError(name, `${JSON.stringify(raw)} is not a boolean`, { hint: 'Use "true" or "false"' });
+}
+
+const QUEUE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+function queueOf(name: string, raw: string): string {
+  const value = raw.trim();
+  if (!QUEUE_RE.test(value)) {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not a valid task queue name`, {
+      hint: 'Use letters, digits, ".", "_" and "-" (e.g. "sophia-gpu")',
+    });
+  }
+  return value;
+}
+
+const bothProfiles = (config: TemporalConfig): ActivityProfile[] => [config.activities.cpu, config.activities.gpu];
+
+/** Every environment variable this module reads, in the order they are applied. */
+export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
+  {
+    name: 'TEMPORAL_ADDRESS',
+    doc: 'Temporal frontend host:port (default localhost:7233)',
+    apply: (c, raw) => {
+      if (!/^[^\s:/]+:\d{1,5}$/.test(raw.trim())) {
+        throw new ConfigError('TEMPORAL_ADDRESS', `${JSON.stringify(raw)} is not host:port`, {
+          hint: 'For example "localhost:7233" or "my-ns.a1b2c.tmprl.cloud:7233"',
+        });
+      }
+      c.connection.address = raw.trim();
+    },
+  },
+  {
+    name: 'TEMPORAL_NAMESPACE',
+    doc: 'Temporal namespace (default "default")',
+    apply: (c, raw) => {
+      if (raw.trim() === '') throw new ConfigError('TEMPORAL_NAMESPACE', 'must not be empty');
+      c.connection.namespace = raw.trim();
+    },
+  },
+  {
+    name: 'TEMPORAL_API_KEY',
+    doc: 'Temporal Cloud API key; turns TLS on unless TEMPORAL_TLS=false',
+    apply: (c, raw) => {
+      if (raw.trim() === '') return;
+      c.connection.apiKey = raw.trim();
+      c.connection.tls = true;
+    },
+  },
+  {
+    name: 'TEMPORAL_TLS',
+    doc: 'Connect with TLS (true/false, default false; true with an API key)',
+    apply: (c, raw) => {
+      c.connection.tls = booleanOf('TEMPORAL_TLS', raw);
+    },
+  },
+  {
+    name: 'SOPHIA_TASK_QUEUE_CPU',
+    doc: 'CPU task queue (default sophia-cpu)',
+    apply: (c, raw) => {
+      const q = queueOf('SOPHIA_TASK_QUEUE_CPU', raw);
+      c.taskQueues.cpu = c.activities.cpu.taskQueue = c.workers.cpu.taskQueue = q;
+    },
+  },
+  {
+    name: 'SOPHIA_TASK_QUEUE_GPU',
+    doc: 'GPU task queue (default sophia-gpu)',
+    apply: (c, raw) => {
+      const q = queueOf('SOPHIA_TASK_QUEUE_GPU', raw);
+      c.taskQueues.gpu = c.activities.gpu.taskQueue = c.workers.gpu.taskQueue = q;
+    },
+  },
+  {
+    name: 'SOPHIA_CPU_ACTIVITY_SLOTS',
+    doc: 'Concurrent activities per CPU worker (default 4)',
+    apply: (c, raw) => {
+      c.workers.cpu.maxConcurrentActivityTaskExecutions = integerOf('SOPHIA_CPU_ACTIVITY_SLOTS', raw, 1);
+    },
+  },
+  {
+    name: 'SOPHIA_GPU_ACTIVITY_SLOTS',
+    doc: 'Concurrent engine activities per GPU worker (default 1: one GPU, one model)',
+    apply: (c, raw) => {
+      c.workers.gpu.maxConcurrentActivityTaskExecutions = integerOf('SOPHIA_GPU_ACTIVITY_SLOTS', raw, 1);
+    },
+  },
+  {
+    name: 'SOPHIA_WORKFLOW_SLOTS',
+    doc: 'Concurrent workflow tasks per CPU worker (default 40)',
+    apply: (c, raw) => {
+      c.workers.cpu.maxConcurrentWorkflowTaskExecutions = integerOf('SOPHIA_WORKFLOW_SLOTS', raw, 1);
+    },
+  },
+  {
+    name: 'SOPHIA_CPU_START_TO_CLOSE',
+    doc: 'Time limit of one CPU activity attempt (default 10m)',
+    apply: (c, raw) => {
+      c.activities.cpu.startToCloseTimeoutMs = durationOf('SOPHIA_CPU_START_TO_CLOSE', raw);
+    },
+  },
+  {
+    name: 'SOPHIA_GPU_START_TO_CLOSE',
+    doc: 'Time limit of one engine activity attempt, i.e. one chunk of steps (default 2h)',
+    apply: (c, raw) => {
+      c.activities.gpu.startToCloseTimeoutMs = durationOf('SOPHIA_GPU_START_TO_CLOSE', raw);
+    },
+  },
+  {
+    name: 'SOPHIA_CPU_HEARTBEAT_TIMEOUT',
+    doc: 'A CPU activity silent this long is presumed lost (default 1m)',
+    apply: (c, raw) => {
+      c.activities.cpu.heartbeatTimeoutMs = durationOf('SOPHIA_CPU_HEARTBEAT_TIMEOUT', raw);
+    },
+  },
+  {
+    name: 'SOPHIA_GPU_HEARTBEAT_TIMEOUT',
+    doc: 'A GPU activity silent this long is presumed lost (default 2m)',
+    apply: (c, raw) => {
+      c.activities.gpu.heartbeatTimeoutMs = durationOf('SOPHIA_GPU_HEARTBEAT_TIMEOUT', raw);
+    },
+  },
+  {
+    name: 'SOPHIA_RETRY_INITIAL_INTERVAL',
+    doc: 'First retry delay for all activities (default 1s)',
+    apply: (c, raw) => {
+      const ms = durationOf('SOPHIA_RETRY_INITIAL_INTERVAL', raw);
+      for (const p of bothProfiles(c)) p.retry.initialIntervalMs = ms;
+    },
+  },
+  {
+    name: 'SOPHIA_RETRY_MAX_INTERVAL',
+    doc: 'Longest retry delay (default 1m)',
+    apply: (c, raw) => {
+      const ms = durationOf('SOPHIA_RETRY_MAX_INTERVAL', raw);
+      for (const p of bothProfiles(c)) p.retry.maximumIntervalMs = ms;
+    },
+  },
+  {
+    name: 'SOPHIA_RETRY_BACKOFF',
+    doc: 'Retry delay growth factor (default 2)',
+    apply: (c, raw) => {
+      const value = numberOf('SOPHIA_RETRY_BACKOFF', raw, 1);
+      for (const p of bothProfiles(c)) p.retry.backoffCoefficient = value;
+    },
+  },
+  {
+    name: 'SOPHIA_RETRY_MAX_ATTEMPTS',
+    doc: 'Attempts per activity including the first; 0 = unlimited (default 10)',
+    apply: (c, raw) => {
+      const value = integerOf('SOPHIA_RETRY_MAX_ATTEMPTS', raw, 0);
+      for (const p of bothProfiles(c)) p.retry.maximumAttempts = value;
+    },
+  },
+  {
+    name: 'SOPHIA_SHUTDOWN_GRACE',
+    doc: 'On SIGTERM, time running activities get to checkpoint (default 30s CPU, 1m GPU)',
+    apply: (c, raw) => {
+      const ms = durationOf('SOPHIA_SHUTDOWN_GRACE', raw);
+      c.workers.cpu.shutdownGraceTimeMs = c.workers.gpu.shutdownGraceTimeMs = ms;
+    },
+  },
+];
+
+/** A deep copy, so callers can mutate what they get without touching the defaults. */
+function cloneConfig(config: TemporalConfig): TemporalConfig {
+  return JSON.parse(JSON.stringify(config)) as TemporalConfig;
+}
+
+/** Checks the relations between fields that single-variable parsing cannot see. */
+export function validateTemporalConfig(config: TemporalConfig): void {
+  for (const [name, p] of Object.entries(config.activities)) {
+    if (p.heartbeatTimeoutMs >= p.startToCloseTimeoutMs) {
+      throw new ConfigError(
+        `activities.${name}.heartbeatTimeoutMs`,
+        `heartbeat timeout ${formatDurationMs(p.heartbeatTimeoutMs)} must be shorter than the start-to-close timeout ${formatDurationMs(p.startToCloseTimeoutMs)}`,
+        { hint: `Lower SOPHIA_${name.toUpperCase()}_HEARTBEAT_TIMEOUT or raise SOPHIA_${name.toUpperCase()}_START_TO_CLOSE` },
+      );
+    }
+    if (p.retry.initialIntervalMs > p.retry.maximumIntervalMs) {
+      throw new ConfigError(
+        `activities.${name}.retry`,
+        `initial retry interval ${formatDurationMs(p.retry.initialIntervalMs)} exceeds the maximum ${formatDurationMs(p.retry.maximumIntervalMs)}`,
+        { hint: 'Lower SOPHIA_RETRY_INITIAL_INTERVAL or raise SOPHIA_RETRY_MAX_INTERVAL' },
+      );
+    }
+  }
+  if (config.taskQueues.cpu === config.taskQueues.gpu) {
+    throw new ConfigError('SOPHIA_TASK_QUEUE_GPU', `the GPU queue must differ from the CPU queue (${config.taskQueues.cpu})`, {
+      hint: 'Engine work must not be picked up by CPU workers; give the queues different names',
+    });
+  }
+}
+
+/**
+ * Defaults + environment overrides, validated. Throws `ConfigError` naming the first bad variable.
+ * Empty variables are treated as unset.
+ */
+export function loadTemporalConfig(env: Env = {}): TemporalConfig {
+  const config = cloneConfig(DEFAULT_TEMPORAL_CONFIG);
+  for (const override of TEMPORAL_ENV_VARS) {
+    const raw = env[override.name];
+    if (raw !== undefined && raw !== '') override.apply(config, raw);
+  }
+  validateTemporalConfig(config);
+  return config;
+}
+
+/** The `proxyActivities` options for a profile (durations in ms, which Temporal accepts). */
+export function toActivityOptions(profile: ActivityProfile): ActivityOptions {
+  return {
+    taskQueue: profile.taskQueue,
+    startToCloseTimeout: profile.startToCloseTimeoutMs,
+    heartbeatTimeout: profile.heartbeatTimeoutMs,
+    retry: {
+      initialInterval: profile.retry.initialIntervalMs,
+      backoffCoefficient: profile.retry.backoffCoefficient,
+      maximumInterval: profile.retry.maximumIntervalMs,
+      maximumAttempts: profile.retry.maximumAttempts,
+      nonRetryableErrorTypes: [...profile.retry.nonRetryableErrorTypes],
+    },
+  };
+}
