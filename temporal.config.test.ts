@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './common/errors';
-import { DEFAULT_TEMPORAL_CONFIG, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions } from './temporal.config';
+import { DEFAULT_TEMPORAL_CONFIG, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, validateTemporalConfig } from './temporal.config';
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -41,7 +41,6 @@ describe('loadTemporalConfig', () => {
     expect(config.connection).toMatchObject({ address: 'temporal.internal:7233', namespace: 'ml', tls: false });
     expect(config.taskQueues.gpu).toBe('gpu-a100');
     expect(config.activities.gpu.taskQueue).toBe('gpu-a100');
-    expect(config.workers.gpu.taskQueue).toBe('gpu-a100');
     expect(config.activities.gpu.heartbeatTimeoutMs).toBe(300_000);
     expect(config.activities.gpu.startToCloseTimeoutMs).toBe(21_600_000);
     expect(config.activities.cpu.retry.maximumAttempts).toBe(0);
@@ -88,6 +87,12 @@ describe('loadTemporalConfig', () => {
   it('rejects retry intervals in the wrong order', () => {
     const err = configError(() => loadTemporalConfig({ SOPHIA_RETRY_INITIAL_INTERVAL: '5m', SOPHIA_RETRY_MAX_INTERVAL: '1m' }));
     expect(err.field).toBe('activities.cpu.retry');
+  });
+
+  it('rejects profiles whose queue disagrees with taskQueues', () => {
+    const config = loadTemporalConfig({});
+    config.activities.gpu.taskQueue = 'elsewhere';
+    expect(() => validateTemporalConfig(config)).toThrow(/activities\.gpu\.taskQueue: is elsewhere but taskQueues\.gpu is sophia-gpu/);
   });
 
   it('rejects a GPU queue equal to the CPU queue', () => {

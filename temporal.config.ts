@@ -38,7 +38,6 @@ export interface ActivityProfile {
 
 /** Polling and concurrency of one worker process. */
 export interface WorkerSettings {
-  taskQueue: string;
   /** Activities this process runs at once. One per GPU for engine work: the model owns the device. */
   maxConcurrentActivityTaskExecutions: number;
   maxConcurrentWorkflowTaskExecutions: number;
@@ -98,13 +97,11 @@ export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
   },
   workers: {
     cpu: {
-      taskQueue: 'sophia-cpu',
       maxConcurrentActivityTaskExecutions: 4,
       maxConcurrentWorkflowTaskExecutions: 40,
       shutdownGraceTimeMs: 30_000,
     },
     gpu: {
-      taskQueue: 'sophia-gpu',
       maxConcurrentActivityTaskExecutions: 1,
       maxConcurrentWorkflowTaskExecutions: 1,
       shutdownGraceTimeMs: 60_000,
@@ -213,7 +210,7 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     doc: 'CPU task queue (default sophia-cpu)',
     apply: (c, raw) => {
       const q = queueOf('SOPHIA_TASK_QUEUE_CPU', raw);
-      c.taskQueues.cpu = c.activities.cpu.taskQueue = c.workers.cpu.taskQueue = q;
+      c.taskQueues.cpu = c.activities.cpu.taskQueue = q;
     },
   },
   {
@@ -221,7 +218,7 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     doc: 'GPU task queue (default sophia-gpu)',
     apply: (c, raw) => {
       const q = queueOf('SOPHIA_TASK_QUEUE_GPU', raw);
-      c.taskQueues.gpu = c.activities.gpu.taskQueue = c.workers.gpu.taskQueue = q;
+      c.taskQueues.gpu = c.activities.gpu.taskQueue = q;
     },
   },
   {
@@ -336,6 +333,13 @@ export function validateTemporalConfig(config: TemporalConfig): void {
         `initial retry interval ${formatDurationMs(p.retry.initialIntervalMs)} exceeds the maximum ${formatDurationMs(p.retry.maximumIntervalMs)}`,
         { hint: 'Lower SOPHIA_RETRY_INITIAL_INTERVAL or raise SOPHIA_RETRY_MAX_INTERVAL' },
       );
+    }
+  }
+  for (const kind of ['cpu', 'gpu'] as const) {
+    if (config.activities[kind].taskQueue !== config.taskQueues[kind]) {
+      throw new ConfigError(`activities.${kind}.taskQueue`, `is ${config.activities[kind].taskQueue} but taskQueues.${kind} is ${config.taskQueues[kind]}`, {
+        hint: `Set the queue once, with SOPHIA_TASK_QUEUE_${kind.toUpperCase()}`,
+      });
     }
   }
   if (config.taskQueues.cpu === config.taskQueues.gpu) {

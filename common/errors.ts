@@ -55,9 +55,11 @@ export class ConfigError extends SophiaError {
 /** A storage key is malformed or tries to escape its root (path traversal). */
 export class InvalidKeyError extends SophiaError {
   readonly key: string;
-  constructor(key: string, reason: string) {
+  constructor(key: string, reason: string, hint?: string) {
     super('input', `invalid storage key ${JSON.stringify(key)}: ${reason}`, {
-      hint: 'Keys are relative, "/"-separated, without empty, "." or ".." segments (e.g. "runs/r1/sft/checkpoints/00000010/manifest.json")',
+      hint:
+        hint ??
+        'Keys are relative, "/"-separated, without empty, "." or ".." segments (e.g. "runs/r1/sft/checkpoints/00000010/manifest.json")',
     });
     this.key = key;
   }
@@ -69,6 +71,19 @@ export class NotFoundError extends SophiaError {
   constructor(key: string, where: string, options: SophiaErrorOptions = {}) {
     super('not-found', `no object at ${JSON.stringify(key)} in ${where}`, options);
     this.key = key;
+  }
+}
+
+/** An object's size differs from the size the caller expected (e.g. a destination buffer's length). */
+export class SizeMismatchError extends SophiaError {
+  readonly key: string;
+  readonly expected: number;
+  readonly actual: number;
+  constructor(key: string, expected: number, actual: number) {
+    super('input', `${JSON.stringify(key)} has ${actual} bytes, expected ${expected}`);
+    this.key = key;
+    this.expected = expected;
+    this.actual = actual;
   }
 }
 

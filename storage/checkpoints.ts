@@ -14,9 +14,17 @@
  * Activities pass the checkpoint's directory key (`manifest.key`) around, never the bytes (claim check).
  */
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { AlreadyExistsError, CheckpointConflictError, CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../common/errors';
-import { StreamDigest, hashedSlices, hashedStream } from './hashing';
+import { type Readable } from 'node:stream';
+import {
+  AlreadyExistsError,
+  CheckpointConflictError,
+  CheckpointNotFoundError,
+  CorruptCheckpointError,
+  NotFoundError,
+  SizeMismatchError,
+} from '../common/errors';
+import { StreamDigest } from './hashing';
+import { Sha256Worker } from './sha256-worker';
 import {
   assertValidName,
   assertValidStep,
@@ -43,7 +51,7 @@ export interface SaveCheckpointInput extends CheckpointAddress {
 
 export interface LoadedCheckpoint {
   manifest: CheckpointManifest;
-  /** File name → verified bytes. */
+  /** File name → verified bytes (large files are backed by a SharedArrayBuffer). */
   files: Map<string, Uint8Array>;
 }
 
@@ -73,6 +81,8 @@ export interface CheckpointInventory {
 export interface CheckpointStoreOptions {
   /** Files saved or loaded concurrently (default 2). */
   concurrency?: number;
+  /** Verify large files on a worker thread while they are read (default true). */
+  hashWorker?: boolean;
   /** Time source for `createdAt` (tests pass a fixed clock). */
   now?: () => Date;
 }
@@ -93,9 +103,13 @@ async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T)
   await Promise.all(lanes);
 }
 
+/** Files at least this large are hashed off-thread when loaded. */
+const OFF_THREAD_MIN_BYTES = 4 << 20;
+
 export class CheckpointStore {
   private readonly concurrency: number;
   private readonly now: () => Date;
+  private readonly hasher: Sha256Worker | undefined;
 
   constructor(
     readonly storage: Storage,
@@ -103,6 +117,12 @@ export class CheckpointStore {
   ) {
     this.concurrency = Math.max(1, options.concurrency ?? 2);
     this.now = options.now ?? (() => new Date());
+    this.hasher = options.hashWorker === false ? undefined : new Sha256Worker();
+  }
+
+  /** Stops the hashing worker (the storage is the caller's to close). */
+  async close(): Promise<void> {
+    await this.hasher?.close();
   }
 
   private dirOf(ref: CheckpointRef): string {
@@ -129,11 +149,10 @@ export class CheckpointStore {
     const attempt = randomBytes(8).toString('hex');
     const entries = new Map<string, CheckpointFileEntry>();
     await forEachLimit(input.files, this.concurrency, async (file) => {
-      const digest = new StreamDigest();
-      const body = 'data' in file ? Readable.from(hashedSlices(file.data, digest)) : hashedStream(file.stream(), digest);
       const relKey = `${attempt}/${file.name}`;
-      await this.storage.put(`${dir}/${relKey}`, body);
-      entries.set(file.name, { name: file.name, key: relKey, size: digest.size, sha256: digest.sha256 });
+      // The adapter hashes while it writes (and S3 reuses that hash to sign the upload).
+      const written = await this.storage.put(`${dir}/${relKey}`, 'data' in file ? file.data : file.stream());
+      entries.set(file.name, { name: file.name, key: relKey, size: written.size, sha256: written.sha256 });
     });
     const files = input.files.map((f) => entries.get(f.name)!);
     const manifest: CheckpointManifest = {
@@ -236,35 +255,37 @@ export class CheckpointStore {
 
   private async readVerified(manifest: CheckpointManifest, entry: CheckpointFileEntry): Promise<Uint8Array> {
     const key = `${manifest.key}/${entry.key}`;
-    let stream: Readable;
+    // Large files: read into shared memory and hash on the worker thread while the read goes on.
+    // Small files: hash on this thread as pieces arrive.
+    const offThread = this.hasher !== undefined && entry.size >= OFF_THREAD_MIN_BYTES;
+    const into = offThread ? Sha256Worker.allocate(entry.size) : undefined;
+    const job = into ? this.hasher!.begin(into) : undefined;
+    const digest = job ? undefined : new StreamDigest();
+    let bytes: Uint8Array;
     try {
-      stream = await this.storage.getStream(key);
+      bytes = await this.storage.get(key, undefined, {
+        ...(into ? { into } : {}),
+        onChunk: (piece) => (job ? job.update(piece) : digest!.update(piece)),
+      });
     } catch (err) {
+      job?.abort();
       if (err instanceof NotFoundError) {
         throw new CorruptCheckpointError(manifest.key, `file ${entry.name} (${entry.key}) listed in the manifest is missing`);
       }
+      if (err instanceof SizeMismatchError) {
+        throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has ${err.actual} bytes, the manifest records ${entry.size}`);
+      }
       throw err;
     }
-    // Hash each chunk as it arrives (overlapping the next read) into one buffer of the expected size.
-    const out = Buffer.allocUnsafe(entry.size);
-    const digest = new StreamDigest();
-    let offset = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (offset + chunk.length > entry.size) {
-        stream.destroy();
-        throw new CorruptCheckpointError(manifest.key, `file ${entry.name} is larger than the ${entry.size} bytes the manifest records`);
-      }
-      digest.update(chunk);
-      chunk.copy(out, offset);
-      offset += chunk.length;
+    if (bytes.byteLength !== entry.size) {
+      job?.abort();
+      throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has ${bytes.byteLength} bytes, the manifest records ${entry.size}`);
     }
-    if (offset !== entry.size) {
-      throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has ${offset} bytes, the manifest records ${entry.size}`);
+    const sha256 = job ? await job.digest() : digest!.sha256;
+    if (sha256 !== entry.sha256) {
+      throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has sha256 ${sha256}, the manifest records ${entry.sha256}`);
     }
-    if (digest.sha256 !== entry.sha256) {
-      throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has sha256 ${digest.sha256}, the manifest records ${entry.sha256}`);
-    }
-    return out;
+    return bytes;
   }
 
   /** Loads every file (or the named ones) of a committed checkpoint, verified. */

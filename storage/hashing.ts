@@ -3,6 +3,7 @@
  * JSON-like configs (key order does not matter) for checkpoint manifests.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
@@ -39,6 +40,14 @@ export function* hashedSlices(data: Uint8Array, digest: StreamDigest, chunkBytes
     digest.update(slice);
     yield slice;
   }
+}
+
+/**
+ * Hashes an in-memory buffer slice by slice, yielding to the event loop between slices, so that concurrent
+ * I/O on the same thread (e.g. a multipart upload of the same buffer) keeps making progress.
+ */
+export async function hashInterleaved(data: Uint8Array, digest: StreamDigest, chunkBytes = STREAM_CHUNK_BYTES): Promise<void> {
+  for (const _slice of hashedSlices(data, digest, chunkBytes)) await nextTurn();
 }
 
 /** Passes a stream through unchanged while feeding `digest`. */

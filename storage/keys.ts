@@ -60,10 +60,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Run ids and stage names become key segments: letters, digits, ".", "_", "-"; at most 128 characters. */
 export function assertValidName(kind: 'run id' | 'stage' | 'file name', name: string): void {
   if (!NAME_RE.test(name)) {
-    throw new InvalidKeyError(
-      name,
-      `not a valid ${kind}: use 1–128 letters, digits, ".", "_" or "-", starting with a letter or digit`,
-    );
+    throw new InvalidKeyError(name, `not a valid ${kind}`, `A ${kind} is 1–128 letters, digits, ".", "_" or "-", starting with a letter or digit`);
   }
 }
 

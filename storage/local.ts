@@ -9,13 +9,13 @@
  * Sophia's key layout never needs that; such a put fails with a clear error.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type Dirent, promises as fs } from 'node:fs';
+import { createReadStream, type Dirent, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { AlreadyExistsError, NotFoundError, SophiaError } from '../common/errors';
+import { AlreadyExistsError, NotFoundError, SizeMismatchError, SophiaError } from '../common/errors';
+import { StreamDigest, hashedSlices, hashedStream } from './hashing';
 import { assertValidKey, assertValidPrefix, RESERVED_SEGMENT_PREFIX } from './keys';
-import { type ByteRange, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
+import { type ByteRange, type GetOptions, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
 
 export interface LocalStorageOptions {
   /** fsync files and directories on put (default true). Off only for scratch data. */
@@ -23,6 +23,8 @@ export interface LocalStorageOptions {
 }
 
 const TMP_DIR = `${RESERVED_SEGMENT_PREFIX}tmp`;
+/** Piece size of pipelined reads and writes. */
+const READ_CHUNK_BYTES = 4 << 20;
 
 function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err).code) : undefined;
@@ -59,44 +61,42 @@ export class LocalStorage extends Storage {
     await fs.mkdir(tmpDir, { recursive: true });
     const tmp = path.join(tmpDir, `${randomBytes(8).toString('hex')}.part`);
     try {
-      const size = await this.writeFile(tmp, body);
+      const digest = new StreamDigest();
+      await this.writeFile(tmp, body instanceof Uint8Array ? hashedSlices(body, digest) : hashedStream(body, digest));
       await this.moveIntoPlace(tmp, target, key, options.ifAbsent ?? false);
-      return { key, size };
+      return { key, size: digest.size, sha256: digest.sha256 };
     } finally {
       await fs.rm(tmp, { force: true });
     }
   }
 
-  private async writeFile(file: string, body: PutBody): Promise<number> {
-    if (body instanceof Uint8Array) {
-      const handle = await fs.open(file, 'w');
-      try {
-        await handle.writeFile(body);
-        if (this.fsync) await handle.sync();
-      } finally {
-        await handle.close();
+  /**
+   * Writes chunks to `file` and fsyncs it. Pipelined: writing piece k (thread pool) overlaps producing piece
+   * k+1 (hashing it) on this thread.
+   */
+  private async writeFile(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<void> {
+    const handle = await fs.open(file, 'w');
+    let position = 0;
+    let pending: Promise<void> = Promise.resolve();
+    const writeFully = async (chunk: Uint8Array, at: number): Promise<void> => {
+      let done = 0;
+      while (done < chunk.byteLength) {
+        const { bytesWritten } = await handle.write(chunk, done, chunk.byteLength - done, at + done);
+        done += bytesWritten;
       }
-      return body.byteLength;
-    }
-    let size = 0;
-    const counted = Readable.from(
-      (async function* () {
-        for await (const chunk of body as AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
-          size += chunk.byteLength;
-          yield chunk;
-        }
-      })(),
-    );
-    await pipeline(counted, createWriteStream(file, { highWaterMark: 1 << 20 }));
-    if (this.fsync) {
-      const handle = await fs.open(file, 'r+');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+    };
+    try {
+      for await (const chunk of chunks) {
+        await pending;
+        pending = writeFully(chunk, position);
+        position += chunk.byteLength;
       }
+      await pending;
+      if (this.fsync) await handle.sync();
+    } finally {
+      await pending.catch(() => undefined);
+      await handle.close();
     }
-    return size;
   }
 
   private async moveIntoPlace(tmp: string, target: string, key: string, ifAbsent: boolean): Promise<void> {
@@ -150,16 +150,27 @@ export class LocalStorage extends Storage {
     return { handle, size: stat.size };
   }
 
-  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Uint8Array> {
     const { handle, size } = await this.openForRead(key);
     try {
       const { start, end } = range ? resolveRange(range, size, () => key) : { start: 0, end: size - 1 };
-      const out = Buffer.allocUnsafe(end - start + 1);
-      let done = 0;
-      while (done < out.length) {
-        const { bytesRead } = await handle.read(out, done, out.length - done, start + done);
+      const length = end - start + 1;
+      if (options.into && options.into.byteLength !== length) throw new SizeMismatchError(key, options.into.byteLength, length);
+      const out = options.into ?? Buffer.allocUnsafe(length);
+      // Pipelined: the read of piece k+1 (thread pool) overlaps onChunk(piece k) on this thread.
+      const readAt = async (offset: number): Promise<number> => {
+        const { bytesRead } = await handle.read(out, offset, Math.min(READ_CHUNK_BYTES, out.length - offset), start + offset);
         if (bytesRead === 0) throw new SophiaError('unavailable', `${key} shrank while being read from ${this.location}`);
-        done += bytesRead;
+        return bytesRead;
+      };
+      let done = 0;
+      let pending = out.length > 0 ? readAt(0) : undefined;
+      while (pending) {
+        const n = await pending;
+        const pieceStart = done;
+        done += n;
+        pending = done < out.length ? readAt(done) : undefined;
+        options.onChunk?.(out.subarray(pieceStart, done));
       }
       return out;
     } finally {

@@ -23,12 +23,14 @@ import { Readable } from 'node:stream';
 import {
   AlreadyExistsError,
   NotFoundError,
+  SizeMismatchError,
   SophiaError,
   StorageConfigError,
   StorageUnavailableError,
 } from '../common/errors';
+import { StreamDigest, hashInterleaved, hashedStream, sha256Hex } from './hashing';
 import { assertValidKey, assertValidPrefix } from './keys';
-import { type ByteRange, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
+import { type ByteRange, type GetOptions, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -49,6 +51,12 @@ export interface S3StorageOptions {
   queueSize?: number;
   /** Attempts per request inside the SDK (default 3). */
   maxAttempts?: number;
+  /**
+   * Extra per-request CRC checksums: `when-required` (default here) or `when-supported` (the SDK's default).
+   * Uploads are already covered by the SigV4 payload sha256, which the server verifies, and every checkpoint
+   * byte is verified against its manifest's sha256 on load; the CRC pass only costs CPU on top.
+   */
+  requestChecksums?: 'when-supported' | 'when-required';
 }
 
 const MiB = 1 << 20;
@@ -96,6 +104,8 @@ export class S3Storage extends Storage {
     };
     if (options.endpoint !== undefined) config.endpoint = options.endpoint;
     if (options.credentials !== undefined) config.credentials = options.credentials;
+    config.requestChecksumCalculation = options.requestChecksums === 'when-supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
+    config.responseChecksumValidation = config.requestChecksumCalculation;
     this.client = new S3Client(config);
   }
 
@@ -136,53 +146,52 @@ export class S3Storage extends Storage {
 
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<PutResult> {
     const Key = this.fullKey(key);
-    if (options.ifAbsent && !(body instanceof Uint8Array && body.byteLength <= this.multipartThreshold)) {
+    const single = body instanceof Uint8Array && body.byteLength <= this.multipartThreshold;
+    if (options.ifAbsent && !single) {
       throw new TypeError(`put(${key}): ifAbsent needs an in-memory body of at most ${this.multipartThreshold} bytes`);
     }
+    const ContentType = options.contentType ?? 'application/octet-stream';
     try {
-      if (body instanceof Uint8Array && body.byteLength <= this.multipartThreshold) {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key,
-            Body: body,
-            ContentLength: body.byteLength,
-            ContentType: options.contentType ?? 'application/octet-stream',
-            ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
-          }),
-        );
-        return { key, size: body.byteLength };
-      }
-      let size = 0;
-      let uploadBody: Uint8Array | Readable;
-      if (body instanceof Uint8Array) {
-        uploadBody = body;
-        size = body.byteLength;
-      } else {
-        uploadBody = Readable.from(
-          (async function* () {
-            for await (const chunk of body as AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
-              size += chunk.byteLength;
-              yield chunk;
-            }
-          })(),
-          { objectMode: false },
-        );
-      }
-      const upload = new Upload({
-        client: this.client,
-        params: {
+      if (single) {
+        // One pass of sha256 serves twice: it is the SigV4 payload hash (the signer uses a preset
+        // x-amz-content-sha256 instead of hashing the body again, and the server verifies it), and it is
+        // returned for the caller's manifest.
+        const sha256 = sha256Hex(body);
+        const command = new PutObjectCommand({
           Bucket: this.bucket,
           Key,
-          Body: uploadBody,
-          ContentType: options.contentType ?? 'application/octet-stream',
-        },
+          Body: body,
+          ContentLength: body.byteLength,
+          ContentType,
+          ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
+        });
+        command.middlewareStack.add(
+          (next) => (args) => {
+            const request = args.request as { headers?: Record<string, string> };
+            if (request.headers) request.headers['x-amz-content-sha256'] = sha256;
+            return next(args);
+          },
+          { step: 'build', name: 'sophiaPayloadSha256' },
+        );
+        await this.client.send(command);
+        return { key, size: body.byteLength, sha256 };
+      }
+      // Multipart through lib-storage. An in-memory body is uploaded as is (parts are zero-copy slices) while
+      // this thread hashes it in slices between upload events; a stream is hashed as it flows by.
+      const digest = new StreamDigest();
+      const uploadBody =
+        body instanceof Uint8Array
+          ? Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+          : Readable.from(hashedStream(body, digest), { objectMode: false });
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key, Body: uploadBody, ContentType },
         partSize: this.partSize,
         queueSize: this.queueSize,
         leavePartsOnError: false,
       });
-      await upload.done();
-      return { key, size };
+      await Promise.all([upload.done(), body instanceof Uint8Array ? hashInterleaved(body, digest) : undefined]);
+      return { key, size: digest.size, sha256: digest.sha256 };
     } catch (err) {
       throw this.mapError(err, 'put', key);
     }
@@ -206,22 +215,30 @@ export class S3Storage extends Storage {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<Uint8Array> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Uint8Array> {
     const { body, length } = await this.fetch(key, range);
     try {
+      if (options.into && options.into.byteLength !== length) {
+        body.destroy();
+        throw new SizeMismatchError(key, options.into.byteLength, length);
+      }
       if (length >= 0) {
-        const out = Buffer.allocUnsafe(length);
+        const out = options.into ?? Buffer.allocUnsafe(length);
         let offset = 0;
         for await (const chunk of body as AsyncIterable<Buffer>) {
           if (offset + chunk.length > length) throw new StorageUnavailableError(`S3 get ${key}: more bytes than Content-Length`);
-          chunk.copy(out, offset);
+          out.set(chunk, offset);
+          options.onChunk?.(out.subarray(offset, offset + chunk.length));
           offset += chunk.length;
         }
         if (offset !== length) throw new StorageUnavailableError(`S3 get ${key}: body ended after ${offset} of ${length} bytes`);
         return out;
       }
       const chunks: Buffer[] = [];
-      for await (const chunk of body as AsyncIterable<Buffer>) chunks.push(chunk);
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        chunks.push(chunk);
+        options.onChunk?.(chunk);
+      }
       return Buffer.concat(chunks);
     } catch (err) {
       throw this.mapError(err, 'get', key);

@@ -12,6 +12,7 @@ import {
   CorruptCheckpointError,
   InvalidKeyError,
   NotFoundError,
+  SizeMismatchError,
 } from '../common/errors';
 import { CheckpointStore } from './checkpoints';
 import { sha256Hex } from './hashing';
@@ -59,13 +60,14 @@ export function describeStorageContract(name: string, open: () => Promise<Storag
       store = new CheckpointStore(storage);
     });
     afterAll(async () => {
+      await store?.close();
       await storage?.close();
     });
 
     describe('objects', () => {
       it('round-trips small objects and overwrites atomically', async () => {
         const key = `${ns()}/a/hello.txt`;
-        expect(await storage.put(key, enc('hello'))).toEqual({ key, size: 5 });
+        expect(await storage.put(key, enc('hello'))).toEqual({ key, size: 5, sha256: sha256Hex(enc('hello')) });
         expect(dec(await storage.get(key))).toBe('hello');
         await storage.put(key, enc('hello again'));
         expect(dec(await storage.get(key))).toBe('hello again');
@@ -139,7 +141,7 @@ export function describeStorageContract(name: string, open: () => Promise<Storag
       it('round-trips a 72 MiB in-memory object (multipart on S3) and reads ranges across part boundaries', async () => {
         const key = `${ns()}/large.bin`;
         const data = patternBytes(72 * MiB + 123, 7);
-        expect((await storage.put(key, data)).size).toBe(data.length);
+        expect(await storage.put(key, data)).toEqual({ key, size: data.length, sha256: sha256Hex(data) });
         const back = await storage.get(key);
         expect(back.length).toBe(data.length);
         expect(sha256Hex(back)).toBe(sha256Hex(data));
@@ -148,12 +150,23 @@ export function describeStorageContract(name: string, open: () => Promise<Storag
         expect(Buffer.from(slice).equals(Buffer.from(data.subarray(offset, offset + 20)))).toBe(true);
         const streamed = await readAll(await storage.getStream(key));
         expect(sha256Hex(streamed)).toBe(sha256Hex(data));
+        // onChunk sees every byte of the result, in order, while it is read.
+        const pieces: Uint8Array[] = [];
+        const viaChunks = await storage.get(key, { offset: 5, length: 20 * MiB }, { onChunk: (c) => pieces.push(Uint8Array.from(c)) });
+        expect(pieces.length).toBeGreaterThan(1);
+        expect(sha256Hex(Buffer.concat(pieces))).toBe(sha256Hex(viaChunks));
+        expect(sha256Hex(viaChunks)).toBe(sha256Hex(data.subarray(5, 5 + 20 * MiB)));
+        // `into` fills the caller's buffer, and refuses one of the wrong size.
+        const into = new Uint8Array(new SharedArrayBuffer(data.length));
+        expect(await storage.get(key, undefined, { into })).toBe(into);
+        expect(sha256Hex(into)).toBe(sha256Hex(data));
+        await expect(storage.get(key, undefined, { into: new Uint8Array(10) })).rejects.toBeInstanceOf(SizeMismatchError);
       });
 
       it('round-trips a 66 MiB streamed object of unknown length', async () => {
         const key = `${ns()}/streamed.bin`;
         const data = patternBytes(66 * MiB + 5, 11);
-        expect((await storage.put(key, chunked(data, 1_000_003))).size).toBe(data.length);
+        expect(await storage.put(key, chunked(data, 1_000_003))).toEqual({ key, size: data.length, sha256: sha256Hex(data) });
         expect((await storage.head(key))?.size).toBe(data.length);
         expect(sha256Hex(await storage.get(key))).toBe(sha256Hex(data));
       });
@@ -209,6 +222,25 @@ export function describeStorageContract(name: string, open: () => Promise<Storag
         await expect(store.load(m.key)).rejects.toThrow(/weights\.bin has 100 bytes, the manifest records 4101/);
         await storage.delete(weightsKey);
         await expect(store.verify(m.key)).rejects.toThrow(/weights\.bin .* listed in the manifest is missing/);
+      });
+
+      it('detects corruption in large files verified off-thread', async () => {
+        const runId = ns();
+        const big = patternBytes(9 * MiB + 7, 21);
+        const m = await store.save({ runId, stage: 'sft', step: 1, files: [{ name: 'state.bin', data: big }], configHash: 'h' });
+        expect(sha256Hex((await store.load(m.key)).files.get('state.bin')!)).toBe(sha256Hex(big));
+        const key = `${m.key}/${m.files[0]!.key}`;
+        const flipped = Uint8Array.from(big);
+        flipped[8 * MiB + 3] = flipped[8 * MiB + 3]! ^ 0x80;
+        await storage.put(key, flipped);
+        await expect(store.load(m.key)).rejects.toThrow(/state\.bin has sha256 [0-9a-f]{64}, the manifest records/);
+        await storage.put(key, big.subarray(0, 5 * MiB));
+        await expect(store.load(m.key)).rejects.toThrow(/state\.bin has 5242880 bytes, the manifest records 9437191/);
+        // The same checks on the main thread give the same verdicts.
+        const plain = new CheckpointStore(storage, { hashWorker: false });
+        await expect(plain.load(m.key)).rejects.toThrow(/state\.bin has 5242880 bytes/);
+        await storage.put(key, big);
+        expect((await plain.load(m.key)).manifest.step).toBe(1);
       });
 
       it('treats an unreadable manifest as corrupt and skips it for latest', async () => {

@@ -32,12 +32,28 @@ export interface PutResult {
   key: string;
   /** Bytes written. */
   size: number;
+  /** Lowercase hex sha256 of the bytes written, computed while writing (checkpoint manifests record it). */
+  sha256: string;
 }
 
 /** Bytes `[offset, offset + length)` of an object; `length` omitted = to the end. */
 export interface ByteRange {
   offset: number;
   length?: number;
+}
+
+export interface GetOptions {
+  /**
+   * Read into this buffer instead of allocating one (it is returned). Its length must equal the object's (or
+   * range's) size, else `SizeMismatchError`. Lets callers supply e.g. a SharedArrayBuffer-backed buffer that a
+   * worker thread hashes while the read goes on.
+   */
+  into?: Uint8Array;
+  /**
+   * Called with each piece of the result (a view into the returned buffer, in order) as soon as it has arrived,
+   * while the next piece is still being read: lets callers hash during the read instead of after it.
+   */
+  onChunk?: (chunk: Uint8Array) => void;
 }
 
 export interface ObjectInfo {
@@ -53,7 +69,7 @@ export abstract class Storage {
   abstract put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult>;
 
   /** The whole object, or a range of it, in memory. */
-  abstract get(key: string, range?: ByteRange): Promise<Uint8Array>;
+  abstract get(key: string, range?: ByteRange, options?: GetOptions): Promise<Uint8Array>;
 
   /** The object, or a range of it, as a stream (for objects too large to hold twice in memory). */
   abstract getStream(key: string, range?: ByteRange): Promise<Readable>;

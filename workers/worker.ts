@@ -36,7 +36,7 @@ export async function createSophiaWorker(options: SophiaWorkerOptions): Promise<
   return Worker.create({
     connection,
     namespace: config.connection.namespace,
-    taskQueue: settings.taskQueue,
+    taskQueue: config.taskQueues[kind],
     activities: options.activities,
     ...(hostsWorkflows
       ? options.workflowBundle

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { S3Storage, type S3StorageOptions } from '../../storage/s3';
 import { loadTemporalConfig, type TemporalConfig } from '../../temporal.config';
 
@@ -25,10 +26,12 @@ export function stackEnv(): Record<string, string> {
   return env;
 }
 
-export function stackTemporalConfig(): TemporalConfig {
+/** The Temporal config for the local stack; `overrides` are extra env vars (e.g. a private task queue). */
+export function stackTemporalConfig(overrides: Record<string, string> = {}): TemporalConfig {
   const env = stackEnv();
   return loadTemporalConfig({
     ...process.env,
+    ...overrides,
     TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS || `${env.SOPHIA_TEMPORAL_HOST}:${env.SOPHIA_TEMPORAL_PORT}`,
     TEMPORAL_NAMESPACE: process.env.TEMPORAL_NAMESPACE || env.SOPHIA_TEMPORAL_NAMESPACE,
   });
@@ -65,4 +68,19 @@ export async function requireStack(): Promise<void> {
   } finally {
     await s3.close();
   }
+}
+
+let runtimeInstalled = false;
+
+/** Keeps worker logs to warnings and errors, so test output shows test results (once per process). */
+export function quietTemporalRuntime(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
+}
+
+/** The pinned Temporal CLI installed by infra/local/install-tools.sh (or SOPHIA_TEMPORAL_CLI). */
+export function temporalCliPath(): string {
+  const env = stackEnv();
+  return process.env.SOPHIA_TEMPORAL_CLI || path.resolve(REPO_ROOT, env.SOPHIA_TOOLS_DIR!, 'venv/bin/temporal');
 }
