@@ -1,0 +1,148 @@
+/**
+ * The embedded Temporal dev server behind `sophia run` when no TEMPORAL_ADDRESS is set: the pinned `temporal`
+ * CLI started as a child process with a SQLite file under `.sophia/`, so workflows survive the process and a
+ * second `sophia run` continues where the first stopped. If an embedded server from another Sophia process is
+ * still up (its pid file names a live process that answers), it is reused instead of starting a second one on
+ * the same database.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import * as path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { ConfigError } from '../common/errors';
+
+export interface EmbeddedServerOptions {
+  /** Folder for the database, pid file and log (default `.sophia/embedded`). */
+  dir: string;
+  /** The `temporal` executable. */
+  executable: string;
+  /** Preferred frontend port; a free one is picked if it is taken. */
+  port?: number;
+  uiPort?: number;
+}
+
+export interface EmbeddedServer {
+  address: string;
+  uiUrl: string | undefined;
+  /** Whether this process started it (and so stops it). */
+  owned: boolean;
+  stop(): Promise<void>;
+}
+
+/** Resolves the `temporal` executable: SOPHIA_TEMPORAL_CLI, the project-local tools folder, or PATH. */
+export function findTemporalCli(repoRoot: string, env: Readonly<Record<string, string | undefined>>): string {
+  if (env.SOPHIA_TEMPORAL_CLI) {
+    if (!existsSync(env.SOPHIA_TEMPORAL_CLI)) {
+      throw new ConfigError('SOPHIA_TEMPORAL_CLI', `${env.SOPHIA_TEMPORAL_CLI} does not exist`, {
+        hint: 'Point it at a `temporal` executable, or unset it to use the pinned one (npm run tools:install)',
+      });
+    }
+    return env.SOPHIA_TEMPORAL_CLI;
+  }
+  const local = path.join(repoRoot, env.SOPHIA_TOOLS_DIR ?? '.tools', 'venv', 'bin', 'temporal');
+  if (existsSync(local)) return local;
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, 'temporal');
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  throw new ConfigError('SOPHIA_TEMPORAL_CLI', 'no `temporal` CLI found for the embedded dev server', {
+    hint: 'Run `npm run tools:install` (pinned CLI into .tools/), or set TEMPORAL_ADDRESS to use a running server',
+  });
+}
+
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+async function anyFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** True when a Temporal frontend answers its health check at `address`. */
+export async function temporalHealthy(address: string): Promise<boolean> {
+  try {
+    const connection = await Connection.connect({ address, connectTimeout: 2_000 });
+    try {
+      await connection.healthService.check({});
+      return true;
+    } finally {
+      await connection.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface PidRecord {
+  pid: number;
+  address: string;
+  uiUrl?: string;
+}
+
+export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  mkdirSync(options.dir, { recursive: true });
+  const pidFile = path.join(options.dir, 'server.json');
+  if (existsSync(pidFile)) {
+    const record = JSON.parse(readFileSync(pidFile, 'utf8')) as PidRecord;
+    if (alive(record.pid) && (await temporalHealthy(record.address))) {
+      return { address: record.address, uiUrl: record.uiUrl, owned: false, stop: () => Promise.resolve() };
+    }
+    rmSync(pidFile, { force: true });
+  }
+  const port = options.port !== undefined && (await portFree(options.port)) ? options.port : await anyFreePort();
+  const uiPort = options.uiPort !== undefined && (await portFree(options.uiPort)) ? options.uiPort : await anyFreePort();
+  const address = `127.0.0.1:${port}`;
+  const uiUrl = `http://127.0.0.1:${uiPort}`;
+  const log = openSync(path.join(options.dir, 'server.log'), 'a');
+  const child: ChildProcess = spawn(
+    options.executable,
+    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', path.join(options.dir, 'temporal.db'), '--log-level', 'warn'],
+    { stdio: ['ignore', log, log] },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  while (!(await temporalHealthy(address))) {
+    if (child.exitCode !== null) {
+      throw new Error(`the embedded Temporal dev server exited with code ${child.exitCode}; see ${path.join(options.dir, 'server.log')}`);
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the embedded Temporal dev server did not answer within 60 s; see ${path.join(options.dir, 'server.log')}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  writeFileSync(pidFile, JSON.stringify({ pid: child.pid ?? -1, address, uiUrl } satisfies PidRecord));
+  return {
+    address,
+    uiUrl,
+    owned: true,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(pidFile, { force: true });
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * The `sophia` command line. Each subcommand lives in its own module; this file parses arguments, prints
+ * usage, and turns errors into one readable line (with the fix) and an exit code.
+ */
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { SophiaError } from '../common/errors';
+import { runCommand } from './run';
+
+const USAGE = `usage: sophia <command> [options]
+
+commands:
+  run [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX] [--steps N]
+        run the pipeline with in-process workers; on the embedded Temporal dev server unless
+        TEMPORAL_ADDRESS is set; the same --run-id continues an interrupted run
+  help  show this text
+
+environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_* (see README.md)`;
+
+const REPO_ROOT = path.resolve(__dirname, '..');
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { 'run-id': { type: 'string' }, storage: { type: 'string' }, steps: { type: 'string', default: '3' } },
+          strict: true,
+        });
+        const steps = Number(values.steps);
+        if (!Number.isInteger(steps) || steps < 1) throw new SophiaError('input', `--steps: ${JSON.stringify(values.steps)} is not an integer ≥ 1`);
+        return await runCommand({ runId: values['run-id'], storage: values.storage, steps, env, repoRoot: REPO_ROOT, out: process.stdout });
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        console.error(`sophia: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    if (err instanceof SophiaError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+      console.error(`sophia: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+}
