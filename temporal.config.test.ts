@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './common/errors';
 import { DEFAULT_TEMPORAL_CONFIG, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, validateTemporalConfig } from './temporal.config';
@@ -100,10 +102,12 @@ describe('loadTemporalConfig', () => {
     expect(err.field).toBe('SOPHIA_TASK_QUEUE_GPU');
   });
 
-  it('documents every variable it reads', () => {
+  it('documents every variable it reads, here and in the README', () => {
     const names = TEMPORAL_ENV_VARS.map((v) => v.name);
     expect(new Set(names).size).toBe(names.length);
     for (const v of TEMPORAL_ENV_VARS) expect(v.doc.length).toBeGreaterThan(10);
+    const readme = readFileSync(path.join(__dirname, 'README.md'), 'utf8');
+    expect(names.filter((name) => !readme.includes(`\`${name}\``))).toEqual([]);
   });
 });
 

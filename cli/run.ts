@@ -40,7 +40,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const say = (line: string) => out.write(`${line}\n`);
   const runId = options.runId ?? defaultRunId(new Date());
   const storageUrl = options.storage ?? env.SOPHIA_STORAGE ?? path.join(options.repoRoot, '.sophia', 'storage');
-  const storage = openStorage(storageUrl, env); // validates the URL and S3 settings before anything starts
+  // Validate everything the user configured before starting anything.
+  loadTemporalConfig(env);
+  const storage = openStorage(storageUrl, env);
   Runtime.install({ logger: new DefaultLogger('WARN') });
 
   let embedded: EmbeddedServer | undefined;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops the local stack started by up.sh (SIGTERM, then SIGKILL after 20 s). Data is kept, so workflows and
+# Stops the local stack started by up.sh (SIGTERM, then SIGKILL after 40 s; SeaweedFS takes ~16 s to shut down). Data is kept, so workflows and
 # objects survive a restart; pass --wipe to delete the stack's data folder as well.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -9,9 +9,9 @@ stop() {
   if ! pid_alive "$name"; then rm -f "$pidfile"; log "$name not running"; return; fi
   local pid; pid="$(cat "$pidfile")"
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not stop in 20s; killing"
+    log "$name did not stop in 40s; killing"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"

@@ -53,7 +53,7 @@ JSON
   start seaweedfs "$SOPHIA_S3_PORT" "$WEED_BIN" server \
     -dir="$SOPHIA_STACK_DIR/seaweedfs/data" -ip="$SOPHIA_S3_HOST" -ip.bind="$SOPHIA_S3_HOST" \
     -master.port="$SOPHIA_SEAWEED_MASTER_PORT" -master.volumeSizeLimitMB=1024 \
-    -volume.port="$SOPHIA_SEAWEED_VOLUME_PORT" -volume.max=64 \
+    -volume.port="$SOPHIA_SEAWEED_VOLUME_PORT" -volume.max=64 -volume.preStopSeconds=0 \
     -filer -filer.port="$SOPHIA_SEAWEED_FILER_PORT" \
     -s3 -s3.port="$SOPHIA_S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$S3_CONFIG"
   wait_for seaweedfs s3_answers || die "seaweedfs failed to start (log: $LOG_DIR/seaweedfs.log)"

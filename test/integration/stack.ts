@@ -72,10 +72,13 @@ export async function requireStack(): Promise<void> {
 
 let runtimeInstalled = false;
 
-/** Keeps worker logs to warnings and errors, so test output shows test results (once per process). */
+/**
+ * Keeps worker logs to errors, so test output shows test results (once per process). Tests that fail
+ * workflows on purpose would otherwise print the SDK's "Workflow failed" warnings.
+ */
 export function quietTemporalRuntime(): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
   runtimeInstalled = true;
 }
 

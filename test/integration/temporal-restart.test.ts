@@ -1,15 +1,13 @@
 /**
  * Durability of the dev server itself: with a SQLite file, a workflow started before a server restart is
- * still there afterwards and completes once a worker shows up. Uses a private dev server (own ports, own
- * database) so the shared stack is not disturbed.
+ * still there afterwards and completes once a worker shows up. Uses a private embedded dev server (the one
+ * `sophia run` starts: own ports, own database) so the shared stack is not disturbed.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Connection } from '@temporalio/client';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startEmbeddedServer, type EmbeddedServer } from '../../cli/embedded-server';
 import { createSmokeActivities } from '../../activities/smoke';
 import { connectClient, connectWorker } from '../../clients/temporal';
 import { CheckpointStore } from '../../storage/checkpoints';
@@ -18,45 +16,6 @@ import { loadTemporalConfig } from '../../temporal.config';
 import { createSophiaWorker } from '../../workers/worker';
 import { stackSmoke } from '../../workflows';
 import { quietTemporalRuntime, temporalCliPath } from './stack';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitHealthy(address: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const connection = await Connection.connect({ address, connectTimeout: 2_000 });
-      await connection.healthService.check({});
-      await connection.close();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`dev server at ${address} not healthy after ${timeoutMs} ms: ${String(err)}`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
-}
-
-function startServer(dbFile: string, port: number): ChildProcess {
-  return spawn(temporalCliPath(), ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--db-filename', dbFile, '--log-level', 'error'], {
-    stdio: 'ignore',
-  });
-}
-
-async function stopServer(server: ChildProcess): Promise<void> {
-  if (server.exitCode !== null) return;
-  const exited = new Promise((resolve) => server.once('exit', resolve));
-  server.kill('SIGTERM');
-  await exited;
-}
 
 describe('Temporal dev server with a SQLite file', () => {
   const cleanups: (() => Promise<void>)[] = [];
@@ -68,13 +27,14 @@ describe('Temporal dev server with a SQLite file', () => {
     quietTemporalRuntime();
     const dir = await mkdtemp(path.join(tmpdir(), 'sophia-restart-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const dbFile = path.join(dir, 'temporal.db');
-    const port = await freePort();
-    const config = loadTemporalConfig({ TEMPORAL_ADDRESS: `127.0.0.1:${port}`, SOPHIA_TASK_QUEUE_CPU: 'sophia-cpu-restart' });
+    const serverDir = path.join(dir, 'embedded');
+    const executable = temporalCliPath();
+    let server: EmbeddedServer = await startEmbeddedServer({ dir: serverDir, executable });
+    cleanups.push(() => server.stop());
+    expect(server.owned).toBe(true);
+    const port = Number(server.address.split(':')[1]);
+    const config = loadTemporalConfig({ TEMPORAL_ADDRESS: server.address, SOPHIA_TASK_QUEUE_CPU: 'sophia-cpu-restart' });
 
-    let server = startServer(dbFile, port);
-    cleanups.push(() => stopServer(server));
-    await waitHealthy(config.connection.address);
     let client = await connectClient(config);
     const handle = await client.workflow.start(stackSmoke, {
       taskQueue: config.taskQueues.cpu,
@@ -83,10 +43,14 @@ describe('Temporal dev server with a SQLite file', () => {
     });
     await client.connection.close();
 
-    // No worker yet: the workflow only exists in the server's database. Restart the server.
-    await stopServer(server);
-    server = startServer(dbFile, port);
-    await waitHealthy(config.connection.address);
+    // A second start while it runs reuses it instead of opening the same database twice.
+    const again = await startEmbeddedServer({ dir: serverDir, executable });
+    expect(again).toMatchObject({ owned: false, address: server.address });
+
+    // No worker yet: the workflow only exists in the server's database. Restart the server on the same port.
+    await server.stop();
+    server = await startEmbeddedServer({ dir: serverDir, executable, port });
+    expect(server.address).toBe(config.connection.address);
 
     client = await connectClient(config);
     const described = await client.workflow.getHandle(handle.workflowId).describe();
