@@ -26,6 +26,8 @@ describe('sophia CLI arguments', () => {
     expect(String(error.mock.calls[2]?.[0])).toMatch(/unsupported storage URL/);
     expect(await main(['run', '--storage', '/tmp/x'], { TEMPORAL_ADDRESS: 'not an address' })).toBe(2);
     expect(String(error.mock.calls[3]?.[0])).toMatch(/TEMPORAL_ADDRESS: "not an address" is not host:port/);
+    expect(await main(['run', '--run-id', '../escape'])).toBe(2);
+    expect(String(error.mock.calls[4]?.[0])).toMatch(/"\.\.\/escape": not a valid run id/);
   });
 
   it('makes readable run ids', () => {

@@ -7,11 +7,12 @@
  * activity to the checkpoint store and verified, which exercises Temporal, workers and storage for real.
  */
 import * as path from 'node:path';
-import { WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createSmokeActivities } from '../activities/smoke';
 import { connectClient, connectWorker } from '../clients/temporal';
 import { CheckpointStore } from '../storage/checkpoints';
+import { assertValidName } from '../storage/keys';
 import { openStorage } from '../storage/open';
 import { loadTemporalConfig } from '../temporal.config';
 import { createSophiaWorker } from '../workers/worker';
@@ -29,6 +30,15 @@ export interface RunOptions {
   out: NodeJS.WritableStream;
 }
 
+/** Messages of an error and its causes, outermost first, without repeats (Temporal wraps failures twice). */
+function causeChain(err: unknown): string[] {
+  const out: string[] = [];
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (!out.includes(e.message)) out.push(e.message);
+  }
+  return out;
+}
+
 /** A run id a person can read and type again: run-20261127-081500. */
 export function defaultRunId(now: Date): string {
   const pad = (n: number) => String(n).padStart(2, '0');
@@ -39,10 +49,16 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const { env, out } = options;
   const say = (line: string) => out.write(`${line}\n`);
   const runId = options.runId ?? defaultRunId(new Date());
+  assertValidName('run id', runId);
   const storageUrl = options.storage ?? env.SOPHIA_STORAGE ?? path.join(options.repoRoot, '.sophia', 'storage');
   // Validate everything the user configured before starting anything.
   loadTemporalConfig(env);
   const storage = openStorage(storageUrl, env);
+  // Preflight: unreachable storage or missing credentials fail here, not inside a started workflow.
+  await storage.head(`runs/${runId}/metrics.jsonl`).catch(async (err: unknown) => {
+    await storage.close();
+    throw err;
+  });
   Runtime.install({ logger: new DefaultLogger('WARN') });
 
   let embedded: EmbeddedServer | undefined;
@@ -92,7 +108,14 @@ export async function runCommand(options: RunOptions): Promise<number> {
       last = line;
     };
     progressTimer = setInterval(() => void showProgress(), 500);
-    const result = await worker.runUntil(handle.result());
+    let result;
+    try {
+      result = await worker.runUntil(handle.result());
+    } catch (err) {
+      if (!(err instanceof WorkflowFailedError)) throw err;
+      say(`failed     ${workflowId}: ${causeChain(err).join(' ← ')}`);
+      return 1;
+    }
     clearInterval(progressTimer);
     say(`done       verified ${result.verified.checkpointKey} (${result.verified.files.join(', ')}; ${result.verified.totalBytes} bytes, sha256 ${result.verified.sha256.slice(0, 12)}…)`);
     say('note       the training stages (SFT → reward model → Trust-GRPO → evaluation) are not built yet; this ran the stack smoke pipeline');

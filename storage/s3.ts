@@ -131,6 +131,12 @@ export class S3Storage extends Storage {
         hint: 'Create the bucket (the local stack does this in `npm run stack:up`) or fix the storage URL',
       });
     }
+    if (name === 'CredentialsProviderError') {
+      return new StorageConfigError(`${what}: no S3 credentials found`, {
+        cause: err,
+        hint: 'Set SOPHIA_S3_ACCESS_KEY_ID and SOPHIA_S3_SECRET_ACCESS_KEY, or configure the AWS credential chain (AWS_ACCESS_KEY_ID, a profile, an instance role)',
+      });
+    }
     if (status === 401 || status === 403 || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'AccessDenied') {
       return new StorageConfigError(`${what}: access denied (${name || status})`, {
         cause: err,

@@ -33,6 +33,10 @@ temporal_healthy() {
   "$TEMPORAL_BIN" operator cluster health --address "$SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_PORT" 2>/dev/null | grep -q SERVING
 }
 
+temporal_ui_healthy() {
+  [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_UI_PORT/" || true)" == "200" ]]
+}
+
 s3_url() { printf 'http://%s:%s' "$SOPHIA_S3_HOST" "$SOPHIA_S3_PORT"; }
 
 # s3_request METHOD PATH: a SigV4-signed request with the stack's credentials; prints the HTTP status.

@@ -4,7 +4,8 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 ok=0
 if [[ -x "$TEMPORAL_BIN" ]] && temporal_healthy; then
-  echo "temporal   up    $SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_PORT  UI http://$SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_UI_PORT"
+  ui="down"; temporal_ui_healthy && ui="up"
+  echo "temporal   up    $SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_PORT  UI http://$SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_UI_PORT ($ui)"
 else
   echo "temporal   down  $SOPHIA_TEMPORAL_HOST:$SOPHIA_TEMPORAL_PORT"; ok=1
 fi

@@ -33,6 +33,7 @@ else
     --db-filename "$SOPHIA_STACK_DIR/temporal/temporal.db" \
     --namespace "$SOPHIA_TEMPORAL_NAMESPACE" --log-level warn
   wait_for temporal temporal_healthy || die "temporal failed to start (log: $LOG_DIR/temporal.log)"
+  wait_for temporal temporal_ui_healthy || die "the Temporal Web UI did not answer on port $SOPHIA_TEMPORAL_UI_PORT (log: $LOG_DIR/temporal.log)"
 fi
 
 # --- SeaweedFS + S3 gateway ----------------------------------------------------------------------------
