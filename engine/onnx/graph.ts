@@ -1,0 +1,227 @@
+/**
+ * A small ONNX graph builder with static shapes, the base of Sophia's training graphs.
+ *
+ * Model code calls op functions (`ops.ts`) that append nodes to a `Graph` and return `Value`s whose dtype and
+ * shape are known at build time. Every node is recorded in order (a tape), so `autodiff.ts` can walk it
+ * backwards and append the gradient nodes to the same graph; `optim.ts` appends the AdamW update. `toModel()`
+ * serializes the result as an ONNX ModelProto (opset 20) that onnxruntime runs as an ordinary inference session.
+ *
+ * Shapes are fully static (one graph per batch/sequence bucket, cached by the engine): this keeps broadcasting
+ * gradients (which axes to sum) decidable at build time and lets onnxruntime plan memory once.
+ */
+import { onnx } from 'onnx-proto';
+
+export type DType = 'float32' | 'float64' | 'int64' | 'bool';
+export type FloatDType = 'float32' | 'float64';
+export type Shape = readonly number[];
+
+/** A tensor in the graph: the output of a node, a graph input or a constant. */
+export interface Value {
+  readonly id: number;
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: Shape;
+}
+
+export type Attr =
+  | { kind: 'int'; value: number }
+  | { kind: 'float'; value: number }
+  | { kind: 'ints'; value: readonly number[] }
+  | { kind: 'string'; value: string };
+
+export const int = (value: number): Attr => ({ kind: 'int', value });
+export const float = (value: number): Attr => ({ kind: 'float', value });
+export const ints = (value: readonly number[]): Attr => ({ kind: 'ints', value });
+export const str = (value: string): Attr => ({ kind: 'string', value });
+
+/** One recorded operation. `meta` carries builder-level facts VJP rules need (e.g. the original axes). */
+export interface NodeRecord {
+  readonly op: string;
+  readonly inputs: readonly Value[];
+  readonly outputs: readonly Value[];
+  readonly attrs: Readonly<Record<string, Attr>>;
+  readonly meta?: Readonly<Record<string, unknown>>;
+}
+
+export type TypedData = Float32Array | Float64Array | BigInt64Array | Uint8Array;
+
+const ELEM_TYPE: Record<DType, number> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  float64: onnx.TensorProto.DataType.DOUBLE,
+  int64: onnx.TensorProto.DataType.INT64,
+  bool: onnx.TensorProto.DataType.BOOL,
+};
+
+export function numel(shape: Shape): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function shapeString(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Typed array of the right kind for a dtype, filled from plain numbers. */
+export function typedData(dtype: DType, values: ArrayLike<number>): TypedData {
+  switch (dtype) {
+    case 'float32':
+      return Float32Array.from(values);
+    case 'float64':
+      return Float64Array.from(values);
+    case 'int64':
+      return BigInt64Array.from(Array.from(values, (v) => BigInt(Math.trunc(v))));
+    case 'bool':
+      return Uint8Array.from(values, (v) => (v ? 1 : 0));
+  }
+}
+
+export class Graph {
+  /** The float type of this graph's activations and parameters (float64 for gradient checks). */
+  readonly floatType: FloatDType;
+  readonly name: string;
+  readonly nodes: NodeRecord[] = [];
+  readonly inputs: Value[] = [];
+  readonly outputs: { value: Value; name: string }[] = [];
+  private readonly initializers = new Map<number, { value: Value; data: TypedData }>();
+  private readonly scalarCache = new Map<string, Value>();
+  private readonly names = new Set<string>();
+  private nextId = 0;
+
+  constructor(name: string, floatType: FloatDType = 'float32') {
+    this.name = name;
+    this.floatType = floatType;
+  }
+
+  private newValue(dtype: DType, shape: Shape, name?: string): Value {
+    const id = this.nextId++;
+    const valueName = name ?? `v${id}`;
+    if (this.names.has(valueName)) throw new Error(`graph ${this.name}: duplicate value name ${valueName}`);
+    this.names.add(valueName);
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new RangeError(`graph ${this.name}: invalid dimension ${d} in ${shapeString(shape)}`);
+    }
+    return { id, name: valueName, dtype, shape: [...shape] };
+  }
+
+  /** A graph input (fed at run time). */
+  input(name: string, dtype: DType, shape: Shape): Value {
+    const value = this.newValue(dtype, shape, name);
+    this.inputs.push(value);
+    return value;
+  }
+
+  /** A constant tensor stored in the model. */
+  constant(dtype: DType, shape: Shape, values: ArrayLike<number> | TypedData): Value {
+    if (values.length !== numel(shape)) {
+      throw new RangeError(`constant of shape ${shapeString(shape)} needs ${numel(shape)} values, got ${values.length}`);
+    }
+    const value = this.newValue(dtype, shape);
+    const data = ArrayBuffer.isView(values) ? (values) : typedData(dtype, values);
+    this.initializers.set(value.id, { value, data });
+    return value;
+  }
+
+  /** A rank-0 constant, shared between uses. */
+  scalar(x: number, dtype: DType = this.floatType): Value {
+    const key = `${dtype}:${Object.is(x, -0) ? '-0' : String(x)}`;
+    let value = this.scalarCache.get(key);
+    if (!value) {
+      value = this.constant(dtype, [], [x]);
+      this.scalarCache.set(key, value);
+    }
+    return value;
+  }
+
+  /** A 1-D int64 constant (shapes, axes, indices). */
+  int64s(values: readonly number[]): Value {
+    return this.constant('int64', [values.length], values);
+  }
+
+  /** Appends a node; the caller states the outputs' dtypes and shapes (ops.ts infers them). */
+  addNode(
+    op: string,
+    inputs: readonly Value[],
+    outputSpecs: readonly { dtype: DType; shape: Shape }[],
+    attrs: Record<string, Attr> = {},
+    meta?: Record<string, unknown>,
+  ): Value[] {
+    const outputs = outputSpecs.map((spec) => this.newValue(spec.dtype, spec.shape));
+    this.nodes.push({ op, inputs: [...inputs], outputs, attrs, ...(meta ? { meta } : {}) });
+    return outputs;
+  }
+
+  /** Marks `value` as a graph output named `name`. */
+  output(value: Value, name: string): void {
+    if (this.outputs.some((o) => o.name === name)) throw new Error(`graph ${this.name}: duplicate output ${name}`);
+    if (this.names.has(name) && value.name !== name) throw new Error(`graph ${this.name}: output name ${name} is taken`);
+    this.outputs.push({ value, name });
+  }
+
+  private tensorProto(name: string, dtype: DType, shape: Shape, data: TypedData): onnx.ITensorProto {
+    return {
+      name,
+      dataType: ELEM_TYPE[dtype],
+      dims: [...shape],
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    };
+  }
+
+  private valueInfo(name: string, dtype: DType, shape: Shape): onnx.IValueInfoProto {
+    return { name, type: { tensorType: { elemType: ELEM_TYPE[dtype], shape: { dim: shape.map((d) => ({ dimValue: d })) } } } };
+  }
+
+  private attrProto(name: string, attr: Attr): onnx.IAttributeProto {
+    const T = onnx.AttributeProto.AttributeType;
+    switch (attr.kind) {
+      case 'int':
+        return { name, type: T.INT, i: attr.value };
+      case 'float':
+        return { name, type: T.FLOAT, f: attr.value };
+      case 'ints':
+        return { name, type: T.INTS, ints: [...attr.value] };
+      case 'string':
+        return { name, type: T.STRING, s: new TextEncoder().encode(attr.value) };
+    }
+  }
+
+  /** Serializes the graph as an ONNX model (opset 20). Only nodes that feed an output are kept. */
+  toModel(): Uint8Array {
+    const needed = new Set<number>(this.outputs.map((o) => o.value.id));
+    const kept: NodeRecord[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i]!;
+      if (node.outputs.some((o) => needed.has(o.id))) {
+        kept.push(node);
+        for (const input of node.inputs) needed.add(input.id);
+      }
+    }
+    kept.reverse();
+    const nodes: onnx.INodeProto[] = kept.map((node, i) => ({
+      name: `${node.op}_${i}`,
+      opType: node.op,
+      input: node.inputs.map((v) => v.name),
+      output: node.outputs.map((v) => v.name),
+      attribute: Object.entries(node.attrs).map(([name, attr]) => this.attrProto(name, attr)),
+    }));
+    // Outputs are exposed under their own names through Identity nodes.
+    for (const { value, name } of this.outputs) {
+      if (value.name !== name) nodes.push({ name: `out_${name}`, opType: 'Identity', input: [value.name], output: [name] });
+    }
+    const initializers = [...this.initializers.values()]
+      .filter(({ value }) => needed.has(value.id))
+      .map(({ value, data }) => this.tensorProto(value.name, value.dtype, value.shape, data));
+    const graph: onnx.IGraphProto = {
+      name: this.name,
+      node: nodes,
+      initializer: initializers,
+      input: this.inputs.map((v) => this.valueInfo(v.name, v.dtype, v.shape)),
+      output: this.outputs.map(({ value, name }) => this.valueInfo(name, value.dtype, value.shape)),
+    };
+    const model = onnx.ModelProto.create({
+      irVersion: 9,
+      producerName: 'sophia',
+      opsetImport: [{ domain: '', version: 20 }],
+      graph,
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}

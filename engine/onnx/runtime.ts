@@ -1,0 +1,84 @@
+/**
+ * Running built graphs on onnxruntime-node: session creation with Sophia's options (execution provider from
+ * config, all graph optimizations, a fixed thread count for reproducible timings), and typed feeds/fetches.
+ */
+import * as ort from 'onnxruntime-node';
+import { type DType, type Shape, type TypedData, numel, shapeString } from './graph';
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+export interface SessionOptions {
+  executionProvider?: ExecutionProvider;
+  /** Intra-op threads (default: onnxruntime's choice, one per core). */
+  threads?: number;
+}
+
+/** A tensor on the JS side: dtype, static shape, data. */
+export interface HostTensor {
+  dtype: DType;
+  shape: Shape;
+  data: TypedData;
+}
+
+const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', bool: 'bool' };
+
+export function hostTensor(dtype: DType, shape: Shape, data: TypedData): HostTensor {
+  if (data.length !== numel(shape)) {
+    throw new RangeError(`tensor of shape ${shapeString(shape)} needs ${numel(shape)} elements, got ${data.length}`);
+  }
+  return { dtype, shape, data };
+}
+
+export class Session {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+  ) {}
+
+  static async create(model: Uint8Array, options: SessionOptions = {}): Promise<Session> {
+    const session = await ort.InferenceSession.create(model, {
+      executionProviders: [options.executionProvider ?? 'cpu'],
+      graphOptimizationLevel: 'all',
+      ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+      executionMode: 'sequential',
+    });
+    return new Session(session, session.inputNames, session.outputNames);
+  }
+
+  /** Runs the graph; every declared input must be fed. Returns the requested outputs (default: all). */
+  async run(feeds: Readonly<Record<string, HostTensor>>, fetch: readonly string[] = this.outputNames): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const name of this.inputNames) {
+      const t = feeds[name];
+      if (!t) throw new RangeError(`session input ${name} was not fed`);
+      ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], t.dtype === 'bool' ? t.data : t.data, [...t.shape]);
+    }
+    const results = await this.session.run(ortFeeds, [...fetch]);
+    const out: Record<string, HostTensor> = {};
+    for (const name of fetch) {
+      const t = results[name]!;
+      out[name] = { dtype: fromOrtType(t.type), shape: [...t.dims], data: t.data as TypedData };
+    }
+    return out;
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function fromOrtType(type: string): DType {
+  switch (type) {
+    case 'float32':
+      return 'float32';
+    case 'float64':
+      return 'float64';
+    case 'int64':
+      return 'int64';
+    case 'bool':
+      return 'bool';
+    default:
+      throw new TypeError(`unsupported output tensor type ${type}`);
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * Gradient checks of every op's VJP against central finite differences, in float64 on onnxruntime.
+ * Tolerance: |analytic − numeric| ≤ 1e-7 + 1e-5·|numeric| (ε = 1e-6), i.e. `worst` ≤ 1.
+ * Each loss is Σ op(x)·W with a fixed pseudo-random W, so every output element gets a distinct weight.
+ */
+import { describe, expect, it } from 'vitest';
+import { gradients } from './autodiff';
+import { Graph, type Value } from './graph';
+import { gradCheck, pseudoRandom } from './gradcheck';
+import * as op from './ops';
+import { Session } from './runtime';
+
+/** Σ y·W for a constant pseudo-random W. */
+function weighted(g: Graph, y: Value, seed = 99): Value {
+  const w = g.constant(y.dtype, y.shape, pseudoRandom(y.shape.reduce((a, b) => a * b, 1), seed));
+  return op.sumAll(g, op.mul(g, y, w));
+}
+
+const positive = (n: number, seed: number) => pseudoRandom(n, seed).map((x) => 0.5 + Math.abs(x));
+/** Values kept at least 0.1 away from zero (for |x|, where the derivative jumps). */
+const awayFromZero = (n: number, seed: number) => pseudoRandom(n, seed).map((x) => (x < 0 ? x - 0.1 : x + 0.1));
+
+type Case = [string, Parameters<typeof gradCheck>[0]];
+
+const unaryCase = (name: string, f: (g: Graph, x: Value) => Value, values?: number[]): Case => [
+  name,
+  { params: [{ name: 'x', shape: [3, 4], ...(values ? { values } : {}) }], build: (g, { x }) => weighted(g, f(g, x!)) },
+];
+
+const binaryCase = (name: string, f: (g: Graph, a: Value, b: Value) => Value, bShape: number[] = [4], bValues?: number[]): Case => [
+  name,
+  {
+    params: [
+      { name: 'a', shape: [3, 4] },
+      { name: 'b', shape: bShape, ...(bValues ? { values: bValues } : {}) },
+    ],
+    build: (g, { a, b }) => weighted(g, f(g, a!, b!)),
+  },
+];
+
+const cases: Case[] = [
+  binaryCase('Add (broadcast row)', op.add),
+  binaryCase('Add (broadcast column)', op.add, [3, 1]),
+  binaryCase('Sub (broadcast)', op.sub, [1, 4]),
+  binaryCase('Mul (broadcast)', op.mul, [4]),
+  binaryCase('Mul (same shape)', op.mul, [3, 4]),
+  binaryCase('Div (broadcast)', op.div, [4], positive(4, 5)),
+  binaryCase('Min', op.min, [3, 4]),
+  binaryCase('Max (broadcast)', op.max, [4]),
+  unaryCase('Neg', op.neg),
+  unaryCase('Exp', op.exp),
+  unaryCase('Log', op.log, positive(12, 3)),
+  unaryCase('Sqrt', op.sqrt, positive(12, 4)),
+  unaryCase('Tanh', op.tanh),
+  unaryCase('Sigmoid', op.sigmoid),
+  unaryCase('Abs', op.abs, awayFromZero(12, 6)),
+  unaryCase('Clip', (g, x) => op.clip(g, x, -0.5, 0.5), pseudoRandom(12, 7).map((x) => (Math.abs(Math.abs(x) - 0.5) < 0.05 ? x * 0.5 : x))),
+  unaryCase('Pow', (g, x) => op.powScalar(g, x, 3)),
+  unaryCase('Square', op.square),
+  unaryCase('Softmax', (g, x) => op.softmax(g, x, -1)),
+  unaryCase('Softmax (axis 0)', (g, x) => op.softmax(g, x, 0)),
+  unaryCase('LogSoftmax', (g, x) => op.logSoftmax(g, x, -1)),
+  unaryCase('Transpose', (g, x) => op.transpose(g, x, [1, 0])),
+  unaryCase('Reshape', (g, x) => op.reshape(g, x, [2, 6])),
+  unaryCase('Slice', (g, x) => op.slice(g, x, 1, 1, 3)),
+  unaryCase('ReduceSum (axis 1, keepdims)', (g, x) => op.reduceSum(g, x, [1], true)),
+  unaryCase('ReduceSum (axis 0)', (g, x) => op.reduceSum(g, x, [0])),
+  unaryCase('ReduceMean (all)', (g, x) => op.reduceMean(g, x, [0, 1])),
+  unaryCase('GELU (tanh form)', op.gelu),
+  [
+    'MatMul (2-D)',
+    { params: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4, 5] }], build: (g, { a, b }) => weighted(g, op.matmul(g, a!, b!)) },
+  ],
+  [
+    'MatMul (batched @ shared weight)',
+    { params: [{ name: 'a', shape: [2, 3, 4] }, { name: 'b', shape: [4, 5] }], build: (g, { a, b }) => weighted(g, op.matmul(g, a!, b!)) },
+  ],
+  [
+    'MatMul (batched @ batched)',
+    { params: [{ name: 'a', shape: [2, 2, 3, 4] }, { name: 'b', shape: [2, 2, 4, 3] }], build: (g, { a, b }) => weighted(g, op.matmul(g, a!, b!)) },
+  ],
+  [
+    'Concat',
+    { params: [{ name: 'a', shape: [2, 3] }, { name: 'b', shape: [2, 2] }], build: (g, { a, b }) => weighted(g, op.concat(g, [a!, b!, a!], 1)) },
+  ],
+  [
+    'Gather (embedding, repeated ids)',
+    {
+      params: [{ name: 'table', shape: [5, 3] }],
+      fixed: [{ name: 'ids', dtype: 'int64', shape: [2, 3], values: [0, 4, 4, 2, 0, 1] }],
+      build: (g, { table, ids }) => weighted(g, op.gather(g, table!, ids!)),
+    },
+  ],
+  [
+    'GatherElements (axis -1)',
+    {
+      params: [{ name: 'x', shape: [3, 4] }],
+      fixed: [{ name: 'idx', dtype: 'int64', shape: [3, 2], values: [0, 3, 2, 2, 1, 0] }],
+      build: (g, { x, idx }) => weighted(g, op.gatherElements(g, x!, idx!, -1)),
+    },
+  ],
+  [
+    'Where',
+    {
+      params: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4] }],
+      build: (g, { a, b }) => weighted(g, op.where(g, op.greater(g, a!, g.scalar(0)), a!, b!)),
+    },
+  ],
+  [
+    'LayerNorm (composite)',
+    {
+      params: [{ name: 'x', shape: [3, 4] }, { name: 'gamma', shape: [4] }, { name: 'beta', shape: [4] }],
+      build: (g, { x, gamma, beta }) => weighted(g, op.layerNorm(g, x!, gamma!, beta!)),
+    },
+  ],
+  [
+    'masked mean of log-softmax picked by one-hot (the SFT loss shape)',
+    {
+      params: [{ name: 'logits', shape: [2, 3, 5] }],
+      fixed: [
+        { name: 'targets', dtype: 'int64', shape: [2, 3], values: [1, 4, 0, 2, 2, 3] },
+        { name: 'mask', dtype: 'float64', shape: [2, 3], values: [1, 1, 0, 1, 0, 1] },
+      ],
+      build: (g, { logits, targets, mask }) => {
+        const picked = op.reduceSum(g, op.mul(g, op.logSoftmax(g, logits!), op.oneHot(g, targets!, 5)), [-1]);
+        return op.div(g, op.neg(g, op.sumAll(g, op.mul(g, picked, mask!))), op.sumAll(g, mask!));
+      },
+    },
+  ],
+];
+
+describe('VJP of each op matches float64 central differences', () => {
+  it.each(cases)('%s', async (_name, spec) => {
+    const result = await gradCheck(spec);
+    expect(result.checked).toBeGreaterThan(0);
+    expect(result.worst).toBeLessThanOrEqual(1);
+  });
+
+  it('checks the exact (erf) Gelu op in float32, where onnxruntime has its only kernel', async () => {
+    // float32 differences: ε = 1e-2, tolerance 2e-3 absolute + 1e-2 relative.
+    const result = await gradCheck(
+      { dtype: 'float32', params: [{ name: 'x', shape: [3, 4] }], build: (g, { x }) => weighted(g, op.geluExact(g, x!)) },
+      { eps: 1e-2, atol: 2e-3, rtol: 1e-2 },
+    );
+    expect(result.worst).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('autodiff', () => {
+  it('catches a wrong gradient (the check can fail)', async () => {
+    // Exp's true gradient is exp(x); scaling the seed by 1.01 makes every analytic gradient 1% off.
+    const g = new Graph('wrong', 'float64');
+    const x = g.input('x', 'float64', [4]);
+    const loss = op.sumAll(g, op.exp(g, x));
+    const [grad] = gradients(g, loss, [x], g.scalar(1.01));
+    g.output(grad!, 'grad');
+    const session = await Session.create(g.toModel());
+    const data = Float64Array.from([0.1, 0.2, 0.3, 0.4]);
+    const out = (await session.run({ x: { dtype: 'float64', shape: [4], data } })).grad!.data as Float64Array;
+    const numeric = Array.from(data, Math.exp);
+    const rel = Math.max(...Array.from(out, (a, i) => Math.abs(a - numeric[i]!) / numeric[i]!));
+    expect(rel).toBeGreaterThan(0.009);
+    await session.dispose();
+  });
+
+  it('treats stopGradient values as constants', async () => {
+    // d/dx Σ x·sg(exp x) = exp(x), not exp(x)·(1 + x).
+    const g = new Graph('sg', 'float64');
+    const x = g.input('x', 'float64', [3]);
+    const [grad] = gradients(g, op.sumAll(g, op.mul(g, x, op.stopGradient(g, op.exp(g, x)))), [x]);
+    g.output(grad!, 'grad');
+    const session = await Session.create(g.toModel());
+    const data = Float64Array.from([-1, 0.5, 2]);
+    const out = (await session.run({ x: { dtype: 'float64', shape: [3], data } })).grad!.data as Float64Array;
+    Array.from(data).forEach((v, i) => expect(out[i]).toBeCloseTo(Math.exp(v), 12));
+    await session.dispose();
+  });
+
+  it('sums gradients that reach a value along several paths, and gives unused params zero', async () => {
+    const result = await gradCheck({
+      params: [{ name: 'x', shape: [2, 3] }, { name: 'unused', shape: [2] }],
+      build: (g, { x }) => op.sumAll(g, op.add(g, op.mul(g, x!, x!), op.tanh(g, x!))),
+    });
+    expect(result.worst).toBeLessThanOrEqual(1);
+  });
+
+  it('refuses a non-scalar loss and ops without a rule, naming them', () => {
+    const g = new Graph('bad', 'float64');
+    const x = g.input('x', 'float64', [2]);
+    expect(() => gradients(g, x, [x])).toThrow(/must be a scalar \(got shape \[2\]\)/);
+    const odd = g.addNode('Erf', [x], [{ dtype: 'float64', shape: [2] }])[0]!;
+    expect(() => gradients(g, op.sumAll(g, odd), [x])).toThrow(/no gradient rule for Erf/);
+  });
+});
+
+describe('shape checking at build time', () => {
+  it('names the shapes that do not fit', () => {
+    const g = new Graph('shapes');
+    const a = g.input('a', 'float32', [2, 3]);
+    const b = g.input('b', 'float32', [4, 5]);
+    expect(() => op.matmul(g, a, b)).toThrow(/MatMul: inner dimensions differ: \[2, 3\] @ \[4, 5\]/);
+    expect(() => op.add(g, a, b)).toThrow(/Add: shapes \[2, 3\] and \[4, 5\] do not broadcast/);
+    expect(() => op.reshape(g, a, [4, 2])).toThrow(/cannot reshape \[2, 3\]/);
+    expect(() => op.slice(g, a, 1, 2, 5)).toThrow(/Slice: \[2, 5\) is outside \[0, 3\)/);
+    expect(() => op.add(g, a, g.input('c', 'float64', [3]))).toThrow(/share one float dtype/);
+  });
+});

@@ -1,0 +1,223 @@
+/**
+ * Vector-Jacobian products: for each op that `ops.ts` records, how the gradient of the loss with respect to
+ * the op's outputs turns into gradients with respect to its inputs — written in standard ONNX ops, appended to
+ * the same graph. `autodiff.ts` calls these while walking the tape backwards.
+ *
+ * A rule receives the node, the output gradients (undefined where an output does not influence the loss) and
+ * which inputs need a gradient, and returns one gradient (or undefined) per input. Broadcasting in the forward
+ * op becomes a sum over the broadcast axes here (`sumToShape`).
+ */
+import { type Graph, type NodeRecord, type Shape, type Value, int, str } from './graph';
+import {
+  add,
+  and,
+  cast,
+  concat,
+  div,
+  exp,
+  fill,
+  greaterOrEqual,
+  lessOrEqual,
+  less,
+  matmul,
+  mul,
+  mulScalar,
+  neg,
+  powScalar,
+  reduceSum,
+  reshape,
+  square,
+  sub,
+  transpose,
+  transposeLast2,
+  where,
+} from './ops';
+
+export type VjpRule = (g: Graph, node: NodeRecord, gradOutputs: readonly (Value | undefined)[], needs: readonly boolean[]) => (Value | undefined)[];
+
+/** Sums `grad` over the axes along which a value of `shape` was broadcast to grad's shape, then reshapes to it. */
+export function sumToShape(g: Graph, grad: Value, shape: Shape): Value {
+  if (grad.shape.length === shape.length && grad.shape.every((d, i) => d === shape[i])) return grad;
+  const offset = grad.shape.length - shape.length;
+  const axes: number[] = [];
+  grad.shape.forEach((d, i) => {
+    if (i < offset || (shape[i - offset] === 1 && d !== 1)) axes.push(i);
+  });
+  const summed = axes.length > 0 ? reduceSum(g, grad, axes, true) : grad;
+  return reshape(g, summed, shape);
+}
+
+const zerosLike = (g: Graph, v: Value) => fill(g, v.shape, 0, v.dtype);
+
+const rules: Record<string, VjpRule> = {
+  Add: (g, n, [gy]) => [sumToShape(g, gy!, n.inputs[0]!.shape), sumToShape(g, gy!, n.inputs[1]!.shape)],
+  Sub: (g, n, [gy], needs) => [sumToShape(g, gy!, n.inputs[0]!.shape), needs[1] ? sumToShape(g, neg(g, gy!), n.inputs[1]!.shape) : undefined],
+  Mul: (g, n, [gy], needs) => {
+    const [a, b] = n.inputs as [Value, Value];
+    return [needs[0] ? sumToShape(g, mul(g, gy!, b), a.shape) : undefined, needs[1] ? sumToShape(g, mul(g, gy!, a), b.shape) : undefined];
+  },
+  Div: (g, n, [gy], needs) => {
+    const [a, b] = n.inputs as [Value, Value];
+    const y = n.outputs[0]!;
+    return [
+      needs[0] ? sumToShape(g, div(g, gy!, b), a.shape) : undefined,
+      needs[1] ? sumToShape(g, neg(g, div(g, mul(g, gy!, y), b)), b.shape) : undefined,
+    ];
+  },
+  Min: (g, n, [gy], needs) => minMax(g, n, gy!, needs, lessOrEqual),
+  Max: (g, n, [gy], needs) => minMax(g, n, gy!, needs, greaterOrEqual),
+  Neg: (g, _n, [gy]) => [neg(g, gy!)],
+  Exp: (g, n, [gy]) => [mul(g, gy!, n.outputs[0]!)],
+  Log: (g, n, [gy]) => [div(g, gy!, n.inputs[0]!)],
+  Sqrt: (g, n, [gy]) => [div(g, mulScalar(g, gy!, 0.5), n.outputs[0]!)],
+  Tanh: (g, n, [gy]) => {
+    const y = n.outputs[0]!;
+    return [mul(g, gy!, sub(g, g.scalar(1, y.dtype), square(g, y)))];
+  },
+  Sigmoid: (g, n, [gy]) => {
+    const y = n.outputs[0]!;
+    return [mul(g, gy!, mul(g, y, sub(g, g.scalar(1, y.dtype), y)))];
+  },
+  Abs: (g, n, [gy]) => [where(g, less(g, n.inputs[0]!, g.scalar(0, n.inputs[0]!.dtype)), neg(g, gy!), gy!)],
+  Clip: (g, n, [gy]) => {
+    const [x, lo, hi] = n.inputs as [Value, Value, Value];
+    const inside = and(g, greaterOrEqual(g, x, lo), lessOrEqual(g, x, hi));
+    return [where(g, inside, gy!, g.scalar(0, x.dtype)), undefined, undefined];
+  },
+  Pow: (g, n, [gy]) => {
+    const x = n.inputs[0]!;
+    const p = n.meta?.exponent as number;
+    return [mul(g, gy!, mulScalar(g, powScalar(g, x, p - 1), p)), undefined];
+  },
+  MatMul: (g, n, [gy], needs) => {
+    const [a, b] = n.inputs as [Value, Value];
+    let ga: Value | undefined;
+    let gb: Value | undefined;
+    if (needs[0]) ga = sumToShape(g, matmul(g, gy!, transposeLast2(g, b)), a.shape);
+    if (needs[1]) {
+      if (b.shape.length === 2 && a.shape.length > 2) {
+        // (…, M, K) @ (K, N): fold the batch into rows, one (K, M·…) @ (M·…, N) product instead of a batched one.
+        const k = a.shape.at(-1)!;
+        const nOut = gy!.shape.at(-1)!;
+        gb = matmul(g, transposeLast2(g, reshape(g, a, [-1, k])), reshape(g, gy!, [-1, nOut]));
+      } else {
+        gb = sumToShape(g, matmul(g, transposeLast2(g, a), gy!), b.shape);
+      }
+    }
+    return [ga, gb];
+  },
+  Transpose: (g, n, [gy]) => {
+    const perm = (n.attrs.perm as { value: readonly number[] }).value;
+    const inverse = new Array<number>(perm.length);
+    perm.forEach((p, i) => (inverse[p] = i));
+    return [transpose(g, gy!, inverse)];
+  },
+  Reshape: (g, n, [gy]) => [reshape(g, gy!, n.inputs[0]!.shape), undefined],
+  Identity: (g, n, [gy]) => (n.meta?.stopGradient ? [undefined] : [gy]),
+  Concat: (g, n, [gy], needs) => {
+    const axis = (n.attrs.axis as { value: number }).value;
+    let offset = 0;
+    return n.inputs.map((x, i) => {
+      const start = offset;
+      offset += x.shape[axis]!;
+      if (!needs[i]) return undefined;
+      const size = [...gy!.shape];
+      size[axis] = x.shape[axis]!;
+      return g.addNode('Slice', [gy!, g.int64s([start]), g.int64s([start + x.shape[axis]!]), g.int64s([axis])], [{ dtype: gy!.dtype, shape: size }])[0]!;
+    });
+  },
+  Slice: (g, n, [gy]) => {
+    const x = n.inputs[0]!;
+    const { axis, start, end } = n.meta as { axis: number; start: number; end: number };
+    const parts: Value[] = [];
+    const padShape = (len: number) => x.shape.map((d, i) => (i === axis ? len : d));
+    if (start > 0) parts.push(fill(g, padShape(start), 0, gy!.dtype));
+    parts.push(gy!);
+    if (end < x.shape[axis]!) parts.push(fill(g, padShape(x.shape[axis]! - end), 0, gy!.dtype));
+    return [parts.length === 1 ? gy! : concat(g, parts, axis), undefined, undefined, undefined];
+  },
+  ReduceSum: (g, n, [gy]) => [expandReduced(g, n, gy!), undefined],
+  ReduceMean: (g, n, [gy]) => {
+    const x = n.inputs[0]!;
+    const axes = n.meta?.axes as number[];
+    const count = axes.reduce((c, a) => c * x.shape[a]!, 1);
+    return [mulScalar(g, expandReduced(g, n, gy!), 1 / count), undefined];
+  },
+  Softmax: (g, n, [gy]) => {
+    const y = n.outputs[0]!;
+    const axis = (n.attrs.axis as { value: number }).value;
+    const dot = reduceSum(g, mul(g, gy!, y), [axis], true);
+    return [mul(g, y, sub(g, gy!, dot))];
+  },
+  LogSoftmax: (g, n, [gy]) => {
+    const y = n.outputs[0]!;
+    const axis = (n.attrs.axis as { value: number }).value;
+    return [sub(g, gy!, mul(g, exp(g, y), reduceSum(g, gy!, [axis], true)))];
+  },
+  Gather: (g, n, [gy]) => {
+    const [data, indices] = n.inputs as [Value, Value];
+    const rest = data.shape.slice(1);
+    const rows = indices.shape.reduce((a, b) => a * b, 1);
+    const updates = reshape(g, gy!, [rows, ...rest]);
+    const idx = reshape(g, indices, [rows, 1]);
+    const scattered = g.addNode('ScatterND', [zerosLike(g, data), idx, updates], [{ dtype: data.dtype, shape: data.shape }], { reduction: str('add') })[0]!;
+    return [scattered, undefined];
+  },
+  GatherElements: (g, n, [gy]) => {
+    const [data, indices] = n.inputs as [Value, Value];
+    const axis = (n.attrs.axis as { value: number }).value;
+    const scattered = g.addNode('ScatterElements', [zerosLike(g, data), indices, gy!], [{ dtype: data.dtype, shape: data.shape }], {
+      axis: int(axis),
+      reduction: str('add'),
+    })[0]!;
+    return [scattered, undefined];
+  },
+  Where: (g, n, [gy], needs) => {
+    const [cond, a, b] = n.inputs as [Value, Value, Value];
+    const zero = g.scalar(0, gy!.dtype);
+    return [
+      undefined,
+      needs[1] ? sumToShape(g, where(g, cond, gy!, zero), a.shape) : undefined,
+      needs[2] ? sumToShape(g, where(g, cond, zero, gy!), b.shape) : undefined,
+    ];
+  },
+  Cast: (g, n, [gy]) => {
+    const x = n.inputs[0]!;
+    return [x.dtype === 'float32' || x.dtype === 'float64' ? cast(g, gy!, x.dtype) : undefined];
+  },
+  Expand: (g, n, [gy]) => [sumToShape(g, gy!, n.inputs[0]!.shape), undefined],
+  Gelu: (g, n, [gy]) => {
+    // d/dx [x·Φ(x)] = Φ(x) + x·φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = exp(−x²/2)/√(2π).
+    const x = n.inputs[0]!;
+    const erf = g.addNode('Erf', [mulScalar(g, x, Math.SQRT1_2)], [{ dtype: x.dtype, shape: x.shape }])[0]!;
+    const cdf = mulScalar(g, add(g, erf, g.scalar(1, x.dtype)), 0.5);
+    const pdf = mulScalar(g, exp(g, mulScalar(g, square(g, x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+    return [mul(g, gy!, add(g, cdf, mul(g, x, pdf)))];
+  },
+};
+
+function minMax(g: Graph, n: NodeRecord, gy: Value, needs: readonly boolean[], pick: typeof lessOrEqual): (Value | undefined)[] {
+  const [a, b] = n.inputs as [Value, Value];
+  const takeA = pick(g, a, b); // ties go to the first operand
+  const zero = g.scalar(0, gy.dtype);
+  return [
+    needs[0] ? sumToShape(g, where(g, takeA, gy, zero), a.shape) : undefined,
+    needs[1] ? sumToShape(g, where(g, takeA, zero, gy), b.shape) : undefined,
+  ];
+}
+
+/** Broadcasts the gradient of a reduction back over the reduced axes. */
+function expandReduced(g: Graph, n: NodeRecord, gy: Value): Value {
+  const x = n.inputs[0]!;
+  const axes = n.meta?.axes as number[];
+  const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const kept = n.meta?.keepdims ? gy : reshape(g, gy, keepShape);
+  return g.addNode('Expand', [kept, g.int64s(x.shape)], [{ dtype: gy.dtype, shape: x.shape }])[0]!;
+}
+
+/** Ops whose outputs carry no gradient (comparisons, logic, integer ops, shape ops on indices). */
+export const NON_DIFFERENTIABLE = new Set(['Less', 'Greater', 'Equal', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Not', 'IsNaN', 'IsInf']);
+
+export function vjpRule(op: string): VjpRule | undefined {
+  return rules[op];
+}
