@@ -21,6 +21,8 @@ export interface GradCheckSpec {
   params: GradCheckInput[];
   /** Other inputs (indices, masks): fed as given, not differentiated. */
   fixed?: { name: string; dtype: DType; shape: Shape; values: readonly number[] }[];
+  /** The build function declares the fixed inputs itself (model graphs do); only feed them. */
+  buildDeclaresFixed?: boolean;
   /** Builds the scalar loss from the inputs. */
   build: (g: Graph, inputs: Record<string, Value>) => Value;
   dtype?: FloatDType;
@@ -51,7 +53,7 @@ export async function gradCheck(
   const g = new Graph('gradcheck', dtype);
   const inputs: Record<string, Value> = {};
   const params = spec.params.map((p) => (inputs[p.name] = g.input(p.name, dtype, p.shape)));
-  for (const f of spec.fixed ?? []) inputs[f.name] = g.input(f.name, f.dtype, f.shape);
+  if (!spec.buildDeclaresFixed) for (const f of spec.fixed ?? []) inputs[f.name] = g.input(f.name, f.dtype, f.shape);
   const loss = spec.build(g, inputs);
   const grads = gradients(g, loss, params);
   g.output(loss, 'loss');

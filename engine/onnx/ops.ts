@@ -215,7 +215,7 @@ export function stopGradient(g: Graph, x: Value): Value {
 }
 
 /** One-hot encoding of int64 `indices` over `depth` classes, as floats of `dtype`. */
-export function oneHot(g: Graph, indices: Value, depth: number, dtype = g.floatType): Value {
+export function oneHot(g: Graph, indices: Value, depth: number, dtype: DType = g.floatType): Value {
   if (indices.dtype !== 'int64') throw new TypeError(`oneHot: indices must be int64 (got ${indices.dtype})`);
   const classes = g.constant('int64', [depth], Array.from({ length: depth }, (_, i) => i));
   const expanded = reshape(g, indices, [...indices.shape, 1]);

@@ -1,0 +1,206 @@
+/**
+ * Assembles the ONNX graphs the engine runs, all from the one forward definition in `transformer.ts`:
+ *
+ *   train (fused)  batch + params + AdamW state → loss, metrics, updated params/moments, grad norm, finite
+ *   grad           batch + params → loss, metrics, gradients            (forwardBackward with accumulation)
+ *   optim          params + gradients + AdamW state → updated state    (optimStep after forwardBackward)
+ *   logprobs       batch + params → log π(target) per position          (reference model for KL, old logprobs)
+ *   score          batch + params → reward-model score per row
+ *   prefill/decode the sampler's KV-cache graphs
+ *
+ * Naming: parameter `x` is input `p:x`; its moments `m:x`, `v:x`; outputs `new_p:x`, `new_m:x`, `new_v:x`, `g:x`.
+ */
+import { gradients } from '../onnx/autodiff';
+import { Graph, type FloatDType, type Value } from '../onnx/graph';
+import * as op from '../onnx/ops';
+import { adamw, adamwInputs, allFinite } from '../onnx/optim';
+import { type ModelConfig, imageTokens, parameterSpecs } from './config';
+import { type LossOutput, grpoLoss, rmLoss, sftLoss, targetLogprobs } from './losses';
+import { type SequenceInputs, backbone, decodeStep, lmLogits, rewardScore } from './transformer';
+
+export type LossKind = 'sft' | 'grpo' | 'rm';
+
+/** Names of the scalar metrics each loss reports (graph outputs `metric:<name>`). */
+export const LOSS_METRICS: Record<LossKind, readonly string[]> = {
+  sft: ['tokens'],
+  grpo: ['policy_loss', 'kl', 'entropy', 'clip_fraction', 'ratio_mean', 'tokens'],
+  rm: ['mae'],
+};
+
+function paramInputs(g: Graph, config: ModelConfig, prefix = 'p'): Record<string, Value> {
+  const params: Record<string, Value> = {};
+  for (const spec of parameterSpecs(config)) params[spec.name] = g.input(`${prefix}:${spec.name}`, g.floatType, spec.shape);
+  return params;
+}
+
+function sequenceInputs(g: Graph, config: ModelConfig, batch: number, seqLen: number): SequenceInputs {
+  const { size, channels } = config.image;
+  return {
+    image: g.input('image', g.floatType, [batch, channels, size, size]),
+    tokens: g.input('tokens', 'int64', [batch, seqLen]),
+    positions: g.input('positions', 'int64', [batch, seqLen]),
+    attentionMask: g.input('attention_mask', g.floatType, [batch, seqLen]),
+  };
+}
+
+function checkKind(config: ModelConfig, loss: LossKind): void {
+  const needs = loss === 'rm' ? 'reward' : 'policy';
+  if (config.kind !== needs) throw new TypeError(`the ${loss} loss needs a ${needs} model (this one is a ${config.kind} model)`);
+}
+
+/** Forward + loss for one batch shape (declares the batch inputs). */
+export function forwardLoss(g: Graph, config: ModelConfig, params: Record<string, Value>, loss: LossKind, batch: number, seqLen: number): LossOutput {
+  checkKind(config, loss);
+  const seq = sequenceInputs(g, config, batch, seqLen);
+  const { text } = backbone(g, config, params, seq);
+  if (loss === 'rm') {
+    const lastIndex = g.input('last_index', 'int64', [batch]);
+    return rmLoss(g, rewardScore(g, params, text, lastIndex), g.input('score_targets', g.floatType, [batch]));
+  }
+  const logits = lmLogits(g, params, text);
+  const targets = g.input('targets', 'int64', [batch, seqLen]);
+  const lossMask = g.input('loss_mask', g.floatType, [batch, seqLen]);
+  if (loss === 'sft') return sftLoss(g, logits, targets, lossMask);
+  const s = (name: string) => g.input(name, g.floatType, []);
+  return grpoLoss(g, logits, {
+    targets,
+    lossMask,
+    oldLogprobs: g.input('old_logprobs', g.floatType, [batch, seqLen]),
+    refLogprobs: g.input('ref_logprobs', g.floatType, [batch, seqLen]),
+    advantages: g.input('advantages', g.floatType, [batch]),
+    clipEps: s('clip_eps'),
+    klCoef: s('kl_coef'),
+    entropyCoef: s('entropy_coef'),
+    temperature: s('temperature'),
+  });
+}
+
+function outputLoss(g: Graph, out: LossOutput, loss: LossKind): void {
+  g.output(out.loss, 'loss');
+  for (const name of LOSS_METRICS[loss]) g.output(out.metrics[name]!, `metric:${name}`);
+}
+
+/** The fused training step: forward, backward and AdamW in one graph (one session run per step). */
+export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
+  const g = new Graph(`train_${loss}_${batch}x${seqLen}`, dtype);
+  const specs = parameterSpecs(config);
+  const params = paramInputs(g, config);
+  const m = specs.map((s) => g.input(`m:${s.name}`, dtype, s.shape));
+  const v = specs.map((s) => g.input(`v:${s.name}`, dtype, s.shape));
+  const out = forwardLoss(g, config, params, loss, batch, seqLen);
+  const paramList = specs.map((s) => params[s.name]!);
+  const grads = gradients(g, out.loss, paramList);
+  const updated = adamw(g, paramList, grads, m, v, specs.map((s) => s.decay), adamwInputs(g));
+  outputLoss(g, out, loss);
+  specs.forEach((s, i) => {
+    g.output(updated.params[i]!, `new_p:${s.name}`);
+    g.output(updated.m[i]!, `new_m:${s.name}`);
+    g.output(updated.v[i]!, `new_v:${s.name}`);
+  });
+  g.output(updated.gradNorm, 'grad_norm');
+  g.output(allFinite(g, [out.loss, updated.gradNorm]), 'finite');
+  return g;
+}
+
+/** Forward + backward only: loss, metrics and one gradient per parameter. */
+export function buildGradGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
+  const g = new Graph(`grad_${loss}_${batch}x${seqLen}`, dtype);
+  const specs = parameterSpecs(config);
+  const params = paramInputs(g, config);
+  const out = forwardLoss(g, config, params, loss, batch, seqLen);
+  const grads = gradients(g, out.loss, specs.map((s) => params[s.name]!));
+  outputLoss(g, out, loss);
+  specs.forEach((s, i) => g.output(grads[i]!, `g:${s.name}`));
+  g.output(allFinite(g, [out.loss]), 'finite');
+  return g;
+}
+
+/** AdamW over given (accumulated) gradients. */
+export function buildOptimGraph(config: ModelConfig, dtype: FloatDType = 'float32'): Graph {
+  const g = new Graph('optim', dtype);
+  const specs = parameterSpecs(config);
+  const params = specs.map((s) => g.input(`p:${s.name}`, dtype, s.shape));
+  const grads = specs.map((s) => g.input(`g:${s.name}`, dtype, s.shape));
+  const m = specs.map((s) => g.input(`m:${s.name}`, dtype, s.shape));
+  const v = specs.map((s) => g.input(`v:${s.name}`, dtype, s.shape));
+  const updated = adamw(g, params, grads, m, v, specs.map((s) => s.decay), adamwInputs(g));
+  specs.forEach((s, i) => {
+    g.output(updated.params[i]!, `new_p:${s.name}`);
+    g.output(updated.m[i]!, `new_m:${s.name}`);
+    g.output(updated.v[i]!, `new_v:${s.name}`);
+  });
+  g.output(updated.gradNorm, 'grad_norm');
+  g.output(allFinite(g, [updated.gradNorm]), 'finite');
+  return g;
+}
+
+/** log π(target) per position at a given temperature: (B, T). */
+export function buildLogprobsGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
+  checkKind(config, 'sft');
+  const g = new Graph(`logprobs_${batch}x${seqLen}`, dtype);
+  const params = paramInputs(g, config);
+  const { text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
+  const temperature = g.input('temperature', dtype, []);
+  const targets = g.input('targets', 'int64', [batch, seqLen]);
+  const { picked } = targetLogprobs(g, op.div(g, lmLogits(g, params, text), temperature), targets);
+  g.output(picked, 'logprobs');
+  return g;
+}
+
+/** Reward-model scores: (B). */
+export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
+  checkKind(config, 'rm');
+  const g = new Graph(`score_${batch}x${seqLen}`, dtype);
+  const params = paramInputs(g, config);
+  const { text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
+  g.output(rewardScore(g, params, text, g.input('last_index', 'int64', [batch])), 'score');
+  return g;
+}
+
+/** Cache slots of the sampler: image tokens + every text position. */
+export function cacheSlots(config: ModelConfig): number {
+  return imageTokens(config) + config.maxLength;
+}
+
+/** Prompt pass of the sampler: last-position logits (B, V) and every layer's keys/values (B, H, N + Tp, hd). */
+export function buildPrefillGraph(config: ModelConfig, batch: number, promptLen: number): Graph {
+  checkKind(config, 'sft');
+  const g = new Graph(`prefill_${batch}x${promptLen}`, 'float32');
+  const params = paramInputs(g, config);
+  const { text, kv } = backbone(g, config, params, sequenceInputs(g, config, batch, promptLen));
+  const last = op.reshape(g, op.slice(g, text, 1, promptLen - 1, promptLen), [batch, 1, config.width]);
+  g.output(op.reshape(g, lmLogits(g, params, last), [batch, config.vocabSize]), 'logits');
+  kv.forEach(({ k, v }, l) => {
+    g.output(k, `k:${l}`);
+    g.output(v, `v:${l}`);
+  });
+  return g;
+}
+
+/** One decode step against the fixed-size cache: logits (B, V) and the new token's keys/values (B, H, 1, hd). */
+export function buildDecodeGraph(config: ModelConfig, batch: number): Graph {
+  checkKind(config, 'sft');
+  const g = new Graph(`decode_${batch}`, 'float32');
+  const params = paramInputs(g, config);
+  const slots = cacheSlots(config);
+  const hd = config.width / config.heads;
+  const pastK: Value[] = [];
+  const pastV: Value[] = [];
+  for (let l = 0; l < config.layers; l++) {
+    pastK.push(g.input(`past_k:${l}`, 'float32', [batch, config.heads, slots, hd]));
+    pastV.push(g.input(`past_v:${l}`, 'float32', [batch, config.heads, slots, hd]));
+  }
+  const { logits, kv } = decodeStep(g, config, params, {
+    token: g.input('token', 'int64', [batch, 1]),
+    position: g.input('position', 'int64', [batch, 1]),
+    pastK,
+    pastV,
+    pastMask: g.input('past_mask', 'float32', [batch, slots]),
+  });
+  g.output(logits, 'logits');
+  kv.forEach(({ k, v }, l) => {
+    g.output(k, `k:${l}`);
+    g.output(v, `v:${l}`);
+  });
+  return g;
+}
