@@ -144,7 +144,7 @@ export function lmLogits(g: Graph, params: Params, hidden: Value): Value {
 
 /** Reward-model score in [0, 1] from the hidden state at each row's last real token: (B). */
 export function rewardScore(g: Graph, params: Params, hidden: Value, lastIndex: Value): Value {
-  const [batch, t, d] = hidden.shape as [number, number, number];
+  const [batch, t] = hidden.shape as [number, number, number];
   const pick = op.reshape(g, op.oneHot(g, lastIndex, t, hidden.dtype), [batch, t, 1]);
   const last = op.reduceSum(g, op.mul(g, hidden, pick), [1]); // (B, d)
   const logit = op.add(g, op.matmul(g, last, param(params, 'score_w')), param(params, 'score_b')); // (B, 1)
