@@ -1,0 +1,211 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../common/errors';
+import { packSequences, packSft } from './batch';
+import { OnnxEngine } from './onnx-engine';
+import { ADAMW, PIXELS, images, memorizeBatch, microConfig, rewardBatch, trainOnStepBatches } from './testing/fixtures';
+
+const engines: OnnxEngine[] = [];
+async function engine(kind: 'policy' | 'reward' = 'policy', seed = 1): Promise<OnnxEngine> {
+  const e = new OnnxEngine();
+  engines.push(e);
+  await e.init(microConfig(kind), seed);
+  return e;
+}
+afterAll(async () => {
+  for (const e of engines) await e.dispose();
+});
+
+describe('OnnxEngine training', () => {
+  it('overfits a fixed batch: SFT loss falls from ~ln(12) to below 0.05 in 150 steps', async () => {
+    const e = await engine();
+    const batch = memorizeBatch();
+    const first = await e.trainStep(batch, { kind: 'sft' }, { ...ADAMW, lr: 1e-2 });
+    expect(first.loss).toBeGreaterThan(2);
+    expect(first.loss).toBeLessThan(3);
+    expect(first.metrics.tokens).toBe(4 + 5 + 6 + 4);
+    let last = first;
+    for (let i = 1; i < 150; i++) last = await e.trainStep(batch, { kind: 'sft' }, { ...ADAMW, lr: 1e-2 });
+    expect(last.loss).toBeLessThan(0.05);
+    expect(e.step()).toBe(150);
+  });
+
+  it('trains the reward model to regress its targets', async () => {
+    const e = await engine('reward');
+    const batch = rewardBatch();
+    let result = await e.trainStep(batch, { kind: 'rm' }, { ...ADAMW, lr: 1e-2 });
+    for (let i = 0; i < 100; i++) result = await e.trainStep(batch, { kind: 'rm' }, { ...ADAMW, lr: 1e-2 });
+    expect(result.metrics.mae).toBeLessThan(0.03);
+    const scores = await e.score(batch);
+    expect(Array.from(scores).map((s) => Math.round(s * 10) / 10)).toEqual([0.1, 0.9, 0.4, 0.7]);
+  });
+
+  it('forwardBackward + optimStep equals the fused trainStep, and averages accumulated gradients', async () => {
+    const fused = await engine('policy', 7);
+    const split = await engine('policy', 7);
+    const batch = memorizeBatch();
+    await fused.trainStep(batch, { kind: 'sft' }, ADAMW);
+    // The same batch twice, averaged, is the same gradient as once.
+    const fb = await split.forwardBackward(batch, { kind: 'sft' });
+    await split.forwardBackward(batch, { kind: 'sft' });
+    const opt = await split.optimStep(ADAMW);
+    expect(fb.finite).toBe(true);
+    expect(opt).toMatchObject({ applied: true, step: 1 });
+    const a = new Float32Array((await fused.saveState()).buffer);
+    const b = new Float32Array((await split.saveState()).buffer);
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+    expect(maxDiff).toBeLessThan(1e-6);
+    await expect(split.optimStep(ADAMW)).rejects.toThrow(/no gradients accumulated/);
+  });
+
+  it('reports a non-finite loss and does not apply the step', async () => {
+    const e = await engine();
+    const batch = memorizeBatch();
+    const before = await e.saveState();
+    const poisoned = { ...batch, images: batch.images.map((x, i) => (i === 0 ? Number.NaN : x)) };
+    const result = await e.trainStep(poisoned, { kind: 'sft' }, ADAMW);
+    expect(result).toMatchObject({ finite: false, applied: false, step: 0 });
+    expect(Buffer.from(await e.saveState()).equals(Buffer.from(before))).toBe(true);
+    const fb = await e.forwardBackward(poisoned, { kind: 'sft' });
+    expect(fb.finite).toBe(false);
+    await expect(e.optimStep(ADAMW)).rejects.toThrow(/no gradients accumulated/);
+  });
+});
+
+describe('OnnxEngine exact resume', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sophia-resume-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('N steps = k steps, save, load in a fresh process, N − k steps — bit for bit', async () => {
+    const straight = await engine('policy', 11);
+    await trainOnStepBatches(straight, 6);
+    const expected = await straight.saveState();
+
+    const first = await engine('policy', 11);
+    await trainOnStepBatches(first, 3);
+    writeFileSync(path.join(dir, 'k.state'), await first.saveState());
+    const tsx = require.resolve('tsx/cli');
+    execFileSync(process.execPath, [tsx, path.join(__dirname, 'testing', 'resume-child.ts'), path.join(dir, 'k.state'), path.join(dir, 'n.state'), '3'], { stdio: 'inherit' });
+    const resumed = readFileSync(path.join(dir, 'n.state'));
+    expect(resumed.length).toBe(expected.length);
+    expect(Buffer.compare(resumed, Buffer.from(expected))).toBe(0);
+    // And it really trained: the state differs from the one it started from.
+    expect(Buffer.compare(resumed, readFileSync(path.join(dir, 'k.state')))).not.toBe(0);
+  });
+
+  it('rejects states that are not engine states or are truncated', async () => {
+    const e = await engine();
+    await expect(e.loadState(new TextEncoder().encode('not a state at all'))).rejects.toThrow(/bad magic/);
+    const good = await e.saveState();
+    await expect(e.loadState(good.subarray(0, good.length - 10))).rejects.toThrow(/truncated/);
+  });
+});
+
+describe('OnnxEngine sampling', () => {
+  const request = (e: OnnxEngine, overrides: Partial<Parameters<OnnxEngine['sample']>[0]> = {}) =>
+    e.sample({
+      images: images(2, 9),
+      prompts: [Int32Array.of(0, 3, 4), Int32Array.of(0, 5)],
+      n: 3,
+      temperature: 1,
+      topP: 0.95,
+      maxTokens: 8,
+      seed: 123,
+      stopToken: 11,
+      ...overrides,
+    });
+
+  it('is reproducible with a fixed seed and varies with the seed', async () => {
+    const e = await engine();
+    await trainOnStepBatches(e, 3);
+    const a = await request(e);
+    const b = await request(e);
+    const c = await request(e, { seed: 124 });
+    expect(a.sequences.length).toBe(6);
+    expect(a.sequences.map((s) => s.promptIndex)).toEqual([0, 0, 0, 1, 1, 1]);
+    expect(a.sequences.map((s) => Array.from(s.tokens))).toEqual(b.sequences.map((s) => Array.from(s.tokens)));
+    expect(a.sequences.map((s) => Array.from(s.logprobs))).toEqual(b.sequences.map((s) => Array.from(s.logprobs)));
+    expect(a.sequences.map((s) => Array.from(s.tokens))).not.toEqual(c.sequences.map((s) => Array.from(s.tokens)));
+  });
+
+  it('produces with its KV cache the same tokens as full recomputation (greedy)', async () => {
+    const e = await engine();
+    await e.trainStep(memorizeBatch(), { kind: 'sft' }, ADAMW);
+    const prompt = [0, 3, 4];
+    const img = images(1, 9);
+    const greedy = await e.sample({ images: img, prompts: [Int32Array.from(prompt)], n: 1, temperature: 0, topP: 1, maxTokens: 10, seed: 1, stopToken: 11 });
+    const tokens = Array.from(greedy.sequences[0]!.tokens);
+    expect(tokens.length).toBeGreaterThan(0);
+    for (let s = 0; s < tokens.length; s++) {
+      // One token from a prefill over prompt + tokens so far: no cache involved.
+      const full = await e.sample({ images: img, prompts: [Int32Array.from([...prompt, ...tokens.slice(0, s)])], n: 1, temperature: 0, topP: 1, maxTokens: 1, seed: 1, stopToken: 11 });
+      expect(full.sequences[0]!.tokens[0]).toBe(tokens[s]);
+    }
+  });
+
+  it('returns the logprobs that the logprobs graph computes for the same tokens', async () => {
+    const e = await engine();
+    await trainOnStepBatches(e, 2);
+    const temperature = 0.8;
+    const result = await request(e, { temperature, topP: 1 });
+    const prompts = [[0, 3, 4], [0, 5]];
+    const rows = result.sequences.map((s) => ({ prompt: prompts[s.promptIndex]!, response: Array.from(s.tokens) }));
+    const img = images(2, 9);
+    const rowImages = new Float32Array(rows.length * PIXELS);
+    result.sequences.forEach((s, r) => rowImages.set(img.subarray(s.promptIndex * PIXELS, (s.promptIndex + 1) * PIXELS), r * PIXELS));
+    const batch = packSft(rows, rowImages, PIXELS);
+    const lp = await e.logprobs(batch, temperature);
+    result.sequences.forEach((s, r) => {
+      const p = prompts[s.promptIndex]!.length;
+      s.logprobs.forEach((x, j) => expect(lp[r * batch.seqLen + p + j - 1]).toBeCloseTo(x, 4));
+    });
+  });
+
+  it('stops rows at the stop token and caps at maxTokens', async () => {
+    const e = await engine();
+    // Teach it to answer prompt [0, 3, 4] with "7 11".
+    const rows = [{ prompt: [0, 3, 4], response: [7, 11] }];
+    for (let i = 0; i < 120; i++) await e.trainStep(packSft(rows, images(1, 9), PIXELS), { kind: 'sft' }, { ...ADAMW, lr: 1e-2 });
+    const out = await e.sample({ images: images(1, 9), prompts: [Int32Array.of(0, 3, 4)], n: 2, temperature: 0, topP: 1, maxTokens: 6, seed: 5, stopToken: 11 });
+    for (const s of out.sequences) {
+      expect(Array.from(s.tokens)).toEqual([7, 11]);
+      expect(s.stopped).toBe(true);
+    }
+    const capped = await e.sample({ images: images(1, 9), prompts: [Int32Array.of(0, 3, 4)], n: 1, temperature: 0, topP: 1, maxTokens: 1, seed: 5, stopToken: 11 });
+    expect(capped.sequences[0]).toMatchObject({ stopped: false });
+    expect(capped.sequences[0]!.tokens.length).toBe(1);
+  });
+});
+
+describe('OnnxEngine input checking', () => {
+  it('rejects model configs that do not fit, naming the field', async () => {
+    const e = new OnnxEngine();
+    engines.push(e);
+    const bad = { ...microConfig(), width: 30, heads: 4 };
+    await expect(e.init(bad, 1)).rejects.toBeInstanceOf(ConfigError);
+    await expect(e.init(bad, 1)).rejects.toThrow(/model\.width: 30 is not divisible by heads = 4/);
+    await expect(e.init({ ...microConfig(), image: { size: 5, channels: 3, patch: 2 } }, 1)).rejects.toThrow(/model\.image\.patch/);
+  });
+
+  it('rejects batches with bad shapes, token ids or lengths before changing state', async () => {
+    const e = await engine();
+    const batch = memorizeBatch();
+    const badToken = { ...batch, tokens: batch.tokens.map((x, i) => (i === 1 ? 12 : x)) };
+    await expect(e.trainStep(badToken, { kind: 'sft' }, ADAMW)).rejects.toThrow(/batch\.tokens\[0\]\[1\] = 12 is outside the vocabulary \[0, 12\)/);
+    await expect(e.trainStep({ ...batch, images: new Float32Array(3) }, { kind: 'sft' }, ADAMW)).rejects.toThrow(/batch\.images has 3 values/);
+    const long = packSft([{ prompt: [0, 1], response: Array.from({ length: 20 }, () => 2) }], images(1, 1), PIXELS);
+    await expect(e.trainStep(long, { kind: 'sft' }, ADAMW)).rejects.toThrow(/seqLen 21 exceeds model\.maxLength 16/);
+    await expect(e.trainStep(batch as never, { kind: 'rm' }, ADAMW)).rejects.toThrow(/rm loss needs a reward model/);
+    await expect(e.trainStep(batch, { kind: 'sft' }, { ...ADAMW, lr: Number.NaN })).rejects.toThrow(/adamw\.lr must be a finite number/);
+    await expect(e.sample({ images: images(1, 1), prompts: [Int32Array.of(0, 1, 2)], n: 1, temperature: 1, topP: 1, maxTokens: 14, seed: 1, stopToken: 11 })).rejects.toThrow(
+      /longest prompt \(3 tokens\) \+ maxTokens \(14\) exceeds model\.maxLength 16/,
+    );
+    expect(e.step()).toBe(0);
+    const seq = packSequences([[0, 1, 2]], images(1, 1), PIXELS);
+    await expect(e.score(seq)).rejects.toThrow(/score needs a reward model/);
+  });
+});

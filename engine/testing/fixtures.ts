@@ -1,0 +1,54 @@
+/**
+ * Small deterministic models and batches for engine tests (and the resume child process).
+ */
+import { packReward, packSft } from '../batch';
+import type { ModelConfig } from '../model/config';
+import type { Engine } from '../types';
+import { Rng } from '../rng';
+
+export function microConfig(kind: ModelConfig['kind'] = 'policy'): ModelConfig {
+  return { kind, vocabSize: 12, maxLength: 16, layers: 1, width: 32, heads: 2, mlpRatio: 2, image: { size: 4, channels: 3, patch: 2 }, initStd: 0.02 };
+}
+
+export const PIXELS = 3 * 4 * 4;
+
+export function images(rows: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: rows * PIXELS }, () => rng.nextFloat());
+}
+
+/** Four fixed (prompt, response) rows over a 12-token vocabulary; token 11 ends each response. */
+export function memorizeRows(seed = 3): { prompt: number[]; response: number[] }[] {
+  const rng = new Rng(seed);
+  const rand = (n: number) => Array.from({ length: n }, () => 1 + (rng.nextU32() % 10));
+  return [3, 4, 5, 3].map((len, i) => ({ prompt: [0, ...rand(2 + (i % 2))], response: [...rand(len), 11] }));
+}
+
+export function memorizeBatch(seed = 3) {
+  const rows = memorizeRows(seed);
+  return packSft(rows, images(rows.length, seed), PIXELS);
+}
+
+/** A batch that depends only on the step index: what "the same data order" means in resume tests. */
+export function batchForStep(step: number) {
+  const rng = new Rng(1000 + step);
+  const rows = Array.from({ length: 3 }, () => ({
+    prompt: [0, 1 + (rng.nextU32() % 10)],
+    response: Array.from({ length: 2 + (rng.nextU32() % 4) }, () => 1 + (rng.nextU32() % 10)),
+  }));
+  return packSft(rows, images(rows.length, 2000 + step), PIXELS);
+}
+
+export const ADAMW = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 4 };
+
+export async function trainOnStepBatches(engine: Engine, steps: number): Promise<void> {
+  for (let i = 0; i < steps; i++) {
+    const result = await engine.trainStep(batchForStep(engine.step()), { kind: 'sft' }, ADAMW);
+    if (!result.applied) throw new Error(`step ${engine.step()} was not applied`);
+  }
+}
+
+export function rewardBatch(seed = 5) {
+  const rows = memorizeRows(seed).map((r, i) => ({ ...r, score: [0.1, 0.9, 0.4, 0.7][i]! }));
+  return packReward(rows, images(rows.length, seed), PIXELS);
+}
