@@ -8,7 +8,7 @@
  * KV cache held here (`sample`).
  */
 import * as ort from 'onnxruntime-node';
-import { type ModelConfig, type ParamSpec, imageTokens, parameterSpecs, validateModelConfig } from './model/config';
+import { type ModelConfig, type ParamLayout, imageTokens, paramLayout, validateModelConfig } from './model/config';
 import {
   LOSS_METRICS,
   buildDecodeGraph,
@@ -56,6 +56,9 @@ const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: 'floa
 const i64 = (shape: number[], data: BigInt64Array): HostTensor => ({ dtype: 'int64', shape, data });
 const scalar = (x: number): HostTensor => f32([], Float32Array.of(x));
 
+/** The sampler's KV cache grows by this many slots at a time. */
+const CACHE_STEP = 16;
+
 function checkLength(field: string, array: ArrayLike<unknown>, expected: number): void {
   if (array.length !== expected) throw new RangeError(`batch.${field} has ${array.length} values, expected ${expected}`);
 }
@@ -64,13 +67,14 @@ export class OnnxEngine implements Engine {
   readonly info: EngineInfo;
   private readonly options: Required<Omit<OnnxEngineOptions, 'threads'>> & { threads: number | undefined };
   private cfg: ModelConfig | undefined;
-  private specs: ParamSpec[] = [];
-  private params: Float32Array[] = [];
-  private m: Float32Array[] = [];
-  private v: Float32Array[] = [];
+  private layout: ParamLayout | undefined;
+  /** All parameters, flat in `layout` order; AdamW moments alike. */
+  private params: Float32Array = new Float32Array(0);
+  private m: Float32Array = new Float32Array(0);
+  private v: Float32Array = new Float32Array(0);
   private steps = 0;
   private rng = new Rng(0);
-  private pending: { grads: Float32Array[]; count: number } | undefined;
+  private pending: { grad: Float32Array; count: number } | undefined;
   private readonly sessions = new Map<string, Promise<Session>>();
   private disposed = false;
 
@@ -94,16 +98,17 @@ export class OnnxEngine implements Engine {
     validateModelConfig(config);
     await this.resetSessions();
     this.cfg = structuredClone(config);
-    this.specs = parameterSpecs(config);
+    const layout = (this.layout = paramLayout(config));
     this.rng = new Rng(seed);
-    this.params = this.specs.map((spec) => {
-      const size = spec.shape.reduce((a, b) => a * b, 1);
-      if (spec.init === 'zeros') return new Float32Array(size);
-      if (spec.init === 'ones') return new Float32Array(size).fill(1);
-      return Float32Array.from({ length: size }, () => this.rng.nextNormal() * config.initStd);
+    this.params = new Float32Array(layout.total);
+    layout.specs.forEach((spec, i) => {
+      const at = layout.offsets[i]!;
+      const end = at + layout.sizes[i]!;
+      if (spec.init === 'ones') this.params.fill(1, at, end);
+      else if (spec.init === 'normal') for (let k = at; k < end; k++) this.params[k] = this.rng.nextNormal() * config.initStd;
     });
-    this.m = this.params.map((p) => new Float32Array(p.length));
-    this.v = this.params.map((p) => new Float32Array(p.length));
+    this.m = new Float32Array(layout.total);
+    this.v = new Float32Array(layout.total);
     this.steps = 0;
     this.pending = undefined;
   }
@@ -118,7 +123,10 @@ export class OnnxEngine implements Engine {
 
   saveState(): Promise<Uint8Array> {
     const config = this.requireConfig();
-    return Promise.resolve(encodeState({ config, step: this.steps, rng: this.rng.state(), params: this.params, m: this.m, v: this.v }));
+    const split = (flat: Float32Array) => this.layout!.offsets.map((at, i) => flat.subarray(at, at + this.layout!.sizes[i]!));
+    return Promise.resolve(
+      encodeState({ config, step: this.steps, rng: this.rng.state(), params: split(this.params), m: split(this.m), v: split(this.v) }),
+    );
   }
 
   async loadState(bytes: Uint8Array): Promise<void> {
@@ -126,10 +134,15 @@ export class OnnxEngine implements Engine {
     const sameModel = this.cfg !== undefined && JSON.stringify(this.cfg) === JSON.stringify(state.config);
     if (!sameModel) await this.resetSessions();
     this.cfg = state.config;
-    this.specs = parameterSpecs(state.config);
-    this.params = state.params;
-    this.m = state.m;
-    this.v = state.v;
+    const layout = (this.layout = paramLayout(state.config));
+    const join = (parts: Float32Array[]) => {
+      const flat = new Float32Array(layout.total);
+      parts.forEach((part, i) => flat.set(part, layout.offsets[i]));
+      return flat;
+    };
+    this.params = join(state.params);
+    this.m = join(state.m);
+    this.v = join(state.v);
     this.steps = state.step;
     this.rng = new Rng(state.rng);
     this.pending = undefined;
@@ -138,7 +151,7 @@ export class OnnxEngine implements Engine {
   async dispose(): Promise<void> {
     await this.resetSessions();
     this.disposed = true;
-    this.params = this.m = this.v = [];
+    this.params = this.m = this.v = new Float32Array(0);
   }
 
   private async resetSessions(): Promise<void> {
@@ -269,10 +282,35 @@ export class OnnxEngine implements Engine {
     return feeds;
   }
 
-  private paramFeeds(prefix: string, arrays: Float32Array[]): Record<string, HostTensor> {
-    const feeds: Record<string, HostTensor> = {};
-    this.specs.forEach((s, i) => (feeds[`${prefix}:${s.name}`] = f32(s.shape, arrays[i]!)));
-    return feeds;
+  private vector(data: Float32Array): HostTensor {
+    return f32([this.layout!.total], data);
+  }
+
+  private paramFeeds(): Record<string, HostTensor> {
+    return { params: this.vector(this.params) };
+  }
+
+  private viewCache: { of: Float32Array; feeds: Record<string, HostTensor> } | undefined;
+
+  /** One zero-copy view per parameter (`p:<name>`), for inference graphs; rebuilt when the weights change. */
+  private paramViews(): Record<string, HostTensor> {
+    if (this.viewCache?.of !== this.params) {
+      const layout = this.layout!;
+      const feeds: Record<string, HostTensor> = {};
+      layout.specs.forEach((spec, i) => {
+        feeds[`p:${spec.name}`] = f32(spec.shape, this.params.subarray(layout.offsets[i], layout.offsets[i]! + layout.sizes[i]!));
+      });
+      this.viewCache = { of: this.params, feeds };
+    }
+    return this.viewCache.feeds;
+  }
+
+  /** Takes the updated parameters and moments from a training or optimizer run. */
+  private applyUpdate(out: Record<string, HostTensor>): void {
+    this.params = out.new_params!.data as Float32Array;
+    this.m = out.new_m!.data as Float32Array;
+    this.v = out.new_v!.data as Float32Array;
+    this.steps++;
   }
 
   private optimFeeds(settings: AdamWSettings): Record<string, HostTensor> {
@@ -301,36 +339,29 @@ export class OnnxEngine implements Engine {
   async trainStep<L extends LossSpec>(batch: BatchFor<L>, loss: L, settings: AdamWSettings): Promise<TrainStepResult> {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
-    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds('p', this.params), ...this.paramFeeds('m', this.m), ...this.paramFeeds('v', this.v), ...this.optimFeeds(settings) };
+    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds(), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
     const session = await this.session(`train:${loss.kind}:${batch.batchSize}x${padded}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded));
     const out = await session.run(feeds);
     const finite = out.finite!.data[0] === 1;
     const result = { loss: Number(out.loss!.data[0]), metrics: this.metrics(out, loss), finite, gradNorm: Number(out.grad_norm!.data[0]) };
-    if (finite) {
-      this.params = this.specs.map((s) => out[`new_p:${s.name}`]!.data as Float32Array);
-      this.m = this.specs.map((s) => out[`new_m:${s.name}`]!.data as Float32Array);
-      this.v = this.specs.map((s) => out[`new_v:${s.name}`]!.data as Float32Array);
-      this.steps++;
-    }
+    if (finite) this.applyUpdate(out);
     return { ...result, applied: finite, step: this.steps };
   }
 
   async forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L): Promise<ForwardBackwardResult> {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
-    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds('p', this.params) };
+    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds() };
     const session = await this.session(`grad:${loss.kind}:${batch.batchSize}x${padded}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded));
     const out = await session.run(feeds);
     const finite = out.finite!.data[0] === 1;
     if (finite) {
-      const grads = this.specs.map((s) => out[`g:${s.name}`]!.data as Float32Array);
+      const grad = out.grad!.data as Float32Array;
       if (!this.pending) {
-        this.pending = { grads, count: 1 };
+        this.pending = { grad, count: 1 };
       } else {
-        this.pending.grads.forEach((acc, i) => {
-          const g = grads[i]!;
-          for (let k = 0; k < acc.length; k++) acc[k]! += g[k]!;
-        });
+        const acc = this.pending.grad;
+        for (let k = 0; k < acc.length; k++) acc[k]! += grad[k]!;
         this.pending.count++;
       }
     }
@@ -342,16 +373,11 @@ export class OnnxEngine implements Engine {
     const pending = this.pending;
     if (!pending) throw new Error('optimStep: no gradients accumulated (call forwardBackward first)');
     this.pending = undefined;
-    const grads = pending.grads.map((g) => (pending.count === 1 ? g : g.map((x) => x / pending.count)));
-    const feeds = { ...this.paramFeeds('p', this.params), ...this.paramFeeds('g', grads), ...this.paramFeeds('m', this.m), ...this.paramFeeds('v', this.v), ...this.optimFeeds(settings) };
+    const grad = pending.count === 1 ? pending.grad : pending.grad.map((x) => x / pending.count);
+    const feeds = { ...this.paramFeeds(), grad: this.vector(grad), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
     const out = await (await this.session('optim', () => buildOptimGraph(config))).run(feeds);
     const applied = out.finite!.data[0] === 1;
-    if (applied) {
-      this.params = this.specs.map((s) => out[`new_p:${s.name}`]!.data as Float32Array);
-      this.m = this.specs.map((s) => out[`new_m:${s.name}`]!.data as Float32Array);
-      this.v = this.specs.map((s) => out[`new_v:${s.name}`]!.data as Float32Array);
-      this.steps++;
-    }
+    if (applied) this.applyUpdate(out);
     return { step: this.steps, gradNorm: Number(out.grad_norm!.data[0]), applied };
   }
 
@@ -365,7 +391,7 @@ export class OnnxEngine implements Engine {
     const { batchSize: b, seqLen: t } = batch;
     const feeds = {
       ...this.sequenceFeeds(batch, padded),
-      ...this.paramFeeds('p', this.params),
+      ...this.paramViews(),
       targets: i64([b, padded], this.padInt('targets', batch.targets, b, t, padded, config.vocabSize)),
       temperature: scalar(temperature),
     };
@@ -377,7 +403,7 @@ export class OnnxEngine implements Engine {
     const config = this.requireConfig();
     if (config.kind !== 'reward') throw new TypeError('score needs a reward model');
     const padded = this.bucket(batch.seqLen);
-    const feeds = { ...this.sequenceFeeds(batch, padded), ...this.paramFeeds('p', this.params), last_index: i64([batch.batchSize], this.lastIndex(batch)) };
+    const feeds = { ...this.sequenceFeeds(batch, padded), ...this.paramViews(), last_index: i64([batch.batchSize], this.lastIndex(batch)) };
     const out = await (await this.session(`score:${batch.batchSize}x${padded}`, () => buildScoreGraph(config, batch.batchSize, padded))).run(feeds);
     return out.score!.data as Float32Array;
   }
@@ -411,28 +437,32 @@ export class OnnxEngine implements Engine {
       tokens.set(q, r * promptLen + pad);
       mask.fill(1, r * promptLen + pad, (r + 1) * promptLen);
     });
-    const prefillFeeds = { ...this.sequenceFeeds({ batchSize: p, seqLen: promptLen, images: request.images, tokens, attentionMask: mask }, promptLen), ...this.paramFeeds('p', this.params) };
+    const prefillFeeds = { ...this.sequenceFeeds({ batchSize: p, seqLen: promptLen, images: request.images, tokens, attentionMask: mask }, promptLen), ...this.paramViews() };
     const prefill = await (await this.session(`prefill:${p}x${promptLen}`, () => buildPrefillGraph(config, p, promptLen))).run(prefillFeeds);
 
-    // Fixed-size cache for the P·n rows: slots [0, N) image, [N, N + promptLen) prompt, then generated tokens.
+    // The P·n rows' cache, (rows, H, capacity, hd) per layer: slots [0, N) image, [N, N + promptLen) prompt,
+    // then generated tokens. It grows in steps of CACHE_STEP slots (one decode graph per capacity), so each
+    // step reads only as much cache as it holds.
     const rows = p * n;
     const n0 = imageTokens(config);
-    const slots = cacheSlots(config);
+    const maxSlots = cacheSlots(config);
     const heads = config.heads;
     const hd = config.width / heads;
     const filled = n0 + promptLen;
-    const cacheK: Float32Array[] = [];
-    const cacheV: Float32Array[] = [];
+    const capacityFor = (needed: number) => Math.min(maxSlots, Math.ceil(needed / CACHE_STEP) * CACHE_STEP);
+    let capacity = capacityFor(filled + 1);
+    let cacheK: Float32Array[] = [];
+    let cacheV: Float32Array[] = [];
     for (let l = 0; l < config.layers; l++) {
-      const k = new Float32Array(rows * heads * slots * hd);
-      const v = new Float32Array(rows * heads * slots * hd);
+      const k = new Float32Array(rows * heads * capacity * hd);
+      const v = new Float32Array(rows * heads * capacity * hd);
       const pk = prefill[`k:${l}`]!.data as Float32Array; // (P, H, filled, hd)
       const pv = prefill[`v:${l}`]!.data as Float32Array;
       for (let r = 0; r < rows; r++) {
         const src = Math.floor(r / n);
         for (let h = 0; h < heads; h++) {
           const from = (src * heads + h) * filled * hd;
-          const to = (r * heads + h) * slots * hd;
+          const to = (r * heads + h) * capacity * hd;
           k.set(pk.subarray(from, from + filled * hd), to);
           v.set(pv.subarray(from, from + filled * hd), to);
         }
@@ -440,11 +470,30 @@ export class OnnxEngine implements Engine {
       cacheK.push(k);
       cacheV.push(v);
     }
-    const pastMask = new Float32Array(rows * slots);
+    let pastMask = new Float32Array(rows * capacity);
     for (let r = 0; r < rows; r++) {
       const src = Math.floor(r / n);
-      pastMask.fill(1, r * slots, r * slots + n0);
-      for (let c = 0; c < promptLen; c++) pastMask[r * slots + n0 + c] = mask[src * promptLen + c]!;
+      pastMask.fill(1, r * capacity, r * capacity + n0);
+      for (let c = 0; c < promptLen; c++) pastMask[r * capacity + n0 + c] = mask[src * promptLen + c]!;
+    }
+    const grow = (next: number) => {
+      const relayout = (old: Float32Array) => {
+        const fresh = new Float32Array(rows * heads * next * hd);
+        for (let b = 0; b < rows * heads; b++) fresh.set(old.subarray(b * capacity * hd, (b + 1) * capacity * hd), b * next * hd);
+        return fresh;
+      };
+      cacheK = cacheK.map(relayout);
+      cacheV = cacheV.map(relayout);
+      const mask2 = new Float32Array(rows * next);
+      for (let r = 0; r < rows; r++) mask2.set(pastMask.subarray(r * capacity, (r + 1) * capacity), r * next);
+      pastMask = mask2;
+      capacity = next;
+    };
+
+    // Create every decode session this request can need before timing-sensitive work starts (cached after).
+    for (let c = capacity; ; c = capacityFor(c + 1)) {
+      await this.session(`decode:${rows}x${c}`, () => buildDecodeGraph(config, rows, c));
+      if (c >= capacityFor(filled + maxTokens - 1)) break;
     }
 
     const rng = new Rng(request.seed);
@@ -456,17 +505,17 @@ export class OnnxEngine implements Engine {
     const outLogprobs = Array.from({ length: rows }, () => [] as number[]);
     const done = new Array<boolean>(rows).fill(false);
     const stopped = new Array<boolean>(rows).fill(false);
-    const decodeSession = await this.session(`decode:${rows}`, () => buildDecodeGraph(config, rows));
-    const params = this.paramFeeds('p', this.params);
+    const params = this.paramViews();
+    const rowPromptLength = Array.from({ length: rows }, (_, r) => prompts[Math.floor(r / n)]!.length);
+    const scratch = new Float64Array(v);
     let generated = 0;
     for (let s = 0; s < maxTokens; s++) {
       const token = new BigInt64Array(rows);
       const position = new BigInt64Array(rows);
       for (let r = 0; r < rows; r++) {
-        const promptTokens = prompts[Math.floor(r / n)]!.length;
-        position[r] = BigInt(promptTokens + s);
+        position[r] = BigInt(rowPromptLength[r]! + s);
         if (done[r]) continue;
-        const pick = pickToken(logits.subarray(r * v, (r + 1) * v), temperature, topP, rng);
+        const pick = pickToken(logits.subarray(r * v, (r + 1) * v), temperature, topP, rng, scratch);
         outTokens[r]!.push(pick.token);
         outLogprobs[r]!.push(pick.logprob);
         generated++;
@@ -477,31 +526,30 @@ export class OnnxEngine implements Engine {
         }
       }
       if (s === maxTokens - 1 || done.every(Boolean)) break;
+      const slot = filled + s; // where this token's keys/values go
+      if (slot >= capacity) grow(capacityFor(slot + 1));
+      const decode = await this.session(`decode:${rows}x${capacity}`, () => buildDecodeGraph(config, rows, capacity));
       const feeds: Record<string, HostTensor> = {
         ...params,
         token: i64([rows, 1], token),
         position: i64([rows, 1], position),
-        past_mask: f32([rows, slots], pastMask),
+        past_mask: f32([rows, capacity], pastMask),
       };
       for (let l = 0; l < config.layers; l++) {
-        feeds[`past_k:${l}`] = f32([rows, heads, slots, hd], cacheK[l]!);
-        feeds[`past_v:${l}`] = f32([rows, heads, slots, hd], cacheV[l]!);
+        feeds[`past_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
+        feeds[`past_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
       }
-      const out = await decodeSession.run(feeds);
-      const slot = filled + s;
+      const out = await decode.run(feeds);
       for (let l = 0; l < config.layers; l++) {
         const nk = out[`k:${l}`]!.data as Float32Array; // (rows, H, 1, hd)
         const nv = out[`v:${l}`]!.data as Float32Array;
-        for (let r = 0; r < rows; r++) {
-          for (let h = 0; h < heads; h++) {
-            const from = (r * heads + h) * hd;
-            const to = ((r * heads + h) * slots + slot) * hd;
-            cacheK[l]!.set(nk.subarray(from, from + hd), to);
-            cacheV[l]!.set(nv.subarray(from, from + hd), to);
-          }
+        for (let b = 0; b < rows * heads; b++) {
+          const to = (b * capacity + slot) * hd;
+          cacheK[l]!.set(nk.subarray(b * hd, (b + 1) * hd), to);
+          cacheV[l]!.set(nv.subarray(b * hd, (b + 1) * hd), to);
         }
       }
-      for (let r = 0; r < rows; r++) if (!done[r]) pastMask[r * slots + slot] = 1;
+      for (let r = 0; r < rows; r++) if (!done[r]) pastMask[r * capacity + slot] = 1;
       logits = out.logits!.data as Float32Array;
     }
     const sequences: SampledSequence[] = outTokens.map((toks, r) => ({

@@ -13,47 +13,54 @@ export interface Pick {
   logprob: number;
 }
 
-function logSumExp(z: Float64Array): number {
-  let max = -Infinity;
-  for (const x of z) if (x > max) max = x;
-  let sum = 0;
-  for (const x of z) sum += Math.exp(x - max);
-  return max + Math.log(sum);
-}
-
-export function pickToken(logits: ArrayLike<number>, temperature: number, topP: number, rng: Rng): Pick {
+/**
+ * Picks a token from one row of logits. `scratch` (length ≥ V) avoids an allocation per call in the sampler's
+ * inner loop.
+ */
+export function pickToken(logits: ArrayLike<number>, temperature: number, topP: number, rng: Rng, scratch?: Float64Array): Pick {
   const v = logits.length;
-  if (temperature === 0) {
-    let best = 0;
-    for (let i = 1; i < v; i++) if (logits[i]! > logits[best]!) best = i;
-    const z = Float64Array.from(logits);
-    return { token: best, logprob: z[best]! - logSumExp(z) };
-  }
-  const z = new Float64Array(v);
-  for (let i = 0; i < v; i++) z[i] = logits[i]! / temperature;
-  const lse = logSumExp(z);
-  const probs = z.map((x) => Math.exp(x - lse));
-  let order: number[];
-  let mass = 1;
-  if (topP < 1) {
-    order = Array.from({ length: v }, (_, i) => i).sort((a, b) => probs[b]! - probs[a]! || a - b);
-    let cumulative = 0;
-    let keep = 0;
-    while (keep < v && cumulative < topP) cumulative += probs[order[keep++]!]!;
-    order = order.slice(0, keep);
-    mass = cumulative;
-  } else {
-    order = Array.from({ length: v }, (_, i) => i);
-  }
-  const u = rng.nextFloat() * mass;
-  let acc = 0;
-  let token = order[order.length - 1]!;
-  for (const i of order) {
-    acc += probs[i]!;
-    if (u < acc) {
-      token = i;
-      break;
+  const scale = temperature === 0 ? 1 : 1 / temperature;
+  const e = scratch && scratch.length >= v ? scratch : new Float64Array(v);
+  let max = -Infinity;
+  let best = 0;
+  for (let i = 0; i < v; i++) {
+    const z = logits[i]! * scale;
+    if (z > max) {
+      max = z;
+      best = i;
     }
   }
-  return { token, logprob: z[token]! - lse };
+  let sum = 0;
+  for (let i = 0; i < v; i++) {
+    const x = Math.exp(logits[i]! * scale - max);
+    e[i] = x;
+    sum += x;
+  }
+  const lse = max + Math.log(sum);
+  const logprob = (token: number) => logits[token]! * scale - lse;
+  if (temperature === 0) return { token: best, logprob: logprob(best) };
+  if (topP >= 1) {
+    // Inverse CDF over the unnormalized weights e[i] (total `sum`).
+    const u = rng.nextFloat() * sum;
+    let acc = 0;
+    for (let i = 0; i < v; i++) {
+      acc += e[i]!;
+      if (u < acc) return { token: i, logprob: logprob(i) };
+    }
+    return { token: v - 1, logprob: logprob(v - 1) };
+  }
+  // Nucleus: the most likely tokens until their mass reaches topP, renormalized.
+  const order = Array.from({ length: v }, (_, i) => i).sort((a, b) => e[b]! - e[a]! || a - b);
+  let kept = 0;
+  let mass = 0;
+  while (kept < v && mass < topP * sum) mass += e[order[kept++]!]!;
+  const u = rng.nextFloat() * mass;
+  let acc = 0;
+  for (let k = 0; k < kept; k++) {
+    const i = order[k]!;
+    acc += e[i]!;
+    if (u < acc) return { token: i, logprob: logprob(i) };
+  }
+  const last = order[kept - 1]!;
+  return { token: last, logprob: logprob(last) };
 }

@@ -133,3 +133,26 @@ export function parameterSpecs(config: ModelConfig): ParamSpec[] {
 export function parameterCount(config: ModelConfig): number {
   return parameterSpecs(config).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }
+
+/** Where each parameter sits in the flat parameter vector (graphs and the engine keep all weights in one). */
+export interface ParamLayout {
+  specs: ParamSpec[];
+  /** Start of each parameter in the flat vector, in `specs` order. */
+  offsets: number[];
+  sizes: number[];
+  total: number;
+}
+
+export function paramLayout(config: ModelConfig): ParamLayout {
+  const specs = parameterSpecs(config);
+  const offsets: number[] = [];
+  const sizes: number[] = [];
+  let total = 0;
+  for (const spec of specs) {
+    const size = spec.shape.reduce((a, b) => a * b, 1);
+    offsets.push(total);
+    sizes.push(size);
+    total += size;
+  }
+  return { specs, offsets, sizes, total };
+}

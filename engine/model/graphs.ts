@@ -8,13 +8,16 @@
  *   score          batch + params → reward-model score per row
  *   prefill/decode the sampler's KV-cache graphs
  *
- * Naming: parameter `x` is input `p:x`; its moments `m:x`, `v:x`; outputs `new_p:x`, `new_m:x`, `new_v:x`, `g:x`.
+ * Training graphs take all parameters as one flat float vector (`params`, layout from `paramLayout`), sliced
+ * into tensors inside the graph; gradients come back flat (`grad`), and AdamW updates the flat vectors (`m`,
+ * `v`) in a few large ops. Outputs: `loss`, `metric:<name>`, `new_params`, `new_m`, `new_v`, `grad_norm`,
+ * `finite`. Inference graphs take one input per parameter (`p:<name>`).
  */
 import { gradients } from '../onnx/autodiff';
 import { Graph, type FloatDType, type Value } from '../onnx/graph';
 import * as op from '../onnx/ops';
-import { adamw, adamwInputs, allFinite } from '../onnx/optim';
-import { type ModelConfig, imageTokens, parameterSpecs } from './config';
+import { adamwFlat, adamwInputs, allFinite } from '../onnx/optim';
+import { type ModelConfig, imageTokens, paramLayout } from './config';
 import { type LossOutput, grpoLoss, rmLoss, sftLoss, targetLogprobs } from './losses';
 import { type SequenceInputs, backbone, decodeStep, lmLogits, rewardScore } from './transformer';
 
@@ -27,10 +30,42 @@ export const LOSS_METRICS: Record<LossKind, readonly string[]> = {
   rm: ['mae'],
 };
 
-function paramInputs(g: Graph, config: ModelConfig, prefix = 'p'): Record<string, Value> {
+/** The flat `params` input, sliced and reshaped into one value per parameter. */
+function flatParams(g: Graph, config: ModelConfig): { flat: Value; params: Record<string, Value>; list: Value[] } {
+  const layout = paramLayout(config);
+  const flat = g.input('params', g.floatType, [layout.total]);
   const params: Record<string, Value> = {};
-  for (const spec of parameterSpecs(config)) params[spec.name] = g.input(`${prefix}:${spec.name}`, g.floatType, spec.shape);
+  const list = layout.specs.map((spec, i) => {
+    const value = op.reshape(g, op.slice(g, flat, 0, layout.offsets[i]!, layout.offsets[i]! + layout.sizes[i]!), spec.shape);
+    params[spec.name] = value;
+    return value;
+  });
+  return { flat, params, list };
+}
+
+/**
+ * One input per parameter (`p:<name>`), for inference graphs: no slicing of the flat vector at run time (the
+ * engine feeds zero-copy views of its flat buffer instead).
+ */
+function separateParams(g: Graph, config: ModelConfig): Record<string, Value> {
+  const params: Record<string, Value> = {};
+  for (const spec of paramLayout(config).specs) params[spec.name] = g.input(`p:${spec.name}`, g.floatType, spec.shape);
   return params;
+}
+
+/** Per-parameter gradients, flattened and concatenated in layout order: (P). */
+function flatGradient(g: Graph, grads: readonly Value[]): Value {
+  return op.concat(g, grads.map((x) => op.reshape(g, x, [-1])), 0);
+}
+
+/** (P) 1 where AdamW's weight decay applies. */
+function decayMask(g: Graph, config: ModelConfig): Value {
+  const layout = paramLayout(config);
+  const mask = new Float32Array(layout.total);
+  layout.specs.forEach((spec, i) => {
+    if (spec.decay) mask.fill(1, layout.offsets[i], layout.offsets[i]! + layout.sizes[i]!);
+  });
+  return g.constant(g.floatType, [layout.total], g.floatType === 'float32' ? mask : Float64Array.from(mask));
 }
 
 function sequenceInputs(g: Graph, config: ModelConfig, batch: number, seqLen: number): SequenceInputs {
@@ -83,52 +118,42 @@ function outputLoss(g: Graph, out: LossOutput, loss: LossKind): void {
 /** The fused training step: forward, backward and AdamW in one graph (one session run per step). */
 export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
   const g = new Graph(`train_${loss}_${batch}x${seqLen}`, dtype);
-  const specs = parameterSpecs(config);
-  const params = paramInputs(g, config);
-  const m = specs.map((s) => g.input(`m:${s.name}`, dtype, s.shape));
-  const v = specs.map((s) => g.input(`v:${s.name}`, dtype, s.shape));
+  const total = paramLayout(config).total;
+  const { flat, params, list } = flatParams(g, config);
+  const m = g.input('m', dtype, [total]);
+  const v = g.input('v', dtype, [total]);
   const out = forwardLoss(g, config, params, loss, batch, seqLen);
-  const paramList = specs.map((s) => params[s.name]!);
-  const grads = gradients(g, out.loss, paramList);
-  const updated = adamw(g, paramList, grads, m, v, specs.map((s) => s.decay), adamwInputs(g));
+  const grad = flatGradient(g, gradients(g, out.loss, list));
+  const updated = adamwFlat(g, flat, grad, m, v, decayMask(g, config), adamwInputs(g));
   outputLoss(g, out, loss);
-  specs.forEach((s, i) => {
-    g.output(updated.params[i]!, `new_p:${s.name}`);
-    g.output(updated.m[i]!, `new_m:${s.name}`);
-    g.output(updated.v[i]!, `new_v:${s.name}`);
-  });
+  g.output(updated.params, 'new_params');
+  g.output(updated.m, 'new_m');
+  g.output(updated.v, 'new_v');
   g.output(updated.gradNorm, 'grad_norm');
   g.output(allFinite(g, [out.loss, updated.gradNorm]), 'finite');
   return g;
 }
 
-/** Forward + backward only: loss, metrics and one gradient per parameter. */
+/** Forward + backward only: loss, metrics and the flat gradient. */
 export function buildGradGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
   const g = new Graph(`grad_${loss}_${batch}x${seqLen}`, dtype);
-  const specs = parameterSpecs(config);
-  const params = paramInputs(g, config);
+  const { params, list } = flatParams(g, config);
   const out = forwardLoss(g, config, params, loss, batch, seqLen);
-  const grads = gradients(g, out.loss, specs.map((s) => params[s.name]!));
   outputLoss(g, out, loss);
-  specs.forEach((s, i) => g.output(grads[i]!, `g:${s.name}`));
+  g.output(flatGradient(g, gradients(g, out.loss, list)), 'grad');
   g.output(allFinite(g, [out.loss]), 'finite');
   return g;
 }
 
-/** AdamW over given (accumulated) gradients. */
+/** AdamW over a given (accumulated) flat gradient. */
 export function buildOptimGraph(config: ModelConfig, dtype: FloatDType = 'float32'): Graph {
   const g = new Graph('optim', dtype);
-  const specs = parameterSpecs(config);
-  const params = specs.map((s) => g.input(`p:${s.name}`, dtype, s.shape));
-  const grads = specs.map((s) => g.input(`g:${s.name}`, dtype, s.shape));
-  const m = specs.map((s) => g.input(`m:${s.name}`, dtype, s.shape));
-  const v = specs.map((s) => g.input(`v:${s.name}`, dtype, s.shape));
-  const updated = adamw(g, params, grads, m, v, specs.map((s) => s.decay), adamwInputs(g));
-  specs.forEach((s, i) => {
-    g.output(updated.params[i]!, `new_p:${s.name}`);
-    g.output(updated.m[i]!, `new_m:${s.name}`);
-    g.output(updated.v[i]!, `new_v:${s.name}`);
-  });
+  const total = paramLayout(config).total;
+  const vec = (name: string) => g.input(name, dtype, [total]);
+  const updated = adamwFlat(g, vec('params'), vec('grad'), vec('m'), vec('v'), decayMask(g, config), adamwInputs(g));
+  g.output(updated.params, 'new_params');
+  g.output(updated.m, 'new_m');
+  g.output(updated.v, 'new_v');
   g.output(updated.gradNorm, 'grad_norm');
   g.output(allFinite(g, [updated.gradNorm]), 'finite');
   return g;
@@ -138,7 +163,7 @@ export function buildOptimGraph(config: ModelConfig, dtype: FloatDType = 'float3
 export function buildLogprobsGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
   checkKind(config, 'sft');
   const g = new Graph(`logprobs_${batch}x${seqLen}`, dtype);
-  const params = paramInputs(g, config);
+  const params = separateParams(g, config);
   const { text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
   const temperature = g.input('temperature', dtype, []);
   const targets = g.input('targets', 'int64', [batch, seqLen]);
@@ -151,7 +176,7 @@ export function buildLogprobsGraph(config: ModelConfig, batch: number, seqLen: n
 export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
   checkKind(config, 'rm');
   const g = new Graph(`score_${batch}x${seqLen}`, dtype);
-  const params = paramInputs(g, config);
+  const params = separateParams(g, config);
   const { text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
   g.output(rewardScore(g, params, text, g.input('last_index', 'int64', [batch])), 'score');
   return g;
@@ -166,7 +191,7 @@ export function cacheSlots(config: ModelConfig): number {
 export function buildPrefillGraph(config: ModelConfig, batch: number, promptLen: number): Graph {
   checkKind(config, 'sft');
   const g = new Graph(`prefill_${batch}x${promptLen}`, 'float32');
-  const params = paramInputs(g, config);
+  const params = separateParams(g, config);
   const { text, kv } = backbone(g, config, params, sequenceInputs(g, config, batch, promptLen));
   const last = op.reshape(g, op.slice(g, text, 1, promptLen - 1, promptLen), [batch, 1, config.width]);
   g.output(op.reshape(g, lmLogits(g, params, last), [batch, config.vocabSize]), 'logits');
@@ -177,12 +202,15 @@ export function buildPrefillGraph(config: ModelConfig, batch: number, promptLen:
   return g;
 }
 
-/** One decode step against the fixed-size cache: logits (B, V) and the new token's keys/values (B, H, 1, hd). */
-export function buildDecodeGraph(config: ModelConfig, batch: number): Graph {
+/**
+ * One decode step against a cache of `slots` entries (default: room for every position): logits (B, V) and the
+ * new token's keys/values (B, H, 1, hd). The sampler grows its cache in steps, with one graph per size.
+ */
+export function buildDecodeGraph(config: ModelConfig, batch: number, slots = cacheSlots(config)): Graph {
   checkKind(config, 'sft');
-  const g = new Graph(`decode_${batch}`, 'float32');
-  const params = paramInputs(g, config);
-  const slots = cacheSlots(config);
+  if (!Number.isInteger(slots) || slots < 1 || slots > cacheSlots(config)) throw new RangeError(`decode cache size ${slots} is outside [1, ${cacheSlots(config)}]`);
+  const g = new Graph(`decode_${batch}x${slots}`, 'float32');
+  const params = separateParams(g, config);
   const hd = config.width / config.heads;
   const pastK: Value[] = [];
   const pastV: Value[] = [];

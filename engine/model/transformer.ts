@@ -37,9 +37,13 @@ function param(params: Params, name: string): Value {
   return p;
 }
 
+/** x·W (+ b). Activations are folded to 2-D first: one large GEMM (forward and both gradients), not a batch of small ones. */
 function linear(g: Graph, x: Value, w: Value, b?: Value): Value {
-  const y = op.matmul(g, x, w);
-  return b ? op.add(g, y, b) : y;
+  const rows = x.shape.slice(0, -1);
+  const flat = x.shape.length > 2 ? op.reshape(g, x, [-1, x.shape.at(-1)!]) : x;
+  const y = op.matmul(g, flat, w);
+  const out = b ? op.add(g, y, b) : y;
+  return x.shape.length > 2 ? op.reshape(g, out, [...rows, w.shape[1]!]) : out;
 }
 
 /** Image tokens: (B, C, S, S) → (B, N, d). */
@@ -79,33 +83,55 @@ interface LayerKV {
   v: Value;
 }
 
-/** Splits (B, L, d) into heads: (B, H, L, hd). */
+/** Splits (B, L, d) into heads: (B, H, L, hd). For one position (decoding) that is a free reshape. */
 function heads(g: Graph, x: Value, h: number): Value {
   const [batch, len, d] = x.shape as [number, number, number];
+  if (len === 1) return op.reshape(g, x, [batch, h, 1, d / h]);
   return op.transpose(g, op.reshape(g, x, [batch, len, h, d / h]), [0, 2, 1, 3]);
 }
 
 function mergeHeads(g: Graph, x: Value): Value {
   const [batch, h, len, hd] = x.shape as [number, number, number, number];
+  if (len === 1) return op.reshape(g, x, [batch, 1, h * hd]);
   return op.reshape(g, op.transpose(g, x, [0, 2, 1, 3]), [batch, len, h * hd]);
 }
 
+/** Attention over a whole sequence: softmax(q·kᵀ/√hd + bias)·v, all (B, H, L, hd). */
+function attendFull(g: Graph, q: Value, k: Value, v: Value, bias: Value, scale: number): Value {
+  const scores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, k)), scale), bias);
+  return op.matmul(g, op.softmax(g, scores, -1), v);
+}
+
 /**
- * One transformer block. `past` (decode): keys/values of earlier positions, concatenated before this step's.
- * Returns the new hidden state and this step's keys/values (B, H, L, hd).
+ * One new query against a cache plus itself, without concatenating keys/values (which would copy the whole
+ * cache every step): scores against the cache and against the new key are joined (small), softmaxed, split,
+ * and the two value contributions added. q, k, v: (B, H, 1, hd); past: (B, H, C, hd); pastBias (B, 1, 1, C).
+ */
+function attendCached(g: Graph, q: Value, k: Value, v: Value, past: LayerKV, pastBias: Value, scale: number): Value {
+  const cache = past.k.shape[2]!;
+  const pastScores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, past.k)), scale), pastBias); // (B, H, 1, C)
+  const selfScore = op.mulScalar(g, op.reduceSum(g, op.mul(g, q, k), [-1], true), scale); // (B, H, 1, 1)
+  const weights = op.softmax(g, op.concat(g, [pastScores, selfScore], -1), -1);
+  const [toPast, toSelf] = op.split(g, weights, -1, [cache, 1]) as [Value, Value];
+  return op.add(g, op.matmul(g, toPast, past.v), op.mul(g, toSelf, v));
+}
+
+/**
+ * One transformer block. Without `past`: attention over the whole sequence with `bias` (B, 1, L, L). With
+ * `past` (decode): the new token attends to the cache (`bias` is the cache's (B, 1, 1, C) padding bias) and to
+ * itself. Returns the new hidden state and this step's keys/values (B, H, L, hd).
  */
 function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Value, bias: Value, past?: LayerKV): { x: Value; kv: LayerKV } {
   const d = config.width;
   const pre = `h${l}.`;
+  const scale = 1 / Math.sqrt(d / config.heads);
   const h1 = op.layerNorm(g, x, param(params, `${pre}ln1_g`), param(params, `${pre}ln1_b`));
   const qkv = linear(g, h1, param(params, `${pre}qkv_w`), param(params, `${pre}qkv_b`)); // (B, L, 3d)
-  const q = heads(g, op.slice(g, qkv, -1, 0, d), config.heads);
-  const k = heads(g, op.slice(g, qkv, -1, d, 2 * d), config.heads);
-  const v = heads(g, op.slice(g, qkv, -1, 2 * d, 3 * d), config.heads);
-  const keys = past ? op.concat(g, [past.k, k], 2) : k;
-  const values = past ? op.concat(g, [past.v, v], 2) : v;
-  const scores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, keys)), 1 / Math.sqrt(d / config.heads)), bias);
-  const attended = mergeHeads(g, op.matmul(g, op.softmax(g, scores, -1), values)); // (B, L, d)
+  const [qx, kx, vx] = op.split(g, qkv, -1, [d, d, d]) as [Value, Value, Value];
+  const q = heads(g, qx, config.heads);
+  const k = heads(g, kx, config.heads);
+  const v = heads(g, vx, config.heads);
+  const attended = mergeHeads(g, past ? attendCached(g, q, k, v, past, bias, scale) : attendFull(g, q, k, v, bias, scale)); // (B, L, d)
   const x1 = op.add(g, x, linear(g, attended, param(params, `${pre}proj_w`), param(params, `${pre}proj_b`)));
   const h2 = op.layerNorm(g, x1, param(params, `${pre}ln2_g`), param(params, `${pre}ln2_b`));
   const mlp = linear(g, op.gelu(g, linear(g, h2, param(params, `${pre}fc_w`), param(params, `${pre}fc_b`))), param(params, `${pre}out_w`), param(params, `${pre}out_b`));
@@ -139,7 +165,7 @@ export function backbone(g: Graph, config: ModelConfig, params: Params, inputs: 
 
 /** Policy logits over the vocabulary for every text position: (B, T, V). */
 export function lmLogits(g: Graph, params: Params, hidden: Value): Value {
-  return op.matmul(g, hidden, param(params, 'head_w'));
+  return linear(g, hidden, param(params, 'head_w'));
 }
 
 /** Reward-model score in [0, 1] from the hidden state at each row's last real token: (B). */
@@ -168,9 +194,8 @@ export function decodeStep(g: Graph, config: ModelConfig, params: Params, inputs
   const batch = inputs.token.shape[0]!;
   const cache = inputs.pastMask.shape[1]!;
   let x = embedText(g, params, inputs.token, inputs.position); // (B, 1, d)
-  const keyMask = op.concat(g, [inputs.pastMask, op.fill(g, [batch, 1], 1)], 1); // (B, C + 1)
-  // The new token sees every valid cache slot and itself: no causal structure within one query.
-  const bias = attentionBias(g, keyMask, 1, cache + 1, cache);
+  // The new token sees every valid cache slot (and itself, inside attendCached).
+  const bias = op.mulScalar(g, op.addScalar(g, op.reshape(g, inputs.pastMask, [batch, 1, 1, cache]), -1), -MASKED);
   const kv: LayerKV[] = [];
   for (let l = 0; l < config.layers; l++) {
     const out = block(g, config, params, l, x, bias, { k: inputs.pastK[l]!, v: inputs.pastV[l]! });

@@ -45,8 +45,9 @@ export function gradients(g: Graph, loss: Value, params: readonly Value[], seed?
     if (!needs.some(Boolean)) continue;
     const rule = vjpRule(node.op);
     if (!rule) throw new Error(`autodiff: no gradient rule for ${node.op} (used on a path from a parameter to the loss)`);
-    const filled = gradOutputs.map((gy, k) => gy ?? fill(g, node.outputs[k]!.shape, 0, node.outputs[k]!.dtype));
-    const inputGrads = rule(g, node, filled, needs);
+    // Rules read the gradients of the outputs they use; only multi-output nodes (LayerNormalization's unused
+    // statistics) leave some undefined.
+    const inputGrads = rule(g, node, gradOutputs, needs);
     node.inputs.forEach((input, k) => {
       const gx = inputGrads[k];
       if (needs[k] && gx) accumulate(input, gx);

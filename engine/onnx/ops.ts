@@ -8,7 +8,7 @@
  * Conventions: `axis` arguments may be negative (counted from the end); float ops require both operands to
  * have the same float dtype (no implicit casts).
  */
-import { type DType, type Graph, type Shape, type Value, int, ints, numel, shapeString, str } from './graph';
+import { type DType, type Graph, type Shape, type Value, float, int, ints, numel, shapeString, str } from './graph';
 
 function isFloat(dtype: DType): boolean {
   return dtype === 'float32' || dtype === 'float64';
@@ -144,6 +144,16 @@ export function slice(g: Graph, x: Value, axis: number, start: number, end: numb
   return g.addNode('Slice', [x, g.int64s([start]), g.int64s([end]), g.int64s([a])], [{ dtype: x.dtype, shape }], {}, { axis: a, start, end })[0]!;
 }
 
+/** Splits x along `axis` into consecutive pieces of the given sizes (one ONNX Split node). */
+export function split(g: Graph, x: Value, axis: number, sizes: readonly number[]): Value[] {
+  const a = normAxis(axis, x.shape.length, 'Split');
+  if (sizes.reduce((p, q) => p + q, 0) !== x.shape[a] || sizes.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new RangeError(`Split: sizes [${sizes.join(', ')}] do not add up to dimension ${x.shape[a]} of ${shapeString(x.shape)}`);
+  }
+  const specs = sizes.map((d) => ({ dtype: x.dtype, shape: x.shape.map((n, i) => (i === a ? d : n)) }));
+  return g.addNode('Split', [x, g.int64s(sizes)], specs, { axis: int(a) });
+}
+
 function reduce(g: Graph, op: string, x: Value, axes: readonly number[], keepdims: boolean): Value {
   if (!isFloat(x.dtype)) throw new TypeError(`${op}: needs a float input (got ${x.dtype})`);
   const norm = [...new Set(axes.map((a) => normAxis(a, x.shape.length, op)))].sort((p, q) => p - q);
@@ -222,8 +232,8 @@ export function oneHot(g: Graph, indices: Value, depth: number, dtype: DType = g
   return cast(g, equal(g, expanded, classes), dtype);
 }
 
-/** Layer normalization over the last axis, written with primitives (differentiable, float64-capable). */
-export function layerNorm(g: Graph, x: Value, gamma: Value, beta: Value, eps = 1e-5): Value {
+/** Layer normalization over the last axis, from primitives (exact in float64; the reference for the fused op). */
+export function layerNormComposite(g: Graph, x: Value, gamma: Value, beta: Value, eps = 1e-5): Value {
   const last = x.shape.length - 1;
   const mean = reduceMean(g, x, [last], true);
   const centered = sub(g, x, mean);
@@ -232,11 +242,42 @@ export function layerNorm(g: Graph, x: Value, gamma: Value, beta: Value, eps = 1
   return add(g, mul(g, mul(g, centered, inv), gamma), beta);
 }
 
+/**
+ * Layer normalization over the last axis. float32: onnxruntime's fused LayerNormalization kernel, whose Mean
+ * and InvStdDev outputs the hand-written VJP reuses; float64 (gradient checks): the composite, because
+ * onnxruntime computes LayerNormalization statistics in float32 only.
+ */
+export function layerNorm(g: Graph, x: Value, gamma: Value, beta: Value, eps = 1e-5): Value {
+  if (x.dtype !== 'float32') return layerNormComposite(g, x, gamma, beta, eps);
+  const last = x.shape.length - 1;
+  if (gamma.shape.length !== 1 || gamma.shape[0] !== x.shape[last] || beta.shape[0] !== x.shape[last]) {
+    throw new RangeError(`LayerNormalization: scale/bias must have shape [${x.shape[last]}] (got ${shapeString(gamma.shape)}, ${shapeString(beta.shape)})`);
+  }
+  const stats = x.shape.map((d, i) => (i === last ? 1 : d));
+  return g.addNode(
+    'LayerNormalization',
+    [x, gamma, beta],
+    [
+      { dtype: x.dtype, shape: x.shape },
+      { dtype: 'float32', shape: stats },
+      { dtype: 'float32', shape: stats },
+    ],
+    { axis: int(-1), epsilon: float(eps) },
+    { eps },
+  )[0]!;
+}
+
 /** GELU, tanh approximation, from primitives: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-export function gelu(g: Graph, x: Value): Value {
+export function geluComposite(g: Graph, x: Value): Value {
   const cube = mul(g, square(g, x), x);
   const inner = mulScalar(g, add(g, x, mulScalar(g, cube, 0.044715)), Math.sqrt(2 / Math.PI));
   return mul(g, mulScalar(g, x, 0.5), addScalar(g, tanh(g, inner), 1));
+}
+
+/** GELU, tanh approximation, as one ONNX Gelu node (float32 and float64) with a compact hand-written VJP. */
+export function gelu(g: Graph, x: Value): Value {
+  if (!isFloat(x.dtype)) throw new TypeError(`Gelu: needs a float input (got ${x.dtype})`);
+  return g.addNode('Gelu', [x], [{ dtype: x.dtype, shape: x.shape }], { approximate: str('tanh') })[0]!;
 }
 
 /** The ONNX Gelu op (exact, erf-based; onnxruntime has float32 kernels only). */

@@ -6,6 +6,9 @@
  *   m ← β1·m + (1 − β1)·ĝ                    v ← β2·v + (1 − β2)·ĝ²
  *   p ← p·(1 − lr·wd) − lr · (m / bc1) / (sqrt(v / bc2) + eps)      (wd only where decay = true)
  *
+ * Sophia's graphs keep every parameter in one flat vector, so the update is a handful of large elementwise
+ * ops rather than a dozen small ones per tensor; `decayMask` (1 where weight decay applies) is a constant.
+ *
  * The learning rate, betas, eps, weight decay, max norm and the bias corrections bc1 = 1 − β1^t,
  * bc2 = 1 − β2^t are scalar graph inputs (computed on the host from the step count), so schedules need no
  * rebuild. `finite` is false when the loss or the gradient norm is NaN/Inf: the caller then keeps the old state.
@@ -25,13 +28,6 @@ export interface AdamWInputs {
   biasCorrection2: Value;
 }
 
-export interface AdamWOutput {
-  params: Value[];
-  m: Value[];
-  v: Value[];
-  gradNorm: Value;
-}
-
 export function adamwInputs(g: Graph): AdamWInputs {
   const s = (name: string) => g.input(name, g.floatType, []);
   return {
@@ -46,42 +42,28 @@ export function adamwInputs(g: Graph): AdamWInputs {
   };
 }
 
-/** Global L2 norm of a list of tensors. */
-export function globalNorm(g: Graph, tensors: readonly Value[]): Value {
-  const squares = tensors.map((t) => op.sumAll(g, op.square(g, t)));
-  const total = squares.slice(1).reduce((acc, s) => op.add(g, acc, s), squares[0]!);
-  return op.sqrt(g, total);
+export interface FlatAdamWOutput {
+  params: Value;
+  m: Value;
+  v: Value;
+  gradNorm: Value;
 }
 
-export function adamw(
-  g: Graph,
-  params: readonly Value[],
-  grads: readonly Value[],
-  m: readonly Value[],
-  v: readonly Value[],
-  decay: readonly boolean[],
-  h: AdamWInputs,
-): AdamWOutput {
+/** AdamW on flat vectors (P): parameters, gradient, moments; `decayMask` (P) is 1 where weight decay applies. */
+export function adamwFlat(g: Graph, params: Value, grad: Value, m: Value, v: Value, decayMask: Value, h: AdamWInputs): FlatAdamWOutput {
   const one = g.scalar(1);
-  const gradNorm = globalNorm(g, grads);
+  const gradNorm = op.sqrt(g, op.sumAll(g, op.square(g, grad)));
   const clip = op.min(g, one, op.div(g, h.maxGradNorm, op.addScalar(g, gradNorm, 1e-6)));
-  const oneMinusB1 = op.sub(g, one, h.beta1);
-  const oneMinusB2 = op.sub(g, one, h.beta2);
-  const decayFactor = op.sub(g, one, op.mul(g, h.lr, h.weightDecay));
-  const out: AdamWOutput = { params: [], m: [], v: [], gradNorm };
-  params.forEach((p, i) => {
-    const grad = op.mul(g, grads[i]!, clip);
-    const m1 = op.add(g, op.mul(g, h.beta1, m[i]!), op.mul(g, oneMinusB1, grad));
-    const v1 = op.add(g, op.mul(g, h.beta2, v[i]!), op.mul(g, oneMinusB2, op.square(g, grad)));
-    const mHat = op.div(g, m1, h.biasCorrection1);
-    const vHat = op.div(g, v1, h.biasCorrection2);
-    const update = op.mul(g, h.lr, op.div(g, mHat, op.add(g, op.sqrt(g, vHat), h.eps)));
-    const decayed = decay[i] ? op.mul(g, p, decayFactor) : p;
-    out.params.push(op.sub(g, decayed, update));
-    out.m.push(m1);
-    out.v.push(v1);
-  });
-  return out;
+  const clipped = op.mul(g, grad, clip);
+  const m1 = op.add(g, op.mul(g, h.beta1, m), op.mul(g, op.sub(g, one, h.beta1), clipped));
+  const v1 = op.add(g, op.mul(g, h.beta2, v), op.mul(g, op.sub(g, one, h.beta2), op.square(g, clipped)));
+  // lr / bc1 folded into one scalar; sqrt(v / bc2) = sqrt(v) / sqrt(bc2) folded into eps' = eps·sqrt(bc2).
+  const stepSize = op.div(g, h.lr, h.biasCorrection1);
+  const sqrtBc2 = op.sqrt(g, h.biasCorrection2);
+  const denom = op.add(g, op.div(g, op.sqrt(g, v1), sqrtBc2), h.eps);
+  const update = op.mul(g, stepSize, op.div(g, m1, denom));
+  const decayFactor = op.sub(g, one, op.mul(g, op.mul(g, h.lr, h.weightDecay), decayMask));
+  return { params: op.sub(g, op.mul(g, params, decayFactor), update), m: m1, v: v1, gradNorm };
 }
 
 /** True when every given scalar is finite. */

@@ -66,7 +66,8 @@ const cases: Case[] = [
   unaryCase('ReduceSum (axis 1, keepdims)', (g, x) => op.reduceSum(g, x, [1], true)),
   unaryCase('ReduceSum (axis 0)', (g, x) => op.reduceSum(g, x, [0])),
   unaryCase('ReduceMean (all)', (g, x) => op.reduceMean(g, x, [0, 1])),
-  unaryCase('GELU (tanh form)', op.gelu),
+  unaryCase('GELU (tanh form, fused Gelu node)', op.gelu),
+  unaryCase('GELU (tanh form, composite)', op.geluComposite),
   [
     'MatMul (2-D)',
     { params: [{ name: 'a', shape: [3, 4] }, { name: 'b', shape: [4, 5] }], build: (g, { a, b }) => weighted(g, op.matmul(g, a!, b!)) },
@@ -78,6 +79,16 @@ const cases: Case[] = [
   [
     'MatMul (batched @ batched)',
     { params: [{ name: 'a', shape: [2, 2, 3, 4] }, { name: 'b', shape: [2, 2, 4, 3] }], build: (g, { a, b }) => weighted(g, op.matmul(g, a!, b!)) },
+  ],
+  [
+    'Split (one piece unused)',
+    {
+      params: [{ name: 'x', shape: [3, 6] }],
+      build: (g, { x }) => {
+        const [a, , c] = op.split(g, x!, 1, [2, 1, 3]);
+        return op.add(g, weighted(g, a!, 5), weighted(g, c!, 6));
+      },
+    },
   ],
   [
     'Concat',
@@ -107,7 +118,7 @@ const cases: Case[] = [
     },
   ],
   [
-    'LayerNorm (composite)',
+    'LayerNorm (float64: composite)',
     {
       params: [{ name: 'x', shape: [3, 4] }, { name: 'gamma', shape: [4] }, { name: 'beta', shape: [4] }],
       build: (g, { x, gamma, beta }) => weighted(g, op.layerNorm(g, x!, gamma!, beta!)),
@@ -134,6 +145,37 @@ describe('VJP of each op matches float64 central differences', () => {
     const result = await gradCheck(spec);
     expect(result.checked).toBeGreaterThan(0);
     expect(result.worst).toBeLessThanOrEqual(1);
+  });
+
+  it('checks the fused float32 LayerNormalization VJP (kernel statistics) against float32 differences', async () => {
+    // float32: ε = 1e-2, tolerance 2e-3 absolute + 1e-2 relative. The float64 check above covers the same formula.
+    const result = await gradCheck(
+      {
+        dtype: 'float32',
+        params: [{ name: 'x', shape: [3, 6] }, { name: 'gamma', shape: [6] }, { name: 'beta', shape: [6] }],
+        build: (g, { x, gamma, beta }) => weighted(g, op.layerNorm(g, x!, gamma!, beta!)),
+      },
+      { eps: 1e-2, atol: 2e-3, rtol: 1e-2 },
+    );
+    expect(result.worst).toBeLessThanOrEqual(1);
+  });
+
+  it('matches the fused ops with their composite references in the forward pass', async () => {
+    const g = new Graph('fwd', 'float32');
+    const x = g.input('x', 'float32', [2, 5]);
+    const gamma = g.input('gamma', 'float32', [5]);
+    const beta = g.input('beta', 'float32', [5]);
+    g.output(op.gelu(g, x), 'gelu');
+    g.output(op.geluComposite(g, x), 'gelu_ref');
+    g.output(op.layerNorm(g, x, gamma, beta), 'ln');
+    g.output(op.layerNormComposite(g, x, gamma, beta), 'ln_ref');
+    const session = await Session.create(g.toModel());
+    const f = (n: number, seed: number) => ({ dtype: 'float32' as const, shape: [n === 10 ? 2 : 5, ...(n === 10 ? [5] : [])], data: Float32Array.from(pseudoRandom(n, seed)) });
+    const out = await session.run({ x: f(10, 1), gamma: f(5, 2), beta: f(5, 3) });
+    for (const [a, b] of [['gelu', 'gelu_ref'], ['ln', 'ln_ref']] as const) {
+      Array.from(out[a]!.data as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(Number(out[b]!.data[i]), 5));
+    }
+    await session.dispose();
   });
 
   it('checks the exact (erf) Gelu op in float32, where onnxruntime has its only kernel', async () => {

@@ -24,10 +24,12 @@ import {
   mulScalar,
   neg,
   powScalar,
+  reduceMean,
   reduceSum,
   reshape,
   square,
   sub,
+  tanh,
   transpose,
   transposeLast2,
   where,
@@ -126,6 +128,12 @@ const rules: Record<string, VjpRule> = {
       return g.addNode('Slice', [gy!, g.int64s([start]), g.int64s([start + x.shape[axis]!]), g.int64s([axis])], [{ dtype: gy!.dtype, shape: size }])[0]!;
     });
   },
+  Split: (g, n, gys) => {
+    // The pieces' gradients side by side; a piece that does not reach the loss contributes zeros.
+    const axis = (n.attrs.axis as { value: number }).value;
+    const parts = n.outputs.map((out, i) => gys[i] ?? fill(g, out.shape, 0, out.dtype));
+    return [concat(g, parts, axis), undefined];
+  },
   Slice: (g, n, [gy]) => {
     const x = n.inputs[0]!;
     const { axis, start, end } = n.meta as { axis: number; start: number; end: number };
@@ -186,15 +194,51 @@ const rules: Record<string, VjpRule> = {
     return [x.dtype === 'float32' || x.dtype === 'float64' ? cast(g, gy!, x.dtype) : undefined];
   },
   Expand: (g, n, [gy]) => [sumToShape(g, gy!, n.inputs[0]!.shape), undefined],
+  LayerNormalization: (g, n, [gy], needs) => layerNormVjp(g, n, gy!, needs),
   Gelu: (g, n, [gy]) => {
-    // d/dx [x·Φ(x)] = Φ(x) + x·φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = exp(−x²/2)/√(2π).
     const x = n.inputs[0]!;
+    if ((n.attrs.approximate as { value: string } | undefined)?.value === 'tanh') return [mul(g, gy!, geluTanhDerivative(g, x))];
+    // d/dx [x·Φ(x)] = Φ(x) + x·φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = exp(−x²/2)/√(2π).
     const erf = g.addNode('Erf', [mulScalar(g, x, Math.SQRT1_2)], [{ dtype: x.dtype, shape: x.shape }])[0]!;
     const cdf = mulScalar(g, add(g, erf, g.scalar(1, x.dtype)), 0.5);
     const pdf = mulScalar(g, exp(g, mulScalar(g, square(g, x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
     return [mul(g, gy!, add(g, cdf, mul(g, x, pdf)))];
   },
 };
+
+/**
+ * d/dx of 0.5·x·(1 + t), t = tanh(c·(x + a·x³)), c = √(2/π), a = 0.044715, arranged to use few ops:
+ * with s = 1 + t and 1 − t² = s·(1 − t):  0.5·s·(1 + x·(1 − t)·c·(1 + 3a·x²)).
+ */
+function geluTanhDerivative(g: Graph, x: Value): Value {
+  const c = Math.sqrt(2 / Math.PI);
+  const a = 0.044715;
+  const x2 = square(g, x);
+  const t = tanh(g, mul(g, x, add(g, mulScalar(g, x2, a * c), g.scalar(c, x.dtype))));
+  const slope = mul(g, x, add(g, mulScalar(g, x2, 3 * a * c), g.scalar(c, x.dtype))); // x·c·(1 + 3a·x²)
+  const s = add(g, t, g.scalar(1, x.dtype));
+  const oneMinusT = sub(g, g.scalar(1, x.dtype), t);
+  return mulScalar(g, mul(g, s, add(g, mul(g, slope, oneMinusT), g.scalar(1, x.dtype))), 0.5);
+}
+
+/**
+ * LayerNormalization over the last axis (float32, fused kernel): with x̂ = (x − μ)·r from the kernel's Mean
+ * and InvStdDev outputs and ĝ = gy·γ:  dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  dγ = Σ gy·x̂,  dβ = Σ gy.
+ */
+function layerNormVjp(g: Graph, n: NodeRecord, gy: Value, needs: readonly boolean[]): (Value | undefined)[] {
+  const [x, gamma, beta] = n.inputs as [Value, Value, Value];
+  const [, mean, invStd] = n.outputs as [Value, Value, Value];
+  const last = x.shape.length - 1;
+  const xhat = mul(g, sub(g, x, mean), invStd);
+  const ghat = mul(g, gy, gamma);
+  let dx: Value | undefined;
+  if (needs[0]) {
+    const meanG = reduceMean(g, ghat, [last], true);
+    const meanGx = reduceMean(g, mul(g, ghat, xhat), [last], true);
+    dx = mul(g, invStd, sub(g, sub(g, ghat, meanG), mul(g, xhat, meanGx)));
+  }
+  return [dx, needs[1] ? sumToShape(g, mul(g, gy, xhat), gamma.shape) : undefined, needs[2] ? sumToShape(g, gy, beta.shape) : undefined];
+}
 
 function minMax(g: Graph, n: NodeRecord, gy: Value, needs: readonly boolean[], pick: typeof lessOrEqual): (Value | undefined)[] {
   const [a, b] = n.inputs as [Value, Value];
