@@ -50,6 +50,12 @@ export interface OnnxEngineOptions {
   threads?: number;
   /** Training and scoring sequences are right-padded to a multiple of this (fewer distinct graphs). */
   seqBucket?: number;
+  /**
+   * Let onnxruntime's idle worker threads spin while waiting for work. Default: on for training graphs (large
+   * kernels back to back: ~15 % faster steps), off for sampling graphs (between its many short runs the JS
+   * thread needs the cores: spinning made sampling 1.5–2.5× slower on 2 cores).
+   */
+  spinning?: { training: boolean; inference: boolean };
 }
 
 const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: 'float32', shape, data });
@@ -79,7 +85,12 @@ export class OnnxEngine implements Engine {
   private disposed = false;
 
   constructor(options: OnnxEngineOptions = {}) {
-    this.options = { executionProvider: options.executionProvider ?? 'cpu', threads: options.threads, seqBucket: options.seqBucket ?? 16 };
+    this.options = {
+      executionProvider: options.executionProvider ?? 'cpu',
+      threads: options.threads,
+      seqBucket: options.seqBucket ?? 16,
+      spinning: options.spinning ?? { training: true, inference: false },
+    };
     this.info = {
       description: `onnxruntime ${ort.env.versions.common} (${this.options.executionProvider})`,
       executionProvider: this.options.executionProvider,
@@ -163,7 +174,12 @@ export class OnnxEngine implements Engine {
   private session(key: string, build: () => Graph): Promise<Session> {
     let session = this.sessions.get(key);
     if (!session) {
-      session = Session.create(build().toModel(), { executionProvider: this.options.executionProvider, ...(this.options.threads ? { threads: this.options.threads } : {}) });
+      const training = /^(train|grad|optim)/.test(key);
+      session = Session.create(build().toModel(), {
+        executionProvider: this.options.executionProvider,
+        spinning: training ? this.options.spinning.training : this.options.spinning.inference,
+        ...(this.options.threads ? { threads: this.options.threads } : {}),
+      });
       this.sessions.set(key, session);
       session.catch(() => this.sessions.delete(key));
     }

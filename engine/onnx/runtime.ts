@@ -11,6 +11,8 @@ export interface SessionOptions {
   executionProvider?: ExecutionProvider;
   /** Intra-op threads (default: onnxruntime's choice, one per core). */
   threads?: number;
+  /** Let idle intra-op threads spin waiting for work (onnxruntime's default: true). */
+  spinning?: boolean;
 }
 
 /** A tensor on the JS side: dtype, static shape, data. */
@@ -41,6 +43,7 @@ export class Session {
       executionProviders: [options.executionProvider ?? 'cpu'],
       graphOptimizationLevel: 'all',
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+      ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       executionMode: 'sequential',
     });
     return new Session(session, session.inputNames, session.outputNames);
