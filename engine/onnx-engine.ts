@@ -21,7 +21,9 @@ import {
   cacheSlots,
 } from './model/graphs';
 import type { Graph } from './onnx/graph';
-import { type ExecutionProvider, type HostTensor, Session } from './onnx/runtime';
+import { type ExecutionProvider, type HostTensor, Session, type SessionOptions } from './onnx/runtime';
+
+type SpinPolicy = NonNullable<SessionOptions['spinning']>;
 import { Rng } from './rng';
 import { pickToken } from './sampling';
 import { decodeState, encodeState } from './state';
@@ -51,11 +53,11 @@ export interface OnnxEngineOptions {
   /** Training and scoring sequences are right-padded to a multiple of this (fewer distinct graphs). */
   seqBucket?: number;
   /**
-   * Let onnxruntime's idle worker threads spin while waiting for work. Default: on for training graphs (large
-   * kernels back to back: ~15 % faster steps), off for sampling graphs (between its many short runs the JS
-   * thread needs the cores: spinning made sampling 1.5–2.5× slower on 2 cores).
+   * How onnxruntime's worker threads wait for work. Default: `always` spin for training graphs (large kernels
+   * back to back: ~15 % faster steps), `never` for sampling graphs (between its many short runs the JS thread
+   * needs the cores; spinning, even only during runs, made sampling 1.5–2.5× slower on 2 cores).
    */
-  spinning?: { training: boolean; inference: boolean };
+  spinning?: { training: SpinPolicy; inference: SpinPolicy };
 }
 
 const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: 'float32', shape, data });
@@ -89,7 +91,7 @@ export class OnnxEngine implements Engine {
       executionProvider: options.executionProvider ?? 'cpu',
       threads: options.threads,
       seqBucket: options.seqBucket ?? 16,
-      spinning: options.spinning ?? { training: true, inference: false },
+      spinning: options.spinning ?? { training: 'always', inference: 'never' },
     };
     this.info = {
       description: `onnxruntime ${ort.env.versions.common} (${this.options.executionProvider})`,

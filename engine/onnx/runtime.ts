@@ -11,8 +11,11 @@ export interface SessionOptions {
   executionProvider?: ExecutionProvider;
   /** Intra-op threads (default: onnxruntime's choice, one per core). */
   threads?: number;
-  /** Let idle intra-op threads spin waiting for work (onnxruntime's default: true). */
-  spinning?: boolean;
+  /**
+   * How intra-op threads wait: `always` (onnxruntime's default: spin between and during runs), `during-run`
+   * (spin inside a run, sleep once it ends), `never`.
+   */
+  spinning?: 'always' | 'during-run' | 'never';
 }
 
 /** A tensor on the JS side: dtype, static shape, data. */
@@ -43,7 +46,8 @@ export class Session {
       executionProviders: [options.executionProvider ?? 'cpu'],
       graphOptimizationLevel: 'all',
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
-      ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+      ...(options.spinning === 'never' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+      ...(options.spinning === 'during-run' ? { extra: { session: { force_spinning_stop: '1' } } } : {}),
       executionMode: 'sequential',
     });
     return new Session(session, session.inputNames, session.outputNames);
