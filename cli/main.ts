@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
+import { gradeCommand } from './grade';
 import { runCommand } from './run';
 
 const USAGE = `usage: sophia <command> [options]
@@ -13,6 +14,7 @@ commands:
   run [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX] [--steps N]
         run the pipeline with in-process workers; on the embedded Temporal dev server unless
         TEMPORAL_ADDRESS is set; the same --run-id continues an interrupted run
+  grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input)
   help  show this text
 
 environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_* (see README.md)`;
@@ -32,6 +34,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         const steps = Number(values.steps);
         if (!Number.isInteger(steps) || steps < 1) throw new SophiaError('input', `--steps: ${JSON.stringify(values.steps)} is not an integer ≥ 1`);
         return await runCommand({ runId: values['run-id'], storage: values.storage, steps, env, repoRoot: REPO_ROOT, out: process.stdout });
+      }
+      case 'grade': {
+        const { values } = parseArgs({ args: rest, options: { jsonl: { type: 'string' } }, strict: true });
+        if (values.jsonl === undefined) {
+          throw new SophiaError('input', '--jsonl FILE is required: a file with one {"type", "response", "answer"} JSON object per line');
+        }
+        await gradeCommand(values.jsonl, process.stdout);
+        return 0;
       }
       case undefined:
       case 'help':

@@ -33,7 +33,7 @@ export interface ModelConfig {
 
 export const MODEL_PRESETS = {
   /** Fits CI: ~0.4 M parameters. */
-  tiny: { layers: 2, width: 128, heads: 4, mlpRatio: 4, maxLength: 96, image: { size: 16, channels: 3, patch: 4 } },
+  tiny: { layers: 2, width: 128, heads: 4, mlpRatio: 4, maxLength: 128, image: { size: 16, channels: 3, patch: 4 } },
   /** ~3.2 M parameters. */
   small: { layers: 4, width: 256, heads: 8, mlpRatio: 4, maxLength: 128, image: { size: 24, channels: 3, patch: 4 } },
 } as const;

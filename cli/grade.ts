@@ -1,0 +1,81 @@
+/**
+ * `sophia grade --jsonl FILE`: grades responses with the outcome-reward rules, through the same `grade` function
+ * the trainer calls, so a rule can be checked on hand-written or logged responses without running anything.
+ *
+ * Input: one JSON object per line, `{"type": "numeric"|"choice"|"ocr"|"text", "response": "...", "answer": "..."}`
+ * (blank lines ignored, other fields ignored). Output: one line per input, in order,
+ * `{"reward": number, "formatOk": boolean, "extracted": string|null}`. Every line is validated before anything is
+ * written, so a bad file produces an error and no partial output.
+ */
+import { readFile } from 'node:fs/promises';
+import { SophiaError } from '../common/errors';
+import { ANSWER_TYPES, type AnswerType, grade } from '../tasks/grading';
+
+interface GradeRequest {
+  type: AnswerType;
+  response: string;
+  answer: string;
+}
+
+const EXAMPLE_LINE = '{"type": "numeric", "response": "<think>…</think><answer>7</answer>", "answer": "7"}';
+
+/** Validates one parsed line; `where` is "FILE line N" for messages. */
+function toRequest(value: unknown, where: string): GradeRequest {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SophiaError('input', `${where}: expected a JSON object like ${EXAMPLE_LINE}`);
+  }
+  const record = value as Record<string, unknown>;
+  const type = record.type;
+  if (typeof type !== 'string' || !(ANSWER_TYPES as readonly string[]).includes(type)) {
+    const got = type === undefined ? 'it is missing' : `got ${JSON.stringify(type)}`;
+    throw new SophiaError('input', `${where}: field "type": expected one of ${ANSWER_TYPES.map((t) => `"${t}"`).join(', ')}; ${got}`);
+  }
+  for (const field of ['response', 'answer'] as const) {
+    if (typeof record[field] !== 'string') {
+      const got = record[field] === undefined ? 'it is missing' : `got ${JSON.stringify(record[field])}`;
+      throw new SophiaError('input', `${where}: field "${field}": expected a string; ${got}`);
+    }
+  }
+  return { type: type as AnswerType, response: record.response as string, answer: record.answer as string };
+}
+
+/** Reads and validates every line of a JSONL file of grading requests. */
+async function readRequests(file: string): Promise<GradeRequest[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const reason = err instanceof Error && 'code' in err && err.code === 'ENOENT' ? 'no such file' : String(err);
+    throw new SophiaError('input', `--jsonl ${file}: cannot read the file (${reason}); expected a JSONL file with one request per line`, {
+      cause: err,
+    });
+  }
+  const requests: GradeRequest[] = [];
+  const lines = text.split(/\r?\n/);
+  for (const [i, line] of lines.entries()) {
+    if (line.trim() === '') continue;
+    const where = `${file} line ${i + 1}`;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new SophiaError('input', `${where}: invalid JSON (${reason}); expected one object per line like ${EXAMPLE_LINE}`);
+    }
+    requests.push(toRequest(value, where));
+  }
+  return requests;
+}
+
+/** Grades every request in `file` and writes one JSON result per line to `out`. */
+export async function gradeCommand(file: string, out: NodeJS.WritableStream): Promise<void> {
+  const requests = await readRequests(file);
+  const lines = requests.map(({ type, response, answer }) => {
+    const { reward, formatOk, extracted } = grade(type, response, answer);
+    return `${JSON.stringify({ reward, formatOk, extracted })}\n`;
+  });
+  if (lines.length === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    out.write(lines.join(''), (err) => (err ? reject(err) : resolve()));
+  });
+}

@@ -1,0 +1,116 @@
+/**
+ * Benchmark evaluation: run a policy on a split (greedy, and sampled@k), grade every response with the outcome
+ * rules (`tasks/grading.ts`, the same code the trainer uses), and summarize per family:
+ *
+ *   accuracy      share of greedy responses that are fully correct (reward 1)
+ *   meanReward    mean outcome reward of the greedy responses (partial credit for OCR)
+ *   formatRate    share of responses that pass the <think>…</think><answer>…</answer> format gate
+ *   meanLength    mean response length in tokens
+ *   passAtK       share of examples with at least one fully correct response among k samples
+ */
+import type { Engine } from '../engine/types';
+import { grade } from '../tasks/grading';
+import { imageToTensor } from '../tasks/render';
+import { EOS, type Tokenizer } from '../tasks/tokenizer';
+import { type Example, type Family, FAMILIES } from '../tasks/types';
+
+export interface EvalSettings {
+  /** Samples per example for pass@k (0 = greedy only). */
+  k: number;
+  /** Temperature of the k samples. */
+  temperature: number;
+  /** Most response tokens. */
+  maxTokens: number;
+  /** Prompts per engine call. */
+  promptsPerBatch: number;
+  seed: number;
+}
+
+export interface ExampleResult {
+  id: string;
+  family: Family;
+  response: string;
+  reward: number;
+  formatOk: boolean;
+  length: number;
+  /** Fully correct samples among k. */
+  sampledCorrect: number;
+}
+
+export interface FamilySummary {
+  examples: number;
+  accuracy: number;
+  meanReward: number;
+  formatRate: number;
+  meanLength: number;
+  passAtK: number | undefined;
+}
+
+export interface EvalReport {
+  split: string;
+  k: number;
+  overall: FamilySummary;
+  byFamily: Record<Family, FamilySummary>;
+  examples: ExampleResult[];
+}
+
+interface Generation {
+  text: string;
+  length: number;
+}
+
+async function generate(engine: Engine, tokenizer: Tokenizer, examples: readonly Example[], n: number, temperature: number, maxTokens: number, seed: number): Promise<Generation[][]> {
+  const config = engine.config();
+  const pixels = 3 * config.image.size ** 2;
+  const images = new Float32Array(examples.length * pixels);
+  examples.forEach((e, i) => imageToTensor(e.image, images, i * pixels));
+  const prompts = examples.map((e) => Int32Array.from(tokenizer.prompt(e.question)));
+  const longest = Math.max(...prompts.map((p) => p.length));
+  const budget = Math.min(maxTokens, config.maxLength - longest);
+  if (budget < 1) throw new RangeError(`evaluation: a prompt of ${longest} tokens leaves no room for a response within model.maxLength ${config.maxLength}`);
+  const out = await engine.sample({ images, prompts, n, temperature, topP: 1, maxTokens: budget, seed, stopToken: EOS });
+  const byPrompt: Generation[][] = examples.map(() => []);
+  for (const s of out.sequences) {
+    const tokens = Array.from(s.tokens);
+    byPrompt[s.promptIndex]!.push({ text: tokenizer.decode(tokens.filter((t) => t !== EOS)), length: tokens.length });
+  }
+  return byPrompt;
+}
+
+function summarize(results: readonly ExampleResult[], k: number): FamilySummary {
+  const n = results.length;
+  const mean = (f: (r: ExampleResult) => number) => (n === 0 ? 0 : results.reduce((a, r) => a + f(r), 0) / n);
+  return {
+    examples: n,
+    accuracy: mean((r) => (r.reward >= 1 ? 1 : 0)),
+    meanReward: mean((r) => r.reward),
+    formatRate: mean((r) => (r.formatOk ? 1 : 0)),
+    meanLength: mean((r) => r.length),
+    passAtK: k > 0 ? mean((r) => (r.sampledCorrect > 0 ? 1 : 0)) : undefined,
+  };
+}
+
+export async function evaluate(
+  engine: Engine,
+  tokenizer: Tokenizer,
+  examples: readonly Example[],
+  split: string,
+  settings: EvalSettings,
+  onProgress?: (done: number, total: number) => void,
+): Promise<EvalReport> {
+  const results: ExampleResult[] = [];
+  for (let start = 0; start < examples.length; start += settings.promptsPerBatch) {
+    const chunk = examples.slice(start, start + settings.promptsPerBatch);
+    const greedy = await generate(engine, tokenizer, chunk, 1, 0, settings.maxTokens, settings.seed + start);
+    const sampled = settings.k > 0 ? await generate(engine, tokenizer, chunk, settings.k, settings.temperature, settings.maxTokens, settings.seed + start + 1) : undefined;
+    chunk.forEach((e, i) => {
+      const g = greedy[i]![0]!;
+      const graded = grade(e.answerType, g.text, e.answer);
+      const sampledCorrect = sampled ? sampled[i]!.filter((s) => grade(e.answerType, s.text, e.answer).reward >= 1).length : 0;
+      results.push({ id: e.id, family: e.family, response: g.text, reward: graded.reward, formatOk: graded.formatOk, length: g.length, sampledCorrect });
+    });
+    onProgress?.(Math.min(examples.length, start + chunk.length), examples.length);
+  }
+  const byFamily = Object.fromEntries(FAMILIES.map((f) => [f, summarize(results.filter((r) => r.family === f), settings.k)])) as Record<Family, FamilySummary>;
+  return { split, k: settings.k, overall: summarize(results, settings.k), byFamily, examples: results };
+}

@@ -1,0 +1,170 @@
+/**
+ * The SFT warmup: teach the policy the response format and the tasks from teacher responses (engine `sft`
+ * loss), with a validation loss and early stopping.
+ *
+ * Everything is a function of (settings, step): the batch of step s is a fixed slice of a per-epoch permutation
+ * seeded by the run seed, and its teacher responses use an RNG seeded by (seed, step). So training can stop at
+ * any step and resume from a checkpoint of that step with exactly the data an uninterrupted run would see.
+ */
+import { packSft } from '../engine/batch';
+import { Rng } from '../engine/rng';
+import type { AdamWSettings, Engine, SftBatch } from '../engine/types';
+import { imageToTensor } from '../tasks/render';
+import { teacherResponse } from '../tasks/teacher';
+import type { Tokenizer } from '../tasks/tokenizer';
+import type { Example } from '../tasks/types';
+
+export interface SftSettings {
+  /** Most optimizer steps. */
+  steps: number;
+  batchSize: number;
+  /** Peak learning rate: linear warmup to it, then cosine decay to lr · minLrRatio at `steps`. */
+  lr: number;
+  warmupSteps: number;
+  minLrRatio: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  /** Validation loss every this many steps (and at the end). */
+  evalEvery: number;
+  /** Stop after this many validations without a new best. */
+  patience: number;
+  seed: number;
+}
+
+export interface SftStepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+}
+
+export interface SftEvalRecord {
+  step: number;
+  valLoss: number;
+}
+
+export interface SftResult {
+  /** Steps taken (≤ settings.steps). */
+  steps: number;
+  stoppedEarly: boolean;
+  bestValLoss: number;
+  bestStep: number;
+  history: SftStepRecord[];
+  validations: SftEvalRecord[];
+  /** Engine state at the best validation (restore it to use the best model). */
+  bestState: Uint8Array | undefined;
+}
+
+export function learningRate(settings: SftSettings, step: number): number {
+  if (step < settings.warmupSteps) return (settings.lr * (step + 1)) / settings.warmupSteps;
+  const progress = Math.min(1, (step - settings.warmupSteps) / Math.max(1, settings.steps - settings.warmupSteps));
+  const min = settings.lr * settings.minLrRatio;
+  return min + (settings.lr - min) * 0.5 * (1 + Math.cos(Math.PI * progress));
+}
+
+/** The example indices of step `step`'s batch: slices of per-epoch permutations seeded by (seed, epoch). */
+export function batchIndices(count: number, batchSize: number, step: number, seed: number): number[] {
+  const out: number[] = [];
+  const permutation = (epoch: number) => {
+    const rng = new Rng((seed * 1_000_003 + epoch) | 0);
+    const p = Array.from({ length: count }, (_, i) => i);
+    for (let i = count - 1; i > 0; i--) {
+      const j = rng.nextU32() % (i + 1);
+      [p[i], p[j]] = [p[j]!, p[i]!];
+    }
+    return p;
+  };
+  let position = step * batchSize;
+  let epoch = Math.floor(position / count);
+  let perm = permutation(epoch);
+  while (out.length < batchSize) {
+    const e = Math.floor(position / count);
+    if (e !== epoch) {
+      epoch = e;
+      perm = permutation(epoch);
+    }
+    out.push(perm[position % count]!);
+    position++;
+  }
+  return out;
+}
+
+/** Packs examples with teacher responses into an SFT batch. */
+export function sftBatch(examples: readonly Example[], tokenizer: Tokenizer, rng: Rng): SftBatch {
+  const size = examples[0]!.image.size;
+  const pixels = 3 * size * size;
+  const images = new Float32Array(examples.length * pixels);
+  examples.forEach((e, i) => imageToTensor(e.image, images, i * pixels));
+  const rows = examples.map((e) => ({ prompt: tokenizer.prompt(e.question), response: tokenizer.response(teacherResponse(e, rng)) }));
+  return packSft(rows, images, pixels);
+}
+
+/** Mean token NLL of teacher responses on `examples` (no gradients: the engine's logprobs graph). */
+export async function validationLoss(engine: Engine, tokenizer: Tokenizer, examples: readonly Example[], batchSize: number, seed: number): Promise<number> {
+  let total = 0;
+  let tokens = 0;
+  for (let start = 0; start < examples.length; start += batchSize) {
+    const batch = sftBatch(examples.slice(start, start + batchSize), tokenizer, new Rng(seed + start));
+    const logprobs = await engine.logprobs(batch, 1);
+    batch.lossMask.forEach((m, i) => {
+      if (m > 0) {
+        total -= logprobs[i]!;
+        tokens++;
+      }
+    });
+  }
+  return total / Math.max(1, tokens);
+}
+
+export interface SftCallbacks {
+  onStep?: (record: SftStepRecord) => void | Promise<void>;
+  onValidation?: (record: SftEvalRecord, best: boolean) => void | Promise<void>;
+}
+
+export async function runSft(
+  engine: Engine,
+  tokenizer: Tokenizer,
+  train: readonly Example[],
+  validation: readonly Example[],
+  settings: SftSettings,
+  callbacks: SftCallbacks = {},
+): Promise<SftResult> {
+  if (train.length === 0) throw new RangeError('runSft: the training set is empty');
+  const result: SftResult = { steps: 0, stoppedEarly: false, bestValLoss: Infinity, bestStep: -1, history: [], validations: [], bestState: undefined };
+  let sinceBest = 0;
+  const validate = async (step: number) => {
+    const valLoss = await validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed);
+    const record = { step, valLoss };
+    result.validations.push(record);
+    const best = valLoss < result.bestValLoss;
+    if (best) {
+      result.bestValLoss = valLoss;
+      result.bestStep = step;
+      result.bestState = await engine.saveState();
+      sinceBest = 0;
+    } else {
+      sinceBest++;
+    }
+    await callbacks.onValidation?.(record, best);
+  };
+  for (let step = engine.step(); step < settings.steps; step++) {
+    const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
+    const batch = sftBatch(indices.map((i) => train[i]!), tokenizer, new Rng(settings.seed ^ (step * 7919)));
+    const adamw: AdamWSettings = { lr: learningRate(settings, step), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+    const out = await engine.trainStep(batch, { kind: 'sft' }, adamw);
+    if (!out.applied) throw new Error(`SFT step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
+    const record = { step: step + 1, loss: out.loss, lr: adamw.lr, gradNorm: out.gradNorm, tokens: out.metrics.tokens ?? 0 };
+    result.history.push(record);
+    result.steps = step + 1;
+    await callbacks.onStep?.(record);
+    if ((step + 1) % settings.evalEvery === 0 || step + 1 === settings.steps) {
+      await validate(step + 1);
+      if (sinceBest >= settings.patience) {
+        result.stoppedEarly = true;
+        break;
+      }
+    }
+  }
+  return result;
+}
