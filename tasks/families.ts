@@ -7,6 +7,7 @@
  *   ocr       digit strings in a 3×5 pixel font, one or two rows                            ocr
  *   math      arithmetic over what is shown: the sum of two (ood: three) colour counts       numeric
  *   choice    multiple choice about counts, options A–D, one or several correct             choice
+ *             (colour options in a fixed order, numeric options ascending)
  *
  * Layouts scale with the image size (16 px for the tiny preset, 24 px for small); `DIFFICULTY` sets the ranges.
  */
@@ -89,7 +90,7 @@ function choice(rng: Rng, size: number, d: Difficulty): Generated {
     // Several may be correct: which colours have exactly N squares?
     const absent = COLOR_NAMES.some((c) => scene.counts[c] === 0);
     const target = pick(rng, [...colors.map((c) => scene.counts[c]), ...(absent ? [0] : [])]);
-    const options = shuffle(rng, COLOR_NAMES);
+    const options = COLOR_NAMES; // always A:red B:green C:blue D:yellow
     const correct = options.map((c, i) => (scene.counts[c] === target ? LETTERS[i]! : '')).filter(Boolean);
     const question = `which colors have exactly ${target} squares? ${options.map((c, i) => `${LETTERS[i]}:${c}`).join(' ')}`;
     const steps = [options.map((c) => `${c} ${scene.counts[c]}`).join(' '), `${target}: ${correct.join(',')}`];
@@ -99,7 +100,7 @@ function choice(rng: Rng, size: number, d: Difficulty): Generated {
   const color = pick(rng, colors);
   const n = scene.counts[color];
   const distractors = shuffle(rng, Array.from({ length: 11 }, (_, i) => i).filter((v) => v !== n)).slice(0, 3);
-  const options = shuffle(rng, [n, ...distractors]);
+  const options = [n, ...distractors].sort((a, b) => a - b); // ascending, as numeric options usually are
   const letter = LETTERS[options.indexOf(n)]!;
   const question = `how many ${color} squares? ${options.map((v, i) => `${LETTERS[i]}:${v}`).join(' ')}`;
   return { image, question, answer: letter, answerType: 'choice', steps: [countStep(scene, color), `${color} = ${n}`, `${n} is ${letter}`], facts: { ...scene, options, asked: color } };
@@ -151,7 +152,8 @@ function ocr(rng: Rng, size: number, d: Difficulty): Generated {
   const rows = n > perRow ? [digits.slice(0, Math.ceil(n / 2)), digits.slice(Math.ceil(n / 2))] : [digits];
   const image = blankImage(size);
   rows.forEach((row, r) => {
-    const x0 = int(rng, 0, size - (4 * row.length - 1));
+    // Digits sit in 4-pixel columns (one per image patch column), rows at any height.
+    const x0 = 4 * int(rng, 0, perRow - row.length);
     const y = rows.length === 1 ? int(rng, 1, size - GLYPH_HEIGHT - 1) : 1 + r * (GLYPH_HEIGHT + 2);
     row.forEach((digit, i) => drawDigit(image, digit, x0 + 4 * i, y));
   });

@@ -26,7 +26,7 @@ export interface SftSettings {
   maxGradNorm: number;
   /** Validation loss every this many steps (and at the end). */
   evalEvery: number;
-  /** Stop after this many validations without a new best. */
+  /** Stop when this many validations in a row bring no new best (at least 1). */
   patience: number;
   seed: number;
 }
@@ -133,7 +133,8 @@ export async function runSft(
   if (train.length === 0) throw new RangeError('runSft: the training set is empty');
   const result: SftResult = { steps: 0, stoppedEarly: false, bestValLoss: Infinity, bestStep: -1, history: [], validations: [], bestState: undefined };
   let sinceBest = 0;
-  const validate = async (step: number) => {
+  /** Runs a validation; true when it is a new best. */
+  const validate = async (step: number): Promise<boolean> => {
     const valLoss = await validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed);
     const record = { step, valLoss };
     result.validations.push(record);
@@ -147,6 +148,7 @@ export async function runSft(
       sinceBest++;
     }
     await callbacks.onValidation?.(record, best);
+    return best;
   };
   for (let step = engine.step(); step < settings.steps; step++) {
     const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
@@ -159,8 +161,8 @@ export async function runSft(
     result.steps = step + 1;
     await callbacks.onStep?.(record);
     if ((step + 1) % settings.evalEvery === 0 || step + 1 === settings.steps) {
-      await validate(step + 1);
-      if (sinceBest >= settings.patience) {
+      const improved = await validate(step + 1);
+      if (!improved && sinceBest >= Math.max(1, settings.patience)) {
         result.stoppedEarly = true;
         break;
       }

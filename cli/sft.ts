@@ -1,0 +1,118 @@
+/**
+ * `sophia sft --preset ci|tiny`: the tiny world's SFT warmup end to end, in this process: generate the dataset
+ * into storage, measure the untrained policy, train with validation and early stopping, commit the best
+ * checkpoint, measure again on test and ood, and write the report with plots. (The durable pipeline runs the
+ * same steps as Temporal activities.)
+ */
+import * as path from 'node:path';
+import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
+import { parameterCount, presetConfig } from '../engine/model/config';
+import { OnnxEngine } from '../engine/onnx-engine';
+import { type EvalReport, evaluate } from '../evaluation/evaluate';
+import { writeReport } from '../report/report';
+import { CheckpointStore } from '../storage/checkpoints';
+import { hashConfig } from '../storage/hashing';
+import { assertValidName } from '../storage/keys';
+import { openStorage } from '../storage/open';
+import { generateSplit, readDataset, readDatasetManifest, writeDataset } from '../tasks/dataset';
+import { Tokenizer } from '../tasks/tokenizer';
+import { FAMILIES } from '../tasks/types';
+import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
+import { runSft } from '../training/sft';
+import { buildSftReport } from '../training/sft-report';
+import { ProgressBar } from './progress';
+import { defaultRunId } from './run';
+
+export interface SftCommandOptions {
+  preset: WarmupPresetName;
+  runId: string | undefined;
+  storage: string | undefined;
+  env: Readonly<Record<string, string | undefined>>;
+  repoRoot: string;
+  out: NodeJS.WritableStream;
+}
+
+export async function sftCommand(options: SftCommandOptions): Promise<number> {
+  const preset = WARMUP_PRESETS[options.preset];
+  const runId = options.runId ?? defaultRunId(new Date()).replace('run-', 'sft-');
+  assertValidName('run id', runId);
+  const say = (line: string) => options.out.write(`${line}\n`);
+  const storage = openStorage(options.storage ?? options.env.SOPHIA_STORAGE ?? path.join(options.repoRoot, '.sophia', 'storage'), options.env);
+  const store = new CheckpointStore(storage);
+  const engine = new OnnxEngine();
+  const started = Date.now();
+  try {
+    const tokenizer = new Tokenizer();
+    const model = presetConfig(preset.model, 'policy', tokenizer.vocabSize);
+    say(`run        ${runId} (preset ${options.preset}, storage ${storage.location})`);
+    const settings = { imageSize: model.image.size, seed: preset.seed, perFamily: preset.data };
+    const existing = await readDatasetManifest(storage, runId).catch(() => undefined);
+    if (existing && hashConfig(existing.settings) === hashConfig({ ...settings, shardSize: existing.settings.shardSize })) {
+      say('data       reusing the dataset already in storage');
+    } else {
+      const manifest = await writeDataset(storage, runId, settings);
+      say(`data       ${manifest.splits.train.count} train, ${manifest.splits.test.count} test, ${manifest.splits.ood.count} ood examples → runs/${runId}/data/`);
+    }
+    const [train, test, ood] = [await readDataset(storage, runId, 'train'), await readDataset(storage, runId, 'test'), await readDataset(storage, runId, 'ood')];
+    const validation = generateSplit('test', preset.validationPerFamily, model.image.size, preset.seed + 1000);
+    await engine.init(model, preset.seed);
+    say(`model      policy, ${parameterCount(model).toLocaleString('en-US')} parameters (${preset.model})`);
+
+    const measure = async (label: string): Promise<{ test: EvalReport; ood: EvalReport }> => {
+      const bar = new ProgressBar(label, test.length + ood.length);
+      const t = await evaluate(engine, tokenizer, test, 'test', preset.eval, (done) => bar.update(done));
+      const o = await evaluate(engine, tokenizer, ood, 'ood', preset.eval, (done) => bar.update(test.length + done));
+      return { test: t, ood: o };
+    };
+    const before = await measure('eval (untrained)');
+
+    const bar = new ProgressBar('sft', preset.sft.steps);
+    const sftStarted = Date.now();
+    let lastVal = '';
+    const result = await runSft(engine, tokenizer, train, validation, preset.sft, {
+      onStep: (s) => bar.update(s.step, `loss ${s.loss.toFixed(3)}${lastVal}`),
+      onValidation: (v) => {
+        lastVal = ` val ${v.valLoss.toFixed(3)}`;
+      },
+    });
+    const sftSeconds = (Date.now() - sftStarted) / 1000;
+    if (!result.bestState) throw new Error('SFT produced no validated state');
+    await engine.loadState(result.bestState);
+    const checkpoint = await saveEngineCheckpoint(store, engine, {
+      runId,
+      stage: 'sft',
+      step: result.bestStep,
+      configHash: hashConfig({ preset: options.preset, ...preset }),
+      metrics: { valLoss: result.bestValLoss },
+    });
+    await loadEngineCheckpoint(store, checkpoint.key, engine); // what later stages will do: start from the committed bytes
+    const after = await measure('eval (after SFT)');
+
+    const report = buildSftReport({
+      runId,
+      preset: options.preset,
+      parameters: parameterCount(model),
+      trainExamples: train.length,
+      seconds: { sft: sftSeconds, total: (Date.now() - started) / 1000 },
+      sft: result,
+      before,
+      after,
+      checkpointKey: checkpoint.key,
+    });
+    const written = await writeReport(storage, runId, report, 'sft');
+    say('');
+    say('family     test untrained → after SFT   ood untrained → after SFT   format (test, after)');
+    for (const f of FAMILIES) {
+      const p = (x: number) => `${(100 * x).toFixed(0).padStart(3)} %`;
+      say(`${f.padEnd(10)} ${p(before.test.byFamily[f].accuracy)} → ${p(after.test.byFamily[f].accuracy)}              ${p(before.ood.byFamily[f].accuracy)} → ${p(after.ood.byFamily[f].accuracy)}              ${p(after.test.byFamily[f].formatRate)}`);
+    }
+    say(`report     ${storage.location}/${written.markdown} (+ report.json, ${written.plots.length} plots)`);
+    say(`checkpoint ${checkpoint.key}`);
+    say(`time       ${((Date.now() - started) / 1000).toFixed(0)} s (SFT ${sftSeconds.toFixed(0)} s)`);
+    return 0;
+  } finally {
+    await engine.dispose();
+    await store.close();
+    await storage.close();
+  }
+}

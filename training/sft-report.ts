@@ -1,0 +1,95 @@
+/**
+ * The SFT warmup's report: accuracy per family and split before and after warmup (measured in the same run),
+ * format rate, response length, pass@k, and the loss curves.
+ */
+import type { EvalReport } from '../evaluation/evaluate';
+import { renderBarChart, renderLineChart } from '../report/charts';
+import { type Report, markdownTable, pct } from '../report/report';
+import { FAMILIES } from '../tasks/types';
+import type { SftResult } from './sft';
+
+export interface SftReportInput {
+  runId: string;
+  preset: string;
+  parameters: number;
+  trainExamples: number;
+  seconds: { sft: number; total: number };
+  sft: SftResult;
+  before: { test: EvalReport; ood: EvalReport };
+  after: { test: EvalReport; ood: EvalReport };
+  checkpointKey: string;
+}
+
+/** Exponential moving average, for a readable training-loss curve. */
+function smooth(values: readonly number[], alpha = 0.05): number[] {
+  let s = values[0] ?? 0;
+  return values.map((v) => (s = alpha * v + (1 - alpha) * s));
+}
+
+export function buildSftReport(input: SftReportInput): Report {
+  const rows: string[][] = [];
+  for (const split of ['test', 'ood'] as const) {
+    const before = input.before[split];
+    const after = input.after[split];
+    for (const family of [...FAMILIES, 'all'] as const) {
+      const b = family === 'all' ? before.overall : before.byFamily[family];
+      const a = family === 'all' ? after.overall : after.byFamily[family];
+      rows.push([split, family, String(a.examples), pct(b.accuracy), pct(a.accuracy), a.meanReward.toFixed(3), pct(b.formatRate), pct(a.formatRate), a.meanLength.toFixed(1), pct(a.passAtK)]);
+    }
+  }
+  const k = input.after.test.k;
+  const table = markdownTable(
+    ['split', 'family', 'n', 'accuracy untrained', 'accuracy after SFT', 'mean reward after', 'format untrained', 'format after', 'length after', `pass@${k} after`],
+    rows,
+  );
+  const steps = input.sft.history;
+  const loss = renderLineChart({
+    title: 'SFT loss',
+    xLabel: 'step',
+    yLabel: 'token cross-entropy',
+    series: [
+      { name: 'train (smoothed)', points: smooth(steps.map((s) => s.loss)).map((v, i) => [steps[i]!.step, v] as const) },
+      { name: 'validation', points: input.sft.validations.map((v) => [v.step, v.valLoss] as const) },
+    ],
+  });
+  const accuracy = (split: 'test' | 'ood') =>
+    renderBarChart({
+      title: `Greedy accuracy per family (${split})`,
+      categories: FAMILIES,
+      yLabel: 'accuracy',
+      yMin: 0,
+      yMax: 1,
+      valueLabels: true,
+      series: [
+        { name: 'untrained', values: FAMILIES.map((f) => input.before[split].byFamily[f].accuracy) },
+        { name: 'after SFT', values: FAMILIES.map((f) => input.after[split].byFamily[f].accuracy) },
+      ],
+    });
+  const markdown = `Run \`${input.runId}\`, preset \`${input.preset}\`: policy with ${input.parameters.toLocaleString('en-US')} parameters, ` +
+    `${input.trainExamples} training examples. SFT: ${input.sft.steps} steps in ${input.seconds.sft.toFixed(0)} s` +
+    `${input.sft.stoppedEarly ? ' (stopped early)' : ''}; best validation loss ${input.sft.bestValLoss.toFixed(4)} at step ${input.sft.bestStep} ` +
+    `(checkpoint \`${input.checkpointKey}\`). Whole warmup with evaluations: ${input.seconds.total.toFixed(0)} s.\n\n` +
+    `Accuracy = share of greedy responses with outcome reward 1; the untrained model is the same initialization, measured in the same run.\n\n${table}\n`;
+  const summary = (r: EvalReport) => ({ overall: r.overall, byFamily: r.byFamily, k: r.k });
+  return {
+    title: `SFT warmup — ${input.runId}`,
+    markdown,
+    json: {
+      runId: input.runId,
+      preset: input.preset,
+      parameters: input.parameters,
+      trainExamples: input.trainExamples,
+      seconds: input.seconds,
+      checkpointKey: input.checkpointKey,
+      sft: { steps: input.sft.steps, stoppedEarly: input.sft.stoppedEarly, bestStep: input.sft.bestStep, bestValLoss: input.sft.bestValLoss, validations: input.sft.validations, history: steps },
+      before: { test: summary(input.before.test), ood: summary(input.before.ood) },
+      after: { test: summary(input.after.test), ood: summary(input.after.ood) },
+      samples: input.after.test.examples.slice(0, 20),
+    },
+    plots: [
+      { name: 'loss', title: 'SFT loss', chart: loss },
+      { name: 'accuracy-test', title: 'Accuracy per family (test)', chart: accuracy('test') },
+      { name: 'accuracy-ood', title: 'Accuracy per family (ood)', chart: accuracy('ood') },
+    ],
+  };
+}
