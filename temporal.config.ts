@@ -68,6 +68,11 @@ export interface TemporalConfig {
     cpu: WorkerSettings;
     gpu: WorkerSettings;
   };
+  /**
+   * How long a training chunk waits to start on the queue of the GPU worker that holds the run's model before it
+   * falls back to the shared GPU queue (that worker is presumed gone; another reloads from storage).
+   */
+  gpuPinTimeoutMs: number;
 }
 
 const baseRetry: RetrySettings = {
@@ -107,6 +112,7 @@ export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
       shutdownGraceTimeMs: 60_000,
     },
   },
+  gpuPinTimeoutMs: 30_000,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -300,6 +306,13 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     apply: (c, raw) => {
       const value = integerOf('SOPHIA_RETRY_MAX_ATTEMPTS', raw, 0);
       for (const p of bothProfiles(c)) p.retry.maximumAttempts = value;
+    },
+  },
+  {
+    name: 'SOPHIA_GPU_PIN_TIMEOUT',
+    doc: 'How long a chunk waits for the GPU worker holding its model before any GPU worker takes it (default 30s)',
+    apply: (c, raw) => {
+      c.gpuPinTimeoutMs = durationOf('SOPHIA_GPU_PIN_TIMEOUT', raw);
     },
   },
   {

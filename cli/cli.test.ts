@@ -18,16 +18,21 @@ describe('sophia CLI arguments', () => {
 
   it('rejects bad options before starting anything', async () => {
     const error = vi.spyOn(console, 'error').mockImplementation(() => undefined);
-    expect(await main(['run', '--steps', 'many'])).toBe(2);
-    expect(String(error.mock.calls[0]?.[0])).toMatch(/--steps: "many" is not an integer ≥ 1/);
-    expect(await main(['run', '--bogus'])).toBe(2);
-    expect(String(error.mock.calls[1]?.[0])).toMatch(/bogus/);
-    expect(await main(['run', '--storage', 'gs://bucket'], { PATH: '' })).toBe(2);
-    expect(String(error.mock.calls[2]?.[0])).toMatch(/unsupported storage URL/);
-    expect(await main(['run', '--storage', '/tmp/x'], { TEMPORAL_ADDRESS: 'not an address' })).toBe(2);
-    expect(String(error.mock.calls[3]?.[0])).toMatch(/TEMPORAL_ADDRESS: "not an address" is not host:port/);
-    expect(await main(['run', '--run-id', '../escape'])).toBe(2);
-    expect(String(error.mock.calls[4]?.[0])).toMatch(/"\.\.\/escape": not a valid run id/);
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['run'], {}, /--config is required/],
+      [['run', '--config', 'ci', '--bogus'], {}, /bogus/],
+      [['run', '--config', 'nope'], {}, /"nope" is neither a preset nor a readable file/],
+      [['run', '--config', 'paper'], {}, /engine\.kind: "pytorch": the PyTorch engine for real VLMs is not available yet/],
+      [['run', '--config', 'ci', '--storage', 'gs://bucket'], { PATH: '' }, /unsupported storage URL/],
+      [['run', '--config', 'ci', '--storage', '/tmp/x'], { TEMPORAL_ADDRESS: 'not an address' }, /TEMPORAL_ADDRESS: "not an address" is not host:port/],
+      [['run', '--config', 'ci', '--run-id', '../escape'], {}, /"\.\.\/escape": not a valid run id/],
+      [['status'], {}, /status needs exactly one RUN_ID/],
+      [['worker', '--queue', 'tpu'], {}, /--queue: \["tpu"\]/],
+    ];
+    for (const [argv, env, message] of cases) {
+      expect(await main(argv, env)).toBe(2);
+      expect(String(error.mock.calls.at(-1)?.[0])).toMatch(message);
+    }
   });
 
   it('makes readable run ids', () => {

@@ -7,23 +7,36 @@ import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
 import { gradeCommand } from './grade';
 import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
+import { controlCommand, listCommand, statusCommand } from './control';
 import { runCommand } from './run';
+import { workerCommand } from './worker';
 import { sftCommand } from './sft';
 
 const USAGE = `usage: sophia <command> [options]
 
 commands:
-  run [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX] [--steps N]
-        run the pipeline with in-process workers; on the embedded Temporal dev server unless
-        TEMPORAL_ADDRESS is set; the same --run-id continues an interrupted run
+  run --config PRESET|FILE [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX] [--workers]
+        run a training pipeline and watch it (presets: ci, tiny, paper); on the embedded Temporal dev server
+        with in-process workers unless TEMPORAL_ADDRESS is set; the same --run-id continues a killed run
+  status RUN_ID [--json]      a run's stage, step, checkpoints and report
+  list                        every run on the server
+  pause|resume|stop|cancel RUN_ID
+        pause (checkpoint, wait), resume, stop (checkpoint, evaluate, finish) or cancel a run
+  worker --queue cpu|gpu [--storage DIR|s3://…]
+        a worker process (repeat --queue for both)
   sft --preset ci|tiny [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX]
-        the tiny world's SFT warmup in this process: dataset, untrained and trained evaluation, report
+        the tiny world's SFT warmup in this process, without Temporal
   grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input)
   help  show this text
 
 environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_* (see README.md)`;
 
 const REPO_ROOT = path.resolve(__dirname, '..');
+
+function requireRunId(positionals: string[], command: string): string {
+  if (positionals.length !== 1) throw new SophiaError('input', `${command} needs exactly one RUN_ID (got ${positionals.length})`, { hint: `sophia ${command} RUN_ID` });
+  return positionals[0]!;
+}
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [command, ...rest] = argv;
@@ -32,12 +45,32 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       case 'run': {
         const { values } = parseArgs({
           args: rest,
-          options: { 'run-id': { type: 'string' }, storage: { type: 'string' }, steps: { type: 'string', default: '3' } },
+          options: { config: { type: 'string' }, 'run-id': { type: 'string' }, storage: { type: 'string' }, workers: { type: 'boolean' } },
           strict: true,
         });
-        const steps = Number(values.steps);
-        if (!Number.isInteger(steps) || steps < 1) throw new SophiaError('input', `--steps: ${JSON.stringify(values.steps)} is not an integer ≥ 1`);
-        return await runCommand({ runId: values['run-id'], storage: values.storage, steps, env, repoRoot: REPO_ROOT, out: process.stdout });
+        if (!values.config) throw new SophiaError('input', '--config is required: a preset (ci, tiny, paper) or a YAML/JSON run config file');
+        return await runCommand({ config: values.config, runId: values['run-id'], storage: values.storage, workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
+      }
+      case 'status': {
+        const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
+        return await statusCommand(requireRunId(positionals, 'status'), values.json, env, REPO_ROOT, process.stdout);
+      }
+      case 'list':
+        return await listCommand(env, REPO_ROOT, process.stdout);
+      case 'pause':
+      case 'resume':
+      case 'stop':
+      case 'cancel': {
+        const { positionals } = parseArgs({ args: rest, options: {}, allowPositionals: true, strict: true });
+        return await controlCommand(command, requireRunId(positionals, command), env, REPO_ROOT, process.stdout);
+      }
+      case 'worker': {
+        const { values } = parseArgs({ args: rest, options: { queue: { type: 'string', multiple: true }, storage: { type: 'string' } }, strict: true });
+        const kinds = values.queue ?? [];
+        if (kinds.length === 0 || kinds.some((k) => k !== 'cpu' && k !== 'gpu')) {
+          throw new SophiaError('input', `--queue: ${JSON.stringify(kinds)}: give --queue cpu, --queue gpu, or both`);
+        }
+        return await workerCommand(kinds as ('cpu' | 'gpu')[], values.storage, env, REPO_ROOT, process.stdout);
       }
       case 'sft': {
         const { values } = parseArgs({ args: rest, options: { preset: { type: 'string', default: 'tiny' }, 'run-id': { type: 'string' }, storage: { type: 'string' } }, strict: true });

@@ -1,42 +1,35 @@
 /**
- * `sophia run`: runs a workflow end to end with in-process workers, on the embedded dev server unless
- * TEMPORAL_ADDRESS names a cluster. Running it again with the same `--run-id` attaches to the same workflow
- * (still running: it continues; finished: it prints the result) instead of starting over.
+ * `sophia run --config PRESET|FILE`: start (or attach to) a run's pipeline and watch it to the end.
  *
- * Until the training stages exist (issues 3–6), the pipeline it runs is `stackSmoke`: checkpoints written by an
- * activity to the checkpoint store and verified, which exercises Temporal, workers and storage for real.
+ * Without TEMPORAL_ADDRESS it runs everything here: the embedded dev server (SQLite under .sophia/, survives
+ * restarts) and in-process CPU and GPU workers. With TEMPORAL_ADDRESS it submits to that cluster and watches;
+ * `--workers` also runs workers in this process. Running it again with the same `--run-id` after a kill attaches
+ * to the same workflow, which continues from its last committed checkpoint.
  */
 import * as path from 'node:path';
-import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { createSmokeActivities } from '../activities/smoke';
-import { connectClient, connectWorker } from '../clients/temporal';
-import { CheckpointStore } from '../storage/checkpoints';
+import { pipelineInput, runProgress, startRun } from '../clients/runs';
+import { loadRunConfig } from '../config/load';
+import { assertRunnable } from '../config/run-config';
 import { assertValidName } from '../storage/keys';
-import { openStorage } from '../storage/open';
 import { loadTemporalConfig } from '../temporal.config';
-import { createSophiaWorker } from '../workers/worker';
-import { smokeProgressQuery, stackSmoke } from '../workflows';
-import { findTemporalCli, startEmbeddedServer, type EmbeddedServer } from './embedded-server';
+import { openStorage } from '../storage/open';
+import { WorkerSet } from '../workers/worker';
+import { ProgressBar, formatSeconds } from './progress';
+import { installQuietRuntime, openSession } from './session';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 export interface RunOptions {
+  config: string;
   runId: string | undefined;
   storage: string | undefined;
-  steps: number;
+  /** Run CPU and GPU workers in this process (default: only when using the embedded server). */
+  workers: boolean | undefined;
   env: Env;
   repoRoot: string;
   out: NodeJS.WritableStream;
-}
-
-/** Messages of an error and its causes, outermost first, without repeats (Temporal wraps failures twice). */
-function causeChain(err: unknown): string[] {
-  const out: string[] = [];
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (!out.includes(e.message)) out.push(e.message);
-  }
-  return out;
+  /** How often to poll progress (ms). */
+  pollMs?: number;
 }
 
 /** A run id a person can read and type again: run-20261127-081500. */
@@ -45,87 +38,102 @@ export function defaultRunId(now: Date): string {
   return `run-${now.getFullYear()}${pad(now.getMonth() + 1)}${pad(now.getDate())}-${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`;
 }
 
+export function defaultStorage(env: Env, repoRoot: string): string {
+  return env.SOPHIA_STORAGE ?? path.join(repoRoot, '.sophia', 'storage');
+}
+
 export async function runCommand(options: RunOptions): Promise<number> {
   const { env, out } = options;
   const say = (line: string) => out.write(`${line}\n`);
+  // Everything the user configured is validated before anything starts.
+  const config = loadRunConfig(options.config);
+  assertRunnable(config);
+  loadTemporalConfig(env);
   const runId = options.runId ?? defaultRunId(new Date());
   assertValidName('run id', runId);
-  const storageUrl = options.storage ?? env.SOPHIA_STORAGE ?? path.join(options.repoRoot, '.sophia', 'storage');
-  // Validate everything the user configured before starting anything.
-  loadTemporalConfig(env);
-  const storage = openStorage(storageUrl, env);
-  // Preflight: unreachable storage or missing credentials fail here, not inside a started workflow.
+  const storage = openStorage(options.storage ?? defaultStorage(env, options.repoRoot), env);
   await storage.head(`runs/${runId}/metrics.jsonl`).catch(async (err: unknown) => {
     await storage.close();
     throw err;
   });
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-
-  let embedded: EmbeddedServer | undefined;
-  let temporalEnv: Env = env;
-  if (!env.TEMPORAL_ADDRESS) {
-    embedded = await startEmbeddedServer({
-      dir: path.join(options.repoRoot, '.sophia', 'embedded'),
-      executable: findTemporalCli(options.repoRoot, env),
-      port: 7233,
-      uiPort: 8233,
-    });
-    temporalEnv = { ...env, TEMPORAL_ADDRESS: embedded.address };
-    say(`temporal   embedded dev server ${embedded.address}${embedded.uiUrl ? ` (UI ${embedded.uiUrl})` : ''}${embedded.owned ? '' : ', shared with another sophia process'}`);
-  }
-  const config = loadTemporalConfig(temporalEnv);
-  if (!embedded) say(`temporal   ${config.connection.address} namespace ${config.connection.namespace}`);
-  say(`storage    ${storage.location}`);
-  say(`run        ${runId}   (resume after a crash: sophia run --run-id ${runId})`);
-
-  const store = new CheckpointStore(storage);
-  const client = await connectClient(config);
-  const connection = await connectWorker(config);
-  const workflowId = `sophia-${runId}`;
-  let progressTimer: NodeJS.Timeout | undefined;
+  installQuietRuntime();
+  const session = await openSession(env, options.repoRoot);
+  let workers: WorkerSet | undefined;
   try {
-    const worker = await createSophiaWorker({ kind: 'cpu', connection, config, activities: createSmokeActivities({ store }) });
-    let handle: WorkflowHandle<typeof stackSmoke>;
-    try {
-      handle = await client.workflow.start(stackSmoke, {
-        taskQueue: config.taskQueues.cpu,
-        workflowId,
-        workflowIdConflictPolicy: 'USE_EXISTING', // still running: attach to it
-        workflowIdReusePolicy: 'REJECT_DUPLICATE', // finished: never start it over
-        args: [{ runId, steps: options.steps, payloadBytes: 1 << 20, activityProfile: config.activities.cpu }],
+    say(`temporal   ${session.describe()}`);
+    say(`storage    ${storage.location}`);
+    say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
+    say(`run        ${runId}   (after a crash or kill: sophia run --config ${options.config} --run-id ${runId})`);
+    if (options.workers ?? session.embedded !== undefined) {
+      workers = await WorkerSet.create({
+        kinds: ['cpu', 'gpu'],
+        connection: await session.workerConnection(),
+        config: session.config,
+        storage,
+        engine: { executionProvider: config.engine.executionProvider, ...(config.engine.threads > 0 ? { threads: config.engine.threads } : {}) },
       });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      handle = client.workflow.getHandle<typeof stackSmoke>(workflowId); // finished earlier: show its result
-      say(`workflow   ${workflowId} already finished; showing its result`);
     }
-    let last = '';
-    const showProgress = async () => {
-      const p = await handle.query(smokeProgressQuery).catch(() => undefined);
-      if (!p) return;
-      const line = `progress   ${p.stage.padEnd(9)} step ${p.step}/${p.totalSteps}${p.checkpointKeys.length ? `  latest ${p.checkpointKeys.at(-1)}` : ''}`;
-      if (line !== last) say(line);
-      last = line;
-    };
-    progressTimer = setInterval(() => void showProgress(), 500);
-    let result;
-    try {
-      result = await worker.runUntil(handle.result());
-    } catch (err) {
-      if (!(err instanceof WorkflowFailedError)) throw err;
-      say(`failed     ${workflowId}: ${causeChain(err).join(' ← ')}`);
+    const input = pipelineInput(runId, config, storage.location, session.config);
+    const { handle, state } = await startRun(session.client, session.config, input);
+    say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
+    const watch = watchRun(session.client, runId, say, options.pollMs ?? 1000, () => handle.result());
+    const result = await (workers ? workers.runUntil(watch) : watch);
+    if (result.status !== 'completed') {
+      say(`failed     ${result.error ?? result.status}`);
       return 1;
     }
-    clearInterval(progressTimer);
-    say(`done       verified ${result.verified.checkpointKey} (${result.verified.files.join(', ')}; ${result.verified.totalBytes} bytes, sha256 ${result.verified.sha256.slice(0, 12)}…)`);
-    say('note       the training stages (SFT → reward model → Trust-GRPO → evaluation) are not built yet; this ran the stack smoke pipeline');
+    for (const [stage, key] of Object.entries(result.checkpoints)) say(`checkpoint ${stage}: ${key}`);
+    for (const [stage, metrics] of Object.entries(result.results)) {
+      say(`result     ${stage}: ${Object.entries(metrics ?? {}).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(', ')}`);
+    }
+    if (result.reportKey) say(`report     ${storage.location}/${result.reportKey}`);
     return 0;
   } finally {
-    if (progressTimer) clearInterval(progressTimer);
-    await connection.close();
-    await client.connection.close();
-    await store.close();
+    await session.close();
     await storage.close();
-    await embedded?.stop();
+  }
+}
+
+/** Polls progress and draws it until the run ends; resolves with its final progress. */
+async function watchRun(
+  client: Parameters<typeof runProgress>[0],
+  runId: string,
+  say: (line: string) => void,
+  pollMs: number,
+  result: () => Promise<unknown>,
+): Promise<Awaited<ReturnType<typeof runProgress>>> {
+  let bar: { stage: string; bar: ProgressBar } | undefined;
+  const started = Date.now();
+  let settled = false;
+  const done = result().then(
+    () => undefined,
+    () => undefined,
+  );
+  void done.then(() => (settled = true));
+  for (;;) {
+    const progress = await runProgress(client, runId).catch(() => undefined);
+    if (progress && (progress.status === 'completed' || progress.status === 'failed')) {
+      if (bar) bar.bar.update(progress.current?.totalSteps ?? 1, 'done');
+      say(`finished   ${progress.status} after ${formatSeconds((Date.now() - started) / 1000)}`);
+      return progress;
+    }
+    if (progress) {
+      const stage = progress.stages[progress.stageIndex] ?? 'done';
+      const label = `${progress.stageIndex + 1}/${progress.stages.length} ${stage}`;
+      if (bar?.stage !== label) {
+        if (bar) process.stderr.write('\n');
+        const total = progress.live?.totalSteps ?? progress.current?.totalSteps ?? 1;
+        bar = { stage: label, bar: new ProgressBar(label, total) };
+      }
+      const step = progress.live?.step ?? (progress.current?.stage === stage ? progress.current.step : 0);
+      const loss = progress.live?.loss ?? progress.current?.metrics.loss;
+      const status = progress.status === 'running' ? '' : ` [${progress.status}]`;
+      bar.bar.update(step, `${loss !== undefined ? `loss ${loss.toFixed(3)} ` : ''}${progress.current?.activity ?? ''}${status}`);
+    }
+    if (settled) {
+      if (!progress) throw new Error(`run ${runId} ended but its final state could not be read`);
+      continue; // one more poll picks up the final state
+    }
+    await Promise.race([new Promise((r) => setTimeout(r, pollMs)), done]);
   }
 }

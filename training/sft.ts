@@ -117,11 +117,39 @@ export async function validationLoss(engine: Engine, tokenizer: Tokenizer, examp
   return total / Math.max(1, tokens);
 }
 
+/** Early-stopping bookkeeping, carried across chunks, activities and checkpoints. */
+export interface BestTracker {
+  bestStep: number;
+  bestValLoss: number;
+  /** Validations in a row without a new best. */
+  sinceBest: number;
+}
+
+export const NO_BEST: BestTracker = { bestStep: -1, bestValLoss: Number.POSITIVE_INFINITY, sinceBest: 0 };
+
+/** Folds one validation into the tracker: whether it is a new best, and whether training should stop. */
+export function trackValidation(tracker: BestTracker, step: number, valLoss: number, patience: number): { tracker: BestTracker; improved: boolean; stop: boolean } {
+  if (valLoss < tracker.bestValLoss) return { tracker: { bestStep: step, bestValLoss: valLoss, sinceBest: 0 }, improved: true, stop: false };
+  const next = { ...tracker, sinceBest: tracker.sinceBest + 1 };
+  return { tracker: next, improved: false, stop: next.sinceBest >= Math.max(1, patience) };
+}
+
+/** One optimizer step of the SFT warmup: step `step`'s batch (a function of settings and step only). */
+export async function sftStep(engine: Engine, tokenizer: Tokenizer, train: readonly Example[], settings: SftSettings, step: number): Promise<SftStepRecord> {
+  const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
+  const batch = sftBatch(indices.map((i) => train[i]!), tokenizer, new Rng(settings.seed ^ (step * 7919)));
+  const adamw: AdamWSettings = { lr: learningRate(settings, step), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const out = await engine.trainStep(batch, { kind: 'sft' }, adamw);
+  if (!out.applied) throw new Error(`SFT step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
+  return { step: step + 1, loss: out.loss, lr: adamw.lr, gradNorm: out.gradNorm, tokens: out.metrics.tokens ?? 0 };
+}
+
 export interface SftCallbacks {
   onStep?: (record: SftStepRecord) => void | Promise<void>;
   onValidation?: (record: SftEvalRecord, best: boolean) => void | Promise<void>;
 }
 
+/** The whole warmup in this process (the pipeline's activities run the same steps in chunks). */
 export async function runSft(
   engine: Engine,
   tokenizer: Tokenizer,
@@ -132,41 +160,26 @@ export async function runSft(
 ): Promise<SftResult> {
   if (train.length === 0) throw new RangeError('runSft: the training set is empty');
   const result: SftResult = { steps: 0, stoppedEarly: false, bestValLoss: Infinity, bestStep: -1, history: [], validations: [], bestState: undefined };
-  let sinceBest = 0;
-  /** Runs a validation; true when it is a new best. */
-  const validate = async (step: number): Promise<boolean> => {
-    const valLoss = await validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed);
-    const record = { step, valLoss };
-    result.validations.push(record);
-    const best = valLoss < result.bestValLoss;
-    if (best) {
-      result.bestValLoss = valLoss;
-      result.bestStep = step;
-      result.bestState = await engine.saveState();
-      sinceBest = 0;
-    } else {
-      sinceBest++;
-    }
-    await callbacks.onValidation?.(record, best);
-    return best;
-  };
+  let tracker = NO_BEST;
   for (let step = engine.step(); step < settings.steps; step++) {
-    const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
-    const batch = sftBatch(indices.map((i) => train[i]!), tokenizer, new Rng(settings.seed ^ (step * 7919)));
-    const adamw: AdamWSettings = { lr: learningRate(settings, step), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
-    const out = await engine.trainStep(batch, { kind: 'sft' }, adamw);
-    if (!out.applied) throw new Error(`SFT step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
-    const record = { step: step + 1, loss: out.loss, lr: adamw.lr, gradNorm: out.gradNorm, tokens: out.metrics.tokens ?? 0 };
+    const record = await sftStep(engine, tokenizer, train, settings, step);
     result.history.push(record);
-    result.steps = step + 1;
+    result.steps = record.step;
     await callbacks.onStep?.(record);
-    if ((step + 1) % settings.evalEvery === 0 || step + 1 === settings.steps) {
-      const improved = await validate(step + 1);
-      if (!improved && sinceBest >= Math.max(1, settings.patience)) {
+    if (record.step % settings.evalEvery === 0 || record.step === settings.steps) {
+      const valLoss = await validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed);
+      const tracked = trackValidation(tracker, record.step, valLoss, settings.patience);
+      tracker = tracked.tracker;
+      result.validations.push({ step: record.step, valLoss });
+      if (tracked.improved) result.bestState = await engine.saveState();
+      await callbacks.onValidation?.({ step: record.step, valLoss }, tracked.improved);
+      if (tracked.stop) {
         result.stoppedEarly = true;
         break;
       }
     }
   }
+  result.bestStep = tracker.bestStep;
+  result.bestValLoss = tracker.bestValLoss;
   return result;
 }

@@ -2,32 +2,49 @@
  * Builds Sophia's workers from `temporal.config.ts`.
  *
  * - The CPU worker polls `sophia-cpu`: it hosts the workflows (deterministic orchestration) and the CPU
- *   activities (data, grading, Trust-GRPO math, reports).
- * - The GPU worker polls `sophia-gpu` with one activity slot per GPU: engine work only.
+ *   activities (data, checkpoint lookups, reports).
+ * - A GPU worker polls `sophia-gpu` and its own queue (`sophia-gpu-w-…`, unique per process) with the engine
+ *   activities. Both pollers share one engine pool and one lock: one engine activity at a time per GPU, and a
+ *   run's consecutive chunks, routed to the worker's own queue, find their model still in memory.
  *
- * Slots and the shutdown grace time (how long a running activity gets to checkpoint on SIGTERM) come from the
- * config. Activities are passed in already built over their ports (`createXActivities({ store, engine })`).
+ * Slots and the shutdown grace time (how long a running activity gets before it is cancelled — our training
+ * activities commit a checkpoint when cancelled) come from the config. Heartbeats are flushed within a
+ * second or two so cancellations (pause, stop, shutdown) reach activities quickly.
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import * as path from 'node:path';
-import { Worker, type WorkflowBundle } from '@temporalio/worker';
-import type { NativeConnection } from '@temporalio/worker';
+import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { createDataActivities } from '../activities/data';
+import { EnginePool } from '../activities/engine-pool';
+import { createEvaluationActivities } from '../activities/evaluation';
+import { RunData } from '../activities/run-data';
+import { createSmokeActivities } from '../activities/smoke';
+import { createTrainingActivities } from '../activities/training';
+import { OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
+import { CheckpointStore } from '../storage/checkpoints';
+import type { Storage } from '../storage/types';
 import type { TemporalConfig } from '../temporal.config';
 
 export type WorkerKind = 'cpu' | 'gpu';
+
+/** Directory of the workflow sources; the bundler resolves its `index`. */
+export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows');
+
+type ActivityMap = Record<string, (...args: never[]) => Promise<unknown>>;
 
 export interface SophiaWorkerOptions {
   kind: WorkerKind;
   connection: NativeConnection;
   config: TemporalConfig;
   /** Activity functions by name (merged groups of `createXActivities`). */
-  activities: Record<string, (...args: never[]) => Promise<unknown>>;
+  activities: ActivityMap;
+  /** Poll this queue instead of the kind's shared one (a GPU worker's own queue). */
+  taskQueue?: string;
   /** Prebuilt workflow bundle (tests share one); default: bundle `workflows/` at start. */
   workflowBundle?: WorkflowBundle;
   identity?: string;
 }
-
-/** Directory of the workflow sources; the bundler resolves its `index`. */
-export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows');
 
 export async function createSophiaWorker(options: SophiaWorkerOptions): Promise<Worker> {
   const { kind, connection, config } = options;
@@ -36,16 +53,95 @@ export async function createSophiaWorker(options: SophiaWorkerOptions): Promise<
   return Worker.create({
     connection,
     namespace: config.connection.namespace,
-    taskQueue: config.taskQueues[kind],
+    taskQueue: options.taskQueue ?? config.taskQueues[kind],
     activities: options.activities,
-    ...(hostsWorkflows
-      ? options.workflowBundle
-        ? { workflowBundle: options.workflowBundle }
-        : { workflowsPath: WORKFLOWS_PATH }
-      : {}),
+    ...(hostsWorkflows ? (options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }) : {}),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivityTaskExecutions,
     ...(hostsWorkflows ? { maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTaskExecutions } : {}),
     shutdownGraceTime: settings.shutdownGraceTimeMs,
+    maxHeartbeatThrottleInterval: '2s',
+    defaultHeartbeatThrottleInterval: '1s',
     ...(options.identity ? { identity: options.identity } : {}),
   });
+}
+
+/** Some activities of a group (each runs on the queue of the worker that registers it). */
+function pick<T extends ActivityMap, K extends keyof T & string>(group: T, ...names: K[]): ActivityMap {
+  return Object.fromEntries(names.map((name) => [name, group[name] as ActivityMap[string]]));
+}
+
+export interface WorkerSetOptions {
+  kinds: readonly WorkerKind[];
+  connection: NativeConnection;
+  config: TemporalConfig;
+  storage: Storage;
+  engine?: OnnxEngineOptions;
+  workflowBundle?: WorkflowBundle;
+}
+
+/** The workers of one process (CPU, GPU or both) over one storage, ready to run. */
+export class WorkerSet {
+  readonly workers: Worker[] = [];
+  /** The GPU worker's own queue, if this process runs one. */
+  gpuQueue: string | undefined;
+  readonly identity: string;
+  private readonly engines: EnginePool;
+  private readonly store: CheckpointStore;
+
+  private constructor(readonly options: WorkerSetOptions) {
+    this.identity = `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
+    this.engines = new EnginePool(() => new OnnxEngine(options.engine));
+    this.store = new CheckpointStore(options.storage);
+  }
+
+  static async create(options: WorkerSetOptions): Promise<WorkerSet> {
+    const set = new WorkerSet(options);
+    const { connection, config } = options;
+    const data = new RunData(options.storage);
+    const gpuQueue = `${config.taskQueues.gpu}-w-${set.identity}`;
+    const training = createTrainingActivities({ store: set.store, data, engines: set.engines, workerQueue: gpuQueue, identity: set.identity });
+    const evaluation = createEvaluationActivities({ store: set.store, data, engines: set.engines });
+    const common = { connection, config, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}) };
+    if (options.kinds.includes('cpu')) {
+      const activities: ActivityMap = {
+        ...createDataActivities({ data }),
+        ...pick(training, 'latestCheckpoint'),
+        ...pick(evaluation, 'writeRunReport'),
+        ...createSmokeActivities({ store: set.store }),
+      };
+      set.workers.push(await createSophiaWorker({ ...common, kind: 'cpu', activities, identity: `cpu@${set.identity}` }));
+    }
+    if (options.kinds.includes('gpu')) {
+      const activities: ActivityMap = { ...pick(training, 'runSftChunk'), ...pick(evaluation, 'evaluateCheckpoint') };
+      set.workers.push(await createSophiaWorker({ ...common, kind: 'gpu', activities, identity: `gpu@${set.identity}` }));
+      set.workers.push(await createSophiaWorker({ ...common, kind: 'gpu', activities, taskQueue: gpuQueue, identity: `gpu@${set.identity}` }));
+      set.gpuQueue = gpuQueue;
+    }
+    return set;
+  }
+
+  /** Runs every worker until they are shut down (or one fails). */
+  async run(): Promise<void> {
+    try {
+      await Promise.all(this.workers.map((w) => w.run()));
+    } finally {
+      await this.engines.dispose();
+      await this.store.close();
+    }
+  }
+
+  /** Runs the workers until `until` settles, then shuts them down; resolves/rejects like `until`. */
+  async runUntil<T>(until: Promise<T>): Promise<T> {
+    const running = this.run();
+    try {
+      return await until;
+    } finally {
+      this.shutdown();
+      await running.catch(() => undefined);
+    }
+  }
+
+  shutdown(): void {
+    for (const w of this.workers) if (w.getState() === 'RUNNING') w.shutdown();
+  }
 }

@@ -1,4 +1,9 @@
 /**
  * The workflow bundle's entry point: every workflow a worker registers, exported by name.
  */
+export { trainingPipeline } from './pipeline';
+export { evaluationStage } from './stages/evaluation';
+export { prepareDataStage } from './stages/prepare-data';
+export { sftWarmupStage } from './stages/sft';
 export { stackSmoke, smokeProgressQuery } from './smoke';
+export { pauseSignal, progressQuery, resumeSignal, stageProgressQuery, stageProgressSignal, stopSignal } from './types';

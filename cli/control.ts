@@ -1,0 +1,72 @@
+/**
+ * `sophia status RUN_ID [--json]`, `list`, `pause|resume|stop|cancel RUN_ID`: watch and control runs on the
+ * Temporal server (TEMPORAL_ADDRESS, or the embedded one).
+ */
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { SophiaError } from '../common/errors';
+import { pipelineWorkflowId, runProgress } from '../clients/runs';
+import { pauseSignal, resumeSignal, stopSignal } from '../workflows/types';
+import { installQuietRuntime, openSession } from './session';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+async function withSession<T>(env: Env, repoRoot: string, fn: (session: Awaited<ReturnType<typeof openSession>>) => Promise<T>): Promise<T> {
+  installQuietRuntime();
+  const session = await openSession(env, repoRoot);
+  try {
+    return await fn(session);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new SophiaError('not-found', `no run with that id on ${session.describe()}`, { hint: 'List runs with `sophia list`' });
+    throw err;
+  } finally {
+    await session.close();
+  }
+}
+
+export async function statusCommand(runId: string, json: boolean, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
+  return withSession(env, repoRoot, async (session) => {
+    const p = await runProgress(session.client, runId);
+    if (json) {
+      out.write(`${JSON.stringify(p, null, 2)}\n`);
+      return 0;
+    }
+    const stage = p.stages[p.stageIndex] ?? '—';
+    out.write(`run        ${runId}\nstatus     ${p.status}${p.error ? ` (${p.error})` : ''}\n`);
+    out.write(`stage      ${p.stageIndex + 1 > p.stages.length ? 'all done' : `${p.stageIndex + 1}/${p.stages.length} ${stage}`}${p.current?.activity ? ` — ${p.current.activity}` : ''}\n`);
+    const step = p.live ?? p.current;
+    if (step) out.write(`step       ${step.step}/${step.totalSteps}\n`);
+    if (p.current?.worker) out.write(`worker     ${p.current.worker}\n`);
+    for (const [s, key] of Object.entries(p.checkpoints)) out.write(`checkpoint ${s}: ${key}\n`);
+    if (p.reportKey) out.write(`report     ${p.reportKey}\n`);
+    return 0;
+  });
+}
+
+export async function listCommand(env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
+  return withSession(env, repoRoot, async (session) => {
+    out.write('RUN ID                          STATUS       STARTED\n');
+    for await (const w of session.client.workflow.list({ query: `WorkflowType = 'trainingPipeline'` })) {
+      const runId = w.workflowId.replace(/^sophia-/, '');
+      out.write(`${runId.padEnd(32)}${w.status.name.padEnd(13)}${w.startTime.toISOString()}\n`);
+    }
+    return 0;
+  });
+}
+
+export type ControlAction = 'pause' | 'resume' | 'stop' | 'cancel';
+
+export async function controlCommand(action: ControlAction, runId: string, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
+  return withSession(env, repoRoot, async (session) => {
+    const handle = session.client.workflow.getHandle(pipelineWorkflowId(runId));
+    if (action === 'cancel') await handle.cancel();
+    else await handle.signal(action === 'pause' ? pauseSignal : action === 'resume' ? resumeSignal : stopSignal);
+    const what = {
+      pause: 'pause requested: the running chunk commits a checkpoint, then the run waits for `resume`',
+      resume: 'resume requested',
+      stop: 'stop requested: training checkpoints now and ends, then the run evaluates and finishes',
+      cancel: 'cancel requested: running work stops; committed checkpoints are kept',
+    }[action];
+    out.write(`${runId}: ${what}\n`);
+    return 0;
+  });
+}

@@ -1,0 +1,27 @@
+/**
+ * `sophia worker --queue cpu|gpu [--storage …]`: a worker process. CPU workers host the workflows and the CPU
+ * activities; GPU workers run the engine. Stops gracefully on SIGINT/SIGTERM: the running activity gets the
+ * shutdown grace time, then is cancelled — training activities commit a checkpoint first.
+ */
+import { openStorage } from '../storage/open';
+import { WorkerSet, type WorkerKind } from '../workers/worker';
+import { defaultStorage } from './run';
+import { installQuietRuntime, openSession } from './session';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export async function workerCommand(kinds: WorkerKind[], storageUrl: string | undefined, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
+  const storage = openStorage(storageUrl ?? defaultStorage(env, repoRoot), env);
+  installQuietRuntime();
+  const session = await openSession(env, repoRoot);
+  try {
+    const set = await WorkerSet.create({ kinds, connection: await session.workerConnection(), config: session.config, storage });
+    out.write(`worker     ${kinds.join('+')} on ${session.describe()}; storage ${storage.location}${set.gpuQueue ? `; own queue ${set.gpuQueue}` : ''}\n`);
+    await set.run();
+    out.write('worker     stopped\n');
+    return 0;
+  } finally {
+    await session.close();
+    await storage.close();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Starting, finding and watching runs from a Temporal client (the CLI and the API use this; workers don't).
+ *
+ * A run's pipeline workflow id is `sophia-{runId}`; its stages are `sophia-{runId}/{stage}`. Starting a run
+ * whose id is already running attaches to it; a finished one is never started again.
+ */
+import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { RunConfig } from '../config/run-config';
+import { hashConfig } from '../storage/hashing';
+import type { TemporalConfig } from '../temporal.config';
+import type { trainingPipeline } from '../workflows/pipeline';
+import { type PipelineInput, type RunProgress, progressQuery } from '../workflows/types';
+
+export const pipelineWorkflowId = (runId: string) => `sophia-${runId}`;
+
+export function pipelineInput(runId: string, config: RunConfig, storageLocation: string, temporal: TemporalConfig): PipelineInput {
+  return {
+    runId,
+    config,
+    configHash: hashConfig(config),
+    storage: storageLocation,
+    profiles: { cpu: temporal.activities.cpu, gpu: temporal.activities.gpu, pinnedScheduleToStartMs: temporal.gpuPinTimeoutMs },
+  };
+}
+
+export type PipelineHandle = WorkflowHandle<typeof trainingPipeline>;
+
+export interface StartedRun {
+  handle: PipelineHandle;
+  /** `started` now, `attached` to a running one, or `finished` earlier. */
+  state: 'started' | 'attached' | 'finished';
+}
+
+export async function startRun(client: Client, temporal: TemporalConfig, input: PipelineInput): Promise<StartedRun> {
+  const workflowId = pipelineWorkflowId(input.runId);
+  const existing = client.workflow.getHandle<typeof trainingPipeline>(workflowId);
+  const running = await existing.describe().then(
+    (d) => d.status.name === 'RUNNING',
+    () => false,
+  );
+  if (running) return { handle: existing, state: 'attached' };
+  try {
+    const handle = await client.workflow.start<typeof trainingPipeline>('trainingPipeline', {
+      taskQueue: temporal.taskQueues.cpu,
+      workflowId,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      args: [input],
+      memo: { storage: input.storage, config: input.config.name ?? 'custom' },
+    });
+    return { handle, state: 'started' };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle: existing, state: 'finished' };
+    throw err;
+  }
+}
+
+export interface LiveProgress extends RunProgress {
+  /** From the running training activity's last heartbeat: finer than the stage's chunk-level progress. */
+  live: { step: number; totalSteps: number; loss: number | undefined; checkpointKey: string | undefined } | undefined;
+}
+
+/** The pipeline's progress plus the running stage's latest activity heartbeat. */
+export async function runProgress(client: Client, runId: string): Promise<LiveProgress> {
+  const handle = client.workflow.getHandle<typeof trainingPipeline>(pipelineWorkflowId(runId));
+  const description = await handle.describe();
+  const status = description.status.name;
+  if (status === 'COMPLETED') return { ...(await handle.result()), live: undefined };
+  if (status !== 'RUNNING') {
+    // Failed, cancelled, terminated or timed out: say so without needing a worker to answer a query.
+    const reason = await handle.result().then(
+      () => status,
+      (err: unknown) => (err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ''}` : String(err)),
+    );
+    return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: `${status}: ${reason}`, live: undefined };
+  }
+  const progress = await handle.query(progressQuery);
+  let live: LiveProgress['live'];
+  const stage = progress.stages[progress.stageIndex];
+  if (stage && progress.status !== 'completed') {
+    const description = await client.workflow
+      .getHandle(`${pipelineWorkflowId(runId)}/${stage}`)
+      .describe()
+      .catch(() => undefined);
+    const payload = description?.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
+    if (payload) {
+      const details = defaultPayloadConverter.fromPayload<{ step?: number; totalSteps?: number; loss?: number; checkpointKey?: string }>(payload);
+      if (typeof details.step === 'number' && typeof details.totalSteps === 'number') {
+        live = { step: details.step, totalSteps: details.totalSteps, loss: details.loss, checkpointKey: details.checkpointKey };
+      }
+    }
+  }
+  return { ...progress, live };
+}

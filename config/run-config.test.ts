@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../common/errors';
+import { loadRunConfig } from './load';
+import { RUN_PRESETS, assertRunnable, mergeConfig, modelConfig, parseRunConfig, resolveRunConfig } from './run-config';
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('run config', () => {
+  it('validates every preset, with defaults filled in', () => {
+    for (const name of Object.keys(RUN_PRESETS)) {
+      const config = resolveRunConfig(name, name);
+      expect(config.checkpoints.keepLast).toBeGreaterThan(0);
+    }
+    const ci = resolveRunConfig('ci', 'ci');
+    expect(ci.engine).toEqual({ kind: 'onnx', executionProvider: 'cpu', threads: 0 });
+    expect(ci.data.shardSize).toBe(2000);
+    expect(resolveRunConfig('paper', 'paper').rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
+  });
+
+  it('rejects unknown fields and bad values, naming every path and reason', () => {
+    const raw = mergeConfig(RUN_PRESETS.ci, { sft: { lr: -1, stepz: 3 }, data: { perFamily: { train: 0 } }, colour: 'blue' });
+    const err = configError(() => parseRunConfig(raw, 'run.yaml'));
+    expect(err.message).toMatch(/sft\.lr: Too small: expected number to be >0/);
+    expect(err.message).toMatch(/sft\.stepz: unknown field/);
+    expect(err.message).toMatch(/data\.perFamily\.train: Too small/);
+    expect(err.message).toMatch(/colour: unknown field/);
+    expect(err.field).toMatch(/^run\.yaml /);
+  });
+
+  it('checks relations between fields', () => {
+    const err = configError(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { sft: { chunkSteps: 70 } }), 'x'));
+    expect(err.message).toMatch(/sft\.chunkSteps: must be a multiple of sft\.evalEvery/);
+    expect(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { stages: [] }), 'x')).toThrow(/stages: Too small/);
+    expect(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { stages: ['rewardModel'] }), 'x')).toThrow(/stages\[0\]/);
+  });
+
+  it('refuses configs it cannot run here, with the fix', () => {
+    expect(() => assertRunnable(resolveRunConfig('paper', 'paper'))).toThrow(/engine\.kind: "pytorch".*Use engine\.kind: onnx/);
+    expect(() => assertRunnable(resolveRunConfig('tiny', 'tiny'))).not.toThrow();
+  });
+
+  it('maps the model section onto the engine model config', () => {
+    const m = modelConfig(resolveRunConfig({ extends: 'ci', model: { preset: 'tiny', layers: 3, imageSize: 24 } }, 'x'), 64);
+    expect(m).toMatchObject({ kind: 'policy', vocabSize: 64, layers: 3, width: 128, image: { size: 24, patch: 4, channels: 3 } });
+  });
+
+  it('loads YAML and JSON files that extend a preset', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sophia-config-'));
+    try {
+      writeFileSync(path.join(dir, 'run.yaml'), 'extends: ci\nseed: 7\nsft:\n  steps: 100\n');
+      const yaml = loadRunConfig(path.join(dir, 'run.yaml'));
+      expect(yaml).toMatchObject({ seed: 7, sft: { steps: 100, batchSize: 32 } });
+      writeFileSync(path.join(dir, 'run.json'), JSON.stringify({ extends: 'tiny', evaluation: { k: 0 } }));
+      expect(loadRunConfig(path.join(dir, 'run.json')).evaluation.k).toBe(0);
+      writeFileSync(path.join(dir, 'bad.yaml'), 'extends: huge\n');
+      expect(() => loadRunConfig(path.join(dir, 'bad.yaml'))).toThrow(/extends: "huge" is not a preset/);
+      writeFileSync(path.join(dir, 'list.yaml'), '- 1\n- 2\n');
+      expect(() => loadRunConfig(path.join(dir, 'list.yaml'))).toThrow(/must contain a mapping/);
+      writeFileSync(path.join(dir, 'broken.yaml'), 'a: [1, 2\n');
+      expect(() => loadRunConfig(path.join(dir, 'broken.yaml'))).toThrow(/is not valid YAML\/JSON/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

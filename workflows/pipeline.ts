@@ -1,0 +1,84 @@
+/**
+ * `trainingPipeline`: a run, stage by stage, each stage a child workflow (`stages/`), each stage's output
+ * checkpoint the next one's input. Controls: `pause`, `resume`, `stop` signals (forwarded to the running
+ * stage); watching: the `progress` query. A run can start at any stage from a given checkpoint.
+ */
+import { ParentClosePolicy, getExternalWorkflowHandle, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import { STAGE_NAMES } from '../config/stages';
+import { STAGE_WORKFLOWS, TRAINING_STAGES, pipelineStages } from './stages';
+import {
+  type PipelineInput,
+  type RunProgress,
+  pauseSignal,
+  progressQuery,
+  resumeSignal,
+  stageProgressSignal,
+  stopSignal,
+} from './types';
+
+export async function trainingPipeline(input: PipelineInput): Promise<RunProgress> {
+  const stages = pipelineStages(input.config, STAGE_NAMES);
+  const progress: RunProgress = {
+    runId: input.runId,
+    status: 'running',
+    stages,
+    stageIndex: 0,
+    current: undefined,
+    checkpoints: {},
+    results: {},
+    reportKey: undefined,
+    error: undefined,
+  };
+  let child: string | undefined;
+  let paused = false;
+  let stopRequested = false;
+  const forward = async (signal: typeof pauseSignal | typeof resumeSignal | typeof stopSignal) => {
+    if (child) await getExternalWorkflowHandle(child).signal(signal);
+  };
+  setHandler(progressQuery, () => progress);
+  setHandler(stageProgressSignal, (p) => {
+    progress.current = p;
+  });
+  setHandler(pauseSignal, async () => {
+    paused = true;
+    if (progress.status === 'running') progress.status = 'paused';
+    await forward(pauseSignal);
+  });
+  setHandler(resumeSignal, async () => {
+    paused = false;
+    if (progress.status === 'paused') progress.status = stopRequested ? 'stopping' : 'running';
+    await forward(resumeSignal);
+  });
+  setHandler(stopSignal, async () => {
+    stopRequested = true;
+    progress.status = 'stopping';
+    await forward(stopSignal);
+  });
+  const pipelineId = workflowInfo().workflowId;
+  let checkpointKey = input.config.startFrom?.checkpointKey;
+  let artifacts: Record<string, string> = {};
+  for (const [index, stage] of stages.entries()) {
+    progress.stageIndex = index;
+    if (stopRequested && TRAINING_STAGES.has(stage)) continue;
+    const handle = await startChild(STAGE_WORKFLOWS[stage], {
+      workflowId: `${pipelineId}/${stage}`,
+      taskQueue: input.profiles.cpu.taskQueue,
+      parentClosePolicy: ParentClosePolicy.TERMINATE,
+      args: [{ ...input, stage, parentWorkflowId: pipelineId, inputCheckpointKey: checkpointKey, artifacts, stopped: stopRequested }],
+    });
+    child = handle.workflowId;
+    if (paused) await handle.signal(pauseSignal);
+    if (stopRequested) await handle.signal(stopSignal);
+    const out = await handle.result();
+    child = undefined;
+    checkpointKey = out.checkpointKey ?? checkpointKey;
+    artifacts = out.artifacts;
+    if (out.checkpointKey) progress.checkpoints[stage] = out.checkpointKey;
+    progress.results[stage] = out.metrics;
+    if (out.stopped) stopRequested = true;
+  }
+  progress.stageIndex = stages.length;
+  progress.reportKey = artifacts.report;
+  progress.status = 'completed';
+  return progress;
+}

@@ -1,0 +1,42 @@
+/**
+ * Stage `evaluation`: the final checkpoint (and, when the run has them, the untrained initial weights as a
+ * baseline) on test and ood (GPU queue), then the run report (CPU queue).
+ */
+import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { EvaluationActivities } from '../../activities/evaluation';
+import { toActivityOptions } from '../../temporal.config';
+import { type StageInput, type StageOutput, stageProgressSignal } from '../types';
+
+export async function evaluationStage(input: StageInput): Promise<StageOutput> {
+  const gpu = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
+  const cpu = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.cpu));
+  const parent = getExternalWorkflowHandle(input.parentWorkflowId);
+  const final = input.inputCheckpointKey;
+  if (!final) {
+    throw ApplicationFailure.nonRetryable('evaluation needs a checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
+  }
+  const common = { runId: input.runId, config: input.config, storage: input.storage };
+  const say = (activity: string) =>
+    parent.signal(stageProgressSignal, { stage: 'evaluation', step: 0, totalSteps: 1, metrics: {}, checkpointKey: final, worker: undefined, activity });
+  let before;
+  if (input.artifacts.initial && input.artifacts.initial !== final) {
+    await say('evaluating the initial weights (baseline)');
+    before = await gpu.evaluateCheckpoint({ ...common, label: 'initial', checkpointKey: input.artifacts.initial });
+  }
+  await say(`evaluating ${final}`);
+  const after = await gpu.evaluateCheckpoint({ ...common, label: 'final', checkpointKey: final });
+  await say('writing the report');
+  const report = await cpu.writeRunReport({ ...common, before, after, startedAt: new Date(workflowInfo().runStartTime.getTime()).toISOString() });
+  return {
+    stage: 'evaluation',
+    checkpointKey: final,
+    artifacts: { ...input.artifacts, report: report.reportKey, evalTest: after.splits.test.resultsKey, evalOod: after.splits.ood.resultsKey },
+    metrics: {
+      testAccuracy: after.splits.test.overall.accuracy,
+      oodAccuracy: after.splits.ood.overall.accuracy,
+      testFormatRate: after.splits.test.overall.formatRate,
+      ...(before ? { baselineTestAccuracy: before.splits.test.overall.accuracy } : {}),
+    },
+    stopped: false,
+  };
+}

@@ -1,0 +1,26 @@
+/**
+ * The pipeline's stages, in order, and which child workflow runs each. Adding a stage = writing its workflow
+ * (input `StageInput`, output `StageOutput`), adding its name to `STAGE_NAMES` in the run config, and one line here.
+ */
+import type { RunConfig } from '../../config/run-config';
+import type { StageName } from '../../config/stages';
+import type { StageInput, StageOutput } from '../types';
+import { evaluationStage } from './evaluation';
+import { prepareDataStage } from './prepare-data';
+import { sftWarmupStage } from './sft';
+
+export const STAGE_WORKFLOWS: Record<StageName, (input: StageInput) => Promise<StageOutput>> = {
+  prepareData: prepareDataStage,
+  sftWarmup: sftWarmupStage,
+  evaluation: evaluationStage,
+};
+
+/** Stages that train; a stopped run skips those it has not started. */
+export const TRAINING_STAGES: ReadonlySet<StageName> = new Set<StageName>(['sftWarmup']);
+
+/** The stages a config runs, in pipeline order, from `startFrom.stage` on. */
+export function pipelineStages(config: RunConfig, order: readonly StageName[]): StageName[] {
+  const chosen = config.stages ?? order;
+  const from = config.startFrom ? order.indexOf(config.startFrom.stage) : 0;
+  return order.filter((stage, i) => chosen.includes(stage) && i >= from);
+}

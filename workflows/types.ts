@@ -1,0 +1,93 @@
+/**
+ * What crosses between the pipeline, its stages and the starter: inputs, outputs, progress, and the signals and
+ * queries that control and watch a run. Only small values travel here; datasets, checkpoints, rollouts and
+ * evaluation details stay in storage and are passed by key (claim check).
+ *
+ * Abstractions:
+ *  - `PipelineInput`: a run (id, validated config, storage location, activity profiles) as the starter resolved
+ *    it, recorded in history so replays see the same values;
+ *  - `StageInput` / `StageOutput`: what each stage child workflow receives and returns (its checkpoint key);
+ *  - `RunProgress`: what the `progress` query answers;
+ *  - signals `pause`, `resume`, `stop` and the child→parent `stageProgress` signal.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { RunConfig } from '../config/run-config';
+import type { StageName } from '../config/stages';
+import type { ActivityProfile } from '../temporal.config';
+
+export interface ActivityProfiles {
+  cpu: ActivityProfile;
+  gpu: ActivityProfile;
+  /** How long an engine chunk may wait on the previous worker's own queue before falling back to the shared one. */
+  pinnedScheduleToStartMs: number;
+}
+
+export interface PipelineInput {
+  runId: string;
+  config: RunConfig;
+  configHash: string;
+  /** Where the run's data and checkpoints live ("local:/…", "s3://…"); workers check they use the same. */
+  storage: string;
+  profiles: ActivityProfiles;
+}
+
+export interface StageInput extends PipelineInput {
+  stage: StageName;
+  /** Workflow id of the pipeline, for progress signals. */
+  parentWorkflowId: string;
+  /** The checkpoint the stage starts from (the previous stage's output). */
+  inputCheckpointKey: string | undefined;
+  /** Keys earlier stages left for later ones (e.g. `initial`: the untrained weights, for the baseline). */
+  artifacts: Record<string, string>;
+  /** Set when the run was stopped before this stage began: do the minimum (e.g. skip training). */
+  stopped: boolean;
+}
+
+export interface StageOutput {
+  stage: StageName;
+  /** The checkpoint this stage produced (what the next stage starts from), if any. */
+  checkpointKey: string | undefined;
+  /** Other keys worth keeping: the initial checkpoint, reports, evaluation results. */
+  artifacts: Record<string, string>;
+  metrics: Record<string, number>;
+  /** True when the stage ended early because of a stop request. */
+  stopped: boolean;
+}
+
+export type RunStatus = 'running' | 'paused' | 'stopping' | 'completed' | 'failed';
+
+export interface StageProgress {
+  stage: StageName;
+  step: number;
+  totalSteps: number;
+  /** Latest scalar metrics of the stage (loss, valLoss, accuracy, …). */
+  metrics: Record<string, number>;
+  checkpointKey: string | undefined;
+  /** Identity of the worker that did the latest work. */
+  worker: string | undefined;
+  /** One-line description of what the stage is doing. */
+  activity: string;
+}
+
+export interface RunProgress {
+  runId: string;
+  status: RunStatus;
+  stages: StageName[];
+  /** Index in `stages` of the current stage (stages.length when done). */
+  stageIndex: number;
+  current: StageProgress | undefined;
+  /** Output checkpoint of every finished stage. */
+  checkpoints: Partial<Record<StageName, string>>;
+  /** Final stage metrics by stage. */
+  results: Partial<Record<StageName, Record<string, number>>>;
+  reportKey: string | undefined;
+  error: string | undefined;
+}
+
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+/** Checkpoint now, skip the remaining training, evaluate, finish cleanly. */
+export const stopSignal = defineSignal('stop');
+export const stageProgressSignal = defineSignal<[StageProgress]>('stageProgress');
+export const progressQuery = defineQuery<RunProgress>('progress');
+export const stageProgressQuery = defineQuery<StageProgress>('stageProgress');
