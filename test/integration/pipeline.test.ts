@@ -1,0 +1,130 @@
+/**
+ * The training pipeline on the real stack: the Temporal dev server and checkpoints in the real S3 server.
+ *  1. the `ci` preset completes: dataset, SFT in chunks with checkpoints, evaluation, report with plots;
+ *  2. control: pause (the running chunk commits its step, the run waits), resume, stop (checkpoint now,
+ *     evaluate, finish cleanly).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { type NativeConnection, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient, connectWorker } from '../../clients/temporal';
+import { pipelineInput, runProgress, startRun } from '../../clients/runs';
+import { mergeConfig, parseRunConfig, RUN_PRESETS, type RunConfig } from '../../config/run-config';
+import { CheckpointStore } from '../../storage/checkpoints';
+import { readMetrics } from '../../storage/metrics-log';
+import { S3Storage } from '../../storage/s3';
+import type { TemporalConfig } from '../../temporal.config';
+import { WORKFLOWS_PATH, WorkerSet } from '../../workers/worker';
+import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
+import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig } from './stack';
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+describe('trainingPipeline on the dev server with S3 checkpoints', () => {
+  const suffix = randomBytes(4).toString('hex');
+  let temporal: TemporalConfig;
+  let client: Client;
+  let connection: NativeConnection;
+  let storage: S3Storage;
+  let store: CheckpointStore;
+  let workers: WorkerSet;
+  let running: Promise<void>;
+  let bundle: WorkflowBundle;
+
+  beforeAll(async () => {
+    quietTemporalRuntime();
+    await requireStack();
+    temporal = stackTemporalConfig({ SOPHIA_TASK_QUEUE_CPU: `sophia-cpu-p-${suffix}`, SOPHIA_TASK_QUEUE_GPU: `sophia-gpu-p-${suffix}` });
+    client = await connectClient(temporal);
+    connection = await connectWorker(temporal);
+    storage = new S3Storage({ ...stackS3Options(), prefix: `test-pipeline/${suffix}` });
+    store = new CheckpointStore(storage);
+    bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+    workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, workflowBundle: bundle });
+    running = workers.run();
+  });
+
+  afterAll(async () => {
+    workers?.shutdown();
+    await running;
+    await connection?.close();
+    await client?.connection.close();
+    await store?.close();
+    await storage?.close();
+  });
+
+  it('runs the ci preset to a report', async () => {
+    const config = parseRunConfig(RUN_PRESETS.ci, 'ci');
+    const runId = `ci-${suffix}`;
+    const { handle, state } = await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal));
+    expect(state).toBe('started');
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    expect(result.stages).toEqual(['prepareData', 'sftWarmup', 'evaluation']);
+    expect(result.results.prepareData).toMatchObject({ train: 1000, test: 100, ood: 100 });
+    expect(result.results.sftWarmup?.step).toBe(150);
+    const sftKey = result.checkpoints.sftWarmup!;
+    await store.verify(sftKey);
+    // Retention kept the last 3 and the best; the initial weights stay as the baseline.
+    const kept = (await store.list(runId, 'sft')).map((m) => m.step);
+    expect(kept.length).toBeLessThanOrEqual(4);
+    expect(kept).toContain(150);
+    expect((await store.latest(runId, 'init'))?.step).toBe(0);
+    // Every step's metrics, once each.
+    const metrics = await readMetrics(storage, runId);
+    expect(metrics.filter((m) => m.kind === 'step').map((m) => m.step)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
+    expect(metrics.filter((m) => m.kind === 'validation').map((m) => m.step)).toEqual([50, 100, 150]);
+    // The report and its plots are in S3; the trained policy beats its untrained self.
+    expect(result.reportKey).toBe(`runs/${runId}/reports/report.md`);
+    const report = JSON.parse(new TextDecoder().decode(await storage.get(`runs/${runId}/reports/report.json`))) as {
+      before: { test: { overall: { formatRate: number } } };
+      after: { test: { overall: { formatRate: number } } };
+      plots: string[];
+    };
+    expect(report.after.test.overall.formatRate).toBeGreaterThan(report.before.test.overall.formatRate + 0.5);
+    expect(report.plots).toHaveLength(3);
+    expect(result.results.evaluation?.testFormatRate).toBeGreaterThan(0.5);
+    // Starting the same run id again does not start it over.
+    expect((await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal))).state).toBe('finished');
+  });
+
+  it('pauses (checkpoint, wait), resumes, and stops (checkpoint, evaluate, finish)', async () => {
+    const config: RunConfig = parseRunConfig(mergeConfig(RUN_PRESETS.ci, { sft: { steps: 400, chunkSteps: 200, evalEvery: 50 }, evaluation: { k: 0 } }), 'ci-long');
+    const runId = `ctl-${suffix}`;
+    const { handle } = await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal));
+    await waitFor('step 20', async () => ((await runProgress(client, runId)).live?.step ?? 0) >= 20 || undefined);
+    await handle.signal(pauseSignal);
+    const paused = await waitFor('the pause to take effect', async () => {
+      const p = await runProgress(client, runId);
+      return p.status === 'paused' && p.current?.activity === 'paused' ? p : undefined;
+    });
+    // The chunk committed the step it had reached, off the validation grid.
+    const atPause = await store.latest(runId, 'sft');
+    expect(atPause).toBeDefined();
+    expect(atPause!.step).toBeGreaterThanOrEqual(20);
+    expect(paused.current?.step).toBe(atPause!.step);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await store.latest(runId, 'sft'))?.step).toBe(atPause!.step); // nothing runs while paused
+    await handle.signal(resumeSignal);
+    await waitFor('training to go on', async () => ((await runProgress(client, runId)).live?.step ?? 0) > atPause!.step + 10 || undefined);
+    await handle.signal(stopSignal);
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    const stoppedAt = result.results.sftWarmup!.step!;
+    expect(stoppedAt).toBeGreaterThan(atPause!.step);
+    expect(stoppedAt).toBeLessThan(400);
+    // Stop evaluates the model as it was when stopped: the checkpoint of that step.
+    expect(result.checkpoints.sftWarmup).toBe((await store.latest(runId, 'sft'))!.key);
+    expect((await store.latest(runId, 'sft'))!.step).toBe(stoppedAt);
+    expect(result.reportKey).toBeDefined();
+  });
+});
