@@ -2,7 +2,9 @@
  * Replay tests (DESIGN.md §5): every recorded history under `histories/` must replay without a determinism
  * error against the current workflow code. A change that alters what a workflow does for an existing history
  * fails here and needs `patched()`. Record a new history with
- *   temporal workflow show -w WORKFLOW_ID -o json > test/replay/histories/NAME.json
+ *   temporal workflow show -w WORKFLOW_ID -o json > test/replay/histories/NAME__WORKFLOW_ID.json
+ * (with "/" in the workflow id written as "~"): the pipeline derives its stages' ids from its own id, so the
+ * replay must run under the recorded id.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -14,6 +16,11 @@ import { WORKFLOWS_PATH } from '../../workers/worker';
 
 const HISTORIES = path.join(__dirname, 'histories');
 const files = readdirSync(HISTORIES).filter((f) => f.endsWith('.json'));
+
+/** `NAME__WORKFLOW_ID.json` → the recorded workflow id ("~" stands for "/"). */
+function workflowIdOf(file: string): string {
+  return file.replace(/\.json$/, '').split('__')[1]!.replaceAll('~', '/');
+}
 
 function load(file: string) {
   return historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
@@ -29,7 +36,7 @@ describe('workflow replay over recorded histories', () => {
   });
 
   it.each(files)('replays %s deterministically', async (file) => {
-    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, load(file));
+    await Worker.runReplayHistory({ workflowsPath: WORKFLOWS_PATH }, load(file), workflowIdOf(file));
   });
 
   describe('detects a non-deterministic change', () => {
