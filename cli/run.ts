@@ -6,7 +6,6 @@
  * `--workers` also runs workers in this process. Running it again with the same `--run-id` after a kill attaches
  * to the same workflow, which continues from its last committed checkpoint.
  */
-import * as path from 'node:path';
 import { pipelineInput, runProgress, startRun } from '../clients/runs';
 import { loadRunConfig } from '../config/load';
 import { assertRunnable } from '../config/run-config';
@@ -14,6 +13,7 @@ import { assertValidName } from '../storage/keys';
 import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
 import { WorkerSet } from '../workers/worker';
+import { defaultStorage } from './paths';
 import { ProgressBar, formatSeconds } from './progress';
 import { installQuietRuntime, openSession } from './session';
 
@@ -36,10 +36,6 @@ export interface RunOptions {
 export function defaultRunId(now: Date): string {
   const pad = (n: number) => String(n).padStart(2, '0');
   return `run-${now.getFullYear()}${pad(now.getMonth() + 1)}${pad(now.getDate())}-${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`;
-}
-
-export function defaultStorage(env: Env, repoRoot: string): string {
-  return env.SOPHIA_STORAGE ?? path.join(repoRoot, '.sophia', 'storage');
 }
 
 export async function runCommand(options: RunOptions): Promise<number> {

@@ -9,6 +9,7 @@ import { DefaultLogger, type NativeConnection, Runtime } from '@temporalio/worke
 import { connectClient, connectWorker } from '../clients/temporal';
 import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
 import { type EmbeddedServer, findTemporalCli, startEmbeddedServer } from './embedded-server';
+import { sophiaHome } from './paths';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -42,7 +43,7 @@ export async function openSession(env: Env, repoRoot: string): Promise<Session> 
   let embedded: EmbeddedServer | undefined;
   let temporalEnv = env;
   if (!env.TEMPORAL_ADDRESS) {
-    embedded = await startEmbeddedServer({ dir: path.join(repoRoot, '.sophia', 'embedded'), executable: findTemporalCli(repoRoot, env), port: 7233, uiPort: 8233 });
+    embedded = await startEmbeddedServer({ dir: path.join(sophiaHome(env, repoRoot), 'embedded'), executable: findTemporalCli(repoRoot, env), port: 7233, uiPort: 8233 });
     temporalEnv = { ...env, TEMPORAL_ADDRESS: embedded.address };
   }
   const config = loadTemporalConfig(temporalEnv);

@@ -4,7 +4,6 @@
  * checkpoint, measure again on test and ood, and write the report with plots. (The durable pipeline runs the
  * same steps as Temporal activities.)
  */
-import * as path from 'node:path';
 import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
 import { parameterCount, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
@@ -21,6 +20,7 @@ import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
 import { runSft } from '../training/sft';
 import { buildSftReport } from '../training/sft-report';
 import { ProgressBar } from './progress';
+import { defaultStorage } from './paths';
 import { defaultRunId } from './run';
 
 export interface SftCommandOptions {
@@ -37,7 +37,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
   const runId = options.runId ?? defaultRunId(new Date()).replace('run-', 'sft-');
   assertValidName('run id', runId);
   const say = (line: string) => options.out.write(`${line}\n`);
-  const storage = openStorage(options.storage ?? options.env.SOPHIA_STORAGE ?? path.join(options.repoRoot, '.sophia', 'storage'), options.env);
+  const storage = openStorage(options.storage ?? defaultStorage(options.env, options.repoRoot), options.env);
   const store = new CheckpointStore(storage);
   const engine = new OnnxEngine();
   const started = Date.now();

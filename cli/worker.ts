@@ -5,7 +5,7 @@
  */
 import { openStorage } from '../storage/open';
 import { WorkerSet, type WorkerKind } from '../workers/worker';
-import { defaultStorage } from './run';
+import { defaultStorage } from './paths';
 import { installQuietRuntime, openSession } from './session';
 
 type Env = Readonly<Record<string, string | undefined>>;

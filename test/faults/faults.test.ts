@@ -1,0 +1,149 @@
+/**
+ * Fault tests with real processes (DESIGN.md §5):
+ *  1. SIGKILL of the GPU worker in the middle of SFT: a new worker takes over from the last committed checkpoint
+ *     and the run ends with exactly the weights and metrics of an uninterrupted run;
+ *  2. a restart of the Temporal server (same SQLite file) in the middle of a run: the run completes;
+ *  3. SIGKILL of `sophia run`: running it again with the same run id attaches and finishes the run.
+ * Each test uses its own dev server and storage folder.
+ */
+import { readFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { type Client } from '@temporalio/client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type EmbeddedServer, startEmbeddedServer } from '../../cli/embedded-server';
+import { pipelineInput, startRun } from '../../clients/runs';
+import { connectClient, connectWorker } from '../../clients/temporal';
+import { CheckpointStore } from '../../storage/checkpoints';
+import { sha256Hex } from '../../storage/hashing';
+import { LocalStorage } from '../../storage/local';
+import { readMetrics } from '../../storage/metrics-log';
+import { loadTemporalConfig } from '../../temporal.config';
+import { WorkerSet } from '../../workers/worker';
+import { quietTemporalRuntime, temporalCliPath } from '../integration/stack';
+import { FAST_FAILOVER, type SophiaProcess, faultConfigFile, kill, spawnSophia, tempDir, waitFor, waitForStep } from './harness';
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+});
+
+function track(p: SophiaProcess): SophiaProcess {
+  cleanups.push(() => kill(p));
+  return p;
+}
+
+async function server(dir: string, port?: number): Promise<EmbeddedServer> {
+  const s = await startEmbeddedServer({ dir: path.join(dir, 'server'), executable: temporalCliPath(), ...(port ? { port } : {}) });
+  cleanups.push(() => s.stop());
+  return s;
+}
+
+async function client(address: string): Promise<Client> {
+  const c = await connectClient(loadTemporalConfig({ TEMPORAL_ADDRESS: address }));
+  cleanups.push(() => c.connection.close());
+  return c;
+}
+
+const stateAt = async (store: CheckpointStore, runId: string, step: number) =>
+  sha256Hex((await store.load(`runs/${runId}/sft/checkpoints/${String(step).padStart(8, '0')}`)).files.get('state.bin')!);
+
+describe('fault tolerance with real processes', () => {
+  it('survives a SIGKILLed GPU worker: resumes from the last checkpoint and ends like an uninterrupted run', async () => {
+    quietTemporalRuntime();
+    const dir = tempDir('gpu');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const srv = await server(dir);
+    const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER };
+    const temporal = loadTemporalConfig(env);
+    const c = await client(srv.address);
+    const storageDir = path.join(dir, 'storage');
+    const storage = new LocalStorage(storageDir);
+    const store = new CheckpointStore(storage);
+    cleanups.push(() => store.close());
+    const { config } = faultConfigFile(dir);
+
+    track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
+    const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
+    const { handle } = await startRun(c, temporal, pipelineInput('killed', config, storage.location, temporal));
+    await waitForStep(c, 'killed', 50);
+    await kill(gpuA);
+    const atKill = await store.latest('killed', 'sft');
+    expect(atKill?.step).toBeGreaterThanOrEqual(40);
+    const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    expect(result.results.sftWarmup?.step).toBe(100);
+    // The new worker started from the newest checkpoint committed before the kill: at most the steps since it were lost.
+    const resumedFrom = /engine loaded from storage \{[^}]*step: (\d+)/.exec(gpuB.output());
+    expect(Number(resumedFrom?.[1])).toBe(atKill!.step);
+
+    // The same config without interruption (own queues, in-process workers).
+    const refTemporal = loadTemporalConfig({ ...env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
+    const connection = await connectWorker(refTemporal);
+    cleanups.push(() => connection.close());
+    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage });
+    const ref = await startRun(c, refTemporal, pipelineInput('reference', config, storage.location, refTemporal));
+    expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
+
+    expect(await stateAt(store, 'killed', 100)).toBe(await stateAt(store, 'reference', 100));
+    const curve = async (runId: string) => (await readMetrics(storage, runId)).map((m) => [m.kind, m.step, m.loss ?? m.valLoss]);
+    expect(await curve('killed')).toEqual(await curve('reference'));
+  });
+
+  it('completes a run across a restart of the Temporal server (same SQLite file)', async () => {
+    quietTemporalRuntime();
+    const dir = tempDir('server');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    let srv = await server(dir);
+    const port = Number(srv.address.split(':')[1]);
+    const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER, SOPHIA_TASK_QUEUE_CPU: 'restart-cpu', SOPHIA_TASK_QUEUE_GPU: 'restart-gpu' };
+    const temporal = loadTemporalConfig(env);
+    const c = await client(srv.address);
+    const storage = new LocalStorage(path.join(dir, 'storage'));
+    const { config } = faultConfigFile(dir);
+    const connection = await connectWorker(temporal);
+    cleanups.push(() => connection.close());
+    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+    const running = workers.run();
+    cleanups.push(async () => {
+      workers.shutdown();
+      await running;
+    });
+    const { handle } = await startRun(c, temporal, pipelineInput('restarted', config, storage.location, temporal));
+    await waitForStep(c, 'restarted', 30);
+    await srv.stop();
+    await new Promise((r) => setTimeout(r, 2000));
+    srv = await server(dir, port);
+    const result = await waitFor('the run to finish after the restart', async () => {
+      const r = await handle.result();
+      return r;
+    });
+    expect(result.status).toBe('completed');
+    expect(result.results.sftWarmup?.step).toBe(100);
+  });
+
+  it('finishes a run when `sophia run` is killed and started again with the same run id', async () => {
+    const dir = tempDir('cli');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const home = path.join(dir, 'home');
+    const storageDir = path.join(dir, 'storage');
+    const { file } = faultConfigFile(dir);
+    const env = { SOPHIA_HOME: home, ...FAST_FAILOVER, TEMPORAL_ADDRESS: '' };
+    const args = ['run', '--config', file, '--run-id', 'cli-kill', '--storage', storageDir];
+    const first = track(spawnSophia(args, env, dir, 'cli-a'));
+    const record = await waitFor('the embedded server', async () => JSON.parse(readFileSync(path.join(home, 'embedded', 'server.json'), 'utf8')) as { pid: number; address: string });
+    cleanups.push(() => {
+      process.kill(record.pid, 'SIGTERM');
+    });
+    quietTemporalRuntime();
+    const c = await client(record.address);
+    await waitForStep(c, 'cli-kill', 50);
+    await kill(first); // the CLI and its in-process workers die; the embedded server lives on
+    const second = track(spawnSophia(args, env, dir, 'cli-b'));
+    expect(await second.exited).toBe(0);
+    const out = second.output();
+    expect(out).toContain('attached to the running run');
+    expect(out).toMatch(/finished +completed/);
+    expect(out).toMatch(/result +sftWarmup: step 100/);
+  });
+});

@@ -1,0 +1,86 @@
+/**
+ * Helpers for fault tests: private Temporal dev servers, `sophia` child processes with captured logs, a small
+ * run config, and waiting on a run's progress.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { type LiveProgress, runProgress } from '../../clients/runs';
+import { loadRunConfig } from '../../config/load';
+import type { RunConfig } from '../../config/run-config';
+import { REPO_ROOT } from '../integration/stack';
+
+export { REPO_ROOT };
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), `sophia-fault-${prefix}-`));
+}
+
+/** A fast run: 100 SFT steps in chunks of 40, a checkpoint every 20, greedy evaluation only. */
+export function faultConfigFile(dir: string): { file: string; config: RunConfig } {
+  const file = path.join(dir, 'run.yaml');
+  writeFileSync(
+    file,
+    [
+      'extends: ci',
+      'name: fault test',
+      'data: { perFamily: { train: 100, test: 10, ood: 10 }, validationPerFamily: 4 }',
+      'sft: { steps: 100, evalEvery: 20, chunkSteps: 40, patience: 10 }',
+      'evaluation: { k: 0 }',
+      '',
+    ].join('\n'),
+  );
+  return { file, config: loadRunConfig(file) };
+}
+
+/** Lost workers are noticed in seconds, not minutes; a dead worker's own queue is given up quickly. */
+export const FAST_FAILOVER = { SOPHIA_GPU_HEARTBEAT_TIMEOUT: '5s', SOPHIA_GPU_PIN_TIMEOUT: '3s', SOPHIA_RETRY_INITIAL_INTERVAL: '500ms' };
+
+export interface SophiaProcess {
+  child: ChildProcess;
+  log: string;
+  exited: Promise<number | null>;
+  output(): string;
+}
+
+/** Runs `node bin/sophia.js …` with stdout+stderr captured to a file. */
+export function spawnSophia(args: string[], env: Record<string, string>, dir: string, name: string): SophiaProcess {
+  const log = path.join(dir, `${name}.log`);
+  const out = createWriteStream(log);
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'sophia.js'), ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', SOPHIA_LOG_LEVEL: 'INFO', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, log, exited, output: () => readFileSync(log, 'utf8') };
+}
+
+export async function kill(p: SophiaProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (p.child.exitCode === null && p.child.signalCode === null) {
+    p.child.kill(signal);
+    await p.exited;
+  }
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 180_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Waits until the run's training activity has heartbeated `step` or beyond. */
+export function waitForStep(client: Client, runId: string, step: number): Promise<LiveProgress> {
+  return waitFor(`run ${runId} to reach step ${step}`, async () => {
+    const p = await runProgress(client, runId);
+    return (p.live?.step ?? 0) >= step ? p : undefined;
+  });
+}
