@@ -23,6 +23,7 @@ import {
   mul,
   mulScalar,
   neg,
+  oneHot,
   powScalar,
   reduceMean,
   reduceSum,
@@ -163,17 +164,25 @@ const rules: Record<string, VjpRule> = {
     return [sub(g, gy!, mul(g, exp(g, y), reduceSum(g, gy!, [axis], true)))];
   },
   Gather: (g, n, [gy]) => {
+    // dTable = onehot(ids)ᵀ · dOut: a GEMM, so the sum over repeated ids has a fixed order. (ScatterND with
+    // reduction "add" gives thread-order-dependent sums on onnxruntime's CPU kernels: training would not be
+    // bit-for-bit reproducible.)
     const [data, indices] = n.inputs as [Value, Value];
     const rest = data.shape.slice(1);
     const rows = indices.shape.reduce((a, b) => a * b, 1);
-    const updates = reshape(g, gy!, [rows, ...rest]);
-    const idx = reshape(g, indices, [rows, 1]);
-    const scattered = g.addNode('ScatterND', [zerosLike(g, data), idx, updates], [{ dtype: data.dtype, shape: data.shape }], { reduction: str('add') })[0]!;
-    return [scattered, undefined];
+    const width = rest.reduce((a, b) => a * b, 1);
+    const hot = oneHot(g, reshape(g, indices, [rows]), data.shape[0]!, gy!.dtype); // (N, V)
+    const grad = matmul(g, transposeLast2(g, hot), reshape(g, gy!, [rows, width])); // (V, width)
+    return [reshape(g, grad, data.shape), undefined];
   },
   GatherElements: (g, n, [gy]) => {
+    // Along the last axis with one index per row (how the losses use it): gy placed at the index, zeros elsewhere.
     const [data, indices] = n.inputs as [Value, Value];
     const axis = (n.attrs.axis as { value: number }).value;
+    if (axis === data.shape.length - 1 && indices.shape.at(-1) === 1) {
+      const hot = oneHot(g, reshape(g, indices, indices.shape.slice(0, -1)), data.shape.at(-1)!, gy!.dtype); // (…, V)
+      return [mul(g, hot, gy!), undefined];
+    }
     const scattered = g.addNode('ScatterElements', [zerosLike(g, data), indices, gy!], [{ dtype: data.dtype, shape: data.shape }], {
       axis: int(axis),
       reduction: str('add'),

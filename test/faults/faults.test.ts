@@ -114,10 +114,7 @@ describe('fault tolerance with real processes', () => {
     await srv.stop();
     await new Promise((r) => setTimeout(r, 2000));
     srv = await server(dir, port);
-    const result = await waitFor('the run to finish after the restart', async () => {
-      const r = await handle.result();
-      return r;
-    });
+    const result = await handle.result();
     expect(result.status).toBe('completed');
     expect(result.results.sftWarmup?.step).toBe(100);
   });
@@ -131,7 +128,7 @@ describe('fault tolerance with real processes', () => {
     const env = { SOPHIA_HOME: home, ...FAST_FAILOVER, TEMPORAL_ADDRESS: '' };
     const args = ['run', '--config', file, '--run-id', 'cli-kill', '--storage', storageDir];
     const first = track(spawnSophia(args, env, dir, 'cli-a'));
-    const record = await waitFor('the embedded server', async () => JSON.parse(readFileSync(path.join(home, 'embedded', 'server.json'), 'utf8')) as { pid: number; address: string });
+    const record = await waitFor('the embedded server', () => Promise.resolve(JSON.parse(readFileSync(path.join(home, 'embedded', 'server.json'), 'utf8')) as { pid: number; address: string }));
     cleanups.push(() => {
       process.kill(record.pid, 'SIGTERM');
     });
