@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
 import { gradeCommand } from './grade';
+import { trustGrpoCommand } from './trust-grpo';
 import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
 import { controlCommand, listCommand, statusCommand } from './control';
 import { runCommand } from './run';
@@ -27,6 +28,8 @@ commands:
   sft --preset ci|tiny [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX]
         the tiny world's SFT warmup in this process, without Temporal
   grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input)
+  trust-grpo --json FILE
+        one step's Trust-GRPO rewards and advantages from given outcome and thinking rewards (one JSON line)
   help  show this text
 
 environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_* (see README.md)`;
@@ -85,6 +88,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           throw new SophiaError('input', '--jsonl FILE is required: a file with one {"type", "response", "answer"} JSON object per line');
         }
         await gradeCommand(values.jsonl, process.stdout);
+        return 0;
+      }
+      case 'trust-grpo': {
+        const { values } = parseArgs({ args: rest, options: { json: { type: 'string' } }, strict: true });
+        if (values.json === undefined) {
+          throw new SophiaError('input', '--json FILE is required: a file with one {"step", "totalSteps", "alpha", "variant", "groups": [{"outcome", "thinking"}]} JSON object');
+        }
+        await trustGrpoCommand(values.json, process.stdout);
         return 0;
       }
       case undefined:
