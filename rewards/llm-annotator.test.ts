@@ -1,0 +1,199 @@
+import { type IncomingMessage, type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SophiaError } from '../common/errors';
+import { generateExample } from '../tasks/dataset';
+import type { AnnotationRequest } from './annotator';
+import { JUDGE_RUBRIC } from './judge';
+import { OpenAiCompatibleAnnotator, parseJudgeScore } from './llm-annotator';
+
+describe('parseJudgeScore', () => {
+  it.each([
+    ['<answer>0.7</answer>', 0.7],
+    ['The steps are right but one is repeated.\n<answer> 0.9 </answer>', 0.9],
+    ['<answer>7/10</answer>', 0.7],
+    ['<answer>0.7</answer> (score 0.2 if strict)', 0.7],
+    ['<answer>1.3</answer>', 1],
+    ['<answer>-0.2</answer>', 0],
+    ['<answer>0.65</answer>', 0.7],
+    ['<answer>0.62</answer>', 0.6],
+    ['Score: 0.6', 0.6],
+    ['I would give it a score of 0.4. It has 2 errors in 3 steps.', 0.4],
+    ['First score 0.2, on reflection the score is 0.5', 0.5],
+    ['The final score is 80%', 0.8],
+    ['<answer>good</answer> overall score: 0.3', 0.3],
+    ['0.4', 0.4],
+    ['  1. ', 1],
+    ['7/10', 0.7],
+    ['I rate it 7 out of 10', 0.7],
+    ['about 70% of the reasoning holds', 0.7],
+    ['no idea', null],
+    ['', null],
+    ['<answer></answer>', null],
+    ['The reasoning has 2 errors', null],
+  ])('%j → %s', (text, score) => {
+    expect(parseJudgeScore(text)).toBe(score);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The client against a real local HTTP server implementing chat/completions
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Received {
+  path: string;
+  authorization: string | undefined;
+  body: { model: string; temperature: number; messages: { role: string; content: unknown }[] };
+}
+interface Reply {
+  status: number;
+  body: string;
+  headers?: Record<string, string>;
+  delayMs?: number;
+}
+
+const completion = (text: string): Reply => ({ status: 200, body: JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: text } }] }) });
+
+let server: Server | undefined;
+
+async function stop(): Promise<void> {
+  const s = server;
+  server = undefined;
+  s?.closeAllConnections();
+  await new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()));
+}
+
+afterEach(stop);
+
+/** Starts a chat-completions server on a free port; `reply` answers the n-th request (0-based). */
+async function serve(reply: (req: Received, n: number) => Reply) {
+  const received: Received[] = [];
+  const stats = { inFlight: 0, maxInFlight: 0 };
+  server = createServer((req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const r: Received = { path: req.url ?? '', authorization: req.headers.authorization, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Received['body'] };
+      const n = received.push(r) - 1;
+      stats.inFlight++;
+      stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+      const out = reply(r, n);
+      setTimeout(() => {
+        stats.inFlight--;
+        res.writeHead(out.status, { 'content-type': 'application/json', ...out.headers });
+        res.end(out.body);
+      }, out.delayMs ?? 0);
+    });
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { baseUrl: `http://127.0.0.1:${port}/v1`, received, stats };
+}
+
+const example = generateExample('counting', 'train', 0, 24, 1);
+const request = (response: string): AnnotationRequest => ({ example, response });
+const fast = { retryDelayMs: 1, timeoutMs: 5000 };
+
+describe('OpenAiCompatibleAnnotator', () => {
+  it('sends the model, the rubric, the question, the response and the image, with the key as a bearer token', async () => {
+    const { baseUrl, received } = await serve(() => completion('The counts are right. <answer>0.8</answer>'));
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl: `${baseUrl}/`, model: 'judge-vl', apiKey: 'sk-test-123', ...fast });
+    const annotations = await annotator.annotate([request('<think>a</think><answer>1</answer>'), request('<think>b</think><answer>2</answer>')]);
+
+    expect(annotator.name).toBe('llm:judge-vl');
+    expect(annotations).toEqual([
+      { score: 0.8, raw: 'The counts are right. <answer>0.8</answer>' },
+      { score: 0.8, raw: 'The counts are right. <answer>0.8</answer>' },
+    ]);
+    expect(received).toHaveLength(2);
+    const { path, authorization, body } = received[0]!;
+    expect(path).toBe('/v1/chat/completions');
+    expect(authorization).toBe('Bearer sk-test-123');
+    expect(body.model).toBe('judge-vl');
+    expect(body.temperature).toBe(0);
+    expect(body.messages[0]!.role).toBe('system');
+    expect(body.messages[0]!.content).toContain(JUDGE_RUBRIC);
+    expect(body.messages[1]!.role).toBe('user');
+    const parts = body.messages[1]!.content as ({ type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } })[];
+    const image = parts.find((p) => p.type === 'image_url');
+    const text = parts.find((p) => p.type === 'text');
+    expect(text?.text).toContain(example.question);
+    expect(text?.text).toContain('<think>a</think><answer>1</answer>');
+    expect(text?.text).toContain('<answer>score</answer>');
+    expect(image?.image_url.url).toMatch(/^data:image\/png;base64,/);
+    const png = Buffer.from(image!.image_url.url.slice('data:image/png;base64,'.length), 'base64');
+    expect(png.readUInt32BE(16)).toBe(24 * 8); // IHDR width: the 24 px image upscaled ×8
+  });
+
+  it('retries 503s with backoff and succeeds', async () => {
+    const { baseUrl, received } = await serve((_r, n) => (n < 2 ? { status: 503, body: '{"error":"overloaded"}' } : completion('<answer>0.4</answer>')));
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', ...fast });
+    expect(await annotator.annotate([request('x')])).toEqual([{ score: 0.4, raw: '<answer>0.4</answer>' }]);
+    expect(received).toHaveLength(3);
+  });
+
+  it('retries a 429 and honours Retry-After', async () => {
+    const { baseUrl, received } = await serve((_r, n) => (n === 0 ? { status: 429, body: 'slow down', headers: { 'retry-after': '0' } } : completion('<answer>1</answer>')));
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', ...fast });
+    expect((await annotator.annotate([request('x')]))[0]!.score).toBe(1);
+    expect(received).toHaveLength(2);
+  });
+
+  it('fails at once on a 401, naming the status and the fix, never the key', async () => {
+    const { baseUrl, received } = await serve(() => ({ status: 401, body: '{"error":"invalid api key sk-secret-999"}' }));
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', apiKey: 'sk-secret-999', ...fast });
+    const err = await annotator.annotate([request('x')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SophiaError);
+    const message = (err as SophiaError).message;
+    expect(message).toContain('HTTP 401');
+    expect(message).toContain('invalid api key');
+    expect(message).toContain('Check the API key');
+    expect(message).not.toContain('sk-secret-999');
+    expect((err as SophiaError).retryable).toBe(false);
+    expect(received).toHaveLength(1);
+  });
+
+  it('retries an unparseable reply, and gives up with a clear error when none parses', async () => {
+    const once = await serve((_r, n) => completion(n === 0 ? 'The reasoning is fine.' : 'Final: <answer>0.6</answer>'));
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl: once.baseUrl, model: 'm', ...fast });
+    expect((await annotator.annotate([request('x')]))[0]!.score).toBe(0.6);
+    expect(once.received).toHaveLength(2);
+
+    await stop();
+    const never = await serve(() => completion('I cannot judge this.'));
+    const stubborn = new OpenAiCompatibleAnnotator({ baseUrl: never.baseUrl, model: 'm', maxRetries: 2, ...fast });
+    await expect(stubborn.annotate([request('x')])).rejects.toThrow(/gave no readable score in 3 attempts.*I cannot judge this.*<answer>score<\/answer>/s);
+    expect(never.received).toHaveLength(3);
+  });
+
+  it('gives up on an unreachable server with an error that says what to check', async () => {
+    const { baseUrl } = await serve(() => completion('<answer>1</answer>'));
+    await stop(); // nothing listens on that port any more
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', maxRetries: 1, ...fast });
+    const err = await annotator.annotate([request('x')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SophiaError);
+    expect((err as SophiaError).category).toBe('unavailable');
+    expect((err as SophiaError).message).toMatch(/failed 2 attempts; last: network error.*Check that the server is running/s);
+  });
+
+  it('keeps at most `concurrency` requests in flight and returns results in request order', async () => {
+    const { baseUrl, stats } = await serve((r) => {
+      const text = (r.body.messages[1]!.content as { type: string; text?: string }[]).find((p) => p.type === 'text')!.text!;
+      const i = Number(/item (\d+)/.exec(text)![1]);
+      return { ...completion(`<answer>${i / 10}</answer>`), delayMs: 30 };
+    });
+    const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', concurrency: 3, ...fast });
+    const items = Array.from({ length: 10 }, (_, i) => request(`<think>item ${i}</think><answer>0</answer>`));
+    const scores = (await annotator.annotate(items)).map((a) => a.score);
+    expect(scores).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+    expect(stats.maxInFlight).toBeLessThanOrEqual(3);
+    expect(stats.maxInFlight).toBeGreaterThan(1);
+  });
+
+  it('validates its options once, naming the field', () => {
+    expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'localhost:8000', model: 'm' })).toThrow(/annotator.baseUrl/);
+    expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'http://x/v1', model: '' })).toThrow(/annotator.model/);
+    expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'http://x/v1', model: 'm', concurrency: 0 })).toThrow(/annotator.concurrency/);
+    expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'http://x/v1', model: 'm', maxRetries: -1 })).toThrow(/annotator.maxRetries/);
+  });
+});
