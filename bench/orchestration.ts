@@ -1,0 +1,194 @@
+/**
+ * bench/orchestration: what running the pipeline through Temporal costs, against the same stages called
+ * in-process without Temporal, measured in the same run.
+ *
+ *   temporal   = `trainingPipeline` on a Temporal dev server (a private embedded one, or TEMPORAL_ADDRESS), with
+ *                CPU and GPU workers in this process (already started: worker start-up, i.e. bundling the
+ *                workflow code, is a one-time cost per worker process and is shown on its own line);
+ *                timed from `workflow.start` to the result.
+ *   in-process = the very same activity functions, called one after another in the order the workflows call
+ *                them (prepareData, SFT chunks until done, evaluation of the initial and the final checkpoint,
+ *                report) through `MockActivityEnvironment`, with the same storage kind and engine pool.
+ *
+ * Each repetition runs a fresh run id on a fresh storage folder; the two kinds alternate so drift on this noisy
+ * machine hits both alike. The table shows every repetition, the medians and the ratio temporal / in-process.
+ * Target: overhead ≤ 5 % (ratio ≤ 1.05).
+ *
+ *   npm run bench:orchestration                       # ci preset, 3 repetitions of each
+ *   npm run bench:orchestration -- --reps 5 --config ci
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { createDataActivities } from '../activities/data';
+import { EnginePool } from '../activities/engine-pool';
+import { createEvaluationActivities, type EvaluateOutput } from '../activities/evaluation';
+import { RunData } from '../activities/run-data';
+import { createTrainingActivities } from '../activities/training';
+import { findTemporalCli, startEmbeddedServer } from '../cli/embedded-server';
+import { installQuietRuntime } from '../cli/session';
+import { pipelineInput, startRun } from '../clients/runs';
+import { connectClient, connectWorker } from '../clients/temporal';
+import { loadRunConfig } from '../config/load';
+import type { RunConfig } from '../config/run-config';
+import { OnnxEngine } from '../engine/onnx-engine';
+import { CheckpointStore } from '../storage/checkpoints';
+import { LocalStorage } from '../storage/local';
+import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
+import { REPO_ROOT } from '../test/integration/stack';
+import { WorkerSet } from '../workers/worker';
+
+const TARGET = 1.05;
+
+const { values: args } = parseArgs({
+  options: {
+    reps: { type: 'string', default: '3' },
+    config: { type: 'string', default: 'ci' },
+  },
+});
+const reps = Number(args.reps);
+if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
+const config = loadRunConfig(args.config);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const seconds = (startNs: bigint) => Number(process.hrtime.bigint() - startNs) / 1e9;
+
+/** Outcome of one pipeline execution, to check both kinds did the same work. */
+interface Outcome {
+  seconds: number;
+  sftStep: number;
+  testAccuracy: number;
+}
+
+/** The pipeline's activity sequence, called directly (what the workflows would schedule, minus Temporal). */
+async function runInProcess(runConfig: RunConfig, runId: string, dir: string, temporal: TemporalConfig): Promise<Outcome> {
+  const storage = new LocalStorage(dir);
+  const store = new CheckpointStore(storage);
+  const engines = new EnginePool(() => new OnnxEngine());
+  const data = new RunData(storage);
+  // Same log level as the workers' (the CLI's quiet runtime: WARN), so neither side pays for printing more.
+  const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN') });
+  const call = <I, O>(fn: (input: I) => Promise<O>, arg: I): Promise<O> => env.run<[I], O, (input: I) => Promise<O>>(fn, arg);
+  const input = pipelineInput(runId, runConfig, storage.location, temporal);
+  const common = { runId, config: runConfig, storage: storage.location };
+  try {
+    const start = process.hrtime.bigint();
+    const dataActs = createDataActivities({ data });
+    const training = createTrainingActivities({ store, data, engines, workerQueue: 'in-process', identity: 'in-process' });
+    const evaluation = createEvaluationActivities({ store, data, engines });
+    await call(dataActs.prepareData, common);
+    let chunk = await call(training.runSftChunk, { ...common, configHash: input.configHash, untilStep: runConfig.sft.chunkSteps });
+    while (!chunk.done) {
+      const untilStep = Math.min(runConfig.sft.steps, (Math.floor(chunk.step / runConfig.sft.chunkSteps) + 1) * runConfig.sft.chunkSteps);
+      chunk = await call(training.runSftChunk, { ...common, configHash: input.configHash, untilStep });
+    }
+    const final = chunk.bestCheckpointKey ?? chunk.checkpointKey;
+    let before: EvaluateOutput | undefined;
+    if (chunk.initialCheckpointKey !== final) {
+      before = await call(evaluation.evaluateCheckpoint, { ...common, label: 'initial', checkpointKey: chunk.initialCheckpointKey });
+    }
+    const after = await call(evaluation.evaluateCheckpoint, { ...common, label: 'final', checkpointKey: final });
+    await call(evaluation.writeRunReport, { ...common, before, after, startedAt: new Date().toISOString() });
+    return { seconds: seconds(start), sftStep: chunk.step, testAccuracy: after.splits.test.overall.accuracy };
+  } finally {
+    await engines.dispose();
+    await store.close();
+  }
+}
+
+async function main(): Promise<void> {
+  installQuietRuntime();
+  const root = mkdtempSync(path.join(tmpdir(), 'sophia-bench-orch-'));
+  const embedded = process.env.TEMPORAL_ADDRESS
+    ? undefined
+    : await startEmbeddedServer({ dir: path.join(root, 'server'), executable: findTemporalCli(REPO_ROOT, process.env) });
+  const temporalEnv = { ...process.env, TEMPORAL_ADDRESS: process.env.TEMPORAL_ADDRESS ?? embedded!.address };
+  const stamp = Date.now().toString(36);
+  // Private queues, so no other worker on a shared server picks up this benchmark's tasks.
+  const temporal = loadTemporalConfig({ ...temporalEnv, SOPHIA_TASK_QUEUE_CPU: `bench-cpu-${stamp}`, SOPHIA_TASK_QUEUE_GPU: `bench-gpu-${stamp}` });
+  const client = await connectClient(temporal);
+  const connection = await connectWorker(temporal);
+  const temporalStorageDir = path.join(root, 'temporal-storage');
+  const storage = new LocalStorage(temporalStorageDir);
+
+  const startup = process.hrtime.bigint();
+  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+  const startupSeconds = seconds(startup);
+  const running = workers.run();
+
+  const rows: { rep: number; kind: 'temporal' | 'in-process'; outcome: Outcome }[] = [];
+  try {
+    for (let rep = 1; rep <= reps; rep++) {
+      // Alternate which goes first, so slow drift on the machine hits both kinds alike.
+      const order: ('temporal' | 'in-process')[] = rep % 2 === 1 ? ['temporal', 'in-process'] : ['in-process', 'temporal'];
+      for (const kind of order) {
+        const runId = `bench-${stamp}-${kind}-${rep}`;
+        let outcome: Outcome;
+        if (kind === 'temporal') {
+          const start = process.hrtime.bigint();
+          const { handle } = await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal));
+          const result = await handle.result();
+          const elapsed = seconds(start);
+          if (result.status !== 'completed') throw new Error(`run ${runId} ended ${result.status}: ${result.error ?? ''}`);
+          outcome = { seconds: elapsed, sftStep: result.results.sftWarmup?.step ?? Number.NaN, testAccuracy: result.results.evaluation?.testAccuracy ?? Number.NaN };
+        } else {
+          const dir = path.join(root, `in-process-${rep}`);
+          outcome = await runInProcess(config, runId, dir, temporal);
+          rmSync(dir, { recursive: true, force: true });
+        }
+        rows.push({ rep, kind, outcome });
+        process.stderr.write(`rep ${rep} ${kind.padEnd(10)} ${outcome.seconds.toFixed(2)} s\n`);
+      }
+    }
+  } finally {
+    workers.shutdown();
+    await running.catch(() => undefined);
+    await connection.close();
+    await client.connection.close();
+    await storage.close();
+    await embedded?.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+
+  const times = (kind: string) => rows.filter((r) => r.kind === kind).map((r) => r.outcome.seconds);
+  const t = median(times('temporal'));
+  const p = median(times('in-process'));
+  const ratio = t / p;
+  const same = rows.every((r) => r.outcome.sftStep === rows[0]!.outcome.sftStep && r.outcome.testAccuracy === rows[0]!.outcome.testAccuracy);
+
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  // Each repetition's pair ran back to back: the median of their ratios is less exposed to slow drift.
+  const pairRatios: number[] = [];
+  const out: string[] = [];
+  out.push(`bench/orchestration — preset/config ${args.config}, ${reps} repetitions each, ${embedded ? 'embedded dev server' : temporal.connection.address}`);
+  out.push('');
+  out.push(line(['rep', 'temporal (s)', 'in-process (s)', 'ratio', 'SFT steps', 'test accuracy']));
+  out.push(line(['---', '---', '---', '---', '---', '---']));
+  for (let rep = 1; rep <= reps; rep++) {
+    const tr = rows.find((r) => r.rep === rep && r.kind === 'temporal')!.outcome;
+    const pr = rows.find((r) => r.rep === rep && r.kind === 'in-process')!.outcome;
+    out.push(line([String(rep), tr.seconds.toFixed(2), pr.seconds.toFixed(2), (tr.seconds / pr.seconds).toFixed(3), `${tr.sftStep} / ${pr.sftStep}`, `${tr.testAccuracy.toFixed(3)} / ${pr.testAccuracy.toFixed(3)}`]));
+    pairRatios.push(tr.seconds / pr.seconds);
+  }
+  out.push(line(['median', t.toFixed(2), p.toFixed(2), median(pairRatios).toFixed(3), '', '']));
+  out.push('');
+  out.push(`worker start-up (once per worker process, not in the times above): ${startupSeconds.toFixed(2)} s`);
+  out.push(`same work on both sides (SFT steps and test accuracy equal in every repetition): ${same ? 'yes' : 'NO'}`);
+  out.push(`median of the per-repetition ratios: ${median(pairRatios).toFixed(3)}`);
+  out.push(`ratio temporal / in-process (medians): ${ratio.toFixed(3)}  → overhead ${((ratio - 1) * 100).toFixed(1)} %  target ≤ ${((TARGET - 1) * 100).toFixed(0)} %  ${ratio <= TARGET ? 'PASS' : 'FAIL'}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  if (!same) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
