@@ -3,10 +3,22 @@
  * their model already loaded (the worker's own task queue routes them back here), and a lock so that one
  * engine activity runs at a time per worker (one GPU, one model doing work).
  *
- * Each slot (e.g. "run-7/sft") remembers which committed checkpoint its engine currently equals; an activity
- * reuses the engine only if that is the checkpoint it must start from, otherwise it reloads from storage.
+ * Each slot (e.g. "run-7/sft") remembers which committed checkpoint its engine currently equals (or another tag
+ * its owner understands, such as the RL step it is at); an activity reuses the engine only if that is the state it
+ * must start from, otherwise it reloads from storage.
+ *
+ * Beyond `capacity` engines the least recently used slot is evicted; if its state is known (tagged) it is spilled
+ * to host memory first (`saveState`) and restored when the slot is used again, so runs that share a worker do not
+ * throw away each other's uncommitted progress. At most `spillCapacity` states are kept; older ones are dropped
+ * (their owners reload the last committed checkpoint).
  */
 import type { Engine } from '../engine/types';
+
+interface Spilled {
+  state: Uint8Array;
+  checkpointKey: string;
+  lastUsed: number;
+}
 
 interface Slot {
   engine: Engine;
@@ -17,12 +29,14 @@ interface Slot {
 
 export class EnginePool {
   private readonly slots = new Map<string, Slot>();
+  private readonly spilled = new Map<string, Spilled>();
   private queue: Promise<void> = Promise.resolve();
   private clock = 0;
 
   constructor(
     private readonly create: () => Engine,
     private readonly capacity = 2,
+    private readonly spillCapacity = 16,
   ) {}
 
   /** Runs `fn` with exclusive use of the worker's compute (activities queue up here). */
@@ -42,16 +56,37 @@ export class EnginePool {
   async slot(name: string): Promise<{ engine: Engine; checkpointKey: string | undefined }> {
     let slot = this.slots.get(name);
     if (!slot) {
+      // Take this slot's spilled state out first, so making room cannot drop it.
+      const spilled = this.spilled.get(name);
+      this.spilled.delete(name);
       while (this.slots.size >= this.capacity) {
-        const [oldest] = [...this.slots.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed);
-        this.slots.delete(oldest![0]);
-        await oldest![1].engine.dispose();
+        const [oldestName, oldest] = [...this.slots.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
+        this.slots.delete(oldestName);
+        if (oldest.checkpointKey !== undefined) this.spill(oldestName, { state: await oldest.engine.saveState(), checkpointKey: oldest.checkpointKey, lastUsed: oldest.lastUsed });
+        await oldest.engine.dispose();
       }
       slot = { engine: this.create(), checkpointKey: undefined, lastUsed: 0 };
       this.slots.set(name, slot);
+      if (spilled) {
+        await slot.engine.loadState(spilled.state);
+        slot.checkpointKey = spilled.checkpointKey;
+      }
     }
     slot.lastUsed = ++this.clock;
     return { engine: slot.engine, checkpointKey: slot.checkpointKey };
+  }
+
+  /** Slots currently held as engines (for tests and metrics). */
+  loaded(): string[] {
+    return [...this.slots.keys()];
+  }
+
+  private spill(name: string, state: Spilled): void {
+    this.spilled.set(name, state);
+    while (this.spilled.size > this.spillCapacity) {
+      const [oldest] = [...this.spilled.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
+      this.spilled.delete(oldest);
+    }
   }
 
   /** Records that a slot's engine now equals `checkpointKey` (undefined: unknown, reload next time). */
@@ -63,5 +98,6 @@ export class EnginePool {
   async dispose(): Promise<void> {
     for (const slot of this.slots.values()) await slot.engine.dispose();
     this.slots.clear();
+    this.spilled.clear();
   }
 }

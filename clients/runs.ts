@@ -6,6 +6,7 @@
  */
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { SophiaError } from '../common/errors';
 import type { RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
 import type { TemporalConfig } from '../temporal.config';
@@ -75,7 +76,14 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
     );
     return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: `${status}: ${reason}`, live: undefined };
   }
-  const progress = await handle.query(progressQuery);
+  const progress = await handle.query(progressQuery).catch((err: unknown) => {
+    // A query is answered by a worker hosting the workflow; with none polling the server refuses it.
+    const detail = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+    throw new SophiaError('unavailable', `run ${runId} is running but no worker answers its progress query (${detail})`, {
+      hint: `Start workers (sophia worker --queue cpu --queue gpu), or run \`sophia run --config … --run-id ${runId}\`, which runs them in-process`,
+      cause: err,
+    });
+  });
   let live: LiveProgress['live'];
   const stage = progress.stages[progress.stageIndex];
   if (stage && progress.status !== 'completed') {

@@ -1,0 +1,160 @@
+/**
+ * The resumable training chunk shared by the supervised stages (SFT warmup, reward model): train from the
+ * newest committed checkpoint of the stage up to a target step, validating and committing a checkpoint every
+ * `evalEvery` steps, heartbeating every step, and committing the current step before ending when cancelled.
+ *
+ *  - The first chunk of a run creates the stage's initial weights (`initialize`) and commits them under
+ *    `initStage`, step 0, before training: the untrained baseline, and the start of every later attempt until
+ *    the first real checkpoint exists.
+ *  - The engine stays in the worker's pool between chunks (slot `{runId}/{stage}`); a chunk reloads from storage
+ *    only when the engine does not equal the checkpoint it must start from (another worker trained meanwhile,
+ *    or this worker lost its state).
+ *  - Early stopping bookkeeping (`BestTracker`) travels in the checkpoint manifests, so it survives workers.
+ *
+ * What a step and a validation compute is the caller's (`step`, `validate`); everything about durability is here.
+ */
+import { Context, log } from '@temporalio/activity';
+import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
+import type { Engine } from '../engine/types';
+import type { CheckpointStore } from '../storage/checkpoints';
+import { checkpointKey as checkpointKeyOf } from '../storage/keys';
+import type { CheckpointManifest } from '../storage/manifest';
+import { appendMetrics, type MetricRecord } from '../storage/metrics-log';
+import type { Storage } from '../storage/types';
+import { type BestTracker, NO_BEST, trackValidation } from '../training/sft';
+import type { EnginePool } from './engine-pool';
+
+export interface ChunkOutput {
+  step: number;
+  checkpointKey: string;
+  initialCheckpointKey: string;
+  tracker: BestTracker;
+  bestCheckpointKey: string | undefined;
+  /** The stage is over: all steps taken, or early stop. */
+  done: boolean;
+  stoppedEarly: boolean;
+  metrics: Record<string, number>;
+  /** The task queue only this worker polls: send the run's next chunk there. */
+  workerQueue: string;
+  worker: string;
+}
+
+export interface ChunkHeartbeat {
+  step: number;
+  totalSteps: number;
+  checkpointKey: string | undefined;
+  loss: number | undefined;
+}
+
+export interface ChunkDeps {
+  store: CheckpointStore;
+  storage: Storage;
+  engines: EnginePool;
+  workerQueue: string;
+  identity: string;
+}
+
+export interface ChunkSpec {
+  runId: string;
+  /** Stage name in storage keys and metrics (`sft`, `rm`). */
+  stage: string;
+  /** Where the initial weights are committed (`init`, `rm-init`). */
+  initStage: string;
+  configHash: string;
+  totalSteps: number;
+  untilStep: number;
+  evalEvery: number;
+  patience: number;
+  keepLast: number;
+  /** Fresh initial weights into `engine` (called once per run). */
+  initialize(engine: Engine): Promise<void>;
+  /** One optimizer step from `step` (0-based); returns the metrics to log, with `loss`. */
+  step(engine: Engine, step: number): Promise<{ loss: number } & Record<string, number>>;
+  /** The validation loss (lower is better) of the engine as it is now. */
+  validate(engine: Engine): Promise<number>;
+}
+
+export function trackerOf(manifest: CheckpointManifest | undefined): BestTracker {
+  const t = manifest?.meta.tracker as BestTracker | undefined;
+  return t ? { ...t, bestValLoss: t.bestValLoss ?? Number.POSITIVE_INFINITY } : NO_BEST;
+}
+
+export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promise<ChunkOutput> {
+  const { store, engines } = deps;
+  const ctx = Context.current();
+  const slotName = `${spec.runId}/${spec.stage}`;
+  const where = { runId: spec.runId, stage: spec.stage };
+  return engines.exclusive(async () => {
+    const { engine } = await engines.slot(slotName);
+    let initial = await store.latest(spec.runId, spec.initStage);
+    if (!initial) {
+      await spec.initialize(engine);
+      initial = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, meta: { tracker: NO_BEST } });
+      engines.mark(slotName, initial.key);
+    }
+    const latest = (await store.latest(spec.runId, spec.stage)) ?? initial;
+    if ((await engines.slot(slotName)).checkpointKey !== latest.key) {
+      await loadEngineCheckpoint(store, latest.key, engine);
+      engines.mark(slotName, latest.key);
+      log.info('engine loaded from storage', { ...where, step: latest.step, checkpointKey: latest.key });
+    }
+    let tracker = trackerOf(latest);
+    let checkpointKey = latest.key;
+    let checkpointStep = latest.step;
+    let bestKey = tracker.bestStep >= 0 ? checkpointKeyOf(spec.runId, spec.stage, tracker.bestStep) : undefined;
+    const pending: MetricRecord[] = [];
+    const until = Math.min(spec.untilStep, spec.totalSteps);
+    let lastLoss: number | undefined;
+    let stoppedEarly = false;
+    engines.mark(slotName, undefined); // the engine diverges from its checkpoint from here on
+
+    const commit = async (step: number, metrics: Record<string, number>) => {
+      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.stage, step, configHash: spec.configHash, metrics, meta: { tracker } });
+      await appendMetrics(deps.storage, spec.runId, pending.splice(0));
+      await store.retain(spec.runId, spec.stage, { keepLast: spec.keepLast, keepBest: { metric: 'valLoss', mode: 'min' } });
+      checkpointKey = manifest.key;
+      checkpointStep = step;
+      engines.mark(slotName, checkpointKey);
+    };
+
+    for (let step = engine.step(); step < until; step++) {
+      const record = await spec.step(engine, step);
+      const done = step + 1;
+      lastLoss = record.loss;
+      pending.push({ stage: spec.stage, kind: 'step', step: done, time: new Date().toISOString(), ...record });
+      if (done % spec.evalEvery === 0 || done === spec.totalSteps) {
+        const valLoss = await spec.validate(engine);
+        const tracked = trackValidation(tracker, done, valLoss, spec.patience);
+        tracker = tracked.tracker;
+        pending.push({ stage: spec.stage, kind: 'validation', step: done, time: new Date().toISOString(), valLoss });
+        await commit(done, { loss: record.loss, valLoss });
+        if (tracked.improved) bestKey = checkpointKey;
+        log.info('checkpoint', { ...where, step: done, valLoss, checkpointKey });
+        if (tracked.stop) {
+          stoppedEarly = true;
+          break;
+        }
+      }
+      ctx.heartbeat({ step: done, totalSteps: spec.totalSteps, checkpointKey, loss: record.loss } satisfies ChunkHeartbeat);
+      if (ctx.cancellationSignal.aborted) {
+        // Pause, stop or shutdown: keep the work done so far, then end as cancelled.
+        if (done > checkpointStep) await commit(done, { loss: record.loss });
+        log.info('cancelled after checkpoint', { ...where, step: done, checkpointKey });
+        throw ctx.cancellationSignal.reason;
+      }
+    }
+    const step = engine.step();
+    return {
+      step,
+      checkpointKey,
+      initialCheckpointKey: initial.key,
+      tracker,
+      bestCheckpointKey: bestKey,
+      done: stoppedEarly || step >= spec.totalSteps,
+      stoppedEarly,
+      metrics: { ...(lastLoss !== undefined ? { loss: lastLoss } : {}), ...(Number.isFinite(tracker.bestValLoss) ? { bestValLoss: tracker.bestValLoss } : {}) },
+      workerQueue: deps.workerQueue,
+      worker: deps.identity,
+    };
+  });
+}
