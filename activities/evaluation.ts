@@ -10,10 +10,11 @@ import { loadEngineCheckpoint } from '../engine/checkpoint';
 import { parameterCount } from '../engine/model/config';
 import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/evaluate';
 import { writeReport } from '../report/report';
+import { type RewardModelSummary, methodSections } from '../report/rl-report';
 import type { CheckpointStore } from '../storage/checkpoints';
-import { joinKey, runPrefix } from '../storage/keys';
-import { readMetrics } from '../storage/metrics-log';
-import type { Family } from '../tasks/types';
+import { joinKey, reportKey, runPrefix } from '../storage/keys';
+import { appendMetrics, readMetrics } from '../storage/metrics-log';
+import { FAMILIES, type Family } from '../tasks/types';
 import { buildSftReport } from '../training/sft-report';
 import type { EnginePool } from './engine-pool';
 import { withFailureMapping } from './failures';
@@ -23,9 +24,17 @@ export interface EvaluateInput {
   runId: string;
   config: RunConfig;
   storage: string;
+  /** The run whose test/ood data to use (default: this run). */
+  dataRunId?: string;
   /** "initial", "sft", … — names the results in storage and the report. */
   label: string;
   checkpointKey: string;
+  /** Evaluate only the first N examples of each family (periodic evaluation during training). */
+  limitPerFamily?: number;
+  /** Greedy only (no pass@k samples). */
+  greedyOnly?: boolean;
+  /** Also append `{ stage, kind: 'eval', step, testAccuracy, oodAccuracy, … }` to metrics.jsonl. */
+  metrics?: { stage: string; step: number };
 }
 
 export interface SplitSummary {
@@ -64,15 +73,31 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
           await loadEngineCheckpoint(store, input.checkpointKey, engine);
           engines.mark(slot, input.checkpointKey);
         }
-        const settings = { ...input.config.evaluation, seed: input.config.seed + 17 };
+        const settings = { ...input.config.evaluation, seed: input.config.seed + 17, ...(input.greedyOnly ? { k: 0 } : {}) };
         const splits = {} as EvaluateOutput['splits'];
         for (const split of ['test', 'ood'] as const) {
-          const examples = await data.split(input.runId, split);
+          const all = await data.split(input.dataRunId ?? input.runId, split);
+          const limit = input.limitPerFamily;
+          const examples = limit === undefined ? all : FAMILIES.flatMap((f) => all.filter((e) => e.family === f).slice(0, limit));
           const report = await evaluate(engine, data.tokenizer, examples, split, settings, (done, total) => ctx.heartbeat({ label: input.label, split, done, total }));
           const resultsKey = resultsKeyOf(input.runId, input.label, split);
           await data.storage.put(resultsKey, new TextEncoder().encode(JSON.stringify(report)), { contentType: 'application/json' });
           splits[split] = { resultsKey, overall: report.overall, byFamily: report.byFamily };
           log.info('evaluated', { runId: input.runId, stage: 'evaluation', label: input.label, split, accuracy: report.overall.accuracy });
+        }
+        if (input.metrics) {
+          await appendMetrics(data.storage, input.runId, [
+            {
+              stage: input.metrics.stage,
+              kind: 'eval',
+              step: input.metrics.step,
+              time: new Date().toISOString(),
+              testAccuracy: splits.test.overall.accuracy,
+              oodAccuracy: splits.ood.overall.accuracy,
+              testFormatRate: splits.test.overall.formatRate,
+              testMeanLength: splits.test.overall.meanLength,
+            },
+          ]);
         }
         return { label: input.label, checkpointKey: input.checkpointKey, splits };
       });
@@ -111,7 +136,18 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
         before,
         after,
         checkpointKey: input.after.checkpointKey,
+        title: `Run report — ${input.runId}`,
+        labels: {
+          before: input.before?.label === 'sft' ? 'SFT' : 'untrained',
+          after: metrics.some((m) => m.stage === 'grpo') ? `after ${input.config.rl?.variant ?? 'RL'}` : 'after SFT',
+        },
       });
+      const rmKey = reportKey(input.runId, 'reward-model.json');
+      const rewardModel = (await data.storage.exists(rmKey)) ? (JSON.parse(new TextDecoder().decode(await data.storage.get(rmKey))) as RewardModelSummary) : undefined;
+      const method = methodSections(metrics, rewardModel);
+      report.markdown = `${report.markdown}\n\n${method.markdown}`;
+      report.json = { ...report.json, ...method.json };
+      report.plots = [...report.plots, ...method.plots];
       const written = await writeReport(data.storage, input.runId, report);
       return { reportKey: written.markdown, plots: written.plots };
     },

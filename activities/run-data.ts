@@ -35,6 +35,11 @@ export class RunData {
     return examples;
   }
 
+  /** A split's examples by id (for items that name their example). */
+  async byId(runId: string, split: Split): Promise<Map<string, Example>> {
+    return new Map((await this.split(runId, split)).map((e) => [e.id, e]));
+  }
+
   /** Validation examples: the test distribution from a separate seed stream (never used for reporting). */
   validation(config: RunConfig, imageSize: number): Example[] {
     return generateSplit('test', config.data.validationPerFamily, imageSize, config.seed + 1000);

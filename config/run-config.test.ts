@@ -42,7 +42,12 @@ describe('run config', () => {
     const err = configError(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { sft: { chunkSteps: 70 } }), 'x'));
     expect(err.message).toMatch(/sft\.chunkSteps: must be a multiple of sft\.evalEvery/);
     expect(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { stages: [] }), 'x')).toThrow(/stages: Too small/);
-    expect(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { stages: ['rewardModel'] }), 'x')).toThrow(/stages\[0\]/);
+    expect(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { stages: ['bogus'] }), 'x')).toThrow(/stages\[0\]/);
+    const { rewardModel: _rm, ...withoutRm } = RUN_PRESETS.ci as Record<string, unknown>;
+    expect(() => parseRunConfig({ ...withoutRm, stages: ['prepareData', 'rewardModel'] }, 'x')).toThrow(/stages\[1\]: rewardModel needs a rewardModel section/);
+    expect(() => parseRunConfig(withoutRm, 'x')).toThrow(/rl\.variant: trust-grpo needs a reward model/);
+    expect(() => parseRunConfig(mergeConfig(withoutRm, { rl: { variant: 'grpo' } }), 'x')).not.toThrow();
+    expect(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { rl: { evalEvery: 4 } }), 'x')).toThrow(/rl\.evalEvery: must be a multiple of rl\.checkpointEvery/);
   });
 
   it('refuses configs it cannot run here, with the fix', () => {

@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../common/errors';
 import { MODEL_PRESETS, type ModelConfig } from '../engine/model/config';
+import { VARIANTS, type Variant } from '../rl/trust';
 import { STAGE_NAMES, type StageName } from './stages';
 
 const int = (min: number, max = 1_000_000_000) => z.number().int().min(min).max(max);
@@ -68,9 +69,57 @@ const EvaluationSchema = z.strictObject({
   promptsPerBatch: int(1),
 });
 
-/** Trust-GRPO hyperparameters (DESIGN.md §3); used by the RL stages. */
+/** Where the thinking-reward annotations come from (DESIGN.md §3). */
+const AnnotatorSchema = z.discriminatedUnion('kind', [
+  /** The built-in judge that knows each example's true steps (`rewards/judge.ts`). */
+  z.strictObject({ kind: z.literal('programmatic') }),
+  /** An LLM judge behind an OpenAI-compatible `/chat/completions` endpoint; the key is read from `apiKeyEnv`. */
+  z.strictObject({
+    kind: z.literal('openai'),
+    baseUrl: z.url(),
+    model: z.string().min(1),
+    apiKeyEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name').default('SOPHIA_JUDGE_API_KEY'),
+    concurrency: int(1, 64).default(4),
+    maxRetries: int(0, 20).default(3),
+  }),
+]);
+
+/** The thinking reward model: its training data (sampled from the SFT policy, annotated, balanced) and training. */
+const RewardModelSchema = z
+  .strictObject({
+    /** `policy`: the SFT policy's backbone with a fresh scalar head (as the paper starts from a VLM); `scratch`: random. */
+    init: z.enum(['policy', 'scratch']).default('policy'),
+    data: z.strictObject({
+      /** Training prompts to sample responses for. */
+      prompts: int(1),
+      samplesPerPrompt: int(1, 64),
+      /** Sampling temperatures, cycled over the samples of a prompt, so response quality varies. */
+      temperatures: z.array(positive).min(1),
+      maxTokens: int(1),
+      /** Cap per score bin when balancing the ten bins (default: the median non-empty bin). */
+      perBin: int(1).optional(),
+      /** Share of annotated samples held out for validation and the reward-model report. */
+      heldOutShare: z.number().gt(0).lt(1),
+    }),
+    annotator: AnnotatorSchema.default({ kind: 'programmatic' }),
+    steps: int(1),
+    batchSize: int(1, 4096),
+    lr: positive,
+    warmupSteps: int(0),
+    minLrRatio: fraction,
+    weightDecay: z.number().min(0),
+    maxGradNorm: positive,
+    evalEvery: int(1),
+    patience: int(0),
+    chunkSteps: int(1),
+  })
+  .refine((s) => s.chunkSteps % s.evalEvery === 0, { message: 'must be a multiple of rewardModel.evalEvery', path: ['chunkSteps'] });
+
+/** Trust-GRPO hyperparameters (DESIGN.md §3). */
 const RlSchema = z.strictObject({
   groupSize: int(2, 64),
+  /** Prompts per RL step (each sampled groupSize times). */
+  promptsPerStep: int(1).default(8),
   alpha: z.number().min(0),
   clipEps: positive,
   klCoef: z.number().min(0),
@@ -79,8 +128,25 @@ const RlSchema = z.strictObject({
   weightDecay: z.number().min(0),
   maxGradNorm: positive,
   temperature: positive,
+  topP: z.number().gt(0).max(1).default(1),
+  maxTokens: int(1).default(64),
   steps: int(1),
-  variant: z.enum(['grpo', 'thinking', 'thinking+anneal', 'trust-grpo', 'untrained-rm']).default('trust-grpo'),
+  /** Rows per forward/backward pass; gradients of a step's micro-batches are averaged (one optimizer step per RL step). */
+  microBatch: int(1, 4096).default(32),
+  variant: z.enum(VARIANTS as [Variant, ...Variant[]]).default('trust-grpo'),
+  /** Groups whose responses are all correct or all wrong: `trust` (γ = 1) or `skip` (no thinking reward). */
+  emptyGroup: z.enum(['trust', 'skip']).default('trust'),
+  /** Annealing temperature T in exp(−step / T); default: the total RL steps. */
+  annealTemperature: positive.optional(),
+  /** Outcome reward at or above which a response counts as correct for the trust weight. */
+  correctThreshold: fraction.default(0.5),
+  std: z.enum(['unbiased', 'population']).default('unbiased'),
+  /** Commit a checkpoint every this many steps. */
+  checkpointEvery: int(1).default(10),
+  /** Evaluate on test and ood every this many steps (0 = only at the end of the run). */
+  evalEvery: int(0).default(0),
+  /** Examples per family of the periodic evaluation (greedy). */
+  evalExamples: int(1).default(20),
 });
 
 export { STAGE_NAMES, type StageName };
@@ -95,11 +161,40 @@ export const RunConfigSchema = z.strictObject({
   sft: SftSchema,
   evaluation: EvaluationSchema,
   checkpoints: z.strictObject({ keepLast: int(1, 1000) }).default({ keepLast: 3 }),
+  /** The thinking reward model stage (runs when present). */
+  rewardModel: RewardModelSchema.optional(),
+  /** The Trust-GRPO stage (runs when present). */
   rl: RlSchema.optional(),
   /** Stages to run, in pipeline order (default: all). */
   stages: z.array(z.enum(STAGE_NAMES)).min(1).optional(),
   /** Start at a later stage from a committed checkpoint (e.g. skip SFT). */
-  startFrom: z.strictObject({ stage: z.enum(STAGE_NAMES), checkpointKey: z.string().min(1).optional() }).optional(),
+  startFrom: z
+    .strictObject({
+      stage: z.enum(STAGE_NAMES),
+      /** The policy checkpoint to start from. */
+      checkpointKey: z.string().min(1).optional(),
+      /** A committed thinking reward model (when starting at trustGrpo). */
+      rewardModelKey: z.string().min(1).optional(),
+      /** Use the dataset of this earlier run instead of preparing one (ablations share one dataset). */
+      dataRunId: z.string().min(1).optional(),
+    })
+    .optional(),
+}).superRefine((config, ctx) => {
+  // Stages named explicitly need their sections; a thinking-reward variant needs a reward model from somewhere.
+  const sections = { rewardModel: config.rewardModel, trustGrpo: config.rl } as const;
+  (config.stages ?? []).forEach((stage, i) => {
+    if (stage in sections && sections[stage as keyof typeof sections] === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['stages', i], message: `${stage} needs a ${stage === 'trustGrpo' ? 'rl' : 'rewardModel'} section (see the tiny preset)` });
+    }
+  });
+  const rl = config.rl;
+  if (rl && rl.evalEvery > 0 && rl.evalEvery % rl.checkpointEvery !== 0) {
+    ctx.addIssue({ code: 'custom', path: ['rl', 'evalEvery'], message: 'must be a multiple of rl.checkpointEvery (evaluation reads the checkpoint of that step)' });
+  }
+  const runsRewardModel = config.rewardModel !== undefined && (config.stages ?? STAGE_NAMES).includes('rewardModel');
+  if (rl && rl.variant !== 'grpo' && !runsRewardModel && !config.startFrom?.rewardModelKey) {
+    ctx.addIssue({ code: 'custom', path: ['rl', 'variant'], message: `${rl.variant} needs a reward model: add a rewardModel section, or set startFrom.rewardModelKey, or use variant grpo` });
+  }
 });
 
 export type RunConfig = z.infer<typeof RunConfigSchema>;
@@ -117,12 +212,28 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     data: { perFamily: { train: 200, test: 20, ood: 20 }, validationPerFamily: 10 },
     sft: { steps: 150, batchSize: 32, lr: 2e-3, warmupSteps: 20, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 50, patience: 3, chunkSteps: 50 },
     evaluation: { ...base.evaluation, k: 2 },
+    rewardModel: {
+      data: { prompts: 40, samplesPerPrompt: 4, temperatures: [0.7, 1.5], maxTokens: 48, heldOutShare: 0.25 },
+      steps: 40, batchSize: 16, lr: 1e-3, warmupSteps: 5, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 20, patience: 3, chunkSteps: 20,
+    },
+    rl: {
+      groupSize: 4, promptsPerStep: 4, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1,
+      temperature: 1, maxTokens: 48, steps: 6, microBatch: 16, checkpointEvery: 3, evalEvery: 3, evalExamples: 4, variant: 'trust-grpo',
+    },
   },
   tiny: {
     ...base,
     name: 'tiny: the tiny world on a laptop',
     data: { perFamily: { train: 2000, test: 100, ood: 100 }, validationPerFamily: 20 },
     sft: { steps: 2000, batchSize: 32, lr: 2e-3, warmupSteps: 50, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 200, patience: 4, chunkSteps: 400 },
+    rewardModel: {
+      data: { prompts: 500, samplesPerPrompt: 8, temperatures: [0.5, 1, 1.5, 2], maxTokens: 64, heldOutShare: 0.15 },
+      steps: 600, batchSize: 32, lr: 5e-4, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 100, patience: 3, chunkSteps: 200,
+    },
+    rl: {
+      groupSize: 8, promptsPerStep: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 5e-5, weightDecay: 0.01, maxGradNorm: 1,
+      temperature: 1, maxTokens: 64, steps: 150, microBatch: 32, checkpointEvery: 10, evalEvery: 50, evalExamples: 20, variant: 'trust-grpo',
+    },
   },
   paper: {
     name: 'paper: SophiaVL-R1-7B hyperparameters (needs the PyTorch engine)',
@@ -132,6 +243,12 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     data: { perFamily: { train: 20000, test: 500, ood: 500 }, validationPerFamily: 100 },
     sft: { steps: 1000, batchSize: 128, lr: 1e-5, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 100, patience: 5, chunkSteps: 100 },
     evaluation: { k: 8, temperature: 1, maxTokens: 1024, promptsPerBatch: 64 },
+    // ≈ 160k annotated responses, the order of the paper's 156k; training settings are ours (the paper gives none here).
+    rewardModel: {
+      data: { prompts: 20000, samplesPerPrompt: 8, temperatures: [0.6, 1, 1.4], maxTokens: 1024, heldOutShare: 0.05 },
+      annotator: { kind: 'openai', baseUrl: 'http://localhost:8000/v1', model: 'Qwen/Qwen2.5-VL-72B-Instruct' },
+      steps: 2000, batchSize: 128, lr: 1e-5, warmupSteps: 50, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 200, patience: 5, chunkSteps: 200,
+    },
     rl: { groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 1e-6, weightDecay: 0.01, maxGradNorm: 4, temperature: 1, steps: 500, variant: 'trust-grpo' },
   },
 };

@@ -9,7 +9,7 @@
  * state can be inspected without the engine and a mismatch (wrong model, truncated file) is reported clearly.
  */
 import { type ModelConfig, parameterSpecs, validateModelConfig } from './model/config';
-import type { RngState } from './rng';
+import { Rng, type RngState } from './rng';
 
 const MAGIC = 'SOPHIAES';
 export const STATE_FORMAT = 'sophia.engine-state.v1';
@@ -102,4 +102,33 @@ export function decodeState(bytes: Uint8Array): EngineState {
     m: group('m', specs.length),
     v: group('v', 2 * specs.length),
   };
+}
+
+/**
+ * A thinking reward model that starts from a policy: the same backbone weights (embeddings, patch projection,
+ * transformer blocks, final norm), a fresh scalar head (normal × initStd from `seed`, zero bias) instead of the LM
+ * head, zero AdamW moments, step 0. The paper starts its reward model from a pretrained VLM for the same reason:
+ * the backbone already reads the images and the text.
+ */
+export function rewardStateFromPolicy(policy: EngineState, seed: number): EngineState {
+  if (policy.config.kind !== 'policy') throw new RangeError(`rewardStateFromPolicy: the state is a ${policy.config.kind} model, expected a policy`);
+  const config: ModelConfig = { ...structuredClone(policy.config), kind: 'reward' };
+  const policyIndex = new Map(parameterSpecs(policy.config).map((s, i) => [s.name, i]));
+  const rng = new Rng(seed);
+  const params = parameterSpecs(config).map((spec) => {
+    const from = policyIndex.get(spec.name);
+    if (from !== undefined) return Float32Array.from(policy.params[from]!);
+    const size = spec.shape.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(size);
+    if (spec.init === 'normal') for (let k = 0; k < size; k++) out[k] = rng.nextNormal() * config.initStd;
+    else if (spec.init === 'ones') out.fill(1);
+    return out;
+  });
+  const zeros = () => params.map((p) => new Float32Array(p.length));
+  return { config, step: 0, rng: rng.state(), params, m: zeros(), v: zeros() };
+}
+
+/** The same weights with a fresh optimizer: zero AdamW moments and step 0 (an RL stage starting from SFT). */
+export function withFreshOptimizer(state: EngineState): EngineState {
+  return { ...state, step: 0, m: state.params.map((p) => new Float32Array(p.length)), v: state.params.map((p) => new Float32Array(p.length)) };
 }

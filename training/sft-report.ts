@@ -18,6 +18,9 @@ export interface SftReportInput {
   before: { test: EvalReport; ood: EvalReport };
   after: { test: EvalReport; ood: EvalReport };
   checkpointKey: string;
+  /** What `before` and `after` are (default: the untrained model and the model after SFT). */
+  labels?: { before: string; after: string };
+  title?: string;
 }
 
 /** Exponential moving average, for a readable training-loss curve. */
@@ -27,6 +30,7 @@ function smooth(values: readonly number[], alpha = 0.05): number[] {
 }
 
 export function buildSftReport(input: SftReportInput): Report {
+  const labels = input.labels ?? { before: 'untrained', after: 'after SFT' };
   const rows: string[][] = [];
   for (const split of ['test', 'ood'] as const) {
     const before = input.before[split];
@@ -39,7 +43,7 @@ export function buildSftReport(input: SftReportInput): Report {
   }
   const k = input.after.test.k;
   const table = markdownTable(
-    ['split', 'family', 'n', 'accuracy untrained', 'accuracy after SFT', 'mean reward after', 'format untrained', 'format after', 'length after', `pass@${k} after`],
+    ['split', 'family', 'n', `accuracy ${labels.before}`, `accuracy ${labels.after}`, 'mean reward after', `format ${labels.before}`, 'format after', 'length after', `pass@${k} after`],
     rows,
   );
   const steps = input.sft.history;
@@ -61,18 +65,18 @@ export function buildSftReport(input: SftReportInput): Report {
       yMax: 1,
       valueLabels: true,
       series: [
-        { name: 'untrained', values: FAMILIES.map((f) => input.before[split].byFamily[f].accuracy) },
-        { name: 'after SFT', values: FAMILIES.map((f) => input.after[split].byFamily[f].accuracy) },
+        { name: labels.before, values: FAMILIES.map((f) => input.before[split].byFamily[f].accuracy) },
+        { name: labels.after, values: FAMILIES.map((f) => input.after[split].byFamily[f].accuracy) },
       ],
     });
   const markdown = `Run \`${input.runId}\`, preset \`${input.preset}\`: policy with ${input.parameters.toLocaleString('en-US')} parameters, ` +
     `${input.trainExamples} training examples. SFT: ${input.sft.steps} steps in ${input.seconds.sft.toFixed(0)} s` +
     `${input.sft.stoppedEarly ? ' (stopped early)' : ''}; best validation loss ${input.sft.bestValLoss.toFixed(4)} at step ${input.sft.bestStep} ` +
     `(checkpoint \`${input.checkpointKey}\`). Whole warmup with evaluations: ${input.seconds.total.toFixed(0)} s.\n\n` +
-    `Accuracy = share of greedy responses with outcome reward 1; the untrained model is the same initialization, measured in the same run.\n\n${table}\n`;
+    `Accuracy = share of greedy responses with outcome reward 1; "${labels.before}" and "${labels.after}" are measured in the same run.\n\n${table}\n`;
   const summary = (r: EvalReport) => ({ overall: r.overall, byFamily: r.byFamily, k: r.k });
   return {
-    title: `SFT warmup — ${input.runId}`,
+    title: input.title ?? `SFT warmup — ${input.runId}`,
     markdown,
     json: {
       runId: input.runId,

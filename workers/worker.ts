@@ -20,6 +20,8 @@ import { EnginePool } from '../activities/engine-pool';
 import { createEvaluationActivities } from '../activities/evaluation';
 import { RunData } from '../activities/run-data';
 import { createSmokeActivities } from '../activities/smoke';
+import { createRewardModelActivities } from '../activities/reward-model';
+import { createRlActivities } from '../activities/rl';
 import { createTrainingActivities } from '../activities/training';
 import { OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
 import { CheckpointStore } from '../storage/checkpoints';
@@ -90,7 +92,8 @@ export class WorkerSet {
 
   private constructor(readonly options: WorkerSetOptions) {
     this.identity = `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
-    this.engines = new EnginePool(() => new OnnxEngine(options.engine));
+    // A run's RL step uses three models (policy, reference, reward model), plus one for periodic evaluation.
+    this.engines = new EnginePool(() => new OnnxEngine(options.engine), 4);
     this.store = new CheckpointStore(options.storage);
   }
 
@@ -101,18 +104,28 @@ export class WorkerSet {
     const gpuQueue = `${config.taskQueues.gpu}-w-${set.identity}`;
     const training = createTrainingActivities({ store: set.store, data, engines: set.engines, workerQueue: gpuQueue, identity: set.identity });
     const evaluation = createEvaluationActivities({ store: set.store, data, engines: set.engines });
+    const engineDeps = { store: set.store, data, engines: set.engines, workerQueue: gpuQueue, identity: set.identity };
+    const rewardModel = createRewardModelActivities(engineDeps);
+    const rl = createRlActivities(engineDeps);
     const common = { connection, config, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}) };
     if (options.kinds.includes('cpu')) {
       const activities: ActivityMap = {
         ...createDataActivities({ data }),
         ...pick(training, 'latestCheckpoint'),
         ...pick(evaluation, 'writeRunReport'),
+        ...pick(rewardModel, 'annotateRewardData'),
+        ...pick(rl, 'outcomeRewards', 'computeAdvantages'),
         ...createSmokeActivities({ store: set.store }),
       };
       set.workers.push(await createSophiaWorker({ ...common, kind: 'cpu', activities, identity: `cpu@${set.identity}` }));
     }
     if (options.kinds.includes('gpu')) {
-      const activities: ActivityMap = { ...pick(training, 'runSftChunk'), ...pick(evaluation, 'evaluateCheckpoint') };
+      const activities: ActivityMap = {
+        ...pick(training, 'runSftChunk'),
+        ...pick(evaluation, 'evaluateCheckpoint'),
+        ...pick(rewardModel, 'sampleRewardData', 'runRewardModelChunk', 'evaluateRewardModel'),
+        ...pick(rl, 'rolloutStep', 'thinkingRewards', 'policyUpdate'),
+      };
       set.workers.push(await createSophiaWorker({ ...common, kind: 'gpu', activities, identity: `gpu@${set.identity}` }));
       set.workers.push(await createSophiaWorker({ ...common, kind: 'gpu', activities, taskQueue: gpuQueue, identity: `gpu@${set.identity}` }));
       set.gpuQueue = gpuQueue;

@@ -4,6 +4,8 @@
 export { trainingPipeline } from './pipeline';
 export { evaluationStage } from './stages/evaluation';
 export { prepareDataStage } from './stages/prepare-data';
+export { rewardModelStage } from './stages/reward-model';
 export { sftWarmupStage } from './stages/sft';
+export { trustGrpoStage } from './stages/trust-grpo';
 export { stackSmoke, smokeProgressQuery } from './smoke';
 export { pauseSignal, progressQuery, resumeSignal, stageProgressQuery, stageProgressSignal, stopSignal } from './types';

@@ -56,7 +56,11 @@ export async function trainingPipeline(input: PipelineInput): Promise<RunProgres
   });
   const pipelineId = workflowInfo().workflowId;
   let checkpointKey = input.config.startFrom?.checkpointKey;
-  let artifacts: Record<string, string> = {};
+  const from = input.config.startFrom;
+  let artifacts: Record<string, string> = {
+    ...(from?.rewardModelKey ? { rewardModel: from.rewardModelKey, rewardModelInitial: from.rewardModelKey } : {}),
+    ...(from?.dataRunId ? { dataRunId: from.dataRunId } : {}),
+  };
   for (const [index, stage] of stages.entries()) {
     progress.stageIndex = index;
     if (stopRequested && TRAINING_STAGES.has(stage)) continue;
@@ -73,7 +77,8 @@ export async function trainingPipeline(input: PipelineInput): Promise<RunProgres
     child = undefined;
     checkpointKey = out.checkpointKey ?? checkpointKey;
     artifacts = out.artifacts;
-    if (out.checkpointKey) progress.checkpoints[stage] = out.checkpointKey;
+    const produced = out.ownCheckpointKey ?? out.checkpointKey;
+    if (produced) progress.checkpoints[stage] = produced;
     progress.results[stage] = out.metrics;
     if (out.stopped) stopRequested = true;
   }

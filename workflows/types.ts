@@ -47,6 +47,8 @@ export interface StageOutput {
   stage: StageName;
   /** The checkpoint this stage produced (what the next stage starts from), if any. */
   checkpointKey: string | undefined;
+  /** The checkpoint the stage made when it is not the policy line passed on (the reward model's). */
+  ownCheckpointKey?: string;
   /** Other keys worth keeping: the initial checkpoint, reports, evaluation results. */
   artifacts: Record<string, string>;
   metrics: Record<string, number>;

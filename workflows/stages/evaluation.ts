@@ -15,13 +15,15 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
   if (!final) {
     throw ApplicationFailure.nonRetryable('evaluation needs a checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
   }
-  const common = { runId: input.runId, config: input.config, storage: input.storage };
+  const common = { runId: input.runId, config: input.config, storage: input.storage, ...(input.artifacts.dataRunId ? { dataRunId: input.artifacts.dataRunId } : {}) };
+  // The baseline: the SFT checkpoint when RL trained on top of it, else the untrained initial weights.
+  const baseline = input.artifacts.sft ? { label: 'sft', key: input.artifacts.sft } : input.artifacts.initial ? { label: 'initial', key: input.artifacts.initial } : undefined;
   const say = (activity: string) =>
     parent.signal(stageProgressSignal, { stage: 'evaluation', step: 0, totalSteps: 1, metrics: {}, checkpointKey: final, worker: undefined, activity });
   let before;
-  if (input.artifacts.initial && input.artifacts.initial !== final) {
-    await say('evaluating the initial weights (baseline)');
-    before = await gpu.evaluateCheckpoint({ ...common, label: 'initial', checkpointKey: input.artifacts.initial });
+  if (baseline && baseline.key !== final) {
+    await say(baseline.label === 'sft' ? 'evaluating the SFT checkpoint (baseline)' : 'evaluating the initial weights (baseline)');
+    before = await gpu.evaluateCheckpoint({ ...common, label: baseline.label, checkpointKey: baseline.key });
   }
   await say(`evaluating ${final}`);
   const after = await gpu.evaluateCheckpoint({ ...common, label: 'final', checkpointKey: final });

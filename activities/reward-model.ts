@@ -1,0 +1,256 @@
+/**
+ * The thinking reward model stage's activities (DESIGN.md §3):
+ *
+ *  - `sampleRewardData` (GPU): responses of the SFT policy to training prompts, at several temperatures so their
+ *    quality varies, into `runs/{runId}/reward-data/samples.json`;
+ *  - `annotateRewardData` (CPU): scores in [0, 1] (steps of 0.1) from the configured annotator (the programmatic
+ *    judge, or an LLM judge behind an OpenAI-compatible endpoint), balanced across the ten score bins, split by
+ *    prompt into train and held-out, into `reward-data/annotated.json`;
+ *  - `runRewardModelChunk` (GPU): `rm` training through the shared resumable chunk (stage `rm`; its initial
+ *    weights — the policy backbone with a fresh head, or random — are committed as `rm-init`, which is also the
+ *    untrained reward model of the `untrained-rm` ablation);
+ *  - `evaluateRewardModel` (GPU): MAE, Pearson, Spearman and pairwise ranking accuracy against the held-out
+ *    annotations, for the trained and the untrained model, into `reports/reward-model.json`.
+ *
+ * Each is idempotent: outputs are keyed by run and rewritten identically on retry (samples and annotations are
+ * reused when present).
+ */
+import { Context, log } from '@temporalio/activity';
+import { modelConfig, type RunConfig } from '../config/run-config';
+import { ConfigError } from '../common/errors';
+import { ENGINE_STATE_FILE, loadEngineCheckpoint } from '../engine/checkpoint';
+import { decodeState, encodeState, rewardStateFromPolicy } from '../engine/state';
+import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
+import { balanceByBin, scoreBin, SCORE_BINS } from '../rewards/balance';
+import { OpenAiCompatibleAnnotator } from '../rewards/llm-annotator';
+import { type RewardModelMetrics, rewardModelMetrics } from '../rewards/metrics';
+import type { CheckpointStore } from '../storage/checkpoints';
+import { joinKey, reportKey, runPrefix } from '../storage/keys';
+import { batchIndices } from '../training/sft';
+import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
+import { sampleRollouts } from '../training/rollouts';
+import { type ChunkOutput, runTrainingChunk } from './chunk';
+import type { EnginePool } from './engine-pool';
+import { withFailureMapping } from './failures';
+import type { RunData } from './run-data';
+
+export const RM_STAGE = 'rm';
+export const RM_INIT_STAGE = 'rm-init';
+
+export interface RewardStageInput {
+  runId: string;
+  config: RunConfig;
+  storage: string;
+  /** The run whose dataset to use (the run itself unless it starts from another run's data). */
+  dataRunId: string;
+}
+
+export interface SampleRewardDataOutput {
+  samplesKey: string;
+  samples: number;
+  reused: boolean;
+}
+
+export interface AnnotatedData {
+  annotator: string;
+  /** Score-bin counts before and after balancing. */
+  binsBefore: number[];
+  binsAfter: number[];
+  train: RewardItem[];
+  heldOut: RewardItem[];
+}
+
+export interface AnnotateOutput {
+  annotatedKey: string;
+  train: number;
+  heldOut: number;
+  binsBefore: number[];
+  binsAfter: number[];
+  meanScore: number;
+}
+
+export interface RewardReport {
+  trained: RewardModelMetrics;
+  untrained: RewardModelMetrics;
+  checkpointKey: string;
+  initialCheckpointKey: string;
+  annotator: string;
+  heldOut: number;
+  train: number;
+  binsBefore: number[];
+  binsAfter: number[];
+}
+
+const dataKeyOf = (runId: string, file: string) => joinKey(runPrefix(runId), 'reward-data', file);
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+function settingsOf(config: RunConfig) {
+  if (!config.rewardModel) throw new ConfigError('rewardModel', 'the run config has no rewardModel section', { hint: 'Add rewardModel (see the tiny preset) or leave the rewardModel stage out' });
+  return config.rewardModel;
+}
+
+/** The annotator a run config names (the LLM judge's key comes from the worker's environment). */
+export function annotatorFor(config: RunConfig, env: Readonly<Record<string, string | undefined>> = process.env): Annotator {
+  const a = settingsOf(config).annotator;
+  if (a.kind === 'programmatic') return new ProgrammaticAnnotator();
+  const apiKey = env[a.apiKeyEnv];
+  return new OpenAiCompatibleAnnotator({ baseUrl: a.baseUrl, model: a.model, concurrency: a.concurrency, maxRetries: a.maxRetries, ...(apiKey ? { apiKey } : {}) });
+}
+
+export interface RewardModelDeps {
+  store: CheckpointStore;
+  data: RunData;
+  engines: EnginePool;
+  workerQueue: string;
+  identity: string;
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export function createRewardModelActivities(deps: RewardModelDeps) {
+  const { store, data, engines } = deps;
+  const readJson = async <T>(key: string): Promise<T> => JSON.parse(new TextDecoder().decode(await data.storage.get(key))) as T;
+  const exists = (key: string) => data.storage.exists(key);
+
+  return withFailureMapping({
+    async sampleRewardData(input: RewardStageInput & { policyCheckpointKey: string }): Promise<SampleRewardDataOutput> {
+      data.assertStorage(input.storage);
+      const settings = settingsOf(input.config).data;
+      const samplesKey = dataKeyOf(input.runId, 'samples.json');
+      if (await exists(samplesKey)) {
+        const existing = await readJson<{ items: unknown[] }>(samplesKey);
+        return { samplesKey, samples: existing.items.length, reused: true };
+      }
+      const ctx = Context.current();
+      const train = await data.split(input.dataRunId, 'train');
+      const examples = batchIndices(train.length, Math.min(settings.prompts, train.length), 0, input.config.seed ^ 0x2e3d).map((i) => train[i]!);
+      return engines.exclusive(async () => {
+        const slot = `${input.runId}/rm-sampler`;
+        const { engine, checkpointKey } = await engines.slot(slot);
+        if (checkpointKey !== input.policyCheckpointKey) {
+          await loadEngineCheckpoint(store, input.policyCheckpointKey, engine);
+          engines.mark(slot, input.policyCheckpointKey);
+        }
+        const items: { exampleId: string; response: string; temperature: number }[] = [];
+        for (const [j, temperature] of settings.temperatures.entries()) {
+          const n = Math.floor(settings.samplesPerPrompt / settings.temperatures.length) + (j < settings.samplesPerPrompt % settings.temperatures.length ? 1 : 0);
+          if (n === 0) continue;
+          const rollouts = await sampleRollouts(engine, data.tokenizer, examples, {
+            n,
+            temperature,
+            topP: 1,
+            maxTokens: settings.maxTokens,
+            seed: input.config.seed * 1009 + j,
+            promptsPerBatch: input.config.evaluation.promptsPerBatch,
+          });
+          items.push(...rollouts.map((r) => ({ exampleId: r.exampleId, response: r.text, temperature })));
+          ctx.heartbeat({ temperature, samples: items.length });
+        }
+        await data.storage.put(samplesKey, encode({ policyCheckpointKey: input.policyCheckpointKey, items }), { contentType: 'application/json' });
+        log.info('reward data sampled', { runId: input.runId, stage: 'rewardModel', samples: items.length });
+        return { samplesKey, samples: items.length, reused: false };
+      });
+    },
+
+    async annotateRewardData(input: RewardStageInput): Promise<AnnotateOutput> {
+      data.assertStorage(input.storage);
+      const settings = settingsOf(input.config);
+      const annotatedKey = dataKeyOf(input.runId, 'annotated.json');
+      let annotated: AnnotatedData;
+      if (await exists(annotatedKey)) {
+        annotated = await readJson<AnnotatedData>(annotatedKey);
+      } else {
+        const { items } = await readJson<{ items: { exampleId: string; response: string }[] }>(dataKeyOf(input.runId, 'samples.json'));
+        const byId = await data.byId(input.dataRunId, 'train');
+        const annotator = annotatorFor(input.config, deps.env);
+        const annotations = await annotator.annotate(items.map((i) => ({ example: byId.get(i.exampleId)!, response: i.response })));
+        const scored: RewardItem[] = items.map((i, k) => ({ exampleId: i.exampleId, response: i.response, score: annotations[k]!.score }));
+        const binsBefore = new Array<number>(SCORE_BINS).fill(0);
+        for (const s of scored) binsBefore[scoreBin(s.score)]!++;
+        const balanced = balanceByBin(scored, (s) => s.score, { seed: input.config.seed, ...(settings.data.perBin ? { perBin: settings.data.perBin } : {}) });
+        // Hold out whole prompts, so the held-out pairs (same prompt, different scores) are unseen in training.
+        const prompts = [...new Set(balanced.items.map((i) => i.exampleId))];
+        const order = batchIndices(prompts.length, prompts.length, 0, input.config.seed ^ 0x4e1d);
+        const heldOutPrompts = new Set(order.slice(0, Math.max(1, Math.round(prompts.length * settings.data.heldOutShare))).map((i) => prompts[i]!));
+        annotated = {
+          annotator: annotator.name,
+          binsBefore,
+          binsAfter: balanced.counts,
+          train: balanced.items.filter((i) => !heldOutPrompts.has(i.exampleId)),
+          heldOut: balanced.items.filter((i) => heldOutPrompts.has(i.exampleId)),
+        };
+        if (annotated.train.length === 0) throw new ConfigError('rewardModel.data', 'no training items are left after balancing and holding out', { hint: 'Sample more prompts or lower heldOutShare' });
+        await data.storage.put(annotatedKey, encode(annotated), { contentType: 'application/json' });
+      }
+      const all = [...annotated.train, ...annotated.heldOut];
+      log.info('reward data annotated', { runId: input.runId, stage: 'rewardModel', annotator: annotated.annotator, train: annotated.train.length, heldOut: annotated.heldOut.length });
+      return {
+        annotatedKey,
+        train: annotated.train.length,
+        heldOut: annotated.heldOut.length,
+        binsBefore: annotated.binsBefore,
+        binsAfter: annotated.binsAfter,
+        meanScore: all.reduce((a, i) => a + i.score, 0) / Math.max(1, all.length),
+      };
+    },
+
+    async runRewardModelChunk(input: RewardStageInput & { configHash: string; policyCheckpointKey: string; untilStep: number }): Promise<ChunkOutput> {
+      data.assertStorage(input.storage);
+      const settings = { ...settingsOf(input.config), seed: input.config.seed + 31 };
+      const annotated = await readJson<AnnotatedData>(dataKeyOf(input.runId, 'annotated.json'));
+      const byId = await data.byId(input.dataRunId, 'train');
+      const policyModel = modelConfig(input.config, data.tokenizer.vocabSize);
+      return runTrainingChunk(
+        { store, storage: data.storage, engines, workerQueue: deps.workerQueue, identity: deps.identity },
+        {
+          runId: input.runId,
+          stage: RM_STAGE,
+          initStage: RM_INIT_STAGE,
+          configHash: input.configHash,
+          totalSteps: settings.steps,
+          untilStep: input.untilStep,
+          evalEvery: settings.evalEvery,
+          patience: settings.patience,
+          keepLast: input.config.checkpoints.keepLast,
+          initialize: async (engine) => {
+            if (settings.init === 'scratch') return engine.init({ ...policyModel, kind: 'reward' }, settings.seed);
+            const manifest = await store.manifest(input.policyCheckpointKey);
+            const policy = decodeState(await store.readFile(manifest, ENGINE_STATE_FILE));
+            await engine.loadState(encodeState(rewardStateFromPolicy(policy, settings.seed)));
+          },
+          step: async (engine, step) => {
+            const { loss, lr, gradNorm } = await rewardStep(engine, data.tokenizer, byId, annotated.train, settings, step);
+            return { loss, lr, gradNorm };
+          },
+          validate: (engine) => rewardValidation(engine, data.tokenizer, byId, annotated.heldOut, settings.batchSize),
+        },
+      );
+    },
+
+    async evaluateRewardModel(input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string }): Promise<{ reportKey: string; trained: RewardModelMetrics; untrained: RewardModelMetrics }> {
+      data.assertStorage(input.storage);
+      const annotated = await readJson<AnnotatedData>(dataKeyOf(input.runId, 'annotated.json'));
+      const byId = await data.byId(input.dataRunId, 'train');
+      const batchSize = settingsOf(input.config).batchSize;
+      const measure = (key: string) =>
+        engines.exclusive(async () => {
+          const slot = `${input.runId}/rm-eval`;
+          const { engine, checkpointKey } = await engines.slot(slot);
+          if (checkpointKey !== key) {
+            await loadEngineCheckpoint(store, key, engine);
+            engines.mark(slot, key);
+          }
+          const predictions = await scoreResponses(engine, data.tokenizer, byId, annotated.heldOut, batchSize);
+          return rewardModelMetrics(predictions, annotated.heldOut.map((i) => i.score), annotated.heldOut.map((i) => i.exampleId));
+        });
+      const trained = await measure(input.checkpointKey);
+      const untrained = await measure(input.initialCheckpointKey);
+      const report: RewardReport = { trained, untrained, checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.heldOut.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
+      const key = reportKey(input.runId, 'reward-model.json');
+      await data.storage.put(key, encode(report), { contentType: 'application/json' });
+      log.info('reward model evaluated', { runId: input.runId, stage: 'rewardModel', ...trained });
+      return { reportKey: key, trained, untrained };
+    },
+  });
+}
+
+export type RewardModelActivities = ReturnType<typeof createRewardModelActivities>;

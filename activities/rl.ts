@@ -1,0 +1,305 @@
+/**
+ * The Trust-GRPO stage's activities, one RL step at a time (DESIGN.md §3). A step is five activities, and what
+ * they exchange is storage keys (claim check: `runs/{runId}/rollouts/{step}/…`), never rollouts:
+ *
+ *  1. `rolloutStep` (GPU): G samples per prompt from the current policy, with their sampling logprobs and the
+ *     frozen reference model's logprobs → `rollouts.json`;
+ *  2. `outcomeRewards` (CPU): the grading rules → `outcome.json`;
+ *  3. `thinkingRewards` (GPU): the thinking reward model's scores → `thinking.json` (not for the `grpo` variant);
+ *  4. `computeAdvantages` (CPU): trust weight, annealing, final rewards, group-normalised advantages
+ *     (`rl/trust.ts`) → `advantages.json`;
+ *  5. `policyUpdate` (GPU): the `grpo` loss and one optimizer step; a checkpoint (stage `grpo`) every
+ *     `rl.checkpointEvery` steps; the step's metrics appended to metrics.jsonl.
+ *
+ * The policy stays in the GPU worker's engine pool between steps (the workflow routes the run's GPU activities to
+ * that worker's own queue). The pool slot is tagged with the RL step its engine is at; an activity that needs the
+ * policy at step s − 1 and finds anything else reloads the newest committed `grpo` checkpoint (or the SFT
+ * checkpoint with a fresh optimizer, before the first one) and, if that is not step s − 1, answers `rewindTo` so the
+ * workflow redoes the steps since that checkpoint. Sampling seeds and prompt choices are functions of (seed, step),
+ * so redone steps are the same steps.
+ */
+import { Context, log } from '@temporalio/activity';
+import type { RunConfig } from '../config/run-config';
+import { ConfigError } from '../common/errors';
+import { ENGINE_STATE_FILE, loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
+import { decodeState, encodeState, withFreshOptimizer } from '../engine/state';
+import type { Engine } from '../engine/types';
+import { type BatchStats, type GroupRewards, batchStats, groupRewards } from '../rl/trust';
+import type { CheckpointStore } from '../storage/checkpoints';
+import { rolloutKey } from '../storage/keys';
+import { appendMetrics } from '../storage/metrics-log';
+import { grade } from '../tasks/grading';
+import type { Example } from '../tasks/types';
+import { grpoUpdate, referenceLogprobs } from '../training/grpo';
+import { scoreResponses } from '../training/reward-model';
+import { type Rollout, sampleRollouts } from '../training/rollouts';
+import { batchIndices } from '../training/sft';
+import type { EnginePool } from './engine-pool';
+import { withFailureMapping } from './failures';
+import type { RunData } from './run-data';
+
+export const GRPO_STAGE = 'grpo';
+
+export interface RlStepInput {
+  runId: string;
+  config: RunConfig;
+  configHash: string;
+  storage: string;
+  dataRunId: string;
+  /** The RL step being made (1-based: the policy is at step − 1 before it). */
+  step: number;
+  /** The SFT checkpoint RL starts from; also the frozen reference model. */
+  policyStartKey: string;
+}
+
+export interface RolloutOutput {
+  rolloutsKey: string;
+  /** The policy could not be put at step − 1: the newest committed step; redo from there. */
+  rewindTo: number | undefined;
+  meanLength: number;
+  stoppedRate: number;
+  workerQueue: string;
+  worker: string;
+}
+
+export interface OutcomeOutput {
+  outcomeKey: string;
+  meanOutcome: number;
+  accuracy: number;
+  formatRate: number;
+}
+
+export interface ThinkingOutput {
+  thinkingKey: string;
+  meanThinking: number;
+}
+
+export interface AdvantagesOutput {
+  advantagesKey: string;
+  stats: BatchStats;
+  meanReward: number;
+}
+
+export interface UpdateOutput {
+  step: number;
+  rewindTo: number | undefined;
+  /** The checkpoint committed at this step, if one was. */
+  checkpointKey: string | undefined;
+  metrics: Record<string, number>;
+  workerQueue: string;
+  worker: string;
+}
+
+interface StoredRollouts {
+  step: number;
+  exampleIds: string[];
+  rollouts: Rollout[];
+  refLogprobs: number[][];
+}
+
+export interface RlDeps {
+  store: CheckpointStore;
+  data: RunData;
+  engines: EnginePool;
+  workerQueue: string;
+  identity: string;
+}
+
+function rlSettings(config: RunConfig) {
+  if (!config.rl) throw new ConfigError('rl', 'the run config has no rl section', { hint: 'Add rl (see the tiny preset) or leave the trustGrpo stage out' });
+  return config.rl;
+}
+
+const tag = (step: number) => `rl-step:${step}`;
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+export function createRlActivities(deps: RlDeps) {
+  const { store, data, engines } = deps;
+  const readJson = async <T>(key: string): Promise<T> => JSON.parse(new TextDecoder().decode(await data.storage.get(key))) as T;
+  const keyOf = (input: RlStepInput, file: string) => rolloutKey(input.runId, input.step, file);
+
+  /** The prompts of step `step` (1-based): a fixed slice of per-epoch permutations of the training set. */
+  async function promptsOf(input: RlStepInput): Promise<Example[]> {
+    const train = await data.split(input.dataRunId, 'train');
+    const rl = rlSettings(input.config);
+    return batchIndices(train.length, rl.promptsPerStep, input.step - 1, input.config.seed ^ 0x9a1b).map((i) => train[i]!);
+  }
+
+  /** The run's policy engine at step − 1, or the step it could be put at (then the caller rewinds). */
+  async function policyAt(input: RlStepInput): Promise<{ engine: Engine; at: number }> {
+    const slot = `${input.runId}/policy`;
+    const { engine, checkpointKey } = await engines.slot(slot);
+    if (checkpointKey === tag(input.step - 1)) return { engine, at: input.step - 1 };
+    const latest = await store.latest(input.runId, GRPO_STAGE);
+    if (latest) {
+      await loadEngineCheckpoint(store, latest.key, engine);
+    } else {
+      const manifest = await store.manifest(input.policyStartKey);
+      await engine.loadState(encodeState(withFreshOptimizer(decodeState(await store.readFile(manifest, ENGINE_STATE_FILE)))));
+    }
+    const at = latest?.step ?? 0;
+    engines.mark(slot, tag(at));
+    log.info('policy loaded from storage', { runId: input.runId, stage: GRPO_STAGE, step: at, checkpointKey: latest?.key ?? input.policyStartKey });
+    return { engine, at };
+  }
+
+  async function loaded(slot: string, key: string): Promise<Engine> {
+    const { engine, checkpointKey } = await engines.slot(slot);
+    if (checkpointKey !== key) {
+      await loadEngineCheckpoint(store, key, engine);
+      engines.mark(slot, key);
+    }
+    return engine;
+  }
+
+  return withFailureMapping({
+    async rolloutStep(input: RlStepInput): Promise<RolloutOutput> {
+      data.assertStorage(input.storage);
+      const rl = rlSettings(input.config);
+      const examples = await promptsOf(input);
+      const rolloutsKey = keyOf(input, 'rollouts.json');
+      const who = { workerQueue: deps.workerQueue, worker: deps.identity };
+      return engines.exclusive(async () => {
+        const { engine, at } = await policyAt(input);
+        if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who };
+        const rollouts = await sampleRollouts(engine, data.tokenizer, examples, {
+          n: rl.groupSize,
+          temperature: rl.temperature,
+          topP: rl.topP,
+          maxTokens: rl.maxTokens,
+          seed: input.config.seed * 7919 + input.step,
+          promptsPerBatch: examples.length,
+        });
+        Context.current().heartbeat({ step: input.step, phase: 'reference logprobs' });
+        const reference = await loaded(`${input.runId}/reference`, input.policyStartKey);
+        const refLogprobs = await referenceLogprobs(reference, data.tokenizer, examples, rollouts, rl.temperature, rl.microBatch);
+        const stored: StoredRollouts = { step: input.step, exampleIds: examples.map((e) => e.id), rollouts, refLogprobs };
+        await data.storage.put(rolloutsKey, encode(stored), { contentType: 'application/json' });
+        return {
+          rolloutsKey,
+          rewindTo: undefined,
+          meanLength: rollouts.reduce((a, r) => a + r.tokens.length, 0) / rollouts.length,
+          stoppedRate: rollouts.filter((r) => r.stopped).length / rollouts.length,
+          ...who,
+        };
+      });
+    },
+
+    async outcomeRewards(input: RlStepInput): Promise<OutcomeOutput> {
+      data.assertStorage(input.storage);
+      const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
+      const byId = await data.byId(input.dataRunId, 'train');
+      const graded = rollouts.map((r) => {
+        const example = byId.get(exampleIds[r.group]!)!;
+        return grade(example.answerType, r.text, example.answer);
+      });
+      const outcomeKey = keyOf(input, 'outcome.json');
+      await data.storage.put(outcomeKey, encode({ rewards: graded.map((g) => g.reward), formatOk: graded.map((g) => g.formatOk) }), { contentType: 'application/json' });
+      const n = Math.max(1, graded.length);
+      return {
+        outcomeKey,
+        meanOutcome: graded.reduce((a, g) => a + g.reward, 0) / n,
+        accuracy: graded.filter((g) => g.reward >= 1).length / n,
+        formatRate: graded.filter((g) => g.formatOk).length / n,
+      };
+    },
+
+    async thinkingRewards(input: RlStepInput & { rewardModelKey: string }): Promise<ThinkingOutput> {
+      data.assertStorage(input.storage);
+      const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
+      const byId = await data.byId(input.dataRunId, 'train');
+      const scores = await engines.exclusive(async () => {
+        const rm = await loaded(`${input.runId}/reward-model`, input.rewardModelKey);
+        return scoreResponses(rm, data.tokenizer, byId, rollouts.map((r) => ({ exampleId: exampleIds[r.group]!, response: r.text })), rlSettings(input.config).microBatch);
+      });
+      const thinkingKey = keyOf(input, 'thinking.json');
+      await data.storage.put(thinkingKey, encode({ scores }), { contentType: 'application/json' });
+      return { thinkingKey, meanThinking: scores.reduce((a, s) => a + s, 0) / Math.max(1, scores.length) };
+    },
+
+    async computeAdvantages(input: RlStepInput & { thinkingKey: string | undefined }): Promise<AdvantagesOutput> {
+      data.assertStorage(input.storage);
+      const rl = rlSettings(input.config);
+      const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
+      const outcome = (await readJson<{ rewards: number[] }>(keyOf(input, 'outcome.json'))).rewards;
+      const thinking = input.thinkingKey ? (await readJson<{ scores: number[] }>(input.thinkingKey)).scores : undefined;
+      const groups: GroupRewards[] = [];
+      const advantages = new Array<number>(rollouts.length).fill(0);
+      for (let g = 0; g < exampleIds.length; g++) {
+        const members = rollouts.map((r, i) => (r.group === g ? i : -1)).filter((i) => i >= 0);
+        const result = groupRewards({
+          outcome: members.map((i) => outcome[i]!),
+          thinking: thinking ? members.map((i) => thinking[i]!) : [],
+          step: input.step - 1,
+          totalSteps: rl.steps,
+          alpha: rl.alpha,
+          variant: rl.variant,
+          emptyGroup: rl.emptyGroup,
+          ...(rl.annealTemperature !== undefined ? { annealTemperature: rl.annealTemperature } : {}),
+          threshold: rl.correctThreshold,
+          std: rl.std,
+          where: `step ${input.step} group ${g}`,
+        });
+        members.forEach((i, k) => (advantages[i] = result.advantages[k]!));
+        groups.push(result);
+      }
+      const advantagesKey = keyOf(input, 'advantages.json');
+      await data.storage.put(advantagesKey, encode({ advantages, groups }), { contentType: 'application/json' });
+      const rewards = groups.flatMap((g) => g.rewards);
+      return { advantagesKey, stats: batchStats(groups), meanReward: rewards.reduce((a, r) => a + r, 0) / Math.max(1, rewards.length) };
+    },
+
+    /** Commits the policy as it is now (a stop): a checkpoint at `step` if the engine is there, else the newest one. */
+    async checkpointPolicy(input: RlStepInput): Promise<{ checkpointKey: string | undefined; step: number }> {
+      data.assertStorage(input.storage);
+      return engines.exclusive(async () => {
+        const latest = await store.latest(input.runId, GRPO_STAGE);
+        if (latest && latest.step >= input.step) return { checkpointKey: latest.key, step: latest.step };
+        const { engine, checkpointKey } = await engines.slot(`${input.runId}/policy`);
+        if (checkpointKey !== tag(input.step) || input.step === 0) return { checkpointKey: latest?.key, step: latest?.step ?? 0 };
+        const manifest = await saveEngineCheckpoint(store, engine, { runId: input.runId, stage: GRPO_STAGE, step: input.step, configHash: input.configHash, meta: { stopped: true } });
+        return { checkpointKey: manifest.key, step: input.step };
+      });
+    },
+
+    async policyUpdate(input: RlStepInput & { metrics: Record<string, number> }): Promise<UpdateOutput> {
+      data.assertStorage(input.storage);
+      const rl = rlSettings(input.config);
+      const { rollouts, refLogprobs } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
+      const { advantages } = await readJson<{ advantages: number[] }>(keyOf(input, 'advantages.json'));
+      const examples = await promptsOf(input);
+      const who = { workerQueue: deps.workerQueue, worker: deps.identity };
+      return engines.exclusive(async () => {
+        const slot = `${input.runId}/policy`;
+        const { engine, at } = await policyAt(input);
+        if (at !== input.step - 1) return { step: at, rewindTo: at, checkpointKey: undefined, metrics: {}, ...who };
+        engines.mark(slot, undefined); // mid-update: not a known step until it succeeds
+        const update = await grpoUpdate(engine, data.tokenizer, examples, rollouts, refLogprobs, advantages, {
+          lr: rl.lr,
+          weightDecay: rl.weightDecay,
+          maxGradNorm: rl.maxGradNorm,
+          clipEps: rl.clipEps,
+          klCoef: rl.klCoef,
+          entropyCoef: rl.entropyCoef,
+          temperature: rl.temperature,
+          microBatch: rl.microBatch,
+        });
+        if (!update.applied) throw new Error(`RL step ${input.step}: gradients are not finite; the update was not applied`);
+        engines.mark(slot, tag(input.step));
+        const metrics = { ...input.metrics, loss: update.loss, kl: update.kl, entropy: update.entropy, clipFraction: update.clipFraction, gradNorm: update.gradNorm };
+        await appendMetrics(data.storage, input.runId, [{ stage: GRPO_STAGE, kind: 'step', step: input.step, time: new Date().toISOString(), ...metrics }]);
+        let checkpointKey: string | undefined;
+        if (input.step % rl.checkpointEvery === 0 || input.step === rl.steps) {
+          const manifest = await saveEngineCheckpoint(store, engine, { runId: input.runId, stage: GRPO_STAGE, step: input.step, configHash: input.configHash, metrics });
+          await store.retain(input.runId, GRPO_STAGE, { keepLast: input.config.checkpoints.keepLast });
+          checkpointKey = manifest.key;
+          engines.mark(slot, tag(input.step));
+          log.info('checkpoint', { runId: input.runId, stage: GRPO_STAGE, step: input.step, checkpointKey });
+        }
+        return { step: input.step, rewindTo: undefined, checkpointKey, metrics, ...who };
+      });
+    },
+  });
+}
+
+export type RlActivities = ReturnType<typeof createRlActivities>;

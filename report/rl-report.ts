@@ -1,0 +1,107 @@
+/**
+ * The report sections of the method's stages: the thinking reward model (agreement with held-out annotations,
+ * trained vs untrained, the score-bin balance) and Trust-GRPO (per-step rewards, trust weight γ and annealing,
+ * KL/entropy, accuracy of the periodic evaluations), built from metrics.jsonl records and the reward-model report.
+ */
+import type { RewardModelMetrics } from '../rewards/metrics';
+import type { MetricRecord } from '../storage/metrics-log';
+import { renderLineChart } from './charts';
+import { type ReportPlot, markdownTable } from './report';
+
+export interface RewardModelSummary {
+  trained: RewardModelMetrics;
+  untrained: RewardModelMetrics;
+  annotator: string;
+  train: number;
+  heldOut: number;
+  binsBefore?: number[];
+  binsAfter?: number[];
+}
+
+export interface MethodSections {
+  markdown: string;
+  json: Record<string, unknown>;
+  plots: ReportPlot[];
+}
+
+const num = (x: number | undefined, digits = 3) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits));
+
+function series(records: readonly MetricRecord[], field: string): [number, number][] {
+  return records.filter((r) => typeof r[field] === 'number' && Number.isFinite(r[field])).map((r) => [r.step, r[field] as number]);
+}
+
+export function methodSections(metrics: readonly MetricRecord[], rewardModel: RewardModelSummary | undefined): MethodSections {
+  const parts: string[] = [];
+  const plots: ReportPlot[] = [];
+  const json: Record<string, unknown> = {};
+  if (rewardModel) {
+    const row = (name: string, m: RewardModelMetrics) => [name, num(m.mae), num(m.pearson), num(m.spearman), num(m.pairwiseAccuracy), String(m.pairs)];
+    parts.push(
+      `## Thinking reward model\n\nAnnotator \`${rewardModel.annotator}\`; ${rewardModel.train} training and ${rewardModel.heldOut} held-out responses ` +
+        `(held out by prompt). Pairwise accuracy: share of same-prompt response pairs with different annotations that the model orders the same way.\n\n` +
+        markdownTable(['model', 'MAE', 'Pearson', 'Spearman', 'pairwise accuracy', 'pairs'], [row('trained', rewardModel.trained), row('untrained (same init)', rewardModel.untrained)]) +
+        (rewardModel.binsBefore && rewardModel.binsAfter
+          ? `\n\nScore bins (0.0–0.1 … 0.9–1.0) before balancing: ${rewardModel.binsBefore.join(' / ')}; after: ${rewardModel.binsAfter.join(' / ')}.`
+          : ''),
+    );
+    json.rewardModel = rewardModel;
+    const rmSteps = metrics.filter((m) => m.stage === 'rm' && m.kind === 'step');
+    const rmVal = metrics.filter((m) => m.stage === 'rm' && m.kind === 'validation');
+    if (rmSteps.length > 0) {
+      plots.push({
+        name: 'reward-model-loss',
+        title: 'Reward model training',
+        chart: renderLineChart({
+          title: 'Reward model: training loss and held-out MAE',
+          xLabel: 'step',
+          yLabel: 'loss / MAE',
+          series: [
+            { name: 'train loss', points: series(rmSteps, 'loss') },
+            { name: 'held-out MAE', points: series(rmVal, 'valLoss') },
+          ],
+        }),
+      });
+    }
+  }
+  const steps = metrics.filter((m) => m.stage === 'grpo' && m.kind === 'step');
+  const evals = metrics.filter((m) => m.stage === 'grpo' && m.kind === 'eval');
+  if (steps.length > 0) {
+    const mean = (field: string, from: number, to: number) => {
+      const xs = steps.slice(from, to).map((r) => r[field]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+      return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
+    };
+    const tenth = Math.max(1, Math.floor(steps.length / 10));
+    const fields = ['outcomeReward', 'thinkingReward', 'reward', 'gamma', 'distrustedShare', 'anneal', 'zeroVarianceShare', 'kl', 'entropy', 'clipFraction', 'responseLength', 'formatRate'];
+    parts.push(
+      `## Trust-GRPO\n\n${steps.length} RL steps. Means over the first and the last tenth of the steps:\n\n` +
+        markdownTable(['metric', `steps 1–${tenth}`, `last ${tenth}`], fields.map((f) => [f, num(mean(f, 0, tenth)), num(mean(f, steps.length - tenth, steps.length))])) +
+        (evals.length > 0 ? `\n\nPeriodic greedy evaluation (a subset per family):\n\n${markdownTable(['step', 'test accuracy', 'ood accuracy'], evals.map((e) => [String(e.step), num(e.testAccuracy as number), num(e.oodAccuracy as number)]))}` : ''),
+    );
+    json.trustGrpo = { steps: steps.length, first: Object.fromEntries(fields.map((f) => [f, mean(f, 0, tenth)])), last: Object.fromEntries(fields.map((f) => [f, mean(f, steps.length - tenth, steps.length)])), evals };
+    const line = (name: string, title: string, yLabel: string, fields2: [string, string][]) =>
+      plots.push({ name, title, chart: renderLineChart({ title, xLabel: 'RL step', yLabel, series: fields2.map(([field, label]) => ({ name: label, points: series(steps, field) })).filter((s) => s.points.length > 0) }) });
+    line('rl-rewards', 'Rewards per RL step', 'mean reward', [
+      ['outcomeReward', 'outcome R^o'],
+      ['thinkingReward', 'thinking R^t'],
+      ['reward', 'final R'],
+    ]);
+    line('rl-trust', 'Trust weight and annealing', 'value', [
+      ['gamma', 'mean γ'],
+      ['distrustedShare', 'share of groups with γ < 1'],
+      ['anneal', 'annealing factor'],
+      ['zeroVarianceShare', 'zero-variance groups'],
+    ]);
+    line('rl-kl-entropy', 'KL to the reference and entropy', 'nats per token', [
+      ['kl', 'KL (k3)'],
+      ['entropy', 'entropy'],
+    ]);
+    if (evals.length > 0) {
+      plots.push({
+        name: 'rl-accuracy',
+        title: 'Accuracy during RL',
+        chart: renderLineChart({ title: 'Greedy accuracy during RL', xLabel: 'RL step', yLabel: 'accuracy', yMin: 0, yMax: 1, series: [{ name: 'test', points: series(evals, 'testAccuracy') }, { name: 'ood', points: series(evals, 'oodAccuracy') }] }),
+      });
+    }
+  }
+  return { markdown: parts.join('\n\n'), json, plots };
+}

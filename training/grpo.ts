@@ -1,0 +1,102 @@
+/**
+ * The policy side of a Trust-GRPO step (DESIGN.md §3): reference logprobs of the rollouts under the frozen
+ * reference model, and the `grpo` update (PPO clipped ratio against the sampling logprobs, k3 KL to the
+ * reference, entropy bonus, token mean over the step's rollouts) with one optimizer step per RL step; the
+ * rollouts are processed in micro-batches whose gradients the engine averages.
+ *
+ * Rewards and advantages are not computed here: they come from `rl/trust.ts` (outcome and thinking rewards are
+ * separate activities), so this module only sees one advantage per rollout.
+ */
+import { packGrpo, packSft } from '../engine/batch';
+import type { AdamWSettings, Engine } from '../engine/types';
+import type { Tokenizer } from '../tasks/tokenizer';
+import type { Example } from '../tasks/types';
+import { type Rollout, imagesOf } from './rollouts';
+
+export interface GrpoSettings {
+  lr: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  clipEps: number;
+  klCoef: number;
+  entropyCoef: number;
+  temperature: number;
+  microBatch: number;
+}
+
+export interface GrpoUpdateRecord {
+  loss: number;
+  kl: number;
+  entropy: number;
+  clipFraction: number;
+  gradNorm: number;
+  applied: boolean;
+}
+
+function promptsOf(tokenizer: Tokenizer, examples: readonly Example[], rollouts: readonly Rollout[]) {
+  return rollouts.map((r) => {
+    const example = examples[r.group];
+    if (!example || example.id !== r.exampleId) throw new RangeError(`rollout of ${r.exampleId}: group ${r.group} does not name that example`);
+    return { example, prompt: tokenizer.prompt(example.question) };
+  });
+}
+
+/** log π_ref of every rollout token, under the reference engine (same temperature as sampling). */
+export async function referenceLogprobs(reference: Engine, tokenizer: Tokenizer, examples: readonly Example[], rollouts: readonly Rollout[], temperature: number, microBatch: number): Promise<number[][]> {
+  const out: number[][] = [];
+  const withPrompts = promptsOf(tokenizer, examples, rollouts);
+  for (let start = 0; start < rollouts.length; start += microBatch) {
+    const chunk = rollouts.slice(start, start + microBatch);
+    const meta = withPrompts.slice(start, start + microBatch);
+    const batch = packSft(
+      chunk.map((r, i) => ({ prompt: meta[i]!.prompt, response: r.tokens })),
+      imagesOf(meta.map((m) => m.example)),
+      3 * meta[0]!.example.image.size ** 2,
+    );
+    const logprobs = await reference.logprobs(batch, temperature);
+    chunk.forEach((r, i) => {
+      const p = meta[i]!.prompt.length;
+      out.push(r.tokens.map((_, j) => logprobs[i * batch.seqLen + p + j - 1]!));
+    });
+  }
+  return out;
+}
+
+/** One policy update over all rollouts of a step; rows with a zero advantage still count in the KL/entropy terms. */
+export async function grpoUpdate(
+  engine: Engine,
+  tokenizer: Tokenizer,
+  examples: readonly Example[],
+  rollouts: readonly Rollout[],
+  refLogprobs: readonly (readonly number[])[],
+  advantages: readonly number[],
+  settings: GrpoSettings,
+): Promise<GrpoUpdateRecord> {
+  if (refLogprobs.length !== rollouts.length || advantages.length !== rollouts.length) {
+    throw new RangeError(`grpoUpdate: ${rollouts.length} rollouts but ${refLogprobs.length} reference logprob rows and ${advantages.length} advantages`);
+  }
+  const withPrompts = promptsOf(tokenizer, examples, rollouts);
+  const loss = { kind: 'grpo', clipEps: settings.clipEps, klCoef: settings.klCoef, entropyCoef: settings.entropyCoef, temperature: settings.temperature } as const;
+  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, tokens: 0 };
+  for (let start = 0; start < rollouts.length; start += settings.microBatch) {
+    const end = Math.min(rollouts.length, start + settings.microBatch);
+    const rows = [];
+    for (let i = start; i < end; i++) {
+      rows.push({ prompt: withPrompts[i]!.prompt, response: rollouts[i]!.tokens, oldLogprobs: rollouts[i]!.logprobs, refLogprobs: refLogprobs[i]!, advantage: advantages[i]! });
+    }
+    const batch = packGrpo(rows, imagesOf(withPrompts.slice(start, end).map((m) => m.example)), 3 * examples[0]!.image.size ** 2);
+    const out = await engine.forwardBackward(batch, loss);
+    if (!out.finite) throw new Error(`GRPO micro-batch ${start}–${end}: the loss is not finite (${out.loss})`);
+    // Reported metrics are token-weighted over the step; the gradient is the mean of the micro-batch means.
+    const tokens = out.metrics.tokens ?? 0;
+    sums.loss += out.loss * tokens;
+    sums.kl += (out.metrics.kl ?? 0) * tokens;
+    sums.entropy += (out.metrics.entropy ?? 0) * tokens;
+    sums.clipFraction += (out.metrics.clip_fraction ?? 0) * tokens;
+    sums.tokens += tokens;
+  }
+  const adamw: AdamWSettings = { lr: settings.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const step = await engine.optimStep(adamw);
+  const t = Math.max(1, sums.tokens);
+  return { loss: sums.loss / t, kl: sums.kl / t, entropy: sums.entropy / t, clipFraction: sums.clipFraction / t, gradNorm: step.gradNorm, applied: step.applied };
+}

@@ -1,0 +1,86 @@
+/**
+ * Training the thinking reward model (DESIGN.md §3): annotated (example, response, score) items, the engine's
+ * `rm` loss (regression of the sigmoid head to the score), validation on held-out items, and scoring.
+ *
+ * Like SFT, everything is a function of (settings, step): step s trains on a fixed slice of a per-epoch
+ * permutation of the training items, so an interrupted and resumed run trains on exactly the same batches.
+ */
+import { packReward, packSequences } from '../engine/batch';
+import type { AdamWSettings, Engine } from '../engine/types';
+import type { Tokenizer } from '../tasks/tokenizer';
+import type { Example } from '../tasks/types';
+import { imagesOf } from './rollouts';
+import { batchIndices, learningRate } from './sft';
+
+/** One annotated response. */
+export interface RewardItem {
+  exampleId: string;
+  response: string;
+  /** The annotation in [0, 1]. */
+  score: number;
+}
+
+export interface RewardTrainSettings {
+  steps: number;
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  minLrRatio: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  seed: number;
+}
+
+export interface RewardStepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+}
+
+/** Token rows (prompt ++ response ++ <eos>) and images of items; responses that do not fit are cut at the end. */
+function rows(tokenizer: Tokenizer, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], maxLength: number) {
+  const list = items.map((item) => {
+    const example = examples.get(item.exampleId);
+    if (!example) throw new RangeError(`reward item for ${item.exampleId}: no such example in the run's data`);
+    const prompt = tokenizer.prompt(example.question);
+    const response = tokenizer.response(item.response).slice(0, Math.max(1, maxLength - prompt.length));
+    return { example, prompt, response, score: item.score };
+  });
+  return { list, images: imagesOf(list.map((r) => r.example)), pixels: 3 * list[0]!.example.image.size ** 2 };
+}
+
+export async function rewardStep(engine: Engine, tokenizer: Tokenizer, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
+  const indices = batchIndices(items.length, settings.batchSize, step, settings.seed);
+  const { list, images, pixels } = rows(tokenizer, examples, indices.map((i) => items[i]!), engine.config().maxLength);
+  const batch = packReward(list, images, pixels);
+  const lr = learningRate({ ...settings, evalEvery: 1, patience: 0 }, step);
+  const adamw: AdamWSettings = { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const out = await engine.trainStep(batch, { kind: 'rm' }, adamw);
+  if (!out.applied) throw new Error(`reward-model step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
+  return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };
+}
+
+/** The reward model's scores in [0, 1] for (example, response) pairs, `batchSize` at a time. */
+export async function scoreResponses(
+  engine: Engine,
+  tokenizer: Tokenizer,
+  examples: ReadonlyMap<string, Example>,
+  items: readonly Pick<RewardItem, 'exampleId' | 'response'>[],
+  batchSize: number,
+): Promise<number[]> {
+  const out: number[] = [];
+  for (let start = 0; start < items.length; start += batchSize) {
+    const chunk = items.slice(start, start + batchSize).map((i) => ({ ...i, score: 0 }));
+    const { list, images, pixels } = rows(tokenizer, examples, chunk, engine.config().maxLength);
+    const scores = await engine.score(packSequences(list.map((r) => [...r.prompt, ...r.response]), images, pixels));
+    out.push(...scores);
+  }
+  return out;
+}
+
+/** Mean absolute error of the reward model on held-out items (the validation loss of the stage). */
+export async function rewardValidation(engine: Engine, tokenizer: Tokenizer, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], batchSize: number): Promise<number> {
+  const predictions = await scoreResponses(engine, tokenizer, examples, items, batchSize);
+  return predictions.reduce((a, p, i) => a + Math.abs(p - items[i]!.score), 0) / Math.max(1, items.length);
+}

@@ -1,0 +1,74 @@
+/**
+ * Stage `rewardModel`: the thinking reward model (DESIGN.md §3).
+ *
+ *  1. sample responses of the SFT policy to training prompts at several temperatures (GPU);
+ *  2. annotate them (programmatic judge or LLM judge), balance the ten score bins, hold out prompts (CPU);
+ *  3. train the reward model in resumable chunks (`trainInChunks`, GPU);
+ *  4. measure it against the held-out annotations, with the untrained model as the baseline (GPU).
+ *
+ * The policy checkpoint passes through unchanged (the next stage trains the policy); the reward model's
+ * checkpoint is the `rewardModel` artifact, its untrained initial weights the `rewardModelInitial` artifact.
+ * A stop before or during training ends the stage with what is committed.
+ */
+import { ApplicationFailure, continueAsNew, proxyActivities } from '@temporalio/workflow';
+import type { RewardModelActivities } from '../../activities/reward-model';
+import { toActivityOptions } from '../../temporal.config';
+import type { StageInput, StageOutput } from '../types';
+import { type ChunkCarry, type ChunkedTraining, StageControl, finalCheckpoint, freshCarry, trainInChunks } from './chunked';
+
+export interface RewardModelCarry extends ChunkCarry {
+  /** Sampling and annotation are done (their outputs are in storage). */
+  dataReady: boolean;
+  dataMetrics: Record<string, number>;
+}
+
+export async function rewardModelStage(input: StageInput, carry?: RewardModelCarry): Promise<StageOutput> {
+  const settings = input.config.rewardModel;
+  const policyCheckpointKey = input.inputCheckpointKey;
+  if (!settings) throw ApplicationFailure.nonRetryable('the rewardModel stage needs a rewardModel section in the run config', 'ConfigError');
+  if (!policyCheckpointKey) throw ApplicationFailure.nonRetryable('the rewardModel stage needs a policy checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
+  const state: RewardModelCarry = carry ?? { ...freshCarry(input), dataReady: false, dataMetrics: {} };
+  const control = new StageControl(input, 'rewardModel', state, settings.steps);
+  const cpu = proxyActivities<RewardModelActivities>(toActivityOptions(input.profiles.cpu));
+  const gpu = proxyActivities<RewardModelActivities>(toActivityOptions(input.profiles.gpu));
+  const common = { runId: input.runId, config: input.config, storage: input.storage, dataRunId: input.artifacts.dataRunId ?? input.runId };
+
+  if (!state.dataReady && !state.stopRequested) {
+    await control.report('sampling responses of the SFT policy');
+    const sampled = await gpu.sampleRewardData({ ...common, policyCheckpointKey });
+    await control.report(`annotating ${sampled.samples} responses`);
+    const annotated = await cpu.annotateRewardData(common);
+    state.dataReady = true;
+    state.dataMetrics = { samples: sampled.samples, trainItems: annotated.train, heldOutItems: annotated.heldOut, meanAnnotation: annotated.meanScore };
+  }
+  const training: ChunkedTraining<RewardModelActivities> = {
+    control,
+    state,
+    storageStage: 'rm',
+    totalSteps: settings.steps,
+    chunkSteps: settings.chunkSteps,
+    chunk: (acts, untilStep) => acts.runRewardModelChunk({ ...common, configHash: input.configHash, policyCheckpointKey, untilStep }),
+    continueAsNew: (next) => continueAsNew<typeof rewardModelStage>(input, { ...state, ...next }),
+  };
+  if (state.dataReady) await trainInChunks(training);
+  const rewardModelKey = await finalCheckpoint(training, 'rm-init');
+  let evalMetrics: Record<string, number> = {};
+  if (rewardModelKey && state.initialKey) {
+    await control.report('measuring the reward model on held-out annotations');
+    const measured = await gpu.evaluateRewardModel({ ...common, checkpointKey: rewardModelKey, initialCheckpointKey: state.initialKey });
+    const finite = (o: Record<string, number>, prefix: string) => Object.fromEntries(Object.entries(o).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => [`${prefix}${k[0]!.toUpperCase()}${k.slice(1)}`, v]));
+    evalMetrics = { ...finite({ ...measured.trained }, 'rm'), ...finite({ ...measured.untrained }, 'untrained') };
+  }
+  return {
+    stage: 'rewardModel',
+    checkpointKey: policyCheckpointKey,
+    ...(rewardModelKey ? { ownCheckpointKey: rewardModelKey } : {}),
+    artifacts: {
+      ...input.artifacts,
+      ...(rewardModelKey ? { rewardModel: rewardModelKey } : {}),
+      ...(state.initialKey ? { rewardModelInitial: state.initialKey } : {}),
+    },
+    metrics: { step: state.step, ...state.dataMetrics, ...state.metrics, ...evalMetrics },
+    stopped: state.stopRequested,
+  };
+}

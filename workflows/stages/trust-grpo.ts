@@ -1,0 +1,143 @@
+/**
+ * Stage `trustGrpo`: reinforcement learning of the policy with Trust-GRPO (DESIGN.md §3), one RL step at a time:
+ * rollouts (GPU) → outcome rewards (CPU) → thinking rewards (GPU; not for `grpo`) → trust weight, annealing and
+ * advantages (CPU) → the `grpo` update (GPU). Activities pass storage keys, never rollouts.
+ *
+ * - GPU activities go to the queue of the worker that holds the run's models (the policy, the frozen reference
+ *   and the reward model stay loaded between steps); if it is gone they fall back to the shared GPU queue, where
+ *   a worker reloads the newest committed checkpoint and answers `rewindTo`: the stage redoes the steps since it
+ *   (same prompts, same seeds, so the same steps).
+ * - `pause` waits between steps; `stop` commits the policy as it is and ends the stage; periodic evaluation on
+ *   test and ood every `rl.evalEvery` steps; continue-as-new every `STEPS_PER_RUN` steps or when suggested.
+ * - The stage's output is the final policy; the SFT checkpoint it started from is the `sft` artifact (the
+ *   evaluation stage's baseline).
+ */
+import { ApplicationFailure, continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { EvaluationActivities } from '../../activities/evaluation';
+import type { RlActivities, RlStepInput } from '../../activities/rl';
+import { toActivityOptions } from '../../temporal.config';
+import type { StageInput, StageOutput } from '../types';
+import { StageControl, isStartTimeout } from './chunked';
+
+/** RL steps per workflow run before continue-as-new (each step is ~30 history events). */
+export const STEPS_PER_RUN = 50;
+
+export interface TrustGrpoCarry {
+  step: number;
+  checkpointKey: string | undefined;
+  queue: string | undefined;
+  worker: string | undefined;
+  paused: boolean;
+  stopRequested: boolean;
+  metrics: Record<string, number>;
+  stepsThisRun: number;
+}
+
+export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry): Promise<StageOutput> {
+  const rl = input.config.rl;
+  const policyStartKey = input.inputCheckpointKey;
+  if (!rl) throw ApplicationFailure.nonRetryable('the trustGrpo stage needs an rl section in the run config', 'ConfigError');
+  if (!policyStartKey) throw ApplicationFailure.nonRetryable('the trustGrpo stage needs a policy checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
+  const needsThinking = rl.variant !== 'grpo';
+  const rewardModelKey = rl.variant === 'untrained-rm' ? input.artifacts.rewardModelInitial : input.artifacts.rewardModel;
+  if (needsThinking && !rewardModelKey) {
+    throw ApplicationFailure.nonRetryable(
+      `variant ${rl.variant} needs a ${rl.variant === 'untrained-rm' ? 'untrained ' : ''}reward model: run the rewardModel stage first or set startFrom.rewardModelKey`,
+      'ConfigError',
+    );
+  }
+  const state: TrustGrpoCarry = carry ?? { step: 0, checkpointKey: undefined, queue: undefined, worker: undefined, paused: false, stopRequested: input.stopped, metrics: {}, stepsThisRun: 0 };
+  const control = new StageControl(input, 'trustGrpo', state, rl.steps);
+  const cpu = proxyActivities<RlActivities>(toActivityOptions(input.profiles.cpu));
+  const evalActs = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
+  const dataRunId = input.artifacts.dataRunId ?? input.runId;
+
+  while (state.step < rl.steps && !state.stopRequested) {
+    if (state.paused) {
+      await control.waitWhilePaused();
+      continue;
+    }
+    const step = state.step + 1;
+    const stepInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step, policyStartKey };
+    const gpu = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
+    await control.report(`RL step ${step}/${rl.steps}${state.queue ? '' : ' (any GPU worker)'}`);
+    try {
+      const rollouts = await gpu.rolloutStep(stepInput);
+      state.queue = rollouts.workerQueue;
+      state.worker = rollouts.worker;
+      if (rollouts.rewindTo !== undefined) {
+        state.step = rollouts.rewindTo; // the model was lost: redo the steps since its last checkpoint
+        continue;
+      }
+      const pinned = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
+      const outcome = await cpu.outcomeRewards(stepInput);
+      const thinking = needsThinking ? await pinned.thinkingRewards({ ...stepInput, rewardModelKey: rewardModelKey! }) : undefined;
+      const adv = await cpu.computeAdvantages({ ...stepInput, thinkingKey: thinking?.thinkingKey });
+      const metrics = {
+        outcomeReward: outcome.meanOutcome,
+        accuracy: outcome.accuracy,
+        formatRate: outcome.formatRate,
+        ...(thinking ? { thinkingReward: thinking.meanThinking } : {}),
+        reward: adv.meanReward,
+        gamma: adv.stats.meanGamma,
+        distrustedShare: adv.stats.distrustedShare,
+        anneal: adv.stats.anneal,
+        zeroVarianceShare: adv.stats.zeroVarianceShare,
+        thinkingSkippedShare: adv.stats.thinkingSkippedShare,
+        responseLength: rollouts.meanLength,
+        stoppedRate: rollouts.stoppedRate,
+      };
+      const update = await pinned.policyUpdate({ ...stepInput, metrics });
+      if (update.rewindTo !== undefined) {
+        state.step = update.rewindTo;
+        continue;
+      }
+      state.step = step;
+      state.metrics = update.metrics;
+      if (update.checkpointKey) state.checkpointKey = update.checkpointKey;
+    } catch (err) {
+      if (state.queue && isStartTimeout(err)) {
+        state.queue = undefined; // that worker is gone: any worker reloads from storage
+        continue;
+      }
+      throw err;
+    }
+    if (rl.evalEvery > 0 && step % rl.evalEvery === 0 && step < rl.steps && state.checkpointKey) {
+      await control.report(`evaluating at RL step ${step}`);
+      const evaluated = await evalActs.evaluateCheckpoint({
+        runId: input.runId,
+        config: input.config,
+        storage: input.storage,
+        dataRunId,
+        label: `grpo-${step}`,
+        checkpointKey: state.checkpointKey,
+        limitPerFamily: rl.evalExamples,
+        greedyOnly: true,
+        metrics: { stage: 'grpo', step },
+      });
+      state.metrics = { ...state.metrics, testAccuracy: evaluated.splits.test.overall.accuracy, oodAccuracy: evaluated.splits.ood.overall.accuracy };
+    }
+    state.stepsThisRun++;
+    if (state.step < rl.steps && !state.stopRequested && (state.stepsThisRun >= STEPS_PER_RUN || workflowInfo().continueAsNewSuggested)) {
+      await continueAsNew<typeof trustGrpoStage>(input, { ...state, stepsThisRun: 0 });
+    }
+  }
+  if (state.stopRequested && state.step > 0) {
+    await control.report('committing the policy (stop)');
+    const stopInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step: state.step, policyStartKey };
+    const commit = (queue: string | undefined) => proxyActivities<RlActivities>(control.gpuOptions(queue, false)).checkpointPolicy(stopInput);
+    const committed = await commit(state.queue).catch((err: unknown) => {
+      if (state.queue && isStartTimeout(err)) return commit(undefined); // the worker is gone: the newest committed one
+      throw err;
+    });
+    if (committed.checkpointKey) state.checkpointKey = committed.checkpointKey;
+  }
+  await control.report('done');
+  return {
+    stage: 'trustGrpo',
+    checkpointKey: state.checkpointKey ?? policyStartKey,
+    artifacts: { ...input.artifacts, sft: policyStartKey },
+    metrics: { step: state.step, ...state.metrics },
+    stopped: state.stopRequested,
+  };
+}
