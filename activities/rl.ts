@@ -160,6 +160,7 @@ export function createRlActivities(deps: RlDeps) {
       const rolloutsKey = keyOf(input, 'rollouts.json');
       const who = { workerQueue: deps.workerQueue, worker: deps.identity };
       return engines.exclusive(async () => {
+        Context.current().heartbeat({ step: input.step, phase: 'rollouts' });
         const { engine, at } = await policyAt(input);
         if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who };
         const rollouts = await sampleRollouts(engine, data.tokenizer, examples, {
@@ -209,6 +210,7 @@ export function createRlActivities(deps: RlDeps) {
       const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
       const byId = await data.byId(input.dataRunId, 'train');
       const scores = await engines.exclusive(async () => {
+        Context.current().heartbeat({ step: input.step, phase: 'thinking rewards' });
         const rm = await loaded(`${input.runId}/reward-model`, input.rewardModelKey);
         return scoreResponses(rm, data.tokenizer, byId, rollouts.map((r) => ({ exampleId: exampleIds[r.group]!, response: r.text })), rlSettings(input.config).microBatch);
       });
@@ -274,6 +276,7 @@ export function createRlActivities(deps: RlDeps) {
         const { engine, at } = await policyAt(input);
         if (at !== input.step - 1) return { step: at, rewindTo: at, checkpointKey: undefined, metrics: {}, ...who };
         engines.mark(slot, undefined); // mid-update: not a known step until it succeeds
+        Context.current().heartbeat({ step: input.step, phase: 'update' });
         const update = await grpoUpdate(engine, data.tokenizer, examples, rollouts, refLogprobs, advantages, {
           lr: rl.lr,
           weightDecay: rl.weightDecay,

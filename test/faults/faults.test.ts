@@ -3,7 +3,9 @@
  *  1. SIGKILL of the GPU worker in the middle of SFT: a new worker takes over from the last committed checkpoint
  *     and the run ends with exactly the weights and metrics of an uninterrupted run;
  *  2. a restart of the Temporal server (same SQLite file) in the middle of a run: the run completes;
- *  3. SIGKILL of `sophia run`: running it again with the same run id attaches and finishes the run.
+ *  3. SIGKILL of `sophia run`: running it again with the same run id attaches and finishes the run;
+ *  4. SIGKILL of the GPU worker in the middle of Trust-GRPO: the new worker reloads the last committed RL
+ *     checkpoint, the stage redoes the steps since, and the run ends exactly like an uninterrupted one.
  * Each test uses its own dev server and storage folder.
  */
 import { readFileSync, rmSync } from 'node:fs';
@@ -20,7 +22,7 @@ import { readMetrics } from '../../storage/metrics-log';
 import { loadTemporalConfig } from '../../temporal.config';
 import { WorkerSet } from '../../workers/worker';
 import { quietTemporalRuntime, temporalCliPath } from '../integration/stack';
-import { FAST_FAILOVER, type SophiaProcess, faultConfigFile, kill, spawnSophia, tempDir, waitFor, waitForStep } from './harness';
+import { FAST_FAILOVER, type SophiaProcess, faultConfigFile, kill, spawnSophia, tempDir, waitFor, waitForStageStep, waitForStep } from './harness';
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -44,8 +46,8 @@ async function client(address: string): Promise<Client> {
   return c;
 }
 
-const stateAt = async (store: CheckpointStore, runId: string, step: number) =>
-  sha256Hex((await store.load(`runs/${runId}/sft/checkpoints/${String(step).padStart(8, '0')}`)).files.get('state.bin')!);
+const stateAt = async (store: CheckpointStore, runId: string, step: number, stage = 'sft') =>
+  sha256Hex((await store.load(`runs/${runId}/${stage}/checkpoints/${String(step).padStart(8, '0')}`)).files.get('state.bin')!);
 
 describe('fault tolerance with real processes', () => {
   it('survives a SIGKILLed GPU worker: resumes from the last checkpoint and ends like an uninterrupted run', async () => {
@@ -142,5 +144,45 @@ describe('fault tolerance with real processes', () => {
     expect(out).toContain('attached to the running run');
     expect(out).toMatch(/finished +completed/);
     expect(out).toMatch(/result +sftWarmup: step 100/);
+  });
+
+  it('survives a SIGKILLed GPU worker during Trust-GRPO: redoes the steps since the last RL checkpoint, ends like an uninterrupted run', async () => {
+    quietTemporalRuntime();
+    const dir = tempDir('rl');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const srv = await server(dir);
+    const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER };
+    const temporal = loadTemporalConfig(env);
+    const c = await client(srv.address);
+    const storageDir = path.join(dir, 'storage');
+    const storage = new LocalStorage(storageDir);
+    const store = new CheckpointStore(storage);
+    cleanups.push(() => store.close());
+    const { config } = faultConfigFile(dir, ['rl: { steps: 16, checkpointEvery: 4, evalEvery: 8 }']);
+
+    track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
+    const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
+    const { handle } = await startRun(c, temporal, pipelineInput('rl-killed', config, storage.location, temporal));
+    await waitForStageStep(c, 'rl-killed', 'trustGrpo', 6);
+    await kill(gpuA);
+    const atKill = await store.latest('rl-killed', 'grpo');
+    expect(atKill?.step).toBeGreaterThanOrEqual(4);
+    const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    expect(result.results.trustGrpo?.step).toBe(16);
+    const resumedFrom = /policy loaded from storage \{[^}]*step: (\d+)/.exec(gpuB.output());
+    expect(Number(resumedFrom?.[1])).toBe(atKill!.step);
+
+    const refTemporal = loadTemporalConfig({ ...env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
+    const connection = await connectWorker(refTemporal);
+    cleanups.push(() => connection.close());
+    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage });
+    const ref = await startRun(c, refTemporal, pipelineInput('rl-reference', config, storage.location, refTemporal));
+    expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
+
+    expect(await stateAt(store, 'rl-killed', 16, 'grpo')).toBe(await stateAt(store, 'rl-reference', 16, 'grpo'));
+    const curve = async (runId: string) => (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo').map((m) => [m.kind, m.step, m.loss, m.outcomeReward, m.gamma, m.testAccuracy]);
+    expect(await curve('rl-killed')).toEqual(await curve('rl-reference'));
   });
 });

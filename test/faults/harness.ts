@@ -18,8 +18,11 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(tmpdir(), `sophia-fault-${prefix}-`));
 }
 
-/** A fast run: 100 SFT steps in chunks of 40, a checkpoint every 20, greedy evaluation only. */
-export function faultConfigFile(dir: string): { file: string; config: RunConfig } {
+/**
+ * A fast run: 100 SFT steps in chunks of 40, a checkpoint every 20, the ci reward model, 6 Trust-GRPO steps,
+ * greedy evaluation only. `extra` lines override more (e.g. a longer RL stage).
+ */
+export function faultConfigFile(dir: string, extra: string[] = []): { file: string; config: RunConfig } {
   const file = path.join(dir, 'run.yaml');
   writeFileSync(
     file,
@@ -29,6 +32,7 @@ export function faultConfigFile(dir: string): { file: string; config: RunConfig 
       'data: { perFamily: { train: 100, test: 10, ood: 10 }, validationPerFamily: 4 }',
       'sft: { steps: 100, evalEvery: 20, chunkSteps: 40, patience: 10 }',
       'evaluation: { k: 0 }',
+      ...extra,
       '',
     ].join('\n'),
   );
@@ -77,6 +81,14 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** Waits until the run's stage `stage` reports step `step` or beyond (RL stages report per step, not by heartbeat). */
+export function waitForStageStep(client: Client, runId: string, stage: string, step: number): Promise<LiveProgress> {
+  return waitFor(`run ${runId} to reach ${stage} step ${step}`, async () => {
+    const p = await runProgress(client, runId);
+    return p.current?.stage === stage && p.current.step >= step ? p : undefined;
+  });
 }
 
 /** Waits until the run's training activity has heartbeated `step` or beyond. */

