@@ -7,8 +7,10 @@
  *                workflow code, is a one-time cost per worker process and is shown on its own line);
  *                timed from `workflow.start` to the result.
  *   in-process = the very same activity functions, called one after another in the order the workflows call
- *                them (prepareData, SFT chunks until done, evaluation of the initial and the final checkpoint,
- *                report) through `MockActivityEnvironment`, with the same storage kind and engine pool.
+ *                them (prepareData; SFT chunks until done; reward-model data, annotation, chunks, measurement;
+ *                per RL step rollouts, outcome and thinking rewards, advantages, update, periodic evaluation;
+ *                evaluation of the baseline and the final checkpoint; report) through `MockActivityEnvironment`,
+ *                with the same storage kind and engine pool.
  *
  * Each repetition runs a fresh run id on a fresh storage folder; the two kinds alternate so drift on this noisy
  * machine hits both alike. The table shows every repetition, the medians and the ratio temporal / in-process.
@@ -27,6 +29,9 @@ import { createDataActivities } from '../activities/data';
 import { EnginePool } from '../activities/engine-pool';
 import { createEvaluationActivities, type EvaluateOutput } from '../activities/evaluation';
 import { RunData } from '../activities/run-data';
+import type { ChunkOutput } from '../activities/chunk';
+import { createRewardModelActivities } from '../activities/reward-model';
+import { createRlActivities } from '../activities/rl';
 import { createTrainingActivities } from '../activities/training';
 import { findTemporalCli, startEmbeddedServer } from '../cli/embedded-server';
 import { installQuietRuntime } from '../cli/session';
@@ -72,32 +77,65 @@ interface Outcome {
 async function runInProcess(runConfig: RunConfig, runId: string, dir: string, temporal: TemporalConfig): Promise<Outcome> {
   const storage = new LocalStorage(dir);
   const store = new CheckpointStore(storage);
-  const engines = new EnginePool(() => new OnnxEngine());
+  const engines = new EnginePool(() => new OnnxEngine(), 4);
   const data = new RunData(storage);
   // Same log level as the workers' (the CLI's quiet runtime: WARN), so neither side pays for printing more.
   const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN') });
   const call = <I, O>(fn: (input: I) => Promise<O>, arg: I): Promise<O> => env.run<[I], O, (input: I) => Promise<O>>(fn, arg);
   const input = pipelineInput(runId, runConfig, storage.location, temporal);
   const common = { runId, config: runConfig, storage: storage.location };
+  const deps = { store, data, engines, workerQueue: 'in-process', identity: 'in-process' };
   try {
     const start = process.hrtime.bigint();
     const dataActs = createDataActivities({ data });
-    const training = createTrainingActivities({ store, data, engines, workerQueue: 'in-process', identity: 'in-process' });
+    const training = createTrainingActivities(deps);
+    const rewardModel = createRewardModelActivities(deps);
+    const rl = createRlActivities(deps);
     const evaluation = createEvaluationActivities({ store, data, engines });
+    const chunks = async (settings: { steps: number; chunkSteps: number }, run: (untilStep: number) => Promise<ChunkOutput>): Promise<ChunkOutput> => {
+      let out = await run(settings.chunkSteps);
+      while (!out.done) out = await run(Math.min(settings.steps, (Math.floor(out.step / settings.chunkSteps) + 1) * settings.chunkSteps));
+      return out;
+    };
+
     await call(dataActs.prepareData, common);
-    let chunk = await call(training.runSftChunk, { ...common, configHash: input.configHash, untilStep: runConfig.sft.chunkSteps });
-    while (!chunk.done) {
-      const untilStep = Math.min(runConfig.sft.steps, (Math.floor(chunk.step / runConfig.sft.chunkSteps) + 1) * runConfig.sft.chunkSteps);
-      chunk = await call(training.runSftChunk, { ...common, configHash: input.configHash, untilStep });
+    const sft = await chunks(runConfig.sft, (untilStep) => call(training.runSftChunk, { ...common, configHash: input.configHash, untilStep }));
+    const sftKey = sft.bestCheckpointKey ?? sft.checkpointKey;
+    let final = sftKey;
+    let rmKey: string | undefined;
+    let rmInitialKey: string | undefined;
+    const rm = runConfig.rewardModel;
+    if (rm) {
+      const rmInput = { ...common, dataRunId: runId };
+      await call(rewardModel.sampleRewardData, { ...rmInput, policyCheckpointKey: sftKey });
+      await call(rewardModel.annotateRewardData, rmInput);
+      const trained = await chunks(rm, (untilStep) => call(rewardModel.runRewardModelChunk, { ...rmInput, configHash: input.configHash, policyCheckpointKey: sftKey, untilStep }));
+      rmKey = trained.bestCheckpointKey ?? trained.checkpointKey;
+      rmInitialKey = trained.initialCheckpointKey;
+      await call(rewardModel.evaluateRewardModel, { ...rmInput, checkpointKey: rmKey, initialCheckpointKey: rmInitialKey });
     }
-    const final = chunk.bestCheckpointKey ?? chunk.checkpointKey;
-    let before: EvaluateOutput | undefined;
-    if (chunk.initialCheckpointKey !== final) {
-      before = await call(evaluation.evaluateCheckpoint, { ...common, label: 'initial', checkpointKey: chunk.initialCheckpointKey });
+    const settings = runConfig.rl;
+    if (settings) {
+      const thinkingKey = settings.variant === 'untrained-rm' ? rmInitialKey : rmKey;
+      for (let step = 1; step <= settings.steps; step++) {
+        const stepInput = { ...common, configHash: input.configHash, dataRunId: runId, step, policyStartKey: sftKey };
+        const rollouts = await call(rl.rolloutStep, stepInput);
+        const outcome = await call(rl.outcomeRewards, stepInput);
+        const thinking = settings.variant !== 'grpo' ? await call(rl.thinkingRewards, { ...stepInput, rewardModelKey: thinkingKey! }) : undefined;
+        const adv = await call(rl.computeAdvantages, { ...stepInput, thinkingKey: thinking?.thinkingKey });
+        const metrics = { outcomeReward: outcome.meanOutcome, reward: adv.meanReward, gamma: adv.stats.meanGamma, responseLength: rollouts.meanLength };
+        const update = await call(rl.policyUpdate, { ...stepInput, metrics });
+        if (update.checkpointKey) final = update.checkpointKey;
+        if (settings.evalEvery > 0 && step % settings.evalEvery === 0 && step < settings.steps) {
+          await call(evaluation.evaluateCheckpoint, { ...common, label: `grpo-${step}`, checkpointKey: final, limitPerFamily: settings.evalExamples, greedyOnly: true, metrics: { stage: 'grpo', step } });
+        }
+      }
     }
+    const baseline = settings ? { label: 'sft', key: sftKey } : { label: 'initial', key: sft.initialCheckpointKey };
+    const before: EvaluateOutput | undefined = baseline.key !== final ? await call(evaluation.evaluateCheckpoint, { ...common, label: baseline.label, checkpointKey: baseline.key }) : undefined;
     const after = await call(evaluation.evaluateCheckpoint, { ...common, label: 'final', checkpointKey: final });
     await call(evaluation.writeRunReport, { ...common, before, after, startedAt: new Date().toISOString() });
-    return { seconds: seconds(start), sftStep: chunk.step, testAccuracy: after.splits.test.overall.accuracy };
+    return { seconds: seconds(start), sftStep: sft.step, testAccuracy: after.splits.test.overall.accuracy };
   } finally {
     await engines.dispose();
     await store.close();

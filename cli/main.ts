@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
 import { gradeCommand } from './grade';
 import { trustGrpoCommand } from './trust-grpo';
+import { ablateCommand, parseVariants } from './ablate';
 import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
 import { controlCommand, listCommand, statusCommand } from './control';
 import { runCommand } from './run';
@@ -28,6 +29,8 @@ commands:
   sft --preset ci|tiny [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX]
         the tiny world's SFT warmup in this process, without Temporal
   grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input)
+  ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b] [--out DIR] [--storage …]
+        the five RL variants from the same SFT checkpoint and reward model, N seeds each: table and plots
   trust-grpo --json FILE
         one step's Trust-GRPO rewards and advantages from given outcome and thinking rewards (one JSON line)
   help  show this text
@@ -89,6 +92,26 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         }
         await gradeCommand(values.jsonl, process.stdout);
         return 0;
+      }
+      case 'ablate': {
+        const { values } = parseArgs({
+          args: rest,
+          options: { config: { type: 'string' }, seeds: { type: 'string', default: '3' }, from: { type: 'string' }, id: { type: 'string' }, variants: { type: 'string' }, out: { type: 'string' }, storage: { type: 'string' } },
+          strict: true,
+        });
+        if (!values.config) throw new SophiaError('input', '--config is required: a preset (ci, tiny) or a YAML/JSON run config file');
+        return await ablateCommand({
+          config: values.config,
+          seeds: Number(values.seeds),
+          from: values.from,
+          id: values.id,
+          variants: parseVariants(values.variants),
+          out: values.out,
+          storage: values.storage,
+          env,
+          repoRoot: REPO_ROOT,
+          out_: process.stdout,
+        });
       }
       case 'trust-grpo': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'string' } }, strict: true });

@@ -91,7 +91,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
 }
 
 /** Polls progress and draws it until the run ends; resolves with its final progress. */
-async function watchRun(
+export async function watchRun(
   client: Parameters<typeof runProgress>[0],
   runId: string,
   say: (line: string) => void,
@@ -116,13 +116,14 @@ async function watchRun(
     if (progress) {
       const stage = progress.stages[progress.stageIndex] ?? 'done';
       const label = `${progress.stageIndex + 1}/${progress.stages.length} ${stage}`;
-      if (bar?.stage !== label) {
+      const current = progress.current?.stage === stage ? progress.current : undefined;
+      const total = progress.live?.totalSteps ?? current?.totalSteps ?? 1;
+      if (bar?.stage !== `${label}/${total}`) {
         if (bar) process.stderr.write('\n');
-        const total = progress.live?.totalSteps ?? progress.current?.totalSteps ?? 1;
-        bar = { stage: label, bar: new ProgressBar(label, total) };
+        bar = { stage: `${label}/${total}`, bar: new ProgressBar(label, total) };
       }
-      const step = progress.live?.step ?? (progress.current?.stage === stage ? progress.current.step : 0);
-      const loss = progress.live?.loss ?? progress.current?.metrics.loss;
+      const step = progress.live?.step ?? current?.step ?? 0;
+      const loss = progress.live?.loss ?? current?.metrics.loss;
       const status = progress.status === 'running' ? '' : ` [${progress.status}]`;
       bar.bar.update(step, `${loss !== undefined ? `loss ${loss.toFixed(3)} ` : ''}${progress.current?.activity ?? ''}${status}`);
     }

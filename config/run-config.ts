@@ -67,6 +67,8 @@ const EvaluationSchema = z.strictObject({
   temperature: positive,
   maxTokens: int(1),
   promptsPerBatch: int(1),
+  /** Also evaluate the baseline (the SFT checkpoint, or the untrained weights) in the same run. */
+  baseline: z.boolean().default(true),
 });
 
 /** Where the thinking-reward annotations come from (DESIGN.md §3). */
@@ -227,8 +229,9 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     data: { perFamily: { train: 2000, test: 100, ood: 100 }, validationPerFamily: 20 },
     sft: { steps: 2000, batchSize: 32, lr: 2e-3, warmupSteps: 50, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 200, patience: 4, chunkSteps: 400 },
     rewardModel: {
-      data: { prompts: 500, samplesPerPrompt: 8, temperatures: [0.5, 1, 1.5, 2], maxTokens: 64, heldOutShare: 0.15 },
-      steps: 600, batchSize: 32, lr: 5e-4, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 100, patience: 3, chunkSteps: 200,
+      // Balancing caps each score bin at 500 (the median bin would leave < 1000 items: the model overfits them).
+      data: { prompts: 600, samplesPerPrompt: 8, temperatures: [0.5, 1, 1.5, 2], maxTokens: 64, perBin: 500, heldOutShare: 0.15 },
+      steps: 400, batchSize: 32, lr: 3e-4, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 100, patience: 2, chunkSteps: 200,
     },
     rl: {
       groupSize: 8, promptsPerStep: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 5e-5, weightDecay: 0.01, maxGradNorm: 1,

@@ -21,7 +21,8 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
   const say = (activity: string) =>
     parent.signal(stageProgressSignal, { stage: 'evaluation', step: 0, totalSteps: 1, metrics: {}, checkpointKey: final, worker: undefined, activity });
   let before;
-  if (baseline && baseline.key !== final) {
+  // `baseline` is absent from configs recorded before it existed: those evaluated it.
+  if (baseline && baseline.key !== final && input.config.evaluation.baseline !== false) {
     await say(baseline.label === 'sft' ? 'evaluating the SFT checkpoint (baseline)' : 'evaluating the initial weights (baseline)');
     before = await gpu.evaluateCheckpoint({ ...common, label: baseline.label, checkpointKey: baseline.key });
   }

@@ -1,0 +1,274 @@
+/**
+ * `sophia ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants …] [--out DIR]`: the method's
+ * ablation (DESIGN.md §3). Every variant (`grpo`, `thinking`, `thinking+anneal`, `trust-grpo`, `untrained-rm`)
+ * trains from the same SFT checkpoint with the same reward model (the untrained one for `untrained-rm`) on the
+ * same dataset, once per seed; then a table (mean ± std over seeds of test and ood accuracy per variant) and plots
+ * (accuracy and γ over RL steps) are written to storage under `runs/{ID}/reports/ablation/` and, with `--out`, to a
+ * local folder.
+ *
+ * The shared part comes from `--from RUN_ID` (a finished run with SFT and reward-model stages) or from a base run
+ * `{ID}-base` that this command runs first. Every run is an ordinary pipeline run (`{ID}-{variant}-s{seed}`), so
+ * the command can be killed and started again with the same `--id`: finished runs are reused, a running one is
+ * attached to.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { type LiveProgress, pipelineInput, startRun } from '../clients/runs';
+import { SophiaError } from '../common/errors';
+import { loadRunConfig } from '../config/load';
+import { type RunConfig, assertRunnable, mergeConfig, parseRunConfig } from '../config/run-config';
+import { renderLineChart } from '../report/charts';
+import { markdownTable, writeReport } from '../report/report';
+import { VARIANTS, type Variant } from '../rl/trust';
+import { CheckpointStore } from '../storage/checkpoints';
+import { assertValidName } from '../storage/keys';
+import { type MetricRecord, readMetrics } from '../storage/metrics-log';
+import { openStorage } from '../storage/open';
+import type { Storage } from '../storage/types';
+import { loadTemporalConfig } from '../temporal.config';
+import { WorkerSet } from '../workers/worker';
+import { defaultStorage } from './paths';
+import { formatSeconds } from './progress';
+import { watchRun } from './run';
+import { installQuietRuntime, openSession } from './session';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface AblateOptions {
+  config: string;
+  seeds: number;
+  from: string | undefined;
+  id: string | undefined;
+  variants: Variant[];
+  out: string | undefined;
+  storage: string | undefined;
+  env: Env;
+  repoRoot: string;
+  out_: NodeJS.WritableStream;
+}
+
+export interface VariantResult {
+  variant: Variant;
+  seed: number;
+  runId: string;
+  testAccuracy: number;
+  oodAccuracy: number;
+  meanGamma: number;
+  distrustedShare: number;
+}
+
+export function meanStd(xs: readonly number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, std };
+}
+
+/** The run id of a variant and seed (`thinking+anneal` → `thinking-anneal`). */
+export const variantRunId = (id: string, variant: Variant, seed: number) => `${id}-${variant.replace('+', '-')}-s${seed}`;
+
+/** The config of one ablation run: RL and final evaluation only, from the shared checkpoints and data. */
+export function variantConfig(base: RunConfig, shared: SharedArtifacts, variant: Variant, seed: number): RunConfig {
+  return parseRunConfig(
+    mergeConfig(base, {
+      name: `ablation ${variant} seed ${seed}`,
+      seed: base.seed + 1000 * seed,
+      stages: ['trustGrpo', 'evaluation'],
+      startFrom: {
+        stage: 'trustGrpo',
+        checkpointKey: shared.sftKey,
+        rewardModelKey: variant === 'untrained-rm' ? shared.rewardModelInitialKey : shared.rewardModelKey,
+        dataRunId: shared.dataRunId,
+      },
+      rl: { variant },
+      evaluation: { k: 0, baseline: false },
+    }),
+    `ablation ${variant} seed ${seed}`,
+  );
+}
+
+export interface SharedArtifacts {
+  dataRunId: string;
+  sftKey: string;
+  rewardModelKey: string;
+  rewardModelInitialKey: string;
+}
+
+/** Builds the ablation table and plots from the variant runs' results and metrics. */
+export function ablationReport(id: string, results: readonly VariantResult[], metrics: ReadonlyMap<string, readonly MetricRecord[]>, shared: SharedArtifacts, command: string) {
+  const variants = [...new Set(results.map((r) => r.variant))];
+  const pm = (xs: number[]) => {
+    const { mean, std } = meanStd(xs);
+    return `${(100 * mean).toFixed(1)} ± ${(100 * std).toFixed(1)}`;
+  };
+  const rows = variants.map((v) => {
+    const rs = results.filter((r) => r.variant === v);
+    return [
+      v,
+      pm(rs.map((r) => r.testAccuracy)),
+      pm(rs.map((r) => r.oodAccuracy)),
+      rs.map((r) => (100 * r.testAccuracy).toFixed(1)).join(' / '),
+      rs.map((r) => (100 * r.oodAccuracy).toFixed(1)).join(' / '),
+      meanStd(rs.map((r) => r.meanGamma)).mean.toFixed(3),
+      (100 * meanStd(rs.map((r) => r.distrustedShare)).mean).toFixed(1),
+    ];
+  });
+  const table = markdownTable(['variant', 'test accuracy % (mean ± std)', 'ood accuracy % (mean ± std)', 'test per seed', 'ood per seed', 'mean γ', 'groups with γ < 1 (%)'], rows);
+  /** Mean over seeds of a per-step field, per variant. */
+  const curve = (v: Variant, kind: string, field: string): [number, number][] => {
+    const bySteps = new Map<number, number[]>();
+    for (const r of results.filter((x) => x.variant === v)) {
+      for (const m of metrics.get(r.runId) ?? []) {
+        if (m.stage === 'grpo' && m.kind === kind && typeof m[field] === 'number') bySteps.set(m.step, [...(bySteps.get(m.step) ?? []), m[field]]);
+      }
+    }
+    return [...bySteps.entries()].sort((a, b) => a[0] - b[0]).map(([step, xs]) => [step, meanStd(xs).mean]);
+  };
+  const smooth = (points: [number, number][], window = 10): [number, number][] =>
+    points.map(([x], i) => {
+      const slice = points.slice(Math.max(0, i - window + 1), i + 1);
+      return [x, slice.reduce((a, p) => a + p[1], 0) / slice.length];
+    });
+  const plots = [
+    {
+      name: 'accuracy-test',
+      title: 'Test accuracy during RL (periodic greedy evaluation, mean over seeds)',
+      chart: renderLineChart({ title: 'Test accuracy during RL', xLabel: 'RL step', yLabel: 'accuracy', series: variants.map((v) => ({ name: v, points: curve(v, 'eval', 'testAccuracy') })) }),
+    },
+    {
+      name: 'accuracy-ood',
+      title: 'OOD accuracy during RL (mean over seeds)',
+      chart: renderLineChart({ title: 'OOD accuracy during RL', xLabel: 'RL step', yLabel: 'accuracy', series: variants.map((v) => ({ name: v, points: curve(v, 'eval', 'oodAccuracy') })) }),
+    },
+    {
+      name: 'gamma',
+      title: 'Trust weight γ per RL step (mean over groups and seeds, moving average of 10 steps)',
+      chart: renderLineChart({ title: 'Trust weight γ', xLabel: 'RL step', yLabel: 'mean γ', series: variants.map((v) => ({ name: v, points: smooth(curve(v, 'step', 'gamma')) })) }),
+    },
+    {
+      name: 'train-accuracy',
+      title: 'Rollout accuracy per RL step (training prompts, moving average of 10 steps)',
+      chart: renderLineChart({ title: 'Rollout accuracy', xLabel: 'RL step', yLabel: 'share of correct rollouts', series: variants.map((v) => ({ name: v, points: smooth(curve(v, 'step', 'accuracy')) })) }),
+    },
+  ];
+  const seeds = new Set(results.map((r) => r.seed)).size;
+  const markdown =
+    `Made by \`${command}\`. Every variant starts from the same SFT checkpoint (\`${shared.sftKey}\`) with the same ` +
+    `reward model (\`${shared.rewardModelKey}\`; \`untrained-rm\` uses its untrained initial weights \`${shared.rewardModelInitialKey}\`) ` +
+    `on the dataset of run \`${shared.dataRunId}\`, ${seeds} seed(s) each (the seed changes the RL prompt order and sampling). ` +
+    `Accuracy: greedy, on the full test and ood splits, after the last RL step.\n\n${table}\n`;
+  return {
+    title: `Ablation — ${id}`,
+    markdown,
+    json: { id, shared, results, command },
+    plots,
+  };
+}
+
+async function sharedFrom(runId: string, deps: { storage: Storage; client: Parameters<typeof startRun>[0] }): Promise<SharedArtifacts> {
+  const handle = deps.client.workflow.getHandle(`sophia-${runId}`);
+  const result = (await handle.result()) as LiveProgress;
+  const sftKey = result.checkpoints.sftWarmup;
+  const rewardModelKey = result.checkpoints.rewardModel;
+  if (result.status !== 'completed' || !sftKey || !rewardModelKey) {
+    throw new SophiaError('input', `--from ${runId}: the run must have completed its sftWarmup and rewardModel stages (status ${result.status})`, {
+      hint: 'Give a run made with a config that has a rewardModel section, or leave --from out to run the shared stages here',
+    });
+  }
+  const store = new CheckpointStore(deps.storage);
+  const init = await store.latest(runId, 'rm-init');
+  if (!init) throw new SophiaError('not-found', `--from ${runId}: no committed untrained reward model (stage rm-init) in ${deps.storage.location}`);
+  return { dataRunId: runId, sftKey, rewardModelKey, rewardModelInitialKey: init.key };
+}
+
+export async function ablateCommand(options: AblateOptions): Promise<number> {
+  const { env } = options;
+  const out = options.out_;
+  const say = (line: string) => out.write(`${line}\n`);
+  const base = loadRunConfig(options.config);
+  assertRunnable(base);
+  if (!base.rewardModel || !base.rl) throw new SophiaError('input', `--config ${options.config}: an ablation needs rewardModel and rl sections`, { hint: 'Use the tiny or ci preset, or a file that extends one' });
+  if (!Number.isInteger(options.seeds) || options.seeds < 1 || options.seeds > 20) throw new SophiaError('input', `--seeds ${options.seeds}: give an integer from 1 to 20`);
+  loadTemporalConfig(env);
+  const id = options.id ?? `ablate-${(options.from ?? options.config).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 60)}`;
+  assertValidName('run id', id);
+  const storage = openStorage(options.storage ?? defaultStorage(env, options.repoRoot), env);
+  installQuietRuntime();
+  const session = await openSession(env, options.repoRoot);
+  let workers: WorkerSet | undefined;
+  try {
+    say(`temporal   ${session.describe()}`);
+    say(`storage    ${storage.location}`);
+    if (session.embedded) {
+      workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection: await session.workerConnection(), config: session.config, storage });
+    }
+    const running = workers?.run();
+    const runOne = async (runId: string, config: RunConfig): Promise<LiveProgress> => {
+      const { handle, state } = await startRun(session.client, session.config, pipelineInput(runId, config, storage.location, session.config));
+      say(`run        ${runId} (${state})`);
+      const progress = await watchRun(session.client, runId, say, 1000, () => handle.result());
+      if (progress.status !== 'completed') throw new SophiaError('input', `run ${runId} ${progress.status}: ${progress.error ?? ''}`);
+      return progress;
+    };
+    try {
+      let fromRun = options.from;
+      if (!fromRun) {
+        fromRun = `${id}-base`;
+        say(`shared     SFT warmup and reward model in run ${fromRun}`);
+        await runOne(fromRun, parseRunConfig(mergeConfig(base, { stages: ['prepareData', 'sftWarmup', 'rewardModel'] }), 'ablation base'));
+      }
+      const shared = await sharedFrom(fromRun, { storage, client: session.client });
+      say(`shared     SFT ${shared.sftKey}; reward model ${shared.rewardModelKey}; untrained ${shared.rewardModelInitialKey}`);
+      const plan = Array.from({ length: options.seeds }, (_, s) => options.variants.map((variant) => ({ variant, seed: s + 1 }))).flat();
+      const results: VariantResult[] = [];
+      const metrics = new Map<string, MetricRecord[]>();
+      const started = Date.now();
+      for (const [i, { variant, seed }] of plan.entries()) {
+        const runId = variantRunId(id, variant, seed);
+        const eta = i > 0 ? ` (~${formatSeconds(((Date.now() - started) / 1000 / i) * (plan.length - i))} left)` : '';
+        say(`ablation   ${i + 1}/${plan.length}: ${variant}, seed ${seed}${eta}`);
+        const progress = await runOne(runId, variantConfig(base, shared, variant, seed));
+        const records = await readMetrics(storage, runId);
+        metrics.set(runId, records);
+        const steps = records.filter((m) => m.stage === 'grpo' && m.kind === 'step');
+        const avg = (field: string) => steps.reduce((a, m) => a + Number(m[field] ?? 1), 0) / Math.max(1, steps.length);
+        results.push({
+          variant,
+          seed,
+          runId,
+          testAccuracy: progress.results.evaluation?.testAccuracy ?? Number.NaN,
+          oodAccuracy: progress.results.evaluation?.oodAccuracy ?? Number.NaN,
+          meanGamma: avg('gamma'),
+          distrustedShare: avg('distrustedShare'),
+        });
+      }
+      const command = `sophia ablate --config ${options.config} --seeds ${options.seeds}${options.from ? ` --from ${options.from}` : ''} --id ${id}`;
+      const report = ablationReport(id, results, metrics, shared, command);
+      const written = await writeReport(storage, id, report, 'ablation');
+      say(`report     ${storage.location}/${written.markdown}`);
+      if (options.out) {
+        mkdirSync(options.out, { recursive: true });
+        for (const key of [written.markdown, written.json, ...written.plots, ...written.plots.map((p) => p.replace(/\.png$/, '.svg'))]) {
+          writeFileSync(path.join(options.out, path.basename(key)), await storage.get(key));
+        }
+        say(`copied     to ${options.out}`);
+      }
+      say(report.markdown.split('\n').slice(2).join('\n'));
+      return 0;
+    } finally {
+      workers?.shutdown();
+      await running;
+    }
+  } finally {
+    await session.close();
+    await storage.close();
+  }
+}
+
+export function parseVariants(list: string | undefined): Variant[] {
+  if (list === undefined) return [...VARIANTS];
+  const names = list.split(',').map((v) => v.trim());
+  for (const name of names) {
+    if (!(VARIANTS as readonly string[]).includes(name)) throw new SophiaError('input', `--variants: ${JSON.stringify(name)} is not a variant; use some of ${VARIANTS.join(', ')}`);
+  }
+  return names as Variant[];
+}
