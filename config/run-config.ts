@@ -44,22 +44,30 @@ const DataSchema = z.strictObject({
   shardSize: int(1).default(2000),
 });
 
-const SftSchema = z
-  .strictObject({
-    steps: int(1),
-    batchSize: int(1, 4096),
-    lr: positive,
-    warmupSteps: int(0),
-    minLrRatio: fraction,
-    weightDecay: z.number().min(0),
-    maxGradNorm: positive,
-    /** Validation and a checkpoint every this many steps. */
-    evalEvery: int(1),
-    patience: int(0),
-    /** Steps per activity (a multiple of evalEvery): the unit of work a GPU worker does between check-ins. */
-    chunkSteps: int(1),
-  })
-  .refine((s) => s.chunkSteps % s.evalEvery === 0, { message: 'must be a multiple of sft.evalEvery', path: ['chunkSteps'] });
+/** A supervised training schedule in resumable chunks (SFT warmup, reward model). */
+const schedule = {
+  steps: int(1),
+  batchSize: int(1, 4096),
+  /** Peak learning rate: linear warmup, then cosine decay to lr · minLrRatio. */
+  lr: positive,
+  warmupSteps: int(0),
+  minLrRatio: fraction,
+  weightDecay: z.number().min(0),
+  maxGradNorm: positive,
+  /** Validation and a checkpoint every this many steps. */
+  evalEvery: int(1),
+  /** Stop after this many validations in a row without a new best. */
+  patience: int(0),
+  /** Steps per activity (a multiple of evalEvery): the unit of work a GPU worker does between check-ins. */
+  chunkSteps: int(1),
+};
+
+const chunksOnTheGrid = (section: string): [(s: { chunkSteps: number; evalEvery: number }) => boolean, { message: string; path: string[] }] => [
+  (s) => s.chunkSteps % s.evalEvery === 0,
+  { message: `must be a multiple of ${section}.evalEvery`, path: ['chunkSteps'] },
+];
+
+const SftSchema = z.strictObject(schedule).refine(...chunksOnTheGrid('sft'));
 
 const EvaluationSchema = z.strictObject({
   /** Samples per example for pass@k (0 = greedy only). */
@@ -104,18 +112,9 @@ const RewardModelSchema = z
       heldOutShare: z.number().gt(0).lt(1),
     }),
     annotator: AnnotatorSchema.default({ kind: 'programmatic' }),
-    steps: int(1),
-    batchSize: int(1, 4096),
-    lr: positive,
-    warmupSteps: int(0),
-    minLrRatio: fraction,
-    weightDecay: z.number().min(0),
-    maxGradNorm: positive,
-    evalEvery: int(1),
-    patience: int(0),
-    chunkSteps: int(1),
+    ...schedule,
   })
-  .refine((s) => s.chunkSteps % s.evalEvery === 0, { message: 'must be a multiple of rewardModel.evalEvery', path: ['chunkSteps'] });
+  .refine(...chunksOnTheGrid('rewardModel'));
 
 /** Trust-GRPO hyperparameters (DESIGN.md §3). */
 const RlSchema = z.strictObject({

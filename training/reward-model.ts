@@ -10,7 +10,7 @@ import type { AdamWSettings, Engine } from '../engine/types';
 import type { Tokenizer } from '../tasks/tokenizer';
 import type { Example } from '../tasks/types';
 import { imagesOf } from './rollouts';
-import { batchIndices, learningRate } from './sft';
+import { type SftSettings, batchIndices, learningRate } from './sft';
 
 /** One annotated response. */
 export interface RewardItem {
@@ -20,16 +20,8 @@ export interface RewardItem {
   score: number;
 }
 
-export interface RewardTrainSettings {
-  steps: number;
-  batchSize: number;
-  lr: number;
-  warmupSteps: number;
-  minLrRatio: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  seed: number;
-}
+/** The SFT schedule's fields that a reward-model step uses (same schedule, different loss and data). */
+export type RewardTrainSettings = Omit<SftSettings, 'evalEvery' | 'patience'>;
 
 export interface RewardStepRecord {
   step: number;

@@ -18,7 +18,7 @@ import { connectClient, connectWorker } from '../../clients/temporal';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { sha256Hex } from '../../storage/hashing';
 import { LocalStorage } from '../../storage/local';
-import { readMetrics } from '../../storage/metrics-log';
+import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { loadTemporalConfig } from '../../temporal.config';
 import { WorkerSet } from '../../workers/worker';
 import { quietTemporalRuntime, temporalCliPath } from '../integration/stack';
@@ -49,47 +49,76 @@ async function client(address: string): Promise<Client> {
 const stateAt = async (store: CheckpointStore, runId: string, step: number, stage = 'sft') =>
   sha256Hex((await store.load(`runs/${runId}/${stage}/checkpoints/${String(step).padStart(8, '0')}`)).files.get('state.bin')!);
 
+/**
+ * SIGKILLs the GPU worker of run `name` once `reached` says so, starts another, and checks that the run completes,
+ * that the new worker reloaded the newest checkpoint of `stage` committed before the kill, and that the run ends
+ * with the weights (at `finalStep`) and metrics of the same config run without interruption.
+ */
+async function gpuKillScenario(o: {
+  name: string;
+  extra: string[];
+  stage: string;
+  finalStep: number;
+  minCommitted: number;
+  reached: (c: Client, runId: string) => Promise<unknown>;
+  loaded: RegExp;
+  curve: (m: MetricRecord) => unknown[];
+}) {
+  quietTemporalRuntime();
+  const dir = tempDir(o.name);
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const srv = await server(dir);
+  const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER };
+  const temporal = loadTemporalConfig(env);
+  const c = await client(srv.address);
+  const storageDir = path.join(dir, 'storage');
+  const storage = new LocalStorage(storageDir);
+  const store = new CheckpointStore(storage);
+  cleanups.push(() => store.close());
+  const { config } = faultConfigFile(dir, o.extra);
+  const killed = `${o.name}-killed`;
+  const reference = `${o.name}-reference`;
+
+  track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
+  const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
+  const { handle } = await startRun(c, temporal, pipelineInput(killed, config, storage.location, temporal));
+  await o.reached(c, killed);
+  await kill(gpuA);
+  const atKill = await store.latest(killed, o.stage);
+  expect(atKill?.step).toBeGreaterThanOrEqual(o.minCommitted);
+  const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
+  const result = await handle.result();
+  expect(result.status).toBe('completed');
+  // The new worker started from the newest checkpoint committed before the kill: at most the steps since it were lost.
+  expect(Number(o.loaded.exec(gpuB.output())?.[1])).toBe(atKill!.step);
+
+  // The same config without interruption (own queues, in-process workers).
+  const refTemporal = loadTemporalConfig({ ...env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
+  const connection = await connectWorker(refTemporal);
+  cleanups.push(() => connection.close());
+  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage });
+  const ref = await startRun(c, refTemporal, pipelineInput(reference, config, storage.location, refTemporal));
+  expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
+
+  expect(await stateAt(store, killed, o.finalStep, o.stage)).toBe(await stateAt(store, reference, o.finalStep, o.stage));
+  const curve = async (runId: string) => (await readMetrics(storage, runId)).map(o.curve);
+  expect(await curve(killed)).toEqual(await curve(reference));
+  return result;
+}
+
 describe('fault tolerance with real processes', () => {
   it('survives a SIGKILLed GPU worker: resumes from the last checkpoint and ends like an uninterrupted run', async () => {
-    quietTemporalRuntime();
-    const dir = tempDir('gpu');
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const srv = await server(dir);
-    const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER };
-    const temporal = loadTemporalConfig(env);
-    const c = await client(srv.address);
-    const storageDir = path.join(dir, 'storage');
-    const storage = new LocalStorage(storageDir);
-    const store = new CheckpointStore(storage);
-    cleanups.push(() => store.close());
-    const { config } = faultConfigFile(dir);
-
-    track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
-    const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
-    const { handle } = await startRun(c, temporal, pipelineInput('killed', config, storage.location, temporal));
-    await waitForStep(c, 'killed', 50);
-    await kill(gpuA);
-    const atKill = await store.latest('killed', 'sft');
-    expect(atKill?.step).toBeGreaterThanOrEqual(40);
-    const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
-    const result = await handle.result();
-    expect(result.status).toBe('completed');
+    const result = await gpuKillScenario({
+      name: 'gpu',
+      extra: [],
+      stage: 'sft',
+      finalStep: 100,
+      minCommitted: 40,
+      reached: (c, runId) => waitForStep(c, runId, 50),
+      loaded: /engine loaded from storage \{[^}]*step: (\d+)/,
+      curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss],
+    });
     expect(result.results.sftWarmup?.step).toBe(100);
-    // The new worker started from the newest checkpoint committed before the kill: at most the steps since it were lost.
-    const resumedFrom = /engine loaded from storage \{[^}]*step: (\d+)/.exec(gpuB.output());
-    expect(Number(resumedFrom?.[1])).toBe(atKill!.step);
-
-    // The same config without interruption (own queues, in-process workers).
-    const refTemporal = loadTemporalConfig({ ...env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
-    const connection = await connectWorker(refTemporal);
-    cleanups.push(() => connection.close());
-    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage });
-    const ref = await startRun(c, refTemporal, pipelineInput('reference', config, storage.location, refTemporal));
-    expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
-
-    expect(await stateAt(store, 'killed', 100)).toBe(await stateAt(store, 'reference', 100));
-    const curve = async (runId: string) => (await readMetrics(storage, runId)).map((m) => [m.kind, m.step, m.loss ?? m.valLoss]);
-    expect(await curve('killed')).toEqual(await curve('reference'));
   });
 
   it('completes a run across a restart of the Temporal server (same SQLite file)', async () => {
@@ -147,42 +176,16 @@ describe('fault tolerance with real processes', () => {
   });
 
   it('survives a SIGKILLed GPU worker during Trust-GRPO: redoes the steps since the last RL checkpoint, ends like an uninterrupted run', async () => {
-    quietTemporalRuntime();
-    const dir = tempDir('rl');
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const srv = await server(dir);
-    const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER };
-    const temporal = loadTemporalConfig(env);
-    const c = await client(srv.address);
-    const storageDir = path.join(dir, 'storage');
-    const storage = new LocalStorage(storageDir);
-    const store = new CheckpointStore(storage);
-    cleanups.push(() => store.close());
-    const { config } = faultConfigFile(dir, ['rl: { steps: 16, checkpointEvery: 4, evalEvery: 8 }']);
-
-    track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
-    const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
-    const { handle } = await startRun(c, temporal, pipelineInput('rl-killed', config, storage.location, temporal));
-    await waitForStageStep(c, 'rl-killed', 'trustGrpo', 6);
-    await kill(gpuA);
-    const atKill = await store.latest('rl-killed', 'grpo');
-    expect(atKill?.step).toBeGreaterThanOrEqual(4);
-    const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
-    const result = await handle.result();
-    expect(result.status).toBe('completed');
+    const result = await gpuKillScenario({
+      name: 'rl',
+      extra: ['rl: { steps: 16, checkpointEvery: 4, evalEvery: 8 }'],
+      stage: 'grpo',
+      finalStep: 16,
+      minCommitted: 4,
+      reached: (c, runId) => waitForStageStep(c, runId, 'trustGrpo', 6),
+      loaded: /policy loaded from storage \{[^}]*step: (\d+)/,
+      curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss, m.outcomeReward, m.gamma, m.testAccuracy],
+    });
     expect(result.results.trustGrpo?.step).toBe(16);
-    const resumedFrom = /policy loaded from storage \{[^}]*step: (\d+)/.exec(gpuB.output());
-    expect(Number(resumedFrom?.[1])).toBe(atKill!.step);
-
-    const refTemporal = loadTemporalConfig({ ...env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
-    const connection = await connectWorker(refTemporal);
-    cleanups.push(() => connection.close());
-    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage });
-    const ref = await startRun(c, refTemporal, pipelineInput('rl-reference', config, storage.location, refTemporal));
-    expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
-
-    expect(await stateAt(store, 'rl-killed', 16, 'grpo')).toBe(await stateAt(store, 'rl-reference', 16, 'grpo'));
-    const curve = async (runId: string) => (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo').map((m) => [m.kind, m.step, m.loss, m.outcomeReward, m.gamma, m.testAccuracy]);
-    expect(await curve('rl-killed')).toEqual(await curve('rl-reference'));
   });
 });
