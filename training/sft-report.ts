@@ -71,8 +71,8 @@ export function buildSftReport(input: SftReportInput): Report {
     });
   const markdown = `Run \`${input.runId}\`, preset \`${input.preset}\`: policy with ${input.parameters.toLocaleString('en-US')} parameters, ` +
     `${input.trainExamples} training examples. SFT: ${input.sft.steps} steps in ${input.seconds.sft.toFixed(0)} s` +
-    `${input.sft.stoppedEarly ? ' (stopped early)' : ''}; best validation loss ${input.sft.bestValLoss.toFixed(4)} at step ${input.sft.bestStep} ` +
-    `(checkpoint \`${input.checkpointKey}\`). Whole warmup with evaluations: ${input.seconds.total.toFixed(0)} s.\n\n` +
+    `${input.sft.stoppedEarly ? ' (stopped early)' : ''}; best validation loss ${input.sft.bestValLoss.toFixed(4)} at step ${input.sft.bestStep}. ` +
+    `Evaluated checkpoint: \`${input.checkpointKey}\`. Wall time with evaluations: ${input.seconds.total.toFixed(0)} s.\n\n` +
     `Accuracy = share of greedy responses with outcome reward 1; "${labels.before}" and "${labels.after}" are measured in the same run.\n\n${table}\n`;
   const summary = (r: EvalReport) => ({ overall: r.overall, byFamily: r.byFamily, k: r.k });
   return {
