@@ -120,8 +120,11 @@ async function runInProcess(runConfig: RunConfig, runId: string, dir: string, te
       for (let step = 1; step <= settings.steps; step++) {
         const stepInput = { ...common, configHash: input.configHash, dataRunId: runId, step, policyStartKey: sftKey };
         const rollouts = await call(rl.rolloutStep, stepInput);
-        const outcome = await call(rl.outcomeRewards, stepInput);
-        const thinking = settings.variant !== 'grpo' ? await call(rl.thinkingRewards, { ...stepInput, rewardModelKey: thinkingKey! }) : undefined;
+        // As the workflow does: outcome and thinking rewards at once.
+        const [outcome, thinking] = await Promise.all([
+          call(rl.outcomeRewards, stepInput),
+          settings.variant !== 'grpo' ? call(rl.thinkingRewards, { ...stepInput, rewardModelKey: thinkingKey! }) : Promise.resolve(undefined),
+        ]);
         const adv = await call(rl.computeAdvantages, { ...stepInput, thinkingKey: thinking?.thinkingKey });
         const metrics = { outcomeReward: outcome.meanOutcome, reward: adv.meanReward, gamma: adv.stats.meanGamma, responseLength: rollouts.meanLength };
         const update = await call(rl.policyUpdate, { ...stepInput, metrics });

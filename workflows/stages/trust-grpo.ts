@@ -12,7 +12,7 @@
  * - The stage's output is the final policy; the SFT checkpoint it started from is the `sft` artifact (the
  *   evaluation stage's baseline).
  */
-import { ApplicationFailure, continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, continueAsNew, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { EvaluationActivities } from '../../activities/evaluation';
 import type { RlActivities, RlStepInput } from '../../activities/rl';
 import { toActivityOptions } from '../../temporal.config';
@@ -21,6 +21,8 @@ import { StageControl, isStartTimeout } from './chunked';
 
 /** RL steps per workflow run before continue-as-new (each step is ~30 history events). */
 export const STEPS_PER_RUN = 50;
+/** At most one progress signal to the pipeline per this much workflow time (the `stageProgress` query is always current). */
+export const REPORT_EVERY_MS = 2000;
 
 export interface TrustGrpoCarry {
   step: number;
@@ -52,6 +54,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
   const evalActs = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
   const dataRunId = input.artifacts.dataRunId ?? input.runId;
 
+  let lastReport = 0;
   while (state.step < rl.steps && !state.stopRequested) {
     if (state.paused) {
       await control.waitWhilePaused();
@@ -60,7 +63,13 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
     const step = state.step + 1;
     const stepInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step, policyStartKey };
     const gpu = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
-    await control.report(`RL step ${step}/${rl.steps}${state.queue ? '' : ' (any GPU worker)'}`);
+    // Since 'rl-step-v2': progress goes to the pipeline at most every REPORT_EVERY_MS of workflow time (a signal per
+    // step was a large share of a short step's orchestration cost), and outcome and thinking rewards run at once.
+    const v2 = patched('rl-step-v2');
+    if (!v2 || step === 1 || Date.now() - lastReport >= REPORT_EVERY_MS) {
+      lastReport = Date.now();
+      await control.report(`RL step ${step}/${rl.steps}${state.queue ? '' : ' (any GPU worker)'}`);
+    }
     try {
       const rollouts = await gpu.rolloutStep(stepInput);
       state.queue = rollouts.workerQueue;
@@ -70,8 +79,15 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         continue;
       }
       const pinned = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
-      const outcome = await cpu.outcomeRewards(stepInput);
-      const thinking = needsThinking ? await pinned.thinkingRewards({ ...stepInput, rewardModelKey: rewardModelKey! }) : undefined;
+      const thinkingOf = () => (needsThinking ? pinned.thinkingRewards({ ...stepInput, rewardModelKey: rewardModelKey! }) : Promise.resolve(undefined));
+      let outcome: Awaited<ReturnType<typeof cpu.outcomeRewards>>;
+      let thinking: Awaited<ReturnType<typeof thinkingOf>>;
+      if (v2) {
+        [outcome, thinking] = await Promise.all([cpu.outcomeRewards(stepInput), thinkingOf()]);
+      } else {
+        outcome = await cpu.outcomeRewards(stepInput);
+        thinking = await thinkingOf();
+      }
       const adv = await cpu.computeAdvantages({ ...stepInput, thinkingKey: thinking?.thinkingKey });
       const metrics = {
         outcomeReward: outcome.meanOutcome,
