@@ -12,6 +12,7 @@ import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/eva
 import { writeReport } from '../report/report';
 import { type RewardModelSummary, methodSections } from '../report/rl-report';
 import type { CheckpointStore } from '../storage/checkpoints';
+import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { appendMetrics, readMetrics } from '../storage/metrics-log';
 import { FAMILIES, type Family } from '../tasks/types';
@@ -81,7 +82,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
           const examples = limit === undefined ? all : FAMILIES.flatMap((f) => all.filter((e) => e.family === f).slice(0, limit));
           const report = await evaluate(engine, data.tokenizer, examples, split, settings, (done, total) => ctx.heartbeat({ label: input.label, split, done, total }));
           const resultsKey = resultsKeyOf(input.runId, input.label, split);
-          await data.storage.put(resultsKey, new TextEncoder().encode(JSON.stringify(report)), { contentType: 'application/json' });
+          await putJson(data.storage, resultsKey, report);
           splits[split] = { resultsKey, overall: report.overall, byFamily: report.byFamily };
           log.info('evaluated', { runId: input.runId, stage: 'evaluation', label: input.label, split, accuracy: report.overall.accuracy });
         }
@@ -105,7 +106,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
 
     async writeRunReport(input: ReportInput): Promise<{ reportKey: string; plots: string[] }> {
       data.assertStorage(input.storage);
-      const read = async (key: string) => JSON.parse(new TextDecoder().decode(await data.storage.get(key))) as EvalReport;
+      const read = (key: string) => getJson<EvalReport>(data.storage, key);
       const after = { test: await read(input.after.splits.test.resultsKey), ood: await read(input.after.splits.ood.resultsKey) };
       const before = input.before ? { test: await read(input.before.splits.test.resultsKey), ood: await read(input.before.splits.ood.resultsKey) } : after;
       const metrics = await readMetrics(data.storage, input.runId);
@@ -143,7 +144,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
         },
       });
       const rmKey = reportKey(input.runId, 'reward-model.json');
-      const rewardModel = (await data.storage.exists(rmKey)) ? (JSON.parse(new TextDecoder().decode(await data.storage.get(rmKey))) as RewardModelSummary) : undefined;
+      const rewardModel = (await data.storage.exists(rmKey)) ? await getJson<RewardModelSummary>(data.storage, rmKey) : undefined;
       const method = methodSections(metrics, rewardModel);
       report.markdown = `${report.markdown}\n\n${method.markdown}`;
       report.json = { ...report.json, ...method.json };

@@ -25,6 +25,7 @@ import { balanceByBin, scoreBin, SCORE_BINS } from '../rewards/balance';
 import { OpenAiCompatibleAnnotator } from '../rewards/llm-annotator';
 import { type RewardModelMetrics, rewardModelMetrics } from '../rewards/metrics';
 import type { CheckpointStore } from '../storage/checkpoints';
+import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { batchIndices } from '../training/sft';
 import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
@@ -82,7 +83,6 @@ export interface RewardReport {
 }
 
 const dataKeyOf = (runId: string, file: string) => joinKey(runPrefix(runId), 'reward-data', file);
-const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
 
 function settingsOf(config: RunConfig) {
   if (!config.rewardModel) throw new ConfigError('rewardModel', 'the run config has no rewardModel section', { hint: 'Add rewardModel (see the tiny preset) or leave the rewardModel stage out' });
@@ -108,7 +108,7 @@ export interface RewardModelDeps {
 
 export function createRewardModelActivities(deps: RewardModelDeps) {
   const { store, data, engines } = deps;
-  const readJson = async <T>(key: string): Promise<T> => JSON.parse(new TextDecoder().decode(await data.storage.get(key))) as T;
+  const readJson = <T>(key: string) => getJson<T>(data.storage, key);
   const exists = (key: string) => data.storage.exists(key);
 
   return withFailureMapping({
@@ -145,7 +145,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           items.push(...rollouts.map((r) => ({ exampleId: r.exampleId, response: r.text, temperature })));
           ctx.heartbeat({ temperature, samples: items.length });
         }
-        await data.storage.put(samplesKey, encode({ policyCheckpointKey: input.policyCheckpointKey, items }), { contentType: 'application/json' });
+        await putJson(data.storage, samplesKey, { policyCheckpointKey: input.policyCheckpointKey, items });
         log.info('reward data sampled', { runId: input.runId, stage: 'rewardModel', samples: items.length });
         return { samplesKey, samples: items.length, reused: false };
       });
@@ -179,7 +179,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           heldOut: balanced.items.filter((i) => heldOutPrompts.has(i.exampleId)),
         };
         if (annotated.train.length === 0) throw new ConfigError('rewardModel.data', 'no training items are left after balancing and holding out', { hint: 'Sample more prompts or lower heldOutShare' });
-        await data.storage.put(annotatedKey, encode(annotated), { contentType: 'application/json' });
+        await putJson(data.storage, annotatedKey, annotated);
       }
       const all = [...annotated.train, ...annotated.heldOut];
       log.info('reward data annotated', { runId: input.runId, stage: 'rewardModel', annotator: annotated.annotator, train: annotated.train.length, heldOut: annotated.heldOut.length });
@@ -246,7 +246,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const untrained = await measure(input.initialCheckpointKey);
       const report: RewardReport = { trained, untrained, checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.heldOut.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
       const key = reportKey(input.runId, 'reward-model.json');
-      await data.storage.put(key, encode(report), { contentType: 'application/json' });
+      await putJson(data.storage, key, report);
       log.info('reward model evaluated', { runId: input.runId, stage: 'rewardModel', ...trained });
       return { reportKey: key, trained, untrained };
     },

@@ -26,6 +26,7 @@ import { decodeState, encodeState, withFreshOptimizer } from '../engine/state';
 import type { Engine } from '../engine/types';
 import { type BatchStats, type GroupRewards, batchStats, groupRewards } from '../rl/trust';
 import type { CheckpointStore } from '../storage/checkpoints';
+import { getJson, putJson } from '../storage/json';
 import { rolloutKey } from '../storage/keys';
 import { appendMetrics } from '../storage/metrics-log';
 import { grade } from '../tasks/grading';
@@ -111,11 +112,10 @@ function rlSettings(config: RunConfig) {
 }
 
 const tag = (step: number) => `rl-step:${step}`;
-const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
 
 export function createRlActivities(deps: RlDeps) {
   const { store, data, engines } = deps;
-  const readJson = async <T>(key: string): Promise<T> => JSON.parse(new TextDecoder().decode(await data.storage.get(key))) as T;
+  const readJson = <T>(key: string) => getJson<T>(data.storage, key);
   const keyOf = (input: RlStepInput, file: string) => rolloutKey(input.runId, input.step, file);
 
   /** The prompts of step `step` (1-based): a fixed slice of per-epoch permutations of the training set. */
@@ -175,7 +175,7 @@ export function createRlActivities(deps: RlDeps) {
         const reference = await loaded(`${input.runId}/reference`, input.policyStartKey);
         const refLogprobs = await referenceLogprobs(reference, data.tokenizer, examples, rollouts, rl.temperature, rl.microBatch);
         const stored: StoredRollouts = { step: input.step, exampleIds: examples.map((e) => e.id), rollouts, refLogprobs };
-        await data.storage.put(rolloutsKey, encode(stored), { contentType: 'application/json' });
+        await putJson(data.storage, rolloutsKey, stored);
         return {
           rolloutsKey,
           rewindTo: undefined,
@@ -195,7 +195,7 @@ export function createRlActivities(deps: RlDeps) {
         return grade(example.answerType, r.text, example.answer);
       });
       const outcomeKey = keyOf(input, 'outcome.json');
-      await data.storage.put(outcomeKey, encode({ rewards: graded.map((g) => g.reward), formatOk: graded.map((g) => g.formatOk) }), { contentType: 'application/json' });
+      await putJson(data.storage, outcomeKey, { rewards: graded.map((g) => g.reward), formatOk: graded.map((g) => g.formatOk) });
       const n = Math.max(1, graded.length);
       return {
         outcomeKey,
@@ -215,7 +215,7 @@ export function createRlActivities(deps: RlDeps) {
         return scoreResponses(rm, data.tokenizer, byId, rollouts.map((r) => ({ exampleId: exampleIds[r.group]!, response: r.text })), rlSettings(input.config).microBatch);
       });
       const thinkingKey = keyOf(input, 'thinking.json');
-      await data.storage.put(thinkingKey, encode({ scores }), { contentType: 'application/json' });
+      await putJson(data.storage, thinkingKey, { scores });
       return { thinkingKey, meanThinking: scores.reduce((a, s) => a + s, 0) / Math.max(1, scores.length) };
     },
 
@@ -246,7 +246,7 @@ export function createRlActivities(deps: RlDeps) {
         groups.push(result);
       }
       const advantagesKey = keyOf(input, 'advantages.json');
-      await data.storage.put(advantagesKey, encode({ advantages, groups }), { contentType: 'application/json' });
+      await putJson(data.storage, advantagesKey, { advantages, groups });
       const rewards = groups.flatMap((g) => g.rewards);
       return { advantagesKey, stats: batchStats(groups), meanReward: rewards.reduce((a, r) => a + r, 0) / Math.max(1, rewards.length) };
     },
