@@ -9,6 +9,7 @@ import { gradeCommand } from './grade';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
 import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
+import { apiCommand } from './api';
 import { controlCommand, listCommand, statusCommand } from './control';
 import { runCommand } from './run';
 import { workerCommand } from './worker';
@@ -24,6 +25,8 @@ commands:
   list                        every run on the server
   pause|resume|stop|cancel RUN_ID
         pause (checkpoint, wait), resume, stop (checkpoint, evaluate, finish) or cancel a run
+  api [--storage DIR|s3://…] [--workers]
+        the HTTP API and dashboard (SOPHIA_API_KEYS or SOPHIA_API_KEYS_FILE required; port SOPHIA_API_PORT, 8080)
   worker --queue cpu|gpu [--storage DIR|s3://…]
         a worker process (repeat --queue for both)
   sft --preset ci|tiny [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX]
@@ -35,7 +38,7 @@ commands:
         one step's Trust-GRPO rewards and advantages from given outcome and thinking rewards (one JSON line)
   help  show this text
 
-environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_* (see README.md)`;
+environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_*, SOPHIA_API_* (see README.md)`;
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 
@@ -56,6 +59,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         });
         if (!values.config) throw new SophiaError('input', '--config is required: a preset (ci, tiny, paper) or a YAML/JSON run config file');
         return await runCommand({ config: values.config, runId: values['run-id'], storage: values.storage, workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
+      }
+      case 'api': {
+        const { values } = parseArgs({ args: rest, options: { storage: { type: 'string' }, workers: { type: 'boolean' } }, strict: true });
+        return await apiCommand({ storage: values.storage, workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
       }
       case 'status': {
         const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });

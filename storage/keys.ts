@@ -58,7 +58,7 @@ export function joinKey(...parts: string[]): string {
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** Run ids and stage names become key segments: letters, digits, ".", "_", "-"; at most 128 characters. */
-export function assertValidName(kind: 'run id' | 'stage' | 'file name', name: string): void {
+export function assertValidName(kind: 'run id' | 'stage' | 'file name' | 'model line' | 'schedule id', name: string): void {
   if (!NAME_RE.test(name)) {
     throw new InvalidKeyError(name, `not a valid ${kind}`, `A ${kind} is 1–128 letters, digits, ".", "_" or "-", starting with a letter or digit`);
   }

@@ -18,6 +18,7 @@ import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/
 import { createDataActivities } from '../activities/data';
 import { EnginePool } from '../activities/engine-pool';
 import { createEvaluationActivities } from '../activities/evaluation';
+import { createModelLineActivities } from '../activities/model-lines';
 import { RunData } from '../activities/run-data';
 import { createSmokeActivities } from '../activities/smoke';
 import { createRewardModelActivities } from '../activities/reward-model';
@@ -111,6 +112,7 @@ export class WorkerSet {
     if (options.kinds.includes('cpu')) {
       const activities: ActivityMap = {
         ...createDataActivities({ data }),
+        ...createModelLineActivities({ data }),
         ...pick(training, 'latestCheckpoint'),
         ...pick(evaluation, 'writeRunReport'),
         ...pick(rewardModel, 'annotateRewardData'),

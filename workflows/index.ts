@@ -1,6 +1,7 @@
 /**
  * The workflow bundle's entry point: every workflow a worker registers, exported by name.
  */
+export { modelLineRun } from './model-line';
 export { trainingPipeline } from './pipeline';
 export { evaluationStage } from './stages/evaluation';
 export { prepareDataStage } from './stages/prepare-data';

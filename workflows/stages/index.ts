@@ -28,9 +28,14 @@ const OPTIONAL_STAGES: Partial<Record<StageName, (config: RunConfig) => boolean>
   trustGrpo: (config) => config.rl !== undefined,
 };
 
-/** The stages a config runs, in pipeline order, from `startFrom.stage` on (a stage whose section is absent is left out). */
+/**
+ * The stages a config runs, in pipeline order, from `startFrom.stage` on (a stage whose section is absent is left
+ * out). Data preparation still runs before a later start unless `startFrom.dataRunId` names a dataset to reuse:
+ * a run that continues from a checkpoint (retraining) trains on its own data.
+ */
 export function pipelineStages(config: RunConfig, order: readonly StageName[]): StageName[] {
   const chosen = (config.stages ?? order).filter((stage) => OPTIONAL_STAGES[stage]?.(config) ?? true);
   const from = config.startFrom ? order.indexOf(config.startFrom.stage) : 0;
-  return order.filter((stage, i) => chosen.includes(stage) && i >= from);
+  const ownData = config.startFrom !== undefined && config.startFrom.dataRunId === undefined;
+  return order.filter((stage, i) => chosen.includes(stage) && (i >= from || (stage === 'prepareData' && ownData)));
 }

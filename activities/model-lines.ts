@@ -1,0 +1,96 @@
+/**
+ * Model-line activities (CPU queue) for scheduled retraining: `prepareLineRun` resolves what a new run of a
+ * line starts from (the line's latest recorded checkpoints, or from scratch when it has none) and returns the
+ * run's final config and its hash; `recordLineRun` records a completed run as the line's latest.
+ */
+import { log } from '@temporalio/activity';
+import { type RunConfig, parseRunConfig } from '../config/run-config';
+import type { StageName } from '../config/stages';
+import { hashConfig } from '../storage/hashing';
+import { readLatest, recordRun } from '../storage/model-lines';
+import { withFailureMapping } from './failures';
+import type { RunData } from './run-data';
+
+export interface LineStart {
+  line: string;
+  /** The stage the run starts at from the line's latest policy (e.g. sftWarmup to continue SFT on fresh data). */
+  stage: StageName;
+}
+
+export interface PrepareLineRunInput {
+  runId: string;
+  config: RunConfig;
+  storage: string;
+  /** Start from the latest checkpoint of this line (from scratch while the line has no completed run). */
+  from: LineStart | undefined;
+  /** Derive the data seed from the run id, so each scheduled run trains on freshly generated data. */
+  freshData: boolean;
+}
+
+export interface PreparedLineRun {
+  config: RunConfig;
+  configHash: string;
+  /** The run of the line this one starts from, if any. */
+  startedFromRun: string | undefined;
+}
+
+export interface RecordLineRunInput {
+  storage: string;
+  line: string;
+  runId: string;
+  checkpoints: Partial<Record<StageName, string>>;
+  rewardModelKey: string | undefined;
+  metrics: Record<string, number>;
+}
+
+/** A stable 31-bit seed from a run id (FNV-1a). */
+export function seedFromRunId(runId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < runId.length; i++) {
+    h ^= runId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h & 0x7fffffff;
+}
+
+export function createModelLineActivities({ data }: { data: RunData }) {
+  return withFailureMapping({
+    async prepareLineRun(input: PrepareLineRunInput): Promise<PreparedLineRun> {
+      data.assertStorage(input.storage);
+      let config: unknown = input.config;
+      if (input.freshData) config = { ...input.config, seed: seedFromRunId(input.runId) };
+      let startedFromRun: string | undefined;
+      if (input.from) {
+        const latest = await readLatest(data.storage, input.from.line);
+        if (latest) {
+          startedFromRun = latest.runId;
+          const withRewardModel = input.from.stage === 'trustGrpo' && latest.rewardModelKey;
+          config = { ...(config as RunConfig), startFrom: { stage: input.from.stage, checkpointKey: latest.policyKey, ...(withRewardModel ? { rewardModelKey: latest.rewardModelKey } : {}) } };
+        }
+        log.info('model line resolved', { runId: input.runId, line: input.from.line, startedFromRun: startedFromRun ?? 'none (from scratch)' });
+      }
+      const parsed = parseRunConfig(config, `run ${input.runId}`);
+      return { config: parsed, configHash: hashConfig(parsed), startedFromRun };
+    },
+
+    async recordLineRun(input: RecordLineRunInput): Promise<{ policyKey: string | undefined }> {
+      data.assertStorage(input.storage);
+      const policyKey = input.checkpoints.trustGrpo ?? input.checkpoints.sftWarmup;
+      if (!policyKey) {
+        log.warn('run produced no policy checkpoint; the model line is unchanged', { runId: input.runId, line: input.line });
+        return { policyKey: undefined };
+      }
+      await recordRun(data.storage, {
+        line: input.line,
+        runId: input.runId,
+        policyKey,
+        rewardModelKey: input.checkpoints.rewardModel ?? input.rewardModelKey,
+        completedAt: new Date().toISOString(),
+        metrics: input.metrics,
+      });
+      return { policyKey };
+    },
+  });
+}
+
+export type ModelLineActivities = ReturnType<typeof createModelLineActivities>;

@@ -1,0 +1,51 @@
+/**
+ * Builds the API application: Nest on Express with a JSON body limit, request metrics, the OpenAPI document
+ * (`/openapi.json`, Swagger UI at `/docs`) and the error shape of `common/errors.ts` for everything, including
+ * unknown routes and unreadable bodies.
+ */
+import 'reflect-metadata';
+import type { INestApplication, LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NextFunction, Request, Response } from 'express';
+import { type ApiDependencies, ApiModule } from './app.module';
+import { RequestMetrics } from './health/request-metrics';
+
+export interface CreateApiOptions extends ApiDependencies {
+  /** Nest log levels (default: warnings and errors). */
+  logLevels?: LogLevel[] | false;
+}
+
+export async function createApiApp(options: CreateApiOptions): Promise<INestApplication> {
+  const { settings } = options;
+  // The adapter is passed in (not loaded by Nest on its own) so it shares this process's one copy of
+  // @nestjs/common: otherwise its exceptions are not `instanceof HttpException` here.
+  const app = await NestFactory.create<NestExpressApplication>(ApiModule.with(options), new ExpressAdapter(), {
+    bodyParser: false,
+    logger: options.logLevels ?? ['error', 'warn'],
+  });
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  const metrics = app.get(RequestMetrics);
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const route = (req.route as { path?: string } | undefined)?.path;
+      metrics.record(req.method, route ? `${req.baseUrl}${route}` : 'unmatched', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    next();
+  });
+  app.useBodyParser('json', { limit: settings.config.bodyLimitBytes, strict: true });
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Sophia API')
+      .setDescription('Start, watch and control SophiaVL-R1-style training runs (SFT → thinking reward model → Trust-GRPO → evaluation) and schedule retraining. Every route but /health needs `Authorization: Bearer <API key>`.')
+      .setVersion('0.1.0')
+      .addBearerAuth()
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', yamlDocumentUrl: 'openapi.yaml', ui: true });
+  return app;
+}

@@ -1,0 +1,43 @@
+/**
+ * `sophia api [--storage DIR|s3://…] [--workers]`: the HTTP API and dashboard. Connects to TEMPORAL_ADDRESS, or
+ * starts the embedded dev server; `--workers` also runs CPU and GPU workers in this process (the default when
+ * the server is embedded, so the API alone is a working system on one machine). Stops on SIGINT/SIGTERM.
+ */
+import { loadApiConfig } from '../api/config';
+import { createApiApp } from '../api/app';
+import { openStorage } from '../storage/open';
+import { WorkerSet } from '../workers/worker';
+import { defaultStorage } from './paths';
+import { installQuietRuntime, openSession } from './session';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export async function apiCommand(options: { storage: string | undefined; workers: boolean | undefined; env: Env; repoRoot: string; out: NodeJS.WritableStream }): Promise<number> {
+  const { env, out } = options;
+  const storageUrl = options.storage ?? defaultStorage(env, options.repoRoot);
+  const config = loadApiConfig(env, storageUrl); // fails on bad variables before anything starts
+  const storage = openStorage(storageUrl, env);
+  installQuietRuntime();
+  const session = await openSession(env, options.repoRoot);
+  let workers: WorkerSet | undefined;
+  try {
+    if (options.workers ?? session.embedded !== undefined) {
+      workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection: await session.workerConnection(), config: session.config, storage });
+    }
+    const app = await createApiApp({ settings: { config, temporal: session.config }, client: session.client, storage, logLevels: ['error', 'warn'] });
+    await app.listen(config.port, config.host);
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+    out.write(`temporal   ${session.describe()}\nstorage    ${storage.location}\nworkers    ${workers ? 'cpu+gpu in this process' : 'none here (run `sophia worker --queue cpu --queue gpu`)'}\n`);
+    out.write(`api        ${url}   (OpenAPI ${url}/openapi.json, docs ${url}/docs)\ndashboard  ${url}/dashboard/\nkeys       ${config.keys.map((k) => `${k.name} (${[...k.scopes].join('+')})`).join(', ')}\n`);
+    const stopped = new Promise<void>((resolve) => {
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
+    });
+    await (workers ? workers.runUntil(stopped) : stopped);
+    out.write('api        stopping\n');
+    await app.close();
+    return 0;
+  } finally {
+    await session.close();
+    await storage.close();
+  }
+}
