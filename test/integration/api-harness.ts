@@ -1,9 +1,11 @@
 /**
- * The API on the real local stack, in this process, for the API's integration tests: Temporal dev server on a
- * private pair of task queues (so other suites' workers never pick up these runs), storage in the real S3
+ * The API in this process for the API's integration tests: its own private Temporal dev server (the pinned CLI,
+ * in-memory, on a free port — the API lists and controls every run in its namespace, so tests that share a
+ * server would see and signal each other's runs: the fuzzer does exactly that), storage in the stack's real S3
  * server under a private prefix (or a temp directory), optional in-process CPU+GPU workers, two API keys.
  */
 import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -16,9 +18,10 @@ import { connectClient, connectWorker } from '../../clients/temporal';
 import { LocalStorage } from '../../storage/local';
 import { S3Storage } from '../../storage/s3';
 import type { Storage } from '../../storage/types';
-import type { TemporalConfig } from '../../temporal.config';
+import { type TemporalConfig, loadTemporalConfig } from '../../temporal.config';
 import { WORKFLOWS_PATH, WorkerSet } from '../../workers/worker';
-import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig } from './stack';
+import { startEmbeddedServer } from '../../cli/embedded-server';
+import { quietTemporalRuntime, requireStack, stackS3Options, temporalCliPath } from './stack';
 
 export interface ApiHarness {
   /** Base URL, e.g. http://127.0.0.1:41234 */
@@ -38,7 +41,9 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
   quietTemporalRuntime();
   await requireStack();
   const suffix = randomBytes(4).toString('hex');
-  const temporal = stackTemporalConfig({ SOPHIA_TASK_QUEUE_CPU: `sophia-cpu-api-${suffix}`, SOPHIA_TASK_QUEUE_GPU: `sophia-gpu-api-${suffix}` });
+  const serverDir = mkdtempSync(path.join(tmpdir(), 'sophia-api-temporal-'));
+  const server = await startEmbeddedServer({ dir: serverDir, executable: temporalCliPath() });
+  const temporal = loadTemporalConfig({ ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: 'default' });
   const client = await connectClient(temporal);
   let dir: string | undefined;
   let storage: Storage;
@@ -60,7 +65,7 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
   }
   const app: INestApplication = await createApiApp({ settings: { config, temporal }, client, storage, logLevels: ['error'] });
   await app.listen(0, '127.0.0.1');
-  const address = app.getHttpServer().address() as { port: number };
+  const address = (app.getHttpServer() as Server).address() as { port: number };
   const url = `http://127.0.0.1:${address.port}`;
   return {
     url,
@@ -90,6 +95,8 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
       await connection?.close();
       await client.connection.close();
       await storage.close();
+      await server.stop();
+      rmSync(serverDir, { recursive: true, force: true });
       if (dir) rmSync(dir, { recursive: true, force: true });
     },
   };
