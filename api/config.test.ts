@@ -51,3 +51,12 @@ describe('API keys', () => {
     expect(() => loadApiConfig({ ...env, SOPHIA_API_KEYS_FILE: '/nonexistent/keys' }, '/tmp/s')).toThrow(/SOPHIA_API_KEYS_FILE: cannot read/);
   });
 });
+
+describe('API environment', () => {
+  it('documents every variable it reads in the README', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { API_ENV_VARS } = await import('./config');
+    const readme = readFileSync(`${__dirname}/../README.md`, 'utf8');
+    expect(API_ENV_VARS.map((v) => v.name).filter((name) => !readme.includes(`\`${name}\``))).toEqual([]);
+  });
+});
