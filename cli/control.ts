@@ -4,8 +4,7 @@
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { SophiaError } from '../common/errors';
-import { pipelineWorkflowId, runProgress } from '../clients/runs';
-import { pauseSignal, resumeSignal, stopSignal } from '../workflows/types';
+import { type ControlAction, controlRun, runProgress } from '../clients/runs';
 import { installQuietRuntime, openSession } from './session';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -53,20 +52,9 @@ export async function listCommand(env: Env, repoRoot: string, out: NodeJS.Writab
   });
 }
 
-export type ControlAction = 'pause' | 'resume' | 'stop' | 'cancel';
-
 export async function controlCommand(action: ControlAction, runId: string, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
   return withSession(env, repoRoot, async (session) => {
-    const handle = session.client.workflow.getHandle(pipelineWorkflowId(runId));
-    if (action === 'cancel') await handle.cancel();
-    else await handle.signal(action === 'pause' ? pauseSignal : action === 'resume' ? resumeSignal : stopSignal);
-    const what = {
-      pause: 'pause requested: the running chunk commits a checkpoint, then the run waits for `resume`',
-      resume: 'resume requested',
-      stop: 'stop requested: training checkpoints now and ends, then the run evaluates and finishes',
-      cancel: 'cancel requested: running work stops; committed checkpoints are kept',
-    }[action];
-    out.write(`${runId}: ${what}\n`);
+    out.write(`${runId}: ${await controlRun(session.client, runId, action)}\n`);
     return 0;
   });
 }

@@ -11,7 +11,7 @@ import type { RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
 import type { TemporalConfig } from '../temporal.config';
 import type { trainingPipeline } from '../workflows/pipeline';
-import { type PipelineInput, type RunProgress, progressQuery } from '../workflows/types';
+import { type PipelineInput, type RunProgress, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/types';
 
 export const pipelineWorkflowId = (runId: string) => `sophia-${runId}`;
 
@@ -100,4 +100,19 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
     }
   }
   return { ...progress, live };
+}
+
+export type ControlAction = 'pause' | 'resume' | 'stop' | 'cancel';
+
+/** Sends a control request to a run's pipeline; returns what it will do, in words. */
+export async function controlRun(client: Client, runId: string, action: ControlAction): Promise<string> {
+  const handle = client.workflow.getHandle(pipelineWorkflowId(runId));
+  if (action === 'cancel') await handle.cancel();
+  else await handle.signal(action === 'pause' ? pauseSignal : action === 'resume' ? resumeSignal : stopSignal);
+  return {
+    pause: 'pause requested: the running chunk commits a checkpoint, then the run waits for resume',
+    resume: 'resume requested',
+    stop: 'stop requested: training checkpoints now and ends, then the run evaluates and finishes',
+    cancel: 'cancel requested: running work stops; committed checkpoints are kept',
+  }[action];
 }

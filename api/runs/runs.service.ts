@@ -9,7 +9,7 @@ import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { z } from 'zod';
-import { pipelineInput, pipelineWorkflowId, runProgress, startRun } from '../../clients/runs';
+import { controlRun, pipelineInput, pipelineWorkflowId, runProgress, startRun } from '../../clients/runs';
 import { NotFoundError } from '../../common/errors';
 import { defaultRunId } from '../../cli/run';
 import { CheckpointStore } from '../../storage/checkpoints';
@@ -17,7 +17,6 @@ import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { getJson } from '../../storage/json';
 import { Storage } from '../../storage/types';
 import { modelLineWorkflowId } from '../../workflows/run-ids';
-import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
 import type { ModelLineRunInput } from '../../workflows/model-line';
 import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
@@ -208,15 +207,7 @@ export class RunsService {
   async control(runId: string, action: z.infer<typeof ControlAction>): Promise<{ runId: string; action: typeof action; message: string }> {
     const summary = await this.describe(runId);
     if (summary.status !== 'running') throw new ApiError(409, 'path.id', `run ${runId} is ${summary.status}: only a running run can be paused, resumed, stopped or cancelled`);
-    const handle = this.client.workflow.getHandle(pipelineWorkflowId(runId));
-    if (action === 'cancel') await handle.cancel();
-    else await handle.signal(action === 'pause' ? pauseSignal : action === 'resume' ? resumeSignal : stopSignal);
-    const message = {
-      pause: 'pause requested: the running chunk commits a checkpoint, then the run waits for resume',
-      resume: 'resume requested',
-      stop: 'stop requested: training checkpoints now and ends, then the run evaluates and finishes',
-      cancel: 'cancel requested: running work stops; committed checkpoints are kept',
-    }[action];
+    const message = await controlRun(this.client, runId, action);
     return { runId, action, message };
   }
 

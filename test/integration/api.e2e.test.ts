@@ -13,6 +13,7 @@ import { getJson } from '../../storage/json';
 import type { ModelLineRecord } from '../../storage/model-lines';
 import type { PipelineInput } from '../../workflows/types';
 import { type ApiHarness, startApiHarness } from './api-harness';
+import { waitFor } from './stack';
 
 interface SseEvent {
   event: string;
@@ -50,16 +51,6 @@ async function followEvents(url: string, key: string, timeoutMs: number): Promis
     abort.abort();
   }
   return events;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
 }
 
 type Progress = { status: string; stages: string[]; stageIndex: number; current?: { stage: string; step: number }; results: Record<string, Record<string, number>>; checkpoints: Record<string, string> };

@@ -18,17 +18,7 @@ import { S3Storage } from '../../storage/s3';
 import type { TemporalConfig } from '../../temporal.config';
 import { WORKFLOWS_PATH, WorkerSet } from '../../workers/worker';
 import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
-import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig } from './stack';
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig, waitFor } from './stack';
 
 describe('trainingPipeline on the dev server with S3 checkpoints', () => {
   const suffix = randomBytes(4).toString('hex');

@@ -87,3 +87,14 @@ export function temporalCliPath(): string {
   const env = stackEnv();
   return process.env.SOPHIA_TEMPORAL_CLI || path.resolve(REPO_ROOT, env.SOPHIA_TOOLS_DIR!, 'venv/bin/temporal');
 }
+
+/** Polls `probe` every 300 ms until it returns a value (errors count as "not yet"), or fails after the timeout. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
