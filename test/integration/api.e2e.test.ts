@@ -127,6 +127,16 @@ describe('the API on the real stack', () => {
     expect(image.headers.get('content-type')).toBe('image/png');
     expect(Buffer.from(await image.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG');
 
+    // Listing filters by status and pages; Prometheus metrics count runs and requests.
+    const completed = (await h.call('GET', '/runs?status=completed')).json as { runs: { runId: string; status: string }[] };
+    expect(completed.runs.map((r) => r.runId)).toContain(lineRunId);
+    expect(completed.runs.every((r) => r.status === 'completed')).toBe(true);
+    expect(((await h.call('GET', '/runs?status=failed')).json as { runs: unknown[] }).runs).toEqual([]);
+    const prom = await h.call('GET', '/metrics', undefined, h.keys.viewer);
+    expect(prom.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(prom.text).toMatch(/^sophia_runs\{status="completed"\} [1-9]/m);
+    expect(prom.text).toMatch(/^sophia_api_requests_total\{method="GET",route="\/runs\/:id\/events",status="200"\} 1$/m);
+
     // The model line now points at this run's final policy.
     const latest = await waitFor('the line record', () => getJson<ModelLineRecord>(h.storage, `lines/${line()}/latest.json`));
     const final = (last.data as Detail).progress!.checkpoints;
@@ -203,6 +213,14 @@ describe('the API on the real stack', () => {
 
     expect((await h.call('POST', `/schedules/${id}/pause`, { note: 'maintenance' })).json).toMatchObject({ action: 'pause' });
     expect((await h.call('GET', `/schedules/${id}`)).json).toMatchObject({ paused: true, note: 'maintenance' });
+    // Three runs exist now: pages of one, newest first, each page a different run.
+    const first = (await h.call('GET', '/runs?pageSize=1')).json as { runs: { runId: string }[]; nextPageToken: string | null };
+    expect(first.runs.map((r) => r.runId)).toEqual([runId]);
+    const second = (await h.call('GET', `/runs?pageSize=1&pageToken=${first.nextPageToken!}`)).json as { runs: { runId: string }[] };
+    expect(second.runs).toHaveLength(1);
+    expect(second.runs[0]!.runId).not.toBe(runId);
+    expect((await h.call('GET', '/runs?pageSize=1&pageToken=forged')).json).toMatchObject({ statusCode: 400, field: 'query.pageToken' });
+
     expect((await h.call('DELETE', `/schedules/${id}`)).status).toBe(204);
     const gone = await h.call('GET', `/schedules/${id}`);
     expect(gone.status).toBe(404);
