@@ -17,6 +17,11 @@ const UPLOT_DIR = path.dirname(require.resolve('uplot/package.json'));
 /** Every file the dashboard may serve, by URL name (nothing else on disk is reachable). */
 const FILES: Record<string, { file: string; type: string }> = {
   'index.html': { file: path.join(PUBLIC_DIR, 'index.html'), type: 'text/html; charset=utf-8' },
+  'util.js': { file: path.join(PUBLIC_DIR, 'util.js'), type: 'text/javascript; charset=utf-8' },
+  'api-client.js': { file: path.join(PUBLIC_DIR, 'api-client.js'), type: 'text/javascript; charset=utf-8' },
+  'charts.js': { file: path.join(PUBLIC_DIR, 'charts.js'), type: 'text/javascript; charset=utf-8' },
+  'report.js': { file: path.join(PUBLIC_DIR, 'report.js'), type: 'text/javascript; charset=utf-8' },
+  'run-view.js': { file: path.join(PUBLIC_DIR, 'run-view.js'), type: 'text/javascript; charset=utf-8' },
   'app.js': { file: path.join(PUBLIC_DIR, 'app.js'), type: 'text/javascript; charset=utf-8' },
   'style.css': { file: path.join(PUBLIC_DIR, 'style.css'), type: 'text/css; charset=utf-8' },
   'uPlot.iife.min.js': { file: path.join(UPLOT_DIR, 'dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
