@@ -41,7 +41,10 @@ export function ApiResponseFrom(status: number, schema: z.ZodType | undefined, d
   return ApiResponse({ status, description, ...(schema ? { schema: openApiSchema(schema) } : {}) });
 }
 
-/** The error responses a route can give (all with the same JSON error body). */
+/**
+ * The error responses a route can give (all with the same JSON error body). Their content type is given here,
+ * so a route's `@ApiProduces` (text, images, event streams) describes only its success response.
+ */
 export function ApiErrors(...statuses: number[]) {
   const descriptions: Record<number, string> = {
     400: 'Invalid request: `field` names what to fix',
@@ -51,5 +54,6 @@ export function ApiErrors(...statuses: number[]) {
     409: 'The request conflicts with the current state (e.g. controlling a finished run)',
     413: 'Request body too large',
   };
-  return applyDecorators(...statuses.map((s) => ApiResponseFrom(s, ErrorBodySchema, descriptions[s] ?? 'Error')));
+  const content = { 'application/json': { schema: openApiSchema(ErrorBodySchema) } };
+  return applyDecorators(...statuses.map((status) => ApiResponse({ status, description: descriptions[status] ?? 'Error', content })));
 }

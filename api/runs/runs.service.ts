@@ -181,10 +181,12 @@ export class RunsService {
   async detail(runId: string): Promise<z.infer<typeof RunDetail>> {
     const summary = await this.describe(runId);
     try {
-      // A query waits for a worker to answer; don't let a run without workers hang the request.
+      // A query waits for a worker to answer; don't let a run without workers hang the request. The gRPC deadline
+      // (a little later, so that the message below wins) ends the query itself too: left open, it would outlive the
+      // request and throw an uncaught "Channel has been shut down" when the connection closes.
       let timer: NodeJS.Timeout | undefined;
       const progress = await Promise.race([
-        runProgress(this.client, runId),
+        this.client.withDeadline(Date.now() + PROGRESS_TIMEOUT_MS + 1000, () => runProgress(this.client, runId)),
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no worker answered the progress query within ${PROGRESS_TIMEOUT_MS / 1000} s: are CPU workers polling?`)), PROGRESS_TIMEOUT_MS))),
       ]).finally(() => clearTimeout(timer));
       return { ...summary, progress: progress as unknown as Record<string, unknown>, progressError: null };
