@@ -42,7 +42,16 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
   await requireStack();
   const suffix = randomBytes(4).toString('hex');
   const serverDir = mkdtempSync(path.join(tmpdir(), 'sophia-api-temporal-'));
-  const server = await startEmbeddedServer({ dir: serverDir, executable: temporalCliPath() });
+  // A dev server picks free ports for its internal services too; on a busy machine one can be taken between
+  // being picked and bound, so a failed start is retried (with a fresh database folder).
+  let server: Awaited<ReturnType<typeof startEmbeddedServer>> | undefined;
+  for (let attempt = 1; !server; attempt++) {
+    try {
+      server = await startEmbeddedServer({ dir: path.join(serverDir, String(attempt)), executable: temporalCliPath() });
+    } catch (err) {
+      if (attempt === 3) throw err;
+    }
+  }
   const temporal = loadTemporalConfig({ ...process.env, TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: 'default' });
   const client = await connectClient(temporal);
   let dir: string | undefined;
