@@ -13,13 +13,16 @@
  *                with the same storage kind and engine pool.
  *
  * Each repetition runs a fresh run id on a fresh storage folder; the two kinds alternate so drift on this noisy
- * machine hits both alike. The table shows every repetition, the medians and the ratio temporal / in-process.
+ * machine hits both alike. The table shows every repetition, the medians and the ratio temporal / in-process,
+ * and splits each wall time into time with at least one activity executing (from the workflow histories for
+ * Temporal) and time between activities (orchestration latency), plus CPU seconds (this process, and for
+ * Temporal also the dev server's).
  * Target: overhead ≤ 5 % (ratio ≤ 1.05).
  *
  *   npm run bench:orchestration                       # ci preset, 3 repetitions of each
  *   npm run bench:orchestration -- --reps 5 --config ci
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -71,6 +74,60 @@ interface Outcome {
   seconds: number;
   sftStep: number;
   testAccuracy: number;
+  /** Time during which at least one activity was executing (the union of their intervals). */
+  busySeconds: number;
+  /** CPU seconds of this process (workers or in-process calls) plus, for Temporal, the dev server's. */
+  cpuSeconds: number;
+}
+
+/** Length of the union of [start, end] intervals (ms → s). */
+export function unionSeconds(intervals: readonly [number, number][]): number {
+  const sorted = [...intervals].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let [from, to] = [Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  for (const [a, b] of sorted) {
+    if (a > to) {
+      if (to > from) total += to - from;
+      [from, to] = [a, b];
+    } else to = Math.max(to, b);
+  }
+  if (to > from) total += to - from;
+  return total / 1000;
+}
+
+const processCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** utime + stime of another process, in seconds (Linux /proc). */
+function otherCpu(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Activity execution intervals of a run's workflows (pipeline and stages), from their histories. */
+async function activityIntervals(client: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<[number, number][]> {
+  const intervals: [number, number][] = [];
+  for await (const w of client.workflow.list({ query: `WorkflowId STARTS_WITH 'sophia-${runId}'` })) {
+    const history = await client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+    const started = new Map<string, number>();
+    for (const e of history.events ?? []) {
+      const at = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+      if (e.activityTaskStartedEventAttributes) started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), at);
+      const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskCanceledEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+      if (done) {
+        const from = started.get(String(done.scheduledEventId));
+        if (from !== undefined) intervals.push([from, at]);
+      }
+    }
+  }
+  return intervals;
 }
 
 /** The pipeline's activity sequence, called directly (what the workflows would schedule, minus Temporal). */
@@ -81,12 +138,21 @@ async function runInProcess(runConfig: RunConfig, runId: string, dir: string, te
   const data = new RunData(storage);
   // Same log level as the workers' (the CLI's quiet runtime: WARN), so neither side pays for printing more.
   const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN') });
-  const call = <I, O>(fn: (input: I) => Promise<O>, arg: I): Promise<O> => env.run<[I], O, (input: I) => Promise<O>>(fn, arg);
+  const intervals: [number, number][] = [];
+  const call = async <I, O>(fn: (input: I) => Promise<O>, arg: I): Promise<O> => {
+    const from = Date.now();
+    try {
+      return await env.run<[I], O, (input: I) => Promise<O>>(fn, arg);
+    } finally {
+      intervals.push([from, Date.now()]);
+    }
+  };
   const input = pipelineInput(runId, runConfig, storage.location, temporal);
   const common = { runId, config: runConfig, storage: storage.location };
   const deps = { store, data, engines, workerQueue: 'in-process', identity: 'in-process' };
   try {
     const start = process.hrtime.bigint();
+    const cpu0 = processCpu();
     const dataActs = createDataActivities({ data });
     const training = createTrainingActivities(deps);
     const rewardModel = createRewardModelActivities(deps);
@@ -138,7 +204,7 @@ async function runInProcess(runConfig: RunConfig, runId: string, dir: string, te
     const before: EvaluateOutput | undefined = baseline.key !== final ? await call(evaluation.evaluateCheckpoint, { ...common, label: baseline.label, checkpointKey: baseline.key }) : undefined;
     const after = await call(evaluation.evaluateCheckpoint, { ...common, label: 'final', checkpointKey: final });
     await call(evaluation.writeRunReport, { ...common, before, after, startedAt: new Date().toISOString() });
-    return { seconds: seconds(start), sftStep: sft.step, testAccuracy: after.splits.test.overall.accuracy };
+    return { seconds: seconds(start), sftStep: sft.step, testAccuracy: after.splits.test.overall.accuracy, busySeconds: unionSeconds(intervals), cpuSeconds: processCpu() - cpu0 };
   } finally {
     await engines.dispose();
     await store.close();
@@ -160,6 +226,8 @@ async function main(): Promise<void> {
   const temporalStorageDir = path.join(root, 'temporal-storage');
   const storage = new LocalStorage(temporalStorageDir);
 
+  // The embedded server's pid (its CPU time counts as orchestration cost).
+  const serverPid = embedded ? (JSON.parse(readFileSync(path.join(root, 'server', 'server.json'), 'utf8')) as { pid: number }).pid : undefined;
   const startup = process.hrtime.bigint();
   const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
   const startupSeconds = seconds(startup);
@@ -175,18 +243,21 @@ async function main(): Promise<void> {
         let outcome: Outcome;
         if (kind === 'temporal') {
           const start = process.hrtime.bigint();
+          const cpu0 = processCpu() + otherCpu(serverPid);
           const { handle } = await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal));
           const result = await handle.result();
           const elapsed = seconds(start);
+          const cpuSeconds = processCpu() + otherCpu(serverPid) - cpu0;
           if (result.status !== 'completed') throw new Error(`run ${runId} ended ${result.status}: ${result.error ?? ''}`);
-          outcome = { seconds: elapsed, sftStep: result.results.sftWarmup?.step ?? Number.NaN, testAccuracy: result.results.evaluation?.testAccuracy ?? Number.NaN };
+          const busySeconds = unionSeconds(await activityIntervals(client, runId));
+          outcome = { seconds: elapsed, sftStep: result.results.sftWarmup?.step ?? Number.NaN, testAccuracy: result.results.evaluation?.testAccuracy ?? Number.NaN, busySeconds, cpuSeconds };
         } else {
           const dir = path.join(root, `in-process-${rep}`);
           outcome = await runInProcess(config, runId, dir, temporal);
           rmSync(dir, { recursive: true, force: true });
         }
         rows.push({ rep, kind, outcome });
-        process.stderr.write(`rep ${rep} ${kind.padEnd(10)} ${outcome.seconds.toFixed(2)} s\n`);
+        process.stderr.write(`rep ${rep} ${kind.padEnd(10)} ${outcome.seconds.toFixed(2)} s (activities ${outcome.busySeconds.toFixed(2)} s, cpu ${outcome.cpuSeconds.toFixed(2)} s)\n`);
       }
     }
   } finally {
@@ -211,15 +282,40 @@ async function main(): Promise<void> {
   const out: string[] = [];
   out.push(`bench/orchestration — preset/config ${args.config}, ${reps} repetitions each, ${embedded ? 'embedded dev server' : temporal.connection.address}`);
   out.push('');
-  out.push(line(['rep', 'temporal (s)', 'in-process (s)', 'ratio', 'SFT steps', 'test accuracy']));
-  out.push(line(['---', '---', '---', '---', '---', '---']));
+  out.push(line(['rep', 'temporal (s)', 'in-process (s)', 'ratio', 'activities T / P (s)', 'between activities T / P (s)', 'CPU T / P (s)', 'SFT steps', 'test accuracy']));
+  out.push(line(['---', '---', '---', '---', '---', '---', '---', '---', '---']));
   for (let rep = 1; rep <= reps; rep++) {
     const tr = rows.find((r) => r.rep === rep && r.kind === 'temporal')!.outcome;
     const pr = rows.find((r) => r.rep === rep && r.kind === 'in-process')!.outcome;
-    out.push(line([String(rep), tr.seconds.toFixed(2), pr.seconds.toFixed(2), (tr.seconds / pr.seconds).toFixed(3), `${tr.sftStep} / ${pr.sftStep}`, `${tr.testAccuracy.toFixed(3)} / ${pr.testAccuracy.toFixed(3)}`]));
+    out.push(
+      line([
+        String(rep),
+        tr.seconds.toFixed(2),
+        pr.seconds.toFixed(2),
+        (tr.seconds / pr.seconds).toFixed(3),
+        `${tr.busySeconds.toFixed(2)} / ${pr.busySeconds.toFixed(2)}`,
+        `${(tr.seconds - tr.busySeconds).toFixed(2)} / ${(pr.seconds - pr.busySeconds).toFixed(2)}`,
+        `${tr.cpuSeconds.toFixed(1)} / ${pr.cpuSeconds.toFixed(1)}`,
+        `${tr.sftStep} / ${pr.sftStep}`,
+        `${tr.testAccuracy.toFixed(3)} / ${pr.testAccuracy.toFixed(3)}`,
+      ]),
+    );
     pairRatios.push(tr.seconds / pr.seconds);
   }
-  out.push(line(['median', t.toFixed(2), p.toFixed(2), median(pairRatios).toFixed(3), '', '']));
+  const med = (kind: string, f: (o: Outcome) => number) => median(rows.filter((r) => r.kind === kind).map((r) => f(r.outcome)));
+  out.push(
+    line([
+      'median',
+      t.toFixed(2),
+      p.toFixed(2),
+      median(pairRatios).toFixed(3),
+      `${med('temporal', (o) => o.busySeconds).toFixed(2)} / ${med('in-process', (o) => o.busySeconds).toFixed(2)}`,
+      `${med('temporal', (o) => o.seconds - o.busySeconds).toFixed(2)} / ${med('in-process', (o) => o.seconds - o.busySeconds).toFixed(2)}`,
+      `${med('temporal', (o) => o.cpuSeconds).toFixed(1)} / ${med('in-process', (o) => o.cpuSeconds).toFixed(1)}`,
+      '',
+      '',
+    ]),
+  );
   out.push('');
   out.push(`worker start-up (once per worker process, not in the times above): ${startupSeconds.toFixed(2)} s`);
   out.push(`same work on both sides (SFT steps and test accuracy equal in every repetition): ${same ? 'yes' : 'NO'}`);
