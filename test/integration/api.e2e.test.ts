@@ -1,9 +1,9 @@
 /**
  * The API end to end on the real stack (Temporal dev server, S3 server, in-process workers):
  *  1. auth: no key / unknown key → 401, read-only key on a write route → 403, with JSON errors;
- *  2. a `ci` run started over HTTP (in a model line) and followed over Server-Sent Events to completion:
- *     metrics of every training stage arrive, then `end`; metrics, checkpoints and the report are readable;
- *     the line records the run as its latest;
+ *  2. a `ci` run started over HTTP (in a model line) and followed over Server-Sent Events to completion, paused
+ *     and resumed while the stream is open (the stream shows the pause): metrics of every training stage
+ *     arrive, then `end`; metrics, checkpoints and the report are readable; the line records the run as its latest;
  *  3. control over HTTP: pause (the run waits), resume, stop (it evaluates and finishes early);
  *  4. a retraining schedule: create, trigger → the scheduled run starts from the line's latest checkpoint;
  *     delete → 404.
@@ -53,7 +53,7 @@ async function followEvents(url: string, key: string, timeoutMs: number): Promis
   return events;
 }
 
-type Progress = { status: string; stages: string[]; stageIndex: number; current?: { stage: string; step: number }; results: Record<string, Record<string, number>>; checkpoints: Record<string, string> };
+type Progress = { status: string; error?: string; stages: string[]; stageIndex: number; current?: { stage: string; step: number }; results: Record<string, Record<string, number>>; checkpoints: Record<string, string> };
 type Detail = { status: string; progress: Progress | null; progressError: string | null };
 
 describe('the API on the real stack', () => {
@@ -91,15 +91,26 @@ describe('the API on the real stack', () => {
     expect(bad.text).not.toMatch(/\n\s+at /);
   });
 
-  it('starts a ci run over HTTP and follows it over SSE to the end', async () => {
+  it('starts a ci run over HTTP, pauses and resumes it, and follows it over SSE to the end', async () => {
     lineRunId = `api-ci-${h.suffix}`;
     const created = await h.call('POST', '/runs', { preset: 'ci', runId: lineRunId, modelLine: line() });
     expect(created.status).toBe(201);
     expect(created.json).toMatchObject({ runId: lineRunId, workflowId: `sophia-${lineRunId}`, state: 'started' });
-    const events = await followEvents(`${h.url}/runs/${lineRunId}/events`, h.keys.viewer, 600_000);
+    const following = followEvents(`${h.url}/runs/${lineRunId}/events`, h.keys.viewer, 600_000);
+    // While the stream is open: pause the run during SFT, see it paused, resume it.
+    await waitFor('SFT to train', async () => {
+      const d = (await h.call('GET', `/runs/${lineRunId}`)).json as Detail;
+      return d.progress?.current?.stage === 'sftWarmup' && d.progress.current.step > 0 ? true : undefined;
+    });
+    expect((await h.call('POST', `/runs/${lineRunId}/pause`)).status).toBe(202);
+    await waitFor('the run to pause', async () => (((await h.call('GET', `/runs/${lineRunId}`)).json as Detail).progress?.status === 'paused' ? true : undefined));
+    expect((await h.call('POST', `/runs/${lineRunId}/resume`)).status).toBe(202);
+    const events = await following;
+    // The stream showed the pause as it happened.
+    expect(events.some((e) => e.event === 'progress' && (e.data as Detail).progress?.status === 'paused')).toBe(true);
     const last = events.at(-1)!;
     expect(last.event).toBe('end');
-    expect((last.data as Detail).status).toBe('completed');
+    expect((last.data as Detail).status, JSON.stringify((last.data as Detail).progress?.error ?? (last.data as Detail).progressError)).toBe('completed');
     expect((last.data as Detail).progress?.status).toBe('completed');
     const records = events.filter((e) => e.event === 'metrics').flatMap((e) => (e.data as { records: { stage: string; kind: string }[] }).records);
     const stages = new Set(records.map((r) => r.stage));

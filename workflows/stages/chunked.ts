@@ -77,6 +77,11 @@ export function isStartTimeout(err: unknown): boolean {
 export class StageControl {
   /** The running cancellable activity scope, if any: pause and stop cancel it. */
   running: CancellationScope | undefined;
+  /**
+   * Whether pause or stop cancelled the running chunk. Kept apart from `state.paused`: a resume can arrive before
+   * the cancelled chunk has finished committing, and its cancellation must still be taken as the pause it was.
+   */
+  cancelledRunning = false;
   activity = 'starting';
 
   constructor(
@@ -88,15 +93,21 @@ export class StageControl {
     setHandler(stageProgressQuery, () => this.progress());
     setHandler(pauseSignal, () => {
       this.state.paused = true;
-      this.running?.cancel();
+      this.cancelRunning();
     });
     setHandler(resumeSignal, () => {
       this.state.paused = false;
     });
     setHandler(stopSignal, () => {
       this.state.stopRequested = true;
-      this.running?.cancel();
+      this.cancelRunning();
     });
+  }
+
+  private cancelRunning(): void {
+    if (!this.running) return;
+    this.cancelledRunning = true;
+    this.running.cancel();
   }
 
   progress(): StageProgress {
@@ -172,7 +183,7 @@ export async function trainInChunks<A>(t: ChunkedTraining<A>): Promise<void> {
       });
       absorb(out);
     } catch (err) {
-      if (isCancellation(err) && (state.paused || state.stopRequested)) {
+      if (isCancellation(err) && (control.cancelledRunning || state.paused || state.stopRequested)) {
         // The chunk committed its current step before ending: continue (or stop) from there.
         const latest = await cpu.latestCheckpoint({ runId: control.input.runId, stage: t.storageStage, storage: control.input.storage });
         if (latest) {
@@ -187,6 +198,7 @@ export async function trainInChunks<A>(t: ChunkedTraining<A>): Promise<void> {
       }
     } finally {
       control.running = undefined;
+      control.cancelledRunning = false;
     }
     state.chunksThisRun++;
     await control.report(state.done ? 'done' : 'chunk committed');
