@@ -104,6 +104,9 @@ describe('the API on the real stack', () => {
     });
     expect((await h.call('POST', `/runs/${lineRunId}/pause`)).status).toBe(202);
     await waitFor('the run to pause', async () => (((await h.call('GET', `/runs/${lineRunId}`)).json as Detail).progress?.status === 'paused' ? true : undefined));
+    // Long enough for the stream (polling every 300 ms) to see it; short enough that the cancelled chunk is
+    // usually still committing when the resume arrives (the race that once failed the run).
+    await new Promise((r) => setTimeout(r, 1000));
     expect((await h.call('POST', `/runs/${lineRunId}/resume`)).status).toBe(202);
     const events = await following;
     // The stream showed the pause as it happened.

@@ -140,6 +140,13 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
     expect((await store.latest(runId, 'sft'))?.step).toBe(atPause!.step); // nothing runs while paused
     await handle.signal(resumeSignal);
     await waitFor('training to go on', async () => ((await runProgress(client, runId)).live?.step ?? 0) > atPause!.step + 10 || undefined);
+    // A resume right behind the pause, before the cancelled chunk has committed: the run just goes on.
+    const before = (await runProgress(client, runId)).live?.step ?? 0;
+    await handle.signal(pauseSignal);
+    await waitFor('the pause to be seen', async () => ((await runProgress(client, runId)).status === 'paused' ? true : undefined));
+    await new Promise((r) => setTimeout(r, 300));
+    await handle.signal(resumeSignal);
+    await waitFor('training to go on after a quick pause', async () => ((await runProgress(client, runId)).live?.step ?? 0) > before + 10 || undefined);
     await handle.signal(stopSignal);
     const result = await handle.result();
     expect(result.status).toBe('completed');
