@@ -11,6 +11,7 @@ import { Storage } from '../../storage/types';
 import { Public } from '../common/auth';
 import { ApiErrors, ApiResponseFrom } from '../common/openapi';
 import { ApiSettings } from '../common/settings';
+import { withTimeout } from '../common/timeout';
 import { RequestMetrics } from './request-metrics';
 
 const Health = z.object({
@@ -21,15 +22,13 @@ const Health = z.object({
 
 const RUN_STATES = { Running: 'running', Completed: 'completed', Failed: 'failed', Canceled: 'canceled', Terminated: 'terminated', TimedOut: 'timed_out' } as const;
 
+/** Undefined when `fn` answers within `ms`, else why not. */
 async function probe(fn: () => Promise<unknown>, ms = 3000): Promise<string | undefined> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([fn(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]);
+    await withTimeout(fn(), ms, `no answer within ${ms} ms`);
     return undefined;
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

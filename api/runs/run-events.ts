@@ -19,15 +19,17 @@ export async function streamRunEvents(runs: RunsService, runId: string, req: Req
   res.setHeader('X-Accel-Buffering', 'no');
   res.flushHeaders();
   let open = true;
-  req.on('close', () => (open = false));
+  let wake: (() => void) | undefined;
+  req.on('close', () => {
+    open = false;
+    wake?.(); // end the current wait at once
+  });
   const send = (event: string, data: unknown, id?: number) => {
     if (open) res.write(`${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   };
   let sent = options.sentMetrics;
   let lastProgress = '';
   let lastWrite = Date.now();
-  let wake: (() => void) | undefined;
-  req.on('close', () => wake?.());
   while (open) {
     try {
       const detail = await runs.detail(runId);

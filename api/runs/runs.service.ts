@@ -10,7 +10,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { z } from 'zod';
 import { controlRun, pipelineInput, pipelineWorkflowId, runProgress, startRun } from '../../clients/runs';
-import { NotFoundError } from '../../common/errors';
+import { CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../../common/errors';
 import { defaultRunId } from '../../cli/run';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
@@ -21,6 +21,7 @@ import type { ModelLineRunInput } from '../../workflows/model-line';
 import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
 import { ApiSettings } from '../common/settings';
+import { withTimeout } from '../common/timeout';
 import type { RunCreated, CheckpointList, ControlAction, CreateRunBody, ListRunsQuery, MetricsQuery, ReportResponse, RunDetail, RunSummary } from './runs.dto';
 
 type Status = RunSummary['status'];
@@ -67,6 +68,8 @@ const memoString = (memo: Record<string, unknown> | undefined, key: string): str
 @Injectable()
 export class RunsService {
   private readonly store: CheckpointStore;
+  /** HMAC key for page tokens, from the API keys' digests (the same on every replica with the same keys). */
+  private readonly tokenKey: Buffer;
 
   constructor(
     @Inject(Client) private readonly client: Client,
@@ -74,6 +77,9 @@ export class RunsService {
     @Inject(ApiSettings) private readonly settings: ApiSettings,
   ) {
     this.store = new CheckpointStore(storage);
+    const h = createHash('sha256').update('sophia-page-token');
+    for (const k of settings.config.keys) h.update(k.digest);
+    this.tokenKey = h.digest();
   }
 
   async create(body: CreateRunBody): Promise<z.infer<typeof RunCreated>> {
@@ -138,25 +144,16 @@ export class RunsService {
     return { runs, nextPageToken: token };
   }
 
-  /**
-   * Page tokens are Temporal's, with an HMAC keyed by the API keys' digests (the same on every replica with the
-   * same keys): a token the API did not hand out is a 400, never an opaque server error.
-   */
-  private tokenKey(): Buffer {
-    const h = createHash('sha256').update('sophia-page-token');
-    for (const k of this.settings.config.keys) h.update(k.digest);
-    return h.digest();
-  }
-
+  /** Page tokens are Temporal's behind an HMAC: a token the API did not hand out is a 400, never a server error. */
   private sealToken(raw: Buffer): string {
-    const mac = createHmac('sha256', this.tokenKey()).update(raw).digest().subarray(0, 16);
+    const mac = createHmac('sha256', this.tokenKey).update(raw).digest().subarray(0, 16);
     return Buffer.concat([mac, raw]).toString('base64url');
   }
 
   private openToken(token: string): Buffer {
     const bytes = Buffer.from(token, 'base64url');
     const raw = bytes.subarray(16);
-    const mac = createHmac('sha256', this.tokenKey()).update(raw).digest().subarray(0, 16);
+    const mac = createHmac('sha256', this.tokenKey).update(raw).digest().subarray(0, 16);
     if (bytes.length <= 16 || !timingSafeEqual(mac, bytes.subarray(0, 16))) throw new ApiError(400, 'query.pageToken', 'pageToken is not a nextPageToken this API returned (start again without it)');
     return raw;
   }
@@ -184,11 +181,11 @@ export class RunsService {
       // A query waits for a worker to answer; don't let a run without workers hang the request. The gRPC deadline
       // (a little later, so that the message below wins) ends the query itself too: left open, it would outlive the
       // request and throw an uncaught "Channel has been shut down" when the connection closes.
-      let timer: NodeJS.Timeout | undefined;
-      const progress = await Promise.race([
+      const progress = await withTimeout(
         this.client.withDeadline(Date.now() + PROGRESS_TIMEOUT_MS + 1000, () => runProgress(this.client, runId)),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no worker answered the progress query within ${PROGRESS_TIMEOUT_MS / 1000} s: are CPU workers polling?`)), PROGRESS_TIMEOUT_MS))),
-      ]).finally(() => clearTimeout(timer));
+        PROGRESS_TIMEOUT_MS,
+        `no worker answered the progress query within ${PROGRESS_TIMEOUT_MS / 1000} s: are CPU workers polling?`,
+      );
       return { ...summary, progress: progress as unknown as Record<string, unknown>, progressError: null };
     } catch (err) {
       return { ...summary, progress: null, progressError: err instanceof Error ? err.message : String(err) };
@@ -215,17 +212,21 @@ export class RunsService {
 
   async checkpoints(runId: string): Promise<z.infer<typeof CheckpointList>> {
     await this.describe(runId);
-    const stages = new Set<string>();
+    // One walk over the run's objects finds every committed checkpoint (its manifest); each is then read once.
     const prefix = `runs/${runId}/`;
+    const dirs: { stage: string; step: number; dir: string }[] = [];
     for await (const info of this.storage.list(prefix)) {
-      const m = /^([^/]+)\/checkpoints\/\d{8}\/manifest\.json$/.exec(info.key.slice(prefix.length));
-      if (m) stages.add(m[1]!);
+      const m = /^([^/]+)\/checkpoints\/(\d{8})\/manifest\.json$/.exec(info.key.slice(prefix.length));
+      if (m) dirs.push({ stage: m[1]!, step: Number(m[2]), dir: info.key.slice(0, -'/manifest.json'.length) });
     }
+    dirs.sort((a, b) => a.stage.localeCompare(b.stage) || a.step - b.step);
     const checkpoints: z.infer<typeof CheckpointList>['checkpoints'] = [];
-    for (const stage of [...stages].sort()) {
-      for (const m of await this.store.list(runId, stage)) {
-        checkpoints.push({ stage, step: m.step, key: m.key, createdAt: m.createdAt, totalBytes: m.totalBytes, metrics: m.metrics });
-      }
+    for (const { stage, dir } of dirs) {
+      const m = await this.store.manifest(dir).catch((err: unknown) => {
+        if (err instanceof CorruptCheckpointError || err instanceof CheckpointNotFoundError) return undefined; // invalid, or deleted meanwhile
+        throw err;
+      });
+      if (m) checkpoints.push({ stage, step: m.step, key: m.key, createdAt: m.createdAt, totalBytes: m.totalBytes, metrics: m.metrics });
     }
     return { runId, checkpoints };
   }
