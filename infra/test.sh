@@ -31,9 +31,13 @@ step() {
 
 step typecheck npx tsc --noEmit -p .
 step lint npx eslint .
-step "unit + integration tests" npx vitest run
+report=.sophia/test-report.json
+mkdir -p .sophia && rm -f "$report"
+step "unit + integration tests" npx vitest run --reporter=default --reporter=json --outputFile.json="$report"
 
 echo
 echo "== summary"
 printf '   %s\n' "${results[@]}"
+# The plain closing line ("tests: N passed, N failed, N skipped"), alone on its line, for CI to read.
+node infra/test-counts.mjs "$report" || failed=1
 exit "$failed"
