@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './common/errors';
-import { DEFAULT_TEMPORAL_CONFIG, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, validateTemporalConfig } from './temporal.config';
+import { DEFAULT_TEMPORAL_CONFIG, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, toLocalActivityOptions, validateTemporalConfig } from './temporal.config';
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -120,5 +120,13 @@ describe('toActivityOptions', () => {
       heartbeatTimeout: 120_000,
       retry: { initialInterval: 1000, backoffCoefficient: 2, maximumInterval: 60_000, maximumAttempts: 10 },
     });
+  });
+
+  it('gives local activities the profile\'s timeout and retry policy, without queue or heartbeat', () => {
+    const profile = DEFAULT_TEMPORAL_CONFIG.activities.cpu;
+    const options = toLocalActivityOptions(profile);
+    expect(options).toEqual({ startToCloseTimeout: profile.startToCloseTimeoutMs, retry: toActivityOptions(profile).retry });
+    expect(options).not.toHaveProperty('taskQueue');
+    expect(options).not.toHaveProperty('heartbeatTimeout');
   });
 });

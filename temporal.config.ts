@@ -10,7 +10,7 @@
  * reads the environment; the client that starts a workflow resolves the config and passes the activity profiles
  * in the workflow input, so they are recorded in history and replay deterministically.
  */
-import type { ActivityOptions } from '@temporalio/common';
+import type { ActivityOptions, LocalActivityOptions, RetryPolicy } from '@temporalio/common';
 import { formatDurationMs, parseDurationMs } from './common/duration';
 import { ConfigError, NON_RETRYABLE_ERROR_TYPES } from './common/errors';
 
@@ -382,12 +382,24 @@ export function toActivityOptions(profile: ActivityProfile): ActivityOptions {
     taskQueue: profile.taskQueue,
     startToCloseTimeout: profile.startToCloseTimeoutMs,
     heartbeatTimeout: profile.heartbeatTimeoutMs,
-    retry: {
-      initialInterval: profile.retry.initialIntervalMs,
-      backoffCoefficient: profile.retry.backoffCoefficient,
-      maximumInterval: profile.retry.maximumIntervalMs,
-      maximumAttempts: profile.retry.maximumAttempts,
-      nonRetryableErrorTypes: [...profile.retry.nonRetryableErrorTypes],
-    },
+    retry: retryPolicy(profile),
+  };
+}
+
+/**
+ * Options for a local activity under a profile: run by the worker that runs the workflow task (no task queue, no
+ * heartbeats), with the profile's timeout and retry policy. For short CPU steps that need no GPU worker.
+ */
+export function toLocalActivityOptions(profile: ActivityProfile): LocalActivityOptions {
+  return { startToCloseTimeout: profile.startToCloseTimeoutMs, retry: retryPolicy(profile) };
+}
+
+function retryPolicy(profile: ActivityProfile): RetryPolicy {
+  return {
+    initialInterval: profile.retry.initialIntervalMs,
+    backoffCoefficient: profile.retry.backoffCoefficient,
+    maximumInterval: profile.retry.maximumIntervalMs,
+    maximumAttempts: profile.retry.maximumAttempts,
+    nonRetryableErrorTypes: [...profile.retry.nonRetryableErrorTypes],
   };
 }

@@ -42,7 +42,7 @@ import { pipelineInput, startRun } from '../clients/runs';
 import { connectClient, connectWorker } from '../clients/temporal';
 import { loadRunConfig } from '../config/load';
 import type { RunConfig } from '../config/run-config';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
@@ -55,11 +55,23 @@ const { values: args } = parseArgs({
   options: {
     reps: { type: 'string', default: '3' },
     config: { type: 'string', default: 'ci' },
+    // How the training sessions' threads wait (the engine option `spinning.training`), the same on both sides.
+    'spinning-training': { type: 'string' },
+    // Diagnostics: run only one kind (no ratio), e.g. to see whether repetitions drift.
+    only: { type: 'string' },
   },
 });
 const reps = Number(args.reps);
 if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
 const config = loadRunConfig(args.config);
+const SPIN_POLICIES = ['always', 'during-run', 'never'] as const;
+const spinTraining = args['spinning-training'];
+if (spinTraining !== undefined && !(SPIN_POLICIES as readonly string[]).includes(spinTraining)) {
+  throw new Error(`--spinning-training must be one of ${SPIN_POLICIES.join(', ')}, got ${spinTraining}`);
+}
+const engineOptions: OnnxEngineOptions = spinTraining
+  ? { spinning: { training: spinTraining as (typeof SPIN_POLICIES)[number], inference: 'never' } }
+  : {};
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -111,14 +123,51 @@ function otherCpu(pid: number | undefined): number {
   }
 }
 
-/** Activity execution intervals of a run's workflows (pipeline and stages), from their histories. */
-async function activityIntervals(client: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<[number, number][]> {
+/** Where the time between activities goes, summed over a run's workflows (ms). */
+interface Gaps {
+  /** Workflow tasks: scheduled → picked up by a worker. */
+  workflowTaskWait: number;
+  /** Workflow tasks: picked up → completed (the worker running workflow code). */
+  workflowTaskRun: number;
+  workflowTasks: number;
+  /** Activities: scheduled → picked up by a worker. */
+  activityWait: number;
+  activities: number;
+  /** Workflow tasks by the event that caused them: [count, ms running]. */
+  byTrigger: Record<string, [number, number]>;
+}
+
+const emptyGaps = (): Gaps => ({ workflowTaskWait: 0, workflowTaskRun: 0, workflowTasks: 0, activityWait: 0, activities: 0, byTrigger: {} });
+
+/** Activity execution intervals of a run's workflows (pipeline and stages), from their histories, and the gaps. */
+async function activityIntervals(client: Awaited<ReturnType<typeof connectClient>>, runId: string, gaps: Gaps = emptyGaps()): Promise<[number, number][]> {
   const intervals: [number, number][] = [];
   for await (const w of client.workflow.list({ query: `WorkflowId STARTS_WITH 'sophia-${runId}'` })) {
     const history = await client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
     const started = new Map<string, number>();
+    const timeOf = new Map<string, number>();
+    const triggerOf = new Map<string, string>();
+    let lastKind = 'start';
     for (const e of history.events ?? []) {
       const at = Number(e.eventTime?.seconds ?? 0) * 1000 + Math.floor((e.eventTime?.nanos ?? 0) / 1e6);
+      timeOf.set(String(e.eventId), at);
+      if (e.workflowTaskStartedEventAttributes) {
+        gaps.workflowTaskWait += at - (timeOf.get(String(e.workflowTaskStartedEventAttributes.scheduledEventId)) ?? at);
+        gaps.workflowTasks++;
+      }
+      if (e.workflowTaskCompletedEventAttributes) {
+        const ms = at - (timeOf.get(String(e.workflowTaskCompletedEventAttributes.startedEventId)) ?? at);
+        gaps.workflowTaskRun += ms;
+        const trigger = triggerOf.get(String(e.workflowTaskCompletedEventAttributes.scheduledEventId)) ?? 'other';
+        gaps.byTrigger[trigger] = [(gaps.byTrigger[trigger]?.[0] ?? 0) + 1, (gaps.byTrigger[trigger]?.[1] ?? 0) + ms];
+      }
+      if (e.workflowTaskScheduledEventAttributes) triggerOf.set(String(e.eventId), lastKind);
+      const kind = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]);
+      if (kind && !kind.startsWith('workflowTask')) lastKind = kind.replace('EventAttributes', '');
+      if (e.activityTaskStartedEventAttributes) {
+        gaps.activityWait += at - (timeOf.get(String(e.activityTaskStartedEventAttributes.scheduledEventId)) ?? at);
+        gaps.activities++;
+      }
       if (e.activityTaskStartedEventAttributes) started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), at);
       const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskCanceledEventAttributes ?? e.activityTaskTimedOutEventAttributes;
       if (done) {
@@ -134,7 +183,7 @@ async function activityIntervals(client: Awaited<ReturnType<typeof connectClient
 async function runInProcess(runConfig: RunConfig, runId: string, dir: string, temporal: TemporalConfig): Promise<Outcome> {
   const storage = new LocalStorage(dir);
   const store = new CheckpointStore(storage);
-  const engines = new EnginePool(() => new OnnxEngine(), 4);
+  const engines = new EnginePool(() => new OnnxEngine(engineOptions), 4);
   const data = new RunData(storage);
   // Same log level as the workers' (the CLI's quiet runtime: WARN), so neither side pays for printing more.
   const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN') });
@@ -229,7 +278,7 @@ async function main(): Promise<void> {
   // The embedded server's pid (its CPU time counts as orchestration cost).
   const serverPid = embedded ? (JSON.parse(readFileSync(path.join(root, 'server', 'server.json'), 'utf8')) as { pid: number }).pid : undefined;
   const startup = process.hrtime.bigint();
-  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, engine: engineOptions });
   const startupSeconds = seconds(startup);
   const running = workers.run();
 
@@ -238,7 +287,7 @@ async function main(): Promise<void> {
     for (let rep = 1; rep <= reps; rep++) {
       // Alternate which goes first, so slow drift on the machine hits both kinds alike.
       const order: ('temporal' | 'in-process')[] = rep % 2 === 1 ? ['temporal', 'in-process'] : ['in-process', 'temporal'];
-      for (const kind of order) {
+      for (const kind of order.filter((k) => !args.only || k === args.only)) {
         const runId = `bench-${stamp}-${kind}-${rep}`;
         let outcome: Outcome;
         if (kind === 'temporal') {
@@ -249,7 +298,14 @@ async function main(): Promise<void> {
           const elapsed = seconds(start);
           const cpuSeconds = processCpu() + otherCpu(serverPid) - cpu0;
           if (result.status !== 'completed') throw new Error(`run ${runId} ended ${result.status}: ${result.error ?? ''}`);
-          const busySeconds = unionSeconds(await activityIntervals(client, runId));
+          const gaps = emptyGaps();
+          const busySeconds = unionSeconds(await activityIntervals(client, runId, gaps));
+          process.stderr.write(
+            `rep ${rep} temporal   gaps: ${gaps.workflowTasks} workflow tasks (wait ${(gaps.workflowTaskWait / 1000).toFixed(2)} s, run ${(gaps.workflowTaskRun / 1000).toFixed(2)} s), ` +
+              `${gaps.activities} activities (wait ${(gaps.activityWait / 1000).toFixed(2)} s); workflow tasks by cause: ${Object.entries(gaps.byTrigger)
+                .map(([k, [n, ms]]) => `${k} ${n}× ${(ms / n).toFixed(0)} ms`)
+                .join(', ')}\n`,
+          );
           outcome = { seconds: elapsed, sftStep: result.results.sftWarmup?.step ?? Number.NaN, testAccuracy: result.results.evaluation?.testAccuracy ?? Number.NaN, busySeconds, cpuSeconds };
         } else {
           const dir = path.join(root, `in-process-${rep}`);
@@ -270,6 +326,7 @@ async function main(): Promise<void> {
     rmSync(root, { recursive: true, force: true });
   }
 
+  if (args.only) return; // one kind only: the per-repetition lines above are the output
   const times = (kind: string) => rows.filter((r) => r.kind === kind).map((r) => r.outcome.seconds);
   const t = median(times('temporal'));
   const p = median(times('in-process'));
@@ -280,7 +337,7 @@ async function main(): Promise<void> {
   // Each repetition's pair ran back to back: the median of their ratios is less exposed to slow drift.
   const pairRatios: number[] = [];
   const out: string[] = [];
-  out.push(`bench/orchestration — preset/config ${args.config}, ${reps} repetitions each, ${embedded ? 'embedded dev server' : temporal.connection.address}`);
+  out.push(`bench/orchestration — preset/config ${args.config}, ${reps} repetitions each, ${embedded ? 'embedded dev server' : temporal.connection.address}, training sessions spin: ${spinTraining ?? 'engine default'}`);
   out.push('');
   out.push(line(['rep', 'temporal (s)', 'in-process (s)', 'ratio', 'activities T / P (s)', 'between activities T / P (s)', 'CPU T / P (s)', 'SFT steps', 'test accuracy']));
   out.push(line(['---', '---', '---', '---', '---', '---', '---', '---', '---']));

@@ -11,7 +11,7 @@ import type { RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
 import type { TemporalConfig } from '../temporal.config';
 import type { trainingPipeline } from '../workflows/pipeline';
-import { type PipelineInput, type RunProgress, pauseSignal, progressQuery, resumeSignal, stopSignal } from '../workflows/types';
+import { type PipelineInput, type RunProgress, pauseSignal, progressQuery, resumeSignal, stageProgressQuery, stopSignal } from '../workflows/types';
 
 export const pipelineWorkflowId = (runId: string) => `sophia-${runId}`;
 
@@ -87,10 +87,11 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
   let live: LiveProgress['live'];
   const stage = progress.stages[progress.stageIndex];
   if (stage && progress.status !== 'completed') {
-    const description = await client.workflow
-      .getHandle(`${pipelineWorkflowId(runId)}/${stage}`)
-      .describe()
-      .catch(() => undefined);
+    // The running stage answers its own progress (since the `progress-by-query` patch stages no longer signal it to
+    // the pipeline); its pending activity's last heartbeat gives the step within the chunk.
+    const child = client.workflow.getHandle(`${pipelineWorkflowId(runId)}/${stage}`);
+    const [description, current] = await Promise.all([child.describe().catch(() => undefined), child.query(stageProgressQuery).catch(() => undefined)]);
+    if (current?.stage === stage) progress.current = current;
     const payload = description?.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
     if (payload) {
       const details = defaultPayloadConverter.fromPayload<{ step?: number; totalSteps?: number; loss?: number; checkpointKey?: string }>(payload);

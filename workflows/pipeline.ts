@@ -36,6 +36,8 @@ export async function trainingPipeline(input: PipelineInput): Promise<RunProgres
     if (child) await getExternalWorkflowHandle(child).signal(signal);
   };
   setHandler(progressQuery, () => progress);
+  // Runs recorded before the `progress-by-query` patch: their stages signalled progress here. Newer stages answer
+  // their own `stageProgress` query, which `runProgress` asks.
   setHandler(stageProgressSignal, (p) => {
     progress.current = p;
   });

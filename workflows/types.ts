@@ -77,6 +77,7 @@ export interface RunProgress {
   stages: StageName[];
   /** Index in `stages` of the current stage (stages.length when done). */
   stageIndex: number;
+  /** The running stage's progress: `runProgress` asks the stage (its `stageProgress` query); runs recorded before that kept the last signal here. */
   current: StageProgress | undefined;
   /** Output checkpoint of every finished stage. */
   checkpoints: Partial<Record<StageName, string>>;

@@ -6,7 +6,7 @@
  *   start there and falls back to the shared queue, where any worker reloads the latest checkpoint.
  * - `pause` and `stop` cancel the running chunk; the activity commits a checkpoint of its current step before it
  *   ends, so nothing is lost. `pause` then waits for `resume`; `stop` ends the loop with that checkpoint.
- * - Every chunk reports progress to the pipeline; after `CHUNKS_PER_RUN` chunks (or when Temporal suggests it)
+ * - Every chunk updates the stage's progress (the `stageProgress` query); after `CHUNKS_PER_RUN` chunks (or when Temporal suggests it)
  *   the stage continues as new with its carried state, so its history stays small however long training runs.
  */
 import {
@@ -17,7 +17,6 @@ import {
   CancellationScope,
   TimeoutFailure,
   condition,
-  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -29,7 +28,8 @@ import type { TrainingActivities } from '../../activities/training';
 import type { StageName } from '../../config/stages';
 import { toActivityOptions } from '../../temporal.config';
 import type { BestTracker } from '../../training/sft';
-import { type StageInput, type StageProgress, pauseSignal, resumeSignal, stageProgressQuery, stageProgressSignal, stopSignal } from '../types';
+import { type StageInput, type StageProgress, pauseSignal, resumeSignal, stageProgressQuery, stopSignal } from '../types';
+import { tellPipeline } from './progress';
 
 /** Chunks per workflow run before continue-as-new (a safety bound; Temporal's suggestion usually comes later). */
 export const CHUNKS_PER_RUN = 100;
@@ -115,10 +115,10 @@ export class StageControl {
     return { stage: this.stage, step: s.step, totalSteps: this.totalSteps, metrics: s.metrics, checkpointKey: s.checkpointKey, worker: s.worker, activity: this.activity };
   }
 
-  /** Tells the pipeline (and so the `progress` query) what the stage is doing now. */
+  /** Records what the stage is doing now (the `stageProgress` query answers it). */
   report(what: string): Promise<void> {
     this.activity = what;
-    return getExternalWorkflowHandle(this.input.parentWorkflowId).signal(stageProgressSignal, this.progress());
+    return tellPipeline(this.input, this.progress());
   }
 
   /** Waits while paused (unless a stop comes). */

@@ -12,10 +12,10 @@
  * - The stage's output is the final policy; the SFT checkpoint it started from is the `sft` artifact (the
  *   evaluation stage's baseline).
  */
-import { ApplicationFailure, continueAsNew, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, continueAsNew, patched, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { EvaluationActivities } from '../../activities/evaluation';
 import type { RlActivities, RlStepInput } from '../../activities/rl';
-import { toActivityOptions } from '../../temporal.config';
+import { toActivityOptions, toLocalActivityOptions } from '../../temporal.config';
 import type { StageInput, StageOutput } from '../types';
 import { StageControl, isStartTimeout } from './chunked';
 
@@ -51,6 +51,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
   const state: TrustGrpoCarry = carry ?? { step: 0, checkpointKey: undefined, queue: undefined, worker: undefined, paused: false, stopRequested: input.stopped, metrics: {}, stepsThisRun: 0 };
   const control = new StageControl(input, 'trustGrpo', state, rl.steps);
   const cpu = proxyActivities<RlActivities>(toActivityOptions(input.profiles.cpu));
+  const cpuLocal = proxyLocalActivities<RlActivities>(toLocalActivityOptions(input.profiles.cpu));
   const evalActs = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
   const dataRunId = input.artifacts.dataRunId ?? input.runId;
 
@@ -65,11 +66,13 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
     const gpu = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
     // Since 'rl-step-v2': progress goes to the pipeline at most every REPORT_EVERY_MS of workflow time (a signal per
     // step was a large share of a short step's orchestration cost), and outcome and thinking rewards run at once.
+    // (Since 'progress-by-query' a report costs nothing: the throttle only shapes the signals of older histories.)
     const v2 = patched('rl-step-v2');
+    const doing = `RL step ${step}/${rl.steps}${state.queue ? '' : ' (any GPU worker)'}`;
     if (!v2 || step === 1 || Date.now() - lastReport >= REPORT_EVERY_MS) {
       lastReport = Date.now();
-      await control.report(`RL step ${step}/${rl.steps}${state.queue ? '' : ' (any GPU worker)'}`);
-    }
+      await control.report(doing);
+    } else control.activity = doing;
     try {
       const rollouts = await gpu.rolloutStep(stepInput);
       state.queue = rollouts.workerQueue;
@@ -79,16 +82,19 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         continue;
       }
       const pinned = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
+      // Since 'rl-local-rewards': grading and advantages (short, CPU only, storage in and out) run as local activities
+      // of the worker that runs this workflow, without a task queue round trip each.
+      const small = patched('rl-local-rewards') ? cpuLocal : cpu;
       const thinkingOf = () => (needsThinking ? pinned.thinkingRewards({ ...stepInput, rewardModelKey: rewardModelKey! }) : Promise.resolve(undefined));
       let outcome: Awaited<ReturnType<typeof cpu.outcomeRewards>>;
       let thinking: Awaited<ReturnType<typeof thinkingOf>>;
       if (v2) {
-        [outcome, thinking] = await Promise.all([cpu.outcomeRewards(stepInput), thinkingOf()]);
+        [outcome, thinking] = await Promise.all([small.outcomeRewards(stepInput), thinkingOf()]);
       } else {
         outcome = await cpu.outcomeRewards(stepInput);
         thinking = await thinkingOf();
       }
-      const adv = await cpu.computeAdvantages({ ...stepInput, thinkingKey: thinking?.thinkingKey });
+      const adv = await small.computeAdvantages({ ...stepInput, thinkingKey: thinking?.thinkingKey });
       const metrics = {
         outcomeReward: outcome.meanOutcome,
         accuracy: outcome.accuracy,
