@@ -76,6 +76,12 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
     );
     return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: `${status}: ${reason}`, live: undefined };
   }
+  // A query waits for a worker to answer it; with none polling, say so at once instead of waiting (and retrying).
+  if (!(await hasWorkflowPollers(client, description.taskQueue))) {
+    throw new SophiaError('unavailable', `run ${runId} is running but no worker polls its task queue ${description.taskQueue}`, {
+      hint: `Start workers (sophia worker --queue cpu --queue gpu), or run \`sophia run --config … --run-id ${runId}\`, which runs them in-process`,
+    });
+  }
   const progress = await handle.query(progressQuery).catch((err: unknown) => {
     // A query is answered by a worker hosting the workflow; with none polling the server refuses it.
     const detail = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
@@ -101,6 +107,20 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
     }
   }
   return { ...progress, live };
+}
+
+/** TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW and TaskQueueKind.TASK_QUEUE_KIND_NORMAL (temporal.api.enums.v1). */
+const WORKFLOW_QUEUE_TYPE = 1;
+const NORMAL_QUEUE_KIND = 1;
+
+/** Whether any worker has recently polled `taskQueue` for workflow tasks (the server keeps pollers for a few minutes). */
+export async function hasWorkflowPollers(client: Client, taskQueue: string): Promise<boolean> {
+  const res = await client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name: taskQueue, kind: NORMAL_QUEUE_KIND },
+    taskQueueType: WORKFLOW_QUEUE_TYPE,
+  });
+  return (res.pollers?.length ?? 0) > 0;
 }
 
 export type ControlAction = 'pause' | 'resume' | 'stop' | 'cancel';

@@ -224,6 +224,12 @@ describe('the API on the real stack', () => {
     expect(input.config.startFrom).toMatchObject({ stage: 'sftWarmup', checkpointKey: latest.policyKey });
     expect(input.config.seed).not.toBe(1);
     expect((await h.call('POST', `/runs/${runId}/cancel`)).status).toBe(202);
+    // Wait until it has closed: the listing orders open runs before closed ones, so a run closing between two page
+    // requests would otherwise move and show up on both pages.
+    await waitFor('the cancelled run to close', async () => {
+      const r = (await h.call('GET', `/runs/${runId}`)).json as Detail;
+      return r.status !== 'running' ? true : undefined;
+    });
 
     expect((await h.call('POST', `/schedules/${id}/pause`, { note: 'maintenance' })).json).toMatchObject({ action: 'pause' });
     expect((await h.call('GET', `/schedules/${id}`)).json).toMatchObject({ paused: true, note: 'maintenance' });

@@ -86,6 +86,16 @@ describe('API fuzzing (schemathesis against /openapi.json)', () => {
     }
   });
 
+  it("says at once that no worker answers a running run's progress (no query left waiting or retrying)", async () => {
+    const runId = `noworker-${h!.suffix}`;
+    expect((await h!.call('POST', '/runs', { preset: 'ci', runId })).status).toBe(201);
+    const detail = (await h!.call('GET', `/runs/${runId}`)).json as { status: string; progress: unknown; progressError: string | null };
+    expect(detail.status).toBe('running');
+    expect(detail.progress).toBeNull();
+    expect(detail.progressError).toMatch(/no worker polls its task queue/);
+    expect((await h!.call('POST', `/runs/${runId}/cancel`)).status).toBe(202);
+  });
+
   it('gives no 5xx, conforms to the document, and names the field of every 4xx', async () => {
     const args = [
       '--config-file', CONFIG,
