@@ -77,7 +77,8 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
     return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: `${status}: ${reason}`, live: undefined };
   }
   // A query waits for a worker to answer it; with none polling, say so at once instead of waiting (and retrying).
-  if (!(await hasWorkflowPollers(client, description.taskQueue))) {
+  // (If the server will not describe the queue, the query below still finds out, only more slowly.)
+  if (!(await hasWorkflowPollers(client, description.taskQueue).catch(() => true))) {
     throw new SophiaError('unavailable', `run ${runId} is running but no worker polls its task queue ${description.taskQueue}`, {
       hint: `Start workers (sophia worker --queue cpu --queue gpu), or run \`sophia run --config … --run-id ${runId}\`, which runs them in-process`,
     });

@@ -6,8 +6,9 @@
  *   start there and falls back to the shared queue, where any worker reloads the latest checkpoint.
  * - `pause` and `stop` cancel the running chunk; the activity commits a checkpoint of its current step before it
  *   ends, so nothing is lost. `pause` then waits for `resume`; `stop` ends the loop with that checkpoint.
- * - Every chunk updates the stage's progress (the `stageProgress` query); after `CHUNKS_PER_RUN` chunks (or when Temporal suggests it)
- *   the stage continues as new with its carried state, so its history stays small however long training runs.
+ * - Every chunk updates the stage's progress (its `stageProgress` query); after `CHUNKS_PER_RUN` chunks (or when
+ *   Temporal suggests it) the stage continues as new with its carried state, so its history stays small however
+ *   long training runs.
  */
 import {
   ActivityCancellationType,
