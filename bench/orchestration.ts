@@ -43,6 +43,7 @@ import { connectClient, connectWorker } from '../clients/temporal';
 import { loadRunConfig } from '../config/load';
 import type { RunConfig } from '../config/run-config';
 import { OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
+import { SPIN_POLICIES, type SpinPolicy } from '../engine/onnx/runtime';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
@@ -64,13 +65,12 @@ const { values: args } = parseArgs({
 const reps = Number(args.reps);
 if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
 const config = loadRunConfig(args.config);
-const SPIN_POLICIES = ['always', 'during-run', 'never'] as const;
 const spinTraining = args['spinning-training'];
 if (spinTraining !== undefined && !(SPIN_POLICIES as readonly string[]).includes(spinTraining)) {
   throw new Error(`--spinning-training must be one of ${SPIN_POLICIES.join(', ')}, got ${spinTraining}`);
 }
 const engineOptions: OnnxEngineOptions = spinTraining
-  ? { spinning: { training: spinTraining as (typeof SPIN_POLICIES)[number], inference: 'never' } }
+  ? { spinning: { training: spinTraining as SpinPolicy, inference: 'never' } }
   : {};
 
 function median(xs: number[]): number {
@@ -139,9 +139,10 @@ interface Gaps {
 
 const emptyGaps = (): Gaps => ({ workflowTaskWait: 0, workflowTaskRun: 0, workflowTasks: 0, activityWait: 0, activities: 0, byTrigger: {} });
 
-/** Activity execution intervals of a run's workflows (pipeline and stages), from their histories, and the gaps. */
-async function activityIntervals(client: Awaited<ReturnType<typeof connectClient>>, runId: string, gaps: Gaps = emptyGaps()): Promise<[number, number][]> {
+/** From a run's workflow histories (pipeline and stages): activity execution intervals, and where the gaps went. */
+async function readHistories(client: Awaited<ReturnType<typeof connectClient>>, runId: string): Promise<{ intervals: [number, number][]; gaps: Gaps }> {
   const intervals: [number, number][] = [];
+  const gaps = emptyGaps();
   for await (const w of client.workflow.list({ query: `WorkflowId STARTS_WITH 'sophia-${runId}'` })) {
     const history = await client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
     const started = new Map<string, number>();
@@ -165,10 +166,11 @@ async function activityIntervals(client: Awaited<ReturnType<typeof connectClient
       const kind = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k]);
       if (kind && !kind.startsWith('workflowTask')) lastKind = kind.replace('EventAttributes', '');
       if (e.activityTaskStartedEventAttributes) {
-        gaps.activityWait += at - (timeOf.get(String(e.activityTaskStartedEventAttributes.scheduledEventId)) ?? at);
+        const scheduled = String(e.activityTaskStartedEventAttributes.scheduledEventId);
+        gaps.activityWait += at - (timeOf.get(scheduled) ?? at);
         gaps.activities++;
+        started.set(scheduled, at);
       }
-      if (e.activityTaskStartedEventAttributes) started.set(String(e.activityTaskStartedEventAttributes.scheduledEventId), at);
       const done = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskCanceledEventAttributes ?? e.activityTaskTimedOutEventAttributes;
       if (done) {
         const from = started.get(String(done.scheduledEventId));
@@ -176,7 +178,7 @@ async function activityIntervals(client: Awaited<ReturnType<typeof connectClient
       }
     }
   }
-  return intervals;
+  return { intervals, gaps };
 }
 
 /** The pipeline's activity sequence, called directly (what the workflows would schedule, minus Temporal). */
@@ -298,8 +300,8 @@ async function main(): Promise<void> {
           const elapsed = seconds(start);
           const cpuSeconds = processCpu() + otherCpu(serverPid) - cpu0;
           if (result.status !== 'completed') throw new Error(`run ${runId} ended ${result.status}: ${result.error ?? ''}`);
-          const gaps = emptyGaps();
-          const busySeconds = unionSeconds(await activityIntervals(client, runId, gaps));
+          const { intervals, gaps } = await readHistories(client, runId);
+          const busySeconds = unionSeconds(intervals);
           process.stderr.write(
             `rep ${rep} temporal   gaps: ${gaps.workflowTasks} workflow tasks (wait ${(gaps.workflowTaskWait / 1000).toFixed(2)} s, run ${(gaps.workflowTaskRun / 1000).toFixed(2)} s), ` +
               `${gaps.activities} activities (wait ${(gaps.activityWait / 1000).toFixed(2)} s); workflow tasks by cause: ${Object.entries(gaps.byTrigger)

@@ -21,9 +21,8 @@ import {
   cacheSlots,
 } from './model/graphs';
 import type { Graph } from './onnx/graph';
-import { type ExecutionProvider, type HostTensor, Session, type SessionOptions } from './onnx/runtime';
+import { type ExecutionProvider, type HostTensor, Session, type SpinPolicy } from './onnx/runtime';
 
-type SpinPolicy = NonNullable<SessionOptions['spinning']>;
 import { Rng } from './rng';
 import { pickToken } from './sampling';
 import { decodeState, encodeState } from './state';

@@ -7,6 +7,10 @@ import { type DType, type Shape, type TypedData, numel, shapeString } from './gr
 
 export type ExecutionProvider = 'cpu' | 'cuda';
 
+/** How intra-op threads wait for work (see `SessionOptions.spinning`). */
+export const SPIN_POLICIES = ['always', 'during-run', 'never'] as const;
+export type SpinPolicy = (typeof SPIN_POLICIES)[number];
+
 export interface SessionOptions {
   executionProvider?: ExecutionProvider;
   /** Intra-op threads (default: onnxruntime's choice, one per core). */
@@ -15,7 +19,7 @@ export interface SessionOptions {
    * How intra-op threads wait: `always` (onnxruntime's default: spin between and during runs), `during-run`
    * (spin inside a run, sleep once it ends), `never`.
    */
-  spinning?: 'always' | 'during-run' | 'never';
+  spinning?: SpinPolicy;
 }
 
 /** A tensor on the JS side: dtype, static shape, data. */

@@ -8,7 +8,7 @@
 import { getExternalWorkflowHandle, patched, setHandler } from '@temporalio/workflow';
 import { type StageInput, type StageProgress, stageProgressQuery, stageProgressSignal } from '../types';
 
-export const PROGRESS_BY_QUERY = 'progress-by-query';
+const PROGRESS_BY_QUERY = 'progress-by-query';
 
 /** In histories from before `progress-by-query`: signals the pipeline, as those runs did. Otherwise nothing. */
 export async function tellPipeline(input: StageInput, progress: StageProgress): Promise<void> {
