@@ -522,16 +522,33 @@ export class OnnxEngine implements Engine {
     const outLogprobs = Array.from({ length: rows }, () => [] as number[]);
     const done = new Array<boolean>(rows).fill(false);
     const stopped = new Array<boolean>(rows).fill(false);
-    const params = this.paramViews();
     const rowPromptLength = Array.from({ length: rows }, (_, r) => prompts[Math.floor(r / n)]!.length);
     const scratch = new Float64Array(v);
+    // The decode loop reuses its feeds: the token and position buffers are rewritten in place each step, and
+    // the feed record is rebuilt only when the cache grows (new buffers, new capacity).
+    const token = new BigInt64Array(rows);
+    const position = new BigInt64Array(rows);
+    let feeds: Record<string, HostTensor> | undefined;
+    let feedsCapacity = -1;
+    const decodeFeeds = (): Record<string, HostTensor> => {
+      if (!feeds || feedsCapacity !== capacity) {
+        feeds = { ...this.paramViews(), token: i64([rows, 1], token), position: i64([rows, 1], position), past_mask: f32([rows, capacity], pastMask) };
+        for (let l = 0; l < config.layers; l++) {
+          feeds[`past_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
+          feeds[`past_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
+        }
+        feedsCapacity = capacity;
+      }
+      return feeds;
+    };
     let generated = 0;
     for (let s = 0; s < maxTokens; s++) {
-      const token = new BigInt64Array(rows);
-      const position = new BigInt64Array(rows);
       for (let r = 0; r < rows; r++) {
         position[r] = BigInt(rowPromptLength[r]! + s);
-        if (done[r]) continue;
+        if (done[r]) {
+          token[r] = 0n;
+          continue;
+        }
         const pick = pickToken(logits.subarray(r * v, (r + 1) * v), temperature, topP, rng, scratch);
         outTokens[r]!.push(pick.token);
         outLogprobs[r]!.push(pick.logprob);
@@ -546,24 +563,20 @@ export class OnnxEngine implements Engine {
       const slot = filled + s; // where this token's keys/values go
       if (slot >= capacity) grow(capacityFor(slot + 1));
       const decode = await this.session(`decode:${rows}x${capacity}`, () => buildDecodeGraph(config, rows, capacity));
-      const feeds: Record<string, HostTensor> = {
-        ...params,
-        token: i64([rows, 1], token),
-        position: i64([rows, 1], position),
-        past_mask: f32([rows, capacity], pastMask),
-      };
+      const out = await decode.run(decodeFeeds());
+      // This step's keys/values, (rows, H, 1, hd), into slot `slot` of each (row, head) block of the cache.
       for (let l = 0; l < config.layers; l++) {
-        feeds[`past_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
-        feeds[`past_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
-      }
-      const out = await decode.run(feeds);
-      for (let l = 0; l < config.layers; l++) {
-        const nk = out[`k:${l}`]!.data as Float32Array; // (rows, H, 1, hd)
+        const nk = out[`k:${l}`]!.data as Float32Array;
         const nv = out[`v:${l}`]!.data as Float32Array;
+        const ck = cacheK[l]!;
+        const cv = cacheV[l]!;
         for (let b = 0; b < rows * heads; b++) {
           const to = (b * capacity + slot) * hd;
-          cacheK[l]!.set(nk.subarray(b * hd, (b + 1) * hd), to);
-          cacheV[l]!.set(nv.subarray(b * hd, (b + 1) * hd), to);
+          const from = b * hd;
+          for (let i = 0; i < hd; i++) {
+            ck[to + i] = nk[from + i]!;
+            cv[to + i] = nv[from + i]!;
+          }
         }
       }
       for (let r = 0; r < rows; r++) if (!done[r]) pastMask[r * capacity + slot] = 1;

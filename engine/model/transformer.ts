@@ -117,6 +117,19 @@ function attendCached(g: Graph, q: Value, k: Value, v: Value, past: LayerKV, pas
 }
 
 /**
+ * q, k, v: (B, L, d) each from the fused (d, 3d) projection. Over a whole sequence the weight is split (small)
+ * and three GEMMs write q, k and v directly: splitting the (B, L, 3d) activation instead, and concatenating its
+ * gradient in the backward pass, costs two full passes over it. For one decoding position the activation is
+ * tiny and one GEMM beats three.
+ */
+function projectQkv(g: Graph, x: Value, w: Value, b: Value, d: number): [Value, Value, Value] {
+  if (x.shape[1] === 1) return op.split(g, linear(g, x, w, b), -1, [d, d, d]) as [Value, Value, Value];
+  const ws = op.split(g, w, -1, [d, d, d]);
+  const bs = op.split(g, b, -1, [d, d, d]);
+  return [0, 1, 2].map((i) => linear(g, x, ws[i]!, bs[i])) as [Value, Value, Value];
+}
+
+/**
  * One transformer block. Without `past`: attention over the whole sequence with `bias` (B, 1, L, L). With
  * `past` (decode): the new token attends to the cache (`bias` is the cache's (B, 1, 1, C) padding bias) and to
  * itself. Returns the new hidden state and this step's keys/values (B, H, L, hd).
@@ -126,8 +139,7 @@ function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Valu
   const pre = `h${l}.`;
   const scale = 1 / Math.sqrt(d / config.heads);
   const h1 = op.layerNorm(g, x, param(params, `${pre}ln1_g`), param(params, `${pre}ln1_b`));
-  const qkv = linear(g, h1, param(params, `${pre}qkv_w`), param(params, `${pre}qkv_b`)); // (B, L, 3d)
-  const [qx, kx, vx] = op.split(g, qkv, -1, [d, d, d]) as [Value, Value, Value];
+  const [qx, kx, vx] = projectQkv(g, h1, param(params, `${pre}qkv_w`), param(params, `${pre}qkv_b`), d);
   const q = heads(g, qx, config.heads);
   const k = heads(g, kx, config.heads);
   const v = heads(g, vx, config.heads);

@@ -195,16 +195,24 @@ export class Graph {
       }
     }
     kept.reverse();
+    // A node's result that is a graph output takes the output's name, so no Identity node copies it (a copy of
+    // a parameter-sized output costs a full pass over it). Graph inputs, initializers and a value exposed
+    // under a second name still go through Identity.
+    const produced = new Set<number>(kept.flatMap((node) => node.outputs.map((v) => v.id)));
+    const renamed = new Map<number, string>();
+    for (const { value, name } of this.outputs) {
+      if (value.name !== name && produced.has(value.id) && !renamed.has(value.id)) renamed.set(value.id, name);
+    }
+    const nameOf = (v: Value) => renamed.get(v.id) ?? v.name;
     const nodes: onnx.INodeProto[] = kept.map((node, i) => ({
       name: `${node.op}_${i}`,
       opType: node.op,
-      input: node.inputs.map((v) => v.name),
-      output: node.outputs.map((v) => v.name),
+      input: node.inputs.map(nameOf),
+      output: node.outputs.map(nameOf),
       attribute: Object.entries(node.attrs).map(([name, attr]) => this.attrProto(name, attr)),
     }));
-    // Outputs are exposed under their own names through Identity nodes.
     for (const { value, name } of this.outputs) {
-      if (value.name !== name) nodes.push({ name: `out_${name}`, opType: 'Identity', input: [value.name], output: [name] });
+      if (nameOf(value) !== name) nodes.push({ name: `out_${name}`, opType: 'Identity', input: [nameOf(value)], output: [name] });
     }
     const initializers = [...this.initializers.values()]
       .filter(({ value }) => needed.has(value.id))
