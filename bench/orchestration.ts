@@ -42,7 +42,7 @@ import { pipelineInput, startRun } from '../clients/runs';
 import { connectClient, connectWorker } from '../clients/temporal';
 import { loadRunConfig } from '../config/load';
 import type { RunConfig } from '../config/run-config';
-import { OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
+import { DEFAULT_SPINNING, OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
 import { SPIN_POLICIES, type SpinPolicy } from '../engine/onnx/runtime';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
@@ -70,7 +70,7 @@ if (spinTraining !== undefined && !(SPIN_POLICIES as readonly string[]).includes
   throw new Error(`--spinning-training must be one of ${SPIN_POLICIES.join(', ')}, got ${spinTraining}`);
 }
 const engineOptions: OnnxEngineOptions = spinTraining
-  ? { spinning: { training: spinTraining as SpinPolicy, inference: 'never' } }
+  ? { spinning: { ...DEFAULT_SPINNING, training: spinTraining as SpinPolicy } }
   : {};
 
 function median(xs: number[]): number {
