@@ -4,8 +4,9 @@
  * Weights and AdamW moments live on the host as Float32Arrays and are fed to each run; a training step is one
  * run of a fused graph (forward, backward, AdamW) whose outputs become the new state. Graphs are built per
  * batch size and sequence bucket (sequences are right-padded to a multiple of `seqBucket`) and their sessions
- * are created once and reused. Sampling uses a prefill graph and a one-token decode graph over a fixed-size
- * KV cache held here (`sample`).
+ * are created once and reused. Sampling (`sample`) runs a prefill graph over the P distinct prompts and then a
+ * one-token decode graph per step over a KV cache held here: each prompt's prefix (image + prompt) is stored
+ * once and shared by its n samples, and each row's generated tokens grow in a cache of their own.
  */
 import * as ort from 'onnxruntime-node';
 import { type ModelConfig, type ParamLayout, imageTokens, paramLayout, validateModelConfig } from './model/config';
@@ -18,7 +19,6 @@ import {
   buildPrefillGraph,
   buildScoreGraph,
   buildTrainGraph,
-  cacheSlots,
 } from './model/graphs';
 import type { Graph } from './onnx/graph';
 import { type ExecutionProvider, type HostTensor, Session, type SpinPolicy } from './onnx/runtime';
@@ -460,42 +460,31 @@ export class OnnxEngine implements Engine {
     const prefillFeeds = { ...this.sequenceFeeds({ batchSize: p, seqLen: promptLen, images: request.images, tokens, attentionMask: mask }, promptLen), ...this.paramViews() };
     const prefill = await (await this.session(`prefill:${p}x${promptLen}`, () => buildPrefillGraph(config, p, promptLen))).run(prefillFeeds);
 
-    // The P·n rows' cache, (rows, H, capacity, hd) per layer: slots [0, N) image, [N, N + promptLen) prompt,
-    // then generated tokens. It grows in steps of CACHE_STEP slots (one decode graph per capacity), so each
-    // step reads only as much cache as it holds.
+    // The cache, per layer: the prompts' prefixes as the prefill returned them, (P, H, N + promptLen, hd), shared
+    // by each prompt's n samples; and the rows' generated tokens, (rows, H, capacity, hd), which grows in steps of
+    // CACHE_STEP slots (one decode graph per capacity), so each step reads only as much cache as it holds.
     const rows = p * n;
     const n0 = imageTokens(config);
-    const maxSlots = cacheSlots(config);
     const heads = config.heads;
     const hd = config.width / heads;
-    const filled = n0 + promptLen;
-    const capacityFor = (needed: number) => Math.min(maxSlots, Math.ceil(needed / CACHE_STEP) * CACHE_STEP);
-    let capacity = capacityFor(filled + 1);
-    let cacheK: Float32Array[] = [];
-    let cacheV: Float32Array[] = [];
+    const prefixMask = new Float32Array(p * (n0 + promptLen));
+    for (let r = 0; r < p; r++) {
+      const row = prefixMask.subarray(r * (n0 + promptLen), (r + 1) * (n0 + promptLen));
+      row.fill(1, 0, n0);
+      for (let c = 0; c < promptLen; c++) row[n0 + c] = mask[r * promptLen + c]!;
+    }
+    const prefixShape = [p, heads, n0 + promptLen, hd];
+    const prefixFeeds: Record<string, HostTensor> = { prefix_mask: f32([p, n0 + promptLen], prefixMask) };
     for (let l = 0; l < config.layers; l++) {
-      const k = new Float32Array(rows * heads * capacity * hd);
-      const v = new Float32Array(rows * heads * capacity * hd);
-      const pk = prefill[`k:${l}`]!.data as Float32Array; // (P, H, filled, hd)
-      const pv = prefill[`v:${l}`]!.data as Float32Array;
-      for (let r = 0; r < rows; r++) {
-        const src = Math.floor(r / n);
-        for (let h = 0; h < heads; h++) {
-          const from = (src * heads + h) * filled * hd;
-          const to = (r * heads + h) * capacity * hd;
-          k.set(pk.subarray(from, from + filled * hd), to);
-          v.set(pv.subarray(from, from + filled * hd), to);
-        }
-      }
-      cacheK.push(k);
-      cacheV.push(v);
+      prefixFeeds[`prefix_k:${l}`] = f32(prefixShape, prefill[`k:${l}`]!.data as Float32Array);
+      prefixFeeds[`prefix_v:${l}`] = f32(prefixShape, prefill[`v:${l}`]!.data as Float32Array);
     }
-    let pastMask = new Float32Array(rows * capacity);
-    for (let r = 0; r < rows; r++) {
-      const src = Math.floor(r / n);
-      pastMask.fill(1, r * capacity, r * capacity + n0);
-      for (let c = 0; c < promptLen; c++) pastMask[r * capacity + n0 + c] = mask[src * promptLen + c]!;
-    }
+    // The last decode step only picks a token, so at most maxTokens − 1 generated tokens enter the cache.
+    const capacityFor = (needed: number) => Math.min(config.maxLength, Math.ceil(needed / CACHE_STEP) * CACHE_STEP);
+    let capacity = capacityFor(1);
+    let cacheK = Array.from({ length: config.layers }, () => new Float32Array(rows * heads * capacity * hd));
+    let cacheV = Array.from({ length: config.layers }, () => new Float32Array(rows * heads * capacity * hd));
+    let genMask = new Float32Array(rows * capacity);
     const grow = (next: number) => {
       const relayout = (old: Float32Array) => {
         const fresh = new Float32Array(rows * heads * next * hd);
@@ -505,15 +494,19 @@ export class OnnxEngine implements Engine {
       cacheK = cacheK.map(relayout);
       cacheV = cacheV.map(relayout);
       const mask2 = new Float32Array(rows * next);
-      for (let r = 0; r < rows; r++) mask2.set(pastMask.subarray(r * capacity, (r + 1) * capacity), r * next);
-      pastMask = mask2;
+      for (let r = 0; r < rows; r++) mask2.set(genMask.subarray(r * capacity, (r + 1) * capacity), r * next);
+      genMask = mask2;
       capacity = next;
     };
+    const decodeKey = (c: number) => `decode:${p}x${n}:${promptLen}:${c}`;
+    const decodeSession = (c: number) => this.session(decodeKey(c), () => buildDecodeGraph(config, p, n, promptLen, c));
 
     // Create every decode session this request can need before timing-sensitive work starts (cached after).
-    for (let c = capacity; ; c = capacityFor(c + 1)) {
-      await this.session(`decode:${rows}x${c}`, () => buildDecodeGraph(config, rows, c));
-      if (c >= capacityFor(filled + maxTokens - 1)) break;
+    if (maxTokens > 1) {
+      for (let c = capacity; ; c = capacityFor(c + 1)) {
+        await decodeSession(c);
+        if (c >= capacityFor(maxTokens - 1)) break;
+      }
     }
 
     const rng = new Rng(request.seed);
@@ -535,7 +528,7 @@ export class OnnxEngine implements Engine {
     let feedsCapacity = -1;
     const decodeFeeds = (): Record<string, HostTensor> => {
       if (!feeds || feedsCapacity !== capacity) {
-        feeds = { ...this.paramViews(), token: i64([rows, 1], token), position: i64([rows, 1], position), past_mask: f32([rows, capacity], pastMask) };
+        feeds = { ...this.paramViews(), ...prefixFeeds, token: i64([rows, 1], token), position: i64([rows, 1], position), past_mask: f32([rows, capacity], genMask) };
         for (let l = 0; l < config.layers; l++) {
           feeds[`past_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
           feeds[`past_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
@@ -563,18 +556,17 @@ export class OnnxEngine implements Engine {
         }
       }
       if (s === maxTokens - 1 || done.every(Boolean)) break;
-      const slot = filled + s; // where this token's keys/values go
-      if (slot >= capacity) grow(capacityFor(slot + 1));
-      const decode = await this.session(`decode:${rows}x${capacity}`, () => buildDecodeGraph(config, rows, capacity));
-      const out = await decode.run(decodeFeeds());
-      // This step's keys/values, (rows, H, 1, hd), into slot `slot` of each (row, head) block of the cache.
+      // Step s feeds token s, which sees the s generated tokens before it; its keys/values go to slot s.
+      if (s >= capacity) grow(capacityFor(s + 1));
+      const out = await (await decodeSession(capacity)).run(decodeFeeds());
+      // This step's keys/values, (rows, H, 1, hd), into slot s of each (row, head) block of the cache.
       for (let l = 0; l < config.layers; l++) {
         const nk = out[`k:${l}`]!.data as Float32Array;
         const nv = out[`v:${l}`]!.data as Float32Array;
         const ck = cacheK[l]!;
         const cv = cacheV[l]!;
         for (let b = 0; b < rows * heads; b++) {
-          const to = (b * capacity + slot) * hd;
+          const to = (b * capacity + s) * hd;
           const from = b * hd;
           for (let i = 0; i < hd; i++) {
             ck[to + i] = nk[from + i]!;
@@ -582,7 +574,7 @@ export class OnnxEngine implements Engine {
           }
         }
       }
-      for (let r = 0; r < rows; r++) if (!done[r]) pastMask[r * capacity + slot] = 1;
+      for (let r = 0; r < rows; r++) if (!done[r]) genMask[r * capacity + s] = 1;
       logits = out.logits!.data as Float32Array;
     }
     const sequences: SampledSequence[] = outTokens.map((toks, r) => ({

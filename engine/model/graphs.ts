@@ -182,11 +182,6 @@ export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: numb
   return g;
 }
 
-/** Cache slots of the sampler: image tokens + every text position. */
-export function cacheSlots(config: ModelConfig): number {
-  return imageTokens(config) + config.maxLength;
-}
-
 /** Prompt pass of the sampler: last-position logits (B, V) and every layer's keys/values (B, H, N + Tp, hd). */
 export function buildPrefillGraph(config: ModelConfig, batch: number, promptLen: number): Graph {
   checkKind(config, 'sft');
@@ -203,27 +198,35 @@ export function buildPrefillGraph(config: ModelConfig, batch: number, promptLen:
 }
 
 /**
- * One decode step against a cache of `slots` entries (default: room for every position): logits (B, V) and the
- * new token's keys/values (B, H, 1, hd). The sampler grows its cache in steps, with one graph per size.
+ * One decode step for `prompts` × `samples` rows: each prompt's prefix cache (image + `promptLen` prompt slots,
+ * shared by its samples) and a per-row cache of `slots` generated tokens. Returns logits (B, V) and the new
+ * token's keys/values (B, H, 1, hd). The sampler grows the generated cache in steps, with one graph per size.
  */
-export function buildDecodeGraph(config: ModelConfig, batch: number, slots = cacheSlots(config)): Graph {
+export function buildDecodeGraph(config: ModelConfig, prompts: number, samples: number, promptLen: number, slots: number): Graph {
   checkKind(config, 'sft');
-  if (!Number.isInteger(slots) || slots < 1 || slots > cacheSlots(config)) throw new RangeError(`decode cache size ${slots} is outside [1, ${cacheSlots(config)}]`);
-  const g = new Graph(`decode_${batch}x${slots}`, 'float32');
+  const prefixLen = imageTokens(config) + promptLen;
+  if (!Number.isInteger(promptLen) || promptLen < 1 || promptLen > config.maxLength) throw new RangeError(`decode prompt length ${promptLen} is outside [1, ${config.maxLength}]`);
+  if (!Number.isInteger(slots) || slots < 1 || slots > config.maxLength) throw new RangeError(`decode cache size ${slots} is outside [1, ${config.maxLength}]`);
+  const rows = prompts * samples;
+  const g = new Graph(`decode_${prompts}x${samples}_${promptLen}_${slots}`, 'float32');
   const params = separateParams(g, config);
   const hd = config.width / config.heads;
-  const pastK: Value[] = [];
-  const pastV: Value[] = [];
-  for (let l = 0; l < config.layers; l++) {
-    pastK.push(g.input(`past_k:${l}`, 'float32', [batch, config.heads, slots, hd]));
-    pastV.push(g.input(`past_v:${l}`, 'float32', [batch, config.heads, slots, hd]));
-  }
+  const layerInputs = (prefix: string, count: number, len: number) =>
+    Array.from({ length: config.layers }, (_, l) => g.input(`${prefix}:${l}`, 'float32', [count, config.heads, len, hd]));
+  const prefixK = layerInputs('prefix_k', prompts, prefixLen);
+  const prefixV = layerInputs('prefix_v', prompts, prefixLen);
+  const genK = layerInputs('past_k', rows, slots);
+  const genV = layerInputs('past_v', rows, slots);
   const { logits, kv } = decodeStep(g, config, params, {
-    token: g.input('token', 'int64', [batch, 1]),
-    position: g.input('position', 'int64', [batch, 1]),
-    pastK,
-    pastV,
-    pastMask: g.input('past_mask', 'float32', [batch, slots]),
+    token: g.input('token', 'int64', [rows, 1]),
+    position: g.input('position', 'int64', [rows, 1]),
+    samplesPerPrompt: samples,
+    prefixK,
+    prefixV,
+    prefixMask: g.input('prefix_mask', 'float32', [prompts, prefixLen]),
+    genK,
+    genV,
+    genMask: g.input('past_mask', 'float32', [rows, slots]),
   });
   g.output(logits, 'logits');
   kv.forEach(({ k, v }, l) => {

@@ -8,7 +8,8 @@
  *
  * Attention is causal over the whole sequence (image tokens first) with a key-padding mask, so prompts can be
  * left-padded and sequences right-padded. The same blocks build the KV-cache graphs the sampler uses
- * (`prefill` returns every layer's keys and values; `decodeStep` attends one new token to a fixed-size cache).
+ * (`prefill` returns every layer's keys and values; `decodeStep` attends one new token per row to its prompt's
+ * shared prefix and to its own generated tokens).
  */
 import type { Graph, Value } from '../onnx/graph';
 import * as op from '../onnx/ops';
@@ -102,18 +103,46 @@ function attendFull(g: Graph, q: Value, k: Value, v: Value, bias: Value, scale: 
   return op.matmul(g, op.softmax(g, scores, -1), v);
 }
 
+/** One layer's view of the sampler's cache (all biases are additive: 0 for a real slot, MASKED for padding). */
+interface LayerCache {
+  /** Keys/values of each prompt's prefix (image + prompt tokens), shared by its n samples: (P, H, F, hd). */
+  prefixK: Value;
+  prefixV: Value;
+  /** (P, 1, 1, F). */
+  prefixBias: Value;
+  /** Samples per prompt: row r of the batch belongs to prompt ⌊r / n⌋. */
+  n: number;
+  /** Keys/values of the tokens generated so far, per row: (B, H, C, hd). */
+  genK: Value;
+  genV: Value;
+  /** (B, 1, 1, C). */
+  genBias: Value;
+}
+
 /**
- * One new query against a cache plus itself, without concatenating keys/values (which would copy the whole
- * cache every step): scores against the cache and against the new key are joined (small), softmaxed, split,
- * and the two value contributions added. q, k, v: (B, H, 1, hd); past: (B, H, C, hd); pastBias (B, 1, 1, C).
+ * One new query per row against its prompt's shared prefix, its own generated tokens, and itself, without
+ * concatenating keys/values (which would copy the cache every step). The n rows of a prompt attend to the
+ * prefix together, as one (n × F) product per prompt and head, so the prefix is stored and read once per prompt
+ * rather than once per sample. The three groups of scores are joined (small), softmaxed together, split, and the
+ * value contributions added. q, k, v: (B, H, 1, hd).
  */
-function attendCached(g: Graph, q: Value, k: Value, v: Value, past: LayerKV, pastBias: Value, scale: number): Value {
-  const cache = past.k.shape[2]!;
-  const pastScores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, past.k)), scale), pastBias); // (B, H, 1, C)
+function attendCached(g: Graph, q: Value, k: Value, v: Value, cache: LayerCache, scale: number): Value {
+  const [batch, h, , hd] = q.shape as [number, number, number, number];
+  const prompts = cache.prefixK.shape[0]!;
+  const prefixLen = cache.prefixK.shape[2]!;
+  const genLen = cache.genK.shape[2]!;
+  const n = cache.n;
+  // (B, H, 1, hd) → (P, H, n, hd): the samples of a prompt become the rows of one product.
+  const byPrompt = op.transpose(g, op.reshape(g, q, [prompts, n, h, hd]), [0, 2, 1, 3]);
+  const prefixScores = op.add(g, op.mulScalar(g, op.matmul(g, byPrompt, op.transposeLast2(g, cache.prefixK)), scale), cache.prefixBias); // (P, H, n, F)
+  const prefixPerRow = op.reshape(g, op.transpose(g, prefixScores, [0, 2, 1, 3]), [batch, h, 1, prefixLen]);
+  const genScores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, cache.genK)), scale), cache.genBias); // (B, H, 1, C)
   const selfScore = op.mulScalar(g, op.reduceSum(g, op.mul(g, q, k), [-1], true), scale); // (B, H, 1, 1)
-  const weights = op.softmax(g, op.concat(g, [pastScores, selfScore], -1), -1);
-  const [toPast, toSelf] = op.split(g, weights, -1, [cache, 1]) as [Value, Value];
-  return op.add(g, op.matmul(g, toPast, past.v), op.mul(g, toSelf, v));
+  const weights = op.softmax(g, op.concat(g, [prefixPerRow, genScores, selfScore], -1), -1);
+  const [toPrefix, toGen, toSelf] = op.split(g, weights, -1, [prefixLen, genLen, 1]) as [Value, Value, Value];
+  const prefixWeights = op.transpose(g, op.reshape(g, toPrefix, [prompts, n, h, prefixLen]), [0, 2, 1, 3]); // (P, H, n, F)
+  const fromPrefix = op.reshape(g, op.transpose(g, op.matmul(g, prefixWeights, cache.prefixV), [0, 2, 1, 3]), [batch, h, 1, hd]);
+  return op.add(g, op.add(g, fromPrefix, op.matmul(g, toGen, cache.genV)), op.mul(g, toSelf, v));
 }
 
 /**
@@ -130,11 +159,11 @@ function projectQkv(g: Graph, x: Value, w: Value, b: Value, d: number): [Value, 
 }
 
 /**
- * One transformer block. Without `past`: attention over the whole sequence with `bias` (B, 1, L, L). With
- * `past` (decode): the new token attends to the cache (`bias` is the cache's (B, 1, 1, C) padding bias) and to
+ * One transformer block. Without `cache`: attention over the whole sequence with `bias` (B, 1, L, L). With
+ * `cache` (decode): the new token attends to the cache (`bias` is unused) and to
  * itself. Returns the new hidden state and this step's keys/values (B, H, L, hd).
  */
-function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Value, bias: Value, past?: LayerKV): { x: Value; kv: LayerKV } {
+function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Value, bias: Value | undefined, cache?: LayerCache): { x: Value; kv: LayerKV } {
   const d = config.width;
   const pre = `h${l}.`;
   const scale = 1 / Math.sqrt(d / config.heads);
@@ -143,7 +172,7 @@ function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Valu
   const q = heads(g, qx, config.heads);
   const k = heads(g, kx, config.heads);
   const v = heads(g, vx, config.heads);
-  const attended = mergeHeads(g, past ? attendCached(g, q, k, v, past, bias, scale) : attendFull(g, q, k, v, bias, scale)); // (B, L, d)
+  const attended = mergeHeads(g, cache ? attendCached(g, q, k, v, cache, scale) : attendFull(g, q, k, v, bias!, scale)); // (B, L, d)
   const x1 = op.add(g, x, linear(g, attended, param(params, `${pre}proj_w`), param(params, `${pre}proj_b`)));
   const h2 = op.layerNorm(g, x1, param(params, `${pre}ln2_g`), param(params, `${pre}ln2_b`));
   const mlp = linear(g, op.gelu(g, linear(g, h2, param(params, `${pre}fc_w`), param(params, `${pre}fc_b`))), param(params, `${pre}out_w`), param(params, `${pre}out_b`));
@@ -194,23 +223,46 @@ export interface DecodeInputs {
   token: Value;
   /** (B, 1) int64: its text position. */
   position: Value;
-  /** Per layer, (B, H, C, hd) keys and values of the cache (C = image tokens + maxLength slots). */
-  pastK: Value[];
-  pastV: Value[];
-  /** (B, C) float: 1 where the cache slot holds a real earlier token. */
-  pastMask: Value;
+  /** Samples per prompt (B = P · n; row r belongs to prompt ⌊r / n⌋). */
+  samplesPerPrompt: number;
+  /** Per layer, (P, H, F, hd) keys and values of each prompt's prefix (image tokens + padded prompt). */
+  prefixK: Value[];
+  prefixV: Value[];
+  /** (P, F) float: 1 where the prefix slot holds a real token (0 for prompt padding). */
+  prefixMask: Value;
+  /** Per layer, (B, H, C, hd) keys and values of the tokens each row generated so far (C slots). */
+  genK: Value[];
+  genV: Value[];
+  /** (B, C) float: 1 where the slot holds a generated token. */
+  genMask: Value;
 }
 
-/** One decoding step against a fixed-size KV cache: logits (B, V) and the new token's keys/values per layer. */
+/** (N, S) mask of 1/0 → (N, 1, 1, S) additive bias. */
+function maskBias(g: Graph, mask: Value): Value {
+  const [rows, slots] = mask.shape as [number, number];
+  return op.mulScalar(g, op.addScalar(g, op.reshape(g, mask, [rows, 1, 1, slots]), -1), -MASKED);
+}
+
+/** One decoding step against the sampler's cache: logits (B, V) and the new token's keys/values per layer. */
 export function decodeStep(g: Graph, config: ModelConfig, params: Params, inputs: DecodeInputs): { logits: Value; kv: LayerKV[] } {
   const batch = inputs.token.shape[0]!;
-  const cache = inputs.pastMask.shape[1]!;
+  const n = inputs.samplesPerPrompt;
+  const prompts = inputs.prefixMask.shape[0]!;
+  if (prompts * n !== batch) throw new RangeError(`decode: ${prompts} prompts × ${n} samples is not the batch of ${batch} rows`);
   let x = embedText(g, params, inputs.token, inputs.position); // (B, 1, d)
-  // The new token sees every valid cache slot (and itself, inside attendCached).
-  const bias = op.mulScalar(g, op.addScalar(g, op.reshape(g, inputs.pastMask, [batch, 1, 1, cache]), -1), -MASKED);
+  const prefixBias = maskBias(g, inputs.prefixMask);
+  const genBias = maskBias(g, inputs.genMask);
   const kv: LayerKV[] = [];
   for (let l = 0; l < config.layers; l++) {
-    const out = block(g, config, params, l, x, bias, { k: inputs.pastK[l]!, v: inputs.pastV[l]! });
+    const out = block(g, config, params, l, x, undefined, {
+      prefixK: inputs.prefixK[l]!,
+      prefixV: inputs.prefixV[l]!,
+      prefixBias,
+      n,
+      genK: inputs.genK[l]!,
+      genV: inputs.genV[l]!,
+      genBias,
+    });
     x = out.x;
     kv.push(out.kv);
   }
