@@ -7,7 +7,7 @@
  * PyTorch worker process (bench/engine/torch_worker.py) each load them and measure
  *   - train step: forward + backward + AdamW (clip 4, wd 0.01), `--steps` steps, median after the first 2;
  *   - sampling: 8 prompts × 8 samples, up to 48 new tokens (rows end at the stop token), temperature 1, KV
- *     cache; tokens per second, median of 3 requests after a warm-up one;
+ *     cache; tokens per second, median of 5 requests after 2 untimed warm-up ones (same seeds both sides);
  *   - peak memory: the worker process's max RSS.
  * Workers alternate (Sophia, PyTorch, Sophia, …) `--reps` times; the table shows medians over repetitions
  * and the ratios (targets: train step ≤ 1.0× PyTorch's time, sampling ≥ 1.0× PyTorch's tokens/s). The first
@@ -94,6 +94,8 @@ async function prepare(preset: ModelPreset, dir: string): Promise<{ state: strin
       temperature: 1,
       maxTokens: 48,
       stopToken: VOCAB - 1,
+      warmupCalls: 2,
+      timedCalls: 5,
     },
   };
   const batch = path.join(dir, `${preset}.batch.json`);

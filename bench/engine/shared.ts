@@ -10,7 +10,17 @@ export interface BenchBatch {
   lossMask: number[];
   steps: number;
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; maxGradNorm: number };
-  sample: { images: number[]; prompts: number[][]; n: number; temperature: number; maxTokens: number; stopToken: number };
+  sample: {
+    images: number[];
+    prompts: number[][];
+    n: number;
+    temperature: number;
+    maxTokens: number;
+    stopToken: number;
+    /** Untimed calls first (session creation, JIT tier-up on the Sophia side), then timed calls; median reported. */
+    warmupCalls: number;
+    timedCalls: number;
+  };
 }
 
 export interface WorkerResult {

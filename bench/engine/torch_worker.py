@@ -178,15 +178,16 @@ def main():
             first_loss = float(loss.detach())
     smp = spec["sample"]
     images = torch.tensor(smp["images"], dtype=torch.float32).reshape(len(smp["prompts"]), ch, s, s)
-    sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], 1, smp["stopToken"])  # warm-up
+    for i in range(smp["warmupCalls"]):  # untimed, as on the Sophia side
+        sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], i, smp["stopToken"])
     rates, generated = [], 0
-    for i in range(3):
+    for i in range(smp["timedCalls"]):
         t0 = time.perf_counter()
-        g = sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], 2 + i, smp["stopToken"])
+        g = sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], smp["warmupCalls"] + i, smp["stopToken"])
         rates.append(g / (time.perf_counter() - t0))
         generated += g
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    json.dump({"trainStepMs": times, "firstLoss": first_loss, "sampleTokensPerSec": sorted(rates)[1], "generatedTokens": generated, "peakRssMB": peak}, open(out_path, "w"))
+    json.dump({"trainStepMs": times, "firstLoss": first_loss, "sampleTokensPerSec": sorted(rates)[len(rates) // 2], "generatedTokens": generated, "peakRssMB": peak}, open(out_path, "w"))
 
 
 if __name__ == "__main__":
