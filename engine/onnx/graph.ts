@@ -84,6 +84,8 @@ export class Graph {
   private readonly initializers = new Map<number, { value: Value; data: TypedData }>();
   private readonly scalarCache = new Map<string, Value>();
   private readonly names = new Set<string>();
+  /** Value id → the node that computes it. */
+  private readonly producers = new Map<number, NodeRecord>();
   private nextId = 0;
 
   constructor(name: string, floatType: FloatDType = 'float32') {
@@ -145,8 +147,15 @@ export class Graph {
     meta?: Record<string, unknown>,
   ): Value[] {
     const outputs = outputSpecs.map((spec) => this.newValue(spec.dtype, spec.shape));
-    this.nodes.push({ op, inputs: [...inputs], outputs, attrs, ...(meta ? { meta } : {}) });
+    const node: NodeRecord = { op, inputs: [...inputs], outputs, attrs, ...(meta ? { meta } : {}) };
+    this.nodes.push(node);
+    for (const out of outputs) this.producers.set(out.id, node);
     return outputs;
+  }
+
+  /** The node that computes `value` (undefined for inputs, constants and initializers). */
+  producerOf(value: Value): NodeRecord | undefined {
+    return this.producers.get(value.id);
   }
 
   /** Marks `value` as a graph output named `name`. */

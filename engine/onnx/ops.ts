@@ -115,7 +115,13 @@ export function reshape(g: Graph, x: Value, shape: readonly number[]): Value {
   if (numel(out) !== numel(x.shape) || !Number.isInteger(rest)) {
     throw new RangeError(`Reshape: cannot reshape ${shapeString(x.shape)} (${numel(x.shape)} elements) to ${shapeString(shape)}`);
   }
-  return g.addNode('Reshape', [x, g.int64s(out)], [{ dtype: x.dtype, shape: out }])[0]!;
+  // A reshape to the same shape is the value itself, and a reshape of a reshape starts from the original
+  // (fewer nodes per run; the intermediate is pruned when nothing else uses it).
+  if (out.length === x.shape.length && out.every((d, i) => d === x.shape[i])) return x;
+  const producer = g.producerOf(x);
+  const source = producer?.op === 'Reshape' ? producer.inputs[0]! : x;
+  if (source !== x && out.length === source.shape.length && out.every((d, i) => d === source.shape[i])) return source;
+  return g.addNode('Reshape', [source, g.int64s(out)], [{ dtype: x.dtype, shape: out }])[0]!;
 }
 
 export function concat(g: Graph, xs: readonly Value[], axis: number): Value {
