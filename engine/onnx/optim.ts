@@ -51,19 +51,22 @@ export interface FlatAdamWOutput {
 
 /** AdamW on flat vectors (P): parameters, gradient, moments; `decayMask` (P) is 1 where weight decay applies. */
 export function adamwFlat(g: Graph, params: Value, grad: Value, m: Value, v: Value, decayMask: Value, h: AdamWInputs): FlatAdamWOutput {
+  // Arranged for few passes over the (P) vectors (each pass reads and writes megabytes): every scalar factor is
+  // folded before it meets a vector, and g² serves both the norm and the second moment.
   const one = g.scalar(1);
-  const gradNorm = op.sqrt(g, op.sumAll(g, op.square(g, grad)));
+  const gradSq = op.square(g, grad);
+  const gradNorm = op.sqrt(g, op.sumAll(g, gradSq));
   const clip = op.min(g, one, op.div(g, h.maxGradNorm, op.addScalar(g, gradNorm, 1e-6)));
-  const clipped = op.mul(g, grad, clip);
-  const m1 = op.add(g, op.mul(g, h.beta1, m), op.mul(g, op.sub(g, one, h.beta1), clipped));
-  const v1 = op.add(g, op.mul(g, h.beta2, v), op.mul(g, op.sub(g, one, h.beta2), op.square(g, clipped)));
-  // lr / bc1 folded into one scalar; sqrt(v / bc2) = sqrt(v) / sqrt(bc2) folded into eps' = eps·sqrt(bc2).
-  const stepSize = op.div(g, h.lr, h.biasCorrection1);
+  // m ← β1·m + ((1 − β1)·clip)·g        v ← β2·v + ((1 − β2)·clip²)·g²
+  const m1 = op.add(g, op.mul(g, m, h.beta1), op.mul(g, grad, op.mul(g, op.sub(g, one, h.beta1), clip)));
+  const v1 = op.add(g, op.mul(g, v, h.beta2), op.mul(g, gradSq, op.mul(g, op.sub(g, one, h.beta2), op.square(g, clip))));
+  // lr·(m / bc1) / (sqrt(v / bc2) + eps) = (lr·sqrt(bc2) / bc1) · m / (sqrt(v) + eps·sqrt(bc2)).
   const sqrtBc2 = op.sqrt(g, h.biasCorrection2);
-  const denom = op.add(g, op.div(g, op.sqrt(g, v1), sqrtBc2), h.eps);
-  const update = op.mul(g, stepSize, op.div(g, m1, denom));
-  const decayFactor = op.sub(g, one, op.mul(g, op.mul(g, h.lr, h.weightDecay), decayMask));
-  return { params: op.sub(g, op.mul(g, params, decayFactor), update), m: m1, v: v1, gradNorm };
+  const stepSize = op.div(g, op.mul(g, h.lr, sqrtBc2), h.biasCorrection1);
+  const update = op.mul(g, op.div(g, m1, op.add(g, op.sqrt(g, v1), op.mul(g, h.eps, sqrtBc2))), stepSize);
+  // Decoupled decay p·(1 − lr·wd) where the mask is 1, p unchanged elsewhere.
+  const decayed = op.where(g, op.greater(g, decayMask, g.scalar(0)), op.mul(g, params, op.sub(g, one, op.mul(g, h.lr, h.weightDecay))), params);
+  return { params: op.sub(g, decayed, update), m: m1, v: v1, gradNorm };
 }
 
 /** True when every given scalar is finite. */
