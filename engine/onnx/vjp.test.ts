@@ -67,6 +67,8 @@ const cases: Case[] = [
   unaryCase('ReduceSum (axis 0)', (g, x) => op.reduceSum(g, x, [0])),
   unaryCase('ReduceMean (all)', (g, x) => op.reduceMean(g, x, [0, 1])),
   unaryCase('GELU (tanh form, fused Gelu node)', op.gelu),
+  // Its VJP divides the output by the input: x = 0 exactly, and both tails, must still be right.
+  unaryCase('GELU (tanh form, fused Gelu node) at 0 and in the tails', op.gelu, [0, 0, -6, 6, -3.5, 3.5, -1e-3, 1e-3, -0.7, 0.7, 0, 12]),
   unaryCase('GELU (tanh form, composite)', op.geluComposite),
   [
     'MatMul (2-D)',
