@@ -158,12 +158,11 @@ function projectQkv(g: Graph, x: Value, w: Value, b: Value, d: number): [Value, 
   return [0, 1, 2].map((i) => linear(g, x, ws[i]!, bs[i])) as [Value, Value, Value];
 }
 
-/**
- * One transformer block. Without `cache`: attention over the whole sequence with `bias` (B, 1, L, L). With
- * `cache` (decode): the new token attends to the cache (`bias` is unused) and to
- * itself. Returns the new hidden state and this step's keys/values (B, H, L, hd).
- */
-function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Value, bias: Value | undefined, cache?: LayerCache): { x: Value; kv: LayerKV } {
+/** How a block attends: over the whole sequence with an additive (B, 1, L, L) bias, or (decoding) to the cache. */
+type Attention = { bias: Value } | { cache: LayerCache };
+
+/** One transformer block. Returns the new hidden state and this step's keys/values (B, H, L, hd). */
+function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Value, attention: Attention): { x: Value; kv: LayerKV } {
   const d = config.width;
   const pre = `h${l}.`;
   const scale = 1 / Math.sqrt(d / config.heads);
@@ -172,7 +171,7 @@ function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Valu
   const q = heads(g, qx, config.heads);
   const k = heads(g, kx, config.heads);
   const v = heads(g, vx, config.heads);
-  const attended = mergeHeads(g, cache ? attendCached(g, q, k, v, cache, scale) : attendFull(g, q, k, v, bias!, scale)); // (B, L, d)
+  const attended = mergeHeads(g, 'cache' in attention ? attendCached(g, q, k, v, attention.cache, scale) : attendFull(g, q, k, v, attention.bias, scale)); // (B, L, d)
   const x1 = op.add(g, x, linear(g, attended, param(params, `${pre}proj_w`), param(params, `${pre}proj_b`)));
   const h2 = op.layerNorm(g, x1, param(params, `${pre}ln2_g`), param(params, `${pre}ln2_b`));
   const mlp = linear(g, op.gelu(g, linear(g, h2, param(params, `${pre}fc_w`), param(params, `${pre}fc_b`))), param(params, `${pre}out_w`), param(params, `${pre}out_b`));
@@ -196,7 +195,7 @@ export function backbone(g: Graph, config: ModelConfig, params: Params, inputs: 
   const bias = attentionBias(g, keyMask, n + t, n + t, 0);
   const kv: LayerKV[] = [];
   for (let l = 0; l < config.layers; l++) {
-    const out = block(g, config, params, l, x, bias);
+    const out = block(g, config, params, l, x, { bias });
     x = out.x;
     kv.push(out.kv);
   }
@@ -254,15 +253,8 @@ export function decodeStep(g: Graph, config: ModelConfig, params: Params, inputs
   const genBias = maskBias(g, inputs.genMask);
   const kv: LayerKV[] = [];
   for (let l = 0; l < config.layers; l++) {
-    const out = block(g, config, params, l, x, undefined, {
-      prefixK: inputs.prefixK[l]!,
-      prefixV: inputs.prefixV[l]!,
-      prefixBias,
-      n,
-      genK: inputs.genK[l]!,
-      genV: inputs.genV[l]!,
-      genBias,
-    });
+    const cache = { prefixK: inputs.prefixK[l]!, prefixV: inputs.prefixV[l]!, prefixBias, n, genK: inputs.genK[l]!, genV: inputs.genV[l]!, genBias };
+    const out = block(g, config, params, l, x, { cache });
     x = out.x;
     kv.push(out.kv);
   }
