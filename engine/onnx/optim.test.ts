@@ -3,19 +3,13 @@
  * bias-corrected moments, decoupled weight decay only where the mask says so, learning rate as an input.
  */
 import { describe, expect, it } from 'vitest';
+import type { AdamWSettings } from '../types';
 import { Graph } from './graph';
 import { pseudoRandom } from './gradcheck';
 import { adamwFlat, adamwInputs } from './optim';
 import { Session, hostTensor } from './runtime';
 
-interface Settings {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-}
+type Settings = AdamWSettings;
 
 function reference(p: number[], grad: number[], m: number[], v: number[], mask: number[], s: Settings, step: number) {
   const norm = Math.sqrt(grad.reduce((acc, x) => acc + x * x, 0));
