@@ -6,7 +6,7 @@
  * Only nodes on a path from a param to the loss are differentiated; gradients reaching a value along several
  * paths are summed. Model code is written once, forward; its backward pass is derived here.
  */
-import { type Graph, type Value, shapeString } from './graph';
+import { type Graph, type Value, sameShape, shapeString } from './graph';
 import { add, fill } from './ops';
 import { NON_DIFFERENTIABLE, vjpRule } from './vjp';
 
@@ -29,7 +29,7 @@ export function gradients(g: Graph, loss: Value, params: readonly Value[], seed?
   const grads = new Map<number, Value>();
   grads.set(loss.id, seed ?? g.scalar(1, loss.dtype));
   const accumulate = (value: Value, grad: Value) => {
-    if (grad.shape.length !== value.shape.length || grad.shape.some((d, i) => d !== value.shape[i])) {
+    if (!sameShape(grad.shape, value.shape)) {
       throw new Error(`autodiff: gradient of shape ${shapeString(grad.shape)} for value ${value.name} of shape ${shapeString(value.shape)}`);
     }
     const previous = grads.get(value.id);

@@ -56,6 +56,11 @@ export function numel(shape: Shape): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** Same rank and the same size on every axis. */
+export function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
 export function shapeString(shape: Shape): string {
   return `[${shape.join(', ')}]`;
 }

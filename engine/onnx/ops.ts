@@ -8,7 +8,7 @@
  * Conventions: `axis` arguments may be negative (counted from the end); float ops require both operands to
  * have the same float dtype (no implicit casts).
  */
-import { type DType, type Graph, type Shape, type Value, float, int, ints, numel, shapeString, str } from './graph';
+import { type DType, type Graph, type Shape, type Value, float, int, ints, numel, sameShape, shapeString, str } from './graph';
 
 function isFloat(dtype: DType): boolean {
   return dtype === 'float32' || dtype === 'float64';
@@ -117,10 +117,10 @@ export function reshape(g: Graph, x: Value, shape: readonly number[]): Value {
   }
   // A reshape to the same shape is the value itself, and a reshape of a reshape starts from the original
   // (fewer nodes per run; the intermediate is pruned when nothing else uses it).
-  if (out.length === x.shape.length && out.every((d, i) => d === x.shape[i])) return x;
+  if (sameShape(out, x.shape)) return x;
   const producer = g.producerOf(x);
   const source = producer?.op === 'Reshape' ? producer.inputs[0]! : x;
-  if (source !== x && out.length === source.shape.length && out.every((d, i) => d === source.shape[i])) return source;
+  if (source !== x && sameShape(out, source.shape)) return source;
   return g.addNode('Reshape', [source, g.int64s(out)], [{ dtype: x.dtype, shape: out }])[0]!;
 }
 

@@ -7,7 +7,7 @@
  * which inputs need a gradient, and returns one gradient (or undefined) per input. Broadcasting in the forward
  * op becomes a sum over the broadcast axes here (`sumToShape`).
  */
-import { type Graph, type NodeRecord, type Shape, type Value, int, str } from './graph';
+import { type Graph, type NodeRecord, type Shape, type Value, int, sameShape, str } from './graph';
 import {
   add,
   and,
@@ -40,7 +40,7 @@ export type VjpRule = (g: Graph, node: NodeRecord, gradOutputs: readonly (Value 
 
 /** Sums `grad` over the axes along which a value of `shape` was broadcast to grad's shape, then reshapes to it. */
 export function sumToShape(g: Graph, grad: Value, shape: Shape): Value {
-  if (grad.shape.length === shape.length && grad.shape.every((d, i) => d === shape[i])) return grad;
+  if (sameShape(grad.shape, shape)) return grad;
   const offset = grad.shape.length - shape.length;
   const axes: number[] = [];
   grad.shape.forEach((d, i) => {
