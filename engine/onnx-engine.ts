@@ -25,6 +25,7 @@ import { type ExecutionProvider, type HostTensor, Session, type SpinPolicy } fro
 
 import { Rng } from './rng';
 import { pickToken } from './sampling';
+import { adamwFeeds } from './onnx/optim';
 import { decodeState, encodeState } from './state';
 import type {
   AdamWSettings,
@@ -337,17 +338,7 @@ export class OnnxEngine implements Engine {
     for (const [k, v] of Object.entries(settings)) {
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`adamw.${k} must be a finite number (got ${String(v)})`);
     }
-    const t = this.steps + 1;
-    return {
-      opt_lr: scalar(settings.lr),
-      opt_beta1: scalar(settings.beta1),
-      opt_beta2: scalar(settings.beta2),
-      opt_eps: scalar(settings.eps),
-      opt_weight_decay: scalar(settings.weightDecay),
-      opt_max_grad_norm: scalar(settings.maxGradNorm),
-      opt_bc1: scalar(1 - settings.beta1 ** t),
-      opt_bc2: scalar(1 - settings.beta2 ** t),
-    };
+    return adamwFeeds(settings, this.steps + 1);
   }
 
   private metrics(out: Record<string, HostTensor>, loss: LossSpec): Record<string, number> {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { AdamWSettings } from '../types';
 import { Graph } from './graph';
 import { pseudoRandom } from './gradcheck';
-import { adamwFlat, adamwInputs } from './optim';
+import { adamwFeeds, adamwFlat, adamwInputs } from './optim';
 import { Session, hostTensor } from './runtime';
 
 type Settings = AdamWSettings;
@@ -33,21 +33,7 @@ async function graphStep(p: number[], grad: number[], m: number[], v: number[], 
   g.output(out.gradNorm, 'grad_norm');
   const session = await Session.create(g.toModel());
   const f = (x: number[]) => hostTensor('float64', [x.length], Float64Array.from(x));
-  const sc = (x: number) => hostTensor('float64', [], Float64Array.of(x));
-  const res = await session.run({
-    params: f(p),
-    grad: f(grad),
-    m: f(m),
-    v: f(v),
-    opt_lr: sc(s.lr),
-    opt_beta1: sc(s.beta1),
-    opt_beta2: sc(s.beta2),
-    opt_eps: sc(s.eps),
-    opt_weight_decay: sc(s.weightDecay),
-    opt_max_grad_norm: sc(s.maxGradNorm),
-    opt_bc1: sc(1 - s.beta1 ** step),
-    opt_bc2: sc(1 - s.beta2 ** step),
-  });
+  const res = await session.run({ params: f(p), grad: f(grad), m: f(m), v: f(v), ...adamwFeeds(s, step, 'float64') });
   await session.dispose();
   const arr = (name: string) => Array.from(res[name]!.data as Float64Array);
   return { p: arr('new_params'), m: arr('new_m'), v: arr('new_v'), norm: arr('grad_norm')[0]! };

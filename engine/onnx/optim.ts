@@ -13,8 +13,10 @@
  * bc2 = 1 − β2^t are scalar graph inputs (computed on the host from the step count), so schedules need no
  * rebuild. `finite` is false when the loss or the gradient norm is NaN/Inf: the caller then keeps the old state.
  */
-import type { Graph, Value } from './graph';
+import type { AdamWSettings } from '../types';
+import { type FloatDType, type Graph, type Value, typedData } from './graph';
 import * as op from './ops';
+import type { HostTensor } from './runtime';
 
 export interface AdamWInputs {
   lr: Value;
@@ -39,6 +41,21 @@ export function adamwInputs(g: Graph): AdamWInputs {
     maxGradNorm: s('opt_max_grad_norm'),
     biasCorrection1: s('opt_bc1'),
     biasCorrection2: s('opt_bc2'),
+  };
+}
+
+/** Feeds for `adamwInputs` for taking step `step` (t ≥ 1) with `settings`, in the graph's float type. */
+export function adamwFeeds(settings: AdamWSettings, step: number, dtype: FloatDType = 'float32'): Record<string, HostTensor> {
+  const scalar = (x: number): HostTensor => ({ dtype, shape: [], data: typedData(dtype, [x]) });
+  return {
+    opt_lr: scalar(settings.lr),
+    opt_beta1: scalar(settings.beta1),
+    opt_beta2: scalar(settings.beta2),
+    opt_eps: scalar(settings.eps),
+    opt_weight_decay: scalar(settings.weightDecay),
+    opt_max_grad_norm: scalar(settings.maxGradNorm),
+    opt_bc1: scalar(1 - settings.beta1 ** step),
+    opt_bc2: scalar(1 - settings.beta2 ** step),
   };
 }
 
