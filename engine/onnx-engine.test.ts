@@ -165,6 +165,25 @@ describe('OnnxEngine sampling', () => {
     });
   });
 
+  it('keeps those logprobs when the generated-token cache grows past its first 16 slots', async () => {
+    const e = new OnnxEngine();
+    engines.push(e);
+    await e.init({ ...microConfig(), maxLength: 48 }, 1);
+    const prompts = [[0, 3, 4], [0, 5]];
+    const img = images(2, 9);
+    const result = await e.sample({ images: img, prompts: prompts.map((q) => Int32Array.from(q)), n: 3, temperature: 1, topP: 1, maxTokens: 40, seed: 7, stopToken: 11 });
+    expect(Math.max(...result.sequences.map((s) => s.tokens.length))).toBeGreaterThan(17);
+    const rows = result.sequences.map((s) => ({ prompt: prompts[s.promptIndex]!, response: Array.from(s.tokens) }));
+    const rowImages = new Float32Array(rows.length * PIXELS);
+    result.sequences.forEach((s, r) => rowImages.set(img.subarray(s.promptIndex * PIXELS, (s.promptIndex + 1) * PIXELS), r * PIXELS));
+    const batch = packSft(rows, rowImages, PIXELS);
+    const lp = await e.logprobs(batch, 1);
+    result.sequences.forEach((s, r) => {
+      const p = prompts[s.promptIndex]!.length;
+      s.logprobs.forEach((x, j) => expect(lp[r * batch.seqLen + p + j - 1]).toBeCloseTo(x, 4));
+    });
+  });
+
   it('stops rows at the stop token and caps at maxTokens', async () => {
     const e = await engine();
     // Teach it to answer prompt [0, 3, 4] with "7 11".

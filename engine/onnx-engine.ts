@@ -476,6 +476,7 @@ export class OnnxEngine implements Engine {
     let cacheK = Array.from({ length: config.layers }, () => new Float32Array(rows * heads * capacity * hd));
     let cacheV = Array.from({ length: config.layers }, () => new Float32Array(rows * heads * capacity * hd));
     let genMask = new Float32Array(rows * capacity);
+    let feeds: Record<string, HostTensor> | undefined; // the decode feeds, for the current cache buffers
     const grow = (next: number) => {
       const relayout = (old: Float32Array) => {
         const fresh = new Float32Array(rows * heads * next * hd);
@@ -488,9 +489,9 @@ export class OnnxEngine implements Engine {
       for (let r = 0; r < rows; r++) mask2.set(genMask.subarray(r * capacity, (r + 1) * capacity), r * next);
       genMask = mask2;
       capacity = next;
+      feeds = undefined; // new buffers and shapes
     };
-    const decodeKey = (c: number) => `decode:${p}x${n}:${promptLen}:${c}`;
-    const decodeSession = (c: number) => this.session(decodeKey(c), () => buildDecodeGraph(config, p, n, promptLen, c));
+    const decodeSession = (c: number) => this.session(`decode:${p}x${n}:${promptLen}:${c}`, () => buildDecodeGraph(config, p, n, promptLen, c));
 
     // Create every decode session this request can need before timing-sensitive work starts (cached after).
     if (maxTokens > 1) {
@@ -512,19 +513,16 @@ export class OnnxEngine implements Engine {
     const rowPromptLength = Array.from({ length: rows }, (_, r) => prompts[Math.floor(r / n)]!.length);
     const scratch = new Float64Array(v);
     // The decode loop reuses its feeds: the token and position buffers are rewritten in place each step, and
-    // the feed record is rebuilt only when the cache grows (new buffers, new capacity).
+    // the feed record is rebuilt only after the cache grows (`grow` drops it).
     const token = new BigInt64Array(rows);
     const position = new BigInt64Array(rows);
-    let feeds: Record<string, HostTensor> | undefined;
-    let feedsCapacity = -1;
     const decodeFeeds = (): Record<string, HostTensor> => {
-      if (!feeds || feedsCapacity !== capacity) {
+      if (!feeds) {
         feeds = { ...this.paramViews(), ...prefixFeeds, token: i64([rows, 1], token), position: i64([rows, 1], position), past_mask: f32([rows, capacity], genMask) };
         for (let l = 0; l < config.layers; l++) {
           feeds[`past_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
           feeds[`past_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
         }
-        feedsCapacity = capacity;
       }
       return feeds;
     };
