@@ -58,14 +58,14 @@ function flatGradient(g: Graph, grads: readonly Value[]): Value {
   return op.concat(g, grads.map((x) => op.reshape(g, x, [-1])), 0);
 }
 
-/** (P) 1 where AdamW's weight decay applies. */
+/** (P) bool, true where AdamW's weight decay applies. */
 function decayMask(g: Graph, config: ModelConfig): Value {
   const layout = paramLayout(config);
-  const mask = new Float32Array(layout.total);
+  const mask = new Uint8Array(layout.total);
   layout.specs.forEach((spec, i) => {
     if (spec.decay) mask.fill(1, layout.offsets[i], layout.offsets[i]! + layout.sizes[i]!);
   });
-  return g.constant(g.floatType, [layout.total], g.floatType === 'float32' ? mask : Float64Array.from(mask));
+  return g.constant('bool', [layout.total], mask);
 }
 
 function sequenceInputs(g: Graph, config: ModelConfig, batch: number, seqLen: number): SequenceInputs {

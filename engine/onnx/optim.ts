@@ -7,7 +7,7 @@
  *   p ← p·(1 − lr·wd) − lr · (m / bc1) / (sqrt(v / bc2) + eps)      (wd only where decay = true)
  *
  * Sophia's graphs keep every parameter in one flat vector, so the update is a handful of large elementwise
- * ops rather than a dozen small ones per tensor; `decayMask` (1 where weight decay applies) is a constant.
+ * ops rather than a dozen small ones per tensor; `decayMask` (bool, true where weight decay applies) is a constant.
  *
  * The learning rate, betas, eps, weight decay, max norm and the bias corrections bc1 = 1 − β1^t,
  * bc2 = 1 − β2^t are scalar graph inputs (computed on the host from the step count), so schedules need no
@@ -66,7 +66,7 @@ export interface FlatAdamWOutput {
   gradNorm: Value;
 }
 
-/** AdamW on flat vectors (P): parameters, gradient, moments; `decayMask` (P) is 1 where weight decay applies. */
+/** AdamW on flat vectors (P): parameters, gradient, moments; `decayMask` (P, bool) is true where weight decay applies. */
 export function adamwFlat(g: Graph, params: Value, grad: Value, m: Value, v: Value, decayMask: Value, h: AdamWInputs): FlatAdamWOutput {
   // Arranged for few passes over the (P) vectors (each pass reads and writes megabytes): every scalar factor is
   // folded before it meets a vector, and g² serves both the norm and the second moment.
@@ -82,7 +82,7 @@ export function adamwFlat(g: Graph, params: Value, grad: Value, m: Value, v: Val
   const stepSize = op.div(g, op.mul(g, h.lr, sqrtBc2), h.biasCorrection1);
   const update = op.mul(g, op.div(g, m1, op.add(g, op.sqrt(g, v1), op.mul(g, h.eps, sqrtBc2))), stepSize);
   // Decoupled decay p·(1 − lr·wd) where the mask is 1, p unchanged elsewhere.
-  const decayed = op.where(g, op.greater(g, decayMask, g.scalar(0)), op.mul(g, params, op.sub(g, one, op.mul(g, h.lr, h.weightDecay))), params);
+  const decayed = op.where(g, decayMask, op.mul(g, params, op.sub(g, one, op.mul(g, h.lr, h.weightDecay))), params);
   return { params: op.sub(g, decayed, update), m: m1, v: v1, gradNorm };
 }
 
