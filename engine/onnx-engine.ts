@@ -518,10 +518,10 @@ export class OnnxEngine implements Engine {
     const position = new BigInt64Array(rows);
     const decodeFeeds = (): Record<string, HostTensor> => {
       if (!feeds) {
-        feeds = { ...this.paramViews(), ...prefixFeeds, token: i64([rows, 1], token), position: i64([rows, 1], position), past_mask: f32([rows, capacity], genMask) };
+        feeds = { ...this.paramViews(), ...prefixFeeds, token: i64([rows, 1], token), position: i64([rows, 1], position), gen_mask: f32([rows, capacity], genMask) };
         for (let l = 0; l < config.layers; l++) {
-          feeds[`past_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
-          feeds[`past_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
+          feeds[`gen_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
+          feeds[`gen_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
         }
       }
       return feeds;

@@ -215,8 +215,8 @@ export function buildDecodeGraph(config: ModelConfig, prompts: number, samples: 
     Array.from({ length: config.layers }, (_, l) => g.input(`${prefix}:${l}`, 'float32', [count, config.heads, len, hd]));
   const prefixK = layerInputs('prefix_k', prompts, prefixLen);
   const prefixV = layerInputs('prefix_v', prompts, prefixLen);
-  const genK = layerInputs('past_k', rows, slots);
-  const genV = layerInputs('past_v', rows, slots);
+  const genK = layerInputs('gen_k', rows, slots);
+  const genV = layerInputs('gen_v', rows, slots);
   const { logits, kv } = decodeStep(g, config, params, {
     token: g.input('token', 'int64', [rows, 1]),
     position: g.input('position', 'int64', [rows, 1]),
@@ -226,7 +226,7 @@ export function buildDecodeGraph(config: ModelConfig, prompts: number, samples: 
     prefixMask: g.input('prefix_mask', 'float32', [prompts, prefixLen]),
     genK,
     genV,
-    genMask: g.input('past_mask', 'float32', [rows, slots]),
+    genMask: g.input('gen_mask', 'float32', [rows, slots]),
   });
   g.output(logits, 'logits');
   kv.forEach(({ k, v }, l) => {
