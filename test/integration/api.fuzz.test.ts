@@ -112,8 +112,14 @@ describe('API fuzzing (schemathesis against /openapi.json)', () => {
     const started = Date.now();
     const { code, output } = await runSchemathesis(args, workDir!);
     const seconds = Math.round((Date.now() - started) / 1000);
-    const summary = output.split('\n').filter((line) => /\d+ generated|^=+ .* in [\d.]+s =+$/.test(line.trim()));
-    console.log(`schemathesis (${MAX_EXAMPLES} examples per operation, seed ${SEED}) in ${seconds} s:\n${summary.join('\n')}`);
+    // Schemathesis closes with a pytest-style line ("==== 2 warnings in 18.22s ===="). CI readers take such a line for
+    // pytest's own closing line and count it as a run of no tests, so it is echoed without its frame and "in".
+    const summary = output
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => /\d+ generated|^=+ .* in [\d.]+s =+$/.test(line))
+      .map((line) => line.replace(/^=+ (.*) in ([\d.]+)s =+$/, 'ended with $1 after $2 s'));
+    console.log(`schemathesis (${MAX_EXAMPLES} examples per operation, seed ${SEED}) in ${seconds} s:\n  ${summary.join('\n  ')}`);
     if (code !== 0) process.stderr.write(`\nschemathesis ${args.map((a) => (/\s/.test(a) ? `'${a}'` : a)).join(' ').replace(h!.keys.admin, '<admin key>')}\nexited with ${code} after ${seconds} s:\n${output}\n`);
     expect(code, `schemathesis found failures (its output is above):\n${summary.join('\n')}`).toBe(0);
   }, 420_000);
