@@ -58,14 +58,14 @@ function flatGradient(g: Graph, grads: readonly Value[]): Value {
   return op.concat(g, grads.map((x) => op.reshape(g, x, [-1])), 0);
 }
 
-/** (P) bool, true where AdamW's weight decay applies. */
+/** (P) in the graph's float type: 1 where AdamW's weight decay applies, 0 elsewhere. */
 function decayMask(g: Graph, config: ModelConfig): Value {
   const layout = paramLayout(config);
-  const mask = new Uint8Array(layout.total);
+  const mask = new Array<number>(layout.total).fill(0);
   layout.specs.forEach((spec, i) => {
     if (spec.decay) mask.fill(1, layout.offsets[i], layout.offsets[i]! + layout.sizes[i]!);
   });
-  return g.constant('bool', [layout.total], mask);
+  return g.constant(g.floatType, [layout.total], mask);
 }
 
 function sequenceInputs(g: Graph, config: ModelConfig, batch: number, seqLen: number): SequenceInputs {

@@ -26,7 +26,7 @@ async function graphStep(p: number[], grad: number[], m: number[], v: number[], 
   const n = p.length;
   const g = new Graph('adamw', 'float64');
   const vec = (name: string) => g.input(name, 'float64', [n]);
-  const out = adamwFlat(g, vec('params'), vec('grad'), vec('m'), vec('v'), g.constant('bool', [n], Uint8Array.from(mask)), adamwInputs(g));
+  const out = adamwFlat(g, vec('params'), vec('grad'), vec('m'), vec('v'), g.constant(g.floatType, [n], mask), adamwInputs(g));
   g.output(out.params, 'new_params');
   g.output(out.m, 'new_m');
   g.output(out.v, 'new_v');
