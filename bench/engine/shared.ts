@@ -8,7 +8,6 @@ export interface BenchBatch {
   attentionMask: number[];
   targets: number[];
   lossMask: number[];
-  steps: number;
   adamw: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; maxGradNorm: number };
   sample: {
     images: number[];
@@ -17,16 +16,11 @@ export interface BenchBatch {
     temperature: number;
     maxTokens: number;
     stopToken: number;
-    /** Untimed calls first (session creation, JIT tier-up on the Sophia side), then timed calls; median reported. */
-    warmupCalls: number;
-    timedCalls: number;
   };
 }
 
-export interface WorkerResult {
-  trainStepMs: number[];
-  firstLoss: number;
-  sampleTokensPerSec: number;
-  generatedTokens: number;
-  peakRssMB: number;
-}
+/** One line on a worker's stdin. Replies come one JSON line each on its stdout, after a first `{"ready": true}`. */
+export type WorkerCommand = { cmd: 'train' } | { cmd: 'sample'; seed: number } | { cmd: 'end' };
+
+/** A worker's answer to `train` (one AdamW step, timed), `sample` (one sampling request, timed) and `end`. */
+export type WorkerReply = { ms: number; loss: number } | { tokens: number; seconds: number } | { peakRssMB: number };

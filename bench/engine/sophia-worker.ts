@@ -1,14 +1,15 @@
 /**
- * Sophia side of bench/engine: loads the shared engine state and batch, times training steps and KV-cache
- * sampling exactly as the PyTorch worker does, and writes the same JSON fields.
- *   tsx bench/engine/sophia-worker.ts STATE BATCH.json RESULT.json
+ * Sophia side of bench/engine: loads the shared engine state and batch and answers the orchestrator's commands
+ * exactly as the PyTorch worker does (the protocol is `WorkerCommand` / `WorkerReply` in ./shared).
+ *   tsx bench/engine/sophia-worker.ts STATE BATCH.json
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { OnnxEngine } from '../../engine/onnx-engine';
-import type { BenchBatch } from './shared';
+import type { BenchBatch, WorkerCommand, WorkerReply } from './shared';
 
 async function main(): Promise<void> {
-  const [statePath, batchPath, outPath] = process.argv.slice(2) as [string, string, string];
+  const [statePath, batchPath] = process.argv.slice(2) as [string, string];
   const spec = JSON.parse(readFileSync(batchPath, 'utf8')) as BenchBatch;
   const engine = new OnnxEngine(process.env.BENCH_THREADS ? { threads: Number(process.env.BENCH_THREADS) } : {});
   await engine.loadState(readFileSync(statePath));
@@ -22,14 +23,6 @@ async function main(): Promise<void> {
     targets: Int32Array.from(spec.targets),
     lossMask: Float32Array.from(spec.lossMask),
   };
-  const times: number[] = [];
-  let firstLoss: number | undefined;
-  for (let i = 0; i < spec.steps; i++) {
-    const t0 = performance.now();
-    const result = await engine.trainStep(batch, { kind: 'sft' }, spec.adamw);
-    times.push(performance.now() - t0);
-    firstLoss ??= result.loss;
-  }
   const s = spec.sample;
   const request = {
     images: Float32Array.from(s.images),
@@ -40,28 +33,24 @@ async function main(): Promise<void> {
     maxTokens: s.maxTokens,
     stopToken: s.stopToken,
   };
-  // Warm-up: builds and loads the sampling sessions, and lets V8 optimize the sampler's loop (the first calls
-  // run partly unoptimized). The PyTorch worker makes the same calls with the same seeds.
-  for (let i = 0; i < s.warmupCalls; i++) await engine.sample({ ...request, seed: i });
-  const rates: number[] = [];
-  let generated = 0;
-  for (let i = 0; i < s.timedCalls; i++) {
-    const t0 = performance.now();
-    const out = await engine.sample({ ...request, seed: s.warmupCalls + i });
-    rates.push(out.generatedTokens / ((performance.now() - t0) / 1000));
-    generated += out.generatedTokens;
+  const reply = (r: WorkerReply | { ready: true }) => process.stdout.write(`${JSON.stringify(r)}\n`);
+  reply({ ready: true });
+  for await (const line of createInterface({ input: process.stdin })) {
+    const cmd = JSON.parse(line) as WorkerCommand;
+    if (cmd.cmd === 'train') {
+      const t0 = performance.now();
+      const result = await engine.trainStep(batch, { kind: 'sft' }, spec.adamw);
+      reply({ ms: performance.now() - t0, loss: result.loss });
+    } else if (cmd.cmd === 'sample') {
+      const t0 = performance.now();
+      const out = await engine.sample({ ...request, seed: cmd.seed });
+      reply({ tokens: out.generatedTokens, seconds: (performance.now() - t0) / 1000 });
+    } else {
+      await engine.dispose();
+      reply({ peakRssMB: process.resourceUsage().maxRSS / 1024 });
+      return;
+    }
   }
-  await engine.dispose();
-  writeFileSync(
-    outPath,
-    JSON.stringify({
-      trainStepMs: times,
-      firstLoss,
-      sampleTokensPerSec: rates.sort((a, b) => a - b)[Math.floor(rates.length / 2)],
-      generatedTokens: generated,
-      peakRssMB: process.resourceUsage().maxRSS / 1024,
-    }),
-  );
 }
 
 main().catch((err: unknown) => {

@@ -1,9 +1,9 @@
 """PyTorch side of bench/engine: the same architecture as Sophia's engine (engine/model/transformer.ts),
 loaded with the same weights from a Sophia engine state, timed on the same batch.
 
-    python torch_worker.py STATE BATCH.json RESULT.json
+    python torch_worker.py STATE BATCH.json
 
-Prints nothing; writes {trainStepMs: [...], firstLoss, sampleTokensPerSec, generatedTokens, peakRssMB}.
+Answers commands on stdin, one JSON line each, like bench/engine/sophia-worker.ts (the protocol is in main).
 """
 import json
 import math
@@ -144,7 +144,9 @@ def sample(model, images, prompts, n, temperature, max_tokens, seed, stop_token)
 
 
 def main():
-    state_path, batch_path, out_path = sys.argv[1:4]
+    """Serves one JSON command per stdin line and answers one JSON line on stdout (see bench/engine.ts):
+    {"cmd": "train"} → {"ms", "loss"};  {"cmd": "sample", "seed": k} → {"tokens", "seconds"};  {"cmd": "end"} → {"peakRssMB"}."""
+    state_path, batch_path = sys.argv[1:3]
     config, params = load_state(state_path)
     spec = json.load(open(batch_path))
     model = Model(config, params)
@@ -165,29 +167,33 @@ def main():
         [{"params": decay, "weight_decay": o["weightDecay"]}, {"params": no_decay, "weight_decay": 0.0}],
         lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"], foreach=True,
     )
-    times, first_loss = [], None
-    for i in range(spec["steps"]):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = sft_loss(model, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), o["maxGradNorm"])
-        opt.step()
-        times.append((time.perf_counter() - t0) * 1000)
-        if first_loss is None:
-            first_loss = float(loss.detach())
     smp = spec["sample"]
     images = torch.tensor(smp["images"], dtype=torch.float32).reshape(len(smp["prompts"]), ch, s, s)
-    for i in range(smp["warmupCalls"]):  # untimed, as on the Sophia side
-        sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], i, smp["stopToken"])
-    rates, generated = [], 0
-    for i in range(smp["timedCalls"]):
-        t0 = time.perf_counter()
-        g = sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], smp["warmupCalls"] + i, smp["stopToken"])
-        rates.append(g / (time.perf_counter() - t0))
-        generated += g
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    json.dump({"trainStepMs": times, "firstLoss": first_loss, "sampleTokensPerSec": sorted(rates)[len(rates) // 2], "generatedTokens": generated, "peakRssMB": peak}, open(out_path, "w"))
+
+    def reply(obj):
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"ready": True})
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "train":
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = sft_loss(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o["maxGradNorm"])
+            opt.step()
+            reply({"ms": (time.perf_counter() - t0) * 1000, "loss": float(loss.detach())})
+        elif cmd["cmd"] == "sample":
+            t0 = time.perf_counter()
+            g = sample(model, images, smp["prompts"], smp["n"], smp["temperature"], smp["maxTokens"], cmd["seed"], smp["stopToken"])
+            reply({"tokens": g, "seconds": time.perf_counter() - t0})
+        elif cmd["cmd"] == "end":
+            reply({"peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+            return
+        else:
+            raise ValueError(f"unknown command {cmd!r}")
 
 
 if __name__ == "__main__":
