@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/errors';
 import { packSequences, packSft } from './batch';
 import { OnnxEngine } from './onnx-engine';
-import { ADAMW, PIXELS, images, memorizeBatch, microConfig, rewardBatch, trainOnStepBatches } from './testing/fixtures';
+import { ADAMW, PIXELS, images, memorizeBatch, memorizeRows, microConfig, rewardBatch, trainOnStepBatches } from './testing/fixtures';
 
 const engines: OnnxEngine[] = [];
 async function engine(kind: 'policy' | 'reward' = 'policy', seed = 1): Promise<OnnxEngine> {
@@ -226,5 +226,51 @@ describe('OnnxEngine input checking', () => {
     expect(e.step()).toBe(0);
     const seq = packSequences([[0, 1, 2]], images(1, 1), PIXELS);
     await expect(e.score(seq)).rejects.toThrow(/score needs a reward model/);
+  });
+});
+
+describe('OnnxEngine session cache', () => {
+  /** A logprobs batch of `rows` memorize rows: each row count is a graph (and a session) of its own. */
+  const rowsBatch = (rows: number) => {
+    const all = memorizeRows(3);
+    const picked = Array.from({ length: rows }, (_, i) => all[i % all.length]!);
+    return packSft(picked, images(rows, 3), PIXELS);
+  };
+
+  it('keeps at most maxSessions sessions, evicts the least recently used, and rebuilds an evicted one with the same results', async () => {
+    const e = new OnnxEngine({ maxSessions: 2 });
+    engines.push(e);
+    await e.init(microConfig(), 1);
+    const first = await e.logprobs(rowsBatch(1), 1);
+    await e.logprobs(rowsBatch(2), 1);
+    await e.logprobs(rowsBatch(1), 1); // 1 is now the most recently used
+    await e.logprobs(rowsBatch(3), 1); // evicts 2, not 1
+    const keys = e.sessionKeys();
+    expect(keys).toHaveLength(2);
+    expect(keys.some((k) => k.startsWith('logprobs:1x'))).toBe(true);
+    expect(keys.some((k) => k.startsWith('logprobs:3x'))).toBe(true);
+    await e.logprobs(rowsBatch(2), 1); // rebuilt; evicts 1
+    expect(e.sessionKeys().some((k) => k.startsWith('logprobs:1x'))).toBe(false);
+    expect(Array.from(await e.logprobs(rowsBatch(1), 1))).toEqual(Array.from(first));
+  });
+
+  it('samples and trains with a cache smaller than one request needs (sessions are rebuilt, results unchanged)', async () => {
+    const big = new OnnxEngine();
+    const small = new OnnxEngine({ maxSessions: 1 });
+    engines.push(big, small);
+    await big.init({ ...microConfig(), maxLength: 48 }, 1);
+    await small.init({ ...microConfig(), maxLength: 48 }, 1);
+    const request = { images: images(2, 9), prompts: [Int32Array.of(0, 3, 4), Int32Array.of(0, 5)], n: 3, temperature: 1, topP: 1, maxTokens: 40, seed: 7, stopToken: 11 };
+    for (const e of [big, small]) await e.trainStep(memorizeBatch(), { kind: 'sft' }, ADAMW);
+    const a = await big.sample(request);
+    const b = await small.sample(request);
+    expect(big.sessionKeys().length).toBeGreaterThan(3); // train, prefill and decode sessions for 3 cache sizes
+    expect(small.sessionKeys()).toHaveLength(1);
+    expect(b.sequences.map((s) => Array.from(s.tokens))).toEqual(a.sequences.map((s) => Array.from(s.tokens)));
+    expect(b.sequences.map((s) => Array.from(s.logprobs))).toEqual(a.sequences.map((s) => Array.from(s.logprobs)));
+  });
+
+  it('rejects a maxSessions that is not a positive integer, naming the option', () => {
+    expect(() => new OnnxEngine({ maxSessions: 0 })).toThrow(/maxSessions must be an integer ≥ 1 \(got 0\)/);
   });
 });

@@ -21,7 +21,7 @@ import {
   buildTrainGraph,
 } from './model/graphs';
 import type { Graph } from './onnx/graph';
-import { type ExecutionProvider, type HostTensor, Session, type SpinPolicy } from './onnx/runtime';
+import { type ExecutionProvider, type HostTensor, Session, SessionDisposedError, type SpinPolicy } from './onnx/runtime';
 
 import { Rng } from './rng';
 import { pickToken } from './sampling';
@@ -59,7 +59,16 @@ export interface OnnxEngineOptions {
    * still spin inside a run (~5 % more tokens/s than `never`, measured alternating in one process).
    */
   spinning?: { training: SpinPolicy; inference: SpinPolicy };
+  /**
+   * Sessions kept at most (default `DEFAULT_MAX_SESSIONS`); beyond that the least recently used one is freed
+   * (after its runs in flight) and rebuilt if asked for again. Each batch size, sequence bucket, prompt length
+   * and cache size gets a session of its own, and each holds its graph's activations: without a bound a long
+   * run that meets many prompt lengths keeps them all (the small preset: ~45 MB per prompt-length bucket).
+   */
+  maxSessions?: number;
 }
+
+export const DEFAULT_MAX_SESSIONS = 32;
 
 export const DEFAULT_SPINNING: Readonly<{ training: SpinPolicy; inference: SpinPolicy }> = { training: 'always', inference: 'during-run' };
 
@@ -95,7 +104,11 @@ export class OnnxEngine implements Engine {
       threads: options.threads,
       seqBucket: options.seqBucket ?? 16,
       spinning: options.spinning ?? { ...DEFAULT_SPINNING },
+      maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
     };
+    if (!Number.isInteger(this.options.maxSessions) || this.options.maxSessions < 1) {
+      throw new RangeError(`maxSessions must be an integer ≥ 1 (got ${options.maxSessions})`);
+    }
     this.info = {
       description: `onnxruntime ${ort.env.versions.common} (${this.options.executionProvider})`,
       executionProvider: this.options.executionProvider,
@@ -176,9 +189,36 @@ export class OnnxEngine implements Engine {
     for (const s of sessions) await (await s).dispose();
   }
 
+  /**
+   * Runs the graph `key` (built by `build` if its session is not kept). A session evicted between lookup and run
+   * (only possible when calls overlap) is looked up again, once.
+   */
+  private async run(key: string, build: () => Graph, feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+    try {
+      return await (await this.session(key, build)).run(feeds);
+    } catch (err) {
+      if (!(err instanceof SessionDisposedError)) throw err;
+      return (await this.session(key, build)).run(feeds);
+    }
+  }
+
+  /** The keys of the sessions kept now, least recently used first. */
+  sessionKeys(): string[] {
+    return [...this.sessions.keys()];
+  }
+
   private session(key: string, build: () => Graph): Promise<Session> {
     let session = this.sessions.get(key);
-    if (!session) {
+    if (session) {
+      // Most recently used last.
+      this.sessions.delete(key);
+      this.sessions.set(key, session);
+    } else {
+      while (this.sessions.size >= this.options.maxSessions) {
+        const [oldKey, old] = this.sessions.entries().next().value as [string, Promise<Session>];
+        this.sessions.delete(oldKey);
+        void old.then((s) => s.dispose()).catch(() => undefined);
+      }
       const training = /^(train|grad|optim)/.test(key);
       session = Session.create(build().toModel(), {
         executionProvider: this.options.executionProvider,
@@ -351,8 +391,7 @@ export class OnnxEngine implements Engine {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds(), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
-    const session = await this.session(`train:${loss.kind}:${batch.batchSize}x${padded}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded));
-    const out = await session.run(feeds);
+    const out = await this.run(`train:${loss.kind}:${batch.batchSize}x${padded}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded), feeds);
     const finite = out.finite!.data[0] === 1;
     const result = { loss: Number(out.loss!.data[0]), metrics: this.metrics(out, loss), finite, gradNorm: Number(out.grad_norm!.data[0]) };
     if (finite) this.applyUpdate(out);
@@ -363,8 +402,7 @@ export class OnnxEngine implements Engine {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds() };
-    const session = await this.session(`grad:${loss.kind}:${batch.batchSize}x${padded}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded));
-    const out = await session.run(feeds);
+    const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded), feeds);
     const finite = out.finite!.data[0] === 1;
     if (finite) {
       const grad = out.grad!.data as Float32Array;
@@ -386,7 +424,7 @@ export class OnnxEngine implements Engine {
     this.pending = undefined;
     const grad = pending.count === 1 ? pending.grad : pending.grad.map((x) => x / pending.count);
     const feeds = { ...this.paramFeeds(), grad: this.vector(grad), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
-    const out = await (await this.session('optim', () => buildOptimGraph(config))).run(feeds);
+    const out = await this.run('optim', () => buildOptimGraph(config), feeds);
     const applied = out.finite!.data[0] === 1;
     if (applied) this.applyUpdate(out);
     return { step: this.steps, gradNorm: Number(out.grad_norm!.data[0]), applied };
@@ -406,7 +444,7 @@ export class OnnxEngine implements Engine {
       targets: i64([b, padded], this.padInt('targets', batch.targets, b, t, padded, config.vocabSize)),
       temperature: scalar(temperature),
     };
-    const out = await (await this.session(`logprobs:${b}x${padded}`, () => buildLogprobsGraph(config, b, padded))).run(feeds);
+    const out = await this.run(`logprobs:${b}x${padded}`, () => buildLogprobsGraph(config, b, padded), feeds);
     return unpad(out.logprobs!.data as Float32Array, b, padded, t);
   }
 
@@ -415,7 +453,7 @@ export class OnnxEngine implements Engine {
     if (config.kind !== 'reward') throw new TypeError('score needs a reward model');
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.sequenceFeeds(batch, padded), ...this.paramViews(), last_index: i64([batch.batchSize], this.lastIndex(batch)) };
-    const out = await (await this.session(`score:${batch.batchSize}x${padded}`, () => buildScoreGraph(config, batch.batchSize, padded))).run(feeds);
+    const out = await this.run(`score:${batch.batchSize}x${padded}`, () => buildScoreGraph(config, batch.batchSize, padded), feeds);
     return out.score!.data as Float32Array;
   }
 
@@ -449,7 +487,7 @@ export class OnnxEngine implements Engine {
       mask.fill(1, r * promptLen + pad, (r + 1) * promptLen);
     });
     const prefillFeeds = { ...this.sequenceFeeds({ batchSize: p, seqLen: promptLen, images: request.images, tokens, attentionMask: mask }, promptLen), ...this.paramViews() };
-    const prefill = await (await this.session(`prefill:${p}x${promptLen}`, () => buildPrefillGraph(config, p, promptLen))).run(prefillFeeds);
+    const prefill = await this.run(`prefill:${p}x${promptLen}`, () => buildPrefillGraph(config, p, promptLen), prefillFeeds);
 
     // The cache, per layer: the prompts' prefixes as the prefill returned them, (P, H, N + promptLen, hd), shared
     // by each prompt's n samples; and the rows' generated tokens, (rows, H, capacity, hd), which grows in steps of
@@ -491,12 +529,13 @@ export class OnnxEngine implements Engine {
       capacity = next;
       feeds = undefined; // new buffers and shapes
     };
-    const decodeSession = (c: number) => this.session(`decode:${p}x${n}:${promptLen}:${c}`, () => buildDecodeGraph(config, p, n, promptLen, c));
+    const decodeKey = (c: number) => `decode:${p}x${n}:${promptLen}:${c}`;
+    const decodeGraph = (c: number) => () => buildDecodeGraph(config, p, n, promptLen, c);
 
     // Create every decode session this request can need before timing-sensitive work starts (cached after).
     if (maxTokens > 1) {
       for (let c = capacity; ; c = capacityFor(c + 1)) {
-        await decodeSession(c);
+        await this.session(decodeKey(c), decodeGraph(c));
         if (c >= capacityFor(maxTokens - 1)) break;
       }
     }
@@ -547,7 +586,7 @@ export class OnnxEngine implements Engine {
       if (s === maxTokens - 1 || done.every(Boolean)) break;
       // Step s feeds token s, which sees the s generated tokens before it; its keys/values go to slot s.
       if (s >= capacity) grow(capacityFor(s + 1));
-      const out = await (await decodeSession(capacity)).run(decodeFeeds());
+      const out = await this.run(decodeKey(capacity), decodeGraph(capacity), decodeFeeds());
       // This step's keys/values, (rows, H, 1, hd), into slot s of each (row, head) block of the cache.
       for (let l = 0; l < config.layers; l++) {
         const nk = out[`k:${l}`]!.data as Float32Array;

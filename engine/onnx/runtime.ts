@@ -38,7 +38,20 @@ export function hostTensor(dtype: DType, shape: Shape, data: TypedData): HostTen
   return { dtype, shape, data };
 }
 
+/** `run` on a session after `dispose`. */
+export class SessionDisposedError extends Error {
+  constructor() {
+    super('session.run: the session was disposed');
+    this.name = 'SessionDisposedError';
+  }
+}
+
 export class Session {
+  /** Runs in flight; `dispose` waits for them. */
+  private active = 0;
+  private idle: (() => void) | undefined;
+  private released: Promise<void> | undefined;
+
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly inputNames: readonly string[],
@@ -77,7 +90,14 @@ export class Session {
       if (!t) throw new RangeError(`session input ${name} was not fed`);
       ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], t.dtype === 'bool' ? t.data : t.data, [...t.shape]);
     }
-    const results = await this.session.run(ortFeeds, [...fetch]);
+    if (this.released) throw new SessionDisposedError();
+    this.active++;
+    let results: ort.InferenceSession.OnnxValueMapType;
+    try {
+      results = await this.session.run(ortFeeds, [...fetch]);
+    } finally {
+      if (--this.active === 0) this.idle?.();
+    }
     const out: Record<string, HostTensor> = {};
     for (const name of fetch) {
       const t = results[name]!;
@@ -86,8 +106,13 @@ export class Session {
     return out;
   }
 
-  async dispose(): Promise<void> {
-    await this.session.release();
+  /** Frees the session once its runs in flight have finished; later `run` calls throw. Idempotent. */
+  dispose(): Promise<void> {
+    this.released ??= (async () => {
+      if (this.active > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+      await this.session.release();
+    })();
+    return this.released;
   }
 }
 
