@@ -37,17 +37,17 @@ export function pickToken(logits: ArrayLike<number>, temperature: number, topP: 
     sum += x;
   }
   const lse = max + Math.log(sum);
-  const logprob = (token: number) => logits[token]! * scale - lse;
-  if (temperature === 0) return { token: best, logprob: logprob(best) };
+  // (No closure for the logprob: one made per call is also renamed per call under tsx's keepNames transform.)
+  if (temperature === 0) return picked(logits, best, scale, lse);
   if (topP >= 1) {
     // Inverse CDF over the unnormalized weights e[i] (total `sum`).
     const u = rng.nextFloat() * sum;
     let acc = 0;
     for (let i = 0; i < v; i++) {
       acc += e[i]!;
-      if (u < acc) return { token: i, logprob: logprob(i) };
+      if (u < acc) return picked(logits, i, scale, lse);
     }
-    return { token: v - 1, logprob: logprob(v - 1) };
+    return picked(logits, v - 1, scale, lse);
   }
   // Nucleus: the most likely tokens until their mass reaches topP, renormalized.
   const order = Array.from({ length: v }, (_, i) => i).sort((a, b) => e[b]! - e[a]! || a - b);
@@ -59,8 +59,11 @@ export function pickToken(logits: ArrayLike<number>, temperature: number, topP: 
   for (let k = 0; k < kept; k++) {
     const i = order[k]!;
     acc += e[i]!;
-    if (u < acc) return { token: i, logprob: logprob(i) };
+    if (u < acc) return picked(logits, i, scale, lse);
   }
-  const last = order[kept - 1]!;
-  return { token: last, logprob: logprob(last) };
+  return picked(logits, order[kept - 1]!, scale, lse);
+}
+
+function picked(logits: ArrayLike<number>, token: number, scale: number, lse: number): Pick {
+  return { token, logprob: logits[token]! * scale - lse };
 }
