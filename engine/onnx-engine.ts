@@ -490,8 +490,10 @@ export class OnnxEngine implements Engine {
     const prefill = await this.run(`prefill:${p}x${promptLen}`, () => buildPrefillGraph(config, p, promptLen), prefillFeeds);
 
     // The cache, per layer: the prompts' prefixes as the prefill returned them, (P, H, N + promptLen, hd), shared
-    // by each prompt's n samples; and the rows' generated tokens, (rows, H, capacity, hd), which grows in steps of
-    // CACHE_STEP slots (one decode graph per capacity), so each step reads only as much cache as it holds.
+    // by each prompt's n samples; and the rows' generated tokens, slot-major (capacity, rows, H, hd) so that a
+    // step's new keys/values go in as one block, which grows in steps of CACHE_STEP slots (one decode graph per
+    // capacity; growing copies the old cache to the front of the new one), so each step reads only as much cache
+    // as it holds.
     const rows = p * n;
     const n0 = imageTokens(config);
     const heads = config.heads;
@@ -511,18 +513,19 @@ export class OnnxEngine implements Engine {
     // The last decode step only picks a token, so at most maxTokens − 1 generated tokens enter the cache.
     const capacityFor = (needed: number) => Math.min(config.maxLength, Math.ceil(needed / CACHE_STEP) * CACHE_STEP);
     let capacity = capacityFor(1);
-    let cacheK = Array.from({ length: config.layers }, () => new Float32Array(rows * heads * capacity * hd));
-    let cacheV = Array.from({ length: config.layers }, () => new Float32Array(rows * heads * capacity * hd));
+    const slot = rows * heads * hd; // one slot of every row
+    let cacheK = Array.from({ length: config.layers }, () => new Float32Array(capacity * slot));
+    let cacheV = Array.from({ length: config.layers }, () => new Float32Array(capacity * slot));
     let genMask = new Float32Array(rows * capacity);
     let feeds: Record<string, HostTensor> | undefined; // the decode feeds, for the current cache buffers
     const grow = (next: number) => {
-      const relayout = (old: Float32Array) => {
-        const fresh = new Float32Array(rows * heads * next * hd);
-        for (let b = 0; b < rows * heads; b++) fresh.set(old.subarray(b * capacity * hd, (b + 1) * capacity * hd), b * next * hd);
+      const enlarge = (old: Float32Array) => {
+        const fresh = new Float32Array(next * slot);
+        fresh.set(old);
         return fresh;
       };
-      cacheK = cacheK.map(relayout);
-      cacheV = cacheV.map(relayout);
+      cacheK = cacheK.map(enlarge);
+      cacheV = cacheV.map(enlarge);
       const mask2 = new Float32Array(rows * next);
       for (let r = 0; r < rows; r++) mask2.set(genMask.subarray(r * capacity, (r + 1) * capacity), r * next);
       genMask = mask2;
@@ -559,8 +562,8 @@ export class OnnxEngine implements Engine {
       if (!feeds) {
         feeds = { ...this.paramViews(), ...prefixFeeds, token: i64([rows, 1], token), position: i64([rows, 1], position), gen_mask: f32([rows, capacity], genMask) };
         for (let l = 0; l < config.layers; l++) {
-          feeds[`gen_k:${l}`] = f32([rows, heads, capacity, hd], cacheK[l]!);
-          feeds[`gen_v:${l}`] = f32([rows, heads, capacity, hd], cacheV[l]!);
+          feeds[`gen_k:${l}`] = f32([capacity, rows, heads, hd], cacheK[l]!);
+          feeds[`gen_v:${l}`] = f32([capacity, rows, heads, hd], cacheV[l]!);
         }
       }
       return feeds;
@@ -587,20 +590,10 @@ export class OnnxEngine implements Engine {
       // Step s feeds token s, which sees the s generated tokens before it; its keys/values go to slot s.
       if (s >= capacity) grow(capacityFor(s + 1));
       const out = await this.run(decodeKey(capacity), decodeGraph(capacity), decodeFeeds());
-      // This step's keys/values, (rows, H, 1, hd), into slot s of each (row, head) block of the cache.
+      // This step's keys/values, (rows, H, 1, hd), are slot s of the cache: one block each.
       for (let l = 0; l < config.layers; l++) {
-        const nk = out[`k:${l}`]!.data as Float32Array;
-        const nv = out[`v:${l}`]!.data as Float32Array;
-        const ck = cacheK[l]!;
-        const cv = cacheV[l]!;
-        for (let b = 0; b < rows * heads; b++) {
-          const to = (b * capacity + s) * hd;
-          const from = b * hd;
-          for (let i = 0; i < hd; i++) {
-            ck[to + i] = nk[from + i]!;
-            cv[to + i] = nv[from + i]!;
-          }
-        }
+        cacheK[l]!.set(out[`k:${l}`]!.data as Float32Array, s * slot);
+        cacheV[l]!.set(out[`v:${l}`]!.data as Float32Array, s * slot);
       }
       for (let r = 0; r < rows; r++) if (!done[r]) genMask[r * capacity + s] = 1;
       logits = out.logits!.data as Float32Array;

@@ -211,12 +211,12 @@ export function buildDecodeGraph(config: ModelConfig, prompts: number, samples: 
   const g = new Graph(`decode_${prompts}x${samples}_${promptLen}_${slots}`, 'float32');
   const params = separateParams(g, config);
   const hd = config.width / config.heads;
-  const layerInputs = (prefix: string, count: number, len: number) =>
-    Array.from({ length: config.layers }, (_, l) => g.input(`${prefix}:${l}`, 'float32', [count, config.heads, len, hd]));
-  const prefixK = layerInputs('prefix_k', prompts, prefixLen);
-  const prefixV = layerInputs('prefix_v', prompts, prefixLen);
-  const genK = layerInputs('gen_k', rows, slots);
-  const genV = layerInputs('gen_v', rows, slots);
+  const layerInputs = (prefix: string, shape: number[]) => Array.from({ length: config.layers }, (_, l) => g.input(`${prefix}:${l}`, 'float32', shape));
+  const prefixK = layerInputs('prefix_k', [prompts, config.heads, prefixLen, hd]);
+  const prefixV = layerInputs('prefix_v', [prompts, config.heads, prefixLen, hd]);
+  // Slot-major: the sampler appends a step's keys/values for all rows as one block.
+  const genK = layerInputs('gen_k', [slots, rows, config.heads, hd]);
+  const genV = layerInputs('gen_v', [slots, rows, config.heads, hd]);
   const { logits, kv } = decodeStep(g, config, params, {
     token: g.input('token', 'int64', [rows, 1]),
     position: g.input('position', 'int64', [rows, 1]),

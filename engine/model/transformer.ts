@@ -112,7 +112,7 @@ interface LayerCache {
   prefixBias: Value;
   /** Samples per prompt: row r of the batch belongs to prompt ⌊r / n⌋. */
   n: number;
-  /** Keys/values of the tokens generated so far, per row: (B, H, C, hd). */
+  /** Keys/values of the tokens generated so far, slot-major: (C, B, H, hd) — slot s of every row is one block. */
   genK: Value;
   genV: Value;
   /** (B, 1, 1, C). */
@@ -130,19 +130,19 @@ function attendCached(g: Graph, q: Value, k: Value, v: Value, cache: LayerCache,
   const [batch, h, , hd] = q.shape as [number, number, number, number];
   const prompts = cache.prefixK.shape[0]!;
   const prefixLen = cache.prefixK.shape[2]!;
-  const genLen = cache.genK.shape[2]!;
+  const genLen = cache.genK.shape[0]!;
   const n = cache.n;
   // (B, H, 1, hd) → (P, H, n, hd): the samples of a prompt become the rows of one product.
   const byPrompt = op.transpose(g, op.reshape(g, q, [prompts, n, h, hd]), [0, 2, 1, 3]);
   const prefixScores = op.add(g, op.mulScalar(g, op.matmul(g, byPrompt, op.transposeLast2(g, cache.prefixK)), scale), cache.prefixBias); // (P, H, n, F)
   const prefixPerRow = op.reshape(g, op.transpose(g, prefixScores, [0, 2, 1, 3]), [batch, h, 1, prefixLen]);
-  const genScores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, cache.genK)), scale), cache.genBias); // (B, H, 1, C)
+  const genScores = op.add(g, op.matmulSlotMajor(g, q, cache.genK, { transB: true, alpha: scale }), cache.genBias); // (B, H, 1, C)
   const selfScore = op.mulScalar(g, op.reduceSum(g, op.mul(g, q, k), [-1], true), scale); // (B, H, 1, 1)
   const weights = op.softmax(g, op.concat(g, [prefixPerRow, genScores, selfScore], -1), -1);
   const [toPrefix, toGen, toSelf] = op.split(g, weights, -1, [prefixLen, genLen, 1]) as [Value, Value, Value];
   const prefixWeights = op.transpose(g, op.reshape(g, toPrefix, [prompts, n, h, prefixLen]), [0, 2, 1, 3]); // (P, H, n, F)
   const fromPrefix = op.reshape(g, op.transpose(g, op.matmul(g, prefixWeights, cache.prefixV), [0, 2, 1, 3]), [batch, h, 1, hd]);
-  return op.add(g, op.add(g, fromPrefix, op.matmul(g, toGen, cache.genV)), op.mul(g, toSelf, v));
+  return op.add(g, op.add(g, fromPrefix, op.matmulSlotMajor(g, toGen, cache.genV, { transB: false })), op.mul(g, toSelf, v));
 }
 
 /**
@@ -229,7 +229,7 @@ export interface DecodeInputs {
   prefixV: Value[];
   /** (P, F) float: 1 where the prefix slot holds a real token (0 for prompt padding). */
   prefixMask: Value;
-  /** Per layer, (B, H, C, hd) keys and values of the tokens each row generated so far (C slots). */
+  /** Per layer, (C, B, H, hd) keys and values of the tokens each row generated so far (C slots, slot-major). */
   genK: Value[];
   genV: Value[];
   /** (B, C) float: 1 where the slot holds a generated token. */

@@ -43,6 +43,10 @@ export interface NodeRecord {
   readonly meta?: Readonly<Record<string, unknown>>;
 }
 
+/** onnxruntime's own operators (its `com.microsoft` domain) that graphs may use; every other op is standard ONNX. */
+const CONTRIB_DOMAIN = 'com.microsoft';
+const CONTRIB_OPS: ReadonlySet<string> = new Set(['FusedMatMul']);
+
 export type TypedData = Float32Array | Float64Array | BigInt64Array | Uint8Array;
 
 const ELEM_TYPE: Record<DType, number> = {
@@ -221,6 +225,7 @@ export class Graph {
     const nodes: onnx.INodeProto[] = kept.map((node, i) => ({
       name: `${node.op}_${i}`,
       opType: node.op,
+      ...(CONTRIB_OPS.has(node.op) ? { domain: CONTRIB_DOMAIN } : {}),
       input: node.inputs.map(nameOf),
       output: node.outputs.map(nameOf),
       attribute: Object.entries(node.attrs).map(([name, attr]) => this.attrProto(name, attr)),
@@ -241,7 +246,7 @@ export class Graph {
     const model = onnx.ModelProto.create({
       irVersion: 9,
       producerName: 'sophia',
-      opsetImport: [{ domain: '', version: 20 }],
+      opsetImport: [{ domain: '', version: 20 }, ...(kept.some((n) => CONTRIB_OPS.has(n.op)) ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : [])],
       graph,
     });
     return onnx.ModelProto.encode(model).finish();

@@ -89,6 +89,33 @@ export function matmul(g: Graph, a: Value, b: Value): Value {
   return g.addNode('MatMul', [a, b], [{ dtype: a.dtype, shape: [...batch, m, n] }])[0]!;
 }
 
+/**
+ * A product with a b stored slot-major: b is (S, b0, …, bk, D) and is read as the (b0, …, bk, S, D) matrices
+ * (onnxruntime's FusedMatMul with transBatchB: strided reads, no transpose). With `transB` the product is
+ * a (…, M, D) @ (…, S, D)ᵀ → (…, M, S); without, a (…, M, S) @ (…, S, D) → (…, M, D). Scaled by `alpha`.
+ * A cache kept this way takes a new slot as one contiguous block. float32, inference only (no VJP).
+ */
+export function matmulSlotMajor(g: Graph, a: Value, b: Value, options: { transB: boolean; alpha?: number }): Value {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new TypeError('FusedMatMul: float32 only');
+  if (a.shape.length !== b.shape.length || a.shape.length < 3) {
+    throw new RangeError(`FusedMatMul (transBatchB): operands need the same rank ≥ 3 (got ${shapeString(a.shape)} and ${shapeString(b.shape)})`);
+  }
+  // b as the kernel reads it: its leading axis moves to just before the last.
+  const logical = [...b.shape.slice(1, -1), b.shape[0]!, b.shape.at(-1)!];
+  const [m, k] = a.shape.slice(-2) as [number, number];
+  const [r, c] = logical.slice(-2) as [number, number];
+  const [kb, n] = options.transB ? [c, r] : [r, c];
+  if (k !== kb) throw new RangeError(`FusedMatMul: inner dimensions differ: ${shapeString(a.shape)} @ ${shapeString(logical)}${options.transB ? 'ᵀ' : ''}`);
+  if (!sameShape(a.shape.slice(0, -2), logical.slice(0, -2))) {
+    throw new RangeError(`FusedMatMul (transBatchB): batch axes differ: ${shapeString(a.shape)} and ${shapeString(logical)}`);
+  }
+  return g.addNode('FusedMatMul', [a, b], [{ dtype: a.dtype, shape: [...a.shape.slice(0, -2), m, n] }], {
+    alpha: float(options.alpha ?? 1),
+    transB: int(options.transB ? 1 : 0),
+    transBatchB: int(1),
+  })[0]!;
+}
+
 export function transpose(g: Graph, x: Value, perm: readonly number[]): Value {
   if (perm.length !== x.shape.length || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
     throw new RangeError(`Transpose: perm [${perm.join(', ')}] is not a permutation of rank ${x.shape.length}`);
