@@ -491,9 +491,8 @@ export class OnnxEngine implements Engine {
 
     // The cache, per layer: the prompts' prefixes as the prefill returned them, (P, H, N + promptLen, hd), shared
     // by each prompt's n samples; and the rows' generated tokens, slot-major (capacity, rows, H, hd) so that a
-    // step's new keys/values go in as one block, which grows in steps of CACHE_STEP slots (one decode graph per
-    // capacity; growing copies the old cache to the front of the new one), so each step reads only as much cache
-    // as it holds.
+    // step's new keys/values go in as one block, whose size grows in steps of CACHE_STEP slots (one decode graph
+    // per capacity), so each step reads only as much cache as it holds.
     const rows = p * n;
     const n0 = imageTokens(config);
     const heads = config.heads;
@@ -514,23 +513,18 @@ export class OnnxEngine implements Engine {
     const capacityFor = (needed: number) => Math.min(config.maxLength, Math.ceil(needed / CACHE_STEP) * CACHE_STEP);
     let capacity = capacityFor(1);
     const slot = rows * heads * hd; // one slot of every row
-    let cacheK = Array.from({ length: config.layers }, () => new Float32Array(capacity * slot));
-    let cacheV = Array.from({ length: config.layers }, () => new Float32Array(capacity * slot));
+    // Allocated once for the most slots this request can use; a decode graph for `capacity` slots is fed the
+    // first `capacity` of them (a prefix, as the cache is slot-major), so growing copies nothing.
+    const cacheK = Array.from({ length: config.layers }, () => new Float32Array(capacityFor(Math.max(1, maxTokens - 1)) * slot));
+    const cacheV = Array.from({ length: config.layers }, () => new Float32Array(capacityFor(Math.max(1, maxTokens - 1)) * slot));
     let genMask = new Float32Array(rows * capacity);
-    let feeds: Record<string, HostTensor> | undefined; // the decode feeds, for the current cache buffers
+    let feeds: Record<string, HostTensor> | undefined; // the decode feeds, for the current cache size
     const grow = (next: number) => {
-      const enlarge = (old: Float32Array) => {
-        const fresh = new Float32Array(next * slot);
-        fresh.set(old);
-        return fresh;
-      };
-      cacheK = cacheK.map(enlarge);
-      cacheV = cacheV.map(enlarge);
       const mask2 = new Float32Array(rows * next);
       for (let r = 0; r < rows; r++) mask2.set(genMask.subarray(r * capacity, (r + 1) * capacity), r * next);
       genMask = mask2;
       capacity = next;
-      feeds = undefined; // new buffers and shapes
+      feeds = undefined; // new shapes
     };
     const decodeKey = (c: number) => `decode:${p}x${n}:${promptLen}:${c}`;
     const decodeGraph = (c: number) => () => buildDecodeGraph(config, p, n, promptLen, c);
@@ -562,8 +556,8 @@ export class OnnxEngine implements Engine {
       if (!feeds) {
         feeds = { ...this.paramViews(), ...prefixFeeds, token: i64([rows, 1], token), position: i64([rows, 1], position), gen_mask: f32([rows, capacity], genMask) };
         for (let l = 0; l < config.layers; l++) {
-          feeds[`gen_k:${l}`] = f32([capacity, rows, heads, hd], cacheK[l]!);
-          feeds[`gen_v:${l}`] = f32([capacity, rows, heads, hd], cacheV[l]!);
+          feeds[`gen_k:${l}`] = f32([capacity, rows, heads, hd], cacheK[l]!.subarray(0, capacity * slot));
+          feeds[`gen_v:${l}`] = f32([capacity, rows, heads, hd], cacheV[l]!.subarray(0, capacity * slot));
         }
       }
       return feeds;

@@ -88,7 +88,7 @@ export class Session {
     for (const name of this.inputNames) {
       const t = feeds[name];
       if (!t) throw new RangeError(`session input ${name} was not fed`);
-      ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], t.dtype === 'bool' ? t.data : t.data, [...t.shape]);
+      ortFeeds[name] = ortTensor(t);
     }
     if (this.released) throw new SessionDisposedError();
     this.active++;
@@ -114,6 +114,20 @@ export class Session {
     })();
     return this.released;
   }
+}
+
+/**
+ * The onnxruntime tensor for a host tensor: it wraps the same memory (no copy), and is made once per host tensor
+ * object — the sampler feeds the same objects every decoding step, rewriting their data in place — unless the
+ * object's data or shape was replaced since.
+ */
+const wrapped = new WeakMap<HostTensor, { data: TypedData; shape: Shape; tensor: ort.Tensor }>();
+function ortTensor(t: HostTensor): ort.Tensor {
+  const hit = wrapped.get(t);
+  if (hit && hit.data === t.data && hit.shape === t.shape) return hit.tensor;
+  const tensor = new ort.Tensor(ORT_TYPE[t.dtype], t.data, [...t.shape]);
+  wrapped.set(t, { data: t.data, shape: t.shape, tensor });
+  return tensor;
 }
 
 function fromOrtType(type: string): DType {
