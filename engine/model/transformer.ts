@@ -84,16 +84,23 @@ interface LayerKV {
   v: Value;
 }
 
-/** Splits (B, L, d) into heads: (B, H, L, hd). For one position (decoding) that is a free reshape. */
+/**
+ * Splits (B, L, d) into heads: (B, H, L, hd). Decoding keeps one position per row as a 2-D (B, d): its split
+ * is a free reshape.
+ */
 function heads(g: Graph, x: Value, h: number): Value {
+  if (x.shape.length === 2) {
+    const [batch, d] = x.shape as [number, number];
+    return op.reshape(g, x, [batch, h, 1, d / h]);
+  }
   const [batch, len, d] = x.shape as [number, number, number];
-  if (len === 1) return op.reshape(g, x, [batch, h, 1, d / h]);
   return op.transpose(g, op.reshape(g, x, [batch, len, h, d / h]), [0, 2, 1, 3]);
 }
 
+/** (B, H, L, hd) → (B, L, d); one position (decoding, L = 1) → (B, d). */
 function mergeHeads(g: Graph, x: Value): Value {
   const [batch, h, len, hd] = x.shape as [number, number, number, number];
-  if (len === 1) return op.reshape(g, x, [batch, 1, h * hd]);
+  if (len === 1) return op.reshape(g, x, [batch, h * hd]);
   return op.reshape(g, op.transpose(g, x, [0, 2, 1, 3]), [batch, len, h * hd]);
 }
 
@@ -146,13 +153,13 @@ function attendCached(g: Graph, q: Value, k: Value, v: Value, cache: LayerCache,
 }
 
 /**
- * q, k, v: (B, L, d) each from the fused (d, 3d) projection. Over a whole sequence the weight is split (small)
+ * q, k, v: (B, L, d) each — (B, d) when decoding — from the fused (d, 3d) projection. Over a whole sequence the weight is split (small)
  * and three GEMMs write q, k and v directly: splitting the (B, L, 3d) activation instead, and concatenating its
  * gradient in the backward pass, costs two full passes over it. For one decoding position the activation is
  * tiny and one GEMM beats three.
  */
 function projectQkv(g: Graph, x: Value, w: Value, b: Value, d: number): [Value, Value, Value] {
-  if (x.shape[1] === 1) return op.split(g, linear(g, x, w, b), -1, [d, d, d]) as [Value, Value, Value];
+  if (x.shape.length === 2) return op.split(g, linear(g, x, w, b), -1, [d, d, d]) as [Value, Value, Value];
   const ws = op.split(g, w, -1, [d, d, d]);
   const bs = op.split(g, b, -1, [d, d, d]);
   return [0, 1, 2].map((i) => linear(g, x, ws[i]!, bs[i])) as [Value, Value, Value];
@@ -171,7 +178,7 @@ function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Valu
   const q = heads(g, qx, config.heads);
   const k = heads(g, kx, config.heads);
   const v = heads(g, vx, config.heads);
-  const attended = mergeHeads(g, 'cache' in attention ? attendCached(g, q, k, v, attention.cache, scale) : attendFull(g, q, k, v, attention.bias, scale)); // (B, L, d)
+  const attended = mergeHeads(g, 'cache' in attention ? attendCached(g, q, k, v, attention.cache, scale) : attendFull(g, q, k, v, attention.bias, scale)); // like x
   const x1 = op.add(g, x, linear(g, attended, param(params, `${pre}proj_w`), param(params, `${pre}proj_b`)));
   const h2 = op.layerNorm(g, x1, param(params, `${pre}ln2_g`), param(params, `${pre}ln2_b`));
   const mlp = linear(g, op.gelu(g, linear(g, h2, param(params, `${pre}fc_w`), param(params, `${pre}fc_b`))), param(params, `${pre}out_w`), param(params, `${pre}out_b`));
@@ -248,7 +255,8 @@ export function decodeStep(g: Graph, config: ModelConfig, params: Params, inputs
   const n = inputs.samplesPerPrompt;
   const prompts = inputs.prefixMask.shape[0]!;
   if (prompts * n !== batch) throw new RangeError(`decode: ${prompts} prompts × ${n} samples is not the batch of ${batch} rows`);
-  let x = embedText(g, params, inputs.token, inputs.position); // (B, 1, d)
+  // One position per row, kept 2-D (B, d): no reshapes around every projection.
+  let x = op.reshape(g, embedText(g, params, inputs.token, inputs.position), [batch, config.width]);
   const prefixBias = maskBias(g, inputs.prefixMask);
   const genBias = maskBias(g, inputs.genMask);
   const kv: LayerKV[] = [];
@@ -259,5 +267,5 @@ export function decodeStep(g: Graph, config: ModelConfig, params: Params, inputs
     kv.push(out.kv);
   }
   const normed = op.layerNorm(g, x, param(params, 'lnf_g'), param(params, 'lnf_b'));
-  return { logits: op.reshape(g, lmLogits(g, params, normed), [batch, config.vocabSize]), kv };
+  return { logits: lmLogits(g, params, normed), kv };
 }
