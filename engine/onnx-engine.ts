@@ -512,11 +512,12 @@ export class OnnxEngine implements Engine {
     // The last decode step only picks a token, so at most maxTokens − 1 generated tokens enter the cache.
     const capacityFor = (needed: number) => Math.min(config.maxLength, Math.ceil(needed / CACHE_STEP) * CACHE_STEP);
     let capacity = capacityFor(1);
+    const maxCapacity = capacityFor(Math.max(1, maxTokens - 1));
     const slot = rows * heads * hd; // one slot of every row
     // Allocated once for the most slots this request can use; a decode graph for `capacity` slots is fed the
     // first `capacity` of them (a prefix, as the cache is slot-major), so growing copies nothing.
-    const cacheK = Array.from({ length: config.layers }, () => new Float32Array(capacityFor(Math.max(1, maxTokens - 1)) * slot));
-    const cacheV = Array.from({ length: config.layers }, () => new Float32Array(capacityFor(Math.max(1, maxTokens - 1)) * slot));
+    const cacheK = Array.from({ length: config.layers }, () => new Float32Array(maxCapacity * slot));
+    const cacheV = Array.from({ length: config.layers }, () => new Float32Array(maxCapacity * slot));
     let genMask = new Float32Array(rows * capacity);
     let feeds: Record<string, HostTensor> | undefined; // the decode feeds, for the current cache size
     const grow = (next: number) => {
@@ -533,7 +534,7 @@ export class OnnxEngine implements Engine {
     if (maxTokens > 1) {
       for (let c = capacity; ; c = capacityFor(c + 1)) {
         await this.session(decodeKey(c), decodeGraph(c));
-        if (c >= capacityFor(maxTokens - 1)) break;
+        if (c >= maxCapacity) break;
       }
     }
 

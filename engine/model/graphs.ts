@@ -61,7 +61,7 @@ function flatGradient(g: Graph, grads: readonly Value[]): Value {
 /** (P) in the graph's float type: 1 where AdamW's weight decay applies, 0 elsewhere. */
 function decayMask(g: Graph, config: ModelConfig): Value {
   const layout = paramLayout(config);
-  const mask = new Array<number>(layout.total).fill(0);
+  const mask = g.floatType === 'float32' ? new Float32Array(layout.total) : new Float64Array(layout.total);
   layout.specs.forEach((spec, i) => {
     if (spec.decay) mask.fill(1, layout.offsets[i], layout.offsets[i]! + layout.sizes[i]!);
   });
