@@ -167,35 +167,32 @@ async function repetition(state: string, batch: string): Promise<Rep> {
   const pytorch = await Worker.start('pytorch', state, batch);
   const both = [sophia, pytorch];
   const rep: Rep = { stepMs: { sophia: [], pytorch: [] }, tokensPerSec: { sophia: [], pytorch: [] }, peakRssMB: { sophia: 0, pytorch: 0 }, firstLoss: { sophia: 0, pytorch: 0 } };
-  // Pair i runs Sophia first when i is even, PyTorch first when odd.
-  const inOrder = (i: number) => (i % 2 === 0 ? both : [...both].reverse());
-  for (let i = 0; i < 2; i++) {
-    for (const w of inOrder(i)) {
-      const r = await w.ask<{ ms: number; loss: number }>({ cmd: 'train' });
-      if (i === 0) rep.firstLoss[w.kind] = r.loss;
+  // `count` pairs of the same command; pair i asks Sophia first when i is even, PyTorch first when odd.
+  const pairs = async <R extends WorkerReply>(count: number, command: (i: number) => WorkerCommand, take: (kind: Worker['kind'], reply: R, i: number) => void) => {
+    for (let i = 0; i < count; i++) {
+      for (const w of i % 2 === 0 ? both : [...both].reverse()) take(w.kind, await w.ask<R>(command(i)), i);
     }
-  }
-  for (let i = 0; i < Number(args.steps); i++) {
-    for (const w of inOrder(i)) rep.stepMs[w.kind].push((await w.ask<{ ms: number; loss: number }>({ cmd: 'train' })).ms);
-  }
-  for (let i = 0; i < 2 + Number(args.samples); i++) {
-    for (const w of inOrder(i)) {
-      const r = await w.ask<{ tokens: number; seconds: number }>({ cmd: 'sample', seed: i });
-      if (i >= 2) rep.tokensPerSec[w.kind].push(r.tokens / r.seconds);
-    }
-  }
+  };
+  // The first 2 of each kind are untimed (warm-up).
+  await pairs<{ ms: number; loss: number }>(2 + Number(args.steps), () => ({ cmd: 'train' }), (kind, r, i) => {
+    if (i === 0) rep.firstLoss[kind] = r.loss;
+    if (i >= 2) rep.stepMs[kind].push(r.ms);
+  });
+  await pairs<{ tokens: number; seconds: number }>(2 + Number(args.samples), (i) => ({ cmd: 'sample', seed: i }), (kind, r, i) => {
+    if (i >= 2) rep.tokensPerSec[kind].push(r.tokens / r.seconds);
+  });
   for (const w of both) rep.peakRssMB[w.kind] = (await w.end()).peakRssMB;
   return rep;
 }
 
 /** Medians of each side and of the per-pair ratios (Sophia / PyTorch) over every pair of every repetition. */
 function pairedSummary(reps: Rep[], pick: (r: Rep) => Record<'sophia' | 'pytorch', number[]>) {
-  const ratios = reps.flatMap((r) => pick(r).sophia.map((x, i) => x / pick(r).pytorch[i]!));
-  const perRep = reps.map((r) => median(pick(r).sophia.map((x, i) => x / pick(r).pytorch[i]!)));
+  const ratios = reps.map((r) => pick(r).sophia.map((x, i) => x / pick(r).pytorch[i]!)); // per repetition, per pair
+  const perRep = ratios.map(median);
   return {
     sophia: median(reps.flatMap((r) => pick(r).sophia)),
     pytorch: median(reps.flatMap((r) => pick(r).pytorch)),
-    ratio: median(ratios),
+    ratio: median(ratios.flat()),
     lo: Math.min(...perRep),
     hi: Math.max(...perRep),
   };
