@@ -7,7 +7,7 @@
  * which inputs need a gradient, and returns one gradient (or undefined) per input. Broadcasting in the forward
  * op becomes a sum over the broadcast axes here (`sumToShape`).
  */
-import { type Graph, type NodeRecord, type Shape, type Value, int, sameShape, str } from './graph';
+import { type Graph, type NodeRecord, type Shape, type Value, int, numel, sameShape, str } from './graph';
 import {
   add,
   and,
@@ -25,7 +25,6 @@ import {
   neg,
   oneHot,
   powScalar,
-  reduceMean,
   reduceSum,
   reshape,
   square,
@@ -46,8 +45,20 @@ export function sumToShape(g: Graph, grad: Value, shape: Shape): Value {
   grad.shape.forEach((d, i) => {
     if (i < offset || (shape[i - offset] === 1 && d !== 1)) axes.push(i);
   });
-  const summed = axes.length > 0 ? reduceSum(g, grad, axes, true) : grad;
+  if (axes.length === 0) return reshape(g, grad, shape);
+  const summed = axes.every((a, i) => a === i) ? sumLeading(g, grad, axes.length) : reduceSum(g, grad, axes, true);
   return reshape(g, summed, shape);
+}
+
+/**
+ * The sum over the first `k` axes (a bias's or a norm's scale gradient) as a product with a row of ones,
+ * (1, rows) @ (rows, rest): onnxruntime's GEMV reads the gradient 2–2.4× faster than its ReduceSum over a
+ * leading axis, which walks the columns (2688 × 256: 0.13–0.16 vs 0.25–0.36 ms, 2 threads).
+ */
+function sumLeading(g: Graph, grad: Value, k: number): Value {
+  const rows = numel(grad.shape.slice(0, k));
+  const rest = numel(grad.shape.slice(k));
+  return matmul(g, fill(g, [1, rows], 1, grad.dtype), reshape(g, grad, [rows, rest]));
 }
 
 const zerosLike = (g: Graph, v: Value) => fill(g, v.shape, 0, v.dtype);
@@ -231,22 +242,27 @@ function geluTanhDerivative(g: Graph, x: Value): Value {
 }
 
 /**
- * LayerNormalization over the last axis (float32, fused kernel): with x̂ = (x − μ)·r from the kernel's Mean
- * and InvStdDev outputs and ĝ = gy·γ:  dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  dγ = Σ gy·x̂,  dβ = Σ gy.
+ * LayerNormalization over the last axis (float32, fused kernel): with x̂ = (x − μ)·r from the kernel's Mean and
+ * InvStdDev outputs and ĝ = gy·γ:  dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  dγ = Σ gy·x̂,  dβ = Σ gy.
+ * The row means are products with γ/d, mean(ĝ) = gy @ γ/d and mean(ĝ·x̂) = (gy·x̂) @ γ/d, so gy·x̂ is formed
+ * once for both dγ and the second mean and ĝ·x̂ never is; onnxruntime's GEMV over a row is ~2× faster than
+ * its ReduceMean of a product formed first. 8 passes over (rows, d) and 4 GEMVs instead of 14 passes.
  */
 function layerNormVjp(g: Graph, n: NodeRecord, gy: Value, needs: readonly boolean[]): (Value | undefined)[] {
   const [x, gamma, beta] = n.inputs as [Value, Value, Value];
   const [, mean, invStd] = n.outputs as [Value, Value, Value];
-  const last = x.shape.length - 1;
+  const d = x.shape.at(-1)!;
   const xhat = mul(g, sub(g, x, mean), invStd);
-  const ghat = mul(g, gy, gamma);
+  const gyXhat = needs[0] || needs[1] ? mul(g, gy, xhat) : undefined;
   let dx: Value | undefined;
   if (needs[0]) {
-    const meanG = reduceMean(g, ghat, [last], true);
-    const meanGx = reduceMean(g, mul(g, ghat, xhat), [last], true);
+    const gammaOverD = mulScalar(g, reshape(g, gamma, [d, 1]), 1 / d);
+    const meanG = matmul(g, gy, gammaOverD); // (…, 1)
+    const meanGx = matmul(g, gyXhat!, gammaOverD);
+    const ghat = mul(g, gy, gamma);
     dx = mul(g, invStd, sub(g, sub(g, ghat, meanG), mul(g, xhat, meanGx)));
   }
-  return [dx, needs[1] ? sumToShape(g, mul(g, gy, xhat), gamma.shape) : undefined, needs[2] ? sumToShape(g, gy, beta.shape) : undefined];
+  return [dx, needs[1] ? sumToShape(g, gyXhat!, gamma.shape) : undefined, needs[2] ? sumToShape(g, gy, beta.shape) : undefined];
 }
 
 function minMax(g: Graph, n: NodeRecord, gy: Value, needs: readonly boolean[], pick: typeof lessOrEqual): (Value | undefined)[] {
