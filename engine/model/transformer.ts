@@ -106,7 +106,7 @@ function mergeHeads(g: Graph, x: Value): Value {
 
 /** Attention over a whole sequence: softmax(q·kᵀ/√hd + bias)·v, all (B, H, L, hd). */
 function attendFull(g: Graph, q: Value, k: Value, v: Value, bias: Value, scale: number): Value {
-  const scores = op.add(g, op.mulScalar(g, op.matmul(g, q, op.transposeLast2(g, k)), scale), bias);
+  const scores = op.add(g, op.matmulT(g, q, k, { transB: true, alpha: scale }), bias);
   return op.matmul(g, op.softmax(g, scores, -1), v);
 }
 
@@ -141,7 +141,7 @@ function attendCached(g: Graph, q: Value, k: Value, v: Value, cache: LayerCache,
   const n = cache.n;
   // (B, H, 1, hd) → (P, H, n, hd): the samples of a prompt become the rows of one product.
   const byPrompt = op.transpose(g, op.reshape(g, q, [prompts, n, h, hd]), [0, 2, 1, 3]);
-  const prefixScores = op.add(g, op.mulScalar(g, op.matmul(g, byPrompt, op.transposeLast2(g, cache.prefixK)), scale), cache.prefixBias); // (P, H, n, F)
+  const prefixScores = op.add(g, op.matmulT(g, byPrompt, cache.prefixK, { transB: true, alpha: scale }), cache.prefixBias); // (P, H, n, F)
   const prefixPerRow = op.reshape(g, op.transpose(g, prefixScores, [0, 2, 1, 3]), [batch, h, 1, prefixLen]);
   const genScores = op.add(g, op.matmulSlotMajor(g, q, cache.genK, { transB: true, alpha: scale }), cache.genBias); // (B, H, 1, C)
   const selfScore = op.mulScalar(g, op.reduceSum(g, op.mul(g, q, k), [-1], true), scale); // (B, H, 1, 1)

@@ -90,6 +90,36 @@ export function matmul(g: Graph, a: Value, b: Value): Value {
 }
 
 /**
+ * α · op(a) @ op(b), where op transposes the last two axes of an operand when `transA` / `transB` asks (batch
+ * axes broadcast as in MatMul). float32: one onnxruntime FusedMatMul, whose kernel reads a transposed operand in
+ * place (no Transpose pass, the scale applied in the product); float64 graphs (gradient checks) get the same
+ * value from Transpose, MatMul and Mul.
+ */
+export function matmulT(g: Graph, a: Value, b: Value, options: { transA?: boolean; transB?: boolean; alpha?: number } = {}): Value {
+  const { transA = false, transB = false, alpha = 1 } = options;
+  sameFloat(a, b, 'FusedMatMul');
+  if (a.dtype !== 'float32') {
+    const y = matmul(g, transA ? transposeLast2(g, a) : a, transB ? transposeLast2(g, b) : b);
+    return alpha === 1 ? y : mulScalar(g, y, alpha);
+  }
+  if (a.shape.length < 2 || b.shape.length < 2) {
+    throw new RangeError(`FusedMatMul: operands need rank ≥ 2 (got ${shapeString(a.shape)} and ${shapeString(b.shape)})`);
+  }
+  const [ar, ac] = a.shape.slice(-2) as [number, number];
+  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const [m, k] = transA ? [ac, ar] : [ar, ac];
+  const [k2, n] = transB ? [bc, br] : [br, bc];
+  const show = (v: Value, t: boolean) => `${shapeString(v.shape)}${t ? 'ᵀ' : ''}`;
+  if (k !== k2) throw new RangeError(`FusedMatMul: inner dimensions differ: ${show(a, transA)} @ ${show(b, transB)}`);
+  const batch = broadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2), 'FusedMatMul batch');
+  return g.addNode('FusedMatMul', [a, b], [{ dtype: a.dtype, shape: [...batch, m, n] }], {
+    alpha: float(alpha),
+    transA: int(transA ? 1 : 0),
+    transB: int(transB ? 1 : 0),
+  })[0]!;
+}
+
+/**
  * A product with a b stored slot-major: b is (S, b0, …, bk, D) and is read as the (b0, …, bk, S, D) matrices
  * (onnxruntime's FusedMatMul with transBatchB: strided reads, no transpose). With `transB` the product is
  * a (…, M, D) @ (…, S, D)ᵀ → (…, M, S); without, a (…, M, S) @ (…, S, D) → (…, M, D). Scaled by `alpha`.

@@ -149,6 +149,50 @@ describe('VJP of each op matches float64 central differences', () => {
     expect(result.worst).toBeLessThanOrEqual(1);
   });
 
+  // The products with folded transposes (onnxruntime's FusedMatMul) exist in float32 graphs only; float64 graphs
+  // build the same value from Transpose/MatMul/Mul, whose VJPs the cases above check. So each transpose
+  // combination is checked in float32: ε = 1e-2, tolerance 2e-3 absolute + 1e-2 relative, α = 0.7.
+  const stored = (rows: number, cols: number, trans: boolean, batch: number[]) => [...batch, ...(trans ? [cols, rows] : [rows, cols])];
+  it.each([
+    [false, false, [2], []],
+    [false, true, [2], [2]],
+    [true, false, [2, 2], [2, 2]],
+    [true, true, [2], [2]],
+    [false, true, [2, 2], [1, 2]],
+  ])('checks the float32 FusedMatMul VJP (transA %s, transB %s; batch %j @ %j) against float32 differences', async (transA, transB, batchA, batchB) => {
+    const result = await gradCheck(
+      {
+        dtype: 'float32',
+        params: [
+          { name: 'a', shape: stored(3, 4, transA, batchA) },
+          { name: 'b', shape: stored(4, 5, transB, batchB) },
+        ],
+        build: (g, { a, b }) => weighted(g, op.matmulT(g, a!, b!, { transA, transB, alpha: 0.7 })),
+      },
+      { eps: 1e-2, atol: 2e-3, rtol: 1e-2 },
+    );
+    expect(result.checked).toBeGreaterThan(0);
+    expect(result.worst).toBeLessThanOrEqual(1);
+  });
+
+  it('gives FusedMatMul (float32) and its Transpose/MatMul/Mul form (float64) the same value', async () => {
+    const values = pseudoRandom(2 * 4 * 3 + 5 * 4, 5);
+    const run = async (dtype: 'float32' | 'float64') => {
+      const g = new Graph('fmm', dtype);
+      const a = g.input('a', dtype, [2, 4, 3]);
+      const b = g.input('b', dtype, [5, 4]);
+      g.output(op.matmulT(g, a, b, { transA: true, transB: true, alpha: 0.5 }), 'y');
+      const session = await Session.create(g.toModel());
+      const feed = (shape: number[], data: number[]) => ({ dtype, shape, data: dtype === 'float32' ? Float32Array.from(data) : Float64Array.from(data) });
+      const out = await session.run({ a: feed([2, 4, 3], values.slice(0, 24)), b: feed([5, 4], values.slice(24)) });
+      await session.dispose();
+      expect(out.y!.shape).toEqual([2, 3, 5]);
+      return Array.from(out.y!.data as Float32Array | Float64Array);
+    };
+    const [single, double] = [await run('float32'), await run('float64')];
+    single.forEach((x, i) => expect(x).toBeCloseTo(double[i]!, 5));
+  });
+
   it.each([[[3, 6]], [[2, 3, 6]]])('checks the fused float32 LayerNormalization VJP (kernel statistics) on %j against float32 differences', async (shape) => {
     // float32: ε = 1e-2, tolerance 2e-3 absolute + 1e-2 relative. (float64 graphs use the composite, checked above.)
     // Rank 3 as in the models: the VJP's row means are products over the last axis of a rank-3 gradient.
@@ -244,6 +288,7 @@ describe('shape checking at build time', () => {
     const a = g.input('a', 'float32', [2, 3]);
     const b = g.input('b', 'float32', [4, 5]);
     expect(() => op.matmul(g, a, b)).toThrow(/MatMul: inner dimensions differ: \[2, 3\] @ \[4, 5\]/);
+    expect(() => op.matmulT(g, a, b, { transA: true })).toThrow(/FusedMatMul: inner dimensions differ: \[2, 3\]ᵀ @ \[4, 5\]/);
     expect(() => op.add(g, a, b)).toThrow(/Add: shapes \[2, 3\] and \[4, 5\] do not broadcast/);
     expect(() => op.reshape(g, a, [4, 2])).toThrow(/cannot reshape \[2, 3\]/);
     expect(() => op.slice(g, a, 1, 2, 5)).toThrow(/Slice: \[2, 5\) is outside \[0, 3\)/);

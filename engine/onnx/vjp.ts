@@ -20,6 +20,7 @@ import {
   lessOrEqual,
   less,
   matmul,
+  matmulT,
   mul,
   mulScalar,
   neg,
@@ -31,7 +32,6 @@ import {
   sub,
   tanh,
   transpose,
-  transposeLast2,
   where,
 } from './ops';
 
@@ -103,22 +103,12 @@ const rules: Record<string, VjpRule> = {
     const p = n.meta?.exponent as number;
     return [mul(g, gy!, mulScalar(g, powScalar(g, x, p - 1), p)), undefined];
   },
-  MatMul: (g, n, [gy], needs) => {
-    const [a, b] = n.inputs as [Value, Value];
-    let ga: Value | undefined;
-    let gb: Value | undefined;
-    if (needs[0]) ga = sumToShape(g, matmul(g, gy!, transposeLast2(g, b)), a.shape);
-    if (needs[1]) {
-      if (b.shape.length === 2 && a.shape.length > 2) {
-        // (…, M, K) @ (K, N): fold the batch into rows, one (K, M·…) @ (M·…, N) product instead of a batched one.
-        const k = a.shape.at(-1)!;
-        const nOut = gy!.shape.at(-1)!;
-        gb = matmul(g, transposeLast2(g, reshape(g, a, [-1, k])), reshape(g, gy!, [-1, nOut]));
-      } else {
-        gb = sumToShape(g, matmul(g, transposeLast2(g, a), gy!), b.shape);
-      }
-    }
-    return [ga, gb];
+  MatMul: (g, n, [gy], needs) => productVjp(g, n.inputs[0]!, n.inputs[1]!, gy!, needs, {}),
+  FusedMatMul: (g, n, [gy], needs) => {
+    const flag = (name: string) => (n.attrs[name] as { value: number } | undefined)?.value === 1;
+    if (flag('transBatchA') || flag('transBatchB')) throw new Error('FusedMatMul with transBatchA/B (slot-major reads) has no VJP: inference graphs only');
+    const alpha = (n.attrs.alpha as { value: number } | undefined)?.value ?? 1;
+    return productVjp(g, n.inputs[0]!, n.inputs[1]!, gy!, needs, { transA: flag('transA'), transB: flag('transB'), alpha });
   },
   Transpose: (g, n, [gy]) => {
     const perm = (n.attrs.perm as { value: readonly number[] }).value;
@@ -183,7 +173,7 @@ const rules: Record<string, VjpRule> = {
     const rows = indices.shape.reduce((a, b) => a * b, 1);
     const width = rest.reduce((a, b) => a * b, 1);
     const hot = oneHot(g, reshape(g, indices, [rows]), data.shape[0]!, gy!.dtype); // (N, V)
-    const grad = matmul(g, transposeLast2(g, hot), reshape(g, gy!, [rows, width])); // (V, width)
+    const grad = matmulT(g, hot, reshape(g, gy!, [rows, width]), { transA: true }); // (V, width)
     return [reshape(g, grad, data.shape), undefined];
   },
   GatherElements: (g, n, [gy]) => {
@@ -239,6 +229,31 @@ function geluTanhDerivative(g: Graph, x: Value): Value {
   const s = add(g, t, g.scalar(1, x.dtype));
   const oneMinusT = sub(g, g.scalar(1, x.dtype), t);
   return mulScalar(g, mul(g, s, add(g, mul(g, slope, oneMinusT), g.scalar(1, x.dtype))), 0.5);
+}
+
+/**
+ * Gradients of C = α · op(A) @ op(B) (op: optional transpose of the last two axes), each as one product with the
+ * transposes folded into it:  nn: dA = α G Bᵀ, dB = α Aᵀ G;  nt: dA = α G B, dB = α Gᵀ A;  tn: dA = α B Gᵀ,
+ * dB = α A G;  tt: dA = α Bᵀ Gᵀ, dB = α Gᵀ Aᵀ. Broadcast batch axes are summed back to each operand's shape.
+ */
+function productVjp(g: Graph, a: Value, b: Value, gy: Value, needs: readonly boolean[], t: { transA?: boolean; transB?: boolean; alpha?: number }): (Value | undefined)[] {
+  const { transA = false, transB = false, alpha = 1 } = t;
+  let ga: Value | undefined;
+  let gb: Value | undefined;
+  if (needs[0]) {
+    const d = transA ? matmulT(g, b, gy, { transA: transB, transB: true, alpha }) : matmulT(g, gy, b, { transB: !transB, alpha });
+    ga = sumToShape(g, d, a.shape);
+  }
+  if (needs[1]) {
+    if (!transA && !transB && b.shape.length === 2 && a.shape.length > 2) {
+      // (…, M, K) @ (K, N): fold the batch into rows, one (K, M·…) @ (M·…, N) product instead of a batched one.
+      gb = matmulT(g, reshape(g, a, [-1, a.shape.at(-1)!]), reshape(g, gy, [-1, gy.shape.at(-1)!]), { transA: true, alpha });
+    } else {
+      const d = transB ? matmulT(g, gy, a, { transA: true, transB: transA, alpha }) : matmulT(g, a, gy, { transA: !transA, alpha });
+      gb = sumToShape(g, d, b.shape);
+    }
+  }
+  return [ga, gb];
 }
 
 /**
