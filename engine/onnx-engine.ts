@@ -353,7 +353,7 @@ export class OnnxEngine implements Engine {
 
   private viewCache: { of: Float32Array; feeds: Record<string, HostTensor> } | undefined;
 
-  /** One zero-copy view per parameter (`p:<name>`), for inference graphs; rebuilt when the weights change. */
+  /** One zero-copy view per parameter (`p:<name>`), for every graph; rebuilt when the weights change. */
   private paramViews(): Record<string, HostTensor> {
     if (this.viewCache?.of !== this.params) {
       const layout = this.layout!;
@@ -390,7 +390,7 @@ export class OnnxEngine implements Engine {
   async trainStep<L extends LossSpec>(batch: BatchFor<L>, loss: L, settings: AdamWSettings): Promise<TrainStepResult> {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
-    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds(), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
+    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews(), ...this.paramFeeds(), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
     const out = await this.run(`train:${loss.kind}:${batch.batchSize}x${padded}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded), feeds);
     const finite = out.finite!.data[0] === 1;
     const result = { loss: Number(out.loss!.data[0]), metrics: this.metrics(out, loss), finite, gradNorm: Number(out.grad_norm!.data[0]) };
@@ -401,7 +401,7 @@ export class OnnxEngine implements Engine {
   async forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L): Promise<ForwardBackwardResult> {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
-    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramFeeds() };
+    const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews() };
     const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded), feeds);
     const finite = out.finite!.data[0] === 1;
     if (finite) {
