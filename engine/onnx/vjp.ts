@@ -217,18 +217,19 @@ const rules: Record<string, VjpRule> = {
 };
 
 /**
- * d/dx of 0.5·x·(1 + t), t = tanh(c·(x + a·x³)), c = √(2/π), a = 0.044715, arranged to use few ops:
- * with s = 1 + t and 1 − t² = s·(1 − t):  0.5·s·(1 + x·(1 − t)·c·(1 + 3a·x²)).
+ * d/dx of 0.5·x·(1 + t), t = tanh(c·(x + a·x³)), c = √(2/π), a = 0.044715, arranged to use few ops (14 passes
+ * with the product by the incoming gradient): with 1 − t² = (1 + t)·(1 − t) and the factor ½ folded into the
+ * slope's constants:  (1 + t)·(½ + x·(1 − t)·½c·(1 + 3a·x²)).
  */
 function geluTanhDerivative(g: Graph, x: Value): Value {
   const c = Math.sqrt(2 / Math.PI);
   const a = 0.044715;
   const x2 = square(g, x);
   const t = tanh(g, mul(g, x, add(g, mulScalar(g, x2, a * c), g.scalar(c, x.dtype))));
-  const slope = mul(g, x, add(g, mulScalar(g, x2, 3 * a * c), g.scalar(c, x.dtype))); // x·c·(1 + 3a·x²)
-  const s = add(g, t, g.scalar(1, x.dtype));
+  const halfSlope = mul(g, x, add(g, mulScalar(g, x2, 1.5 * a * c), g.scalar(0.5 * c, x.dtype))); // ½·x·c·(1 + 3a·x²)
+  const onePlusT = add(g, t, g.scalar(1, x.dtype));
   const oneMinusT = sub(g, g.scalar(1, x.dtype), t);
-  return mulScalar(g, mul(g, s, add(g, mul(g, slope, oneMinusT), g.scalar(1, x.dtype))), 0.5);
+  return mul(g, onePlusT, add(g, mul(g, halfSlope, oneMinusT), g.scalar(0.5, x.dtype)));
 }
 
 /**
