@@ -43,7 +43,7 @@ export interface NodeRecord {
   readonly meta?: Readonly<Record<string, unknown>>;
 }
 
-/** onnxruntime's own operators (its `com.microsoft` domain) that graphs may use; every other op is standard ONNX. */
+/** onnxruntime's own operators (its `com.microsoft` domain) that graphs may use (see engine/README.md); every other op is standard ONNX. */
 const CONTRIB_DOMAIN = 'com.microsoft';
 const CONTRIB_OPS: ReadonlySet<string> = new Set(['FusedMatMul']);
 

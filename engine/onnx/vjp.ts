@@ -1,7 +1,8 @@
 /**
  * Vector-Jacobian products: for each op that `ops.ts` records, how the gradient of the loss with respect to
- * the op's outputs turns into gradients with respect to its inputs — written in standard ONNX ops, appended to
- * the same graph. `autodiff.ts` calls these while walking the tape backwards.
+ * the op's outputs turns into gradients with respect to its inputs — written in ONNX ops (standard ones, plus
+ * onnxruntime's FusedMatMul for products with a transposed operand in float32 graphs), appended to the same
+ * graph. `autodiff.ts` calls these while walking the tape backwards.
  *
  * A rule receives the node, the output gradients (undefined where an output does not influence the loss) and
  * which inputs need a gradient, and returns one gradient (or undefined) per input. Broadcasting in the forward
