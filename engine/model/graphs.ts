@@ -30,7 +30,6 @@ export const LOSS_METRICS: Record<LossKind, readonly string[]> = {
   rm: ['mae'],
 };
 
-/** The flat `params` input, sliced and reshaped into one value per parameter. */
 /**
  * One input per parameter (`p:<name>`), in layout order: no slicing of the flat vector at run time (the engine
  * feeds zero-copy views of its flat buffer; slicing it in the graph cost a 13 MB copy per small-preset step).
