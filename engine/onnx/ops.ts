@@ -76,15 +76,24 @@ export function clip(g: Graph, x: Value, lo: number, hi: number): Value {
   return g.addNode('Clip', [x, g.scalar(lo, x.dtype), g.scalar(hi, x.dtype)], [{ dtype: x.dtype, shape: x.shape }])[0]!;
 }
 
+/** (M, N) of op(a) @ op(b) over the last two axes (op: a transpose where asked); names both shapes if K differs. */
+function productDims(what: string, a: Shape, transA: boolean, b: Shape, transB: boolean): [number, number] {
+  const [ar, ac] = a.slice(-2) as [number, number];
+  const [br, bc] = b.slice(-2) as [number, number];
+  const [m, k] = transA ? [ac, ar] : [ar, ac];
+  const [k2, n] = transB ? [bc, br] : [br, bc];
+  const show = (shape: Shape, t: boolean) => `${shapeString(shape)}${t ? 'ᵀ' : ''}`;
+  if (k !== k2) throw new RangeError(`${what}: inner dimensions differ: ${show(a, transA)} @ ${show(b, transB)}`);
+  return [m, n];
+}
+
 /** Matrix product with numpy semantics for batch dimensions (rank ≥ 2 operands). */
 export function matmul(g: Graph, a: Value, b: Value): Value {
   sameFloat(a, b, 'MatMul');
   if (a.shape.length < 2 || b.shape.length < 2) {
     throw new RangeError(`MatMul: operands need rank ≥ 2 (got ${shapeString(a.shape)} and ${shapeString(b.shape)})`);
   }
-  const [m, k] = a.shape.slice(-2) as [number, number];
-  const [k2, n] = b.shape.slice(-2) as [number, number];
-  if (k !== k2) throw new RangeError(`MatMul: inner dimensions differ: ${shapeString(a.shape)} @ ${shapeString(b.shape)}`);
+  const [m, n] = productDims('MatMul', a.shape, false, b.shape, false);
   const batch = broadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2), 'MatMul batch');
   return g.addNode('MatMul', [a, b], [{ dtype: a.dtype, shape: [...batch, m, n] }])[0]!;
 }
@@ -105,12 +114,7 @@ export function matmulT(g: Graph, a: Value, b: Value, options: { transA?: boolea
   if (a.shape.length < 2 || b.shape.length < 2) {
     throw new RangeError(`FusedMatMul: operands need rank ≥ 2 (got ${shapeString(a.shape)} and ${shapeString(b.shape)})`);
   }
-  const [ar, ac] = a.shape.slice(-2) as [number, number];
-  const [br, bc] = b.shape.slice(-2) as [number, number];
-  const [m, k] = transA ? [ac, ar] : [ar, ac];
-  const [k2, n] = transB ? [bc, br] : [br, bc];
-  const show = (v: Value, t: boolean) => `${shapeString(v.shape)}${t ? 'ᵀ' : ''}`;
-  if (k !== k2) throw new RangeError(`FusedMatMul: inner dimensions differ: ${show(a, transA)} @ ${show(b, transB)}`);
+  const [m, n] = productDims('FusedMatMul', a.shape, transA, b.shape, transB);
   const batch = broadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2), 'FusedMatMul batch');
   return g.addNode('FusedMatMul', [a, b], [{ dtype: a.dtype, shape: [...batch, m, n] }], {
     alpha: float(alpha),
@@ -132,10 +136,7 @@ export function matmulSlotMajor(g: Graph, a: Value, b: Value, options: { transB:
   }
   // b as the kernel reads it: its leading axis moves to just before the last.
   const logical = [...b.shape.slice(1, -1), b.shape[0]!, b.shape.at(-1)!];
-  const [m, k] = a.shape.slice(-2) as [number, number];
-  const [r, c] = logical.slice(-2) as [number, number];
-  const [kb, n] = options.transB ? [c, r] : [r, c];
-  if (k !== kb) throw new RangeError(`FusedMatMul: inner dimensions differ: ${shapeString(a.shape)} @ ${shapeString(logical)}${options.transB ? 'ᵀ' : ''}`);
+  const [m, n] = productDims('FusedMatMul', a.shape, false, logical, options.transB);
   if (!sameShape(a.shape.slice(0, -2), logical.slice(0, -2))) {
     throw new RangeError(`FusedMatMul (transBatchB): batch axes differ: ${shapeString(a.shape)} and ${shapeString(logical)}`);
   }
