@@ -175,6 +175,45 @@ describe('VJP of each op matches float64 central differences', () => {
     expect(result.worst).toBeLessThanOrEqual(1);
   });
 
+  // Wide float32 products (K and N ≥ 256) form the weight gradient from an explicit transpose of the narrower
+  // operand (vjp.ts, weightGradient): each branch against a float64 reference computed here, relative error ≤ 1e-5.
+  it.each([
+    { a: [6, 256], b: [256, 320], transB: false, transposes: 1 },
+    { a: [6, 320], b: [320, 256], transB: false, transposes: 2 },
+    { a: [6, 256], b: [320, 256], transB: true, transposes: 2 },
+    { a: [6, 320], b: [256, 320], transB: true, transposes: 1 },
+    { a: [2, 3, 256], b: [256, 256], transB: false, transposes: 1 },
+    { a: [6, 128], b: [128, 256], transB: false, transposes: 0 },
+  ])('computes the float32 weight gradient of $a @ $b (transB $transB) like a float64 reference', async ({ a: aShape, b: bShape, transB, transposes }) => {
+    const g = new Graph('wgrad', 'float32');
+    const a = g.input('a', 'float32', aShape);
+    const b = g.input('b', 'float32', bShape);
+    const y = transB ? op.matmulT(g, a, b, { transB: true }) : op.matmul(g, a, b);
+    const loss = weighted(g, y);
+    const [, gb] = gradients(g, loss, [a, b]);
+    g.output(gb!, 'gb');
+    expect(g.nodes.filter((n) => n.op === 'Transpose')).toHaveLength(transposes);
+    const av = pseudoRandom(aShape.reduce((x, d) => x * d, 1), 1);
+    const bv = pseudoRandom(bShape.reduce((x, d) => x * d, 1), 2);
+    const session = await Session.create(g.toModel());
+    const out = await session.run({ a: { dtype: 'float32', shape: aShape, data: Float32Array.from(av) }, b: { dtype: 'float32', shape: bShape, data: Float32Array.from(bv) } });
+    await session.dispose();
+    // Reference: W is the loss's weight on y (rows R, columns N); dB = AᵀW (K, N), or WᵀA (N, K) with transB.
+    const k = aShape.at(-1)!;
+    const rows = av.length / k;
+    const n = transB ? bShape[0]! : bShape[1]!;
+    const w = pseudoRandom(rows * n, 99).map((x) => Math.fround(x));
+    const af = av.map((x) => Math.fround(x));
+    const expected = new Float64Array(k * n);
+    for (let r = 0; r < rows; r++) {
+      for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) expected[transB ? j * k + i : i * n + j]! += af[r * k + i]! * w[r * n + j]!;
+    }
+    expect(out.gb!.shape).toEqual(bShape);
+    const scale = Math.max(...expected.map(Math.abs));
+    const worst = Math.max(...Array.from(out.gb!.data as Float32Array, (x, i) => Math.abs(x - expected[i]!) / scale));
+    expect(worst).toBeLessThan(1e-5);
+  });
+
   it('gives FusedMatMul (float32) and its Transpose/MatMul/Mul form (float64) the same value', async () => {
     const values = pseudoRandom(2 * 4 * 3 + 5 * 4, 5);
     const run = async (dtype: 'float32' | 'float64') => {
