@@ -27,11 +27,9 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { packSft } from '../engine/batch';
 import { type ModelPreset, parameterCount, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
-import { Rng } from '../engine/rng';
-import type { BenchBatch, WorkerCommand, WorkerReply } from './engine/shared';
+import { type WorkerCommand, type WorkerReply, VOCAB, benchSpec } from './engine/shared';
 
 const ROOT = path.resolve(__dirname, '..');
 const { values: args } = parseArgs({
@@ -43,7 +41,6 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: String(Math.min(2, cpus().length)) },
   },
 });
-const VOCAB = 64;
 /** Pause before every command to a worker (see `Worker.ask`). */
 const SETTLE_MS = 150;
 
@@ -75,34 +72,7 @@ async function prepare(preset: ModelPreset, dir: string): Promise<{ state: strin
   const state = path.join(dir, `${preset}.state`);
   writeFileSync(state, await engine.saveState());
   await engine.dispose();
-  const rng = new Rng(7);
-  const pixels = config.image.channels * config.image.size ** 2;
-  const rows = Array.from({ length: 32 }, () => ({
-    prompt: Array.from({ length: 16 }, () => rng.nextU32() % VOCAB),
-    response: Array.from({ length: 33 }, () => rng.nextU32() % VOCAB),
-  }));
-  const images = Float32Array.from({ length: 32 * pixels }, () => rng.nextFloat());
-  const sft = packSft(rows, images, pixels);
-  const positions = Array.from({ length: sft.batchSize * sft.seqLen }, (_, i) => i % sft.seqLen);
-  const spec: BenchBatch = {
-    batchSize: sft.batchSize,
-    seqLen: sft.seqLen,
-    images: Array.from(images),
-    tokens: Array.from(sft.tokens),
-    positions,
-    attentionMask: Array.from(sft.attentionMask),
-    targets: Array.from(sft.targets),
-    lossMask: Array.from(sft.lossMask),
-    adamw: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 4 },
-    sample: {
-      images: Array.from({ length: 8 * pixels }, () => rng.nextFloat()),
-      prompts: Array.from({ length: 8 }, () => Array.from({ length: 16 }, () => rng.nextU32() % (VOCAB - 1))),
-      n: 8,
-      temperature: 1,
-      maxTokens: 48,
-      stopToken: VOCAB - 1,
-    },
-  };
+  const spec = benchSpec(config);
   const batch = path.join(dir, `${preset}.batch.json`);
   writeFileSync(batch, JSON.stringify(spec));
   return { state, batch, params: parameterCount(config) };

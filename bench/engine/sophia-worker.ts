@@ -6,40 +6,21 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { OnnxEngine } from '../../engine/onnx-engine';
-import type { BenchBatch, WorkerCommand, WorkerReply } from './shared';
+import { type BenchBatch, type WorkerCommand, type WorkerReply, engineInputs } from './shared';
 
 async function main(): Promise<void> {
   const [statePath, batchPath] = process.argv.slice(2) as [string, string];
   const spec = JSON.parse(readFileSync(batchPath, 'utf8')) as BenchBatch;
   const engine = new OnnxEngine(process.env.BENCH_THREADS ? { threads: Number(process.env.BENCH_THREADS) } : {});
   await engine.loadState(readFileSync(statePath));
-  const batch = {
-    batchSize: spec.batchSize,
-    seqLen: spec.seqLen,
-    images: Float32Array.from(spec.images),
-    tokens: Int32Array.from(spec.tokens),
-    positions: Int32Array.from(spec.positions),
-    attentionMask: Uint8Array.from(spec.attentionMask),
-    targets: Int32Array.from(spec.targets),
-    lossMask: Float32Array.from(spec.lossMask),
-  };
-  const s = spec.sample;
-  const request = {
-    images: Float32Array.from(s.images),
-    prompts: s.prompts.map((p) => Int32Array.from(p)),
-    n: s.n,
-    temperature: s.temperature,
-    topP: 1,
-    maxTokens: s.maxTokens,
-    stopToken: s.stopToken,
-  };
+  const { batch, adamw, request } = engineInputs(spec);
   const reply = (r: WorkerReply | { ready: true }) => process.stdout.write(`${JSON.stringify(r)}\n`);
   reply({ ready: true });
   for await (const line of createInterface({ input: process.stdin })) {
     const cmd = JSON.parse(line) as WorkerCommand;
     if (cmd.cmd === 'train') {
       const t0 = performance.now();
-      const result = await engine.trainStep(batch, { kind: 'sft' }, spec.adamw);
+      const result = await engine.trainStep(batch, { kind: 'sft' }, adamw);
       reply({ ms: performance.now() - t0, loss: result.loss });
     } else if (cmd.cmd === 'sample') {
       const t0 = performance.now();

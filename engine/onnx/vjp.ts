@@ -264,7 +264,7 @@ function productVjp(g: Graph, a: Value, b: Value, gy: Value, needs: readonly boo
  * Weight gradients of float32 products whose operands are both at least this wide (K and N ≥ 256) read an
  * explicitly transposed operand. Their contraction runs over the rows (tokens), so the product has the form
  * Aᵀ·G, and onnxruntime's GEMM (MLAS) with transA copies A transposed once per block of output columns; one
- * Transpose up front and a plain product were faster from this width on (small preset: train step ≈ 0.96×; the
+ * Transpose up front and a plain product were faster from this width on (small preset: train step 0.96–0.98×; the
  * tiny preset's 128-wide products were ≈ 1.02× slower, so they keep transA).
  */
 const TRANSPOSED_WEIGHT_GRADIENT_MIN_WIDTH = 256;
