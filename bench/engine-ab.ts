@@ -22,6 +22,7 @@ import { type ModelPreset, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
 import type { Engine } from '../engine/types';
 import { VOCAB, benchSpec, engineInputs } from './engine/shared';
+import { median, printTable } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const { values: args } = parseArgs({
@@ -37,12 +38,6 @@ const SETTLE_MS = 150;
 
 type EngineClass = new (options: { threads: number }) => Engine;
 
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /** The OnnxEngine class of `rev`, from a worktree of that commit (made on first use). */
 function engineAt(rev: string): { sha: string; Engine: EngineClass } {
@@ -135,11 +130,7 @@ async function main(): Promise<void> {
     ]);
   }
   const header = ['preset', 'this (ms)', `${sha.slice(0, 7)} (ms)`, 'this/other, this 2nd', 'other/this, this 1st', 'effect: this/other', 'position term', 'losses'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
+  printTable(header, rows);
   console.log(
     `\ntrain step (bench/engine's SFT batch, AdamW), ${args.threads} threads; ${args.rounds} rounds × ${args.pairs} pairs per order; ` +
       'effect < 1: this checkout is faster. losses: whether both engines ended on the same loss, bit for bit.',

@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { type ModelPreset, parameterCount, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
 import { type WorkerCommand, type WorkerReply, VOCAB, benchSpec } from './engine/shared';
+import { median, printTable } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const { values: args } = parseArgs({
@@ -43,12 +44,6 @@ const { values: args } = parseArgs({
 });
 /** Pause before every command to a worker (see `Worker.ask`). */
 const SETTLE_MS = 150;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 function python(): string {
   if (process.env.BENCH_PYTHON) return process.env.BENCH_PYTHON;
@@ -218,11 +213,7 @@ async function main(): Promise<void> {
     rows.push([p, 'first-step loss (same model?)', s.loss.sophia.toFixed(5), s.loss.pytorch.toFixed(5), '', '', Math.abs(s.loss.sophia - s.loss.pytorch) < 1e-3 ? 'same' : 'DIFFERENT']);
   }
   const header = ['preset', 'measure', 'Sophia (onnxruntime)', 'PyTorch', 'ratio (median of pairs)', 'target', ''];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
+  printTable(header, rows);
   console.log(
     `\n${args.threads} threads each; batch 32 × 48 tokens + image tokens; sampling 8 prompts × 8 samples × 48 tokens; ` +
       `${args.reps} repetitions × (${args.steps} train-step pairs, ${args.samples} sampling pairs), Sophia and PyTorch interleaved; ` +

@@ -49,6 +49,7 @@ import { LocalStorage } from '../storage/local';
 import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
 import { REPO_ROOT } from '../test/integration/stack';
 import { WorkerSet } from '../workers/worker';
+import { median } from './report';
 
 const TARGET = 1.05;
 
@@ -72,12 +73,6 @@ if (spinTraining !== undefined && !(SPIN_POLICIES as readonly string[]).includes
 const engineOptions: OnnxEngineOptions = spinTraining
   ? { spinning: { ...DEFAULT_SPINNING, training: spinTraining as SpinPolicy } }
   : {};
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 const seconds = (startNs: bigint) => Number(process.hrtime.bigint() - startNs) / 1e9;
 

@@ -32,6 +32,7 @@ import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import { S3Storage } from '../storage/s3';
 import { REPO_ROOT, requireStack, stackS3Options } from '../test/integration/stack';
+import { median, printTable } from './report';
 
 const MiB = 1 << 20;
 const TARGET = 0.8;
@@ -48,12 +49,6 @@ const reps = Number(args.reps);
 const totalMiB = Number(args['size-mib']);
 if (args.layout !== 'engine' && args.layout !== 'sharded') throw new Error('--layout must be "engine" or "sharded"');
 const layout = args.layout;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 async function timeMiBps(mib: number, fn: () => unknown): Promise<number> {
   const start = process.hrtime.bigint();
@@ -189,7 +184,7 @@ async function benchS3(rows: Row[]): Promise<void> {
   }
 }
 
-function printTable(rows: Row[]): boolean {
+function report(rows: Row[]): boolean {
   const header = ['adapter', 'op', 'raw baseline', 'raw MiB/s', 'checkpoint MiB/s', 'ratio', `target ≥ ${TARGET}`, 'reference'];
   const lines = rows.map((r) => {
     const raw = median(r.rawMiBps);
@@ -200,11 +195,7 @@ function printTable(rows: Row[]): boolean {
       : '';
     return [r.adapter, r.op, r.raw, raw.toFixed(0), ckpt.toFixed(0), ratio.toFixed(2), ratio >= TARGET ? 'pass' : 'FAIL', reference];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  console.log(fmt(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const l of lines) console.log(fmt(l));
+  printTable(header, lines);
   console.log(
     `\n${totalMiB} MiB checkpoint (layout ${layout}: ${describeLayout()}), medians of ${reps} repetitions; ` +
       `page cache ${canDropCaches ? 'dropped before every read' : 'NOT dropped (not root): reads may come from memory'}.`,
@@ -221,7 +212,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   if (args.only !== 's3') await benchLocal(rows);
   if (args.only !== 'local') await benchS3(rows);
-  const ok = printTable(rows);
+  const ok = report(rows);
   process.exitCode = ok ? 0 : 1;
 }
 
