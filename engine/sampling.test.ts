@@ -40,6 +40,44 @@ describe('pickToken', () => {
     expect(f[4]!).toBeCloseTo(p[4]! / (p[4]! + p[0]!), 2);
   });
 
+  it('picks the same tokens as a full sort of the vocabulary at top-p < 1 (ties included)', () => {
+    // Reference: every token sorted heaviest first (lower index first on ties), kept until the mass reaches top-p.
+    const reference = (row: Float32Array, temperature: number, topP: number, rng: Rng): number => {
+      const z = Array.from(row, (x) => x * (1 / temperature));
+      const max = Math.max(...z);
+      const e = z.map((x) => Math.exp(x - max));
+      const sum = e.reduce((a, b) => a + b, 0);
+      const order = e.map((_, i) => i).sort((a, b) => e[b]! - e[a]! || a - b);
+      let kept = 0;
+      let mass = 0;
+      while (kept < e.length && mass < topP * sum) mass += e[order[kept++]!]!;
+      const u = rng.nextFloat() * mass;
+      let acc = 0;
+      for (let k = 0; k < kept; k++) {
+        acc += e[order[k]!]!;
+        if (u < acc) return order[k]!;
+      }
+      return order[kept - 1]!;
+    };
+    const gen = new Rng(11);
+    let checked = 0;
+    for (const v of [2, 7, 64, 1000]) {
+      for (let r = 0; r < 60; r++) {
+        // Every third row quantized to a few levels, so many tokens tie.
+        const row = Float32Array.from({ length: v }, () => (r % 3 === 0 ? Math.round(gen.nextNormal()) : gen.nextNormal() * 3));
+        for (const topP of [0.05, 0.5, 0.9, 0.999]) {
+          const temperature = 0.5 + (r % 4) * 0.3;
+          const [a, b] = [new Rng(100 + r), new Rng(100 + r)];
+          for (let k = 0; k < 5; k++) {
+            expect(pickToken(row, temperature, topP, a).token).toBe(reference(row, temperature, topP, b));
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBe(4 * 60 * 4 * 5);
+  });
+
   it('is deterministic for a seed', () => {
     const a = new Rng(3);
     const b = new Rng(3);
