@@ -17,6 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { type ModelPreset, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
@@ -37,7 +38,6 @@ const { values: args } = parseArgs({
 const SETTLE_MS = 150;
 
 type EngineClass = new (options: { threads: number }) => Engine;
-
 
 /** The OnnxEngine class of `rev`, from a worktree of that commit (made on first use). */
 function engineAt(rev: string): { sha: string; Engine: EngineClass } {
@@ -63,16 +63,15 @@ function engineAt(rev: string): { sha: string; Engine: EngineClass } {
 async function paired(preset: ModelPreset, first: EngineClass, second: EngineClass): Promise<{ ratios: number[]; ms: [number[], number[]]; losses: [number, number] }> {
   const config = presetConfig(preset, 'policy', VOCAB);
   const { batch, adamw } = engineInputs(benchSpec(config));
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const ratios: number[] = [];
   const ms: [number[], number[]] = [[], []];
   const losses: [number, number] = [0, 0];
+  const make = async (Engine: EngineClass) => {
+    const engine = new Engine({ threads: Number(args.threads) });
+    await engine.init(config, 1);
+    return engine;
+  };
   for (let round = 0; round < Number(args.rounds); round++) {
-    const make = async (Engine: EngineClass) => {
-      const engine = new Engine({ threads: Number(args.threads) });
-      await engine.init(config, 1);
-      return engine;
-    };
     // [first, second], created in that order in even rounds and in the reverse order in odd ones.
     const engines: Engine[] = [];
     if (round % 2 === 0) {

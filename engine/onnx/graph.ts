@@ -91,7 +91,8 @@ export class Graph {
   readonly inputs: Value[] = [];
   readonly outputs: { value: Value; name: string }[] = [];
   private readonly initializers = new Map<number, { value: Value; data: TypedData }>();
-  private readonly scalarCache = new Map<string, Value>();
+  /** Values made once and shared by every use (`once`). */
+  private readonly shared = new Map<string, Value>();
   private readonly names = new Set<string>();
   /** Value id → the node that computes it. */
   private readonly producers = new Map<number, NodeRecord>();
@@ -133,12 +134,17 @@ export class Graph {
 
   /** A rank-0 constant, shared between uses. */
   scalar(x: number, dtype: DType = this.floatType): Value {
-    const key = `${dtype}:${Object.is(x, -0) ? '-0' : String(x)}`;
-    let value = this.scalarCache.get(key);
-    if (!value) {
-      value = this.constant(dtype, [], [x]);
-      this.scalarCache.set(key, value);
-    }
+    return this.once(`scalar ${dtype}:${Object.is(x, -0) ? '-0' : String(x)}`, () => this.constant(dtype, [], [x]));
+  }
+
+  /**
+   * The value `key` names, made by `make` on first use and shared after that. Values never change once made, so
+   * one node serves every use of, say, the same transpose of the same value; `key` must name the operation and
+   * its operands.
+   */
+  once(key: string, make: () => Value): Value {
+    let value = this.shared.get(key);
+    if (!value) this.shared.set(key, (value = make()));
     return value;
   }
 

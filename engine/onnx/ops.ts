@@ -151,20 +151,8 @@ export function transpose(g: Graph, x: Value, perm: readonly number[]): Value {
   if (perm.length !== x.shape.length || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
     throw new RangeError(`Transpose: perm [${perm.join(', ')}] is not a permutation of rank ${x.shape.length}`);
   }
-  return once(g, `Transpose ${x.id} ${perm.join(',')}`, () => g.addNode('Transpose', [x], [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }], { perm: ints(perm) })[0]!);
-}
-
-/**
- * Values are never changed once made, so a node that only rearranges one (Transpose, Reshape) is made once per
- * graph and shared by every use: `key` names the operation and its operand.
- */
-const made = new WeakMap<Graph, Map<string, Value>>();
-function once(g: Graph, key: string, make: () => Value): Value {
-  let values = made.get(g);
-  if (!values) made.set(g, (values = new Map<string, Value>()));
-  let value = values.get(key);
-  if (!value) values.set(key, (value = make()));
-  return value;
+  // Made once per graph: q, k and v's weight gradients transpose the same input.
+  return g.once(`Transpose ${x.id} ${perm.join(',')}`, () => g.addNode('Transpose', [x], [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }], { perm: ints(perm) })[0]!);
 }
 
 /** Swaps the last two axes. */
@@ -192,7 +180,7 @@ export function reshape(g: Graph, x: Value, shape: readonly number[]): Value {
   const producer = g.producerOf(x);
   const source = producer?.op === 'Reshape' ? producer.inputs[0]! : x;
   if (source !== x && sameShape(out, source.shape)) return source;
-  return once(g, `Reshape ${source.id} ${out.join(',')}`, () => g.addNode('Reshape', [source, g.int64s(out)], [{ dtype: x.dtype, shape: out }])[0]!);
+  return g.once(`Reshape ${source.id} ${out.join(',')}`, () => g.addNode('Reshape', [source, g.int64s(out)], [{ dtype: x.dtype, shape: out }])[0]!);
 }
 
 export function concat(g: Graph, xs: readonly Value[], axis: number): Value {
