@@ -8,6 +8,7 @@
  * one-token decode graph per step over a KV cache held here: each prompt's prefix (image + prompt) is stored
  * once and shared by its n samples, and each row's generated tokens grow in a cache of their own.
  */
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { type ModelConfig, type ParamLayout, imageTokens, paramLayout, validateModelConfig } from './model/config';
 import {
@@ -66,6 +67,12 @@ export interface OnnxEngineOptions {
    * run that meets many prompt lengths keeps them all (the small preset: ~45 MB per prompt-length bucket).
    */
   maxSessions?: number;
+  /**
+   * Record onnxruntime's profile of every session into this folder (one JSON file per session, named after its
+   * graph, complete once the session is freed: on eviction or `dispose`). Off by default; `npm run
+   * bench:engine-profile` reads these files.
+   */
+  profileDir?: string;
 }
 
 export const DEFAULT_MAX_SESSIONS = 32;
@@ -85,7 +92,7 @@ function checkLength(field: string, array: ArrayLike<unknown>, expected: number)
 
 export class OnnxEngine implements Engine {
   readonly info: EngineInfo;
-  private readonly options: Required<Omit<OnnxEngineOptions, 'threads'>> & { threads: number | undefined };
+  private readonly options: Required<Omit<OnnxEngineOptions, 'threads' | 'profileDir'>> & Pick<OnnxEngineOptions, 'threads' | 'profileDir'>;
   private cfg: ModelConfig | undefined;
   private layout: ParamLayout | undefined;
   /** All parameters, flat in `layout` order; AdamW moments alike. */
@@ -105,6 +112,7 @@ export class OnnxEngine implements Engine {
       seqBucket: options.seqBucket ?? 16,
       spinning: options.spinning ?? { ...DEFAULT_SPINNING },
       maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      profileDir: options.profileDir,
     };
     if (!Number.isInteger(this.options.maxSessions) || this.options.maxSessions < 1) {
       throw new RangeError(`maxSessions must be an integer ≥ 1 (got ${options.maxSessions})`);
@@ -224,6 +232,7 @@ export class OnnxEngine implements Engine {
         executionProvider: this.options.executionProvider,
         spinning: training ? this.options.spinning.training : this.options.spinning.inference,
         ...(this.options.threads ? { threads: this.options.threads } : {}),
+        ...(this.options.profileDir ? { profilePrefix: path.join(this.options.profileDir, key.replace(/[^\w.-]+/g, '-')) } : {}),
       });
       this.sessions.set(key, session);
       session.catch(() => this.sessions.delete(key));

@@ -20,6 +20,12 @@ export interface SessionOptions {
    * (spin inside a run, sleep once it ends), `never`.
    */
   spinning?: SpinPolicy;
+  /**
+   * Record onnxruntime's profile (every kernel's time, per run) to `<profilePrefix>_<date>.json`, complete once
+   * the session is disposed (onnxruntime finishes the file on release). Costs a little time per kernel; for
+   * finding where a graph's time goes.
+   */
+  profilePrefix?: string;
 }
 
 /** A tensor on the JS side: dtype, static shape, data. */
@@ -78,6 +84,7 @@ export class Session {
         },
       },
       executionMode: 'sequential',
+      ...(options.profilePrefix ? { enableProfiling: true, profileFilePrefix: options.profilePrefix } : {}),
     });
     return new Session(session, session.inputNames, session.outputNames);
   }
