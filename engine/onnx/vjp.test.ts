@@ -67,7 +67,7 @@ const cases: Case[] = [
   unaryCase('ReduceSum (axis 0)', (g, x) => op.reduceSum(g, x, [0])),
   unaryCase('ReduceMean (all)', (g, x) => op.reduceMean(g, x, [0, 1])),
   unaryCase('GELU (tanh form, fused Gelu node)', op.gelu),
-  // Its VJP divides the output by the input: x = 0 exactly, and both tails, must still be right.
+  // Its VJP reads the forward output and σ(−z): x = 0 exactly, and both tails, must still be right.
   unaryCase('GELU (tanh form, fused Gelu node) at 0 and in the tails', op.gelu, [0, 0, -6, 6, -3.5, 3.5, -1e-3, 1e-3, -0.7, 0.7, 0, 12]),
   unaryCase('GELU (tanh form, composite)', op.geluComposite),
   [
@@ -212,6 +212,33 @@ describe('VJP of each op matches float64 central differences', () => {
     const scale = Math.max(...expected.map(Math.abs));
     const worst = Math.max(...Array.from(out.gb!.data as Float32Array, (x, i) => Math.abs(x - expected[i]!) / scale));
     expect(worst).toBeLessThan(1e-5);
+  });
+
+  it('computes the float32 tanh-GELU gradient like the float64 derivative, from −12 to 12 and at 0', async () => {
+    // The VJP reads the float32 Gelu kernel's output and a float32 σ(−z): against the derivative in float64,
+    // error ≤ 3e-6 absolute + 1e-5 relative. The worst is near x = −5, where y' ≈ −1e-6 comes out of 1 − s̄
+    // (s̄ → 1): 1.8e-6 absolute here, as with the former 14-pass form (1.7e-6).
+    const n = 2401;
+    const xs = Array.from({ length: n }, (_, i) => Math.fround(-12 + (24 * i) / (n - 1)));
+    const gys = pseudoRandom(n, 7).map((v) => Math.fround(v));
+    const g = new Graph('gelu32', 'float32');
+    const x = g.input('x', 'float32', [n]);
+    const seed = g.input('gy', 'float32', [n]);
+    const [gx] = gradients(g, op.sumAll(g, op.mul(g, op.gelu(g, x), seed)), [x]);
+    g.output(gx!, 'gx');
+    const session = await Session.create(g.toModel());
+    const out = await session.run({ x: { dtype: 'float32', shape: [n], data: Float32Array.from(xs) }, gy: { dtype: 'float32', shape: [n], data: Float32Array.from(gys) } });
+    await session.dispose();
+    const c = Math.sqrt(2 / Math.PI);
+    const a = 0.044715;
+    const derivative = (v: number) => {
+      const t = Math.tanh(c * (v + a * v ** 3));
+      return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * a * v * v);
+    };
+    const got = out.gx!.data as Float32Array;
+    const worst = Math.max(...xs.map((v, i) => Math.abs(got[i]! - gys[i]! * derivative(v)) / (3e-6 + 1e-5 * Math.abs(gys[i]! * derivative(v)))));
+    expect(xs).toContain(0);
+    expect(worst).toBeLessThanOrEqual(1);
   });
 
   it('gives FusedMatMul (float32) and its Transpose/MatMul/Mul form (float64) the same value', async () => {
