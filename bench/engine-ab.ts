@@ -23,7 +23,7 @@ import { type ModelPreset, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
 import type { Engine } from '../engine/types';
 import { VOCAB, benchSpec, engineInputs } from './engine/shared';
-import { median, printTable } from './report';
+import { machineLine, median, printTable } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const { values: args } = parseArgs({
@@ -134,6 +134,7 @@ async function main(): Promise<void> {
     `\ntrain step (bench/engine's SFT batch, AdamW), ${args.threads} threads; ${args.rounds} rounds × ${args.pairs} pairs per order; ` +
       'effect < 1: this checkout is faster. losses: whether both engines ended on the same loss, bit for bit.',
   );
+  console.log(machineLine());
 }
 
 main().catch((err: unknown) => {

@@ -22,7 +22,7 @@ import { Session } from '../engine/onnx/runtime';
 import { OnnxEngine } from '../engine/onnx-engine';
 import { VOCAB, benchSpec, engineInputs } from './engine/shared';
 import { type ProfileEvent, type RunProfile, runProfiles } from './engine/profile';
-import { median, printTable } from './report';
+import { machineLine, median, printTable } from './report';
 
 const { values: args } = parseArgs({
   options: {
@@ -141,6 +141,7 @@ function report(preset: ModelPreset, threads: number, p: StepProfile, referenceG
   console.log('\nMatrix products by input shapes (top 10; medians over the steps):\n');
   printTable(['product', 'ms per step', 'kernels per step', 'GFLOP/s'], byShape.map(({ s, t, n, rate }) => [s, ms(t), String(n), rate.toFixed(0)]));
   console.log(`\nFor comparison, one 2048 × 2048 × 2048 product on this machine and thread count: ${referenceGflops.toFixed(0)} GFLOP/s.`);
+  console.log(machineLine());
 }
 
 async function main(): Promise<void> {

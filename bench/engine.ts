@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { type ModelPreset, parameterCount, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
 import { type WorkerCommand, type WorkerReply, VOCAB, benchSpec } from './engine/shared';
-import { median, printTable } from './report';
+import { machineLine, median, printTable } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
 const { values: args } = parseArgs({
@@ -219,6 +219,7 @@ async function main(): Promise<void> {
       `${args.reps} repetitions × (${args.steps} train-step pairs, ${args.samples} sampling pairs), Sophia and PyTorch interleaved; ` +
       'ratio = median of the per-pair ratios (in brackets: lowest and highest repetition median).',
   );
+  console.log(machineLine());
   process.exitCode = ok ? 0 : 1;
 }
 

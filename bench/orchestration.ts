@@ -49,7 +49,7 @@ import { LocalStorage } from '../storage/local';
 import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
 import { REPO_ROOT } from '../test/integration/stack';
 import { WorkerSet } from '../workers/worker';
-import { median } from './report';
+import { machineLine, median } from './report';
 
 const TARGET = 1.05;
 
@@ -375,6 +375,7 @@ async function main(): Promise<void> {
   out.push(`same work on both sides (SFT steps and test accuracy equal in every repetition): ${same ? 'yes' : 'NO'}`);
   out.push(`median of the per-repetition ratios: ${median(pairRatios).toFixed(3)}`);
   out.push(`ratio temporal / in-process (medians): ${ratio.toFixed(3)}  → overhead ${((ratio - 1) * 100).toFixed(1)} %  target ≤ ${((TARGET - 1) * 100).toFixed(0)} %  ${ratio <= TARGET ? 'PASS' : 'FAIL'}`);
+  out.push(machineLine());
   process.stdout.write(`${out.join('\n')}\n`);
   if (!same) process.exitCode = 1;
 }

@@ -1,4 +1,5 @@
-/** What every bench script prints with: medians and a Markdown table. */
+/** What every bench script prints with: medians, a Markdown table, the machine. */
+import * as os from 'node:os';
 
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -13,4 +14,10 @@ export function printTable(header: readonly string[], rows: readonly (readonly s
   console.log(line(header));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r));
+}
+
+/** The machine a result was measured on, for the line under a bench's table: a `polyglot` VM's CPU varies. */
+export function machineLine(): string {
+  const cpus = os.cpus();
+  return `Machine: ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${cpus.length} logical CPUs, ${Math.round(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}.`;
 }

@@ -32,7 +32,7 @@ import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import { S3Storage } from '../storage/s3';
 import { REPO_ROOT, requireStack, stackS3Options } from '../test/integration/stack';
-import { median, printTable } from './report';
+import { machineLine, median, printTable } from './report';
 
 const MiB = 1 << 20;
 const TARGET = 0.8;
@@ -200,6 +200,7 @@ function report(rows: Row[]): boolean {
     `\n${totalMiB} MiB checkpoint (layout ${layout}: ${describeLayout()}), medians of ${reps} repetitions; ` +
       `page cache ${canDropCaches ? 'dropped before every read' : 'NOT dropped (not root): reads may come from memory'}.`,
   );
+  console.log(machineLine());
   console.log('per-repetition MiB/s (raw / checkpoint):');
   for (const r of rows) {
     console.log(`  ${r.adapter} ${r.op}: ${r.rawMiBps.map((x) => x.toFixed(0)).join(' ')} / ${r.ckptMiBps.map((x) => x.toFixed(0)).join(' ')}`);
