@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { type ModelPreset, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
 import type { Engine } from '../engine/types';
-import { VOCAB, benchSpec, engineInputs } from './engine/shared';
+import { SETTLE_MS, VOCAB, benchSpec, engineInputs } from './engine/shared';
 import { machineLine, median, printTable } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -35,7 +35,6 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: '2' },
   },
 });
-const SETTLE_MS = 150;
 
 type EngineClass = new (options: { threads: number }) => Engine;
 

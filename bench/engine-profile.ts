@@ -20,7 +20,7 @@ import { Graph } from '../engine/onnx/graph';
 import * as op from '../engine/onnx/ops';
 import { Session } from '../engine/onnx/runtime';
 import { OnnxEngine } from '../engine/onnx-engine';
-import { VOCAB, benchSpec, engineInputs } from './engine/shared';
+import { SETTLE_MS, VOCAB, benchSpec, engineInputs } from './engine/shared';
 import { type ProfileEvent, type RunProfile, runProfiles } from './engine/profile';
 import { machineLine, median, printTable } from './report';
 
@@ -32,8 +32,6 @@ const { values: args } = parseArgs({
   },
 });
 const WARMUP = 2;
-/** bench/engine's pause before each step. */
-const SETTLE_MS = 150;
 
 function positive(name: string, value: string): number {
   const n = Number(value);
@@ -106,7 +104,7 @@ function report(preset: ModelPreset, threads: number, p: StepProfile, referenceG
   const order = p.wallMs.map((_, i) => i).sort((a, b) => p.wallMs[a]! - p.wallMs[b]!);
   const mid = order[Math.floor((order.length - 1) / 2)]!;
   const wall = p.wallMs[mid]!;
-  const r = p.runs[mid]!;
+  const step = p.runs[mid]!;
   const row = (part: string, t: number) => [part, ms(t), pct(t, wall)];
   const params = (parameterCount(presetConfig(preset, 'policy', VOCAB)) / 1e6).toFixed(2);
   console.log(`\n### ${preset} (${params} M parameters): train step, ${threads} threads\n`);
@@ -115,11 +113,11 @@ function report(preset: ModelPreset, threads: number, p: StepProfile, referenceG
     ['part of the step', 'ms', 'share'],
     [
       row('whole step (`trainStep`, timed in JS)', wall),
-      row('onnxruntime run (`model_run`)', r.runMs),
-      row(`· matrix-product kernels (${(r.productFlop / r.productMs / 1e6).toFixed(0)} GFLOP/s)`, r.productMs),
-      row('· every other kernel', r.kernelMs - r.productMs),
-      row('· between kernels', r.runMs - r.kernelMs),
-      row('outside the run: feeds, the binding copying outputs out, JS', wall - r.runMs),
+      row('onnxruntime run (`model_run`)', step.runMs),
+      row(`· matrix-product kernels (${(step.productFlop / step.productMs / 1e6).toFixed(0)} GFLOP/s)`, step.productMs),
+      row('· every other kernel', step.kernelMs - step.productMs),
+      row('· between kernels', step.runMs - step.kernelMs),
+      row('outside the run: feeds, the binding copying outputs out, JS', wall - step.runMs),
     ],
   );
   const ops = new Set(p.runs.flatMap((r) => [...r.byOp.keys()]));

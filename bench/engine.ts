@@ -29,7 +29,7 @@ import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { type ModelPreset, parameterCount, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
-import { type WorkerCommand, type WorkerReply, VOCAB, benchSpec } from './engine/shared';
+import { SETTLE_MS, type WorkerCommand, type WorkerReply, VOCAB, benchSpec } from './engine/shared';
 import { machineLine, median, printTable } from './report';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -42,8 +42,6 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: String(Math.min(2, cpus().length)) },
   },
 });
-/** Pause before every command to a worker (see `Worker.ask`). */
-const SETTLE_MS = 150;
 
 function python(): string {
   if (process.env.BENCH_PYTHON) return process.env.BENCH_PYTHON;
@@ -110,9 +108,8 @@ class Worker {
   }
 
   async ask<R extends WorkerReply>(command: WorkerCommand): Promise<R> {
-    // Let the other worker's threads go quiet first: onnxruntime's training threads spin for ~30 ms after a run
-    // (they would take a core from PyTorch's next step), and OpenMP's spin briefly too. Pauses of this length
-    // do not change either side's own timings (checked: 0, 90 and 300 ms pauses give the same medians).
+    // Let the other worker's threads go quiet first (SETTLE_MS): onnxruntime's would take a core from PyTorch's
+    // next step.
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     this.child.stdin.write(`${JSON.stringify(command)}\n`);
     return (await this.next()) as R;

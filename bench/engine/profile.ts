@@ -13,7 +13,7 @@ export interface ProfileEvent {
 }
 
 /** Matrix products: their kernels are counted apart from everything else. */
-export const PRODUCT_OPS: ReadonlySet<string> = new Set(['MatMul', 'FusedMatMul', 'Gemm']);
+const PRODUCT_OPS: ReadonlySet<string> = new Set(['MatMul', 'FusedMatMul', 'Gemm']);
 
 export interface OpTime {
   ms: number;

@@ -34,6 +34,13 @@ export type WorkerReply = { ms: number; loss: number } | { tokens: number; secon
 export const VOCAB = 64;
 
 /**
+ * Pause before every timed step or request (bench/engine, engine-ab, engine-profile): onnxruntime's training
+ * threads spin for ~30 ms after a run and OpenMP's briefly too, which would take a core from whatever runs next;
+ * pauses of 0, 90 and 300 ms gave each side the same medians.
+ */
+export const SETTLE_MS = 150;
+
+/**
  * The benchmark's data for a model: one SFT batch (B = 32 rows, 16 prompt + 32 response tokens, plus the image
  * tokens), AdamW with clipping and decay, and a sampling request (8 prompts × 8 samples, up to 48 new tokens).
  * Seeded: the same every time.
