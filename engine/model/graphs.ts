@@ -74,7 +74,7 @@ function checkKind(config: ModelConfig, loss: LossKind): void {
 export function forwardLoss(g: Graph, config: ModelConfig, params: Record<string, Value>, loss: LossKind, batch: number, seqLen: number): LossOutput {
   checkKind(config, loss);
   const seq = sequenceInputs(g, config, batch, seqLen);
-  const { text } = backbone(g, config, params, seq);
+  const { hidden: text } = backbone(g, config, params, seq);
   if (loss === 'rm') {
     const lastIndex = g.input('last_index', 'int64', [batch]);
     return rmLoss(g, rewardScore(g, params, text, lastIndex), g.input('score_targets', g.floatType, [batch]));
@@ -153,7 +153,7 @@ export function buildLogprobsGraph(config: ModelConfig, batch: number, seqLen: n
   checkKind(config, 'sft');
   const g = new Graph(`logprobs_${batch}x${seqLen}`, dtype);
   const { params } = separateParams(g, config);
-  const { text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
+  const { hidden: text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
   const temperature = g.input('temperature', dtype, []);
   const targets = g.input('targets', 'int64', [batch, seqLen]);
   const { picked } = targetLogprobs(g, op.div(g, lmLogits(g, params, text), temperature), targets);
@@ -166,7 +166,7 @@ export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: numb
   checkKind(config, 'rm');
   const g = new Graph(`score_${batch}x${seqLen}`, dtype);
   const { params } = separateParams(g, config);
-  const { text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
+  const { hidden: text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
   g.output(rewardScore(g, params, text, g.input('last_index', 'int64', [batch])), 'score');
   return g;
 }
@@ -176,8 +176,8 @@ export function buildPrefillGraph(config: ModelConfig, batch: number, promptLen:
   checkKind(config, 'sft');
   const g = new Graph(`prefill_${batch}x${promptLen}`, 'float32');
   const { params } = separateParams(g, config);
-  const { text, kv } = backbone(g, config, params, sequenceInputs(g, config, batch, promptLen));
-  const last = op.reshape(g, op.slice(g, text, 1, promptLen - 1, promptLen), [batch, 1, config.width]);
+  // Only the last prompt position's logits are read: the last block computes that position alone.
+  const { hidden: last, kv } = backbone(g, config, params, sequenceInputs(g, config, batch, promptLen), imageTokens(config) + promptLen - 1);
   g.output(op.reshape(g, lmLogits(g, params, last), [batch, config.vocabSize]), 'logits');
   kv.forEach(({ k, v }, l) => {
     g.output(k, `k:${l}`);

@@ -106,10 +106,10 @@ function heads(g: Graph, x: Value, h: number): Value {
   return op.transpose(g, op.reshape(g, x, [batch, len, h, d / h]), [0, 2, 1, 3]);
 }
 
-/** (B, H, L, hd) → (B, L, d); one position (decoding, L = 1) → (B, d). */
-function mergeHeads(g: Graph, x: Value): Value {
+/** (B, H, L, hd) → (B, L, d); decoding's one position per row (`rank` 2) → (B, d). */
+function mergeHeads(g: Graph, x: Value, rank: 2 | 3): Value {
   const [batch, h, len, hd] = x.shape as [number, number, number, number];
-  if (len === 1) return op.reshape(g, x, [batch, h * hd]);
+  if (rank === 2) return op.reshape(g, x, [batch, h * hd]);
   return op.reshape(g, op.transpose(g, x, [0, 2, 1, 3]), [batch, len, h * hd]);
 }
 
@@ -162,61 +162,79 @@ function attendCached(g: Graph, q: Value, k: Value, v: Value, cache: LayerCache,
 }
 
 /**
- * q, k, v: (B, L, d) each — (B, d) when decoding — from the fused (d, 3d) projection. Over a whole sequence the weight is split (small)
- * and three GEMMs write q, k and v directly: splitting the (B, L, 3d) activation instead, and concatenating its
- * gradient in the backward pass, costs two full passes over it. For one decoding position the activation is
- * tiny and one GEMM beats three.
+ * q from `xq`, k and v from `x`: (B, Lq, d) and (B, L, d) — (B, d) when decoding — from the fused (d, 3d)
+ * projection. Over a whole sequence the weight is split (small) and three GEMMs write q, k and v directly:
+ * splitting the (B, L, 3d) activation instead, and concatenating its gradient in the backward pass, costs two
+ * full passes over it. For one decoding position the activation is tiny and one GEMM beats three.
  */
-function projectQkv(g: Graph, x: Value, w: Value, b: Value, d: number): [Value, Value, Value] {
+function projectQkv(g: Graph, xq: Value, x: Value, w: Value, b: Value, d: number): [Value, Value, Value] {
   if (x.shape.length === 2) return op.split(g, linear(g, x, w, b), -1, [d, d, d]) as [Value, Value, Value];
   const ws = op.split(g, w, -1, [d, d, d]);
   const bs = op.split(g, b, -1, [d, d, d]);
-  return [0, 1, 2].map((i) => linear(g, x, ws[i]!, bs[i])) as [Value, Value, Value];
+  return [xq, x, x].map((input, i) => linear(g, input, ws[i]!, bs[i])) as [Value, Value, Value];
 }
 
-/** How a block attends: over the whole sequence with an additive (B, 1, L, L) bias, or (decoding) to the cache. */
-type Attention = { bias: Value } | { cache: LayerCache };
+/**
+ * How a block attends: over the whole sequence with an additive (B, 1, L − from, L) bias, or (decoding) to the
+ * cache. `from` (default 0): the first position whose output the caller reads (see `backbone`).
+ */
+type Attention = { bias: Value; from?: number } | { cache: LayerCache };
 
-/** One transformer block. Returns the new hidden state and this step's keys/values (B, H, L, hd). */
+/**
+ * One transformer block. Returns the new hidden state — over the whole sequence, or from position `from` on when
+ * the attention says so — and this step's keys/values over the whole sequence (B, H, L, hd).
+ */
 function block(g: Graph, config: ModelConfig, params: Params, l: number, x: Value, attention: Attention): { x: Value; kv: LayerKV } {
   const d = config.width;
   const pre = `h${l}.`;
   const scale = 1 / Math.sqrt(d / config.heads);
+  const from = 'from' in attention ? (attention.from ?? 0) : 0;
+  // The positions before `from` only provide keys and values: their queries, attention outputs and MLP are not computed.
+  const rows = (t: Value) => (from > 0 ? op.slice(g, t, 1, from, t.shape[1]!) : t);
   const h1 = op.layerNorm(g, x, param(params, `${pre}ln1_g`), param(params, `${pre}ln1_b`));
-  const [qx, kx, vx] = projectQkv(g, h1, param(params, `${pre}qkv_w`), param(params, `${pre}qkv_b`), d);
+  const [qx, kx, vx] = projectQkv(g, rows(h1), h1, param(params, `${pre}qkv_w`), param(params, `${pre}qkv_b`), d);
   const q = heads(g, qx, config.heads);
   const k = heads(g, kx, config.heads);
   const v = heads(g, vx, config.heads);
-  const attended = mergeHeads(g, 'cache' in attention ? attendCached(g, q, k, v, attention.cache, scale) : attendFull(g, q, k, v, attention.bias, scale)); // like x
-  const x1 = op.add(g, x, linear(g, attended, param(params, `${pre}proj_w`), param(params, `${pre}proj_b`)));
+  const attended = mergeHeads(g, 'cache' in attention ? attendCached(g, q, k, v, attention.cache, scale) : attendFull(g, q, k, v, attention.bias, scale), x.shape.length === 2 ? 2 : 3); // like rows(x)
+  const x1 = op.add(g, rows(x), linear(g, attended, param(params, `${pre}proj_w`), param(params, `${pre}proj_b`)));
   const h2 = op.layerNorm(g, x1, param(params, `${pre}ln2_g`), param(params, `${pre}ln2_b`));
   const mlp = linear(g, op.gelu(g, linear(g, h2, param(params, `${pre}fc_w`), param(params, `${pre}fc_b`))), param(params, `${pre}out_w`), param(params, `${pre}out_b`));
   return { x: op.add(g, x1, mlp), kv: { k, v } };
 }
 
 export interface BackboneOutput {
-  /** Final-norm hidden states of the text positions (B, T, d). */
-  text: Value;
+  /** Final-norm hidden states of positions `from` … N + T − 1 (image tokens first): (B, N + T − from, d). */
+  hidden: Value;
   /** Each layer's keys and values over the whole sequence (B, H, N + T, hd). */
   kv: LayerKV[];
 }
 
-/** Image + text through every layer. */
-export function backbone(g: Graph, config: ModelConfig, params: Params, inputs: SequenceInputs): BackboneOutput {
+/**
+ * Image + text through every layer. Returns the final hidden states of positions `from` … N + T − 1 (default: the
+ * text positions). The last block computes only those positions' queries, attention outputs and MLP: the
+ * positions before `from` feed that block only through their keys and values, and nothing reads their outputs.
+ * The result is the same as computing every position and slicing; the work saved is those positions' share of the
+ * last block (the small preset's training batch, 36 image tokens of 84 positions: ~9 % of the step's
+ * matrix-product FLOPs).
+ */
+export function backbone(g: Graph, config: ModelConfig, params: Params, inputs: SequenceInputs, from = imageTokens(config)): BackboneOutput {
   const [batch, t] = inputs.tokens.shape as [number, number];
   if (t > config.maxLength) throw new RangeError(`sequence length ${t} exceeds model.maxLength = ${config.maxLength}`);
   const n = imageTokens(config);
+  if (!Number.isInteger(from) || from < 0 || from >= n + t) throw new RangeError(`backbone: from = ${from} is outside [0, ${n + t})`);
   let x = op.concat(g, [embedImage(g, config, params, inputs.image), embedText(g, params, inputs.tokens, inputs.positions)], 1);
   const keyMask = op.concat(g, [op.fill(g, [batch, n], 1), inputs.attentionMask], 1);
-  const bias = attentionBias(g, keyMask, n + t, n + t, 0);
+  const bias = config.layers > 1 ? attentionBias(g, keyMask, n + t, n + t, 0) : undefined;
   const kv: LayerKV[] = [];
   for (let l = 0; l < config.layers; l++) {
-    const out = block(g, config, params, l, x, { bias });
+    const last = l === config.layers - 1;
+    const attention = last ? { bias: attentionBias(g, keyMask, n + t - from, n + t, from), from } : { bias: bias! };
+    const out = block(g, config, params, l, x, attention);
     x = out.x;
     kv.push(out.kv);
   }
-  const normed = op.layerNorm(g, x, param(params, 'lnf_g'), param(params, 'lnf_b'));
-  return { text: op.slice(g, normed, 1, n, n + t), kv };
+  return { hidden: op.layerNorm(g, x, param(params, 'lnf_g'), param(params, 'lnf_b')), kv };
 }
 
 /** Policy logits over the vocabulary for every text position: (B, T, V). */
