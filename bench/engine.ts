@@ -16,8 +16,13 @@
  * Targets: train step ≤ 1.0× PyTorch's time, sampling ≥ 1.0× PyTorch's tokens/s. The first training loss of
  * both sides is printed too: equal losses show both run the same model on the same data.
  *
+ * PyTorch's model is written the plain way (every block computes every position); Sophia's engine has its last
+ * block compute only the positions read afterwards (engine/model/transformer.ts, `backbone`). With
+ * `--torch-skip-unread` the PyTorch model does that too: the like-for-like comparison of the two runtimes.
+ *
  *   npm run bench:engine                          # installs PyTorch into .tools/bench-venv on first use (~5 GB)
  *   npm run bench:engine -- --presets tiny --reps 5
+ *   npm run bench:engine -- --torch-skip-unread         # PyTorch's last block also skips the unread positions
  *   BENCH_PYTHON=/path/to/python npm run bench:engine   # a Python that already has torch
  */
 import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process';
@@ -40,6 +45,7 @@ const { values: args } = parseArgs({
     steps: { type: 'string', default: '10' },
     samples: { type: 'string', default: '5' },
     threads: { type: 'string', default: String(Math.min(2, cpus().length)) },
+    'torch-skip-unread': { type: 'boolean', default: false },
   },
 });
 
@@ -87,7 +93,7 @@ class Worker {
     const [cmd, argv] =
       kind === 'sophia'
         ? [process.execPath, [require.resolve('tsx/cli'), path.join(__dirname, 'engine', 'sophia-worker.ts'), state, batch]]
-        : [python(), [path.join(__dirname, 'engine', 'torch_worker.py'), state, batch]];
+        : [python(), [path.join(__dirname, 'engine', 'torch_worker.py'), state, batch, ...(args['torch-skip-unread'] ? ['--skip-unread'] : [])]];
     const child = spawn(cmd, argv, { env, stdio: ['pipe', 'pipe', 'inherit'] });
     const worker = new Worker(kind, child);
     await worker.next(); // {"ready": true}
@@ -214,7 +220,10 @@ async function main(): Promise<void> {
   console.log(
     `\n${args.threads} threads each; batch 32 × 48 tokens + image tokens; sampling 8 prompts × 8 samples × 48 tokens; ` +
       `${args.reps} repetitions × (${args.steps} train-step pairs, ${args.samples} sampling pairs), Sophia and PyTorch interleaved; ` +
-      'ratio = median of the per-pair ratios (in brackets: lowest and highest repetition median).',
+      'ratio = median of the per-pair ratios (in brackets: lowest and highest repetition median).\n' +
+      (args['torch-skip-unread']
+        ? "Both models' last block computes only the positions read afterwards (PyTorch: --skip-unread)."
+        : "Sophia's last block computes only the positions read afterwards; PyTorch's model computes every position (--torch-skip-unread: it skips them too)."),
   );
   console.log(machineLine());
   process.exitCode = ok ? 0 : 1;

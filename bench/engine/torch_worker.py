@@ -1,9 +1,12 @@
 """PyTorch side of bench/engine: the same architecture as Sophia's engine (engine/model/transformer.ts),
 loaded with the same weights from a Sophia engine state, timed on the same batch.
 
-    python torch_worker.py STATE BATCH.json
+    python torch_worker.py STATE BATCH.json [--skip-unread]
 
 Answers commands on stdin, one JSON line each, like bench/engine/sophia-worker.ts (the protocol is in main).
+By default the model is written the plain way: every block computes every position. With --skip-unread the last
+block computes only the positions that are read afterwards (the text positions in training, the last prompt
+position in the sampler's prompt pass), as Sophia's engine does: the same results with less work.
 """
 import json
 import math
@@ -54,26 +57,36 @@ class Model(torch.nn.Module):
         txt = self.w("tok_emb")[tokens] + self.w("pos_emb")[positions]
         return torch.cat([img, txt], dim=1)
 
-    def block(self, l, x, bias, past=None):
+    def block(self, l, x, bias, past=None, start=0):
+        """start > 0: compute the output of positions start… only (their queries, attention, MLP); the earlier
+        positions contribute keys and values. bias then holds the rows of those queries."""
         c = self.c
         d, h = c["width"], c["heads"]
         hd = d // h
         pre = f"h{l}."
         b, n, _ = x.shape
         h1 = F.layer_norm(x, (d,), self.w(pre + "ln1_g"), self.w(pre + "ln1_b"), 1e-5)
-        qkv = h1 @ self.w(pre + "qkv_w") + self.w(pre + "qkv_b")
-        q, k, v = qkv.split(d, dim=-1)
-        q, k, v = [t.reshape(b, n, h, hd).transpose(1, 2) for t in (q, k, v)]
+        w, wb = self.w(pre + "qkv_w"), self.w(pre + "qkv_b")
+        if start:
+            q = h1[:, start:] @ w[:, :d] + wb[:d]
+            k, v = (h1 @ w[:, d:] + wb[d:]).split(d, dim=-1)
+        else:
+            q, k, v = (h1 @ w + wb).split(d, dim=-1)
+        m = n - start
+        q = q.reshape(b, m, h, hd).transpose(1, 2)
+        k, v = [t.reshape(b, n, h, hd).transpose(1, 2) for t in (k, v)]
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         att = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(hd)) + bias, dim=-1) @ v
-        x = x + att.transpose(1, 2).reshape(b, n, d) @ self.w(pre + "proj_w") + self.w(pre + "proj_b")
+        x = x[:, start:] + att.transpose(1, 2).reshape(b, m, d) @ self.w(pre + "proj_w") + self.w(pre + "proj_b")
         h2 = F.layer_norm(x, (d,), self.w(pre + "ln2_g"), self.w(pre + "ln2_b"), 1e-5)
         mlp = F.gelu(h2 @ self.w(pre + "fc_w") + self.w(pre + "fc_b"), approximate="tanh") @ self.w(pre + "out_w") + self.w(pre + "out_b")
         return x + mlp, (k, v)
 
-    def forward(self, image, tokens, positions, mask):
+    def forward(self, image, tokens, positions, mask, start=0):
+        """Final hidden states of the text positions and every layer's keys/values. start > 0 (--skip-unread): the
+        last block computes positions start… only, and only those of them that are text positions are returned."""
         c = self.c
         b, t = tokens.shape
         n = (c["image"]["size"] // c["image"]["patch"]) ** 2
@@ -83,17 +96,26 @@ class Model(torch.nn.Module):
         bias = causal[None, None] + ((key - 1.0) * -MASKED)[:, None, None, :]
         caches = []
         for l in range(c["layers"]):
-            x, kv = self.block(l, x, bias)
+            last = l == c["layers"] - 1
+            x, kv = self.block(l, x, bias[:, :, start:] if last else bias, start=start if last else 0)
             caches.append(kv)
         x = F.layer_norm(x, (c["width"],), self.w("lnf_g"), self.w("lnf_b"), 1e-5)
-        return x[:, n:], caches
+        return x[:, max(n - start, 0) :], caches
 
     def logits(self, hidden):
         return hidden @ self.w("head_w")
 
 
+SKIP_UNREAD = "--skip-unread" in sys.argv[3:]
+
+
+def image_tokens(c):
+    return (c["image"]["size"] // c["image"]["patch"]) ** 2
+
+
 def sft_loss(model, batch):
-    hidden, _ = model(batch["image"], batch["tokens"], batch["positions"], batch["mask"])
+    start = image_tokens(model.c) if SKIP_UNREAD else 0
+    hidden, _ = model(batch["image"], batch["tokens"], batch["positions"], batch["mask"], start)
     logp = torch.log_softmax(model.logits(hidden), dim=-1)
     picked = logp.gather(-1, batch["targets"][..., None])[..., 0]
     lm = batch["loss_mask"]
@@ -114,7 +136,7 @@ def sample(model, images, prompts, n, temperature, max_tokens, seed, stop_token)
         tok[r, longest - len(q) :] = torch.tensor(q)
         mask[r, longest - len(q) :] = 1
     pos = (mask.cumsum(1) - 1).clamp(min=0).long()
-    hidden, caches = model(images, tok, pos, mask)
+    hidden, caches = model(images, tok, pos, mask, image_tokens(c) + longest - 1 if SKIP_UNREAD else 0)
     nimg = (c["image"]["size"] // c["image"]["patch"]) ** 2
     rows = p * n
     caches = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in caches]
