@@ -17,7 +17,8 @@
  * both sides is printed too: equal losses show both run the same model on the same data.
  *
  * PyTorch's model is written the plain way (every block computes every position); Sophia's engine has its last
- * block compute only the positions read afterwards (engine/model/transformer.ts, `backbone`). With
+ * block and LM head compute only the positions read afterwards (engine/model/transformer.ts, `backbone`; in
+ * training: from the first position with loss, `lossStart` in engine/model/graphs.ts). With
  * `--torch-skip-unread` the PyTorch model does that too: the like-for-like comparison of the two runtimes.
  *
  *   npm run bench:engine                          # installs PyTorch into .tools/bench-venv on first use (~5 GB)
@@ -222,8 +223,8 @@ async function main(): Promise<void> {
       `${args.reps} repetitions × (${args.steps} train-step pairs, ${args.samples} sampling pairs), Sophia and PyTorch interleaved; ` +
       'ratio = median of the per-pair ratios (in brackets: lowest and highest repetition median).\n' +
       (args['torch-skip-unread']
-        ? "Both models' last block computes only the positions read afterwards (PyTorch: --skip-unread)."
-        : "Sophia's last block computes only the positions read afterwards; PyTorch's model computes every position (--torch-skip-unread: it skips them too)."),
+        ? "Both models' last block and LM head compute only the positions read afterwards (PyTorch: --skip-unread)."
+        : "Sophia's last block and LM head compute only the positions read afterwards; PyTorch's model computes every position (--torch-skip-unread: it skips them too)."),
   );
   console.log(machineLine());
   process.exitCode = ok ? 0 : 1;

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,42 @@ describe('OnnxEngine training', () => {
     for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
     expect(maxDiff).toBeLessThan(1e-6);
     await expect(split.optimStep(ADAMW)).rejects.toThrow(/no gradients accumulated/);
+  });
+
+  it('starts SFT graphs at the first position with loss (lossStartStep): the same losses and weights as from 0', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sophia-loss-start-'));
+    try {
+      const skipping = new OnnxEngine({ profileDir: dir }); // default step 8
+      const full = new OnnxEngine({ lossStartStep: 0 });
+      engines.push(full);
+      await skipping.init(microConfig(), 3);
+      await full.init(microConfig(), 3);
+      // Prompts of 9 and 10 tokens: no loss before text position 8 in either row.
+      const rows = [
+        { prompt: [0, 1, 2, 3, 4, 5, 6, 7, 8], response: [9, 10, 11] },
+        { prompt: [0, 2, 4, 6, 8, 10, 1, 3, 5, 7], response: [9, 11] },
+      ];
+      const batch = packSft(rows, images(2, 4), PIXELS);
+      for (let i = 0; i < 3; i++) {
+        const a = await skipping.trainStep(batch, { kind: 'sft' }, ADAMW);
+        const b = await full.trainStep(batch, { kind: 'sft' }, ADAMW);
+        expect(a.metrics.tokens).toBe(5);
+        expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.abs(b.loss));
+      }
+      const a = new Float32Array((await skipping.saveState()).buffer);
+      const b = new Float32Array((await full.saveState()).buffer);
+      let maxDiff = 0;
+      for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+      expect(maxDiff).toBeLessThan(1e-6);
+      await skipping.dispose();
+      expect(readdirSync(dir).filter((f) => f.startsWith('train-sft-'))).toEqual([expect.stringMatching(/^train-sft-2x16-from8_/)]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects a lossStartStep that is not an integer ≥ 0, naming the option', () => {
+    expect(() => new OnnxEngine({ lossStartStep: -1 })).toThrow(/lossStartStep must be an integer ≥ 0/);
   });
 
   it('reports a non-finite loss and does not apply the step', async () => {

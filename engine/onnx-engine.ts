@@ -20,6 +20,7 @@ import {
   buildPrefillGraph,
   buildScoreGraph,
   buildTrainGraph,
+  lossStart,
 } from './model/graphs';
 import type { Graph } from './onnx/graph';
 import { type ExecutionProvider, type HostTensor, Session, SessionDisposedError, type SpinPolicy } from './onnx/runtime';
@@ -54,6 +55,12 @@ export interface OnnxEngineOptions {
   /** Training and scoring sequences are right-padded to a multiple of this (fewer distinct graphs). */
   seqBucket?: number;
   /**
+   * SFT and GRPO graphs start at the first text position that has loss in any row of the batch, rounded down to a
+   * multiple of this (default `DEFAULT_LOSS_START_STEP`; 0: always start at 0): the positions before it (the
+   * prompt) skip the LM head and the last block. Same loss and gradients; fewer distinct graphs with a coarser step.
+   */
+  lossStartStep?: number;
+  /**
    * How onnxruntime's worker threads wait for work (default `DEFAULT_SPINNING`): `always` for training graphs
    * (large kernels back to back: ~15 % faster steps), `during-run` for inference graphs: the sampler's many short
    * runs leave the cores to the JS thread between runs (`always` made sampling 1.5–2.5× slower on 2 cores) but
@@ -83,6 +90,9 @@ const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: 'floa
 const i64 = (shape: number[], data: BigInt64Array): HostTensor => ({ dtype: 'int64', shape, data });
 const scalar = (x: number): HostTensor => f32([], Float32Array.of(x));
 
+/** See `OnnxEngineOptions.lossStartStep`: batches of similar prompt lengths share one graph. */
+export const DEFAULT_LOSS_START_STEP = 8;
+
 /** The sampler's KV cache grows by this many slots at a time. */
 const CACHE_STEP = 16;
 
@@ -110,12 +120,16 @@ export class OnnxEngine implements Engine {
       executionProvider: options.executionProvider ?? 'cpu',
       threads: options.threads,
       seqBucket: options.seqBucket ?? 16,
+      lossStartStep: options.lossStartStep ?? DEFAULT_LOSS_START_STEP,
       spinning: options.spinning ?? { ...DEFAULT_SPINNING },
       maxSessions: options.maxSessions ?? DEFAULT_MAX_SESSIONS,
       profileDir: options.profileDir,
     };
     if (!Number.isInteger(this.options.maxSessions) || this.options.maxSessions < 1) {
       throw new RangeError(`maxSessions must be an integer ≥ 1 (got ${options.maxSessions})`);
+    }
+    if (!Number.isInteger(this.options.lossStartStep) || this.options.lossStartStep < 0) {
+      throw new RangeError(`lossStartStep must be an integer ≥ 0 (0: loss graphs start at position 0) (got ${options.lossStartStep})`);
     }
     this.info = {
       description: `onnxruntime ${ort.env.versions.common} (${this.options.executionProvider})`,
@@ -352,6 +366,12 @@ export class OnnxEngine implements Engine {
     return feeds;
   }
 
+  /** The text position a loss graph for these feeds starts at (`lossStart`; 0 for the rm loss). */
+  private lossFrom(feeds: Record<string, HostTensor>, loss: LossSpec, rows: number, padded: number): number {
+    const step = this.options.lossStartStep;
+    return loss.kind === 'rm' || step === 0 ? 0 : lossStart(feeds.loss_mask!.data as Float32Array, rows, padded, step);
+  }
+
   private vector(data: Float32Array): HostTensor {
     return f32([this.layout!.total], data);
   }
@@ -400,7 +420,8 @@ export class OnnxEngine implements Engine {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews(), ...this.paramFeeds(), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
-    const out = await this.run(`train:${loss.kind}:${batch.batchSize}x${padded}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded), feeds);
+    const from = this.lossFrom(feeds, loss, batch.batchSize, padded);
+    const out = await this.run(`train:${loss.kind}:${batch.batchSize}x${padded}${from ? `:from${from}` : ''}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
     const finite = out.finite!.data[0] === 1;
     const result = { loss: Number(out.loss!.data[0]), metrics: this.metrics(out, loss), finite, gradNorm: Number(out.grad_norm!.data[0]) };
     if (finite) this.applyUpdate(out);
@@ -411,7 +432,8 @@ export class OnnxEngine implements Engine {
     const config = this.requireConfig();
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews() };
-    const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded), feeds);
+    const from = this.lossFrom(feeds, loss, batch.batchSize, padded);
+    const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}${from ? `:from${from}` : ''}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
     const finite = out.finite!.data[0] === 1;
     if (finite) {
       const grad = out.grad!.data as Float32Array;

@@ -99,7 +99,7 @@ describe('onnxruntime profiles (real sessions)', () => {
     await engine.dispose();
     const files = readdirSync(dir);
     expect(files).toHaveLength(1);
-    expect(files[0]).toMatch(/^train-sft-32x\d+_.*\.json$/);
+    expect(files[0]).toMatch(/^train-sft-32x\d+(-from\d+)?_.*\.json$/);
     const runs = runProfiles(JSON.parse(readFileSync(path.join(dir, files[0]!), 'utf8')) as ProfileEvent[]);
     expect(runs).toHaveLength(2);
     expect(runs[0]!.productFlop).toBe(runs[1]!.productFlop);

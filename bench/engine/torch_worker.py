@@ -5,8 +5,9 @@ loaded with the same weights from a Sophia engine state, timed on the same batch
 
 Answers commands on stdin, one JSON line each, like bench/engine/sophia-worker.ts (the protocol is in main).
 By default the model is written the plain way: every block computes every position. With --skip-unread the last
-block computes only the positions that are read afterwards (the text positions in training, the last prompt
-position in the sampler's prompt pass), as Sophia's engine does: the same results with less work.
+block and the LM head compute only the positions that are read afterwards (in training the text positions from
+the first one with loss in any row, rounded down to a multiple of 8; in the sampler's prompt pass the last
+prompt position), as Sophia's engine does: the same results with less work.
 """
 import json
 import math
@@ -113,12 +114,19 @@ def image_tokens(c):
     return (c["image"]["size"] // c["image"]["patch"]) ** 2
 
 
+def loss_start(loss_mask, step=8):
+    """First text position with loss in any row, rounded down to a multiple of step (as Sophia's engine does)."""
+    cols = torch.nonzero(loss_mask.any(0))
+    return 0 if len(cols) == 0 else int(cols[0]) // step * step
+
+
 def sft_loss(model, batch):
-    start = image_tokens(model.c) if SKIP_UNREAD else 0
+    f = loss_start(batch["loss_mask"]) if SKIP_UNREAD else 0
+    start = image_tokens(model.c) + f if SKIP_UNREAD else 0
     hidden, _ = model(batch["image"], batch["tokens"], batch["positions"], batch["mask"], start)
     logp = torch.log_softmax(model.logits(hidden), dim=-1)
-    picked = logp.gather(-1, batch["targets"][..., None])[..., 0]
-    lm = batch["loss_mask"]
+    picked = logp.gather(-1, batch["targets"][:, f:, None])[..., 0]
+    lm = batch["loss_mask"][:, f:]
     return -(picked * lm).sum() / lm.sum().clamp(min=1.0)
 
 

@@ -70,25 +70,45 @@ function checkKind(config: ModelConfig, loss: LossKind): void {
   if (config.kind !== needs) throw new TypeError(`the ${loss} loss needs a ${needs} model (this one is a ${config.kind} model)`);
 }
 
-/** Forward + loss for one batch shape (declares the batch inputs). */
-export function forwardLoss(g: Graph, config: ModelConfig, params: Record<string, Value>, loss: LossKind, batch: number, seqLen: number): LossOutput {
+/**
+ * Forward + loss for one batch shape (declares the batch inputs). `lossFrom` (sft and grpo): the loss mask is 0 in
+ * every row before this text position, so the graph computes logits only from there on, and the last block only
+ * those positions (`backbone`); the per-position inputs are fed whole and sliced here. The loss and metrics are
+ * the same (all are means over masked positions); the engine picks `lossFrom` from the batch (`lossStart`).
+ */
+export function forwardLoss(
+  g: Graph,
+  config: ModelConfig,
+  params: Record<string, Value>,
+  loss: LossKind,
+  batch: number,
+  seqLen: number,
+  lossFrom = 0,
+): LossOutput {
   checkKind(config, loss);
+  if (!Number.isInteger(lossFrom) || lossFrom < 0 || lossFrom >= seqLen || (loss === 'rm' && lossFrom !== 0)) {
+    throw new RangeError(`forwardLoss: lossFrom ${lossFrom} is outside [0, ${seqLen})${loss === 'rm' ? ' (the rm loss takes 0 only)' : ''}`);
+  }
   const seq = sequenceInputs(g, config, batch, seqLen);
-  const { hidden: text } = backbone(g, config, params, seq);
+  const { hidden: text } = backbone(g, config, params, seq, imageTokens(config) + lossFrom);
   if (loss === 'rm') {
     const lastIndex = g.input('last_index', 'int64', [batch]);
     return rmLoss(g, rewardScore(g, params, text, lastIndex), g.input('score_targets', g.floatType, [batch]));
   }
   const logits = lmLogits(g, params, text);
-  const targets = g.input('targets', 'int64', [batch, seqLen]);
-  const lossMask = g.input('loss_mask', g.floatType, [batch, seqLen]);
+  const positions = (name: string, dtype: 'int64' | FloatDType) => {
+    const x = g.input(name, dtype, [batch, seqLen]);
+    return lossFrom > 0 ? op.slice(g, x, 1, lossFrom, seqLen) : x;
+  };
+  const targets = positions('targets', 'int64');
+  const lossMask = positions('loss_mask', g.floatType);
   if (loss === 'sft') return sftLoss(g, logits, targets, lossMask);
   const s = (name: string) => g.input(name, g.floatType, []);
   return grpoLoss(g, logits, {
     targets,
     lossMask,
-    oldLogprobs: g.input('old_logprobs', g.floatType, [batch, seqLen]),
-    refLogprobs: g.input('ref_logprobs', g.floatType, [batch, seqLen]),
+    oldLogprobs: positions('old_logprobs', g.floatType),
+    refLogprobs: positions('ref_logprobs', g.floatType),
     advantages: g.input('advantages', g.floatType, [batch]),
     clipEps: s('clip_eps'),
     klCoef: s('kl_coef'),
@@ -102,16 +122,33 @@ function outputLoss(g: Graph, out: LossOutput, loss: LossKind): void {
   for (const name of LOSS_METRICS[loss]) g.output(out.metrics[name]!, `metric:${name}`);
 }
 
+/**
+ * The first text position whose loss mask is 1 in any row, rounded down to a multiple of `step` (so that batches
+ * share graphs): the `lossFrom` of `forwardLoss`. 0 when no position has loss. `mask` is (rows, seqLen).
+ */
+export function lossStart(mask: ArrayLike<number>, rows: number, seqLen: number, step: number): number {
+  let first = seqLen;
+  for (let r = 0; r < rows && first > 0; r++) {
+    for (let c = 0; c < first; c++) {
+      if (mask[r * seqLen + c] !== 0) {
+        first = c;
+        break;
+      }
+    }
+  }
+  return first === seqLen ? 0 : Math.floor(first / step) * step;
+}
+
 /** The fused training step: forward, backward and AdamW in one graph (one session run per step). */
-export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
-  const g = new Graph(`train_${loss}_${batch}x${seqLen}`, dtype);
+export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32', lossFrom = 0): Graph {
+  const g = new Graph(`train_${loss}_${batch}x${seqLen}${lossFrom ? `_from${lossFrom}` : ''}`, dtype);
   const total = paramLayout(config).total;
   const { params, list } = separateParams(g, config);
   // The same weights once more as one vector (the engine feeds the buffer the views above point into), for AdamW.
   const flat = g.input('params', dtype, [total]);
   const m = g.input('m', dtype, [total]);
   const v = g.input('v', dtype, [total]);
-  const out = forwardLoss(g, config, params, loss, batch, seqLen);
+  const out = forwardLoss(g, config, params, loss, batch, seqLen, lossFrom);
   const grad = flatGradient(g, gradients(g, out.loss, list));
   const updated = adamwFlat(g, flat, grad, m, v, decayMask(g, config), adamwInputs(g));
   outputLoss(g, out, loss);
@@ -124,10 +161,10 @@ export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: numb
 }
 
 /** Forward + backward only: loss, metrics and the flat gradient. */
-export function buildGradGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
-  const g = new Graph(`grad_${loss}_${batch}x${seqLen}`, dtype);
+export function buildGradGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32', lossFrom = 0): Graph {
+  const g = new Graph(`grad_${loss}_${batch}x${seqLen}${lossFrom ? `_from${lossFrom}` : ''}`, dtype);
   const { params, list } = separateParams(g, config);
-  const out = forwardLoss(g, config, params, loss, batch, seqLen);
+  const out = forwardLoss(g, config, params, loss, batch, seqLen, lossFrom);
   outputLoss(g, out, loss);
   g.output(flatGradient(g, gradients(g, out.loss, list)), 'grad');
   g.output(allFinite(g, [out.loss]), 'finite');

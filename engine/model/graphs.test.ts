@@ -1,0 +1,92 @@
+/**
+ * Loss graphs that start at `lossFrom` (the positions before it have no loss in any row) give the loss, metrics and
+ * gradient of the graph over every position; `lossStart` finds that position in a batch's loss mask.
+ */
+import { describe, expect, it } from 'vitest';
+import { pseudoRandom } from '../onnx/gradcheck';
+import { type HostTensor, Session, hostTensor } from '../onnx/runtime';
+import { type ModelConfig, parameterSpecs } from './config';
+import { LOSS_METRICS, buildGradGraph, lossStart } from './graphs';
+
+const config: ModelConfig = {
+  kind: 'policy',
+  vocabSize: 7,
+  maxLength: 8,
+  layers: 2,
+  width: 8,
+  heads: 2,
+  mlpRatio: 2,
+  image: { size: 4, channels: 3, patch: 2 },
+  initStd: 0.02,
+};
+const B = 2;
+const T = 6;
+
+function feeds(lossMask: number[]): Record<string, HostTensor> {
+  const f64 = (shape: number[], values: number[]) => hostTensor('float64', shape, Float64Array.from(values));
+  const i64 = (shape: number[], values: number[]) => hostTensor('int64', shape, BigInt64Array.from(values.map(BigInt)));
+  return {
+    ...Object.fromEntries(
+      parameterSpecs(config).map((s, i) => {
+        const size = s.shape.reduce((a, b) => a * b, 1);
+        return [`p:${s.name}`, f64([...s.shape], pseudoRandom(size, 300 + i).map((x) => (s.init === 'ones' ? 1 + 0.3 * x : 0.5 * x)))];
+      }),
+    ),
+    image: f64([B, 3, 4, 4], pseudoRandom(B * 48, 5).map((x) => (x + 1) / 2)),
+    tokens: i64([B, T], [1, 2, 3, 4, 5, 6, 0, 0, 6, 2, 1, 3]), // row 2 is left-padded by two
+    positions: i64([B, T], [0, 1, 2, 3, 4, 5, 0, 0, 0, 1, 2, 3]),
+    attention_mask: f64([B, T], [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1]),
+    targets: i64([B, T], [2, 3, 4, 5, 6, 1, 0, 0, 2, 1, 3, 4]),
+    loss_mask: f64([B, T], lossMask),
+    old_logprobs: f64([B, T], pseudoRandom(B * T, 12).map((x) => -2 + 0.3 * x)),
+    ref_logprobs: f64([B, T], pseudoRandom(B * T, 13).map((x) => -2 + 0.3 * x)),
+    advantages: f64([B], [0.8, -1.1]),
+    clip_eps: f64([], [0.2]),
+    kl_coef: f64([], [0.04]),
+    entropy_coef: f64([], [0.001]),
+    temperature: f64([], [0.9]),
+  };
+}
+
+async function gradRun(loss: 'sft' | 'grpo', lossFrom: number, lossMask: number[]): Promise<Float64Array[]> {
+  const session = await Session.create(buildGradGraph(config, loss, B, T, 'float64', lossFrom).toModel());
+  const all = feeds(lossMask);
+  const out = await session.run(Object.fromEntries(session.inputNames.map((name) => [name, all[name]!])));
+  await session.dispose();
+  return ['loss', ...LOSS_METRICS[loss].map((m) => `metric:${m}`), 'grad'].map((name) => out[name]!.data as Float64Array);
+}
+
+const maxDiff = (a: Float64Array[], b: Float64Array[]) => Math.max(...a.map((x, i) => Math.max(...x.map((v, j) => Math.abs(v - b[i]![j]!)))));
+
+describe('loss graphs from the first position with loss', () => {
+  // No loss before text position 3 in either row.
+  const late = [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1, 1];
+
+  it.each(['sft', 'grpo'] as const)('%s: the same loss, metrics and gradient as the graph over every position', async (loss) => {
+    const full = await gradRun(loss, 0, late);
+    const from3 = await gradRun(loss, 3, late);
+    expect(full[0]![0]).not.toBe(0);
+    expect(maxDiff(full, from3)).toBeLessThan(1e-12);
+    // Starting past a position that has loss changes the result: the comparison above can tell.
+    expect(maxDiff(full, await gradRun(loss, 4, late))).toBeGreaterThan(1e-3);
+  });
+
+  it('rejects a start outside the sequence, and any start for the rm loss', () => {
+    expect(() => buildGradGraph(config, 'sft', B, T, 'float64', T)).toThrow(/lossFrom 6 is outside \[0, 6\)/);
+    expect(() => buildGradGraph({ ...config, kind: 'reward' }, 'rm', B, T, 'float64', 2)).toThrow(/rm loss takes 0 only/);
+  });
+});
+
+describe('lossStart', () => {
+  it('finds the first position with loss in any row, rounded down to the step', () => {
+    expect(lossStart([0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 1], 2, 6, 1)).toBe(3);
+    expect(lossStart([0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0], 2, 6, 1)).toBe(2);
+    expect(lossStart([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1], 2, 6, 4)).toBe(4);
+    expect(lossStart([0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, 1], 2, 6, 4)).toBe(0);
+    expect(lossStart([1, 0, 0, 0, 0, 0], 1, 6, 1)).toBe(0);
+  });
+
+  it('is 0 when no position has loss', () => {
+    expect(lossStart(new Float32Array(12), 2, 6, 1)).toBe(0);
+  });
+});
