@@ -5,20 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { pseudoRandom } from '../onnx/gradcheck';
 import { type HostTensor, Session, hostTensor } from '../onnx/runtime';
-import { type ModelConfig, parameterSpecs } from './config';
+import { checkConfig, checkParams } from '../testing/fixtures';
 import { LOSS_METRICS, buildGradGraph, lossStart } from './graphs';
 
-const config: ModelConfig = {
-  kind: 'policy',
-  vocabSize: 7,
-  maxLength: 8,
-  layers: 2,
-  width: 8,
-  heads: 2,
-  mlpRatio: 2,
-  image: { size: 4, channels: 3, patch: 2 },
-  initStd: 0.02,
-};
+const config = checkConfig('policy', 8);
 const B = 2;
 const T = 6;
 
@@ -26,12 +16,7 @@ function feeds(lossMask: number[]): Record<string, HostTensor> {
   const f64 = (shape: number[], values: number[]) => hostTensor('float64', shape, Float64Array.from(values));
   const i64 = (shape: number[], values: number[]) => hostTensor('int64', shape, BigInt64Array.from(values.map(BigInt)));
   return {
-    ...Object.fromEntries(
-      parameterSpecs(config).map((s, i) => {
-        const size = s.shape.reduce((a, b) => a * b, 1);
-        return [`p:${s.name}`, f64([...s.shape], pseudoRandom(size, 300 + i).map((x) => (s.init === 'ones' ? 1 + 0.3 * x : 0.5 * x)))];
-      }),
-    ),
+    ...Object.fromEntries(checkParams(config, 300).map((p) => [`p:${p.name}`, f64(p.shape, p.values)])),
     image: f64([B, 3, 4, 4], pseudoRandom(B * 48, 5).map((x) => (x + 1) / 2)),
     tokens: i64([B, T], [1, 2, 3, 4, 5, 6, 0, 0, 6, 2, 1, 3]), // row 2 is left-padded by two
     positions: i64([B, T], [0, 1, 2, 3, 4, 5, 0, 0, 0, 1, 2, 3]),

@@ -6,20 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { gradCheck, pseudoRandom } from '../onnx/gradcheck';
-import { type ModelConfig, parameterSpecs } from './config';
+import { checkConfig, checkParams } from '../testing/fixtures';
+import type { ModelConfig } from './config';
 import { forwardLoss, type LossKind } from './graphs';
-
-const micro = (kind: ModelConfig['kind']): ModelConfig => ({
-  kind,
-  vocabSize: 7,
-  maxLength: 6,
-  layers: 2,
-  width: 8,
-  heads: 2,
-  mlpRatio: 2,
-  image: { size: 4, channels: 3, patch: 2 },
-  initStd: 0.02,
-});
 
 const B = 2;
 const T = 5;
@@ -58,14 +47,10 @@ describe('whole-model gradients match float64 central differences', () => {
     ['policy + GRPO loss', 'policy', 'grpo'],
     ['reward model + RM loss', 'reward', 'rm'],
   ])('%s', async (_name, kind, loss) => {
-    const config = micro(kind);
+    const config = checkConfig(kind, 6);
     const result = await gradCheck(
       {
-        params: parameterSpecs(config).map((s, i) => ({
-          name: s.name,
-          shape: s.shape,
-          values: pseudoRandom(s.shape.reduce((a, b) => a * b, 1), 100 + i).map((x) => (s.init === 'ones' ? 1 + 0.3 * x : 0.5 * x)),
-        })),
+        params: checkParams(config, 100),
         fixed: batchFeeds(loss),
         buildDeclaresFixed: true,
         build: (g, inputs) => forwardLoss(g, config, inputs, loss, B, T).loss,

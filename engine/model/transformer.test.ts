@@ -5,30 +5,22 @@
  */
 import { describe, expect, it } from 'vitest';
 import { pseudoRandom } from '../onnx/gradcheck';
-import { Graph } from '../onnx/graph';
+import { Graph, type Value } from '../onnx/graph';
 import * as op from '../onnx/ops';
 import { Session, hostTensor } from '../onnx/runtime';
-import { type ModelConfig, imageTokens, parameterSpecs } from './config';
-import { backbone } from './transformer';
+import { checkConfig, checkParams } from '../testing/fixtures';
+import { imageTokens, parameterSpecs } from './config';
+import { type SequenceInputs, backbone } from './transformer';
 
-const config: ModelConfig = {
-  kind: 'policy',
-  vocabSize: 7,
-  maxLength: 6,
-  layers: 2,
-  width: 8,
-  heads: 2,
-  mlpRatio: 2,
-  image: { size: 4, channels: 3, patch: 2 },
-  initStd: 0.02,
-};
+const config = checkConfig('policy', 6);
 const B = 2;
 const T = 5;
 const N = imageTokens(config); // 4
 const L = N + T;
 
-async function run(from: number): Promise<{ reference: Float64Array; partial: Float64Array; kvSame: boolean }> {
-  const g = new Graph('backbone_from', 'float64');
+/** A float64 graph with the model's parameters and one batch's sequence as inputs. */
+function modelGraph(name: string): { g: Graph; params: Record<string, Value>; inputs: SequenceInputs } {
+  const g = new Graph(name, 'float64');
   const params = Object.fromEntries(parameterSpecs(config).map((s) => [s.name, g.input(`p:${s.name}`, 'float64', s.shape)]));
   const inputs = {
     image: g.input('image', 'float64', [B, 3, 4, 4]),
@@ -36,6 +28,11 @@ async function run(from: number): Promise<{ reference: Float64Array; partial: Fl
     positions: g.input('positions', 'int64', [B, T]),
     attentionMask: g.input('attention_mask', 'float64', [B, T]),
   };
+  return { g, params, inputs };
+}
+
+async function run(from: number): Promise<{ reference: Float64Array; partial: Float64Array; kvSame: boolean }> {
+  const { g, params, inputs } = modelGraph('backbone_from');
   const full = backbone(g, config, params, inputs, 0);
   const part = backbone(g, config, params, inputs, from);
   g.output(op.slice(g, full.hidden, 1, from, L), 'reference');
@@ -48,12 +45,7 @@ async function run(from: number): Promise<{ reference: Float64Array; partial: Fl
   const f64 = (shape: number[], values: number[]) => hostTensor('float64', shape, Float64Array.from(values));
   const i64 = (shape: number[], values: number[]) => hostTensor('int64', shape, BigInt64Array.from(values.map(BigInt)));
   const feeds = {
-    ...Object.fromEntries(
-      parameterSpecs(config).map((s, i) => {
-        const size = s.shape.reduce((a, b) => a * b, 1);
-        return [`p:${s.name}`, f64([...s.shape], pseudoRandom(size, 200 + i).map((x) => (s.init === 'ones' ? 1 + 0.3 * x : 0.5 * x)))];
-      }),
-    ),
+    ...Object.fromEntries(checkParams(config, 200).map((p) => [`p:${p.name}`, f64(p.shape, p.values)])),
     image: f64([B, 3, 4, 4], pseudoRandom(B * 48, 7).map((x) => (x + 1) / 2)),
     tokens: i64([B, T], [1, 2, 3, 4, 5, 0, 0, 6, 2, 1]), // row 2 is left-padded by two
     positions: i64([B, T], [0, 1, 2, 3, 4, 0, 0, 0, 1, 2]),
@@ -84,14 +76,7 @@ describe('backbone: the last block computes only the positions read', () => {
   });
 
   it('rejects a start outside the sequence', () => {
-    const g = new Graph('bad', 'float64');
-    const params = Object.fromEntries(parameterSpecs(config).map((s) => [s.name, g.input(`p:${s.name}`, 'float64', s.shape)]));
-    const inputs = {
-      image: g.input('image', 'float64', [B, 3, 4, 4]),
-      tokens: g.input('tokens', 'int64', [B, T]),
-      positions: g.input('positions', 'int64', [B, T]),
-      attentionMask: g.input('attention_mask', 'float64', [B, T]),
-    };
+    const { g, params, inputs } = modelGraph('bad');
     expect(() => backbone(g, config, params, inputs, L)).toThrow(/from = 9 is outside \[0, 9\)/);
   });
 });

@@ -2,12 +2,30 @@
  * Small deterministic models and batches for engine tests (and the resume child process).
  */
 import { packReward, packSft } from '../batch';
-import type { ModelConfig } from '../model/config';
+import { type ModelConfig, parameterSpecs } from '../model/config';
+import { pseudoRandom } from '../onnx/gradcheck';
 import type { Engine } from '../types';
 import { Rng } from '../rng';
 
 export function microConfig(kind: ModelConfig['kind'] = 'policy'): ModelConfig {
   return { kind, vocabSize: 12, maxLength: 16, layers: 1, width: 32, heads: 2, mlpRatio: 2, image: { size: 4, channels: 3, patch: 2 }, initStd: 0.02 };
+}
+
+/**
+ * The model of the float64 checks (gradients, graph equivalences): 2 layers (a block before the last and the last,
+ * which computes fewer positions), width 8, 4 image tokens; small enough for float64 graphs and finite differences.
+ */
+export function checkConfig(kind: ModelConfig['kind'] = 'policy', maxLength = 8): ModelConfig {
+  return { kind, vocabSize: 7, maxLength, layers: 2, width: 8, heads: 2, mlpRatio: 2, image: { size: 4, channels: 3, patch: 2 }, initStd: 0.02 };
+}
+
+/** Deterministic parameter values for the float64 checks: weights in ±0.5, layer-norm gains near 1. */
+export function checkParams(config: ModelConfig, seed: number): { name: string; shape: number[]; values: number[] }[] {
+  return parameterSpecs(config).map((s, i) => ({
+    name: s.name,
+    shape: [...s.shape],
+    values: pseudoRandom(s.shape.reduce((a, b) => a * b, 1), seed + i).map((x) => (s.init === 'ones' ? 1 + 0.3 * x : 0.5 * x)),
+  }));
 }
 
 export const PIXELS = 3 * 4 * 4;
