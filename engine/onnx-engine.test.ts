@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/errors';
-import { packSequences, packSft } from './batch';
+import { packReward, packSequences, packSft } from './batch';
 import { OnnxEngine } from './onnx-engine';
 import { ADAMW, PIXELS, images, memorizeBatch, memorizeRows, microConfig, rewardBatch, trainOnStepBatches } from './testing/fixtures';
 
@@ -89,6 +89,43 @@ describe('OnnxEngine training', () => {
       expect(maxDiff).toBeLessThan(1e-6);
       await skipping.dispose();
       expect(readdirSync(dir).filter((f) => f.startsWith('train-sft-'))).toEqual([expect.stringMatching(/^train-sft-2x16-from8_/)]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('starts reward-model graphs at the earliest last token (lossStartStep): the same losses, weights and scores as from 0', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sophia-rm-start-'));
+    try {
+      const skipping = new OnnxEngine({ profileDir: dir });
+      const full = new OnnxEngine({ lossStartStep: 0 });
+      engines.push(full);
+      await skipping.init(microConfig('reward'), 3);
+      await full.init(microConfig('reward'), 3);
+      // Rows of 10 and 13 tokens: last real tokens at 9 and 12, so the graphs start at 8.
+      const rows = [
+        { prompt: [0, 1, 2, 3, 4, 5], response: [6, 7, 8, 9], score: 0.2 },
+        { prompt: [0, 2, 4, 6, 8, 10, 1], response: [3, 5, 7, 9, 11, 1], score: 0.8 },
+      ];
+      const batch = packReward(rows, images(2, 4), PIXELS);
+      for (let i = 0; i < 3; i++) {
+        const a = await skipping.trainStep(batch, { kind: 'rm' }, ADAMW);
+        const b = await full.trainStep(batch, { kind: 'rm' }, ADAMW);
+        expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.abs(b.loss));
+      }
+      const sa = await skipping.score(batch);
+      const sb = await full.score(batch);
+      sa.forEach((x, i) => expect(x).toBeCloseTo(sb[i]!, 6));
+      const a = new Float32Array((await skipping.saveState()).buffer);
+      const b = new Float32Array((await full.saveState()).buffer);
+      let maxDiff = 0;
+      for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+      expect(maxDiff).toBeLessThan(1e-6);
+      await skipping.dispose();
+      expect(readdirSync(dir).filter((f) => /^(train|score)-/.test(f)).sort()).toEqual([
+        expect.stringMatching(/^score-2x16-from8_/),
+        expect.stringMatching(/^train-rm-2x16-from8_/),
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -20,6 +20,7 @@ import {
   buildPrefillGraph,
   buildScoreGraph,
   buildTrainGraph,
+  lastIndexStart,
   lossStart,
 } from './model/graphs';
 import type { Graph } from './onnx/graph';
@@ -55,9 +56,10 @@ export interface OnnxEngineOptions {
   /** Training and scoring sequences are right-padded to a multiple of this (fewer distinct graphs). */
   seqBucket?: number;
   /**
-   * SFT and GRPO graphs start at the first text position that has loss in any row of the batch, rounded down to a
-   * multiple of this (default `DEFAULT_LOSS_START_STEP`; 0: always start at 0): the positions before it (the
-   * prompt) skip the LM head and the last block. Same loss and gradients; fewer distinct graphs with a coarser step.
+   * SFT and GRPO graphs start at the first text position that has loss in any row of the batch, reward-model
+   * graphs (rm loss, `score`) at the earliest last real token, rounded down to a multiple of this (default
+   * `DEFAULT_LOSS_START_STEP`; 0: always start at 0): the positions before it skip the LM head and the last block.
+   * Same losses, scores and gradients; fewer distinct graphs with a coarser step.
    */
   lossStartStep?: number;
   /**
@@ -366,10 +368,23 @@ export class OnnxEngine implements Engine {
     return feeds;
   }
 
-  /** The text position a loss graph for these feeds starts at (`lossStart`; 0 for the rm loss). */
+  /**
+   * The text position a loss graph for these feeds starts at (`lossStart`; for the rm loss `lastIndexStart`, and
+   * `last_index` is rewritten to count from it).
+   */
   private lossFrom(feeds: Record<string, HostTensor>, loss: LossSpec, rows: number, padded: number): number {
     const step = this.options.lossStartStep;
-    return loss.kind === 'rm' || step === 0 ? 0 : lossStart(feeds.loss_mask!.data as Float32Array, rows, padded, step);
+    if (step === 0) return 0;
+    if (loss.kind === 'rm') return this.lastIndexFrom(feeds);
+    return lossStart(feeds.loss_mask!.data as Float32Array, rows, padded, step);
+  }
+
+  /** Where a reward-model graph for these feeds starts (`lastIndexStart`); rewrites `last_index` to count from there. */
+  private lastIndexFrom(feeds: Record<string, HostTensor>): number {
+    const last = feeds.last_index!.data as BigInt64Array;
+    const from = this.options.lossStartStep === 0 ? 0 : lastIndexStart(last, this.options.lossStartStep);
+    if (from > 0) feeds.last_index = i64([...feeds.last_index!.shape], last.map((x) => x - BigInt(from)));
+    return from;
   }
 
   private vector(data: Float32Array): HostTensor {
@@ -484,7 +499,8 @@ export class OnnxEngine implements Engine {
     if (config.kind !== 'reward') throw new TypeError('score needs a reward model');
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.sequenceFeeds(batch, padded), ...this.paramViews(), last_index: i64([batch.batchSize], this.lastIndex(batch)) };
-    const out = await this.run(`score:${batch.batchSize}x${padded}`, () => buildScoreGraph(config, batch.batchSize, padded), feeds);
+    const from = this.lastIndexFrom(feeds);
+    const out = await this.run(`score:${batch.batchSize}x${padded}${from ? `:from${from}` : ''}`, () => buildScoreGraph(config, batch.batchSize, padded, 'float32', from), feeds);
     return out.score!.data as Float32Array;
   }
 

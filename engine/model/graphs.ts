@@ -71,10 +71,12 @@ function checkKind(config: ModelConfig, loss: LossKind): void {
 }
 
 /**
- * Forward + loss for one batch shape (declares the batch inputs). `lossFrom` (sft and grpo): the loss mask is 0 in
- * every row before this text position, so the graph computes logits only from there on, and the last block only
- * those positions (`backbone`); the per-position inputs are fed whole and sliced here. The loss and metrics are
- * the same (all are means over masked positions); the engine picks `lossFrom` from the batch (`lossStart`).
+ * Forward + loss for one batch shape (declares the batch inputs). `lossFrom`: no text position before it is read —
+ * sft and grpo: the loss mask is 0 there in every row, so the graph computes logits only from there on (the
+ * per-position inputs are fed whole and sliced here); rm: every row's last real token is at or after it, and
+ * `last_index` counts from it. The last block computes only those positions (`backbone`). The loss and metrics
+ * are the same (all are means over masked positions or read the last tokens); the engine picks `lossFrom` from
+ * the batch (`lossStart`, `lastIndexStart`).
  */
 export function forwardLoss(
   g: Graph,
@@ -86,9 +88,7 @@ export function forwardLoss(
   lossFrom = 0,
 ): LossOutput {
   checkKind(config, loss);
-  if (!Number.isInteger(lossFrom) || lossFrom < 0 || lossFrom >= seqLen || (loss === 'rm' && lossFrom !== 0)) {
-    throw new RangeError(`forwardLoss: lossFrom ${lossFrom} is outside [0, ${seqLen})${loss === 'rm' ? ' (the rm loss takes 0 only)' : ''}`);
-  }
+  if (!Number.isInteger(lossFrom) || lossFrom < 0 || lossFrom >= seqLen) throw new RangeError(`forwardLoss: lossFrom ${lossFrom} is outside [0, ${seqLen})`);
   const seq = sequenceInputs(g, config, batch, seqLen);
   const { hidden: text } = backbone(g, config, params, seq, imageTokens(config) + lossFrom);
   if (loss === 'rm') {
@@ -137,6 +137,16 @@ export function lossStart(mask: ArrayLike<number>, rows: number, seqLen: number,
     }
   }
   return first === seqLen ? 0 : Math.floor(first / step) * step;
+}
+
+/**
+ * The reward model reads each row's last real token only: the smallest of `lastIndex`, rounded down to a multiple
+ * of `step`, is where its graphs can start (`forwardLoss`'s `lossFrom`, `buildScoreGraph`'s `from`).
+ */
+export function lastIndexStart(lastIndex: ArrayLike<bigint>, step: number): number {
+  let first = Infinity;
+  for (let r = 0; r < lastIndex.length; r++) first = Math.min(first, Number(lastIndex[r]));
+  return Number.isFinite(first) && first > 0 ? Math.floor(first / step) * step : 0;
 }
 
 /** The fused training step: forward, backward and AdamW in one graph (one session run per step). */
@@ -198,12 +208,16 @@ export function buildLogprobsGraph(config: ModelConfig, batch: number, seqLen: n
   return g;
 }
 
-/** Reward-model scores: (B). */
-export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32'): Graph {
+/**
+ * Reward-model scores: (B). `from`: every row's last real token is at or after this text position, and `last_index`
+ * counts from it; the last block computes only the positions from there on.
+ */
+export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32', from = 0): Graph {
   checkKind(config, 'rm');
-  const g = new Graph(`score_${batch}x${seqLen}`, dtype);
+  if (!Number.isInteger(from) || from < 0 || from >= seqLen) throw new RangeError(`buildScoreGraph: from ${from} is outside [0, ${seqLen})`);
+  const g = new Graph(`score_${batch}x${seqLen}${from ? `_from${from}` : ''}`, dtype);
   const { params } = separateParams(g, config);
-  const { hidden: text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen));
+  const { hidden: text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen), imageTokens(config) + from);
   g.output(rewardScore(g, params, text, g.input('last_index', 'int64', [batch])), 'score');
   return g;
 }
