@@ -15,6 +15,14 @@ async function engine(kind: 'policy' | 'reward' = 'policy', seed = 1): Promise<O
   await e.init(microConfig(kind), seed);
   return e;
 }
+/** Largest difference between two engines' saved states, read as float32 (weights, moments; header bytes too). */
+async function stateDiff(x: OnnxEngine, y: OnnxEngine): Promise<number> {
+  const a = new Float32Array((await x.saveState()).buffer);
+  const b = new Float32Array((await y.saveState()).buffer);
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+  return maxDiff;
+}
 afterAll(async () => {
   for (const e of engines) await e.dispose();
 });
@@ -54,11 +62,7 @@ describe('OnnxEngine training', () => {
     const opt = await split.optimStep(ADAMW);
     expect(fb.finite).toBe(true);
     expect(opt).toMatchObject({ applied: true, step: 1 });
-    const a = new Float32Array((await fused.saveState()).buffer);
-    const b = new Float32Array((await split.saveState()).buffer);
-    let maxDiff = 0;
-    for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
-    expect(maxDiff).toBeLessThan(1e-6);
+    expect(await stateDiff(fused, split)).toBeLessThan(1e-6);
     await expect(split.optimStep(ADAMW)).rejects.toThrow(/no gradients accumulated/);
   });
 
@@ -82,11 +86,7 @@ describe('OnnxEngine training', () => {
         expect(a.metrics.tokens).toBe(5);
         expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.abs(b.loss));
       }
-      const a = new Float32Array((await skipping.saveState()).buffer);
-      const b = new Float32Array((await full.saveState()).buffer);
-      let maxDiff = 0;
-      for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
-      expect(maxDiff).toBeLessThan(1e-6);
+      expect(await stateDiff(skipping, full)).toBeLessThan(1e-6);
       await skipping.dispose();
       expect(readdirSync(dir).filter((f) => f.startsWith('train-sft-'))).toEqual([expect.stringMatching(/^train-sft-2x16-from8_/)]);
     } finally {
@@ -116,11 +116,7 @@ describe('OnnxEngine training', () => {
       const sa = await skipping.score(batch);
       const sb = await full.score(batch);
       sa.forEach((x, i) => expect(x).toBeCloseTo(sb[i]!, 6));
-      const a = new Float32Array((await skipping.saveState()).buffer);
-      const b = new Float32Array((await full.saveState()).buffer);
-      let maxDiff = 0;
-      for (let i = 0; i < a.length; i++) if (Number.isFinite(a[i]) && Number.isFinite(b[i])) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
-      expect(maxDiff).toBeLessThan(1e-6);
+      expect(await stateDiff(skipping, full)).toBeLessThan(1e-6);
       await skipping.dispose();
       expect(readdirSync(dir).filter((f) => /^(train|score)-/.test(f)).sort()).toEqual([
         expect.stringMatching(/^score-2x16-from8_/),
