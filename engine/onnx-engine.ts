@@ -95,6 +95,9 @@ const scalar = (x: number): HostTensor => f32([], Float32Array.of(x));
 /** See `OnnxEngineOptions.lossStartStep`: batches of similar prompt lengths share one graph. */
 export const DEFAULT_LOSS_START_STEP = 8;
 
+/** The part of a session key that names where a loss or score graph starts (`lossStartStep`). */
+const fromKey = (from: number) => (from ? `:from${from}` : '');
+
 /** The sampler's KV cache grows by this many slots at a time. */
 const CACHE_STEP = 16;
 
@@ -374,9 +377,8 @@ export class OnnxEngine implements Engine {
    */
   private lossFrom(feeds: Record<string, HostTensor>, loss: LossSpec, rows: number, padded: number): number {
     const step = this.options.lossStartStep;
-    if (step === 0) return 0;
     if (loss.kind === 'rm') return this.lastIndexFrom(feeds);
-    return lossStart(feeds.loss_mask!.data as Float32Array, rows, padded, step);
+    return step === 0 ? 0 : lossStart(feeds.loss_mask!.data as Float32Array, rows, padded, step);
   }
 
   /** Where a reward-model graph for these feeds starts (`lastIndexStart`); rewrites `last_index` to count from there. */
@@ -436,7 +438,7 @@ export class OnnxEngine implements Engine {
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews(), ...this.paramFeeds(), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
     const from = this.lossFrom(feeds, loss, batch.batchSize, padded);
-    const out = await this.run(`train:${loss.kind}:${batch.batchSize}x${padded}${from ? `:from${from}` : ''}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
+    const out = await this.run(`train:${loss.kind}:${batch.batchSize}x${padded}${fromKey(from)}`, () => buildTrainGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
     const finite = out.finite!.data[0] === 1;
     const result = { loss: Number(out.loss!.data[0]), metrics: this.metrics(out, loss), finite, gradNorm: Number(out.grad_norm!.data[0]) };
     if (finite) this.applyUpdate(out);
@@ -448,7 +450,7 @@ export class OnnxEngine implements Engine {
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews() };
     const from = this.lossFrom(feeds, loss, batch.batchSize, padded);
-    const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}${from ? `:from${from}` : ''}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
+    const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}${fromKey(from)}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
     const finite = out.finite!.data[0] === 1;
     if (finite) {
       const grad = out.grad!.data as Float32Array;
@@ -500,7 +502,7 @@ export class OnnxEngine implements Engine {
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.sequenceFeeds(batch, padded), ...this.paramViews(), last_index: i64([batch.batchSize], this.lastIndex(batch)) };
     const from = this.lastIndexFrom(feeds);
-    const out = await this.run(`score:${batch.batchSize}x${padded}${from ? `:from${from}` : ''}`, () => buildScoreGraph(config, batch.batchSize, padded, 'float32', from), feeds);
+    const out = await this.run(`score:${batch.batchSize}x${padded}${fromKey(from)}`, () => buildScoreGraph(config, batch.batchSize, padded, 'float32', from), feeds);
     return out.score!.data as Float32Array;
   }
 

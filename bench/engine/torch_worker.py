@@ -39,6 +39,10 @@ def load_state(path):
     return header["config"], params
 
 
+def image_tokens(c):
+    return (c["image"]["size"] // c["image"]["patch"]) ** 2
+
+
 class Model(torch.nn.Module):
     def __init__(self, config, params):
         super().__init__()
@@ -90,7 +94,7 @@ class Model(torch.nn.Module):
         last block computes positions start… only, and only those of them that are text positions are returned."""
         c = self.c
         b, t = tokens.shape
-        n = (c["image"]["size"] // c["image"]["patch"]) ** 2
+        n = image_tokens(c)
         x = self.embed(image, tokens, positions)
         key = torch.cat([torch.ones(b, n), mask], dim=1)
         causal = torch.triu(torch.full((n + t, n + t), MASKED), diagonal=1)
@@ -108,10 +112,6 @@ class Model(torch.nn.Module):
 
 
 SKIP_UNREAD = "--skip-unread" in sys.argv[3:]
-
-
-def image_tokens(c):
-    return (c["image"]["size"] // c["image"]["patch"]) ** 2
 
 
 def loss_start(loss_mask, step=8):
@@ -145,7 +145,7 @@ def sample(model, images, prompts, n, temperature, max_tokens, seed, stop_token)
         mask[r, longest - len(q) :] = 1
     pos = (mask.cumsum(1) - 1).clamp(min=0).long()
     hidden, caches = model(images, tok, pos, mask, image_tokens(c) + longest - 1 if SKIP_UNREAD else 0)
-    nimg = (c["image"]["size"] // c["image"]["patch"]) ** 2
+    nimg = image_tokens(c)
     rows = p * n
     caches = [(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in caches]
     key_mask = torch.cat([torch.ones(p, nimg), mask], 1).repeat_interleave(n, 0)

@@ -122,6 +122,9 @@ function outputLoss(g: Graph, out: LossOutput, loss: LossKind): void {
   for (const name of LOSS_METRICS[loss]) g.output(out.metrics[name]!, `metric:${name}`);
 }
 
+/** The part of a graph's name that says where it starts (`forwardLoss`'s `lossFrom`, `buildScoreGraph`'s `from`). */
+const fromName = (from: number) => (from ? `_from${from}` : '');
+
 /**
  * The first text position whose loss mask is 1 in any row, rounded down to a multiple of `step` (so that batches
  * share graphs): the `lossFrom` of `forwardLoss`. 0 when no position has loss. `mask` is (rows, seqLen).
@@ -151,7 +154,7 @@ export function lastIndexStart(lastIndex: ArrayLike<bigint>, step: number): numb
 
 /** The fused training step: forward, backward and AdamW in one graph (one session run per step). */
 export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32', lossFrom = 0): Graph {
-  const g = new Graph(`train_${loss}_${batch}x${seqLen}${lossFrom ? `_from${lossFrom}` : ''}`, dtype);
+  const g = new Graph(`train_${loss}_${batch}x${seqLen}${fromName(lossFrom)}`, dtype);
   const total = paramLayout(config).total;
   const { params, list } = separateParams(g, config);
   // The same weights once more as one vector (the engine feeds the buffer the views above point into), for AdamW.
@@ -172,7 +175,7 @@ export function buildTrainGraph(config: ModelConfig, loss: LossKind, batch: numb
 
 /** Forward + backward only: loss, metrics and the flat gradient. */
 export function buildGradGraph(config: ModelConfig, loss: LossKind, batch: number, seqLen: number, dtype: FloatDType = 'float32', lossFrom = 0): Graph {
-  const g = new Graph(`grad_${loss}_${batch}x${seqLen}${lossFrom ? `_from${lossFrom}` : ''}`, dtype);
+  const g = new Graph(`grad_${loss}_${batch}x${seqLen}${fromName(lossFrom)}`, dtype);
   const { params, list } = separateParams(g, config);
   const out = forwardLoss(g, config, params, loss, batch, seqLen, lossFrom);
   outputLoss(g, out, loss);
@@ -215,7 +218,7 @@ export function buildLogprobsGraph(config: ModelConfig, batch: number, seqLen: n
 export function buildScoreGraph(config: ModelConfig, batch: number, seqLen: number, dtype: FloatDType = 'float32', from = 0): Graph {
   checkKind(config, 'rm');
   if (!Number.isInteger(from) || from < 0 || from >= seqLen) throw new RangeError(`buildScoreGraph: from ${from} is outside [0, ${seqLen})`);
-  const g = new Graph(`score_${batch}x${seqLen}${from ? `_from${from}` : ''}`, dtype);
+  const g = new Graph(`score_${batch}x${seqLen}${fromName(from)}`, dtype);
   const { params } = separateParams(g, config);
   const { hidden: text } = backbone(g, config, params, sequenceInputs(g, config, batch, seqLen), imageTokens(config) + from);
   g.output(rewardScore(g, params, text, g.input('last_index', 'int64', [batch])), 'score');
