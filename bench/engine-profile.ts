@@ -7,6 +7,7 @@
  *
  *   npm run bench:engine-profile                              # small preset, 8 steps after 2 warm-up steps
  *   npm run bench:engine-profile -- --presets tiny,small --steps 12
+ *   npm run bench:engine-profile -- --nodes 40                 # the 40 slowest non-product kernels, by graph node
  *
  * Profiling adds a little time per kernel, so these steps run slightly slower than bench/engine's.
  */
@@ -21,7 +22,7 @@ import * as op from '../engine/onnx/ops';
 import { Session } from '../engine/onnx/runtime';
 import { OnnxEngine } from '../engine/onnx-engine';
 import { SETTLE_MS, VOCAB, benchSpec, engineInputs } from './engine/shared';
-import { type ProfileEvent, type RunProfile, runProfiles } from './engine/profile';
+import { PRODUCT_OPS, type ProfileEvent, type RunProfile, runProfiles } from './engine/profile';
 import { machineLine, median, printTable } from './report';
 
 const { values: args } = parseArgs({
@@ -29,6 +30,7 @@ const { values: args } = parseArgs({
     presets: { type: 'string', default: 'small' },
     steps: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
+    nodes: { type: 'string', default: '15' },
   },
 });
 const WARMUP = 2;
@@ -98,7 +100,7 @@ async function profileSteps(preset: ModelPreset, steps: number, threads: number)
 const ms = (x: number) => x.toFixed(1);
 const pct = (x: number, whole: number) => `${Math.round((100 * x) / whole)} %`;
 
-function report(preset: ModelPreset, threads: number, p: StepProfile, referenceGflops: number): void {
+function report(preset: ModelPreset, threads: number, p: StepProfile, referenceGflops: number, nodes: number): void {
   // The top table is one step's — the step of median wall time — so that its rows add up; the tables below are
   // medians over all steps.
   const order = p.wallMs.map((_, i) => i).sort((a, b) => p.wallMs[a]! - p.wallMs[b]!);
@@ -138,6 +140,16 @@ function report(preset: ModelPreset, threads: number, p: StepProfile, referenceG
     .slice(0, 10);
   console.log('\nMatrix products by input shapes (top 10; medians over the steps):\n');
   printTable(['product', 'ms per step', 'kernels per step', 'GFLOP/s'], byShape.map(({ s, t, n, rate }) => [s, ms(t), String(n), rate.toFixed(0)]));
+  // The products are listed by shape above; what is left, node by node, is where fusing or folding could save.
+  const others = [...p.runs[0]!.nodes.entries()]
+    .filter(([, n]) => !PRODUCT_OPS.has(n.op))
+    .map(([name, n]) => ({ name, n, t: median(p.runs.map((r) => r.nodes.get(name)?.ms ?? 0)) }))
+    .sort((a, b) => b.t - a.t)
+    .slice(0, nodes);
+  if (others.length > 0) {
+    console.log(`\nOther kernels by graph node (top ${others.length}; medians over the steps):\n`);
+    printTable(['node', 'op', 'ms per step', 'inputs → output'], others.map(({ name, n, t }) => [name, n.op, t.toFixed(2), n.shapes]));
+  }
   console.log(`\nFor comparison, one 2048 × 2048 × 2048 product on this machine and thread count: ${referenceGflops.toFixed(0)} GFLOP/s.`);
   console.log(machineLine());
 }
@@ -149,8 +161,10 @@ async function main(): Promise<void> {
   }
   const steps = positive('steps', args.steps);
   const threads = positive('threads', args.threads);
+  const nodes = Number(args.nodes);
+  if (!Number.isInteger(nodes) || nodes < 0) throw new Error(`--nodes must be a whole number ≥ 0 (got ${args.nodes}); 0 leaves the table out`);
   const reference = await referenceProduct(threads);
-  for (const preset of presets as ModelPreset[]) report(preset, threads, await profileSteps(preset, steps, threads), reference);
+  for (const preset of presets as ModelPreset[]) report(preset, threads, await profileSteps(preset, steps, threads), reference, nodes);
 }
 
 main().catch((err: unknown) => {

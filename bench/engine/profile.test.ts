@@ -42,6 +42,7 @@ describe('runProfiles', () => {
       kernel(640, 100, 'Mul', [[8, 2], [8, 2]], [8, 2]),
       { cat: 'Session', name: 'model_run', ts: 2000, dur: 500 },
       kernel(2100, 200, 'FusedMatMul', [[8, 4], [2, 4]], [8, 2]),
+      kernel(2310, 50, 'Concat', [[1], [2], [3], [4], [5]], [15]),
     ];
     const [a, b, ...rest] = runProfiles(events);
     expect(rest).toHaveLength(0);
@@ -52,7 +53,10 @@ describe('runProfiles', () => {
     expect(a!.byOp.get('Mul')).toEqual({ ms: 0.2, count: 2 });
     expect(a!.byOp.has('Add')).toBe(false);
     expect([...a!.products.keys()]).toEqual(['MatMul [8,4]·[4,2]']);
+    expect(a!.nodes.get('Mul_520')).toEqual({ op: 'Mul', ms: 0.1, shapes: '[8,2]·[8,2] → [8,2]' });
+    expect([...a!.nodes.keys()]).toEqual(['MatMul_210', 'Mul_520', 'Mul_640']);
     expect(b!.productMs).toBeCloseTo(0.2);
+    expect(b!.nodes.get('Concat_2310')!.shapes).toBe('[1]·[2]·[3]·… (5 inputs) → [15]');
     expect(b!.byOp.get('FusedMatMul')!.count).toBe(1);
   });
 });

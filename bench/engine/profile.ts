@@ -13,7 +13,7 @@ export interface ProfileEvent {
 }
 
 /** Matrix products: their kernels are counted apart from everything else. */
-const PRODUCT_OPS: ReadonlySet<string> = new Set(['MatMul', 'FusedMatMul', 'Gemm']);
+export const PRODUCT_OPS: ReadonlySet<string> = new Set(['MatMul', 'FusedMatMul', 'Gemm']);
 
 export interface OpTime {
   ms: number;
@@ -31,6 +31,15 @@ export interface RunProfile {
   byOp: Map<string, OpTime>;
   /** Product kernel time per op and input shapes (e.g. `MatMul [2688,256]·[256,1024]`), with its FLOPs. */
   products: Map<string, OpTime & { flop: number }>;
+  /** Kernel time per graph node (its name in the model, e.g. `Mul_784`), with its op and shapes. */
+  nodes: Map<string, NodeTime>;
+}
+
+export interface NodeTime {
+  op: string;
+  ms: number;
+  /** Input shapes → output shapes, e.g. `[3246848]·[] → [3246848]` (past four inputs: the first three and a count). */
+  shapes: string;
 }
 
 const dims = (shapes: Record<string, number[]>[] | undefined, i: number): number[] | undefined => {
@@ -57,10 +66,13 @@ export function productFlop(event: ProfileEvent): number | undefined {
   return 2 * numel(out) * k;
 }
 
+const shapeList = (shapes: Record<string, number[]>[] | undefined): string[] => (shapes ?? []).map((_, i) => `[${dims(shapes, i)!.join(',')}]`);
+
 function productKey(event: ProfileEvent): string {
-  const shapes = (event.args?.input_type_shape ?? []).map((_, i) => `[${dims(event.args?.input_type_shape, i)!.join(',')}]`);
-  return `${event.args?.op_name} ${shapes.join('·')}`;
+  return `${event.args?.op_name} ${shapeList(event.args?.input_type_shape).join('·')}`;
 }
+
+const KERNEL_SUFFIX = '_kernel_time';
 
 /**
  * The profile's runs in time order, each with the kernels that ran inside it. Kernels are the `Node` events
@@ -68,11 +80,11 @@ function productKey(event: ProfileEvent): string {
  */
 export function runProfiles(events: readonly ProfileEvent[]): RunProfile[] {
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
-  const kernels = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')).sort((a, b) => a.ts - b.ts);
+  const kernels = events.filter((e) => e.cat === 'Node' && e.name.endsWith(KERNEL_SUFFIX)).sort((a, b) => a.ts - b.ts);
   const out: RunProfile[] = [];
   let k = 0;
   for (const run of runs) {
-    const p: RunProfile = { runMs: run.dur / 1000, kernelMs: 0, productMs: 0, productFlop: 0, byOp: new Map(), products: new Map() };
+    const p: RunProfile = { runMs: run.dur / 1000, kernelMs: 0, productMs: 0, productFlop: 0, byOp: new Map(), products: new Map(), nodes: new Map() };
     while (k < kernels.length && kernels[k]!.ts < run.ts) k++;
     for (; k < kernels.length && kernels[k]!.ts <= run.ts + run.dur; k++) {
       const e = kernels[k]!;
@@ -81,6 +93,11 @@ export function runProfiles(events: readonly ProfileEvent[]): RunProfile[] {
       p.kernelMs += ms;
       const o = p.byOp.get(op) ?? { ms: 0, count: 0 };
       p.byOp.set(op, { ms: o.ms + ms, count: o.count + 1 });
+      const node = e.name.slice(0, -KERNEL_SUFFIX.length);
+      const ins = shapeList(e.args?.input_type_shape);
+      const inputs = ins.length > 4 ? `${ins.slice(0, 3).join('·')}·… (${ins.length} inputs)` : ins.join('·');
+      const shapes = `${inputs} → ${shapeList(e.args?.output_type_shape).join(' ')}`;
+      p.nodes.set(node, { op, ms: (p.nodes.get(node)?.ms ?? 0) + ms, shapes });
       if (PRODUCT_OPS.has(op)) {
         const flop = productFlop(e) ?? 0;
         p.productMs += ms;
