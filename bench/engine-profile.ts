@@ -35,9 +35,10 @@ const { values: args } = parseArgs({
 });
 const WARMUP = 2;
 
-function positive(name: string, value: string): number {
+/** A whole-number option at least `min`. */
+function wholeNumber(name: string, value: string, min = 1): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number ≥ 1 (got ${value})`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be a whole number ≥ ${min} (got ${value})`);
   return n;
 }
 
@@ -159,10 +160,9 @@ async function main(): Promise<void> {
   for (const p of presets) {
     if (!(p in MODEL_PRESETS)) throw new Error(`--presets: unknown preset ${p} (known: ${Object.keys(MODEL_PRESETS).join(', ')})`);
   }
-  const steps = positive('steps', args.steps);
-  const threads = positive('threads', args.threads);
-  const nodes = Number(args.nodes);
-  if (!Number.isInteger(nodes) || nodes < 0) throw new Error(`--nodes must be a whole number ≥ 0 (got ${args.nodes}); 0 leaves the table out`);
+  const steps = wholeNumber('steps', args.steps);
+  const threads = wholeNumber('threads', args.threads);
+  const nodes = wholeNumber('nodes', args.nodes, 0); // 0 leaves the table out
   const reference = await referenceProduct(threads);
   for (const preset of presets as ModelPreset[]) report(preset, threads, await profileSteps(preset, steps, threads), reference, nodes);
 }

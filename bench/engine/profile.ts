@@ -72,6 +72,13 @@ function productKey(event: ProfileEvent): string {
   return `${event.args?.op_name} ${shapeList(event.args?.input_type_shape).join('·')}`;
 }
 
+/** `NodeTime.shapes` of a kernel event. */
+function nodeShapes(event: ProfileEvent): string {
+  const ins = shapeList(event.args?.input_type_shape);
+  const inputs = ins.length > 4 ? `${ins.slice(0, 3).join('·')}·… (${ins.length} inputs)` : ins.join('·');
+  return `${inputs} → ${shapeList(event.args?.output_type_shape).join(' ')}`;
+}
+
 const KERNEL_SUFFIX = '_kernel_time';
 
 /**
@@ -94,10 +101,9 @@ export function runProfiles(events: readonly ProfileEvent[]): RunProfile[] {
       const o = p.byOp.get(op) ?? { ms: 0, count: 0 };
       p.byOp.set(op, { ms: o.ms + ms, count: o.count + 1 });
       const node = e.name.slice(0, -KERNEL_SUFFIX.length);
-      const ins = shapeList(e.args?.input_type_shape);
-      const inputs = ins.length > 4 ? `${ins.slice(0, 3).join('·')}·… (${ins.length} inputs)` : ins.join('·');
-      const shapes = `${inputs} → ${shapeList(e.args?.output_type_shape).join(' ')}`;
-      p.nodes.set(node, { op, ms: (p.nodes.get(node)?.ms ?? 0) + ms, shapes });
+      const seen = p.nodes.get(node);
+      if (seen) seen.ms += ms;
+      else p.nodes.set(node, { op, ms, shapes: nodeShapes(e) });
       if (PRODUCT_OPS.has(op)) {
         const flop = productFlop(e) ?? 0;
         p.productMs += ms;
