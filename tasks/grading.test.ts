@@ -223,6 +223,17 @@ describe('text', () => {
   ])('%j → %d', (response, reward) => {
     expect(grade('text', respond(response), ref).reward).toBeCloseTo(reward, 12);
   });
+
+  it('gives an exact (normalised) match 1, also for one-word answers that have no bigrams', () => {
+    // The ROUGE mean alone gave a correct one-word answer (1 + 0 + 1) / 3 ≈ 0.667 (ROUGE-2 has no bigrams to match).
+    expect(grade('text', respond('Paris'), 'Paris').reward).toBe(1);
+    expect(grade('text', respond(' paris. '), 'Paris').reward).toBe(1);
+    expect(grade('text', respond('New  York!'), 'new york').reward).toBe(1);
+    // Partial credit stays ROUGE: an extra word is not a match; a wrong word scores 0; an empty truth matches nothing.
+    expect(grade('text', respond('Paris France'), 'Paris').reward).toBeCloseTo((2 / 3 + 0 + 2 / 3) / 3, 12);
+    expect(grade('text', respond('London'), 'Paris').reward).toBe(0);
+    expect(grade('text', respond('?'), '!').reward).toBe(0);
+  });
 });
 
 describe('grade', () => {

@@ -10,14 +10,15 @@
  *       numeric  1 if mathematically equal (`parseNumber`, exact rational arithmetic), else 0;
  *       choice   1 if the set of option letters chosen equals the ground-truth set (`extractChoices`), else 0;
  *       ocr      exp(−WER): partial credit that decays with the word error rate;
- *       text     mean of ROUGE-1, ROUGE-2 and ROUGE-L F1.
+ *       text     1 for an exact match after normalisation (the ROUGE tokens: lowercased, punctuation and spacing
+ *                ignored), else the mean of ROUGE-1, ROUGE-2 and ROUGE-L F1 as partial credit.
  *
  * The numeric and choice parsers are deliberately strict: they accept the ways a correct answer is commonly
  * written, and give 0 to anything that hedges (two numbers, extra letters) or that they cannot read, because an
  * over-lenient grader is a reward the policy learns to hack.
  */
 import { SophiaError } from '../common/errors';
-import { rougeScores, wordErrorRate } from './text-metrics';
+import { rougeScores, rougeTokens, wordErrorRate } from './text-metrics';
 
 /** How an example's answer is graded. */
 export type AnswerType = 'numeric' | 'choice' | 'ocr' | 'text';
@@ -356,8 +357,16 @@ export function scoreOcr(extracted: string, answer: string): number {
   return clamp01(Math.exp(-wordErrorRate(extracted, answer)));
 }
 
-/** text rule: the mean of ROUGE-1, ROUGE-2 and ROUGE-L F1 of the extracted answer against the ground truth. */
+/**
+ * text rule: 1 when the extracted answer equals the ground truth after normalisation (same ROUGE tokens: case,
+ * punctuation and spacing do not count); otherwise partial credit, the mean of ROUGE-1, ROUGE-2 and ROUGE-L F1.
+ * The exact-match rule comes first because the ROUGE mean alone underrates short answers: a correct one-word
+ * answer has no bigrams, so its ROUGE-2 is 0 and the mean only (1 + 0 + 1) / 3 ≈ 0.667.
+ */
 export function scoreText(extracted: string, answer: string): number {
+  const got = rougeTokens(extracted);
+  const want = rougeTokens(answer);
+  if (want.length > 0 && got.length === want.length && got.every((t, i) => t === want[i])) return 1;
   const r = rougeScores(extracted, answer);
   return clamp01((r.rouge1 + r.rouge2 + r.rougeL) / 3);
 }

@@ -14,7 +14,8 @@
  *
  * ROUGE tokens are the lowercased text split on runs of characters that are not letters or digits (Unicode-aware,
  * so "café" is one token), with empty tokens dropped — punctuation never counts. Every ROUGE score is 0 when the
- * two sides share nothing or either side has no N-grams (a one-word text has no bigrams).
+ * two sides share nothing or either side has no N-grams (a one-word text has no bigrams) — which is why the `text`
+ * grading rule (`tasks/grading.ts`) gives an exact normalised match 1 before it falls back to the ROUGE mean.
  */
 
 /** WER tokens: trimmed, lowercased, split on whitespace. */
