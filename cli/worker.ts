@@ -4,7 +4,8 @@
  * shutdown grace time, then is cancelled — training activities commit a checkpoint first.
  */
 import { openStorage } from '../storage/open';
-import { WorkerSet, type WorkerKind } from '../workers/worker';
+import type { WorkerKind } from '../activities/registry';
+import { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { installQuietRuntime, openSession } from './session';
 

@@ -19,6 +19,7 @@ import { createDataActivities } from '../activities/data';
 import { EnginePool } from '../activities/engine-pool';
 import { createEvaluationActivities } from '../activities/evaluation';
 import { createModelLineActivities } from '../activities/model-lines';
+import { type WorkerKind, activitiesFor } from '../activities/registry';
 import { RunData } from '../activities/run-data';
 import { createSmokeActivities } from '../activities/smoke';
 import { createRewardModelActivities } from '../activities/reward-model';
@@ -29,7 +30,6 @@ import { CheckpointStore } from '../storage/checkpoints';
 import type { Storage } from '../storage/types';
 import type { TemporalConfig } from '../temporal.config';
 
-export type WorkerKind = 'cpu' | 'gpu';
 
 /** Directory of the workflow sources; the bundler resolves its `index`. */
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows');
@@ -68,11 +68,6 @@ export async function createSophiaWorker(options: SophiaWorkerOptions): Promise<
   });
 }
 
-/** Some activities of a group (each runs on the queue of the worker that registers it). */
-function pick<T extends ActivityMap, K extends keyof T & string>(group: T, ...names: K[]): ActivityMap {
-  return Object.fromEntries(names.map((name) => [name, group[name] as ActivityMap[string]]));
-}
-
 export interface WorkerSetOptions {
   kinds: readonly WorkerKind[];
   connection: NativeConnection;
@@ -108,26 +103,22 @@ export class WorkerSet {
     const engineDeps = { store: set.store, data, engines: set.engines, workerQueue: gpuQueue, identity: set.identity };
     const rewardModel = createRewardModelActivities(engineDeps);
     const rl = createRlActivities(engineDeps);
+    // Every group's activities; each worker registers those the registry places on its kind (activities/registry.ts).
+    const all = {
+      ...createDataActivities({ data }),
+      ...createModelLineActivities({ data }),
+      ...training,
+      ...evaluation,
+      ...rewardModel,
+      ...rl,
+      ...createSmokeActivities({ store: set.store }),
+    };
     const common = { connection, config, ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : {}) };
     if (options.kinds.includes('cpu')) {
-      const activities: ActivityMap = {
-        ...createDataActivities({ data }),
-        ...createModelLineActivities({ data }),
-        ...pick(training, 'latestCheckpoint'),
-        ...pick(evaluation, 'writeRunReport'),
-        ...pick(rewardModel, 'annotateRewardData'),
-        ...pick(rl, 'outcomeRewards', 'computeAdvantages'),
-        ...createSmokeActivities({ store: set.store }),
-      };
-      set.workers.push(await createSophiaWorker({ ...common, kind: 'cpu', activities, identity: `cpu@${set.identity}` }));
+      set.workers.push(await createSophiaWorker({ ...common, kind: 'cpu', activities: activitiesFor('cpu', all), identity: `cpu@${set.identity}` }));
     }
     if (options.kinds.includes('gpu')) {
-      const activities: ActivityMap = {
-        ...pick(training, 'runSftChunk'),
-        ...pick(evaluation, 'evaluateCheckpoint'),
-        ...pick(rewardModel, 'sampleRewardData', 'runRewardModelChunk', 'evaluateRewardModel'),
-        ...pick(rl, 'rolloutStep', 'thinkingRewards', 'policyUpdate'),
-      };
+      const activities = activitiesFor('gpu', all);
       set.workers.push(await createSophiaWorker({ ...common, kind: 'gpu', activities, identity: `gpu@${set.identity}` }));
       set.workers.push(await createSophiaWorker({ ...common, kind: 'gpu', activities, taskQueue: gpuQueue, identity: `gpu@${set.identity}` }));
       set.gpuQueue = gpuQueue;

@@ -5,11 +5,11 @@
  * run, listed and controlled like any other), and records the run as the line's latest once it completed.
  * Waiting for the child is what makes the schedule's overlap policy apply to training runs.
  */
-import { ParentClosePolicy, executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { LineStart, ModelLineActivities } from '../activities/model-lines';
-import { toActivityOptions } from '../temporal.config';
+import { ParentClosePolicy, executeChild, workflowInfo } from '@temporalio/workflow';
+import type { LineStart } from '../activities/model-lines';
+import { pipelineWorkflowId, scheduledRunId } from '../common/run-layout';
+import { cpuActivities } from './activities';
 import type { trainingPipeline } from './pipeline';
-import { scheduledRunId } from './run-ids';
 import type { PipelineInput, RunProgress } from './types';
 
 export interface ModelLineRunInput {
@@ -33,12 +33,12 @@ export interface ModelLineRunResult {
 
 export async function modelLineRun(input: ModelLineRunInput): Promise<ModelLineRunResult> {
   const { pipeline } = input;
-  const acts = proxyActivities<ModelLineActivities>(toActivityOptions(pipeline.profiles.cpu));
+  const acts = cpuActivities(pipeline.profiles);
   const info = workflowInfo();
   const runId = pipeline.runId ?? scheduledRunId(input.runIdPrefix, info.workflowId, info.runStartTime);
   const prepared = await acts.prepareLineRun({ runId, config: pipeline.config, storage: pipeline.storage, from: input.from, freshData: input.freshData });
   const result = await executeChild<typeof trainingPipeline>('trainingPipeline', {
-    workflowId: `sophia-${runId}`,
+    workflowId: pipelineWorkflowId(runId),
     taskQueue: pipeline.profiles.cpu.taskQueue,
     // The run outlives its launcher: cancelling or losing this workflow never kills training.
     parentClosePolicy: ParentClosePolicy.ABANDON,

@@ -3,9 +3,10 @@
  * checkpoints committed to storage and verified — with a progress query, as every Sophia workflow has.
  * The training pipeline (later issues) follows the same shape with real stages.
  */
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
-import type { SmokeActivities, VerifiedSmokeCheckpoint } from '../activities/smoke';
-import { toActivityOptions, type ActivityProfile } from '../temporal.config';
+import { ApplicationFailure, defineQuery, setHandler } from '@temporalio/workflow';
+import type { VerifiedSmokeCheckpoint } from '../activities/smoke';
+import type { ActivityProfile } from '../temporal.config';
+import { cpuActivities } from './activities';
 
 export interface StackSmokeInput {
   runId: string;
@@ -34,7 +35,7 @@ export async function stackSmoke(input: StackSmokeInput): Promise<StackSmokeResu
   if (!Number.isInteger(input.steps) || input.steps < 1) {
     throw ApplicationFailure.nonRetryable(`steps must be an integer ≥ 1 (got ${input.steps})`, 'ConfigError');
   }
-  const acts = proxyActivities<SmokeActivities>(toActivityOptions(input.activityProfile));
+  const acts = cpuActivities({ cpu: input.activityProfile });
   const progress: SmokeProgress = { stage: 'writing', step: 0, totalSteps: input.steps, checkpointKeys: [] };
   setHandler(smokeProgressQuery, () => progress);
 

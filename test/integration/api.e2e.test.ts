@@ -4,7 +4,8 @@
  *  2. a `ci` run started over HTTP (in a model line) and followed over Server-Sent Events to completion, paused
  *     and resumed while the stream is open (the stream shows the pause): metrics of every training stage
  *     arrive, then `end`; metrics, checkpoints and the report are readable; the line records the run as its latest;
- *  3. control over HTTP: pause (the run waits), resume, stop (it evaluates and finishes early);
+ *  3. control over HTTP: pause (the run waits), resume, stop (it evaluates and finishes early); stop during
+ *     Trust-GRPO (the policy is committed at its step, evaluated, and the run completes);
  *  4. a retraining schedule: create, trigger → the scheduled run starts from the line's latest checkpoint;
  *     delete → 404.
  */
@@ -194,6 +195,43 @@ describe('the API on the real stack', () => {
     expect(late.status).toBe(409);
     expect(late.json).toMatchObject({ field: 'path.id' });
   });
+
+  it('stops a run during Trust-GRPO over HTTP: the policy is committed, evaluated, the run completes', async () => {
+    const runId = `api-rlstop-${h.suffix}`;
+    const overrides = {
+      stages: ['prepareData', 'sftWarmup', 'trustGrpo', 'evaluation'],
+      sft: { steps: 20, evalEvery: 10, chunkSteps: 20 },
+      rl: { variant: 'grpo', steps: 60, checkpointEvery: 100, evalEvery: 0 },
+      evaluation: { k: 0 },
+    };
+    expect((await h.call('POST', '/runs', { preset: 'ci', runId, overrides })).status).toBe(201);
+    await waitFor(
+      'RL to reach step 1',
+      async () => {
+        const d = (await h.call('GET', `/runs/${runId}`)).json as Detail;
+        return d.progress?.current?.stage === 'trustGrpo' && d.progress.current.step >= 1 ? true : undefined;
+      },
+      300_000,
+    );
+    expect((await h.call('POST', `/runs/${runId}/stop`)).status).toBe(202);
+    const done = await waitFor(
+      'the stopped run to finish',
+      async () => {
+        const d = (await h.call('GET', `/runs/${runId}`)).json as Detail;
+        return d.status === 'completed' || d.status === 'failed' ? d : undefined;
+      },
+      300_000,
+    );
+    expect(done.status).toBe('completed');
+    const stoppedAt = done.progress!.results.trustGrpo!.step!;
+    expect(stoppedAt).toBeGreaterThanOrEqual(1);
+    expect(stoppedAt).toBeLessThan(60);
+    // The committed policy is the one at the stop's step (no periodic checkpoint before step 60), and it was evaluated.
+    expect(done.progress!.checkpoints.trustGrpo).toBe(`runs/${runId}/grpo/checkpoints/${String(stoppedAt).padStart(8, '0')}`);
+    expect(done.progress!.results.evaluation).toBeDefined();
+    const checkpoints = (await h.call('GET', `/runs/${runId}/checkpoints`)).json as Record<string, unknown>;
+    expect(JSON.stringify(checkpoints)).toContain(`grpo/checkpoints/${String(stoppedAt).padStart(8, '0')}`);
+  }, 600_000);
 
   it('creates, triggers and deletes a retraining schedule; its run starts from the line', async () => {
     const id = `nightly-${h.suffix}`;

@@ -3,7 +3,8 @@
  *  1. the `ci` preset completes: dataset, SFT in chunks with checkpoints, the thinking reward model, Trust-GRPO
  *     steps with rollouts by key, evaluation, report with plots;
  *  2. control: pause (the running chunk commits its step, the run waits), resume, stop (checkpoint now,
- *     evaluate, finish cleanly).
+ *     evaluate, finish cleanly);
+ *  3. stop during Trust-GRPO: the policy as it is is committed (a GPU activity), evaluated, and the run completes.
  */
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
@@ -158,4 +159,37 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
     expect((await store.latest(runId, 'sft'))!.step).toBe(stoppedAt);
     expect(result.reportKey).toBeDefined();
   });
+
+  it('stops during Trust-GRPO: commits the policy at its step, evaluates it, completes', async () => {
+    // grpo (no reward model stage), a short SFT, and no periodic RL checkpoint: the stop must commit one itself.
+    const config: RunConfig = parseRunConfig(
+      mergeConfig(RUN_PRESETS.ci, {
+        stages: ['prepareData', 'sftWarmup', 'trustGrpo', 'evaluation'],
+        sft: { steps: 20, evalEvery: 10, chunkSteps: 20 },
+        rl: { variant: 'grpo', steps: 60, checkpointEvery: 100, evalEvery: 0 },
+        evaluation: { k: 0 },
+      }),
+      'ci-rl-stop',
+    );
+    const runId = `rlstop-${suffix}`;
+    const { handle } = await startRun(client, temporal, pipelineInput(runId, config, storage.location, temporal));
+    await waitFor('RL step 2', async () => {
+      const p = await runProgress(client, runId);
+      return p.current?.stage === 'trustGrpo' && p.current.step >= 2 ? true : undefined;
+    }, 300_000);
+    await handle.signal(stopSignal);
+    const result = await handle.result();
+    expect(result.status).toBe('completed');
+    const stoppedAt = result.results.trustGrpo!.step!;
+    expect(stoppedAt).toBeGreaterThanOrEqual(2);
+    expect(stoppedAt).toBeLessThan(60);
+    // The policy was committed at the step it had reached (no periodic checkpoint exists before step 60) …
+    const committed = await store.latest(runId, 'grpo');
+    expect(committed).toMatchObject({ step: stoppedAt, meta: expect.objectContaining({ stopped: true }) });
+    expect(result.checkpoints.trustGrpo).toBe(committed!.key);
+    // … and that is what the evaluation stage measured and reported.
+    expect(result.results.evaluation?.testAccuracy).toBeGreaterThanOrEqual(0);
+    expect(result.reportKey).toBe(`runs/${runId}/reports/report.md`);
+  }, 600_000);
 });
+

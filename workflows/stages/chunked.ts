@@ -13,21 +13,19 @@
 import {
   ActivityCancellationType,
   ActivityFailure,
-  type ActivityInterfaceFor,
   type ActivityOptions,
   CancellationScope,
   TimeoutFailure,
   condition,
   isCancellation,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { ChunkOutput } from '../../activities/chunk';
-import type { TrainingActivities } from '../../activities/training';
 import type { StageName } from '../../config/stages';
 import { toActivityOptions } from '../../temporal.config';
+import { type GpuActivities, cpuActivities, gpuActivities } from '../activities';
 import type { BestTracker } from '../../training/sft';
 import { type StageInput, type StageProgress, pauseSignal, resumeSignal, stageProgressQuery, stopSignal } from '../types';
 import { tellPipeline } from './progress';
@@ -140,7 +138,7 @@ export class StageControl {
   }
 }
 
-export interface ChunkedTraining<A> {
+export interface ChunkedTraining {
   control: StageControl;
   state: ChunkCarry;
   /** Storage stage name of the checkpoints (`sft`, `rm`). */
@@ -148,15 +146,15 @@ export interface ChunkedTraining<A> {
   totalSteps: number;
   chunkSteps: number;
   /** Runs one chunk up to `untilStep` with activities bound to the chosen queue. */
-  chunk(acts: ActivityInterfaceFor<A>, untilStep: number): Promise<ChunkOutput>;
+  chunk(acts: GpuActivities, untilStep: number): Promise<ChunkOutput>;
   /** Continues the stage as new with the carried state. */
   continueAsNew(state: ChunkCarry): Promise<never>;
 }
 
 /** The chunk loop; returns when training is done, stopped, or stopped early. */
-export async function trainInChunks<A>(t: ChunkedTraining<A>): Promise<void> {
+export async function trainInChunks(t: ChunkedTraining): Promise<void> {
   const { control, state } = t;
-  const cpu = proxyActivities<TrainingActivities>(toActivityOptions(control.input.profiles.cpu));
+  const cpu = cpuActivities(control.input.profiles);
   const absorb = (out: ChunkOutput) => {
     state.step = out.step;
     state.checkpointKey = out.checkpointKey;
@@ -175,7 +173,7 @@ export async function trainInChunks<A>(t: ChunkedTraining<A>): Promise<void> {
       continue;
     }
     const untilStep = Math.min(t.totalSteps, (Math.floor(state.step / t.chunkSteps) + 1) * t.chunkSteps);
-    const acts = proxyActivities<A>(control.gpuOptions(state.queue, true));
+    const acts = gpuActivities(control.gpuOptions(state.queue, true));
     await control.report(`training steps ${state.step + 1}–${untilStep}${state.queue ? '' : ' (any GPU worker)'}`);
     try {
       const out = await CancellationScope.cancellable(async () => {
@@ -210,12 +208,12 @@ export async function trainInChunks<A>(t: ChunkedTraining<A>): Promise<void> {
 }
 
 /** The stage's output checkpoint: the best by validation loss, or (stopped) the model as it is now. */
-export async function finalCheckpoint(t: ChunkedTraining<unknown>, initStage: string): Promise<string | undefined> {
+export async function finalCheckpoint(t: ChunkedTraining, initStage: string): Promise<string | undefined> {
   const { state, control } = t;
   const key = state.stopRequested ? state.checkpointKey : (state.bestKey ?? state.checkpointKey);
   if (key) return key;
   // Stopped before the first chunk committed anything: the newest of the stage or its initial weights, if any.
-  const cpu = proxyActivities<TrainingActivities>(toActivityOptions(control.input.profiles.cpu));
+  const cpu = cpuActivities(control.input.profiles);
   const where = { runId: control.input.runId, storage: control.input.storage };
   const latest = (await cpu.latestCheckpoint({ ...where, stage: t.storageStage })) ?? (await cpu.latestCheckpoint({ ...where, stage: initStage }));
   return latest?.key;

@@ -1,12 +1,10 @@
 /** Stage `prepareData`: the run's dataset into storage (CPU queue; idempotent). */
-import { proxyActivities } from '@temporalio/workflow';
-import type { DataActivities } from '../../activities/data';
-import { toActivityOptions } from '../../temporal.config';
+import { cpuActivities } from '../activities';
 import type { StageInput, StageOutput } from '../types';
 import { simpleStageProgress } from './progress';
 
 export async function prepareDataStage(input: StageInput): Promise<StageOutput> {
-  const acts = proxyActivities<DataActivities>(toActivityOptions(input.profiles.cpu));
+  const acts = cpuActivities(input.profiles);
   const say = simpleStageProgress(input, { stage: 'prepareData', step: 0, totalSteps: 1, metrics: {}, checkpointKey: undefined, worker: undefined });
   await say('generating the dataset');
   const out = await acts.prepareData({ runId: input.runId, config: input.config, storage: input.storage });

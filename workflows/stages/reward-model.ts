@@ -10,9 +10,9 @@
  * checkpoint is the `rewardModel` artifact, its untrained initial weights the `rewardModelInitial` artifact.
  * A stop before or during training ends the stage with what is committed.
  */
-import { ApplicationFailure, continueAsNew, proxyActivities } from '@temporalio/workflow';
-import type { RewardModelActivities } from '../../activities/reward-model';
-import { toActivityOptions } from '../../temporal.config';
+import { ApplicationFailure, continueAsNew } from '@temporalio/workflow';
+import { cpuActivities, gpuActivities } from '../activities';
+import { STORAGE_STAGES } from '../../common/run-layout';
 import type { StageInput, StageOutput } from '../types';
 import { type ChunkCarry, type ChunkedTraining, StageControl, finalCheckpoint, freshCarry, trainInChunks } from './chunked';
 
@@ -29,8 +29,8 @@ export async function rewardModelStage(input: StageInput, carry?: RewardModelCar
   if (!policyCheckpointKey) throw ApplicationFailure.nonRetryable('the rewardModel stage needs a policy checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
   const state: RewardModelCarry = carry ?? { ...freshCarry(input), dataReady: false, dataMetrics: {} };
   const control = new StageControl(input, 'rewardModel', state, settings.steps);
-  const cpu = proxyActivities<RewardModelActivities>(toActivityOptions(input.profiles.cpu));
-  const gpu = proxyActivities<RewardModelActivities>(toActivityOptions(input.profiles.gpu));
+  const cpu = cpuActivities(input.profiles);
+  const gpu = gpuActivities(control.gpuOptions(undefined, false));
   const common = { runId: input.runId, config: input.config, storage: input.storage, dataRunId: input.artifacts.dataRunId ?? input.runId };
 
   if (!state.dataReady && !state.stopRequested) {
@@ -41,17 +41,17 @@ export async function rewardModelStage(input: StageInput, carry?: RewardModelCar
     state.dataReady = true;
     state.dataMetrics = { samples: sampled.samples, trainItems: annotated.train, heldOutItems: annotated.heldOut, meanAnnotation: annotated.meanScore };
   }
-  const training: ChunkedTraining<RewardModelActivities> = {
+  const training: ChunkedTraining = {
     control,
     state,
-    storageStage: 'rm',
+    storageStage: STORAGE_STAGES.rewardModel,
     totalSteps: settings.steps,
     chunkSteps: settings.chunkSteps,
     chunk: (acts, untilStep) => acts.runRewardModelChunk({ ...common, configHash: input.configHash, policyCheckpointKey, untilStep }),
     continueAsNew: (next) => continueAsNew<typeof rewardModelStage>(input, { ...state, ...next }),
   };
   if (state.dataReady) await trainInChunks(training);
-  const rewardModelKey = await finalCheckpoint(training, 'rm-init');
+  const rewardModelKey = await finalCheckpoint(training, STORAGE_STAGES.rewardModelInitial);
   let evalMetrics: Record<string, number> = {};
   if (rewardModelKey && state.initialKey) {
     await control.report('measuring the reward model on held-out annotations');

@@ -4,7 +4,7 @@
  * loss (or, when stopped, the model as it is); the untrained initial weights are left as the `initial` artifact.
  */
 import { continueAsNew } from '@temporalio/workflow';
-import type { TrainingActivities } from '../../activities/training';
+import { STORAGE_STAGES } from '../../common/run-layout';
 import type { StageInput, StageOutput } from '../types';
 import { type ChunkCarry, type ChunkedTraining, StageControl, finalCheckpoint, freshCarry, trainInChunks } from './chunked';
 
@@ -16,17 +16,17 @@ export async function sftWarmupStage(input: StageInput, carry?: SftCarry): Promi
   const state: SftCarry = carry ?? { ...freshCarry(input), checkpointKey: input.inputCheckpointKey };
   const control = new StageControl(input, 'sftWarmup', state, settings.steps);
   const chunkInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage };
-  const training: ChunkedTraining<TrainingActivities> = {
+  const training: ChunkedTraining = {
     control,
     state,
-    storageStage: 'sft',
+    storageStage: STORAGE_STAGES.sft,
     totalSteps: settings.steps,
     chunkSteps: settings.chunkSteps,
     chunk: (acts, untilStep) => acts.runSftChunk({ ...chunkInput, untilStep }),
     continueAsNew: (next) => continueAsNew<typeof sftWarmupStage>(input, next),
   };
   await trainInChunks(training);
-  const checkpointKey = await finalCheckpoint(training, 'init');
+  const checkpointKey = await finalCheckpoint(training, STORAGE_STAGES.initialPolicy);
   return {
     stage: 'sftWarmup',
     checkpointKey,

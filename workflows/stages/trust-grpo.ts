@@ -12,10 +12,10 @@
  * - The stage's output is the final policy; the SFT checkpoint it started from is the `sft` artifact (the
  *   evaluation stage's baseline).
  */
-import { ApplicationFailure, continueAsNew, patched, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
-import type { EvaluationActivities } from '../../activities/evaluation';
-import type { RlActivities, RlStepInput } from '../../activities/rl';
-import { toActivityOptions, toLocalActivityOptions } from '../../temporal.config';
+import { ApplicationFailure, continueAsNew, patched, workflowInfo } from '@temporalio/workflow';
+import type { RlStepInput } from '../../activities/rl';
+import { cpuActivities, gpuActivities, localActivities } from '../activities';
+import { STORAGE_STAGES } from '../../common/run-layout';
 import type { StageInput, StageOutput } from '../types';
 import { StageControl, isStartTimeout } from './chunked';
 
@@ -50,9 +50,9 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
   }
   const state: TrustGrpoCarry = carry ?? { step: 0, checkpointKey: undefined, queue: undefined, worker: undefined, paused: false, stopRequested: input.stopped, metrics: {}, stepsThisRun: 0 };
   const control = new StageControl(input, 'trustGrpo', state, rl.steps);
-  const cpu = proxyActivities<RlActivities>(toActivityOptions(input.profiles.cpu));
-  const cpuLocal = proxyLocalActivities<RlActivities>(toLocalActivityOptions(input.profiles.cpu));
-  const evalActs = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
+  const cpu = cpuActivities(input.profiles);
+  const cpuLocal = localActivities(input.profiles);
+  const evalActs = gpuActivities(control.gpuOptions(undefined, false));
   const dataRunId = input.artifacts.dataRunId ?? input.runId;
 
   let lastReport = 0;
@@ -63,7 +63,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
     }
     const step = state.step + 1;
     const stepInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step, policyStartKey };
-    const gpu = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
+    const gpu = gpuActivities(control.gpuOptions(state.queue, false));
     // Since 'rl-step-v2': progress goes to the pipeline at most every REPORT_EVERY_MS of workflow time (a signal per
     // step was a large share of a short step's orchestration cost), and outcome and thinking rewards run at once.
     // (Since 'progress-by-query' a report costs nothing: the throttle only shapes the signals of older histories.)
@@ -81,7 +81,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         state.step = rollouts.rewindTo; // the model was lost: redo the steps since its last checkpoint
         continue;
       }
-      const pinned = proxyActivities<RlActivities>(control.gpuOptions(state.queue, false));
+      const pinned = gpuActivities(control.gpuOptions(state.queue, false));
       // Since 'rl-local-rewards': grading and advantages (short, CPU only, storage in and out) run as local activities
       // of the worker that runs this workflow, without a task queue round trip each.
       const small = patched('rl-local-rewards') ? cpuLocal : cpu;
@@ -135,7 +135,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         checkpointKey: state.checkpointKey,
         limitPerFamily: rl.evalExamples,
         greedyOnly: true,
-        metrics: { stage: 'grpo', step },
+        metrics: { stage: STORAGE_STAGES.grpo, step },
       });
       state.metrics = { ...state.metrics, testAccuracy: evaluated.splits.test.overall.accuracy, oodAccuracy: evaluated.splits.ood.overall.accuracy };
     }
@@ -147,7 +147,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
   if (state.stopRequested && state.step > 0) {
     await control.report('committing the policy (stop)');
     const stopInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step: state.step, policyStartKey };
-    const commit = (queue: string | undefined) => proxyActivities<RlActivities>(control.gpuOptions(queue, false)).checkpointPolicy(stopInput);
+    const commit = (queue: string | undefined) => gpuActivities(control.gpuOptions(queue, false)).checkpointPolicy(stopInput);
     const committed = await commit(state.queue).catch((err: unknown) => {
       if (state.queue && isStartTimeout(err)) return commit(undefined); // the worker is gone: the newest committed one
       throw err;
