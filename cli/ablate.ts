@@ -15,6 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { type LiveProgress, pipelineInput, startRun } from '../clients/runs';
 import { SophiaError } from '../common/errors';
+import { STORAGE_STAGES, pipelineWorkflowId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
 import { type RunConfig, assertRunnable, mergeConfig, parseRunConfig } from '../config/run-config';
 import { renderLineChart } from '../report/charts';
@@ -118,7 +119,7 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
     const bySteps = new Map<number, number[]>();
     for (const r of results.filter((x) => x.variant === v)) {
       for (const m of metrics.get(r.runId) ?? []) {
-        if (m.stage === 'grpo' && m.kind === kind && typeof m[field] === 'number') bySteps.set(m.step, [...(bySteps.get(m.step) ?? []), m[field]]);
+        if (m.stage === STORAGE_STAGES.grpo && m.kind === kind && typeof m[field] === 'number') bySteps.set(m.step, [...(bySteps.get(m.step) ?? []), m[field]]);
       }
     }
     return [...bySteps.entries()].sort((a, b) => a[0] - b[0]).map(([step, xs]) => [step, meanStd(xs).mean]);
@@ -165,7 +166,7 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
 }
 
 async function sharedFrom(runId: string, deps: { storage: Storage; client: Parameters<typeof startRun>[0] }): Promise<SharedArtifacts> {
-  const handle = deps.client.workflow.getHandle(`sophia-${runId}`);
+  const handle = deps.client.workflow.getHandle(pipelineWorkflowId(runId));
   const result = (await handle.result()) as LiveProgress;
   const sftKey = result.checkpoints.sftWarmup;
   const rewardModelKey = result.checkpoints.rewardModel;
@@ -229,7 +230,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
         const progress = await runOne(runId, variantConfig(base, shared, variant, seed));
         const records = await readMetrics(storage, runId);
         metrics.set(runId, records);
-        const steps = records.filter((m) => m.stage === 'grpo' && m.kind === 'step');
+        const steps = records.filter((m) => m.stage === STORAGE_STAGES.grpo && m.kind === 'step');
         const avg = (field: string) => steps.reduce((a, m) => a + Number(m[field] ?? 1), 0) / Math.max(1, steps.length);
         results.push({
           variant,

@@ -2,7 +2,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../common/errors';
 import { findTemporalCli } from './embedded-server';
 import { main } from './main';
-import { defaultRunId } from './run';
 
 describe('sophia CLI arguments', () => {
   afterEach(() => vi.restoreAllMocks());
@@ -33,10 +32,6 @@ describe('sophia CLI arguments', () => {
       expect(await main(argv, env)).toBe(2);
       expect(String(error.mock.calls.at(-1)?.[0])).toMatch(message);
     }
-  });
-
-  it('makes readable run ids', () => {
-    expect(defaultRunId(new Date(2026, 10, 27, 8, 5, 9))).toBe('run-20261127-080509');
   });
 
   it('names the variable when the configured temporal CLI is missing', () => {

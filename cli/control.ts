@@ -4,6 +4,7 @@
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { SophiaError } from '../common/errors';
+import { runIdOfWorkflowId } from '../common/run-layout';
 import { type ControlAction, controlRun, runProgress } from '../clients/runs';
 import { installQuietRuntime, openSession } from './session';
 
@@ -45,7 +46,7 @@ export async function listCommand(env: Env, repoRoot: string, out: NodeJS.Writab
   return withSession(env, repoRoot, async (session) => {
     out.write('RUN ID                          STATUS       STARTED\n');
     for await (const w of session.client.workflow.list({ query: `WorkflowType = 'trainingPipeline'` })) {
-      const runId = w.workflowId.replace(/^sophia-/, '');
+      const runId = runIdOfWorkflowId(w.workflowId) ?? w.workflowId;
       out.write(`${runId.padEnd(32)}${w.status.name.padEnd(13)}${w.startTime.toISOString()}\n`);
     }
     return 0;

@@ -1,19 +1,18 @@
 /**
  * Starting, finding and watching runs from a Temporal client (the CLI and the API use this; workers don't).
  *
- * A run's pipeline workflow id is `sophia-{runId}`; its stages are `sophia-{runId}/{stage}`. Starting a run
+ * A run's pipeline workflow id is `sophia-{runId}`; its stages are `sophia-{runId}/{stage}` (`common/run-layout.ts`). Starting a run
  * whose id is already running attaches to it; a finished one is never started again.
  */
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { SophiaError } from '../common/errors';
+import { pipelineWorkflowId, stageWorkflowId } from '../common/run-layout';
 import type { RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
 import type { TemporalConfig } from '../temporal.config';
 import type { trainingPipeline } from '../workflows/pipeline';
 import { type PipelineInput, type RunProgress, pauseSignal, progressQuery, resumeSignal, stageProgressQuery, stopSignal } from '../workflows/types';
-
-export const pipelineWorkflowId = (runId: string) => `sophia-${runId}`;
 
 export function pipelineInput(runId: string, config: RunConfig, storageLocation: string, temporal: TemporalConfig): PipelineInput {
   return {
@@ -60,6 +59,34 @@ export async function startRun(client: Client, temporal: TemporalConfig, input: 
 export interface LiveProgress extends RunProgress {
   /** From the running training activity's last heartbeat: finer than the stage's chunk-level progress. */
   live: { step: number; totalSteps: number; loss: number | undefined; checkpointKey: string | undefined } | undefined;
+  /** What the running activity's last heartbeat says it is at, when that is not a training step (`rollouts`, `test 37/100`). */
+  phase?: string | undefined;
+}
+
+/**
+ * Reads an activity heartbeat's details: a training chunk's `{ step, totalSteps, loss, checkpointKey }` is
+ * `live`; an RL step's `{ phase }`, an evaluation's `{ split, done, total }` or reward-data sampling's
+ * `{ temperature, samples }` becomes a `phase` in words. Anything else is neither.
+ */
+export function readHeartbeat(details: unknown): Pick<LiveProgress, 'live' | 'phase'> {
+  if (typeof details !== 'object' || details === null) return { live: undefined, phase: undefined };
+  const d = details as Record<string, unknown>;
+  const num = (k: string) => (typeof d[k] === 'number' ? d[k] : undefined);
+  const str = (k: string) => (typeof d[k] === 'string' ? d[k] : undefined);
+  const step = num('step');
+  const totalSteps = num('totalSteps');
+  if (step !== undefined && totalSteps !== undefined) {
+    return { live: { step, totalSteps, loss: num('loss'), checkpointKey: str('checkpointKey') }, phase: undefined };
+  }
+  const split = str('split');
+  const done = num('done');
+  const total = num('total');
+  let phase = str('phase');
+  if (split !== undefined && done !== undefined && total !== undefined) phase = `${split} ${done}/${total}`;
+  const samples = num('samples');
+  const temperature = num('temperature');
+  if (samples !== undefined && temperature !== undefined) phase = `${samples} responses sampled (temperature ${temperature})`;
+  return { live: undefined, phase };
 }
 
 /** The pipeline's progress plus the running stage's latest activity heartbeat. */
@@ -91,23 +118,18 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
       cause: err,
     });
   });
-  let live: LiveProgress['live'];
+  let heartbeat: Pick<LiveProgress, 'live' | 'phase'> = { live: undefined, phase: undefined };
   const stage = progress.stages[progress.stageIndex];
   if (stage && progress.status !== 'completed') {
     // The running stage answers its own progress (since the `progress-by-query` patch stages no longer signal it to
     // the pipeline); its pending activity's last heartbeat gives the step within the chunk.
-    const child = client.workflow.getHandle(`${pipelineWorkflowId(runId)}/${stage}`);
+    const child = client.workflow.getHandle(stageWorkflowId(pipelineWorkflowId(runId), stage));
     const [description, current] = await Promise.all([child.describe().catch(() => undefined), child.query(stageProgressQuery).catch(() => undefined)]);
     if (current?.stage === stage) progress.current = current;
     const payload = description?.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
-    if (payload) {
-      const details = defaultPayloadConverter.fromPayload<{ step?: number; totalSteps?: number; loss?: number; checkpointKey?: string }>(payload);
-      if (typeof details.step === 'number' && typeof details.totalSteps === 'number') {
-        live = { step: details.step, totalSteps: details.totalSteps, loss: details.loss, checkpointKey: details.checkpointKey };
-      }
-    }
+    if (payload) heartbeat = readHeartbeat(defaultPayloadConverter.fromPayload<unknown>(payload));
   }
-  return { ...progress, live };
+  return { ...progress, ...heartbeat };
 }
 
 /** TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW and TaskQueueKind.TASK_QUEUE_KIND_NORMAL (temporal.api.enums.v1). */

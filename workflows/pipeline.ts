@@ -4,6 +4,7 @@
  * stage); watching: the `progress` query. A run can start at any stage from a given checkpoint.
  */
 import { ParentClosePolicy, getExternalWorkflowHandle, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import { stageWorkflowId } from '../common/run-layout';
 import { STAGE_NAMES } from '../config/stages';
 import { STAGE_WORKFLOWS, TRAINING_STAGES, pipelineStages } from './stages';
 import {
@@ -67,7 +68,7 @@ export async function trainingPipeline(input: PipelineInput): Promise<RunProgres
     progress.stageIndex = index;
     if (stopRequested && TRAINING_STAGES.has(stage)) continue;
     const handle = await startChild(STAGE_WORKFLOWS[stage], {
-      workflowId: `${pipelineId}/${stage}`,
+      workflowId: stageWorkflowId(pipelineId, stage),
       taskQueue: input.profiles.cpu.taskQueue,
       parentClosePolicy: ParentClosePolicy.TERMINATE,
       args: [{ ...input, stage, parentWorkflowId: pipelineId, inputCheckpointKey: checkpointKey, artifacts, stopped: stopRequested }],

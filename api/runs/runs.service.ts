@@ -9,14 +9,13 @@ import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { z } from 'zod';
-import { controlRun, pipelineInput, pipelineWorkflowId, runProgress, startRun } from '../../clients/runs';
+import { controlRun, pipelineInput, runProgress, startRun } from '../../clients/runs';
+import { defaultRunId, modelLineWorkflowId, pipelineWorkflowId, runIdOfWorkflowId } from '../../common/run-layout';
 import { CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../../common/errors';
-import { defaultRunId } from '../../cli/run';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { getJson } from '../../storage/json';
 import { Storage } from '../../storage/types';
-import { modelLineWorkflowId } from '../../workflows/run-ids';
 import type { ModelLineRunInput } from '../../workflows/model-line';
 import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
@@ -132,7 +131,7 @@ export class RunsService {
       const start = optionalTsToMs(e.startTime);
       const close = optionalTsToMs(e.closeTime);
       return {
-        runId: workflowId.replace(/^sophia-/, ''),
+        runId: runIdOfWorkflowId(workflowId) ?? workflowId,
         workflowId,
         status: STATUS_BY_NUMBER[e.status ?? 0] ?? 'running',
         startTime: start !== undefined ? new Date(start).toISOString() : null,

@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { parseDurationMs, formatDurationMs } from '../../common/duration';
 import { pipelineInput } from '../../clients/runs';
 import type { ModelLineRunInput } from '../../workflows/model-line';
-import { launcherWorkflowId, scheduledRunId } from '../../workflows/run-ids';
+import { launcherWorkflowId, scheduledRunId } from '../../common/run-layout';
 import { Storage } from '../../storage/types';
 import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
