@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (`npm test`, also what CI runs): typecheck, lint, then unit and integration tests
-# in one vitest run (one summary). Works on a fresh clone: installs npm packages and the pinned tools if they
-# are missing, and starts the local stack if it is not up (stopping it again afterwards; a stack that was
-# already running is left running).
+# in one vitest run (one summary). Works on a fresh clone: installs npm packages, the pinned tools and (as root on
+# Debian-like systems) Chromium for the dashboard test if they are missing, and starts the local stack if it is not
+# up (stopping it again afterwards; a stack that was already running is left running).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
@@ -11,6 +11,7 @@ if [[ ! -d node_modules ]]; then
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || exit 1
 fi
 bash infra/local/install-tools.sh || exit 1
+bash infra/local/install-browser.sh || exit 1
 
 started_stack=0
 if ! bash infra/local/status.sh >/dev/null 2>&1; then
