@@ -6,7 +6,7 @@
  * `--workers` also runs workers in this process. Running it again with the same `--run-id` after a kill attaches
  * to the same workflow, which continues from its last committed checkpoint.
  */
-import { pipelineInput, runProgress, startRun } from '../clients/runs';
+import { pipelineInput, startRun } from '../clients/runs';
 import { loadRunConfig } from '../config/load';
 import { assertRunnable } from '../config/run-config';
 import { assertValidName } from '../storage/keys';
@@ -14,8 +14,11 @@ import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
 import { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
-import { ProgressBar, formatSeconds } from './progress';
-import { installQuietRuntime, openSession } from './session';
+import { runSummary } from './run-view';
+import { installQuietRuntime, openSession, runtimeLogFile } from './session';
+import { watchRun } from './watch';
+
+export { watchRun } from './watch';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -52,7 +55,8 @@ export async function runCommand(options: RunOptions): Promise<number> {
     await storage.close();
     throw err;
   });
-  installQuietRuntime();
+  const logFile = runtimeLogFile(env, options.repoRoot, runId);
+  installQuietRuntime(logFile);
   const session = await openSession(env, options.repoRoot);
   let workers: WorkerSet | undefined;
   try {
@@ -60,6 +64,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     say(`storage    ${storage.location}`);
     say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
     say(`run        ${runId}   (after a crash or kill: sophia run --config ${options.config} --run-id ${runId})`);
+    say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
     if (options.workers ?? session.embedded !== undefined) {
       workers = await WorkerSet.create({
         kinds: ['cpu', 'gpu'],
@@ -72,65 +77,16 @@ export async function runCommand(options: RunOptions): Promise<number> {
     const input = pipelineInput(runId, config, storage.location, session.config);
     const { handle, state } = await startRun(session.client, session.config, input);
     say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
-    const watch = watchRun(session.client, runId, say, options.pollMs ?? 1000, () => handle.result());
+    const watch = watchRun(session.client, runId, say, options.pollMs ?? 1000, () => handle.result(), { startedNow: state === 'started' });
     const result = await (workers ? workers.runUntil(watch) : watch);
     if (result.status !== 'completed') {
       say(`failed     ${result.error ?? result.status}`);
       return 1;
     }
-    for (const [stage, key] of Object.entries(result.checkpoints)) say(`checkpoint ${stage}: ${key}`);
-    for (const [stage, metrics] of Object.entries(result.results)) {
-      say(`result     ${stage}: ${Object.entries(metrics ?? {}).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`).join(', ')}`);
-    }
-    if (result.reportKey) say(`report     ${storage.location}/${result.reportKey}`);
+    for (const line of runSummary(result, result.reportKey ? `${storage.location}/${result.reportKey}` : undefined)) say(line);
     return 0;
   } finally {
     await session.close();
     await storage.close();
-  }
-}
-
-/** Polls progress and draws it until the run ends; resolves with its final progress. */
-export async function watchRun(
-  client: Parameters<typeof runProgress>[0],
-  runId: string,
-  say: (line: string) => void,
-  pollMs: number,
-  result: () => Promise<unknown>,
-): Promise<Awaited<ReturnType<typeof runProgress>>> {
-  let bar: { stage: string; bar: ProgressBar } | undefined;
-  const started = Date.now();
-  let settled = false;
-  const done = result().then(
-    () => undefined,
-    () => undefined,
-  );
-  void done.then(() => (settled = true));
-  for (;;) {
-    const progress = await runProgress(client, runId).catch(() => undefined);
-    if (progress && (progress.status === 'completed' || progress.status === 'failed')) {
-      if (bar) bar.bar.update(progress.current?.totalSteps ?? 1, 'done');
-      say(`finished   ${progress.status} after ${formatSeconds((Date.now() - started) / 1000)}`);
-      return progress;
-    }
-    if (progress) {
-      const stage = progress.stages[progress.stageIndex] ?? 'done';
-      const label = `${progress.stageIndex + 1}/${progress.stages.length} ${stage}`;
-      const current = progress.current?.stage === stage ? progress.current : undefined;
-      const total = progress.live?.totalSteps ?? current?.totalSteps ?? 1;
-      if (bar?.stage !== `${label}/${total}`) {
-        if (bar) process.stderr.write('\n');
-        bar = { stage: `${label}/${total}`, bar: new ProgressBar(label, total) };
-      }
-      const step = progress.live?.step ?? current?.step ?? 0;
-      const loss = progress.live?.loss ?? current?.metrics.loss;
-      const status = progress.status === 'running' ? '' : ` [${progress.status}]`;
-      bar.bar.update(step, `${loss !== undefined ? `loss ${loss.toFixed(3)} ` : ''}${progress.current?.activity ?? ''}${status}`);
-    }
-    if (settled) {
-      if (!progress) throw new Error(`run ${runId} ended but its final state could not be read`);
-      continue; // one more poll picks up the final state
-    }
-    await Promise.race([new Promise((r) => setTimeout(r, pollMs)), done]);
   }
 }

@@ -3,13 +3,15 @@
  * (SQLite under .sophia/embedded, shared with any other sophia process using it). Validates the Temporal
  * environment first; `close()` releases connections and stops an embedded server this process started.
  */
+import { appendFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { DefaultLogger, type NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, type LogLevel, type NativeConnection, Runtime } from '@temporalio/worker';
 import { connectClient, connectWorker } from '../clients/temporal';
 import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
 import { type EmbeddedServer, findTemporalCli, startEmbeddedServer } from './embedded-server';
 import { sophiaHome } from './paths';
+import { printAbove } from './progress';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -25,16 +27,38 @@ export interface Session {
 
 let runtimeInstalled = false;
 
-/** Worker logs at WARN to stderr, so a CLI's own output stays readable (once per process). */
-export function installQuietRuntime(): void {
+/** Where `sophia run` writes the Temporal runtime's logs of a run: `{SOPHIA_HOME}/logs/{runId}.log`. */
+export function runtimeLogFile(env: Env, repoRoot: string, runId: string): string {
+  return path.join(sophiaHome(env, repoRoot), 'logs', `${runId}.log`);
+}
+
+/** One runtime log entry as a line of the log file (metadata as JSON). */
+export function formatLogEntry(entry: { level: string; message: string; meta?: Record<string, unknown> | undefined; timestampNanos: bigint }): string {
+  const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+  const meta = entry.meta && Object.keys(entry.meta).length > 0 ? ` ${JSON.stringify(entry.meta, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}` : '';
+  return `${time} ${entry.level.padEnd(5)} ${entry.message}${meta}`;
+}
+
+/**
+ * The Temporal runtime's logs (the TS SDK's and its Rust core's, which are forwarded here instead of written
+ * straight to stderr, where they landed in the middle of a progress bar) at WARN and above, once per process:
+ *  - with `logFile`: every entry to that file (created with its folder), and only errors also to stderr;
+ *  - without: to stderr.
+ * What reaches stderr goes through `printAbove`, so it never breaks a progress bar being drawn.
+ * `SOPHIA_LOG_LEVEL` (TRACE, DEBUG, INFO, WARN, ERROR) changes the level.
+ */
+export function installQuietRuntime(logFile?: string): void {
   if (runtimeInstalled) return;
-  const level = (process.env.SOPHIA_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN';
-  const base = new DefaultLogger(level);
-  // GPU workers poll activity queues only; the SDK's note that they host no workflows is expected.
+  const level = (process.env.SOPHIA_LOG_LEVEL as LogLevel | undefined) ?? 'WARN';
+  if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
   const logger = new DefaultLogger(level, (entry) => {
-    if (!entry.message.startsWith('No workflows registered')) base.log(entry.level, entry.message, entry.meta);
+    // GPU workers poll activity queues only; the SDK's note that they host no workflows is expected.
+    if (entry.message.startsWith('No workflows registered')) return;
+    const line = formatLogEntry(entry);
+    if (logFile) appendFileSync(logFile, `${line}\n`);
+    if (!logFile || entry.level === 'ERROR') printAbove(logFile ? `${line} (more in ${logFile})` : line);
   });
-  Runtime.install({ logger });
+  Runtime.install({ logger, telemetryOptions: { logging: { forward: {}, filter: { core: level, other: 'ERROR' } } } });
   runtimeInstalled = true;
 }
 
