@@ -27,11 +27,12 @@ import { type MetricRecord, readMetrics } from '../storage/metrics-log';
 import { openStorage } from '../storage/open';
 import type { Storage } from '../storage/types';
 import { loadTemporalConfig } from '../temporal.config';
-import { WorkerSet } from '../workers/worker';
+import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { formatSeconds } from './progress';
 import { watchRun } from './run';
 import { installQuietRuntime, openSession } from './session';
+import { runsWorkersHere, startWorkers } from './workers';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -199,9 +200,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
   try {
     say(`temporal   ${session.describe()}`);
     say(`storage    ${storage.location}`);
-    if (session.embedded) {
-      workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection: await session.workerConnection(), config: session.config, storage });
-    }
+    if (runsWorkersHere(undefined, session)) workers = await startWorkers(session, storage);
     const running = workers?.run();
     const runOne = async (runId: string, config: RunConfig): Promise<LiveProgress> => {
       const { handle, state } = await startRun(session.client, session.config, pipelineInput(runId, config, storage.location, session.config));

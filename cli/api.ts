@@ -6,9 +6,10 @@
 import { loadApiConfig } from '../api/config';
 import { createApiApp } from '../api/app';
 import { openStorage } from '../storage/open';
-import { WorkerSet } from '../workers/worker';
+import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { installQuietRuntime, openSession } from './session';
+import { runsWorkersHere, startWorkers } from './workers';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -21,9 +22,7 @@ export async function apiCommand(options: { storage: string | undefined; workers
   const session = await openSession(env, options.repoRoot);
   let workers: WorkerSet | undefined;
   try {
-    if (options.workers ?? session.embedded !== undefined) {
-      workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection: await session.workerConnection(), config: session.config, storage });
-    }
+    if (runsWorkersHere(options.workers, session)) workers = await startWorkers(session, storage);
     const app = await createApiApp({ settings: { config, temporal: session.config }, client: session.client, storage, logLevels: ['error', 'warn'] });
     await app.listen(config.port, config.host);
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;

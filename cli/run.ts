@@ -7,6 +7,7 @@
  * to the same workflow, which continues from its last committed checkpoint.
  */
 import { pipelineInput, startRun } from '../clients/runs';
+import { defaultRunId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
 import { assertRunnable } from '../config/run-config';
 import { assertValidName } from '../storage/keys';
@@ -33,12 +34,6 @@ export interface RunOptions {
   out: NodeJS.WritableStream;
   /** How often to poll progress (ms). */
   pollMs?: number;
-}
-
-/** A run id a person can read and type again: run-20261127-081500. */
-export function defaultRunId(now: Date): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return `run-${now.getFullYear()}${pad(now.getMonth() + 1)}${pad(now.getDate())}-${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`;
 }
 
 export async function runCommand(options: RunOptions): Promise<number> {

@@ -5,9 +5,9 @@
  */
 import { openStorage } from '../storage/open';
 import type { WorkerKind } from '../activities/registry';
-import { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { installQuietRuntime, openSession } from './session';
+import { startWorkers } from './workers';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -16,7 +16,7 @@ export async function workerCommand(kinds: WorkerKind[], storageUrl: string | un
   installQuietRuntime();
   const session = await openSession(env, repoRoot);
   try {
-    const set = await WorkerSet.create({ kinds, connection: await session.workerConnection(), config: session.config, storage });
+    const set = await startWorkers(session, storage, kinds);
     out.write(`worker     ${kinds.join('+')} on ${session.describe()}; storage ${storage.location}${set.gpuQueue ? `; own queue ${set.gpuQueue}` : ''}\n`);
     await set.run();
     out.write('worker     stopped\n');
