@@ -1,7 +1,8 @@
 /**
  * Evaluation activities. `evaluateCheckpoint` (GPU queue) runs a committed checkpoint on the test and ood splits
  * (greedy and sampled@k, graded per family) and stores the full results in storage; only summaries come back.
- * `writeRunReport` (CPU queue) turns metrics.jsonl and the stored results into the run's report with plots.
+ * `writeRunReport` (CPU queue) turns metrics.jsonl, the stored results and Temporal's records of the run's stage
+ * workflows (their real start and close times) into the run's report with plots.
  */
 import { Context, log } from '@temporalio/activity';
 import { NotFoundError } from '../common/errors';
@@ -9,14 +10,16 @@ import type { RunConfig } from '../config/run-config';
 import { loadEngineCheckpoint } from '../engine/checkpoint';
 import { parameterCount } from '../engine/model/config';
 import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/evaluate';
+import { runTimes } from '../clients/stage-times';
+import { pipelineWorkflowId, STORAGE_STAGES } from '../common/run-layout';
 import { writeReport } from '../report/report';
+import { type PolicyEvaluation, buildRunReport } from '../report/run-report';
 import { type RewardModelSummary, methodSections } from '../report/rl-report';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { appendMetrics, readMetrics } from '../storage/metrics-log';
 import { FAMILIES, type Family } from '../tasks/types';
-import { buildSftReport } from '../training/sft-report';
 import type { EnginePool } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
@@ -54,11 +57,19 @@ export interface ReportInput {
   runId: string;
   config: RunConfig;
   storage: string;
-  /** Evaluation of the untrained weights (baseline) and of the final checkpoint. */
-  before: EvaluateOutput | undefined;
+  /** The baselines evaluated, in order: the initial policy (`label` "initial"), the SFT checkpoint ("sft"). */
+  baselines?: EvaluateOutput[];
+  /** The final checkpoint's evaluation: the run's result. */
   after: EvaluateOutput;
-  startedAt: string;
+  /** The pipeline's workflow id, whose records give the stage times (default `sophia-{runId}`). */
+  pipelineWorkflowId?: string;
+  /** Inputs of workflows from before `evaluate-initial-policy`: their one baseline and their stage's start. */
+  before?: EvaluateOutput | undefined;
+  startedAt?: string;
 }
+
+/** What a policy is called in the report, by evaluation label. */
+const POLICY_NAMES: Record<string, string> = { initial: 'initial', sft: 'after SFT' };
 
 const resultsKeyOf = (runId: string, label: string, split: string) => joinKey(runPrefix(runId), 'eval', label, `${split}.json`);
 
@@ -106,42 +117,47 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
 
     async writeRunReport(input: ReportInput): Promise<{ reportKey: string; plots: string[] }> {
       data.assertStorage(input.storage);
-      const read = (key: string) => getJson<EvalReport>(data.storage, key);
-      const after = { test: await read(input.after.splits.test.resultsKey), ood: await read(input.after.splits.ood.resultsKey) };
-      const before = input.before ? { test: await read(input.before.splits.test.resultsKey), ood: await read(input.before.splits.ood.resultsKey) } : after;
+      const read = async (e: EvaluateOutput, name: string): Promise<PolicyEvaluation> => ({
+        key: e.label,
+        name,
+        checkpointKey: e.checkpointKey,
+        test: await getJson<EvalReport>(data.storage, e.splits.test.resultsKey),
+        ood: await getJson<EvalReport>(data.storage, e.splits.ood.resultsKey),
+      });
       const metrics = await readMetrics(data.storage, input.runId);
-      const steps = metrics.filter((m) => m.stage === 'sft' && m.kind === 'step');
-      const validations = metrics.filter((m) => m.stage === 'sft' && m.kind === 'validation');
+      const rlRan = metrics.some((m) => m.stage === STORAGE_STAGES.grpo);
+      const policies: PolicyEvaluation[] = [];
+      for (const e of input.baselines ?? (input.before ? [input.before] : [])) policies.push(await read(e, POLICY_NAMES[e.label] ?? e.label));
+      policies.push(await read(input.after, rlRan ? `after ${input.config.rl?.variant ?? 'RL'}` : 'after SFT'));
+      const steps = metrics.filter((m) => m.stage === STORAGE_STAGES.sft && m.kind === 'step');
+      const validations = metrics.filter((m) => m.stage === STORAGE_STAGES.sft && m.kind === 'validation');
       const best = validations.reduce<(typeof validations)[number] | undefined>((b, v) => (b === undefined || Number(v.valLoss) < Number(b.valLoss) ? v : b), undefined);
       const manifest = await store.manifest(input.after.checkpointKey).catch((err: unknown) => {
         if (err instanceof NotFoundError) return undefined;
         throw err;
       });
       const model = manifest?.meta.model as Parameters<typeof parameterCount>[0] | undefined;
-      const time = (m: { time: string } | undefined) => (m ? Date.parse(m.time) : Date.now());
-      const report = buildSftReport({
+      // The worker's client (it throws without one, as in a test's mock environment): the report then says why.
+      const times = await (async () => runTimes(Context.current().client, input.pipelineWorkflowId ?? pipelineWorkflowId(input.runId), new Date()))().catch((err: unknown) => {
+        log.warn('stage times unavailable', { runId: input.runId, error: String(err) });
+        return { unavailable: `Temporal's records of the run could not be read (${err instanceof Error ? err.message : String(err)})` };
+      });
+      const report = buildRunReport({
         runId: input.runId,
         preset: input.config.name ?? 'custom',
         parameters: model ? parameterCount(model) : 0,
-        trainExamples: input.config.data.perFamily.train * 5,
-        seconds: { sft: steps.length > 0 ? (time(steps.at(-1)) - time(steps[0])) / 1000 : 0, total: (Date.now() - Date.parse(input.startedAt)) / 1000 },
+        trainExamples: input.config.data.perFamily.train * FAMILIES.length,
+        times,
         sft: {
           steps: steps.at(-1)?.step ?? 0,
+          seconds: steps.length > 1 ? (Date.parse(steps.at(-1)!.time) - Date.parse(steps[0]!.time)) / 1000 : 0,
           stoppedEarly: (steps.at(-1)?.step ?? 0) < input.config.sft.steps,
           bestStep: best?.step ?? -1,
           bestValLoss: best ? Number(best.valLoss) : Number.NaN,
           history: steps.map((m) => ({ step: m.step, loss: Number(m.loss), lr: Number(m.lr), gradNorm: Number(m.gradNorm), tokens: Number(m.tokens) })),
           validations: validations.map((m) => ({ step: m.step, valLoss: Number(m.valLoss) })),
-          bestState: undefined,
         },
-        before,
-        after,
-        checkpointKey: input.after.checkpointKey,
-        title: `Run report — ${input.runId}`,
-        labels: {
-          before: input.before?.label === 'sft' ? 'SFT' : 'untrained',
-          after: metrics.some((m) => m.stage === 'grpo') ? `after ${input.config.rl?.variant ?? 'RL'}` : 'after SFT',
-        },
+        policies,
       });
       const rmKey = reportKey(input.runId, 'reward-model.json');
       const rewardModel = (await data.storage.exists(rmKey)) ? await getJson<RewardModelSummary>(data.storage, rmKey) : undefined;

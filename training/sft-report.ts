@@ -3,7 +3,7 @@
  * format rate, response length, pass@k, and the loss curves.
  */
 import type { EvalReport } from '../evaluation/evaluate';
-import { renderBarChart, renderLineChart } from '../report/charts';
+import { type RenderedChart, renderBarChart, renderLineChart } from '../report/charts';
 import { type Report, markdownTable, pct } from '../report/report';
 import { FAMILIES } from '../tasks/types';
 import type { SftResult } from './sft';
@@ -29,6 +29,19 @@ function smooth(values: readonly number[], alpha = 0.05): number[] {
   return values.map((v) => (s = alpha * v + (1 - alpha) * s));
 }
 
+/** The SFT loss curves: training loss (smoothed) and validation loss by step (also in the pipeline's run report). */
+export function sftLossChart(sft: Pick<SftResult, 'history' | 'validations'>): RenderedChart {
+  return renderLineChart({
+    title: 'SFT loss',
+    xLabel: 'step',
+    yLabel: 'token cross-entropy',
+    series: [
+      { name: 'train (smoothed)', points: smooth(sft.history.map((s) => s.loss)).map((v, i) => [sft.history[i]!.step, v] as const) },
+      { name: 'validation', points: sft.validations.map((v) => [v.step, v.valLoss] as const) },
+    ],
+  });
+}
+
 export function buildSftReport(input: SftReportInput): Report {
   const labels = input.labels ?? { before: 'untrained', after: 'after SFT' };
   const rows: string[][] = [];
@@ -47,15 +60,7 @@ export function buildSftReport(input: SftReportInput): Report {
     rows,
   );
   const steps = input.sft.history;
-  const loss = renderLineChart({
-    title: 'SFT loss',
-    xLabel: 'step',
-    yLabel: 'token cross-entropy',
-    series: [
-      { name: 'train (smoothed)', points: smooth(steps.map((s) => s.loss)).map((v, i) => [steps[i]!.step, v] as const) },
-      { name: 'validation', points: input.sft.validations.map((v) => [v.step, v.valLoss] as const) },
-    ],
-  });
+  const loss = sftLossChart(input.sft);
   const accuracy = (split: 'test' | 'ood') =>
     renderBarChart({
       title: `Greedy accuracy per family (${split})`,

@@ -1,12 +1,17 @@
 /**
- * Stage `evaluation`: the final checkpoint (and, when the run has them, the untrained initial weights as a
- * baseline) on test and ood (GPU queue), then the run report (CPU queue).
+ * Stage `evaluation`: on test and ood (GPU queue), the baselines the run has — the initial policy (the untrained
+ * weights the SFT stage committed before its first step: the `initial` artifact) and the SFT checkpoint RL started
+ * from (the `sft` artifact) — then the final checkpoint; then the run report (CPU queue), with all of them side by
+ * side and the run's real wall time per stage.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { EvaluationActivities } from '../../activities/evaluation';
+import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
+import type { EvaluateOutput, EvaluationActivities } from '../../activities/evaluation';
 import { toActivityOptions } from '../../temporal.config';
 import type { StageInput, StageOutput } from '../types';
 import { simpleStageProgress } from './progress';
+
+/** Since this patch the initial policy is evaluated beside the SFT checkpoint (before it: one baseline). */
+const EVALUATE_INITIAL_POLICY = 'evaluate-initial-policy';
 
 export async function evaluationStage(input: StageInput): Promise<StageOutput> {
   const gpu = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
@@ -16,19 +21,30 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
     throw ApplicationFailure.nonRetryable('evaluation needs a checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
   }
   const common = { runId: input.runId, config: input.config, storage: input.storage, ...(input.artifacts.dataRunId ? { dataRunId: input.artifacts.dataRunId } : {}) };
-  // The baseline: the SFT checkpoint when RL trained on top of it, else the untrained initial weights.
-  const baseline = input.artifacts.sft ? { label: 'sft', key: input.artifacts.sft } : input.artifacts.initial ? { label: 'initial', key: input.artifacts.initial } : undefined;
   const say = simpleStageProgress(input, { stage: 'evaluation', step: 0, totalSteps: 1, metrics: {}, checkpointKey: final, worker: undefined });
-  let before;
-  // `baseline` is absent from configs recorded before it existed: those evaluated it.
-  if (baseline && baseline.key !== final && input.config.evaluation.baseline !== false) {
-    await say(baseline.label === 'sft' ? 'evaluating the SFT checkpoint (baseline)' : 'evaluating the initial weights (baseline)');
-    before = await gpu.evaluateCheckpoint({ ...common, label: baseline.label, checkpointKey: baseline.key });
+  const wanted = input.config.evaluation.baseline !== false; // absent from configs recorded before it existed: those evaluated it
+  const baselines: { label: 'initial' | 'sft'; key: string }[] = [];
+  if (patched(EVALUATE_INITIAL_POLICY)) {
+    // The initial policy (its weights as committed before SFT) and the SFT checkpoint RL started from, each once.
+    for (const [label, key] of [['initial', input.artifacts.initial], ['sft', input.artifacts.sft]] as const) {
+      if (wanted && key && key !== final && !baselines.some((b) => b.key === key)) baselines.push({ label, key });
+    }
+  } else {
+    // Histories from before: one baseline, the SFT checkpoint when RL trained on top of it, else the initial weights.
+    const baseline = input.artifacts.sft ? { label: 'sft' as const, key: input.artifacts.sft } : input.artifacts.initial ? { label: 'initial' as const, key: input.artifacts.initial } : undefined;
+    if (wanted && baseline && baseline.key !== final) baselines.push(baseline);
   }
-  await say(`evaluating ${final}`);
+  const evaluated: EvaluateOutput[] = [];
+  for (const baseline of baselines) {
+    await say(baseline.label === 'sft' ? 'evaluating the SFT checkpoint (baseline)' : 'evaluating the initial policy (baseline, before SFT)');
+    evaluated.push(await gpu.evaluateCheckpoint({ ...common, label: baseline.label, checkpointKey: baseline.key }));
+  }
+  await say(`evaluating the final checkpoint ${final}`);
   const after = await gpu.evaluateCheckpoint({ ...common, label: 'final', checkpointKey: final });
   await say('writing the report');
-  const report = await cpu.writeRunReport({ ...common, before, after, startedAt: new Date(workflowInfo().runStartTime.getTime()).toISOString() });
+  const report = await cpu.writeRunReport({ ...common, baselines: evaluated, after, pipelineWorkflowId: input.parentWorkflowId });
+  // `baselineTestAccuracy`: the policy the final one is compared with (RL's start, else the initial one), as before.
+  const baseline = evaluated.find((e) => e.label === 'sft') ?? evaluated[0];
   return {
     stage: 'evaluation',
     checkpointKey: final,
@@ -37,7 +53,9 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
       testAccuracy: after.splits.test.overall.accuracy,
       oodAccuracy: after.splits.ood.overall.accuracy,
       testFormatRate: after.splits.test.overall.formatRate,
-      ...(before ? { baselineTestAccuracy: before.splits.test.overall.accuracy } : {}),
+      ...(baseline ? { baselineTestAccuracy: baseline.splits.test.overall.accuracy } : {}),
+      // initialTestAccuracy, initialOodAccuracy, sftTestAccuracy, sftOodAccuracy
+      ...Object.fromEntries(evaluated.flatMap((e) => [[`${e.label}TestAccuracy`, e.splits.test.overall.accuracy], [`${e.label}OodAccuracy`, e.splits.ood.overall.accuracy]])),
     },
     stopped: false,
   };
