@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SophiaError } from '../common/errors';
+import { ANSWER_TYPES } from '../tasks/grading';
 import { gradeCommand } from './grade';
 import { main } from './main';
 
@@ -94,6 +95,23 @@ describe('sophia grade', () => {
       expect(String(error.mock.calls[1]?.[0])).toMatch(/cannot read the file/);
       expect(await main(['grade', '--bogus'])).toBe(2);
       expect(write).not.toHaveBeenCalled();
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+
+  it('documents every answer type in sophia grade --help, and the main usage points there', async () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => undefined);
+    try {
+      expect(await main(['grade', '--help'])).toBe(0);
+      const help = String(log.mock.calls[0]?.[0]);
+      for (const type of ANSWER_TYPES) expect(help).toMatch(new RegExp(`^  ${type} +\\S`, 'm')); // a row per type
+      expect(help).toMatch(/ocr .*exp\(−WER\)/);
+      expect(help).toMatch(/text .*1 when exact, else mean[\s\S]*ROUGE-1\/2\/L F1/);
+      expect(help).toContain('formatOk false');
+      expect(await main(['grade', '-h'])).toBe(0);
+      expect(await main(['help'])).toBe(0);
+      expect(String(log.mock.calls.at(-1)?.[0])).toContain('sophia grade --help');
     } finally {
       vi.restoreAllMocks();
     }

@@ -5,7 +5,8 @@
  * Input: one JSON object per line, `{"type": "numeric"|"choice"|"ocr"|"text", "response": "...", "answer": "..."}`
  * (blank lines ignored, other fields ignored). Output: one line per input, in order,
  * `{"reward": number, "formatOk": boolean, "extracted": string|null}`. Every line is validated before anything is
- * written, so a bad file produces an error and no partial output.
+ * written, so a bad file produces an error and no partial output. `GRADE_HELP` (`sophia grade --help`) tells a
+ * user what each answer type counts as correct; the rules themselves are in `tasks/grading.ts`.
  */
 import { readFile } from 'node:fs/promises';
 import { SophiaError } from '../common/errors';
@@ -16,6 +17,26 @@ interface GradeRequest {
   response: string;
   answer: string;
 }
+
+/** What `sophia grade --help` prints: the input, the output, and what each answer type counts as correct. */
+export const GRADE_HELP = `usage: sophia grade --jsonl FILE
+
+Grades responses with the outcome-reward rules the trainer uses. FILE has one JSON object per line:
+  {"type": "numeric"|"choice"|"ocr"|"text", "response": "<think>…</think><answer>…</answer>", "answer": "ground truth"}
+and one line is printed per input, in order: {"reward": 0…1, "formatOk": true|false, "extracted": "…"|null}.
+
+Every type first checks the format: the response must be <think>…</think> followed by <answer>…</answer>;
+if not, the reward is 0 and formatOk false. Then the text inside the answer tags is compared with "answer":
+
+  type     counts as correct                                             reward
+  numeric  the same number, exactly (1,000 = 1000; \\frac{1}{2} = 0.5;    1 or 0
+           \\boxed{7} = 7); two numbers ("7 or 8") or none is wrong
+  choice   the same set of option letters A–F ("C, A" = "A,C";           1 or 0
+           "(B) 12 apples" = "B"); a letter missing or extra is wrong
+  ocr      the same words (case and spacing ignored); partial credit     exp(−WER): 1 when exact,
+           that decays with the word error rate                          ≈ 0.37 when all wrong
+  text     the same text once normalised (case, punctuation, spacing     1 when exact, else mean
+           ignored); otherwise partial credit for overlapping words      ROUGE-1/2/L F1`;
 
 const EXAMPLE_LINE = '{"type": "numeric", "response": "<think>…</think><answer>7</answer>", "answer": "7"}';
 

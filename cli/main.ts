@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
-import { gradeCommand } from './grade';
+import { GRADE_HELP, gradeCommand } from './grade';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
 import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
@@ -31,7 +31,8 @@ commands:
         a worker process (repeat --queue for both)
   sft --preset ci|tiny [--run-id ID] [--storage DIR|s3://BUCKET/PREFIX]
         the tiny world's SFT warmup in this process, without Temporal
-  grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input)
+  grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input); answer types
+        numeric, choice (1 or 0), ocr, text (partial credit): what counts as correct in sophia grade --help
   ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b] [--out DIR] [--storage …]
         the five RL variants from the same SFT checkpoint and reward model, N seeds each: table and plots
   trust-grpo --json FILE
@@ -93,9 +94,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         return await sftCommand({ preset: values.preset as WarmupPresetName, runId: values['run-id'], storage: values.storage, env, repoRoot: REPO_ROOT, out: process.stdout });
       }
       case 'grade': {
-        const { values } = parseArgs({ args: rest, options: { jsonl: { type: 'string' } }, strict: true });
+        const { values } = parseArgs({ args: rest, options: { jsonl: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+        if (values.help) {
+          console.log(GRADE_HELP);
+          return 0;
+        }
         if (values.jsonl === undefined) {
-          throw new SophiaError('input', '--jsonl FILE is required: a file with one {"type", "response", "answer"} JSON object per line');
+          throw new SophiaError('input', '--jsonl FILE is required: a file with one {"type", "response", "answer"} JSON object per line (sophia grade --help)');
         }
         await gradeCommand(values.jsonl, process.stdout);
         return 0;
