@@ -11,7 +11,9 @@
  *    or this worker lost its state).
  *  - Early stopping bookkeeping (`BestTracker`) travels in the checkpoint manifests, so it survives workers.
  *
- * What a step and a validation compute is the caller's (`step`, `validate`); everything about durability is here.
+ * The loop itself (steps, validation grid, early stopping) is `supervisedSteps` (`training/sft.ts`), the same one
+ * `sophia sft` runs in one process; what a step and a validation compute is the caller's (`step`, `validate`);
+ * everything about durability is here.
  */
 import { Context, log } from '@temporalio/activity';
 import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
@@ -21,7 +23,7 @@ import { checkpointKey as checkpointKeyOf } from '../storage/keys';
 import type { CheckpointManifest } from '../storage/manifest';
 import { appendMetrics, type MetricRecord } from '../storage/metrics-log';
 import type { Storage } from '../storage/types';
-import { type BestTracker, NO_BEST, trackValidation } from '../training/sft';
+import { type BestTracker, NO_BEST, type SupervisedLoop, supervisedSteps } from '../training/sft';
 import type { EnginePool } from './engine-pool';
 
 export interface ChunkOutput {
@@ -54,24 +56,18 @@ export interface ChunkDeps {
   identity: string;
 }
 
-export interface ChunkSpec {
+/** A stage's supervised loop (its step returns the metrics to log, with `loss`) and where its chunk stands. */
+export interface ChunkSpec extends SupervisedLoop<{ loss: number } & Record<string, number>> {
   runId: string;
   /** Stage name in storage keys and metrics (`sft`, `rm`). */
   stage: string;
   /** Where the initial weights are committed (`init`, `rm-init`). */
   initStage: string;
   configHash: string;
-  totalSteps: number;
   untilStep: number;
-  evalEvery: number;
-  patience: number;
   keepLast: number;
   /** Fresh initial weights into `engine` (called once per run). */
   initialize(engine: Engine): Promise<void>;
-  /** One optimizer step from `step` (0-based); returns the metrics to log, with `loss`. */
-  step(engine: Engine, step: number): Promise<{ loss: number } & Record<string, number>>;
-  /** The validation loss (lower is better) of the engine as it is now. */
-  validate(engine: Engine): Promise<number>;
 }
 
 export function trackerOf(manifest: CheckpointManifest | undefined): BestTracker {
@@ -103,7 +99,6 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
     let checkpointStep = latest.step;
     let bestKey = tracker.bestStep >= 0 ? checkpointKeyOf(spec.runId, spec.stage, tracker.bestStep) : undefined;
     const pending: MetricRecord[] = [];
-    const until = Math.min(spec.untilStep, spec.totalSteps);
     let lastLoss: number | undefined;
     let stoppedEarly = false;
     engines.mark(slotName, undefined); // the engine diverges from its checkpoint from here on
@@ -117,20 +112,26 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
       engines.mark(slotName, checkpointKey);
     };
 
-    for (let step = engine.step(); step < until; step++) {
-      const record = await spec.step(engine, step);
-      const done = step + 1;
+    // The stage's step, logging its metrics as soon as it is taken (they are appended at the next commit).
+    const logged: ChunkSpec = {
+      ...spec,
+      step: async (e, step) => {
+        const record = await spec.step(e, step);
+        pending.push({ stage: spec.stage, kind: 'step', step: step + 1, time: new Date().toISOString(), ...record });
+        return record;
+      },
+    };
+    for await (const at of supervisedSteps(engine, logged, { tracker, untilStep: spec.untilStep })) {
+      const { step: done, record } = at;
+      tracker = at.tracker;
       lastLoss = record.loss;
-      pending.push({ stage: spec.stage, kind: 'step', step: done, time: new Date().toISOString(), ...record });
-      if (done % spec.evalEvery === 0 || done === spec.totalSteps) {
-        const valLoss = await spec.validate(engine);
-        const tracked = trackValidation(tracker, done, valLoss, spec.patience);
-        tracker = tracked.tracker;
+      if (at.validation) {
+        const { valLoss } = at.validation;
         pending.push({ stage: spec.stage, kind: 'validation', step: done, time: new Date().toISOString(), valLoss });
         await commit(done, { loss: record.loss, valLoss });
-        if (tracked.improved) bestKey = checkpointKey;
+        if (at.validation.improved) bestKey = checkpointKey;
         log.info('checkpoint', { ...where, step: done, valLoss, checkpointKey });
-        if (tracked.stop) {
+        if (at.stop) {
           stoppedEarly = true;
           break;
         }

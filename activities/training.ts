@@ -1,6 +1,6 @@
 /**
- * Training activities (GPU queue). `runSftChunk` runs SFT steps up to a target step through the shared
- * resumable chunk (`chunk.ts`):
+ * Training activities (GPU queue). `runSftChunk` runs the SFT loop (`sftLoop`, the one `sophia sft` runs too)
+ * up to a target step through the shared resumable chunk (`chunk.ts`):
  *
  *  - it starts from the newest committed checkpoint of the stage (so a retry after a lost worker resumes where
  *    the last attempt's checkpoint left off, never from scratch), reusing the engine already in memory when it
@@ -13,9 +13,9 @@
  * Data order, teacher responses and engine state are functions of (seed, step) and the checkpoint, so an
  * interrupted and resumed stage ends with exactly the weights an uninterrupted one does.
  */
-import { modelConfig, type RunConfig } from '../config/run-config';
+import { modelConfig, type RunConfig, sftSettings } from '../config/run-config';
 import type { CheckpointStore } from '../storage/checkpoints';
-import { type BestTracker, sftStep, validationLoss } from '../training/sft';
+import { type BestTracker, sftLoop } from '../training/sft';
 import { type ChunkHeartbeat, type ChunkOutput, runTrainingChunk, trackerOf } from './chunk';
 import type { EnginePool } from './engine-pool';
 import { withFailureMapping } from './failures';
@@ -59,10 +59,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
 
   async function runSftChunk(input: SftChunkInput): Promise<SftChunkOutput> {
     data.assertStorage(input.storage);
-    const settings = { ...input.config.sft, seed: input.config.seed };
     const model = modelConfig(input.config, data.tokenizer.vocabSize);
     const train = await data.split(input.runId, 'train');
-    const validation = data.validation(input.config, model.image.size);
+    const loop = sftLoop(data.tokenizer, train, data.validation(input.config, model.image.size), sftSettings(input.config));
     return runTrainingChunk(
       { store, storage: data.storage, engines, workerQueue: deps.workerQueue, identity: deps.identity },
       {
@@ -70,17 +69,14 @@ export function createTrainingActivities(deps: TrainingDeps) {
         stage: STAGE,
         initStage: INIT_STAGE,
         configHash: input.configHash,
-        totalSteps: settings.steps,
         untilStep: input.untilStep,
-        evalEvery: settings.evalEvery,
-        patience: settings.patience,
         keepLast: input.config.checkpoints.keepLast,
         initialize: (engine) => engine.init(model, input.config.seed),
+        ...loop,
         step: async (engine, step) => {
-          const { loss, lr, gradNorm, tokens } = await sftStep(engine, data.tokenizer, train, settings, step);
+          const { loss, lr, gradNorm, tokens } = await loop.step(engine, step);
           return { loss, lr, gradNorm, tokens };
         },
-        validate: (engine) => validationLoss(engine, data.tokenizer, validation, settings.batchSize, settings.seed),
       },
     );
   }

@@ -27,6 +27,8 @@ describe('sophia CLI arguments', () => {
       [['run', '--config', 'ci', '--run-id', '../escape'], {}, /"\.\.\/escape": not a valid run id/],
       [['status'], {}, /status needs exactly one RUN_ID/],
       [['worker', '--queue', 'tpu'], {}, /--queue: \["tpu"\]/],
+      [['sft', '--preset', 'nope'], {}, /--preset: "nope" is not a preset. Use one of ci, tiny, paper/],
+      [['sft', '--preset', 'paper'], {}, /engine\.kind: "pytorch": the PyTorch engine for real VLMs is not available yet/],
     ];
     for (const [argv, env, message] of cases) {
       expect(await main(argv, env)).toBe(2);

@@ -8,7 +8,6 @@ import { SophiaError } from '../common/errors';
 import { GRADE_HELP, gradeCommand } from './grade';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
-import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
 import { apiCommand } from './api';
 import { controlCommand, listCommand, statusCommand } from './control';
 import { runCommand } from './run';
@@ -88,10 +87,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       }
       case 'sft': {
         const { values } = parseArgs({ args: rest, options: { preset: { type: 'string', default: 'tiny' }, 'run-id': { type: 'string' }, storage: { type: 'string' } }, strict: true });
-        if (!Object.hasOwn(WARMUP_PRESETS, values.preset)) {
-          throw new SophiaError('input', `--preset: ${JSON.stringify(values.preset)} is not a preset; use one of ${Object.keys(WARMUP_PRESETS).join(', ')}`);
-        }
-        return await sftCommand({ preset: values.preset as WarmupPresetName, runId: values['run-id'], storage: values.storage, env, repoRoot: REPO_ROOT, out: process.stdout });
+        return await sftCommand({ preset: values.preset, runId: values['run-id'], storage: values.storage, env, repoRoot: REPO_ROOT, out: process.stdout });
       }
       case 'grade': {
         const { values } = parseArgs({ args: rest, options: { jsonl: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });

@@ -3,9 +3,17 @@
  * into storage, measure the untrained policy, train with validation and early stopping, commit the best
  * checkpoint, measure again on test and ood, and write the report with plots. (The durable pipeline runs the
  * same steps as Temporal activities.)
+ *
+ * Its settings are the run preset's (`RUN_PRESETS`: model, data, sft, evaluation), and it trains with the same
+ * loop as the pipeline's SFT chunks (`sftLoop`), so `sophia sft --preset ci` and the sftWarmup stage of
+ * `sophia run --config ci` train the same weights.
  */
 import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
-import { parameterCount, presetConfig } from '../engine/model/config';
+import { datasetSettings } from '../activities/data';
+import { RunData } from '../activities/run-data';
+import { ConfigError } from '../common/errors';
+import { assertRunnable, evaluationSettings, modelConfig, resolveRunConfig, RUN_PRESETS, sftSettings } from '../config/run-config';
+import { parameterCount } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-engine';
 import { type EvalReport, evaluate } from '../evaluation/evaluate';
 import { writeReport } from '../report/report';
@@ -13,10 +21,8 @@ import { CheckpointStore } from '../storage/checkpoints';
 import { hashConfig } from '../storage/hashing';
 import { assertValidName } from '../storage/keys';
 import { openStorage } from '../storage/open';
-import { generateSplit, readDataset, readDatasetManifest, writeDataset } from '../tasks/dataset';
-import { Tokenizer } from '../tasks/tokenizer';
+import { readDatasetManifest, writeDataset } from '../tasks/dataset';
 import { FAMILIES } from '../tasks/types';
-import { WARMUP_PRESETS, type WarmupPresetName } from '../training/presets';
 import { runSft } from '../training/sft';
 import { buildSftReport } from '../training/sft-report';
 import { ProgressBar } from './progress';
@@ -24,7 +30,8 @@ import { defaultStorage } from './paths';
 import { defaultRunId } from './run';
 
 export interface SftCommandOptions {
-  preset: WarmupPresetName;
+  /** A run preset the built-in engine runs (`ci`, `tiny`). */
+  preset: string;
   runId: string | undefined;
   storage: string | undefined;
   env: Readonly<Record<string, string | undefined>>;
@@ -33,7 +40,11 @@ export interface SftCommandOptions {
 }
 
 export async function sftCommand(options: SftCommandOptions): Promise<number> {
-  const preset = WARMUP_PRESETS[options.preset];
+  if (!Object.hasOwn(RUN_PRESETS, options.preset)) {
+    throw new ConfigError('--preset', `${JSON.stringify(options.preset)} is not a preset`, { hint: `Use one of ${Object.keys(RUN_PRESETS).join(', ')}` });
+  }
+  const config = resolveRunConfig(options.preset, `preset ${options.preset}`);
+  assertRunnable(config);
   const runId = options.runId ?? defaultRunId(new Date()).replace('run-', 'sft-');
   assertValidName('run id', runId);
   const say = (line: string) => options.out.write(`${line}\n`);
@@ -42,34 +53,35 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
   const engine = new OnnxEngine();
   const started = Date.now();
   try {
-    const tokenizer = new Tokenizer();
-    const model = presetConfig(preset.model, 'policy', tokenizer.vocabSize);
+    const data = new RunData(storage);
+    const tokenizer = data.tokenizer;
+    const model = modelConfig(config, tokenizer.vocabSize);
     say(`run        ${runId} (preset ${options.preset}, storage ${storage.location})`);
-    const settings = { imageSize: model.image.size, seed: preset.seed, perFamily: preset.data };
+    const settings = datasetSettings(config);
     const existing = await readDatasetManifest(storage, runId).catch(() => undefined);
-    if (existing && hashConfig(existing.settings) === hashConfig({ ...settings, shardSize: existing.settings.shardSize })) {
+    if (existing && hashConfig(existing.settings) === hashConfig(settings)) {
       say('data       reusing the dataset already in storage');
     } else {
       const manifest = await writeDataset(storage, runId, settings);
       say(`data       ${manifest.splits.train.count} train, ${manifest.splits.test.count} test, ${manifest.splits.ood.count} ood examples → runs/${runId}/data/`);
     }
-    const [train, test, ood] = [await readDataset(storage, runId, 'train'), await readDataset(storage, runId, 'test'), await readDataset(storage, runId, 'ood')];
-    const validation = generateSplit('test', preset.validationPerFamily, model.image.size, preset.seed + 1000);
-    await engine.init(model, preset.seed);
-    say(`model      policy, ${parameterCount(model).toLocaleString('en-US')} parameters (${preset.model})`);
+    const [train, test, ood] = [await data.split(runId, 'train'), await data.split(runId, 'test'), await data.split(runId, 'ood')];
+    await engine.init(model, config.seed);
+    say(`model      policy, ${parameterCount(model).toLocaleString('en-US')} parameters (${config.model.preset})`);
+    const evaluation = evaluationSettings(config);
 
     const measure = async (label: string): Promise<{ test: EvalReport; ood: EvalReport }> => {
       const bar = new ProgressBar(label, test.length + ood.length);
-      const t = await evaluate(engine, tokenizer, test, 'test', preset.eval, (done) => bar.update(done));
-      const o = await evaluate(engine, tokenizer, ood, 'ood', preset.eval, (done) => bar.update(test.length + done));
+      const t = await evaluate(engine, tokenizer, test, 'test', evaluation, (done) => bar.update(done));
+      const o = await evaluate(engine, tokenizer, ood, 'ood', evaluation, (done) => bar.update(test.length + done));
       return { test: t, ood: o };
     };
     const before = await measure('eval (untrained)');
 
-    const bar = new ProgressBar('sft', preset.sft.steps);
+    const bar = new ProgressBar('sft', config.sft.steps);
     const sftStarted = Date.now();
     let lastVal = '';
-    const result = await runSft(engine, tokenizer, train, validation, preset.sft, {
+    const result = await runSft(engine, tokenizer, train, data.validation(config, model.image.size), sftSettings(config), {
       onStep: (s) => bar.update(s.step, `loss ${s.loss.toFixed(3)}${lastVal}`),
       onValidation: (v) => {
         lastVal = ` val ${v.valLoss.toFixed(3)}`;
@@ -82,7 +94,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
       runId,
       stage: 'sft',
       step: result.bestStep,
-      configHash: hashConfig({ preset: options.preset, ...preset }),
+      configHash: hashConfig(config),
       metrics: { valLoss: result.bestValLoss },
     });
     await loadEngineCheckpoint(store, checkpoint.key, engine); // what later stages will do: start from the committed bytes

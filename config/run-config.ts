@@ -9,6 +9,8 @@
 import { z } from 'zod';
 import { ConfigError } from '../common/errors';
 import { MODEL_PRESETS, type ModelConfig } from '../engine/model/config';
+import type { EvalSettings } from '../evaluation/evaluate';
+import type { SftSettings } from '../training/sft';
 import { VARIANTS, type Variant } from '../rl/trust';
 import { STAGE_NAMES, type StageName } from './stages';
 
@@ -316,6 +318,17 @@ export function modelConfig(config: RunConfig, vocabSize: number): ModelConfig {
     image: { size: m.imageSize ?? p.image.size, channels: 3, patch: m.patch ?? p.image.patch },
     initStd: 0.02,
   };
+}
+
+/** The SFT warmup's settings of a run: its schedule, with data order and teacher responses seeded by the run seed. */
+export function sftSettings(config: RunConfig): SftSettings {
+  return { ...config.sft, seed: config.seed };
+}
+
+/** The benchmark evaluation's settings of a run (the k samples are seeded from the run seed). */
+export function evaluationSettings(config: RunConfig): EvalSettings {
+  const { k, temperature, maxTokens, promptsPerBatch } = config.evaluation;
+  return { k, temperature, maxTokens, promptsPerBatch, seed: config.seed + 17 };
 }
 
 /** Problems that make a valid config unrunnable on this installation (checked before a run starts). */

@@ -8,7 +8,7 @@
  * separate activities), so this module only sees one advantage per rollout.
  */
 import { packGrpo, packSft } from '../engine/batch';
-import type { AdamWSettings, Engine } from '../engine/types';
+import { type AdamWSettings, DEFAULT_ADAMW, type Engine } from '../engine/types';
 import type { Tokenizer } from '../tasks/tokenizer';
 import type { Example } from '../tasks/types';
 import { type Rollout, imagesOf } from './rollouts';
@@ -95,7 +95,7 @@ export async function grpoUpdate(
     sums.clipFraction += (out.metrics.clip_fraction ?? 0) * tokens;
     sums.tokens += tokens;
   }
-  const adamw: AdamWSettings = { lr: settings.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: settings.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
   const step = await engine.optimStep(adamw);
   const t = Math.max(1, sums.tokens);
   return { loss: sums.loss / t, kl: sums.kl / t, entropy: sums.entropy / t, clipFraction: sums.clipFraction / t, gradNorm: step.gradNorm, applied: step.applied };

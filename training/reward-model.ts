@@ -6,7 +6,7 @@
  * permutation of the training items, so an interrupted and resumed run trains on exactly the same batches.
  */
 import { packReward, packSequences } from '../engine/batch';
-import type { AdamWSettings, Engine } from '../engine/types';
+import { type AdamWSettings, DEFAULT_ADAMW, type Engine } from '../engine/types';
 import type { Tokenizer } from '../tasks/tokenizer';
 import type { Example } from '../tasks/types';
 import { imagesOf } from './rollouts';
@@ -47,7 +47,7 @@ export async function rewardStep(engine: Engine, tokenizer: Tokenizer, examples:
   const { list, images, pixels } = rows(tokenizer, examples, indices.map((i) => items[i]!), engine.config().maxLength);
   const batch = packReward(list, images, pixels);
   const lr = learningRate({ ...settings, evalEvery: 1, patience: 0 }, step);
-  const adamw: AdamWSettings = { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
   const out = await engine.trainStep(batch, { kind: 'rm' }, adamw);
   if (!out.applied) throw new Error(`reward-model step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
   return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };

@@ -5,10 +5,16 @@
  * Everything is a function of (settings, step): the batch of step s is a fixed slice of a per-epoch permutation
  * seeded by the run seed, and its teacher responses use an RNG seeded by (seed, step). So training can stop at
  * any step and resume from a checkpoint of that step with exactly the data an uninterrupted run would see.
+ *
+ * The supervised loop (`supervisedSteps`: steps, validation on the `evalEvery` grid, early stopping) is the one
+ * loop of both supervised stages, SFT and the reward model, wherever they run: the pipeline's resumable chunk
+ * (`activities/chunk.ts`) and `sophia sft` in one process (`runSft`) drive the same generator with the same
+ * step and validation (`sftLoop`), and differ only in what they do after each step (commit a checkpoint and
+ * heartbeat, or keep the best state in memory).
  */
 import { packSft } from '../engine/batch';
 import { Rng } from '../engine/rng';
-import type { AdamWSettings, Engine, SftBatch } from '../engine/types';
+import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type SftBatch } from '../engine/types';
 import { imageToTensor } from '../tasks/render';
 import { teacherResponse } from '../tasks/teacher';
 import type { Tokenizer } from '../tasks/tokenizer';
@@ -138,10 +144,76 @@ export function trackValidation(tracker: BestTracker, step: number, valLoss: num
 export async function sftStep(engine: Engine, tokenizer: Tokenizer, train: readonly Example[], settings: SftSettings, step: number): Promise<SftStepRecord> {
   const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
   const batch = sftBatch(indices.map((i) => train[i]!), tokenizer, new Rng(settings.seed ^ (step * 7919)));
-  const adamw: AdamWSettings = { lr: learningRate(settings, step), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: learningRate(settings, step), weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
   const out = await engine.trainStep(batch, { kind: 'sft' }, adamw);
   if (!out.applied) throw new Error(`SFT step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
   return { step: step + 1, loss: out.loss, lr: adamw.lr, gradNorm: out.gradNorm, tokens: out.metrics.tokens ?? 0 };
+}
+
+/** A supervised stage as the loop sees it: how many steps, the validation grid, and what a step and a validation do. */
+export interface SupervisedLoop<R extends { loss: number }> {
+  totalSteps: number;
+  /** Validate every this many steps (and at `totalSteps`). */
+  evalEvery: number;
+  /** Stop after this many validations in a row without a new best (at least 1). */
+  patience: number;
+  /** One optimizer step from `step` (0-based). */
+  step(engine: Engine, step: number): Promise<R>;
+  /** The validation loss (lower is better) of the engine as it is now. */
+  validate(engine: Engine): Promise<number>;
+}
+
+/** One step of the supervised loop, as it yields it. */
+export interface SupervisedStep<R> {
+  /** Steps done (the step just taken, 1-based). */
+  step: number;
+  record: R;
+  /** At validation steps: the validation loss and whether it is a new best. */
+  validation?: { valLoss: number; improved: boolean };
+  /** The early-stopping bookkeeping after this step. */
+  tracker: BestTracker;
+  /** Early stop: this is the last step. */
+  stop: boolean;
+}
+
+/**
+ * The supervised training loop: from the engine's step to `untilStep` (at most `totalSteps`), one step at a time,
+ * validating every `evalEvery` steps and at the last one, and ending early after `patience` validations without a
+ * new best. It yields after each step (and its validation, if any); the caller does the rest — commit, heartbeat,
+ * keep the best state — and may stop consuming at any step. `tracker` carries early stopping across resumes.
+ */
+export async function* supervisedSteps<R extends { loss: number }>(
+  engine: Engine,
+  loop: SupervisedLoop<R>,
+  from: { tracker: BestTracker; untilStep?: number } = { tracker: NO_BEST },
+): AsyncGenerator<SupervisedStep<R>> {
+  let tracker = from.tracker;
+  const until = Math.min(from.untilStep ?? loop.totalSteps, loop.totalSteps);
+  for (let step = engine.step(); step < until; step++) {
+    const record = await loop.step(engine, step);
+    const done = step + 1;
+    if (done % loop.evalEvery !== 0 && done !== loop.totalSteps) {
+      yield { step: done, record, tracker, stop: false };
+      continue;
+    }
+    const valLoss = await loop.validate(engine);
+    const tracked = trackValidation(tracker, done, valLoss, loop.patience);
+    tracker = tracked.tracker;
+    yield { step: done, record, validation: { valLoss, improved: tracked.improved }, tracker, stop: tracked.stop };
+    if (tracked.stop) return;
+  }
+}
+
+/** The SFT warmup as a supervised loop: `sftStep` on `train`, validation loss on `validation`. */
+export function sftLoop(tokenizer: Tokenizer, train: readonly Example[], validation: readonly Example[], settings: SftSettings): SupervisedLoop<SftStepRecord> {
+  if (train.length === 0) throw new RangeError('SFT: the training set is empty (check data.perFamily.train)');
+  return {
+    totalSteps: settings.steps,
+    evalEvery: settings.evalEvery,
+    patience: settings.patience,
+    step: (engine, step) => sftStep(engine, tokenizer, train, settings, step),
+    validate: (engine) => validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed),
+  };
 }
 
 export interface SftCallbacks {
@@ -149,7 +221,7 @@ export interface SftCallbacks {
   onValidation?: (record: SftEvalRecord, best: boolean) => void | Promise<void>;
 }
 
-/** The whole warmup in this process (the pipeline's activities run the same steps in chunks). */
+/** The whole warmup in this process (the pipeline's chunk activities run the same loop, `supervisedSteps`). */
 export async function runSft(
   engine: Engine,
   tokenizer: Tokenizer,
@@ -158,25 +230,19 @@ export async function runSft(
   settings: SftSettings,
   callbacks: SftCallbacks = {},
 ): Promise<SftResult> {
-  if (train.length === 0) throw new RangeError('runSft: the training set is empty');
   const result: SftResult = { steps: 0, stoppedEarly: false, bestValLoss: Infinity, bestStep: -1, history: [], validations: [], bestState: undefined };
   let tracker = NO_BEST;
-  for (let step = engine.step(); step < settings.steps; step++) {
-    const record = await sftStep(engine, tokenizer, train, settings, step);
-    result.history.push(record);
-    result.steps = record.step;
-    await callbacks.onStep?.(record);
-    if (record.step % settings.evalEvery === 0 || record.step === settings.steps) {
-      const valLoss = await validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed);
-      const tracked = trackValidation(tracker, record.step, valLoss, settings.patience);
-      tracker = tracked.tracker;
-      result.validations.push({ step: record.step, valLoss });
-      if (tracked.improved) result.bestState = await engine.saveState();
-      await callbacks.onValidation?.({ step: record.step, valLoss }, tracked.improved);
-      if (tracked.stop) {
-        result.stoppedEarly = true;
-        break;
-      }
+  for await (const at of supervisedSteps(engine, sftLoop(tokenizer, train, validation, settings))) {
+    result.history.push(at.record);
+    result.steps = at.step;
+    result.stoppedEarly = at.stop;
+    tracker = at.tracker;
+    await callbacks.onStep?.(at.record);
+    if (at.validation) {
+      const record = { step: at.step, valLoss: at.validation.valLoss };
+      result.validations.push(record);
+      if (at.validation.improved) result.bestState = await engine.saveState();
+      await callbacks.onValidation?.(record, at.validation.improved);
     }
   }
   result.bestStep = tracker.bestStep;
