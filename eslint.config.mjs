@@ -10,6 +10,13 @@ import { importX, createNodeResolver } from 'eslint-plugin-import-x';
 
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
+// The engine seam (engine/README.md): outside engine/, code knows engines only through the `Engine` protocol
+// (engine/types.ts) and `createEngine` (engine/factory.ts), never an engine's state format or internals.
+const engineInternals = {
+  group: ['**/engine/state', '**/engine/onnx-engine', '**/engine/onnx/**', '**/engine/onnx-bench'],
+  message: 'Use the Engine protocol (engine/types.ts) and createEngine (engine/factory.ts); engine internals stay inside engine/ (bench/ may use engine/onnx-bench).',
+};
+
 export default tseslint.config(
   { ignores: ['node_modules/**', 'dist/**', '.tools/**', '.sophia/**', '**/*.js', '**/*.cjs', '**/*.mjs'] },
   js.configs.recommended,
@@ -36,6 +43,21 @@ export default tseslint.config(
     },
   },
   {
+    files: ['**/*.ts'],
+    ignores: ['engine/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [engineInternals] }] },
+  },
+  {
+    // Engines compute; storing their files is the activities' business (activities/engine-checkpoints.ts).
+    files: ['engine/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/storage', '**/storage/**'], message: 'engine/ does not import storage/: return files from saveState and let activities store them.' }] }] },
+  },
+  {
+    // The benchmarks time the ONNX engine itself: they reach its internals through engine/onnx-bench only.
+    files: ['bench/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ ...engineInternals, group: engineInternals.group.filter((g) => !g.endsWith('onnx-bench')) }] }] },
+  },
+  {
     files: ['workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -46,6 +68,7 @@ export default tseslint.config(
             message: 'Workflow code runs in a deterministic sandbox: do I/O in an activity instead.',
           })),
           patterns: [
+            engineInternals,
             {
               group: ['@temporalio/worker', '@temporalio/client', '@temporalio/activity', '@temporalio/testing'],
               message: 'Workflows may import only @temporalio/workflow and @temporalio/common.',

@@ -16,7 +16,6 @@
  * everything about durability is here.
  */
 import { Context, log } from '@temporalio/activity';
-import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
 import type { Engine } from '../engine/types';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { checkpointKey as checkpointKeyOf } from '../storage/keys';
@@ -24,6 +23,7 @@ import type { CheckpointManifest } from '../storage/manifest';
 import { appendMetrics, type MetricRecord } from '../storage/metrics-log';
 import type { Storage } from '../storage/types';
 import { type BestTracker, NO_BEST, type SupervisedLoop, supervisedSteps } from '../training/sft';
+import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import type { EnginePool } from './engine-pool';
 
 export interface ChunkOutput {

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { presetConfig } from '../engine/model/config';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { createEngine } from '../engine/factory';
 import { EnginePool } from './engine-pool';
 
 const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, heads: 2 };
 
 describe('EnginePool', () => {
   it('spills an evicted tagged engine to host memory and restores it, state and tag', async () => {
-    const pool = new EnginePool(() => new OnnxEngine(), 1);
+    const pool = new EnginePool(() => createEngine({ kind: 'onnx' }), 1);
     const a = await pool.slot('run-a/policy');
     await a.engine.init(config, 1);
     pool.mark('run-a/policy', 'rl-step:7');
@@ -19,12 +19,12 @@ describe('EnginePool', () => {
 
     const again = await pool.slot('run-a/policy');
     expect(again.checkpointKey).toBe('rl-step:7');
-    expect(Buffer.from(await again.engine.saveState()).equals(Buffer.from(before))).toBe(true);
+    expect(await again.engine.saveState()).toEqual(before);
     await pool.dispose();
   });
 
   it('does not keep the state of an untagged engine (it may be mid-update): the slot comes back empty', async () => {
-    const pool = new EnginePool(() => new OnnxEngine(), 1);
+    const pool = new EnginePool(() => createEngine({ kind: 'onnx' }), 1);
     const a = await pool.slot('a');
     await a.engine.init(config, 1);
     pool.mark('a', undefined);
@@ -36,7 +36,7 @@ describe('EnginePool', () => {
   });
 
   it('keeps at most spillCapacity spilled states, dropping the least recently used', async () => {
-    const pool = new EnginePool(() => new OnnxEngine(), 1, 1);
+    const pool = new EnginePool(() => createEngine({ kind: 'onnx' }), 1, 1);
     for (const name of ['x', 'y', 'z']) {
       const s = await pool.slot(name);
       await s.engine.init(config, 1);

@@ -12,10 +12,10 @@
  * throw away each other's uncommitted progress. At most `spillCapacity` states are kept; older ones are dropped
  * (their owners reload the last committed checkpoint).
  */
-import type { Engine } from '../engine/types';
+import type { Engine, EngineFile } from '../engine/types';
 
 interface Spilled {
-  state: Uint8Array;
+  state: EngineFile[];
   checkpointKey: string;
   lastUsed: number;
 }

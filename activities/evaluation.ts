@@ -7,7 +7,6 @@
 import { Context, log } from '@temporalio/activity';
 import { NotFoundError } from '../common/errors';
 import type { RunConfig } from '../config/run-config';
-import { loadEngineCheckpoint } from '../engine/checkpoint';
 import { parameterCount } from '../engine/model/config';
 import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/evaluate';
 import { runTimes } from '../clients/stage-times';
@@ -20,6 +19,7 @@ import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { appendMetrics, readMetrics } from '../storage/metrics-log';
 import { FAMILIES, type Family } from '../tasks/types';
+import { loadEngineCheckpoint } from './engine-checkpoints';
 import type { EnginePool } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';

@@ -18,8 +18,6 @@
 import { Context, log } from '@temporalio/activity';
 import { modelConfig, type RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
-import { ENGINE_STATE_FILE, loadEngineCheckpoint } from '../engine/checkpoint';
-import { decodeState, encodeState, rewardStateFromPolicy } from '../engine/state';
 import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
 import { balanceByBin, scoreBin, SCORE_BINS } from '../rewards/balance';
 import { OpenAiCompatibleAnnotator } from '../rewards/llm-annotator';
@@ -31,6 +29,7 @@ import { batchIndices } from '../training/sft';
 import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
+import { loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
 import type { EnginePool } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
@@ -213,9 +212,8 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           keepLast: input.config.checkpoints.keepLast,
           initialize: async (engine) => {
             if (settings.init === 'scratch') return engine.init({ ...policyModel, kind: 'reward' }, settings.seed);
-            const manifest = await store.manifest(input.policyCheckpointKey);
-            const policy = decodeState(await store.readFile(manifest, ENGINE_STATE_FILE));
-            await engine.loadState(encodeState(rewardStateFromPolicy(policy, settings.seed)));
+            const { files } = await readEngineFiles(store, input.policyCheckpointKey);
+            await engine.initRewardFromPolicy(files, settings.seed);
           },
           step: async (engine, step) => {
             const { loss, lr, gradNorm } = await rewardStep(engine, data.tokenizer, byId, annotated.train, settings, step);

@@ -21,8 +21,6 @@
 import { Context, log } from '@temporalio/activity';
 import type { RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
-import { ENGINE_STATE_FILE, loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
-import { decodeState, encodeState, withFreshOptimizer } from '../engine/state';
 import type { Engine } from '../engine/types';
 import { type BatchStats, type GroupRewards, batchStats, groupRewards } from '../rl/trust';
 import type { CheckpointStore } from '../storage/checkpoints';
@@ -35,6 +33,7 @@ import { grpoUpdate, referenceLogprobs } from '../training/grpo';
 import { scoreResponses } from '../training/reward-model';
 import { type Rollout, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
+import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import type { EnginePool } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
@@ -134,8 +133,7 @@ export function createRlActivities(deps: RlDeps) {
     if (latest) {
       await loadEngineCheckpoint(store, latest.key, engine);
     } else {
-      const manifest = await store.manifest(input.policyStartKey);
-      await engine.loadState(encodeState(withFreshOptimizer(decodeState(await store.readFile(manifest, ENGINE_STATE_FILE)))));
+      await loadEngineCheckpoint(store, input.policyStartKey, engine, { freshOptimizer: true });
     }
     const at = latest?.step ?? 0;
     engines.mark(slot, tag(at));

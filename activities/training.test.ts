@@ -9,7 +9,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseRunConfig, RUN_PRESETS } from '../config/run-config';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { createEngine } from '../engine/factory';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import { readMetrics } from '../storage/metrics-log';
@@ -34,7 +34,7 @@ describe('runSftChunk in a mock activity environment', () => {
   const store = new CheckpointStore(storage);
   /** A fresh "worker": its own engine pool (nothing in memory) over the same storage. */
   const worker = () => {
-    const engines = new EnginePool(() => new OnnxEngine());
+    const engines = new EnginePool(() => createEngine({ kind: 'onnx' }));
     return { engines, acts: createTrainingActivities({ store, data: new RunData(storage), engines, workerQueue: 'q-test', identity: 'test-worker' }) };
   };
   const input = (runId: string, untilStep: number) => ({ runId, config, configHash: 'h', storage: storage.location, untilStep });

@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { type ModelPreset, presetConfig } from '../engine/model/config';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { OnnxEngine } from '../engine/onnx-bench';
 import type { Engine } from '../engine/types';
 import { SETTLE_MS, VOCAB, benchSpec, engineInputs } from './engine/shared';
 import { machineLine, median, printTable } from './report';

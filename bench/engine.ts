@@ -34,7 +34,7 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { type ModelPreset, parameterCount, presetConfig } from '../engine/model/config';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { OnnxEngine, saveStateBytes } from '../engine/onnx-bench';
 import { SETTLE_MS, type WorkerCommand, type WorkerReply, VOCAB, benchSpec } from './engine/shared';
 import { machineLine, median, printTable } from './report';
 
@@ -70,7 +70,7 @@ async function prepare(preset: ModelPreset, dir: string): Promise<{ state: strin
   const engine = new OnnxEngine();
   await engine.init(config, 1);
   const state = path.join(dir, `${preset}.state`);
-  writeFileSync(state, await engine.saveState());
+  writeFileSync(state, await saveStateBytes(engine));
   await engine.dispose();
   const spec = benchSpec(config);
   const batch = path.join(dir, `${preset}.batch.json`);

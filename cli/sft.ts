@@ -8,13 +8,13 @@
  * loop as the pipeline's SFT chunks (`sftLoop`), so `sophia sft --preset ci` and the sftWarmup stage of
  * `sophia run --config ci` train the same weights.
  */
-import { loadEngineCheckpoint, saveEngineCheckpoint } from '../engine/checkpoint';
+import { loadEngineCheckpoint, saveEngineCheckpoint } from '../activities/engine-checkpoints';
 import { datasetSettings } from '../activities/data';
 import { RunData } from '../activities/run-data';
 import { ConfigError } from '../common/errors';
 import { assertRunnable, evaluationSettings, modelConfig, resolveRunConfig, RUN_PRESETS, sftSettings } from '../config/run-config';
 import { parameterCount } from '../engine/model/config';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { createEngine } from '../engine/factory';
 import { type EvalReport, evaluate } from '../evaluation/evaluate';
 import { writeReport } from '../report/report';
 import { CheckpointStore } from '../storage/checkpoints';
@@ -50,7 +50,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
   const say = (line: string) => options.out.write(`${line}\n`);
   const storage = openStorage(options.storage ?? defaultStorage(options.env, options.repoRoot), options.env);
   const store = new CheckpointStore(storage);
-  const engine = new OnnxEngine();
+  const engine = createEngine({ kind: 'onnx' });
   const started = Date.now();
   try {
     const data = new RunData(storage);

@@ -29,14 +29,17 @@ import { type ExecutionProvider, type HostTensor, Session, SessionDisposedError,
 import { Rng } from './rng';
 import { pickToken } from './sampling';
 import { adamwFeeds } from './onnx/optim';
-import { decodeState, encodeState } from './state';
+import { type EngineState, rewardStateFromPolicy, stateFiles, stateFromFiles, withFreshOptimizer } from './state';
 import type {
   AdamWSettings,
   BatchFor,
   Engine,
+  EngineFile,
   EngineInfo,
+  ForwardBackwardOptions,
   ForwardBackwardResult,
   GrpoBatch,
+  LoadStateOptions,
   LossSpec,
   OptimStepResult,
   RewardBatch,
@@ -116,7 +119,8 @@ export class OnnxEngine implements Engine {
   private v: Float32Array = new Float32Array(0);
   private steps = 0;
   private rng = new Rng(0);
-  private pending: { grad: Float32Array; count: number } | undefined;
+  /** Gradients accumulated since the last optimizer step: the first one, and Σ wᵢ·gᵢ once there are two. */
+  private pending: { first: Float32Array; firstWeight: number; sum: Float64Array | undefined; weight: number } | undefined;
   private readonly sessions = new Map<string, Promise<Session>>();
   private disposed = false;
 
@@ -177,16 +181,24 @@ export class OnnxEngine implements Engine {
     return this.steps;
   }
 
-  saveState(): Promise<Uint8Array> {
+  // eslint-disable-next-line @typescript-eslint/require-await -- async so that a disposed engine rejects, as the protocol's other calls do
+  async saveState(): Promise<EngineFile[]> {
     const config = this.requireConfig();
     const split = (flat: Float32Array) => this.layout!.offsets.map((at, i) => flat.subarray(at, at + this.layout!.sizes[i]!));
-    return Promise.resolve(
-      encodeState({ config, step: this.steps, rng: this.rng.state(), params: split(this.params), m: split(this.m), v: split(this.v) }),
-    );
+    return stateFiles({ config, step: this.steps, rng: this.rng.state(), params: split(this.params), m: split(this.m), v: split(this.v) });
   }
 
-  async loadState(bytes: Uint8Array): Promise<void> {
-    const state = decodeState(bytes);
+  async loadState(files: readonly EngineFile[], options: LoadStateOptions = {}): Promise<void> {
+    const state = stateFromFiles(files);
+    await this.setState(options.freshOptimizer ? withFreshOptimizer(state) : state);
+  }
+
+  async initRewardFromPolicy(policy: readonly EngineFile[], seed: number): Promise<void> {
+    await this.setState(rewardStateFromPolicy(stateFromFiles(policy), seed));
+  }
+
+  private async setState(state: EngineState): Promise<void> {
+    if (this.disposed) throw new Error('engine was disposed');
     const sameModel = this.cfg !== undefined && JSON.stringify(this.cfg) === JSON.stringify(state.config);
     if (!sameModel) await this.resetSessions();
     this.cfg = state.config;
@@ -445,33 +457,46 @@ export class OnnxEngine implements Engine {
     return { ...result, applied: finite, step: this.steps };
   }
 
-  async forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L): Promise<ForwardBackwardResult> {
+  async forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L, options: ForwardBackwardOptions = {}): Promise<ForwardBackwardResult> {
     const config = this.requireConfig();
+    const weight = options.weight ?? 1;
+    if (!(Number.isFinite(weight) && weight > 0)) throw new RangeError(`forwardBackward: options.weight must be a finite number > 0 (got ${weight})`);
     const padded = this.bucket(batch.seqLen);
     const feeds = { ...this.lossFeeds(batch, loss, padded), ...this.paramViews() };
     const from = this.lossFrom(feeds, loss, batch.batchSize, padded);
     const out = await this.run(`grad:${loss.kind}:${batch.batchSize}x${padded}${fromKey(from)}`, () => buildGradGraph(config, loss.kind, batch.batchSize, padded, 'float32', from), feeds);
     const finite = out.finite!.data[0] === 1;
-    if (finite) {
-      const grad = out.grad!.data as Float32Array;
-      if (!this.pending) {
-        this.pending = { grad, count: 1 };
-      } else {
-        const acc = this.pending.grad;
-        for (let k = 0; k < acc.length; k++) acc[k]! += grad[k]!;
-        this.pending.count++;
-      }
-    }
+    if (finite) this.accumulate(out.grad!.data as Float32Array, weight);
     return { loss: Number(out.loss!.data[0]), metrics: this.metrics(out, loss), finite };
+  }
+
+  /**
+   * Adds a gradient to the pending Σ wᵢ·gᵢ (in float64 from the second call on, so uneven micro-batches sum as
+   * exactly as the one-batch graph does) and Σ wᵢ. A single call keeps its float32 gradient as it is.
+   */
+  private accumulate(grad: Float32Array, weight: number): void {
+    const pending = this.pending;
+    if (!pending) {
+      this.pending = { first: grad, firstWeight: weight, sum: undefined, weight };
+      return;
+    }
+    if (!pending.sum) {
+      pending.sum = new Float64Array(grad.length);
+      for (let k = 0; k < grad.length; k++) pending.sum[k] = pending.first[k]! * pending.firstWeight;
+    }
+    const sum = pending.sum;
+    for (let k = 0; k < grad.length; k++) sum[k]! += grad[k]! * weight;
+    pending.weight += weight;
   }
 
   async optimStep(settings: AdamWSettings): Promise<OptimStepResult> {
     const config = this.requireConfig();
     const pending = this.pending;
     if (!pending) throw new Error('optimStep: no gradients accumulated (call forwardBackward first)');
+    const optim = this.optimFeeds(settings);
     this.pending = undefined;
-    const grad = pending.count === 1 ? pending.grad : pending.grad.map((x) => x / pending.count);
-    const feeds = { ...this.paramFeeds(), grad: this.vector(grad), m: this.vector(this.m), v: this.vector(this.v), ...this.optimFeeds(settings) };
+    const grad = pending.sum ? Float32Array.from(pending.sum, (x) => x / pending.weight) : pending.first;
+    const feeds = { ...this.paramFeeds(), grad: this.vector(grad), m: this.vector(this.m), v: this.vector(this.v), ...optim };
     const out = await this.run('optim', () => buildOptimGraph(config), feeds);
     const applied = out.finite!.data[0] === 1;
     if (applied) this.applyUpdate(out);

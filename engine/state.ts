@@ -1,5 +1,6 @@
 /**
- * The engine's saved state, as one byte string (what `Engine.saveState` returns and a checkpoint stores):
+ * The ONNX engine's saved state: one file, `state.bin` (what `OnnxEngine.saveState` returns and a checkpoint
+ * stores; checkpoints written before states became sets of named files hold the same single file), whose bytes are:
  *
  *   "SOPHIAES" (8 bytes) | header length (uint32 LE) | header JSON (UTF-8) | zero padding to 8 bytes |
  *   float32 LE tensors: every parameter, then every AdamW first moment, then every second moment,
@@ -10,9 +11,13 @@
  */
 import { type ModelConfig, parameterSpecs, validateModelConfig } from './model/config';
 import { Rng, type RngState } from './rng';
+import type { EngineFile } from './types';
 
 const MAGIC = 'SOPHIAES';
 export const STATE_FORMAT = 'sophia.engine-state.v1';
+
+/** The one file of an ONNX engine state. */
+export const STATE_FILE = 'state.bin';
 
 export interface EngineState {
   config: ModelConfig;
@@ -131,4 +136,19 @@ export function rewardStateFromPolicy(policy: EngineState, seed: number): Engine
 /** The same weights with a fresh optimizer: zero AdamW moments and step 0 (an RL stage starting from SFT). */
 export function withFreshOptimizer(state: EngineState): EngineState {
   return { ...state, step: 0, m: state.params.map((p) => new Float32Array(p.length)), v: state.params.map((p) => new Float32Array(p.length)) };
+}
+
+/** The state as the engine's named files: `[state.bin]`. */
+export function stateFiles(state: EngineState): EngineFile[] {
+  return [{ name: STATE_FILE, data: encodeState(state) }];
+}
+
+/** Reads a state from its named files (exactly one, `state.bin`); anything else is a `RangeError` naming the file. */
+export function stateFromFiles(files: readonly EngineFile[]): EngineState {
+  const names = files.map((f) => f.name);
+  const list = names.length ? names.join(', ') : '(no files)';
+  const extra = names.filter((n) => n !== STATE_FILE);
+  if (extra.length > 0) throw new RangeError(`engine state: unexpected file ${JSON.stringify(extra[0])} (this engine saves only ${STATE_FILE}; got ${list}): is it another engine's checkpoint?`);
+  if (names.length !== 1) throw new RangeError(`engine state: expected one file ${STATE_FILE}, got ${list}`);
+  return decodeState(files[0]!.data);
 }

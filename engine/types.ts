@@ -17,10 +17,16 @@
  *  - Determinism: the same state and inputs give the same outputs; `sample` with the same seed gives the same
  *    tokens. `saveState` captures everything (weights, AdamW moments, step, RNG, model config) so that training
  *    N steps equals training k, saving, loading into a fresh process, and training N − k — bit for bit.
- *  - Gradients from successive `forwardBackward` calls are averaged until `optimStep` applies them.
+ *  - State is a set of named files (`EngineFile`): whatever the engine's native checkpoint format is (the ONNX
+ *    engine: one `state.bin`; a Hugging Face engine: safetensors, config and processor files). Callers store and
+ *    return the files as they are and never read them: only the engine that wrote them knows their bytes.
+ *  - Gradients from successive `forwardBackward` calls are combined as a weighted mean, Σ wᵢ·gᵢ / Σ wᵢ (weight 1
+ *    by default: their plain mean), until `optimStep` applies them. A token-mean loss split into micro-batches
+ *    passes each micro-batch's number of loss tokens as its weight, so the step equals one over the whole batch.
  *  - Non-finite loss or gradients are reported (`applied: false`), never applied.
  *  - Bad input (shapes, token ids out of range, sequences longer than the model allows) throws a `RangeError`
  *    or `TypeError` naming the field, before any state changes.
+ * `engine.contract.ts` checks all of this, through this interface alone, for an engine made by `createEngine`.
  */
 import type { ModelConfig } from './model/config';
 
@@ -146,6 +152,34 @@ export interface SampleResult {
   generatedTokens: number;
 }
 
+/** Options of one `forwardBackward` call. */
+export interface ForwardBackwardOptions {
+  /**
+   * This call's weight in the accumulated gradient (finite, > 0; default 1). `optimStep` applies Σ wᵢ·gᵢ / Σ wᵢ
+   * over the calls since the last step. For a loss that is a mean over tokens (sft, grpo) pass the micro-batch's
+   * number of loss tokens: the result is the token mean over all the micro-batches, as if they were one batch.
+   */
+  weight?: number;
+}
+
+/**
+ * One named file of a saved engine state. Names are plain file names (no `/`), unique within a state; the bytes
+ * are the engine's own format.
+ */
+export interface EngineFile {
+  name: string;
+  data: Uint8Array;
+}
+
+/** Options of `loadState`. */
+export interface LoadStateOptions {
+  /**
+   * Load the weights (and model config and RNG) but start the optimizer afresh: zero AdamW moments, step 0 — an
+   * RL stage starting from the SFT policy.
+   */
+  freshOptimizer?: boolean;
+}
+
 export interface EngineInfo {
   /** e.g. "onnxruntime 1.30.0 (cpu)". */
   description: string;
@@ -159,7 +193,9 @@ export interface Engine {
   config(): ModelConfig;
   /** Optimizer steps taken. */
   step(): number;
-  forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L): Promise<ForwardBackwardResult>;
+  /** Forward + backward; accumulates the gradient (weighted by `options.weight`) for the next `optimStep`. */
+  forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L, options?: ForwardBackwardOptions): Promise<ForwardBackwardResult>;
+  /** AdamW over the weighted mean of the gradients accumulated since the last step; rejects if there are none. */
   optimStep(settings: AdamWSettings): Promise<OptimStepResult>;
   /** forwardBackward + optimStep in one pass (the fast path when nothing is accumulated). */
   trainStep<L extends LossSpec>(batch: BatchFor<L>, loss: L, settings: AdamWSettings): Promise<TrainStepResult>;
@@ -168,8 +204,20 @@ export interface Engine {
   logprobs(batch: TargetBatch, temperature: number): Promise<Float32Array>;
   /** (B) scores in [0, 1] at each row's last real token (reward models). */
   score(batch: SequenceBatch): Promise<Float32Array>;
-  saveState(): Promise<Uint8Array>;
-  loadState(bytes: Uint8Array): Promise<void>;
+  /** Everything (weights, AdamW moments, step, RNG, model config) as named files, in the engine's own format. */
+  saveState(): Promise<EngineFile[]>;
+  /**
+   * Loads files `saveState` wrote (any order); with `freshOptimizer`, only the weights, model config and RNG.
+   * Files that are not such a state (missing, extra, truncated, another engine's) throw a `RangeError` naming the
+   * file, and the engine keeps the state it had.
+   */
+  loadState(files: readonly EngineFile[], options?: LoadStateOptions): Promise<void>;
+  /**
+   * Becomes a thinking reward model that starts from a policy's saved state: the same backbone weights, a fresh
+   * scalar head (initialised from `seed`) instead of the LM head, zero AdamW moments, step 0. Throws a
+   * `RangeError` if the files are not a policy's state.
+   */
+  initRewardFromPolicy(policy: readonly EngineFile[], seed: number): Promise<void>;
   /** Frees sessions and buffers; the engine cannot be used afterwards. */
   dispose(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OnnxEngine } from '../engine/onnx-engine';
+import { createEngine } from '../engine/factory';
 import type { ModelConfig } from '../engine/model/config';
 import { evaluate } from '../evaluation/evaluate';
 import { generateSplit } from '../tasks/dataset';
@@ -32,7 +32,7 @@ describe('runSft and evaluate on a micro model', () => {
   const micro: ModelConfig = { kind: 'policy', vocabSize: tokenizer.vocabSize, maxLength: 128, layers: 1, width: 32, heads: 2, mlpRatio: 2, image: { size: 16, channels: 3, patch: 4 }, initStd: 0.02 };
 
   it('lowers the validation loss, keeps the best state, and stops early when validation stalls', async () => {
-    const engine = new OnnxEngine();
+    const engine = createEngine({ kind: 'onnx' });
     await engine.init(micro, 1);
     const train = generateSplit('train', 8, 16, 1);
     const validation = generateSplit('test', 2, 16, 9);
@@ -41,11 +41,11 @@ describe('runSft and evaluate on a micro model', () => {
     expect(steps[0]).toBe(1);
     expect(result.validations[0]!.step).toBe(20);
     expect(result.bestValLoss).toBeLessThan(result.validations[0]!.valLoss);
-    expect(result.bestState).toBeInstanceOf(Uint8Array);
+    expect(result.bestState).toEqual([{ name: expect.any(String) as string, data: expect.any(Uint8Array) as Uint8Array }]);
     const last = result.history.at(-1)!;
     expect(last.loss).toBeLessThan(result.history[0]!.loss);
     // Early stop: with patience 0 the first validation that is not a new best ends training.
-    const engine2 = new OnnxEngine();
+    const engine2 = createEngine({ kind: 'onnx' });
     await engine2.init(micro, 1);
     const stalled = await runSft(engine2, tokenizer, train, validation, { ...settings, lr: 0, warmupSteps: 1, patience: 0 });
     expect(stalled.stoppedEarly).toBe(true);
@@ -55,7 +55,7 @@ describe('runSft and evaluate on a micro model', () => {
   });
 
   it('evaluates: an untrained model fails the format gate, a teacher-forced model is measured per family', async () => {
-    const engine = new OnnxEngine();
+    const engine = createEngine({ kind: 'onnx' });
     await engine.init(micro, 2);
     const test = generateSplit('test', 2, 16, 1);
     const report = await evaluate(engine, tokenizer, test, 'test', { k: 2, temperature: 1, maxTokens: 8, promptsPerBatch: 4, seed: 1 });

@@ -14,7 +14,7 @@
  */
 import { packSft } from '../engine/batch';
 import { Rng } from '../engine/rng';
-import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type SftBatch } from '../engine/types';
+import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type EngineFile, type SftBatch } from '../engine/types';
 import { imageToTensor } from '../tasks/render';
 import { teacherResponse } from '../tasks/teacher';
 import type { Tokenizer } from '../tasks/tokenizer';
@@ -59,7 +59,7 @@ export interface SftResult {
   history: SftStepRecord[];
   validations: SftEvalRecord[];
   /** Engine state at the best validation (restore it to use the best model). */
-  bestState: Uint8Array | undefined;
+  bestState: EngineFile[] | undefined;
 }
 
 export function learningRate(settings: SftSettings, step: number): number {

@@ -3,10 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { presetConfig } from '../../engine/model/config';
-import { Graph } from '../../engine/onnx/graph';
-import * as op from '../../engine/onnx/ops';
-import { Session } from '../../engine/onnx/runtime';
-import { OnnxEngine } from '../../engine/onnx-engine';
+import { Graph, OnnxEngine, Session, op } from '../../engine/onnx-bench';
 import { type ProfileEvent, productFlop, runProfiles } from './profile';
 import { VOCAB, benchSpec, engineInputs } from './shared';
 

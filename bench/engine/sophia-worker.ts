@@ -5,14 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { OnnxEngine } from '../../engine/onnx-engine';
+import { OnnxEngine, loadStateBytes } from '../../engine/onnx-bench';
 import { type BenchBatch, type WorkerCommand, type WorkerReply, engineInputs } from './shared';
 
 async function main(): Promise<void> {
   const [statePath, batchPath] = process.argv.slice(2) as [string, string];
   const spec = JSON.parse(readFileSync(batchPath, 'utf8')) as BenchBatch;
   const engine = new OnnxEngine(process.env.BENCH_THREADS ? { threads: Number(process.env.BENCH_THREADS) } : {});
-  await engine.loadState(readFileSync(statePath));
+  await loadStateBytes(engine, readFileSync(statePath));
   const { batch, adamw, request } = engineInputs(spec);
   const reply = (r: WorkerReply | { ready: true }) => process.stdout.write(`${JSON.stringify(r)}\n`);
   reply({ ready: true });

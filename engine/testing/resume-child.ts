@@ -1,17 +1,20 @@
 /**
- * Child process of the exact-resume test: loads an engine state, trains more steps on the step-indexed
- * batches, writes the resulting state.   tsx engine/testing/resume-child.ts IN OUT STEPS
+ * Child process of the contract's exact-resume check: makes an engine with `createEngine(OPTIONS)`, loads the
+ * state files in IN_DIR, trains STEPS more steps on the step-indexed batches, writes its state files to OUT_DIR.
+ *   tsx engine/testing/resume-child.ts OPTIONS_JSON IN_DIR OUT_DIR STEPS
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { OnnxEngine } from '../onnx-engine';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { type EngineOptions, createEngine } from '../factory';
 import { trainOnStepBatches } from './fixtures';
 
 async function main(): Promise<void> {
-  const [input, output, steps] = process.argv.slice(2);
-  const engine = new OnnxEngine();
-  await engine.loadState(readFileSync(input!));
+  const [options, input, output, steps] = process.argv.slice(2) as [string, string, string, string];
+  const engine = createEngine(JSON.parse(options) as EngineOptions);
+  await engine.loadState(readdirSync(input).map((name) => ({ name, data: readFileSync(path.join(input, name)) })));
   await trainOnStepBatches(engine, Number(steps));
-  writeFileSync(output!, await engine.saveState());
+  mkdirSync(output, { recursive: true });
+  for (const file of await engine.saveState()) writeFileSync(path.join(output, file.name), file.data);
   await engine.dispose();
 }
 
