@@ -1,8 +1,10 @@
 /**
  * The policy side of a Trust-GRPO step (DESIGN.md §3): reference logprobs of the rollouts under the frozen
  * reference model, and the `grpo` update (PPO clipped ratio against the sampling logprobs, k3 KL to the
- * reference, entropy bonus, token mean over the step's rollouts) with one optimizer step per RL step; the
- * rollouts are processed in micro-batches whose gradients the engine averages.
+ * reference, entropy bonus, token mean over the step's rollouts) with one optimizer step per RL step. The
+ * rollouts are processed in micro-batches, each passed to the engine with its number of response tokens as its
+ * gradient weight, so the step's gradient is the mean over ALL response tokens of the step (DESIGN.md §3), not
+ * the mean of the micro-batches' means (which would weight a token of a short micro-batch more).
  *
  * Rewards and advantages are not computed here: they come from `rl/trust.ts` (outcome and thinking rewards are
  * separate activities), so this module only sees one advantage per rollout.
@@ -85,10 +87,11 @@ export async function grpoUpdate(
       rows.push({ prompt: withPrompts[i]!.prompt, response: rollouts[i]!.tokens, oldLogprobs: rollouts[i]!.logprobs, refLogprobs: refLogprobs[i]!, advantage: advantages[i]! });
     }
     const batch = packGrpo(rows, imagesOf(withPrompts.slice(start, end).map((m) => m.example)), 3 * examples[0]!.image.size ** 2);
-    const out = await engine.forwardBackward(batch, loss);
+    // The micro-batch's loss is its token mean: weighted by its tokens, the step's gradient is the token mean of
+    // the whole step, and so are the reported metrics.
+    const tokens = batch.lossMask.reduce((sum, x) => sum + x, 0);
+    const out = await engine.forwardBackward(batch, loss, { weight: tokens });
     if (!out.finite) throw new Error(`GRPO micro-batch ${start}–${end}: the loss is not finite (${out.loss})`);
-    // Reported metrics are token-weighted over the step; the gradient is the mean of the micro-batch means.
-    const tokens = out.metrics.tokens ?? 0;
     sums.loss += out.loss * tokens;
     sums.kl += (out.metrics.kl ?? 0) * tokens;
     sums.entropy += (out.metrics.entropy ?? 0) * tokens;

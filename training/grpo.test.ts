@@ -1,0 +1,76 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEngine } from '../engine/factory';
+import type { ModelConfig } from '../engine/model/config';
+import type { Engine } from '../engine/types';
+import { generateSplit } from '../tasks/dataset';
+import { Tokenizer } from '../tasks/tokenizer';
+import { type GrpoSettings, grpoUpdate, referenceLogprobs } from './grpo';
+import type { Rollout } from './rollouts';
+
+const tokenizer = new Tokenizer();
+const micro: ModelConfig = { kind: 'policy', vocabSize: tokenizer.vocabSize, maxLength: 128, layers: 1, width: 32, heads: 2, mlpRatio: 2, image: { size: 16, channels: 3, patch: 4 }, initStd: 0.02 };
+const settings: Omit<GrpoSettings, 'microBatch'> = { lr: 1e-3, weightDecay: 0.01, maxGradNorm: 1e6, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, temperature: 1 };
+
+/**
+ * Largest difference of the parameters and AdamW moments in two engines' saved files, read as float32 (the rest —
+ * config, step, RNG — is equal bytes when the engines are at the same step of the same model).
+ */
+async function stateDiff(a: Engine, b: Engine): Promise<number> {
+  const [fa, fb] = [await a.saveState(), await b.saveState()];
+  expect(fb.map((f) => [f.name, f.data.length])).toEqual(fa.map((f) => [f.name, f.data.length]));
+  let diff = 0;
+  fa.forEach((file, i) => {
+    const x = new Float32Array(file.data.slice(0, file.data.length & ~3).buffer);
+    const y = new Float32Array(fb[i]!.data.slice(0, file.data.length & ~3).buffer);
+    for (let k = 0; k < x.length; k++) if (Number.isFinite(x[k]) && Number.isFinite(y[k])) diff = Math.max(diff, Math.abs(x[k]! - y[k]!));
+  });
+  return diff;
+}
+
+describe('grpoUpdate micro-batches', () => {
+  const engines: Engine[] = [];
+  afterAll(async () => {
+    for (const e of engines) await e.dispose();
+  });
+  const policy = async () => {
+    const e = createEngine({ kind: 'onnx' });
+    engines.push(e);
+    await e.init(micro, 21);
+    return e;
+  };
+
+  it('makes the same update for the whole batch and for uneven micro-batches: the token mean over ALL response tokens', async () => {
+    const examples = generateSplit('train', 1, 16, 4).slice(0, 2);
+    // Four rollouts of 2, 9, 3 and 6 tokens: micro-batches of 3 + 1 rows (14 + 6 tokens) or 2 + 2 (11 + 9).
+    const lengths = [2, 9, 3, 6];
+    const rollouts: Rollout[] = lengths.map((n, i) => ({
+      exampleId: examples[i % 2]!.id,
+      group: i % 2,
+      tokens: Array.from({ length: n }, (_, j) => 7 + ((5 * i + 3 * j) % (tokenizer.vocabSize - 7))),
+      logprobs: [],
+      text: '',
+      stopped: false,
+      temperature: 1,
+    }));
+    const reference = await policy();
+    const ref = await referenceLogprobs(reference, tokenizer, examples, rollouts, 1, 4);
+    // Sampling logprobs a little off the policy's (ratios ≠ 1, some clipped), the reference as it is.
+    rollouts.forEach((r, i) => (r.logprobs = ref[i]!.map((x, j) => x + 0.15 * Math.sin(3 * i + j))));
+    const advantages = [1.2, -0.7, 0.4, -0.9];
+
+    const whole = await policy();
+    const oneBatch = await grpoUpdate(whole, tokenizer, examples, rollouts, ref, advantages, { ...settings, microBatch: 4 });
+    expect(oneBatch.applied).toBe(true);
+    for (const microBatch of [3, 2]) {
+      const split = await policy();
+      const update = await grpoUpdate(split, tokenizer, examples, rollouts, ref, advantages, { ...settings, microBatch });
+      // The accumulated gradient is the whole batch's (its norm, before clipping), so the step is the same step.
+      expect(Math.abs(update.gradNorm - oneBatch.gradNorm), `gradNorm, microBatch ${microBatch}`).toBeLessThan(1e-5 * oneBatch.gradNorm);
+      // AdamW's first step is ≈ lr·g/(|g| + eps): a component whose gradient is within rounding of eps may move by
+      // a small fraction of lr; a different gradient moves components by up to 2·lr.
+      expect(await stateDiff(split, whole), `parameters and moments, microBatch ${microBatch}`).toBeLessThan(0.01 * settings.lr);
+      // And the reported metrics are token-weighted means over all the step's tokens.
+      for (const key of ['loss', 'kl', 'entropy', 'clipFraction'] as const) expect(update[key], key).toBeCloseTo(oneBatch[key], 5);
+    }
+  });
+});
