@@ -5,12 +5,13 @@
  *    quality varies, into `runs/{runId}/reward-data/samples.json`;
  *  - `annotateRewardData` (CPU): scores in [0, 1] (steps of 0.1) from the configured annotator (the programmatic
  *    judge, or an LLM judge behind an OpenAI-compatible endpoint), balanced across the ten score bins, split by
- *    prompt into train and held-out, into `reward-data/annotated.json`;
+ *    prompt into train, validation and test (`rewards/balance.ts`), into `reward-data/annotated.json`;
  *  - `runRewardModelChunk` (GPU): `rm` training through the shared resumable chunk (stage `rm`; its initial
  *    weights — the policy backbone with a fresh head, or random — are committed as `rm-init`, which is also the
- *    untrained reward model of the `untrained-rm` ablation);
- *  - `evaluateRewardModel` (GPU): MAE, Pearson, Spearman and pairwise ranking accuracy against the held-out
- *    annotations, for the trained and the untrained model, into `reports/reward-model.json`.
+ *    untrained reward model of the `untrained-rm` ablation); its validation loss, which picks the best checkpoint
+ *    and stops early, is the MAE on the validation part;
+ *  - `evaluateRewardModel` (GPU): MAE, Pearson, Spearman and pairwise ranking accuracy against the test part,
+ *    which nothing before it has seen, for the trained and the untrained model, into `reports/reward-model.json`.
  *
  * Each is idempotent: outputs are keyed by run and rewritten identically on retry (samples and annotations are
  * reused when present).
@@ -19,12 +20,13 @@ import { Context, log } from '@temporalio/activity';
 import { modelConfig, type RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
 import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
-import { balanceByBin, scoreBin, SCORE_BINS } from '../rewards/balance';
+import { balanceByBin, scoreBin, SCORE_BINS, splitByPrompt } from '../rewards/balance';
 import { OpenAiCompatibleAnnotator } from '../rewards/llm-annotator';
 import { type RewardModelMetrics, rewardModelMetrics } from '../rewards/metrics';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
+import type { Storage } from '../storage/types';
 import { batchIndices } from '../training/sft';
 import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
@@ -57,13 +59,19 @@ export interface AnnotatedData {
   binsBefore: number[];
   binsAfter: number[];
   train: RewardItem[];
-  heldOut: RewardItem[];
+  /** Held-out prompts that pick the best checkpoint (the rm stage's validation loss). */
+  validation: RewardItem[];
+  /** Held-out prompts that only the reward-model report measures. */
+  test: RewardItem[];
 }
 
 export interface AnnotateOutput {
   annotatedKey: string;
   train: number;
+  /** validation + test. */
   heldOut: number;
+  validation: number;
+  test: number;
   binsBefore: number[];
   binsAfter: number[];
   meanScore: number;
@@ -75,13 +83,35 @@ export interface RewardReport {
   checkpointKey: string;
   initialCheckpointKey: string;
   annotator: string;
+  /** validation + test. */
   heldOut: number;
+  validation: number;
+  /** The items the metrics are measured on. */
+  test: number;
   train: number;
   binsBefore: number[];
   binsAfter: number[];
 }
 
 const dataKeyOf = (runId: string, file: string) => joinKey(runPrefix(runId), 'reward-data', file);
+const promptOf = (item: RewardItem) => item.exampleId;
+
+/** The held-out items split into validation (checkpoint selection) and test (the report), by prompt. */
+function splitHeldOut(heldOut: readonly RewardItem[], config: RunConfig): Pick<AnnotatedData, 'validation' | 'test'> {
+  const { kept, out } = splitByPrompt(heldOut, promptOf, { share: settingsOf(config).data.heldOutTestShare, seed: config.seed ^ 0x7e57 });
+  return { validation: kept, test: out };
+}
+
+/**
+ * Reads `annotated.json`. Files written before the held-out items were split (one `heldOut` list) are split here,
+ * the same way every time, so a run that annotated before an upgrade continues with validation and test parts.
+ */
+async function readAnnotated(storage: Storage, runId: string, config: RunConfig): Promise<AnnotatedData> {
+  const annotated = await getJson<AnnotatedData & { heldOut?: RewardItem[] }>(storage, dataKeyOf(runId, 'annotated.json'));
+  if (annotated.validation && annotated.test) return annotated;
+  const { heldOut = [], ...rest } = annotated;
+  return { ...rest, ...splitHeldOut(heldOut, config) };
+}
 
 function settingsOf(config: RunConfig) {
   if (!config.rewardModel) throw new ConfigError('rewardModel', 'the run config has no rewardModel section', { hint: 'Add rewardModel (see the tiny preset) or leave the rewardModel stage out' });
@@ -156,7 +186,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const annotatedKey = dataKeyOf(input.runId, 'annotated.json');
       let annotated: AnnotatedData;
       if (await exists(annotatedKey)) {
-        annotated = await readJson<AnnotatedData>(annotatedKey);
+        annotated = await readAnnotated(data.storage, input.runId, input.config);
       } else {
         const { items } = await readJson<{ items: { exampleId: string; response: string }[] }>(dataKeyOf(input.runId, 'samples.json'));
         const byId = await data.byId(input.dataRunId, 'train');
@@ -166,26 +196,22 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         const binsBefore = new Array<number>(SCORE_BINS).fill(0);
         for (const s of scored) binsBefore[scoreBin(s.score)]!++;
         const balanced = balanceByBin(scored, (s) => s.score, { seed: input.config.seed, ...(settings.data.perBin ? { perBin: settings.data.perBin } : {}) });
-        // Hold out whole prompts, so the held-out pairs (same prompt, different scores) are unseen in training.
-        const prompts = [...new Set(balanced.items.map((i) => i.exampleId))];
-        const order = batchIndices(prompts.length, prompts.length, 0, input.config.seed ^ 0x4e1d);
-        const heldOutPrompts = new Set(order.slice(0, Math.max(1, Math.round(prompts.length * settings.data.heldOutShare))).map((i) => prompts[i]!));
-        annotated = {
-          annotator: annotator.name,
-          binsBefore,
-          binsAfter: balanced.counts,
-          train: balanced.items.filter((i) => !heldOutPrompts.has(i.exampleId)),
-          heldOut: balanced.items.filter((i) => heldOutPrompts.has(i.exampleId)),
-        };
-        if (annotated.train.length === 0) throw new ConfigError('rewardModel.data', 'no training items are left after balancing and holding out', { hint: 'Sample more prompts or lower heldOutShare' });
+        // Hold out whole prompts (at least two: one for validation, one for test), so the held-out pairs (same
+        // prompt, different scores) are unseen in training; then split them into the validation and test parts.
+        const prompts = new Set(balanced.items.map(promptOf)).size;
+        if (prompts < 3) {
+          throw new ConfigError('rewardModel.data', `${prompts} prompts are left after balancing; train, validation and test need at least 3`, { hint: 'Sample more prompts (rewardModel.data.prompts)' });
+        }
+        const heldOut = splitByPrompt(balanced.items, promptOf, { share: settings.data.heldOutShare, seed: input.config.seed ^ 0x4e1d, minOut: 2 });
+        annotated = { annotator: annotator.name, binsBefore, binsAfter: balanced.counts, train: heldOut.kept, ...splitHeldOut(heldOut.out, input.config) };
         await putJson(data.storage, annotatedKey, annotated);
       }
-      const all = [...annotated.train, ...annotated.heldOut];
-      log.info('reward data annotated', { runId: input.runId, stage: 'rewardModel', annotator: annotated.annotator, train: annotated.train.length, heldOut: annotated.heldOut.length });
+      const all = [...annotated.train, ...annotated.validation, ...annotated.test];
+      const counts = { train: annotated.train.length, heldOut: annotated.validation.length + annotated.test.length, validation: annotated.validation.length, test: annotated.test.length };
+      log.info('reward data annotated', { runId: input.runId, stage: 'rewardModel', annotator: annotated.annotator, ...counts });
       return {
         annotatedKey,
-        train: annotated.train.length,
-        heldOut: annotated.heldOut.length,
+        ...counts,
         binsBefore: annotated.binsBefore,
         binsAfter: annotated.binsAfter,
         meanScore: all.reduce((a, i) => a + i.score, 0) / Math.max(1, all.length),
@@ -195,7 +221,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
     async runRewardModelChunk(input: RewardStageInput & { configHash: string; policyCheckpointKey: string; untilStep: number }): Promise<ChunkOutput> {
       data.assertStorage(input.storage);
       const settings = { ...settingsOf(input.config), seed: input.config.seed + 31 };
-      const annotated = await readJson<AnnotatedData>(dataKeyOf(input.runId, 'annotated.json'));
+      const annotated = await readAnnotated(data.storage, input.runId, input.config);
       const byId = await data.byId(input.dataRunId, 'train');
       const policyModel = modelConfig(input.config, data.tokenizer.vocabSize);
       return runTrainingChunk(
@@ -219,14 +245,15 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             const { loss, lr, gradNorm } = await rewardStep(engine, data.tokenizer, byId, annotated.train, settings, step);
             return { loss, lr, gradNorm };
           },
-          validate: (engine) => rewardValidation(engine, data.tokenizer, byId, annotated.heldOut, settings.batchSize),
+          validate: (engine) => rewardValidation(engine, data.tokenizer, byId, annotated.validation, settings.batchSize),
         },
       );
     },
 
     async evaluateRewardModel(input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string }): Promise<{ reportKey: string; trained: RewardModelMetrics; untrained: RewardModelMetrics }> {
       data.assertStorage(input.storage);
-      const annotated = await readJson<AnnotatedData>(dataKeyOf(input.runId, 'annotated.json'));
+      const annotated = await readAnnotated(data.storage, input.runId, input.config);
+      const { test } = annotated;
       const byId = await data.byId(input.dataRunId, 'train');
       const batchSize = settingsOf(input.config).batchSize;
       const measure = (key: string) =>
@@ -237,12 +264,12 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             await loadEngineCheckpoint(store, key, engine);
             engines.mark(slot, key);
           }
-          const predictions = await scoreResponses(engine, data.tokenizer, byId, annotated.heldOut, batchSize);
-          return rewardModelMetrics(predictions, annotated.heldOut.map((i) => i.score), annotated.heldOut.map((i) => i.exampleId));
+          const predictions = await scoreResponses(engine, data.tokenizer, byId, test, batchSize);
+          return rewardModelMetrics(predictions, test.map((i) => i.score), test.map(promptOf));
         });
       const trained = await measure(input.checkpointKey);
       const untrained = await measure(input.initialCheckpointKey);
-      const report: RewardReport = { trained, untrained, checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.heldOut.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
+      const report: RewardReport = { trained, untrained, checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.validation.length + test.length, validation: annotated.validation.length, test: test.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
       const key = reportKey(input.runId, 'reward-model.json');
       await putJson(data.storage, key, report);
       log.info('reward model evaluated', { runId: input.runId, stage: 'rewardModel', ...trained });

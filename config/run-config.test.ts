@@ -28,6 +28,12 @@ describe('run config', () => {
     expect(resolveRunConfig('paper', 'paper').rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
   });
 
+  it('splits the reward model\'s held-out prompts in half between validation and test unless told otherwise', () => {
+    expect(resolveRunConfig('tiny', 'tiny').rewardModel?.data).toMatchObject({ heldOutShare: 0.15, heldOutTestShare: 0.5 });
+    const err = configError(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { rewardModel: { data: { heldOutTestShare: 1 } } }), 'run.yaml'));
+    expect(err.message).toMatch(/rewardModel\.data\.heldOutTestShare: Too big/);
+  });
+
   it('rejects unknown fields and bad values, naming every path and reason', () => {
     const raw = mergeConfig(RUN_PRESETS.ci, { sft: { lr: -1, stepz: 3 }, data: { perFamily: { train: 0 } }, colour: 'blue' });
     const err = configError(() => parseRunConfig(raw, 'run.yaml'));

@@ -110,8 +110,13 @@ const RewardModelSchema = z
       maxTokens: int(1),
       /** Cap per score bin when balancing the ten bins (default: the median non-empty bin). */
       perBin: int(1).optional(),
-      /** Share of annotated samples held out for validation and the reward-model report. */
+      /** Share of the annotated prompts held out of training (whole prompts, with all their responses). */
       heldOutShare: z.number().gt(0).lt(1),
+      /**
+       * Share of the held-out prompts in the test part, which only the reward-model report measures; the rest is
+       * the validation part, which picks the best checkpoint (so the reported metrics are not the selection's).
+       */
+      heldOutTestShare: z.number().gt(0).lt(1).default(0.5),
     }),
     annotator: AnnotatorSchema.default({ kind: 'programmatic' }),
     ...schedule,

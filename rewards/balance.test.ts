@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { balanceByBin, scoreBin } from './balance';
+import { balanceByBin, scoreBin, splitByPrompt } from './balance';
 
 describe('scoreBin', () => {
   it('puts [k/10, (k+1)/10) in bin k and 1.0 in bin 9', () => {
@@ -55,5 +55,35 @@ describe('balanceByBin', () => {
     expect(balanceByBin([], scoreOf, { seed: 1 })).toEqual({ items: [], counts: new Array(10).fill(0), dropped: 0 });
     expect(() => balanceByBin(input, scoreOf, { seed: 1, perBin: 0 })).toThrow(RangeError);
     expect(() => balanceByBin(input, scoreOf, { seed: 1, perBin: 2.5 })).toThrow(RangeError);
+  });
+});
+
+describe('splitByPrompt', () => {
+  // 10 prompts with 1–3 responses each, interleaved.
+  const items = Array.from({ length: 20 }, (_, i) => ({ prompt: `p${(i * 7) % 10}`, i }));
+  const promptOf = (t: { prompt: string }) => t.prompt;
+  const prompts = (xs: readonly { prompt: string }[]) => new Set(xs.map(promptOf));
+
+  it('moves whole prompts: share of the prompts (rounded) out, every item on exactly one side, input order kept', () => {
+    const { kept, out } = splitByPrompt(items, promptOf, { share: 0.3, seed: 5 });
+    expect(prompts(out).size).toBe(3);
+    expect([...prompts(out)].filter((p) => prompts(kept).has(p))).toEqual([]);
+    expect([...kept, ...out].map((t) => t.i).sort((a, b) => a - b)).toEqual(items.map((t) => t.i));
+    expect(out.map((t) => t.i)).toEqual([...out.map((t) => t.i)].sort((a, b) => a - b));
+  });
+
+  it('is deterministic given the seed, and another seed picks other prompts', () => {
+    const a = splitByPrompt(items, promptOf, { share: 0.5, seed: 1 });
+    expect(splitByPrompt(items, promptOf, { share: 0.5, seed: 1 })).toEqual(a);
+    expect(prompts(splitByPrompt(items, promptOf, { share: 0.5, seed: 2 }).out)).not.toEqual(prompts(a.out));
+  });
+
+  it('keeps at least minOut prompts out and one in, and refuses too few prompts', () => {
+    const two = items.filter((t) => t.prompt === 'p0' || t.prompt === 'p1');
+    expect(prompts(splitByPrompt(two, promptOf, { share: 0.01, seed: 1 }).out).size).toBe(1);
+    expect(prompts(splitByPrompt(two, promptOf, { share: 0.99, seed: 1 }).kept).size).toBe(1);
+    expect(prompts(splitByPrompt(items, promptOf, { share: 0.01, seed: 1, minOut: 2 }).out).size).toBe(2);
+    expect(() => splitByPrompt(two, promptOf, { share: 0.5, seed: 1, minOut: 2 })).toThrow(/2 prompts cannot be split/);
+    expect(() => splitByPrompt(items, promptOf, { share: 1, seed: 1 })).toThrow(RangeError);
   });
 });

@@ -7,6 +7,11 @@
  *
  * Bins: bin k holds scores in [k/10, (k+1)/10), except the last, which is [0.9, 1.0] and so holds 1.0 too
  * (a score of 1.0 is a perfect response, the same kind of sample as 0.9, not a bin of its own).
+ *
+ * After balancing, the items are split by prompt (`splitByPrompt`): whole prompts go to one side, so that the
+ * held-out pairs (same prompt, different responses) are unseen in training. The reward-model stage splits twice:
+ * train vs held out, then the held-out prompts into a validation part (picks the best checkpoint) and a test part
+ * (only the report measures it), so the reported metrics are not those the checkpoint was selected on.
  */
 import { Rng } from '../engine/rng';
 
@@ -77,4 +82,20 @@ function sample(rng: Rng, xs: readonly number[], k: number): number[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out.slice(0, k);
+}
+
+/**
+ * Splits items in two by prompt: `share` of the distinct prompts (rounded, at least `minOut`, leaving at least one)
+ * go to `out` with all their items, the rest to `kept`. Which prompts is a seeded shuffle: deterministic given the
+ * seed and the items' prompts in order of first appearance. Both sides keep the input order. Throws RangeError
+ * when there are fewer than `minOut` + 1 prompts.
+ */
+export function splitByPrompt<T>(items: readonly T[], promptOf: (t: T) => string, opts: { share: number; seed: number; minOut?: number }): { kept: T[]; out: T[] } {
+  if (!(opts.share > 0 && opts.share < 1)) throw new RangeError(`share must be in (0, 1) (got ${opts.share})`);
+  const minOut = opts.minOut ?? 1;
+  const prompts = [...new Set(items.map(promptOf))];
+  if (prompts.length < minOut + 1) throw new RangeError(`${prompts.length} prompts cannot be split: at least ${minOut} out and 1 kept are needed`);
+  const count = Math.min(prompts.length - 1, Math.max(minOut, Math.round(prompts.length * opts.share)));
+  const out = new Set(sample(new Rng(opts.seed), prompts.map((_, i) => i), count).map((i) => prompts[i]!));
+  return { kept: items.filter((t) => !out.has(promptOf(t))), out: items.filter((t) => out.has(promptOf(t))) };
 }

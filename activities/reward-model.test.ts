@@ -1,0 +1,111 @@
+/**
+ * The reward model's held-out split in mock activity contexts: annotation splits the held-out prompts into a
+ * validation part and a test part; training selects its checkpoint on the validation part only, and the report
+ * measures the test part only. Each is shown by poisoning the other part (items whose example does not exist, which
+ * scoring refuses): training still runs with a poisoned test part, the report still runs with a poisoned
+ * validation part.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mergeConfig, parseRunConfig, RUN_PRESETS } from '../config/run-config';
+import { createEngine } from '../engine/factory';
+import { Rng } from '../engine/rng';
+import { CheckpointStore } from '../storage/checkpoints';
+import { getJson, putJson } from '../storage/json';
+import { LocalStorage } from '../storage/local';
+import { readMetrics } from '../storage/metrics-log';
+import { teacherResponse } from '../tasks/teacher';
+import type { RewardItem } from '../training/reward-model';
+import { createDataActivities } from './data';
+import { EnginePool } from './engine-pool';
+import { type AnnotatedData, createRewardModelActivities, type RewardReport } from './reward-model';
+import { RunData } from './run-data';
+
+const config = parseRunConfig(
+  mergeConfig(RUN_PRESETS.ci, {
+    model: { layers: 1, width: 32, heads: 2, mlpRatio: 2 },
+    data: { perFamily: { train: 4, test: 1, ood: 1 }, validationPerFamily: 1 },
+    rewardModel: { init: 'scratch', data: { heldOutShare: 0.4 }, steps: 4, batchSize: 4, evalEvery: 2, chunkSteps: 4 },
+  }),
+  'test',
+);
+const runId = 'rm-split';
+
+describe('the reward model\'s validation and test parts', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sophia-rm-'));
+  const storage = new LocalStorage(dir);
+  const store = new CheckpointStore(storage);
+  const data = new RunData(storage);
+  const engines = new EnginePool(() => createEngine({ kind: 'onnx' }));
+  const acts = createRewardModelActivities({ store, data, engines, workerQueue: 'q-test', identity: 'test-worker' });
+  const common = { runId, config, storage: storage.location, dataRunId: runId };
+  const annotatedKey = `runs/${runId}/reward-data/annotated.json`;
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
+  const promptsOf = (items: readonly RewardItem[]) => new Set(items.map((i) => i.exampleId));
+  const poisoned = (items: readonly RewardItem[]) => items.map((i) => ({ ...i, exampleId: `missing-${i.exampleId}` }));
+  let annotated: AnnotatedData;
+
+  beforeAll(async () => {
+    await run(createDataActivities({ data }).prepareData, { runId, config, storage: storage.location });
+    // Responses of every quality: the teacher's, the teacher's with a wrong answer, and an empty thought.
+    const train = await data.split(runId, 'train');
+    const items = train.flatMap((e, k) => {
+      const good = teacherResponse(e, new Rng(k));
+      return [good, good.replace(/<answer>.*<\/answer>/s, '<answer>zz</answer>'), '<think></think><answer>0</answer>'].map((response) => ({ exampleId: e.id, response }));
+    });
+    await putJson(storage, `runs/${runId}/reward-data/samples.json`, { policyCheckpointKey: 'none', items });
+    await run(acts.annotateRewardData, common);
+    annotated = await getJson<AnnotatedData>(storage, annotatedKey);
+  });
+  afterAll(async () => {
+    await engines.dispose();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('holds out whole prompts and splits them into validation and test, the same way on every call', async () => {
+    const [train, validation, test] = [promptsOf(annotated.train), promptsOf(annotated.validation), promptsOf(annotated.test)];
+    expect(validation.size).toBeGreaterThan(0);
+    expect(test.size).toBeGreaterThan(0);
+    expect([...validation, ...test].filter((p) => train.has(p))).toEqual([]);
+    expect([...validation].filter((p) => test.has(p))).toEqual([]);
+    expect(validation.size + test.size).toBe(Math.round(0.4 * (train.size + validation.size + test.size)));
+    const out = await run(acts.annotateRewardData, common);
+    expect(out).toMatchObject({ train: annotated.train.length, validation: annotated.validation.length, test: annotated.test.length, heldOut: annotated.validation.length + annotated.test.length });
+  });
+
+  it('selects the checkpoint on the validation part only, and reports on the test part only', async () => {
+    // Training with a test part it cannot score: it never reads it.
+    await putJson(storage, annotatedKey, { ...annotated, test: poisoned(annotated.test) });
+    const chunk = await run(acts.runRewardModelChunk, { ...common, configHash: 'h', policyCheckpointKey: 'none', untilStep: 4 });
+    expect(chunk).toMatchObject({ step: 4, done: true });
+    expect((await readMetrics(storage, runId)).filter((m) => m.stage === 'rm' && m.kind === 'validation').map((m) => m.step)).toEqual([2, 4]);
+    // …while a poisoned validation part stops it at its first validation (a second run with the same data).
+    await putJson(storage, 'runs/rm-split-2/reward-data/annotated.json', { ...annotated, validation: poisoned(annotated.validation) });
+    await expect(run(acts.runRewardModelChunk, { ...common, runId: 'rm-split-2', dataRunId: runId, configHash: 'h', policyCheckpointKey: 'none', untilStep: 4 })).rejects.toThrow(/no such example/);
+
+    // The report with a validation part it cannot score: it never reads it, and counts the test part.
+    await putJson(storage, annotatedKey, { ...annotated, validation: poisoned(annotated.validation) });
+    const evaluated = await run(acts.evaluateRewardModel, { ...common, checkpointKey: chunk.bestCheckpointKey!, initialCheckpointKey: chunk.initialCheckpointKey });
+    expect(evaluated.trained.count).toBe(annotated.test.length);
+    const report = await getJson<RewardReport>(storage, evaluated.reportKey);
+    expect(report).toMatchObject({ test: annotated.test.length, validation: annotated.validation.length, train: annotated.train.length });
+    await putJson(storage, annotatedKey, { ...annotated, test: poisoned(annotated.test) });
+    await expect(run(acts.evaluateRewardModel, { ...common, checkpointKey: chunk.bestCheckpointKey!, initialCheckpointKey: chunk.initialCheckpointKey })).rejects.toThrow(/no such example/);
+    await putJson(storage, annotatedKey, annotated);
+  });
+
+  it('splits the held-out items of an annotation file written before the split, deterministically', async () => {
+    const legacy = { annotator: annotated.annotator, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter, train: annotated.train, heldOut: [...annotated.validation, ...annotated.test] };
+    await putJson(storage, annotatedKey, legacy);
+    const out = await run(acts.annotateRewardData, common);
+    expect(out.validation + out.test).toBe(legacy.heldOut.length);
+    expect(out.validation).toBeGreaterThan(0);
+    expect(out.test).toBeGreaterThan(0);
+    expect(await run(acts.annotateRewardData, common)).toEqual(out);
+    await putJson(storage, annotatedKey, annotated);
+  });
+});
