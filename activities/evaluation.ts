@@ -6,7 +6,7 @@
  */
 import { Context, log } from '@temporalio/activity';
 import { NotFoundError } from '../common/errors';
-import type { RunConfig } from '../config/run-config';
+import { evaluationSettings, type RunConfig } from '../config/run-config';
 import { parameterCount } from '../engine/model/config';
 import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/evaluate';
 import { runTimes } from '../clients/stage-times';
@@ -85,7 +85,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
           await loadEngineCheckpoint(store, input.checkpointKey, engine);
           engines.mark(slot, input.checkpointKey);
         }
-        const settings = { ...input.config.evaluation, seed: input.config.seed + 17, ...(input.greedyOnly ? { k: 0 } : {}) };
+        const settings = { ...evaluationSettings(input.config), ...(input.greedyOnly ? { k: 0 } : {}) };
         const splits = {} as EvaluateOutput['splits'];
         for (const split of ['test', 'ood'] as const) {
           const all = await data.split(input.dataRunId ?? input.runId, split);
