@@ -79,15 +79,15 @@ export class EtaEstimator {
   }
 }
 
-/** The bar that holds an unfinished line on the terminal, if any (see `printAbove`). */
-let openBar: ProgressBar | undefined;
+/** The bar that holds an unfinished line on a terminal, if any (see `printAbove`): its stream and how to redraw it. */
+let openLine: { out: Out; redraw: () => void; owner: object } | undefined;
 
 /** Prints `text` on its own line(s) without breaking a progress bar being drawn on `out`. */
 export function printAbove(text: string, out: Out = process.stderr): void {
-  const bar = openBar?.out === out ? openBar : undefined;
-  if (bar) out.write('\r\x1b[2K');
+  const open = openLine?.out === out ? openLine : undefined;
+  if (open) out.write('\r\x1b[2K');
   out.write(text.endsWith('\n') ? text : `${text}\n`);
-  bar?.redraw();
+  open?.redraw();
 }
 
 export interface ProgressBarOptions {
@@ -153,7 +153,7 @@ export class ProgressBar {
     if (this.out.isTTY) {
       if (this.completed) return; // its last line stands
       this.ended = false;
-      openBar = this;
+      openLine = { out: this.out, redraw: () => this.redraw(), owner: this };
       this.redraw();
       if (this.eta !== undefined && done >= this.eta.total) {
         this.completed = true;
@@ -173,7 +173,7 @@ export class ProgressBar {
 
   /** Ends the bar's line on a terminal, so whatever is printed next starts on a line of its own. */
   end(): void {
-    if (openBar === this) openBar = undefined;
+    if (openLine?.owner === this) openLine = undefined;
     if (this.out.isTTY && !this.ended && this.line) this.out.write('\n');
     this.ended = true;
   }
