@@ -16,6 +16,7 @@
  * everything about durability is here.
  */
 import { Context, log } from '@temporalio/activity';
+import type { EngineOptions } from '../engine/factory';
 import type { Engine } from '../engine/types';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { checkpointKey as checkpointKeyOf } from '../storage/keys';
@@ -64,6 +65,8 @@ export interface ChunkSpec extends SupervisedLoop<{ loss: number } & Record<stri
   /** Where the initial weights are committed (`init`, `rm-init`). */
   initStage: string;
   configHash: string;
+  /** The engine to train with (`engineOptionsOf(config)`). */
+  engine: EngineOptions;
   untilStep: number;
   keepLast: number;
   /** Fresh initial weights into `engine` (called once per run). */
@@ -81,7 +84,7 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
   const slotName = `${spec.runId}/${spec.stage}`;
   const where = { runId: spec.runId, stage: spec.stage };
   return engines.exclusive(async () => {
-    const { engine } = await engines.slot(slotName);
+    const { engine } = await engines.slot(slotName, spec.engine);
     let initial = await store.latest(spec.runId, spec.initStage);
     if (!initial) {
       await spec.initialize(engine);
@@ -89,7 +92,7 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
       engines.mark(slotName, initial.key);
     }
     const latest = (await store.latest(spec.runId, spec.stage)) ?? initial;
-    if ((await engines.slot(slotName)).checkpointKey !== latest.key) {
+    if ((await engines.slot(slotName, spec.engine)).checkpointKey !== latest.key) {
       await loadEngineCheckpoint(store, latest.key, engine);
       engines.mark(slotName, latest.key);
       log.info('engine loaded from storage', { ...where, step: latest.step, checkpointKey: latest.key });

@@ -1,51 +1,72 @@
 import { describe, expect, it } from 'vitest';
 import { presetConfig } from '../engine/model/config';
-import { createEngine } from '../engine/factory';
-import { EnginePool } from './engine-pool';
+import { type EngineOptions, createEngine } from '../engine/factory';
+import { EnginePool, engineOptionsOf } from './engine-pool';
 
 const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, heads: 2 };
+const ONNX: EngineOptions = { kind: 'onnx' };
 
 describe('EnginePool', () => {
   it('spills an evicted tagged engine to host memory and restores it, state and tag', async () => {
-    const pool = new EnginePool(() => createEngine({ kind: 'onnx' }), 1);
-    const a = await pool.slot('run-a/policy');
+    const pool = new EnginePool(createEngine, 1);
+    const a = await pool.slot('run-a/policy', ONNX);
     await a.engine.init(config, 1);
     pool.mark('run-a/policy', 'rl-step:7');
     const before = await a.engine.saveState();
 
-    const b = await pool.slot('run-b/policy'); // evicts run-a (capacity 1)
+    const b = await pool.slot('run-b/policy', ONNX); // evicts run-a (capacity 1)
     await b.engine.init(config, 2);
     expect(pool.loaded()).toEqual(['run-b/policy']);
 
-    const again = await pool.slot('run-a/policy');
+    const again = await pool.slot('run-a/policy', ONNX);
     expect(again.checkpointKey).toBe('rl-step:7');
     expect(await again.engine.saveState()).toEqual(before);
     await pool.dispose();
   });
 
   it('does not keep the state of an untagged engine (it may be mid-update): the slot comes back empty', async () => {
-    const pool = new EnginePool(() => createEngine({ kind: 'onnx' }), 1);
-    const a = await pool.slot('a');
+    const pool = new EnginePool(createEngine, 1);
+    const a = await pool.slot('a', ONNX);
     await a.engine.init(config, 1);
     pool.mark('a', undefined);
-    await pool.slot('b');
-    const again = await pool.slot('a');
+    await pool.slot('b', ONNX);
+    const again = await pool.slot('a', ONNX);
     expect(again.checkpointKey).toBeUndefined();
     expect(() => again.engine.config()).toThrow();
     await pool.dispose();
   });
 
   it('keeps at most spillCapacity spilled states, dropping the least recently used', async () => {
-    const pool = new EnginePool(() => createEngine({ kind: 'onnx' }), 1, 1);
+    const pool = new EnginePool(createEngine, 1, 1);
     for (const name of ['x', 'y', 'z']) {
-      const s = await pool.slot(name);
+      const s = await pool.slot(name, ONNX);
       await s.engine.init(config, 1);
       pool.mark(name, `tag-${name}`);
     }
     // x was spilled, then dropped when y was spilled; z is loaded. Fetching y restores it (z is spilled instead).
-    expect((await pool.slot('y')).checkpointKey).toBe('tag-y');
-    expect((await pool.slot('x')).checkpointKey).toBeUndefined();
-    expect((await pool.slot('z')).checkpointKey).toBeUndefined(); // y was spilled by x's fetch and z dropped
+    expect((await pool.slot('y', ONNX)).checkpointKey).toBe('tag-y');
+    expect((await pool.slot('x', ONNX)).checkpointKey).toBeUndefined();
+    expect((await pool.slot('z', ONNX)).checkpointKey).toBeUndefined(); // y was spilled by x's fetch and z dropped
     await pool.dispose();
+  });
+
+  it("makes each slot's engine with the options of the run that uses it, and remakes it when they change", async () => {
+    const made: EngineOptions[] = [];
+    const pool = new EnginePool((options) => (made.push(options), createEngine(options)), 2);
+    const a = await pool.slot('run-a/policy', { kind: 'onnx', threads: 1 });
+    await a.engine.init(config, 1);
+    pool.mark('run-a/policy', 'ckpt-1');
+    expect((await pool.slot('run-a/policy', { kind: 'onnx', threads: 1 })).engine).toBe(a.engine); // same options: kept
+    const b = await pool.slot('run-a/policy', { kind: 'onnx', threads: 2 });
+    expect(b.engine).not.toBe(a.engine);
+    expect(b.checkpointKey).toBeUndefined(); // a new engine: its owner reloads
+    expect(made).toEqual([{ kind: 'onnx', threads: 1 }, { kind: 'onnx', threads: 2 }]);
+    await pool.dispose();
+  });
+
+  it("takes a run's engine options from its config's engine section", () => {
+    expect(engineOptionsOf({ engine: { kind: 'onnx', executionProvider: 'cpu', threads: 0 } })).toEqual({ kind: 'onnx', executionProvider: 'cpu' });
+    expect(engineOptionsOf({ engine: { kind: 'onnx', executionProvider: 'cuda', threads: 3 } })).toEqual({ kind: 'onnx', executionProvider: 'cuda', threads: 3 });
+    expect(() => engineOptionsOf({ engine: { kind: 'pytorch', executionProvider: 'cpu', threads: 0 } })).toThrow(/engine.kind/);
   });
 });

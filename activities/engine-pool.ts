@@ -11,8 +11,23 @@
  * to host memory first (`saveState`) and restored when the slot is used again, so runs that share a worker do not
  * throw away each other's uncommitted progress. At most `spillCapacity` states are kept; older ones are dropped
  * (their owners reload the last committed checkpoint).
+ *
+ * Engines are made with the options of the run that uses them (`engineOptionsOf(config)`: its config's `engine`
+ * section), so a run's threads and execution provider are honoured on whichever worker runs its activities.
  */
+import { ConfigError } from '../common/errors';
+import type { RunConfig } from '../config/run-config';
+import type { EngineOptions } from '../engine/factory';
 import type { Engine, EngineFile } from '../engine/types';
+
+/** The engine options of a run: its config's `engine` section (threads 0 = one per core of the worker's machine). */
+export function engineOptionsOf(config: Pick<RunConfig, 'engine'>): EngineOptions {
+  const { kind, executionProvider, threads } = config.engine;
+  if (kind !== 'onnx') {
+    throw new ConfigError('engine.kind', `${JSON.stringify(kind)}: this worker has no such engine`, { hint: 'Use engine.kind: onnx (the built-in engine)' });
+  }
+  return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
+}
 
 interface Spilled {
   state: EngineFile[];
@@ -22,6 +37,8 @@ interface Spilled {
 
 interface Slot {
   engine: Engine;
+  /** The options it was made with (JSON). */
+  options: string;
   /** The committed checkpoint the engine's state equals, if any. */
   checkpointKey: string | undefined;
   lastUsed: number;
@@ -34,7 +51,7 @@ export class EnginePool {
   private clock = 0;
 
   constructor(
-    private readonly create: () => Engine,
+    private readonly create: (options: EngineOptions) => Engine,
     private readonly capacity = 2,
     private readonly spillCapacity = 16,
   ) {}
@@ -52,9 +69,19 @@ export class EnginePool {
     }
   }
 
-  /** The engine of a slot, created if needed (evicting the least recently used beyond capacity). */
-  async slot(name: string): Promise<{ engine: Engine; checkpointKey: string | undefined }> {
+  /**
+   * The engine of a slot, made with `options` if needed (evicting the least recently used beyond capacity). A slot
+   * whose engine was made with other options is made again (its state unknown: the caller reloads).
+   */
+  async slot(name: string, options: EngineOptions): Promise<{ engine: Engine; checkpointKey: string | undefined }> {
+    const wanted = JSON.stringify(options);
     let slot = this.slots.get(name);
+    if (slot && slot.options !== wanted) {
+      this.slots.delete(name);
+      this.spilled.delete(name);
+      await slot.engine.dispose();
+      slot = undefined;
+    }
     if (!slot) {
       // Take this slot's spilled state out first, so making room cannot drop it.
       const spilled = this.spilled.get(name);
@@ -65,7 +92,7 @@ export class EnginePool {
         if (oldest.checkpointKey !== undefined) this.spill(oldestName, { state: await oldest.engine.saveState(), checkpointKey: oldest.checkpointKey, lastUsed: oldest.lastUsed });
         await oldest.engine.dispose();
       }
-      slot = { engine: this.create(), checkpointKey: undefined, lastUsed: 0 };
+      slot = { engine: this.create(options), options: wanted, checkpointKey: undefined, lastUsed: 0 };
       this.slots.set(name, slot);
       if (spilled) {
         await slot.engine.loadState(spilled.state);

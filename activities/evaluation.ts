@@ -20,7 +20,7 @@ import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { appendMetrics, readMetrics } from '../storage/metrics-log';
 import { FAMILIES, type Family } from '../tasks/types';
 import { loadEngineCheckpoint } from './engine-checkpoints';
-import type { EnginePool } from './engine-pool';
+import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
 
@@ -80,7 +80,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
       const ctx = Context.current();
       return engines.exclusive(async () => {
         const slot = `${input.runId}/eval`;
-        const { engine, checkpointKey } = await engines.slot(slot);
+        const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
         if (checkpointKey !== input.checkpointKey) {
           await loadEngineCheckpoint(store, input.checkpointKey, engine);
           engines.mark(slot, input.checkpointKey);

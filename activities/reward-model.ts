@@ -32,7 +32,7 @@ import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '.
 import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
-import type { EnginePool } from './engine-pool';
+import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
 
@@ -154,7 +154,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const examples = batchIndices(train.length, Math.min(settings.prompts, train.length), 0, input.config.seed ^ 0x2e3d).map((i) => train[i]!);
       return engines.exclusive(async () => {
         const slot = `${input.runId}/rm-sampler`;
-        const { engine, checkpointKey } = await engines.slot(slot);
+        const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
         if (checkpointKey !== input.policyCheckpointKey) {
           await loadEngineCheckpoint(store, input.policyCheckpointKey, engine);
           engines.mark(slot, input.policyCheckpointKey);
@@ -231,6 +231,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           stage: RM_STAGE,
           initStage: RM_INIT_STAGE,
           configHash: input.configHash,
+          engine: engineOptionsOf(input.config),
           totalSteps: settings.steps,
           untilStep: input.untilStep,
           evalEvery: settings.evalEvery,
@@ -259,7 +260,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const measure = (key: string) =>
         engines.exclusive(async () => {
           const slot = `${input.runId}/rm-eval`;
-          const { engine, checkpointKey } = await engines.slot(slot);
+          const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
           if (checkpointKey !== key) {
             await loadEngineCheckpoint(store, key, engine);
             engines.mark(slot, key);

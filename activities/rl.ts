@@ -34,7 +34,7 @@ import { scoreResponses } from '../training/reward-model';
 import { type Rollout, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
 import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
-import type { EnginePool } from './engine-pool';
+import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
 
@@ -127,7 +127,7 @@ export function createRlActivities(deps: RlDeps) {
   /** The run's policy engine at step − 1, or the step it could be put at (then the caller rewinds). */
   async function policyAt(input: RlStepInput): Promise<{ engine: Engine; at: number }> {
     const slot = `${input.runId}/policy`;
-    const { engine, checkpointKey } = await engines.slot(slot);
+    const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
     if (checkpointKey === tag(input.step - 1)) return { engine, at: input.step - 1 };
     const latest = await store.latest(input.runId, GRPO_STAGE);
     if (latest) {
@@ -141,8 +141,8 @@ export function createRlActivities(deps: RlDeps) {
     return { engine, at };
   }
 
-  async function loaded(slot: string, key: string): Promise<Engine> {
-    const { engine, checkpointKey } = await engines.slot(slot);
+  async function loaded(input: RlStepInput, slot: string, key: string): Promise<Engine> {
+    const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
     if (checkpointKey !== key) {
       await loadEngineCheckpoint(store, key, engine);
       engines.mark(slot, key);
@@ -170,7 +170,7 @@ export function createRlActivities(deps: RlDeps) {
           promptsPerBatch: examples.length,
         });
         Context.current().heartbeat({ step: input.step, phase: 'reference logprobs' });
-        const reference = await loaded(`${input.runId}/reference`, input.policyStartKey);
+        const reference = await loaded(input, `${input.runId}/reference`, input.policyStartKey);
         const refLogprobs = await referenceLogprobs(reference, data.tokenizer, examples, rollouts, rl.temperature, rl.microBatch);
         const stored: StoredRollouts = { step: input.step, exampleIds: examples.map((e) => e.id), rollouts, refLogprobs };
         await putJson(data.storage, rolloutsKey, stored);
@@ -209,7 +209,7 @@ export function createRlActivities(deps: RlDeps) {
       const byId = await data.byId(input.dataRunId, 'train');
       const scores = await engines.exclusive(async () => {
         Context.current().heartbeat({ step: input.step, phase: 'thinking rewards' });
-        const rm = await loaded(`${input.runId}/reward-model`, input.rewardModelKey);
+        const rm = await loaded(input, `${input.runId}/reward-model`, input.rewardModelKey);
         return scoreResponses(rm, data.tokenizer, byId, rollouts.map((r) => ({ exampleId: exampleIds[r.group]!, response: r.text })), rlSettings(input.config).microBatch);
       });
       const thinkingKey = keyOf(input, 'thinking.json');
@@ -255,7 +255,7 @@ export function createRlActivities(deps: RlDeps) {
       return engines.exclusive(async () => {
         const latest = await store.latest(input.runId, GRPO_STAGE);
         if (latest && latest.step >= input.step) return { checkpointKey: latest.key, step: latest.step };
-        const { engine, checkpointKey } = await engines.slot(`${input.runId}/policy`);
+        const { engine, checkpointKey } = await engines.slot(`${input.runId}/policy`, engineOptionsOf(input.config));
         if (checkpointKey !== tag(input.step) || input.step === 0) return { checkpointKey: latest?.key, step: latest?.step ?? 0 };
         const manifest = await saveEngineCheckpoint(store, engine, { runId: input.runId, stage: GRPO_STAGE, step: input.step, configHash: input.configHash, meta: { stopped: true } });
         return { checkpointKey: manifest.key, step: input.step };

@@ -17,7 +17,7 @@ import { modelConfig, type RunConfig, sftSettings } from '../config/run-config';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { type BestTracker, sftLoop } from '../training/sft';
 import { type ChunkHeartbeat, type ChunkOutput, runTrainingChunk, trackerOf } from './chunk';
-import type { EnginePool } from './engine-pool';
+import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
 
@@ -69,6 +69,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         stage: STAGE,
         initStage: INIT_STAGE,
         configHash: input.configHash,
+        engine: engineOptionsOf(input.config),
         untilStep: input.untilStep,
         keepLast: input.config.checkpoints.keepLast,
         initialize: (engine) => engine.init(model, input.config.seed),

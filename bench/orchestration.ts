@@ -274,7 +274,7 @@ async function main(): Promise<void> {
   // The embedded server's pid (its CPU time counts as orchestration cost).
   const serverPid = embedded ? (JSON.parse(readFileSync(path.join(root, 'server', 'server.json'), 'utf8')) as { pid: number }).pid : undefined;
   const startup = process.hrtime.bigint();
-  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, engine: engineOptions });
+  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, makeEngine: () => new OnnxEngine(engineOptions) });
   const startupSeconds = seconds(startup);
   const running = workers.run();
 

@@ -13,10 +13,11 @@ import { assertRunnable } from '../config/run-config';
 import { assertValidName } from '../storage/keys';
 import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
-import { WorkerSet } from '../workers/worker';
+import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { runSummary } from './run-view';
 import { installQuietRuntime, openSession, runtimeLogFile } from './session';
+import { runsWorkersHere, startWorkers } from './workers';
 import { watchRun } from './watch';
 
 export { watchRun } from './watch';
@@ -60,15 +61,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
     say(`run        ${runId}   (after a crash or kill: sophia run --config ${options.config} --run-id ${runId})`);
     say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
-    if (options.workers ?? session.embedded !== undefined) {
-      workers = await WorkerSet.create({
-        kinds: ['cpu', 'gpu'],
-        connection: await session.workerConnection(),
-        config: session.config,
-        storage,
-        engine: { executionProvider: config.engine.executionProvider, ...(config.engine.threads > 0 ? { threads: config.engine.threads } : {}) },
-      });
-    }
+    if (runsWorkersHere(options.workers, session)) workers = await startWorkers(session, storage);
     const input = pipelineInput(runId, config, storage.location, session.config);
     const { handle, state } = await startRun(session.client, session.config, input);
     say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);

@@ -27,7 +27,7 @@ import { runSft } from '../training/sft';
 import { buildSftReport } from '../training/sft-report';
 import { ProgressBar } from './progress';
 import { defaultStorage } from './paths';
-import { defaultRunId } from './run';
+import { defaultRunId } from '../common/run-layout';
 
 export interface SftCommandOptions {
   /** A run preset the built-in engine runs (`ci`, `tiny`). */
@@ -45,7 +45,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
   }
   const config = resolveRunConfig(options.preset, `preset ${options.preset}`);
   assertRunnable(config);
-  const runId = options.runId ?? defaultRunId(new Date()).replace('run-', 'sft-');
+  const runId = options.runId ?? defaultRunId(new Date(), 'sft');
   assertValidName('run id', runId);
   const say = (line: string) => options.out.write(`${line}\n`);
   const storage = openStorage(options.storage ?? defaultStorage(options.env, options.repoRoot), options.env);

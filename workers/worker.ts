@@ -25,7 +25,8 @@ import { createSmokeActivities } from '../activities/smoke';
 import { createRewardModelActivities } from '../activities/reward-model';
 import { createRlActivities } from '../activities/rl';
 import { createTrainingActivities } from '../activities/training';
-import { OnnxEngine, type OnnxEngineOptions } from '../engine/onnx-engine';
+import { type EngineOptions, createEngine } from '../engine/factory';
+import type { Engine } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
 import type { Storage } from '../storage/types';
 import type { TemporalConfig } from '../temporal.config';
@@ -73,8 +74,12 @@ export interface WorkerSetOptions {
   connection: NativeConnection;
   config: TemporalConfig;
   storage: Storage;
-  engine?: OnnxEngineOptions;
   workflowBundle?: WorkflowBundle;
+  /**
+   * How the GPU worker makes an engine from a run's engine options (default `createEngine`). Benchmarks pass their own
+   * to compare engine internals; everything else leaves it: a run's config decides its engines.
+   */
+  makeEngine?: (options: EngineOptions) => Engine;
 }
 
 /** The workers of one process (CPU, GPU or both) over one storage, ready to run. */
@@ -89,7 +94,7 @@ export class WorkerSet {
   private constructor(readonly options: WorkerSetOptions) {
     this.identity = `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
     // A run's RL step uses three models (policy, reference, reward model), plus one for periodic evaluation.
-    this.engines = new EnginePool(() => new OnnxEngine(options.engine), 4);
+    this.engines = new EnginePool(options.makeEngine ?? createEngine, 4);
     this.store = new CheckpointStore(options.storage);
   }
 
