@@ -95,7 +95,7 @@ describe('activity registry', () => {
 
   it('refuses an activity without a placement, and a placement without an activity', () => {
     const groups = allGroups();
-    expect(() => activitiesFor('gpu', { ...groups, trainFaster: async () => 1 })).toThrow(/without a placement.*trainFaster/);
+    expect(() => activitiesFor('gpu', { ...groups, trainFaster: () => Promise.resolve(1) })).toThrow(/without a placement.*trainFaster/);
     const { checkpointPolicy: _dropped, ...missing } = groups;
     expect(() => activitiesFor('gpu', missing)).toThrow(/places checkpointPolicy on gpu, but no activity group implements it/);
   });

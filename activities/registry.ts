@@ -1,6 +1,6 @@
 /**
  * The one declaration of every activity: its name and where it runs. Worker registration (`activitiesFor`) and the
- * workflows' typed proxies (`workflows/activities.ts`) both derive from `ACTIVITY_PLACEMENT`, so a workflow cannot
+ * workflows' typed proxies (`workflows/proxies.ts`) both derive from `ACTIVITY_PLACEMENT`, so a workflow cannot
  * call an activity that no worker registers, nor call a GPU activity on the CPU queue (a type error).
  *
  * Placements:
@@ -28,7 +28,7 @@ export type SophiaActivities = DataActivities &
   SmokeActivities &
   TrainingActivities;
 
-export type ActivityName = keyof SophiaActivities & string;
+export type ActivityName = Extract<keyof SophiaActivities, string>;
 export type ActivityPlacement = 'cpu' | 'gpu' | 'local';
 export type WorkerKind = 'cpu' | 'gpu';
 

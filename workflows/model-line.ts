@@ -8,7 +8,7 @@
 import { ParentClosePolicy, executeChild, workflowInfo } from '@temporalio/workflow';
 import type { LineStart } from '../activities/model-lines';
 import { pipelineWorkflowId, scheduledRunId } from '../common/run-layout';
-import { cpuActivities } from './activities';
+import { cpuActivities } from './proxies';
 import type { trainingPipeline } from './pipeline';
 import type { PipelineInput, RunProgress } from './types';
 

@@ -6,7 +6,7 @@
 import { ApplicationFailure, defineQuery, setHandler } from '@temporalio/workflow';
 import type { VerifiedSmokeCheckpoint } from '../activities/smoke';
 import type { ActivityProfile } from '../temporal.config';
-import { cpuActivities } from './activities';
+import { cpuActivities } from './proxies';
 
 export interface StackSmokeInput {
   runId: string;

@@ -25,7 +25,7 @@ import { TimeoutType } from '@temporalio/common';
 import type { ChunkOutput } from '../../activities/chunk';
 import type { StageName } from '../../config/stages';
 import { toActivityOptions } from '../../temporal.config';
-import { type GpuActivities, cpuActivities, gpuActivities } from '../activities';
+import { type GpuActivities, cpuActivities, gpuActivities } from '../proxies';
 import type { BestTracker } from '../../training/sft';
 import { type StageInput, type StageProgress, pauseSignal, resumeSignal, stageProgressQuery, stopSignal } from '../types';
 import { tellPipeline } from './progress';

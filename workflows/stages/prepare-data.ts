@@ -1,5 +1,5 @@
 /** Stage `prepareData`: the run's dataset into storage (CPU queue; idempotent). */
-import { cpuActivities } from '../activities';
+import { cpuActivities } from '../proxies';
 import type { StageInput, StageOutput } from '../types';
 import { simpleStageProgress } from './progress';
 

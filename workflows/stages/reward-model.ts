@@ -11,7 +11,7 @@
  * A stop before or during training ends the stage with what is committed.
  */
 import { ApplicationFailure, continueAsNew } from '@temporalio/workflow';
-import { cpuActivities, gpuActivities } from '../activities';
+import { cpuActivities, gpuActivities } from '../proxies';
 import { STORAGE_STAGES } from '../../common/run-layout';
 import type { StageInput, StageOutput } from '../types';
 import { type ChunkCarry, type ChunkedTraining, StageControl, finalCheckpoint, freshCarry, trainInChunks } from './chunked';

@@ -14,7 +14,7 @@
  */
 import { ApplicationFailure, continueAsNew, patched, workflowInfo } from '@temporalio/workflow';
 import type { RlStepInput } from '../../activities/rl';
-import { cpuActivities, gpuActivities, localActivities } from '../activities';
+import { cpuActivities, gpuActivities, localActivities } from '../proxies';
 import { STORAGE_STAGES } from '../../common/run-layout';
 import type { StageInput, StageOutput } from '../types';
 import { StageControl, isStartTimeout } from './chunked';
