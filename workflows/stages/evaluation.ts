@@ -4,9 +4,10 @@
  * from (the `sft` artifact) — then the final checkpoint; then the run report (CPU queue), with all of them side by
  * side and the run's real wall time per stage.
  */
-import { ApplicationFailure, patched, proxyActivities } from '@temporalio/workflow';
-import type { EvaluateOutput, EvaluationActivities } from '../../activities/evaluation';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
+import type { EvaluateOutput } from '../../activities/evaluation';
 import { toActivityOptions } from '../../temporal.config';
+import { cpuActivities, gpuActivities } from '../proxies';
 import type { StageInput, StageOutput } from '../types';
 import { simpleStageProgress } from './progress';
 
@@ -14,8 +15,8 @@ import { simpleStageProgress } from './progress';
 const EVALUATE_INITIAL_POLICY = 'evaluate-initial-policy';
 
 export async function evaluationStage(input: StageInput): Promise<StageOutput> {
-  const gpu = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.gpu));
-  const cpu = proxyActivities<EvaluationActivities>(toActivityOptions(input.profiles.cpu));
+  const gpu = gpuActivities(toActivityOptions(input.profiles.gpu));
+  const cpu = cpuActivities(input.profiles);
   const final = input.inputCheckpointKey;
   if (!final) {
     throw ApplicationFailure.nonRetryable('evaluation needs a checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
