@@ -1,4 +1,4 @@
-// Lint rules that protect the architecture (DESIGN.md §2, STYLE.md 1–2, 11):
+// Lint rules that protect the architecture (docs/architecture.md §2; house rules 1, 2 and 11 in §6):
 //  - workflow files are deterministic sandboxes: no Node built-ins, no worker/client/activity runtime
 //    imports, activities only as types, no `process`;
 //  - promises are never left floating (a floating activity call silently loses its result);
@@ -38,7 +38,7 @@ export default tseslint.config(
       'import-x/no-self-import': 'error',
       'no-restricted-syntax': [
         'error',
-        { selector: 'ExportAllDeclaration', message: 'Name what you re-export (STYLE.md 11): no `export *`.' },
+        { selector: 'ExportAllDeclaration', message: 'Name what you re-export (house rule 11, docs/architecture.md §6): no `export *`.' },
       ],
     },
   },
@@ -76,7 +76,7 @@ export default tseslint.config(
             {
               group: ['**/activities', '**/activities/**', '**/storage', '**/storage/**', '**/workers/**', '**/cli/**'],
               allowTypeImports: true,
-              message: 'Cross the workflow boundary with types only: `import type` from activities (STYLE.md 2).',
+              message: 'Cross the workflow boundary with types only: `import type` from activities (house rule 2, docs/architecture.md §6).',
             },
           ],
         },

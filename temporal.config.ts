@@ -1,6 +1,6 @@
 /**
  * The one typed source of Temporal settings: connection, task queue names, activity timeouts and retry
- * policies, and worker slots (DESIGN.md §2).
+ * policies, and worker slots (docs/architecture.md §2).
  *
  * `DEFAULT_TEMPORAL_CONFIG` holds the defaults; `loadTemporalConfig(env)` applies environment overrides
  * (listed in `TEMPORAL_ENV_VARS`, with docs) and validates the result once, at start, throwing a `ConfigError`

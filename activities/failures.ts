@@ -1,5 +1,5 @@
 /**
- * Turns Sophia's errors into Temporal failures with explicit retryability (STYLE.md 7).
+ * Turns Sophia's errors into Temporal failures with explicit retryability (house rule 7, docs/architecture.md §6).
  *
  * Temporal retries any activity error unless told otherwise. A `SophiaError` knows whether retrying can help
  * (`retryable`); this wrapper converts it into an `ApplicationFailure` whose `type` is the error class name and

@@ -1,5 +1,5 @@
 /**
- * The thinking reward model stage's activities (DESIGN.md §3):
+ * The thinking reward model stage's activities (docs/architecture.md §3):
  *
  *  - `sampleRewardData` (GPU): responses of the SFT policy to training prompts, at several temperatures so their
  *    quality varies, into `runs/{runId}/reward-data/samples.json`;

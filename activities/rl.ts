@@ -1,5 +1,5 @@
 /**
- * The Trust-GRPO stage's activities, one RL step at a time (DESIGN.md §3). A step is five activities, and what
+ * The Trust-GRPO stage's activities, one RL step at a time (docs/architecture.md §3). A step is five activities, and what
  * they exchange is storage keys (claim check: `runs/{runId}/rollouts/{step}/…`), never rollouts:
  *
  *  1. `rolloutStep` (GPU): G samples per prompt from the current policy, with their sampling logprobs and the

@@ -1,6 +1,6 @@
 /**
  * `sophia ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants …] [--out DIR]`: the method's
- * ablation (DESIGN.md §3). Every variant (`grpo`, `thinking`, `thinking+anneal`, `trust-grpo`, `untrained-rm`)
+ * ablation (docs/architecture.md §3). Every variant (`grpo`, `thinking`, `thinking+anneal`, `trust-grpo`, `untrained-rm`)
  * trains from the same SFT checkpoint with the same reward model (the untrained one for `untrained-rm`) on the
  * same dataset, once per seed; then a table (mean ± std over seeds of test and ood accuracy per variant) and plots
  * (accuracy and γ over RL steps) are written to storage under `runs/{ID}/reports/ablation/` and, with `--out`, to a

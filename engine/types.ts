@@ -1,6 +1,6 @@
 /**
  * The engine protocol: the compute seam between Sophia's orchestration and whatever runs the model
- * (DESIGN.md §2). Workflows and activities talk only to `Engine`; the built-in implementation is
+ * (docs/architecture.md §2). Workflows and activities talk only to `Engine`; the built-in implementation is
  * `OnnxEngine` (ONNX graphs on onnxruntime-node), and a PyTorch engine for real VLMs can implement the same
  * interface later without any change above it.
  *

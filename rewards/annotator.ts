@@ -1,5 +1,5 @@
 /**
- * The annotator port of the thinking-reward stage (DESIGN.md §3): something that scores (example, response)
+ * The annotator port of the thinking-reward stage (docs/architecture.md §3): something that scores (example, response)
  * pairs for reasoning quality in steps of 0.1, to make the reward model's training data. Two adapters:
  *  - `ProgrammaticAnnotator` (here): the judge of `judge.ts`, for the built-in tiny world, whose examples carry
  *    their true steps. Pure, instant, free;

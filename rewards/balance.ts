@@ -1,5 +1,5 @@
 /**
- * Balancing annotated samples across the ten score bins (DESIGN.md §3): policy samples bunch up at a few scores
+ * Balancing annotated samples across the ten score bins (docs/architecture.md §3): policy samples bunch up at a few scores
  * (many perfect responses, many broken ones), and a reward model trained on them as they come learns mostly to
  * say those scores. The paper balances its 156k annotations across the bins; here every bin is capped at
  * `perBin` items, chosen at random (seeded) within the bin, and bins with fewer keep all of theirs. Nothing is

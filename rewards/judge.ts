@@ -1,5 +1,5 @@
 /**
- * The programmatic thinking-reward judge (DESIGN.md §3): scores a sampled response for reasoning quality, in
+ * The programmatic thinking-reward judge (docs/architecture.md §3): scores a sampled response for reasoning quality, in
  * steps of 0.1, knowing the example's true intermediate steps and facts. It annotates policy samples for the
  * thinking reward model on the built-in tiny world, where an LLM judge (`llm-annotator.ts`) annotates real data.
  * Pure and deterministic: the same example and response always get the same score and notes.

@@ -1,7 +1,7 @@
 /**
  * The LLM judge adapter of the annotator port: scores responses with a vision-language model behind an
  * OpenAI-compatible `POST {baseUrl}/chat/completions` endpoint (OpenAI, vLLM, SGLang, llama.cpp server, …), the
- * way the paper annotates its data with a 72B judge (DESIGN.md §3).
+ * way the paper annotates its data with a 72B judge (docs/architecture.md §3).
  *
  * Per request: a system message with the rubric (`JUDGE_RUBRIC`, the same one the programmatic judge implements),
  * a user message with the image (PNG, upscaled so the model can see the tiny world's pixels, as a

@@ -1,5 +1,5 @@
 /**
- * The Trust-GRPO reward of DESIGN.md §3: how one group's outcome and thinking rewards become final rewards and
+ * The Trust-GRPO reward of docs/architecture.md §3: how one group's outcome and thinking rewards become final rewards and
  * advantages. Pure functions, no I/O; the RL stage and `sophia trust-grpo` both call `groupRewards`, so what the
  * CLI prints is exactly what training sees.
  *
@@ -23,7 +23,7 @@
  */
 
 /**
- * Which reward the RL stage optimizes (DESIGN.md §3 ablations):
+ * Which reward the RL stage optimizes (docs/architecture.md §3 ablations):
  *  - `grpo`             R = R^o; thinking rewards are ignored (and may be omitted);
  *  - `thinking`         R = R^o + α · R^t (γ = 1, a = 1);
  *  - `thinking+anneal`  R = R^o + α · a · R^t (γ = 1);

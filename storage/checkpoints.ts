@@ -1,5 +1,5 @@
 /**
- * The checkpoint store: typed, verified checkpoints over any byte-level `Storage` (DESIGN.md §2, §5).
+ * The checkpoint store: typed, verified checkpoints over any byte-level `Storage` (docs/architecture.md §2, §5).
  *
  *   save     files → `{dir}/{attempt}/{name}` (hashed while streaming), then `{dir}/manifest.json` with a
  *            conditional put: the first committed attempt wins; an identical re-save is a no-op, a different

@@ -52,7 +52,7 @@ describe('assertValidPrefix', () => {
   });
 });
 
-describe('key layout (DESIGN.md §2)', () => {
+describe('key layout (docs/architecture.md §2)', () => {
   it('builds the documented keys', () => {
     expect(checkpointKey('r1', 'sft', 42)).toBe('runs/r1/sft/checkpoints/00000042');
     expect(manifestKey(checkpointKey('r1', 'sft', 42))).toBe('runs/r1/sft/checkpoints/00000042/manifest.json');

@@ -1,5 +1,5 @@
 /**
- * Storage keys: validation and the layout of a run's objects (DESIGN.md §2).
+ * Storage keys: validation and the layout of a run's objects (docs/architecture.md §2).
  *
  *   runs/{runId}/{stage}/checkpoints/{step:08d}/manifest.json      committed checkpoint (written last)
  *   runs/{runId}/{stage}/checkpoints/{step:08d}/{attempt}/{file}   that checkpoint's files

@@ -1,5 +1,5 @@
 /**
- * The byte-level storage port (DESIGN.md §2, STYLE.md 4).
+ * The byte-level storage port (docs/architecture.md §2; house rule 4 in §6).
  *
  * Abstractions:
  *  - `Storage`: put/get/list/delete of opaque objects under "/"-separated keys, with ranged reads, streaming

@@ -1,6 +1,6 @@
 /**
  * The five task generators of the tiny world. Each draws an image and asks one question about it, from a
- * seeded RNG, and records the answer and the true intermediate steps (DESIGN.md §4).
+ * seeded RNG, and records the answer and the true intermediate steps (docs/architecture.md §4).
  *
  *   counting  coloured squares on a grid of 4×4-pixel cells; "how many red squares?"      numeric
  *   chart     a bar chart (bars 2 px wide, heights in pixels); max / min / difference / sum  numeric

@@ -1,5 +1,5 @@
 /**
- * The outcome reward R^o ∈ [0, 1] of DESIGN.md §3: rule-based grading of one sampled response against the ground
+ * The outcome reward R^o ∈ [0, 1] of docs/architecture.md §3: rule-based grading of one sampled response against the ground
  * truth. Pure functions, no I/O; the trainer and `sophia grade` both call `grade`, so what the CLI prints is
  * exactly what training sees.
  *

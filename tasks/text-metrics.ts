@@ -1,5 +1,5 @@
 /**
- * Text similarity metrics behind the OCR and free-form outcome rewards (DESIGN.md §3). Pure functions, no I/O.
+ * Text similarity metrics behind the OCR and free-form outcome rewards (docs/architecture.md §3). Pure functions, no I/O.
  *
  *  - Word error rate (WER): the word-level edit distance (substitutions + deletions + insertions, each costing 1)
  *    from the hypothesis to the reference, divided by the number of reference words. 0 is a perfect transcript;

@@ -1,5 +1,5 @@
 /**
- * The tiny multimodal world: types of its examples and datasets (DESIGN.md §4).
+ * The tiny multimodal world: types of its examples and datasets (docs/architecture.md §4).
  *
  * Abstractions:
  *  - `Example`: one image + question with its answer, answer type, and the true intermediate steps (what a

@@ -1,9 +1,9 @@
 /**
- * The policy side of a Trust-GRPO step (DESIGN.md §3): reference logprobs of the rollouts under the frozen
+ * The policy side of a Trust-GRPO step (docs/architecture.md §3): reference logprobs of the rollouts under the frozen
  * reference model, and the `grpo` update (PPO clipped ratio against the sampling logprobs, k3 KL to the
  * reference, entropy bonus, token mean over the step's rollouts) with one optimizer step per RL step. The
  * rollouts are processed in micro-batches, each passed to the engine with its number of response tokens as its
- * gradient weight, so the step's gradient is the mean over ALL response tokens of the step (DESIGN.md §3), not
+ * gradient weight, so the step's gradient is the mean over ALL response tokens of the step (docs/architecture.md §3), not
  * the mean of the micro-batches' means (which would weight a token of a short micro-batch more).
  *
  * Rewards and advantages are not computed here: they come from `rl/trust.ts` (outcome and thinking rewards are

@@ -1,5 +1,5 @@
 /**
- * Training the thinking reward model (DESIGN.md §3): annotated (example, response, score) items, the engine's
+ * Training the thinking reward model (docs/architecture.md §3): annotated (example, response, score) items, the engine's
  * `rm` loss (regression of the sigmoid head to the score), validation on held-out items, and scoring.
  *
  * Like SFT, everything is a function of (settings, step): step s trains on a fixed slice of a per-epoch

@@ -1,5 +1,5 @@
 /**
- * Loss graphs (DESIGN.md §3), each a scalar to differentiate plus metrics:
+ * Loss graphs (docs/architecture.md §3), each a scalar to differentiate plus metrics:
  *
  *  - `sft`:  masked token cross-entropy, mean over the masked tokens of the batch;
  *  - `grpo`: per token, −min(r·A, clip(r, 1−ε, 1+ε)·A) with r = exp(clamp(logπ − logπ_old, ±10)),

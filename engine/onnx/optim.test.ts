@@ -1,5 +1,5 @@
 /**
- * The AdamW graph (`adamwFlat`) against a plain float64 reference of DESIGN.md §3's update: global-norm clipping,
+ * The AdamW graph (`adamwFlat`) against a plain float64 reference of docs/architecture.md §3's update: global-norm clipping,
  * bias-corrected moments, decoupled weight decay only where the mask says so, learning rate as an input.
  */
 import { describe, expect, it } from 'vitest';

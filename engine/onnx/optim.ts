@@ -1,5 +1,5 @@
 /**
- * AdamW as graph nodes, appended after the gradients (DESIGN.md §3: AdamW, decoupled weight decay, global-norm
+ * AdamW as graph nodes, appended after the gradients (docs/architecture.md §3: AdamW, decoupled weight decay, global-norm
  * gradient clipping). For every parameter p with gradient g:
  *
  *   norm   = sqrt(Σ_all g²)                  clip = min(1, maxGradNorm / (norm + 1e-6))      ĝ = g · clip

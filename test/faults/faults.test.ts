@@ -1,5 +1,5 @@
 /**
- * Fault tests with real processes (DESIGN.md §5):
+ * Fault tests with real processes (docs/architecture.md §5):
  *  1. SIGKILL of the GPU worker in the middle of SFT: a new worker takes over from the last committed checkpoint
  *     and the run ends with exactly the weights and metrics of an uninterrupted run;
  *  2. a restart of the Temporal server (same SQLite file) in the middle of a run: the run completes;

@@ -1,5 +1,5 @@
 /**
- * Replay tests (DESIGN.md §5): every recorded history under `histories/` must replay without a determinism
+ * Replay tests (docs/architecture.md §5): every recorded history under `histories/` must replay without a determinism
  * error against the current workflow code. A change that alters what a workflow does for an existing history
  * fails here and needs `patched()`. Record a new history with
  *   temporal workflow show -w WORKFLOW_ID -o json > test/replay/histories/NAME__WORKFLOW_ID.json

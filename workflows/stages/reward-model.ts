@@ -1,5 +1,5 @@
 /**
- * Stage `rewardModel`: the thinking reward model (DESIGN.md §3).
+ * Stage `rewardModel`: the thinking reward model (docs/architecture.md §3).
  *
  *  1. sample responses of the SFT policy to training prompts at several temperatures (GPU);
  *  2. annotate them (programmatic judge or LLM judge), balance the ten score bins, hold out prompts (CPU);

@@ -1,5 +1,5 @@
 /**
- * Stage `trustGrpo`: reinforcement learning of the policy with Trust-GRPO (DESIGN.md §3), one RL step at a time:
+ * Stage `trustGrpo`: reinforcement learning of the policy with Trust-GRPO (docs/architecture.md §3), one RL step at a time:
  * rollouts (GPU) → outcome rewards (CPU) → thinking rewards (GPU; not for `grpo`) → trust weight, annealing and
  * advantages (CPU) → the `grpo` update (GPU). Activities pass storage keys, never rollouts.
  *
