@@ -28,6 +28,13 @@ describe('run config', () => {
     expect(resolveRunConfig('paper', 'paper').rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
   });
 
+  it('uses the paper\'s AdamW settings in every preset: weight decay 0.01, gradients clipped at global norm 4', () => {
+    for (const name of Object.keys(RUN_PRESETS)) {
+      const config = resolveRunConfig(name, name);
+      for (const section of [config.sft, config.rewardModel!, config.rl!]) expect(section).toMatchObject({ weightDecay: 0.01, maxGradNorm: 4 });
+    }
+  });
+
   it('splits the reward model\'s held-out prompts in half between validation and test unless told otherwise', () => {
     expect(resolveRunConfig('tiny', 'tiny').rewardModel?.data).toMatchObject({ heldOutShare: 0.15, heldOutTestShare: 0.5 });
     const err = configError(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { rewardModel: { data: { heldOutTestShare: 1 } } }), 'run.yaml'));

@@ -218,14 +218,14 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     ...base,
     name: 'ci: a minute of everything',
     data: { perFamily: { train: 200, test: 20, ood: 20 }, validationPerFamily: 10 },
-    sft: { steps: 150, batchSize: 32, lr: 2e-3, warmupSteps: 20, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 50, patience: 3, chunkSteps: 50 },
+    sft: { steps: 150, batchSize: 32, lr: 2e-3, warmupSteps: 20, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 50, patience: 3, chunkSteps: 50 },
     evaluation: { ...base.evaluation, k: 2 },
     rewardModel: {
       data: { prompts: 40, samplesPerPrompt: 4, temperatures: [0.7, 1.5], maxTokens: 48, heldOutShare: 0.25 },
-      steps: 40, batchSize: 16, lr: 1e-3, warmupSteps: 5, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 20, patience: 3, chunkSteps: 20,
+      steps: 40, batchSize: 16, lr: 1e-3, warmupSteps: 5, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 20, patience: 3, chunkSteps: 20,
     },
     rl: {
-      groupSize: 4, promptsPerStep: 4, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1,
+      groupSize: 4, promptsPerStep: 4, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 1e-4, weightDecay: 0.01, maxGradNorm: 4,
       temperature: 1, maxTokens: 48, steps: 6, microBatch: 16, checkpointEvery: 3, evalEvery: 3, evalExamples: 4, variant: 'trust-grpo',
     },
   },
@@ -233,14 +233,14 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     ...base,
     name: 'tiny: the tiny world on a laptop',
     data: { perFamily: { train: 2000, test: 100, ood: 100 }, validationPerFamily: 20 },
-    sft: { steps: 2000, batchSize: 32, lr: 2e-3, warmupSteps: 50, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 200, patience: 4, chunkSteps: 400 },
+    sft: { steps: 2000, batchSize: 32, lr: 2e-3, warmupSteps: 50, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 200, patience: 4, chunkSteps: 400 },
     rewardModel: {
       // Balancing caps each score bin at 500 (the median bin would leave < 1000 items: the model overfits them).
       data: { prompts: 600, samplesPerPrompt: 8, temperatures: [0.5, 1, 1.5, 2], maxTokens: 64, perBin: 500, heldOutShare: 0.15 },
-      steps: 400, batchSize: 32, lr: 3e-4, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 100, patience: 2, chunkSteps: 200,
+      steps: 400, batchSize: 32, lr: 3e-4, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 100, patience: 2, chunkSteps: 200,
     },
     rl: {
-      groupSize: 8, promptsPerStep: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 5e-5, weightDecay: 0.01, maxGradNorm: 1,
+      groupSize: 8, promptsPerStep: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 5e-5, weightDecay: 0.01, maxGradNorm: 4,
       temperature: 1, maxTokens: 64, steps: 150, microBatch: 32, checkpointEvery: 10, evalEvery: 50, evalExamples: 20, variant: 'trust-grpo',
     },
   },
