@@ -19,6 +19,7 @@
 import { Context, log } from '@temporalio/activity';
 import { modelConfig, type RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
+import { STORAGE_STAGES } from '../common/run-layout';
 import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
 import { balanceByBin, scoreBin, SCORE_BINS, splitByPrompt } from '../rewards/balance';
 import { OpenAiCompatibleAnnotator } from '../rewards/llm-annotator';
@@ -36,8 +37,8 @@ import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
 
-export const RM_STAGE = 'rm';
-export const RM_INIT_STAGE = 'rm-init';
+const RM_STAGE = STORAGE_STAGES.rewardModel;
+const RM_INIT_STAGE = STORAGE_STAGES.rewardModelInitial;
 
 export interface RewardStageInput {
   runId: string;

@@ -21,6 +21,7 @@
 import { Context, log } from '@temporalio/activity';
 import type { RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
+import { STORAGE_STAGES } from '../common/run-layout';
 import type { Engine } from '../engine/types';
 import { type BatchStats, type GroupRewards, batchStats, groupRewards } from '../rl/trust';
 import type { CheckpointStore } from '../storage/checkpoints';
@@ -38,7 +39,7 @@ import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData } from './run-data';
 
-export const GRPO_STAGE = 'grpo';
+const GRPO_STAGE = STORAGE_STAGES.grpo;
 
 export interface RlStepInput {
   runId: string;

@@ -13,6 +13,7 @@
  * Data order, teacher responses and engine state are functions of (seed, step) and the checkpoint, so an
  * interrupted and resumed stage ends with exactly the weights an uninterrupted one does.
  */
+import { STORAGE_STAGES } from '../common/run-layout';
 import { modelConfig, type RunConfig, sftSettings } from '../config/run-config';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { type BestTracker, sftLoop } from '../training/sft';
@@ -50,9 +51,8 @@ export interface TrainingDeps {
   identity: string;
 }
 
-const STAGE = 'sft';
-/** Where the initial (untrained) weights of a run are committed: the baseline evaluation starts from here. */
-export const INIT_STAGE = 'init';
+const STAGE = STORAGE_STAGES.sft;
+const INIT_STAGE = STORAGE_STAGES.initialPolicy;
 
 export function createTrainingActivities(deps: TrainingDeps) {
   const { store, data, engines } = deps;

@@ -3,6 +3,7 @@
  * trained vs untrained, the score-bin balance) and Trust-GRPO (per-step rewards, trust weight γ and annealing,
  * KL/entropy, accuracy of the periodic evaluations), built from metrics.jsonl records and the reward-model report.
  */
+import { STORAGE_STAGES } from '../common/run-layout';
 import type { RewardModelMetrics } from '../rewards/metrics';
 import type { MetricRecord } from '../storage/metrics-log';
 import { renderLineChart } from './charts';
@@ -45,8 +46,8 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
           : ''),
     );
     json.rewardModel = rewardModel;
-    const rmSteps = metrics.filter((m) => m.stage === 'rm' && m.kind === 'step');
-    const rmVal = metrics.filter((m) => m.stage === 'rm' && m.kind === 'validation');
+    const rmSteps = metrics.filter((m) => m.stage === STORAGE_STAGES.rewardModel && m.kind === 'step');
+    const rmVal = metrics.filter((m) => m.stage === STORAGE_STAGES.rewardModel && m.kind === 'validation');
     if (rmSteps.length > 0) {
       plots.push({
         name: 'reward-model-loss',
@@ -63,8 +64,8 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
       });
     }
   }
-  const steps = metrics.filter((m) => m.stage === 'grpo' && m.kind === 'step');
-  const evals = metrics.filter((m) => m.stage === 'grpo' && m.kind === 'eval');
+  const steps = metrics.filter((m) => m.stage === STORAGE_STAGES.grpo && m.kind === 'step');
+  const evals = metrics.filter((m) => m.stage === STORAGE_STAGES.grpo && m.kind === 'eval');
   if (steps.length > 0) {
     const mean = (field: string, from: number, to: number) => {
       const xs = steps.slice(from, to).map((r) => r[field]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));

@@ -50,7 +50,6 @@ const DIGIT_GLYPHS: readonly (readonly string[])[] = [
   ['###', '#.#', '###', '..#', '###'],
 ];
 
-export const GLYPH_WIDTH = 3;
 export const GLYPH_HEIGHT = 5;
 
 export function drawDigit(img: Image, digit: number, x: number, y: number, color: Rgb = WHITE): void {

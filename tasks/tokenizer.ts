@@ -8,13 +8,8 @@
  */
 
 export const SPECIAL_TOKENS = ['<pad>', '<bos>', '<eos>', '<think>', '</think>', '<answer>', '</answer>'] as const;
-export const PAD = 0;
 export const BOS = 1;
 export const EOS = 2;
-export const THINK = 3;
-export const THINK_END = 4;
-export const ANSWER = 5;
-export const ANSWER_END = 6;
 
 const ALPHABET = [' ', ...'abcdefghijklmnopqrstuvwxyz', ...'ABCDEF', ...'0123456789', ...".,:;?!+-=()/'"];
 const TAGS = SPECIAL_TOKENS.slice(3);

@@ -1,7 +1,7 @@
 /**
  * Bearer-token authentication and scopes. Every route needs a key, except those marked `@Public()` (health,
- * the dashboard's static files, the OpenAPI document). A route needs `read` for GET and `write` otherwise,
- * unless `@RequiresScope` says more. The presented token is hashed and compared with every configured key's
+ * the dashboard's static files, the OpenAPI document). A route needs `read` for GET and `write` otherwise.
+ * The presented token is hashed and compared with every configured key's
  * digest in constant time (no early exit), so timing tells nothing about which key or how much of it matched.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -13,10 +13,8 @@ import { ApiSettings } from './settings';
 import { ApiError } from './errors';
 
 const PUBLIC = 'sophia:public';
-const SCOPE = 'sophia:scope';
 
 export const Public = () => SetMetadata(PUBLIC, true);
-export const RequiresScope = (scope: Scope) => SetMetadata(SCOPE, scope);
 
 /** The key that authorized a request (set by the guard). */
 export type AuthorizedRequest = Request & { apiKey?: ApiKey };
@@ -48,7 +46,7 @@ export class ApiKeyGuard implements CanActivate {
     if (!match) throw new ApiError(401, 'authorization', 'the Authorization header must be `Bearer <API key>`');
     const key = findKey(this.settings.config.keys, match[1]!);
     if (!key) throw new ApiError(401, 'authorization', 'unknown API key');
-    const needed = this.reflector.getAllAndOverride<Scope>(SCOPE, targets) ?? (req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write');
+    const needed: Scope = req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write';
     if (!key.scopes.has(needed)) throw new ApiError(403, 'authorization', `API key ${key.name} lacks the ${needed} scope this route needs`);
     req.apiKey = key;
     return true;
