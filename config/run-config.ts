@@ -77,11 +77,11 @@ const EvaluationSchema = z.strictObject({
   temperature: positive,
   maxTokens: int(1),
   promptsPerBatch: int(1),
-  /** Also evaluate the baseline (the SFT checkpoint, or the untrained weights) in the same run. */
+  /** Also evaluate the baseline (the initial policy and, when RL ran, the SFT checkpoint) in the same run. */
   baseline: z.boolean().default(true),
 });
 
-/** Where the thinking-reward annotations come from (DESIGN.md §3). */
+/** Where the thinking-reward annotations come from (docs/architecture.md §3). */
 const AnnotatorSchema = z.discriminatedUnion('kind', [
   /** The built-in judge that knows each example's true steps (`rewards/judge.ts`). */
   z.strictObject({ kind: z.literal('programmatic') }),
@@ -123,7 +123,7 @@ const RewardModelSchema = z
   })
   .refine(...chunksOnTheGrid('rewardModel'));
 
-/** Trust-GRPO hyperparameters (DESIGN.md §3). */
+/** Trust-GRPO hyperparameters (docs/architecture.md §3). */
 const RlSchema = z.strictObject({
   groupSize: int(2, 64),
   /** Prompts per RL step (each sampled groupSize times). */
