@@ -74,7 +74,7 @@ describe('stageSummary', () => {
     );
     expect(stageSummary('prepareData', { train: 1000, test: 100, ood: 100, reused: 0 }, undefined, 3)).toBe('✓ prepareData  1000 train · 100 test · 100 ood examples in 3s');
     expect(stageSummary('rewardModel', { step: 400, samples: 160, rmMae: 0.1, untrainedMae: 0.3, rmPairwiseAccuracy: 0.8 }, 'runs/r/rm/checkpoints/00000400', undefined)).toBe(
-      '✓ rewardModel  400 steps · 160 responses annotated · held-out MAE 0.100 (untrained 0.300) · pairwise accuracy 80.0 % · checkpoint runs/r/rm/checkpoints/00000400',
+      '✓ rewardModel  400 steps · 160 responses annotated · test MAE 0.100 (untrained 0.300) · pairwise accuracy 80.0 % · checkpoint runs/r/rm/checkpoints/00000400',
     );
   });
 

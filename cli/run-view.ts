@@ -93,7 +93,7 @@ export function stageSummary(stage: StageName, metrics: Record<string, number> |
       parts.push(
         steps,
         m.samples !== undefined ? `${m.samples} responses annotated` : undefined,
-        fixed(m.rmMae) && `held-out MAE ${fixed(m.rmMae)}${fixed(m.untrainedMae) ? ` (untrained ${fixed(m.untrainedMae)})` : ''}`,
+        fixed(m.rmMae) && `test MAE ${fixed(m.rmMae)}${fixed(m.untrainedMae) ? ` (untrained ${fixed(m.untrainedMae)})` : ''}`,
         fixed(m.rmPairwiseAccuracy) && `pairwise accuracy ${percent(m.rmPairwiseAccuracy)}`,
       );
       break;

@@ -15,6 +15,9 @@ export interface RewardModelSummary {
   annotator: string;
   train: number;
   heldOut: number;
+  /** The held-out parts: validation picks the checkpoint, test is what the table measures (absent in reports written before the split). */
+  validation?: number;
+  test?: number;
   binsBefore?: number[];
   binsAfter?: number[];
 }
@@ -39,7 +42,10 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
     const row = (name: string, m: RewardModelMetrics) => [name, num(m.mae), num(m.pearson), num(m.spearman), num(m.pairwiseAccuracy), String(m.pairs)];
     parts.push(
       `## Thinking reward model\n\nAnnotator \`${rewardModel.annotator}\`; ${rewardModel.train} training and ${rewardModel.heldOut} held-out responses ` +
-        `(held out by prompt). Pairwise accuracy: share of same-prompt response pairs with different annotations that the model orders the same way.\n\n` +
+        (rewardModel.test !== undefined && rewardModel.validation !== undefined
+          ? `(held out by prompt: ${rewardModel.validation} for validation, which picked the checkpoint, and ${rewardModel.test} for test, which the table measures). `
+          : '(held out by prompt). ') +
+        `Pairwise accuracy: share of same-prompt response pairs with different annotations that the model orders the same way.\n\n` +
         markdownTable(['model', 'MAE', 'Pearson', 'Spearman', 'pairwise accuracy', 'pairs'], [row('trained', rewardModel.trained), row('untrained (same init)', rewardModel.untrained)]) +
         (rewardModel.binsBefore && rewardModel.binsAfter
           ? `\n\nScore bins (0.0–0.1 … 0.9–1.0) before balancing: ${rewardModel.binsBefore.join(' / ')}; after: ${rewardModel.binsAfter.join(' / ')}.`
@@ -53,12 +59,12 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
         name: 'reward-model-loss',
         title: 'Reward model training',
         chart: renderLineChart({
-          title: 'Reward model: training loss and held-out MAE',
+          title: 'Reward model: training loss and validation MAE',
           xLabel: 'step',
           yLabel: 'loss / MAE',
           series: [
             { name: 'train loss', points: series(rmSteps, 'loss') },
-            { name: 'held-out MAE', points: series(rmVal, 'valLoss') },
+            { name: 'validation MAE', points: series(rmVal, 'valLoss') },
           ],
         }),
       });

@@ -115,7 +115,7 @@ describe('fault tolerance with real processes', () => {
       finalStep: 100,
       minCommitted: 40,
       reached: (c, runId) => waitForStep(c, runId, 50),
-      loaded: /engine loaded from storage \{[^}]*step: (\d+)/,
+      loaded: /engine loaded from storage \{[^}]*"step":(\d+)/,
       curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss],
     });
     expect(result.results.sftWarmup?.step).toBe(100);
@@ -172,7 +172,7 @@ describe('fault tolerance with real processes', () => {
     const out = second.output();
     expect(out).toContain('attached to the running run');
     expect(out).toMatch(/finished +completed/);
-    expect(out).toMatch(/result +sftWarmup: step 100/);
+    expect(out).toMatch(/✓ sftWarmup +100 steps/);
   });
 
   it('survives a SIGKILLed GPU worker during Trust-GRPO: redoes the steps since the last RL checkpoint, ends like an uninterrupted run', async () => {
@@ -183,7 +183,7 @@ describe('fault tolerance with real processes', () => {
       finalStep: 16,
       minCommitted: 4,
       reached: (c, runId) => waitForStageStep(c, runId, 'trustGrpo', 6),
-      loaded: /policy loaded from storage \{[^}]*step: (\d+)/,
+      loaded: /policy loaded from storage \{[^}]*"step":(\d+)/,
       curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss, m.outcomeReward, m.gamma, m.testAccuracy],
     });
     expect(result.results.trustGrpo?.step).toBe(16);
