@@ -12,7 +12,7 @@ import type { EvalReport } from '../evaluation/evaluate';
 import { FAMILIES } from '../tasks/types';
 import type { SftResult } from '../training/sft';
 import { sftLossChart } from '../training/sft-report';
-import { renderBarChart } from './charts';
+import { accuracyPlots } from './accuracy-plots';
 import { type Report, type ReportPlot, markdownTable, pct } from './report';
 
 /** One evaluated policy: `key` names it in report.json (`initial`, `sft`, `final`), `name` in tables and plots. */
@@ -89,23 +89,7 @@ function accuracySection(policies: readonly PolicyEvaluation[]): { markdown: str
   const markdown =
     `## Accuracy\n\nAccuracy = share of greedy responses with outcome reward 1; every policy is measured in this run on the same examples ` +
     `(${evaluated}).\n\n${table}`;
-  const chart = (split: 'test' | 'ood') =>
-    renderBarChart({
-      title: `Greedy accuracy per family (${split})`,
-      categories: FAMILIES,
-      yLabel: 'accuracy',
-      yMin: 0,
-      yMax: 1,
-      valueLabels: true,
-      series: policies.map((p) => ({ name: p.name, values: FAMILIES.map((f) => p[split].byFamily[f].accuracy) })),
-    });
-  return {
-    markdown,
-    plots: [
-      { name: 'accuracy-test', title: 'Accuracy per family (test)', chart: chart('test') },
-      { name: 'accuracy-ood', title: 'Accuracy per family (ood)', chart: chart('ood') },
-    ],
-  };
+  return { markdown, plots: accuracyPlots(policies) };
 }
 
 export function buildRunReport(input: RunReportInput): Report {

@@ -3,7 +3,8 @@
  * format rate, response length, pass@k, and the loss curves.
  */
 import type { EvalReport } from '../evaluation/evaluate';
-import { type RenderedChart, renderBarChart, renderLineChart } from '../report/charts';
+import { type RenderedChart, renderLineChart } from '../report/charts';
+import { accuracyPlots } from '../report/accuracy-plots';
 import { type Report, markdownTable, pct } from '../report/report';
 import { FAMILIES } from '../tasks/types';
 import type { SftResult } from './sft';
@@ -61,19 +62,6 @@ export function buildSftReport(input: SftReportInput): Report {
   );
   const steps = input.sft.history;
   const loss = sftLossChart(input.sft);
-  const accuracy = (split: 'test' | 'ood') =>
-    renderBarChart({
-      title: `Greedy accuracy per family (${split})`,
-      categories: FAMILIES,
-      yLabel: 'accuracy',
-      yMin: 0,
-      yMax: 1,
-      valueLabels: true,
-      series: [
-        { name: labels.before, values: FAMILIES.map((f) => input.before[split].byFamily[f].accuracy) },
-        { name: labels.after, values: FAMILIES.map((f) => input.after[split].byFamily[f].accuracy) },
-      ],
-    });
   const markdown = `Run \`${input.runId}\`, preset \`${input.preset}\`: policy with ${input.parameters.toLocaleString('en-US')} parameters, ` +
     `${input.trainExamples} training examples. SFT: ${input.sft.steps} steps in ${input.seconds.sft.toFixed(0)} s` +
     `${input.sft.stoppedEarly ? ' (stopped early)' : ''}; best validation loss ${input.sft.bestValLoss.toFixed(4)} at step ${input.sft.bestStep}. ` +
@@ -97,8 +85,10 @@ export function buildSftReport(input: SftReportInput): Report {
     },
     plots: [
       { name: 'loss', title: 'SFT loss', chart: loss },
-      { name: 'accuracy-test', title: 'Accuracy per family (test)', chart: accuracy('test') },
-      { name: 'accuracy-ood', title: 'Accuracy per family (ood)', chart: accuracy('ood') },
+      ...accuracyPlots([
+        { name: labels.before, ...input.before },
+        { name: labels.after, ...input.after },
+      ]),
     ],
   };
 }
