@@ -108,6 +108,39 @@ interface PidRecord {
   uiUrl?: string;
 }
 
+/** Start-up attempts when the server exits before it answers. */
+const START_ATTEMPTS = 3;
+
+interface Launched {
+  child: ChildProcess;
+  exited: Promise<void>;
+  address: string;
+  uiUrl: string;
+}
+
+/** Starts a dev server on these ports and waits until it answers; undefined if it exited first (its log says why). */
+async function launch(options: EmbeddedServerOptions, port: number, uiPort: number, logFile: string): Promise<Launched | undefined> {
+  const address = `127.0.0.1:${port}`;
+  const uiUrl = `http://127.0.0.1:${uiPort}`;
+  const log = openSync(logFile, 'a');
+  const child: ChildProcess = spawn(
+    options.executable,
+    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', path.join(options.dir, 'temporal.db'), '--log-level', 'warn', ...SQLITE_PRAGMAS.flatMap((p) => ['--sqlite-pragma', p])],
+    { stdio: ['ignore', log, log] },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  while (!(await temporalHealthy(address))) {
+    if (child.exitCode !== null) return undefined;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the embedded Temporal dev server did not answer within 60 s; see ${logFile}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { child, exited, address, uiUrl };
+}
+
 export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
   mkdirSync(options.dir, { recursive: true });
   const pidFile = path.join(options.dir, 'server.json');
@@ -118,28 +151,18 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     }
     rmSync(pidFile, { force: true });
   }
-  const port = options.port !== undefined && (await portFree(options.port)) ? options.port : await anyFreePort();
-  const uiPort = options.uiPort !== undefined && (await portFree(options.uiPort)) ? options.uiPort : await anyFreePort();
-  const address = `127.0.0.1:${port}`;
-  const uiUrl = `http://127.0.0.1:${uiPort}`;
-  const log = openSync(path.join(options.dir, 'server.log'), 'a');
-  const child: ChildProcess = spawn(
-    options.executable,
-    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', path.join(options.dir, 'temporal.db'), '--log-level', 'warn', ...SQLITE_PRAGMAS.flatMap((p) => ['--sqlite-pragma', p])],
-    { stdio: ['ignore', log, log] },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 60_000;
-  while (!(await temporalHealthy(address))) {
-    if (child.exitCode !== null) {
-      throw new Error(`the embedded Temporal dev server exited with code ${child.exitCode}; see ${path.join(options.dir, 'server.log')}`);
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`the embedded Temporal dev server did not answer within 60 s; see ${path.join(options.dir, 'server.log')}`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
+  // A dev server binds more ports than the two it is given (its internal services take free ones of their own), so on
+  // a busy machine another process can take one between the pick and the bind: the server then exits at once. Start
+  // again (with fresh picks for the ports not asked for) a few times before giving up.
+  const logFile = path.join(options.dir, 'server.log');
+  let launched: Launched | undefined;
+  for (let attempt = 1; !launched; attempt++) {
+    const port = options.port !== undefined && (await portFree(options.port)) ? options.port : await anyFreePort();
+    const uiPort = options.uiPort !== undefined && (await portFree(options.uiPort)) ? options.uiPort : await anyFreePort();
+    launched = await launch(options, port, uiPort, logFile);
+    if (!launched && attempt >= START_ATTEMPTS) throw new Error(`the embedded Temporal dev server exited during start-up ${START_ATTEMPTS} times; see ${logFile}`);
   }
+  const { child, exited, address, uiUrl } = launched;
   writeFileSync(pidFile, JSON.stringify({ pid: child.pid ?? -1, address, uiUrl } satisfies PidRecord));
   return {
     address,

@@ -3,7 +3,7 @@
  * still there afterwards and completes once a worker shows up. Uses a private embedded dev server (the one
  * `sophia run` starts: own ports, own database) so the shared stack is not disturbed.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -64,6 +64,22 @@ describe('Temporal dev server with a SQLite file', () => {
     expect(result.verified.step).toBe(2);
     expect((await store.latest('restart', 'smoke'))?.step).toBe(2);
     await connection.close();
+    await client.connection.close();
+  });
+
+  it('starts again when the server exits during start-up (a port taken between the pick and the bind)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sophia-flaky-start-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    // The first start dies as a server that lost a port would; the next is the real server.
+    const wrapper = path.join(dir, 'temporal');
+    await writeFile(wrapper, `#!/bin/sh\nif [ ! -e "${dir}/tried" ]; then touch "${dir}/tried"; echo "bind: address already in use"; exit 2; fi\nexec "${temporalCliPath()}" "$@"\n`);
+    await chmod(wrapper, 0o755);
+    const server = await startEmbeddedServer({ dir: path.join(dir, 'embedded'), executable: wrapper });
+    cleanups.push(() => server.stop());
+    expect(server.owned).toBe(true);
+    expect(await readFile(path.join(dir, 'embedded', 'server.log'), 'utf8')).toContain('address already in use');
+    const client = await connectClient(loadTemporalConfig({ TEMPORAL_ADDRESS: server.address }));
+    expect((await client.workflowService.getSystemInfo({})).serverVersion).toBeTruthy();
     await client.connection.close();
   });
 });
