@@ -2,9 +2,9 @@
  * The run config: everything a training run needs, as plain data (YAML or JSON), validated once before any
  * workflow starts. Unknown fields and invalid values are rejected with their path and the reason.
  *
- * Presets (`RUN_PRESETS`): `ci` (≈ 3 minutes on a 2-core machine), `tiny` (≈ 10 minutes), and `paper` (the
- * SophiaVL-R1 paper's hyperparameters for the future PyTorch engine; validates, but cannot run on the ONNX
- * engine). A file may start from a preset (`extends: tiny`) and override any field.
+ * Presets (`RUN_PRESETS`): `ci` (40 s on a 2-core machine), `tiny` (about 9 minutes; the README has the
+ * measurements), and `paper` (the SophiaVL-R1 paper's hyperparameters for the future PyTorch engine; validates, but
+ * cannot run on the ONNX engine). A file may start from a preset (`extends: tiny`) and override any field.
  */
 import { z } from 'zod';
 import { ConfigError } from '../common/errors';
