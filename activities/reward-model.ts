@@ -120,7 +120,7 @@ function settingsOf(config: RunConfig) {
 }
 
 /** The annotator a run config names (the LLM judge's key comes from the worker's environment). */
-export function annotatorFor(config: RunConfig, env: Readonly<Record<string, string | undefined>> = process.env): Annotator {
+function annotatorFor(config: RunConfig, env: Readonly<Record<string, string | undefined>> = process.env): Annotator {
   const a = settingsOf(config).annotator;
   if (a.kind === 'programmatic') return new ProgrammaticAnnotator();
   const apiKey = env[a.apiKeyEnv];

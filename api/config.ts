@@ -11,7 +11,7 @@ import { ConfigError } from '../common/errors';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-export const SCOPES = ['read', 'write'] as const;
+const SCOPES = ['read', 'write'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface ApiKey {

@@ -71,7 +71,7 @@ async function anyFreePort(): Promise<number> {
 }
 
 /** True when a Temporal frontend answers its health check at `address`. */
-export async function temporalHealthy(address: string): Promise<boolean> {
+async function temporalHealthy(address: string): Promise<boolean> {
   try {
     const connection = await Connection.connect({ address, connectTimeout: 2_000 });
     try {

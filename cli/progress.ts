@@ -32,7 +32,7 @@ export interface EtaOptions {
   windowSeconds: number;
 }
 
-export const DEFAULT_ETA: EtaOptions = { minSteps: 3, minSeconds: 5, windowSeconds: 120 };
+const DEFAULT_ETA: EtaOptions = { minSteps: 3, minSeconds: 5, windowSeconds: 120 };
 
 /**
  * Seconds left, from the rate of the last `windowSeconds` of progress. The first observation at which the step

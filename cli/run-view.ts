@@ -57,7 +57,7 @@ export function progressView(p: LiveProgress): ProgressView | undefined {
 }
 
 /** Test and ood accuracy of each evaluated policy, from the evaluation stage's metrics (`initial`, `sft`, `final`). */
-export function accuracies(metrics: Record<string, number> | undefined): { policy: string; test: number; ood: number | undefined }[] {
+function accuracies(metrics: Record<string, number> | undefined): { policy: string; test: number; ood: number | undefined }[] {
   if (!metrics || metrics.testAccuracy === undefined) return [];
   const rows: { policy: string; test: number; ood: number | undefined }[] = [];
   if (metrics.initialTestAccuracy !== undefined) rows.push({ policy: 'initial', test: metrics.initialTestAccuracy, ood: metrics.initialOodAccuracy });

@@ -33,7 +33,7 @@ export function runtimeLogFile(env: Env, repoRoot: string, runId: string): strin
 }
 
 /** One runtime log entry as a line of the log file (metadata as JSON). */
-export function formatLogEntry(entry: { level: string; message: string; meta?: Record<string, unknown> | undefined; timestampNanos: bigint }): string {
+function formatLogEntry(entry: { level: string; message: string; meta?: Record<string, unknown> | undefined; timestampNanos: bigint }): string {
   const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
   const meta = entry.meta && Object.keys(entry.meta).length > 0 ? ` ${JSON.stringify(entry.meta, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}` : '';
   return `${time} ${entry.level.padEnd(5)} ${entry.message}${meta}`;

@@ -137,7 +137,7 @@ const WORKFLOW_QUEUE_TYPE = 1;
 const NORMAL_QUEUE_KIND = 1;
 
 /** Whether any worker has recently polled `taskQueue` for workflow tasks (the server keeps pollers for a few minutes). */
-export async function hasWorkflowPollers(client: Client, taskQueue: string): Promise<boolean> {
+async function hasWorkflowPollers(client: Client, taskQueue: string): Promise<boolean> {
   const res = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
     taskQueue: { name: taskQueue, kind: NORMAL_QUEUE_KIND },

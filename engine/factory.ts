@@ -16,7 +16,7 @@ export type EngineOptions = OnnxEngineSettings;
 export type EngineKind = EngineOptions['kind'];
 
 /** Every kind `createEngine` can make. */
-export const ENGINE_KINDS: readonly EngineKind[] = ['onnx'];
+const ENGINE_KINDS: readonly EngineKind[] = ['onnx'];
 
 export function createEngine(options: EngineOptions): Engine {
   const { kind, ...settings } = options;

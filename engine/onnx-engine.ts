@@ -87,7 +87,7 @@ export interface OnnxEngineOptions {
   profileDir?: string;
 }
 
-export const DEFAULT_MAX_SESSIONS = 32;
+const DEFAULT_MAX_SESSIONS = 32;
 
 export const DEFAULT_SPINNING: Readonly<{ training: SpinPolicy; inference: SpinPolicy }> = { training: 'always', inference: 'during-run' };
 
@@ -96,7 +96,7 @@ const i64 = (shape: number[], data: BigInt64Array): HostTensor => ({ dtype: 'int
 const scalar = (x: number): HostTensor => f32([], Float32Array.of(x));
 
 /** See `OnnxEngineOptions.lossStartStep`: batches of similar prompt lengths share one graph. */
-export const DEFAULT_LOSS_START_STEP = 8;
+const DEFAULT_LOSS_START_STEP = 8;
 
 /** The part of a session key that names where a loss or score graph starts (`lossStartStep`). */
 const fromKey = (from: number) => (from ? `:from${from}` : '');

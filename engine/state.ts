@@ -14,7 +14,7 @@ import { Rng, type RngState } from './rng';
 import type { EngineFile } from './types';
 
 const MAGIC = 'SOPHIAES';
-export const STATE_FORMAT = 'sophia.engine-state.v1';
+const STATE_FORMAT = 'sophia.engine-state.v1';
 
 /** The one file of an ONNX engine state. */
 export const STATE_FILE = 'state.bin';

@@ -35,7 +35,7 @@ import { COLOR_NAMES } from '../tasks/render';
 import type { Example } from '../tasks/types';
 
 /** The numbers of the rubric; the rubric text is written from them. */
-export const JUDGE_WEIGHTS = {
+const JUDGE_WEIGHTS = {
   /** Weight of the step credit. */
   steps: 0.7,
   /** Weight of reasoning–answer consistency. */
@@ -181,7 +181,7 @@ function isTidy(response: string): boolean {
 const LEAD_INS = /^(?:so|thus|hence|therefore|answer)\b[\s:]*/;
 
 /** One segment in the canonical spelling claims are parsed from. */
-export function normalizeSegment(text: string): string {
+function normalizeSegment(text: string): string {
   let s = text
     .toLowerCase()
     .replace(/\s*=\s*/g, ' = ')

@@ -49,7 +49,7 @@ const INSTRUCTIONS = `${JUDGE_RUBRIC}
 Explain briefly what is right and wrong in the reasoning, then give the score alone inside answer tags, for example <answer>0.7</answer>.`;
 
 /** The chat-completions request body for one annotation (exported for tests and for logging what was asked). */
-export function judgeRequestBody(request: AnnotationRequest, model: string, temperature: number, imageScale: number): object {
+function judgeRequestBody(request: AnnotationRequest, model: string, temperature: number, imageScale: number): object {
   const png = Buffer.from(encodePng(request.example.image, imageScale)).toString('base64');
   const text = `Question: ${request.example.question}
 

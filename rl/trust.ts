@@ -44,12 +44,12 @@ export const VARIANTS: readonly Variant[] = ['grpo', 'thinking', 'thinking+annea
  */
 export type EmptyGroupPolicy = 'trust' | 'skip';
 
-export const EMPTY_GROUP_POLICIES: readonly EmptyGroupPolicy[] = ['trust', 'skip'];
+const EMPTY_GROUP_POLICIES: readonly EmptyGroupPolicy[] = ['trust', 'skip'];
 
 /** How the group standard deviation of the advantage is computed: divide by n − 1 (`unbiased`) or n. */
 export type StdKind = 'unbiased' | 'population';
 
-export const STD_KINDS: readonly StdKind[] = ['unbiased', 'population'];
+const STD_KINDS: readonly StdKind[] = ['unbiased', 'population'];
 
 export interface TrustWeightOptions {
   /** An outcome reward ≥ threshold counts as correct; default 0.5 (so a 0.5 is correct). */

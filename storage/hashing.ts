@@ -28,7 +28,7 @@ export class StreamDigest {
 }
 
 /** Default slice for streaming in-memory buffers: large enough for throughput, small enough to overlap I/O. */
-export const STREAM_CHUNK_BYTES = 4 << 20;
+const STREAM_CHUNK_BYTES = 4 << 20;
 
 /**
  * Yields `data` in slices (views, no copies), feeding each slice to `digest` first: hashing the next slice

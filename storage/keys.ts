@@ -14,7 +14,7 @@
 import { InvalidKeyError } from '../common/errors';
 
 /** Longest key accepted (S3's limit is 1024 bytes of UTF-8). */
-export const MAX_KEY_BYTES = 1024;
+const MAX_KEY_BYTES = 1024;
 
 /** Prefix reserved for adapters' own bookkeeping (e.g. the local adapter's temp files). */
 export const RESERVED_SEGMENT_PREFIX = '.sophia-';
@@ -65,7 +65,7 @@ export function assertValidName(kind: 'run id' | 'stage' | 'file name' | 'model 
 }
 
 /** Largest step that fits the 8-digit zero-padded layout. */
-export const MAX_STEP = 99_999_999;
+const MAX_STEP = 99_999_999;
 
 export function assertValidStep(step: number): void {
   if (!Number.isInteger(step) || step < 0 || step > MAX_STEP) {

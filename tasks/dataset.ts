@@ -20,8 +20,8 @@ import { GENERATORS } from './families';
 import { decodePng, encodePng } from './render';
 import { DIFFICULTY, type Example, FAMILIES, type Family, type Split, SPLITS } from './types';
 
-export const DATASET_FORMAT = 'sophia.dataset.v1';
-export const GENERATOR_VERSION = 1;
+const DATASET_FORMAT = 'sophia.dataset.v1';
+const GENERATOR_VERSION = 1;
 
 export interface DatasetSettings {
   /** Image side in pixels (the model's image.size). */
@@ -56,12 +56,12 @@ interface ExampleRecord extends Omit<Example, 'image'> {
   image: { size: number; png: string };
 }
 
-export function serializeExample(example: Example): string {
+function serializeExample(example: Example): string {
   const record: ExampleRecord = { ...example, image: { size: example.image.size, png: Buffer.from(encodePng(example.image)).toString('base64') } };
   return JSON.stringify(record);
 }
 
-export function parseExample(line: string, where: string): Example {
+function parseExample(line: string, where: string): Example {
   let record: ExampleRecord;
   try {
     record = JSON.parse(line) as ExampleRecord;

@@ -287,7 +287,7 @@ export function parseNumber(text: string): Rational | null {
  * is exact: `0.1 + 0.2`-style float error cannot occur, and the 1e-9 relative tolerance the design allows for
  * values with no exact representation never has to apply.
  */
-export function scoreNumeric(extracted: string, answer: string): number {
+function scoreNumeric(extracted: string, answer: string): number {
   const got = parseNumber(extracted);
   const want = parseNumber(answer);
   return got !== null && want !== null && rationalsEqual(got, want) ? 1 : 0;
@@ -338,7 +338,7 @@ export function extractChoices(text: string): string[] {
 }
 
 /** choice rule: 1 iff the response selects exactly the ground-truth set of letters (non-empty), else 0. */
-export function scoreChoice(extracted: string, answer: string): number {
+function scoreChoice(extracted: string, answer: string): number {
   const want = extractChoices(answer);
   const got = extractChoices(extracted);
   return want.length > 0 && got.length === want.length && got.every((c, i) => c === want[i]) ? 1 : 0;
@@ -353,7 +353,7 @@ export function scoreChoice(extracted: string, answer: string): number {
  * and spacing), e^−0.5 ≈ 0.61 with half the words wrong, e^−1 ≈ 0.37 with all wrong or missing (an empty answer
  * too), less with extra words. Never 0, so every legible attempt carries some signal.
  */
-export function scoreOcr(extracted: string, answer: string): number {
+function scoreOcr(extracted: string, answer: string): number {
   return clamp01(Math.exp(-wordErrorRate(extracted, answer)));
 }
 
@@ -363,7 +363,7 @@ export function scoreOcr(extracted: string, answer: string): number {
  * The exact-match rule comes first because the ROUGE mean alone underrates short answers: a correct one-word
  * answer has no bigrams, so its ROUGE-2 is 0 and the mean only (1 + 0 + 1) / 3 ≈ 0.667.
  */
-export function scoreText(extracted: string, answer: string): number {
+function scoreText(extracted: string, answer: string): number {
   const got = rougeTokens(extracted);
   const want = rougeTokens(answer);
   if (want.length > 0 && got.length === want.length && got.every((t, i) => t === want[i])) return 1;

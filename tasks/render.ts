@@ -17,14 +17,14 @@ export const COLORS = {
 export type ColorName = keyof typeof COLORS;
 export const COLOR_NAMES = Object.keys(COLORS) as ColorName[];
 
-export const WHITE: Rgb = [235, 235, 235];
+const WHITE: Rgb = [235, 235, 235];
 export const BAR: Rgb = [80, 200, 220];
 
 export function blankImage(size: number): Image {
   return { size, rgb: new Uint8Array(size * size * 3) };
 }
 
-export function setPixel(img: Image, x: number, y: number, color: Rgb): void {
+function setPixel(img: Image, x: number, y: number, color: Rgb): void {
   if (x < 0 || y < 0 || x >= img.size || y >= img.size) throw new RangeError(`pixel (${x}, ${y}) is outside a ${img.size}×${img.size} image`);
   const i = (y * img.size + x) * 3;
   img.rgb[i] = color[0];

@@ -7,8 +7,8 @@
  *   ids 7–    ' ' a–z A–F 0–9 and . , : ; ? ! + - = ( ) / '
  */
 
-export const SPECIAL_TOKENS = ['<pad>', '<bos>', '<eos>', '<think>', '</think>', '<answer>', '</answer>'] as const;
-export const BOS = 1;
+const SPECIAL_TOKENS = ['<pad>', '<bos>', '<eos>', '<think>', '</think>', '<answer>', '</answer>'] as const;
+const BOS = 1;
 export const EOS = 2;
 
 const ALPHABET = [' ', ...'abcdefghijklmnopqrstuvwxyz', ...'ABCDEF', ...'0123456789', ...".,:;?!+-=()/'"];

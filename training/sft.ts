@@ -97,7 +97,7 @@ export function batchIndices(count: number, batchSize: number, step: number, see
 }
 
 /** Packs examples with teacher responses into an SFT batch. */
-export function sftBatch(examples: readonly Example[], tokenizer: Tokenizer, rng: Rng): SftBatch {
+function sftBatch(examples: readonly Example[], tokenizer: Tokenizer, rng: Rng): SftBatch {
   const size = examples[0]!.image.size;
   const pixels = 3 * size * size;
   const images = new Float32Array(examples.length * pixels);
@@ -107,7 +107,7 @@ export function sftBatch(examples: readonly Example[], tokenizer: Tokenizer, rng
 }
 
 /** Mean token NLL of teacher responses on `examples` (no gradients: the engine's logprobs graph). */
-export async function validationLoss(engine: Engine, tokenizer: Tokenizer, examples: readonly Example[], batchSize: number, seed: number): Promise<number> {
+async function validationLoss(engine: Engine, tokenizer: Tokenizer, examples: readonly Example[], batchSize: number, seed: number): Promise<number> {
   let total = 0;
   let tokens = 0;
   for (let start = 0; start < examples.length; start += batchSize) {
@@ -134,14 +134,14 @@ export interface BestTracker {
 export const NO_BEST: BestTracker = { bestStep: -1, bestValLoss: Number.POSITIVE_INFINITY, sinceBest: 0 };
 
 /** Folds one validation into the tracker: whether it is a new best, and whether training should stop. */
-export function trackValidation(tracker: BestTracker, step: number, valLoss: number, patience: number): { tracker: BestTracker; improved: boolean; stop: boolean } {
+function trackValidation(tracker: BestTracker, step: number, valLoss: number, patience: number): { tracker: BestTracker; improved: boolean; stop: boolean } {
   if (valLoss < tracker.bestValLoss) return { tracker: { bestStep: step, bestValLoss: valLoss, sinceBest: 0 }, improved: true, stop: false };
   const next = { ...tracker, sinceBest: tracker.sinceBest + 1 };
   return { tracker: next, improved: false, stop: next.sinceBest >= Math.max(1, patience) };
 }
 
 /** One optimizer step of the SFT warmup: step `step`'s batch (a function of settings and step only). */
-export async function sftStep(engine: Engine, tokenizer: Tokenizer, train: readonly Example[], settings: SftSettings, step: number): Promise<SftStepRecord> {
+async function sftStep(engine: Engine, tokenizer: Tokenizer, train: readonly Example[], settings: SftSettings, step: number): Promise<SftStepRecord> {
   const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
   const batch = sftBatch(indices.map((i) => train[i]!), tokenizer, new Rng(settings.seed ^ (step * 7919)));
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: learningRate(settings, step), weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };

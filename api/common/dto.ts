@@ -13,7 +13,7 @@ const NAME_RULE = '1–128 letters, digits, ".", "_" or "-", starting with a let
 export const RunId = z.string().regex(NAME, `a run id is ${NAME_RULE}`).describe(`Run id: ${NAME_RULE}`);
 export const Name = (what: string) => z.string().regex(NAME, `a ${what} is ${NAME_RULE}`).describe(`${what}: ${NAME_RULE}`);
 
-export const PRESET_NAMES = Object.keys(RUN_PRESETS) as [keyof typeof RUN_PRESETS, ...(keyof typeof RUN_PRESETS)[]];
+const PRESET_NAMES = Object.keys(RUN_PRESETS) as [keyof typeof RUN_PRESETS, ...(keyof typeof RUN_PRESETS)[]];
 
 /** The run-config fields of a request: exactly one of `preset` and `config`, and optional `overrides`. */
 export const RunConfigFields = {

@@ -29,7 +29,7 @@ export class ApiError extends HttpException {
   }
 }
 
-export function statusText(status: number): string {
+function statusText(status: number): string {
   const name = HttpStatus[status];
   return typeof name === 'string'
     ? name

@@ -11,7 +11,7 @@ import { ErrorBodySchema } from './dto';
 
 type Json = Record<string, unknown>;
 
-export function openApiSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Json {
+function openApiSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Json {
   const json = z.toJSONSchema(schema, { target: 'openapi-3.0', io, unrepresentable: 'any' }) as Json;
   delete json.$schema;
   return json;

@@ -18,7 +18,7 @@ export const RunCreated = z.object({
   links: z.object({ self: z.string(), events: z.string() }),
 });
 
-export const WORKFLOW_STATUSES = ['running', 'completed', 'failed', 'canceled', 'terminated', 'timed_out', 'continued_as_new'] as const;
+const WORKFLOW_STATUSES = ['running', 'completed', 'failed', 'canceled', 'terminated', 'timed_out', 'continued_as_new'] as const;
 
 export const ListRunsQuery = z.strictObject({
   status: z.enum(WORKFLOW_STATUSES).optional().describe('Only runs in this state'),

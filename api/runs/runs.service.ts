@@ -36,7 +36,7 @@ const STATUS_QUERY: Record<Status, string> = {
   timed_out: 'TimedOut',
   continued_as_new: 'ContinuedAsNew',
 };
-export const statusOf = (name: string): Status => name.toLowerCase() as Status;
+const statusOf = (name: string): Status => name.toLowerCase() as Status;
 
 const CONTENT_TYPES: Record<string, string> = { png: 'image/png', svg: 'image/svg+xml', json: 'application/json', md: 'text/markdown; charset=utf-8' };
 

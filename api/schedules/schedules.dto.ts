@@ -12,7 +12,7 @@ const Duration = (what: string, minMs: number) =>
     .refine((t) => (parseDurationMs(t) ?? -1) >= minMs, `${what} is a duration such as 30s, 15m, 24h or 7d (at least ${minMs / 1000} s)`);
 
 /** Overlap policies that make sense for runs (cancel/terminate-other would only reach the launcher, not the run). */
-export const OVERLAP = ['skip', 'buffer_one', 'buffer_all', 'allow_all'] as const;
+const OVERLAP = ['skip', 'buffer_one', 'buffer_all', 'allow_all'] as const;
 
 export const CreateScheduleBody = z
   .strictObject({

@@ -57,7 +57,7 @@ function linear(g: Graph, x: Value, w: Value, b?: Value): Value {
 }
 
 /** Image tokens: (B, C, S, S) → (B, N, d). */
-export function embedImage(g: Graph, config: ModelConfig, params: Params, image: Value): Value {
+function embedImage(g: Graph, config: ModelConfig, params: Params, image: Value): Value {
   const { size, channels: c, patch: p } = config.image;
   const grid = size / p;
   const batch = image.shape[0]!;
@@ -70,7 +70,7 @@ export function embedImage(g: Graph, config: ModelConfig, params: Params, image:
 }
 
 /** Text tokens: (B, T) ids and positions → (B, T, d). */
-export function embedText(g: Graph, params: Params, tokens: Value, positions: Value): Value {
+function embedText(g: Graph, params: Params, tokens: Value, positions: Value): Value {
   return op.add(g, op.gather(g, param(params, 'tok_emb'), tokens), op.gather(g, param(params, 'pos_emb'), positions));
 }
 

@@ -21,7 +21,7 @@ function normAxis(axis: number, rank: number, what: string): number {
 }
 
 /** Numpy broadcasting of two shapes. */
-export function broadcastShape(a: Shape, b: Shape, what = 'broadcast'): number[] {
+function broadcastShape(a: Shape, b: Shape, what = 'broadcast'): number[] {
   const rank = Math.max(a.length, b.length);
   const out: number[] = [];
   for (let i = 0; i < rank; i++) {
@@ -270,7 +270,7 @@ function compare(g: Graph, op: string, a: Value, b: Value): Value {
 
 export const less = (g: Graph, a: Value, b: Value) => compare(g, 'Less', a, b);
 export const greater = (g: Graph, a: Value, b: Value) => compare(g, 'Greater', a, b);
-export const equal = (g: Graph, a: Value, b: Value) => compare(g, 'Equal', a, b);
+const equal = (g: Graph, a: Value, b: Value) => compare(g, 'Equal', a, b);
 export const lessOrEqual = (g: Graph, a: Value, b: Value) => compare(g, 'LessOrEqual', a, b);
 export const greaterOrEqual = (g: Graph, a: Value, b: Value) => compare(g, 'GreaterOrEqual', a, b);
 

@@ -40,7 +40,7 @@ import {
 export type VjpRule = (g: Graph, node: NodeRecord, gradOutputs: readonly (Value | undefined)[], needs: readonly boolean[]) => (Value | undefined)[];
 
 /** Sums `grad` over the axes along which a value of `shape` was broadcast to grad's shape, then reshapes to it. */
-export function sumToShape(g: Graph, grad: Value, shape: Shape): Value {
+function sumToShape(g: Graph, grad: Value, shape: Shape): Value {
   if (sameShape(grad.shape, shape)) return grad;
   const offset = grad.shape.length - shape.length;
   const axes: number[] = [];

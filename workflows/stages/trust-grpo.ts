@@ -20,9 +20,9 @@ import type { StageInput, StageOutput } from '../types';
 import { StageControl, isStartTimeout } from './chunked';
 
 /** RL steps per workflow run before continue-as-new (each step is ~30 history events). */
-export const STEPS_PER_RUN = 50;
+const STEPS_PER_RUN = 50;
 /** At most one progress signal to the pipeline per this much workflow time (the `stageProgress` query is always current). */
-export const REPORT_EVERY_MS = 2000;
+const REPORT_EVERY_MS = 2000;
 
 export interface TrustGrpoCarry {
   step: number;
