@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../common/errors';
-import { MODEL_PRESETS, type ModelConfig } from '../engine/model/config';
+import { MODEL_PRESETS, type ModelConfig, validateModelConfig } from '../engine/model/config';
 import type { EvalSettings } from '../evaluation/evaluate';
 import type { SftSettings } from '../training/sft';
 import { VARIANTS, type Variant } from '../rl/trust';
@@ -199,6 +199,9 @@ export const RunConfigSchema = z.strictObject({
   if (rl && rl.evalEvery > 0 && rl.evalEvery % rl.checkpointEvery !== 0) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'evalEvery'], message: 'must be a multiple of rl.checkpointEvery (evaluation reads the checkpoint of that step)' });
   }
+  // The model's shape is checked here, before anything starts, not by the worker that would build it.
+  const shape = modelShapeError(config);
+  if (shape) ctx.addIssue({ code: 'custom', path: shape.path, message: shape.message });
   const runsRewardModel = config.rewardModel !== undefined && (config.stages ?? STAGE_NAMES).includes('rewardModel');
   if (rl && rl.variant !== 'grpo' && !runsRewardModel && !config.startFrom?.rewardModelKey) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'variant'], message: `${rl.variant} needs a reward model: add a rewardModel section, or set startFrom.rewardModelKey, or use variant grpo` });
@@ -309,7 +312,25 @@ export function resolveRunConfig(presetOrData: string | Record<string, unknown>,
 }
 
 /** The engine's model config for a run (the tokenizer decides the vocabulary). */
-export function modelConfig(config: RunConfig, vocabSize: number): ModelConfig {
+/** Run-config field of each model-config field `validateModelConfig` may name. */
+const MODEL_FIELD_PATHS: Record<string, string[]> = {
+  'model.image.patch': ['model', 'patch'],
+  'model.image.size': ['model', 'imageSize'],
+};
+
+/** The first thing wrong with the model's shape (width not divisible by heads, a patch that does not divide the image, …). */
+function modelShapeError(config: Pick<RunConfig, 'model'>): { path: string[]; message: string } | undefined {
+  try {
+    validateModelConfig(modelConfig(config, 1));
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const reason = err.message.startsWith(`${err.field}: `) ? err.message.slice(err.field.length + 2) : err.message;
+    return { path: MODEL_FIELD_PATHS[err.field] ?? err.field.split('.'), message: reason };
+  }
+}
+
+export function modelConfig(config: Pick<RunConfig, 'model'>, vocabSize: number): ModelConfig {
   const p = MODEL_PRESETS[config.model.preset];
   const m = config.model;
   return {
