@@ -51,6 +51,19 @@ describe('run config', () => {
     expect(err.field).toMatch(/^run\.yaml /);
   });
 
+  it('merges a `__proto__` key as a field (then rejected as unknown), never as the result\'s prototype', () => {
+    // JSON.parse (an HTTP body) and YAML make `__proto__` an own key; assigned with `out[k] = v` it replaced the
+    // merged object's prototype, so the strict schema saw no unknown key and the run started with the override ignored.
+    const override = JSON.parse('{"__proto__": {"sft": {"steps": 3}}, "sft": {"constructor": 1}}') as unknown;
+    const merged = mergeConfig(RUN_PRESETS.ci, override) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(merged)).toBe(Object.prototype);
+    expect(Object.hasOwn(merged, '__proto__')).toBe(true);
+    const err = configError(() => parseRunConfig(merged, 'run.yaml'));
+    expect(err.message).toMatch(/__proto__: unknown field/);
+    expect(err.message).toMatch(/sft\.constructor: unknown field/);
+    expect(({} as Record<string, unknown>).sft).toBeUndefined();
+  });
+
   it('checks relations between fields', () => {
     const err = configError(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { sft: { chunkSteps: 70 } }), 'x'));
     expect(err.message).toMatch(/sft\.chunkSteps: must be a multiple of sft\.evalEvery/);

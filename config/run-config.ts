@@ -284,12 +284,19 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   throw new ConfigError(`${source} ${formatPath(first.path)}`, `invalid run config:\n  ${problems.join('\n  ')}`);
 }
 
-/** Merges `override` into `base` (objects recursively; arrays and values replace). */
+/**
+ * Merges `override` into `base` (objects recursively; arrays and values replace). Only own keys are read and
+ * every key is written as an own property: a `__proto__` key from JSON or YAML stays a (then unknown, so
+ * rejected) field instead of replacing the result's prototype, where the strict schema would never see it.
+ */
 export function mergeConfig(base: unknown, override: unknown): unknown {
   if (override === undefined) return base;
   if (typeof base !== 'object' || base === null || Array.isArray(base) || typeof override !== 'object' || override === null || Array.isArray(override)) return override;
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  for (const [k, v] of Object.entries(override)) out[k] = mergeConfig(out[k], v);
+  for (const [k, v] of Object.entries(override)) {
+    const merged = mergeConfig(Object.hasOwn(out, k) ? out[k] : undefined, v);
+    Object.defineProperty(out, k, { value: merged, enumerable: true, writable: true, configurable: true });
+  }
   return out;
 }
 
