@@ -22,7 +22,7 @@ import { ConfigError } from '../common/errors';
 import { STORAGE_STAGES } from '../common/run-layout';
 import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
 import { balanceByBin, scoreBin, SCORE_BINS, splitByPrompt } from '../rewards/balance';
-import { OpenAiCompatibleAnnotator } from '../rewards/llm-annotator';
+import { judgeAnnotator } from '../rewards/judges';
 import { type RewardModelMetrics, rewardModelMetrics } from '../rewards/metrics';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
@@ -119,12 +119,10 @@ function settingsOf(config: RunConfig) {
   return config.rewardModel;
 }
 
-/** The annotator a run config names (the LLM judge's key comes from the worker's environment). */
+/** The annotator a run config names; an LLM judge by name, resolved against this worker's own `SOPHIA_JUDGES`. */
 function annotatorFor(config: RunConfig, env: Readonly<Record<string, string | undefined>> = process.env): Annotator {
   const a = settingsOf(config).annotator;
-  if (a.kind === 'programmatic') return new ProgrammaticAnnotator();
-  const apiKey = env[a.apiKeyEnv];
-  return new OpenAiCompatibleAnnotator({ baseUrl: a.baseUrl, model: a.model, concurrency: a.concurrency, maxRetries: a.maxRetries, ...(apiKey ? { apiKey } : {}) });
+  return a.kind === 'programmatic' ? new ProgrammaticAnnotator() : judgeAnnotator(a.name, env);
 }
 
 export interface RewardModelDeps {

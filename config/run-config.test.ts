@@ -64,6 +64,19 @@ describe('run config', () => {
     expect(({} as Record<string, unknown>).sft).toBeUndefined();
   });
 
+  it("refuses a judge's endpoint or key variable in a run config: judges are configured on the workers and named", () => {
+    const withAnnotator = (annotator: unknown) => () => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { rewardModel: { annotator } }), 'test');
+    const exfiltrate = configError(withAnnotator({ kind: 'openai', baseUrl: 'http://listener.example/v1', model: 'm', apiKeyEnv: 'SOPHIA_S3_SECRET_ACCESS_KEY' }));
+    expect(exfiltrate.message).toMatch(/rewardModel\.annotator\.kind: kind openai is gone/);
+    expect(exfiltrate.message).toMatch(/rewardModel\.annotator\.baseUrl: a run config may not set a judge's baseUrl; configure the judge on the workers \(SOPHIA_JUDGES/);
+    expect(exfiltrate.message).toMatch(/rewardModel\.annotator\.apiKeyEnv: a run config may not set/);
+    expect(configError(withAnnotator({ kind: 'judge', name: 'gpt-judge', baseUrl: 'http://listener.example/v1' })).message).toMatch(/rewardModel\.annotator\.baseUrl: a run config may not/);
+    expect(configError(withAnnotator({ kind: 'judge', name: 'gpt-judge', apiKeyEnv: 'AWS_SECRET_ACCESS_KEY' })).message).toMatch(/rewardModel\.annotator\.apiKeyEnv: a run config may not/);
+    expect(configError(withAnnotator({ kind: 'judge', name: '../x' })).message).toMatch(/rewardModel\.annotator\.name: a judge name is/);
+    expect(withAnnotator({ kind: 'judge', name: 'gpt-judge' })().rewardModel!.annotator).toEqual({ kind: 'judge', name: 'gpt-judge' });
+    expect(resolveRunConfig('paper', 'paper').rewardModel!.annotator).toEqual({ kind: 'judge', name: 'qwen2.5-vl-72b' });
+  });
+
   it('checks relations between fields', () => {
     const err = configError(() => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { sft: { chunkSteps: 70 } }), 'x'));
     expect(err.message).toMatch(/sft\.chunkSteps: must be a multiple of sft\.evalEvery/);

@@ -82,19 +82,40 @@ const EvaluationSchema = z.strictObject({
 });
 
 /** Where the thinking-reward annotations come from (docs/architecture.md §3). */
-const AnnotatorSchema = z.discriminatedUnion('kind', [
-  /** The built-in judge that knows each example's true steps (`rewards/judge.ts`). */
-  z.strictObject({ kind: z.literal('programmatic') }),
-  /** An LLM judge behind an OpenAI-compatible `/chat/completions` endpoint; the key is read from `apiKeyEnv`. */
-  z.strictObject({
-    kind: z.literal('openai'),
-    baseUrl: z.url(),
-    model: z.string().min(1),
-    apiKeyEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name').default('SOPHIA_JUDGE_API_KEY'),
-    concurrency: int(1, 64).default(4),
-    maxRetries: int(0, 20).default(3),
-  }),
-]);
+/**
+ * Fields a run config may not carry: where a judge lives and which secret it gets are the operator's choice, made on
+ * the workers (`rewards/judges.ts`). A request that could name them could make a worker send any of its secrets to
+ * any URL.
+ */
+/** What a run config calls a judge (the workers' `SOPHIA_JUDGES` maps each name to its endpoint). */
+export const JUDGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const OPERATOR_ONLY = ['baseUrl', 'apiKeyEnv', 'apiKey', 'model'] as const;
+const NAME_A_JUDGE = 'configure the judge on the workers (SOPHIA_JUDGES or SOPHIA_JUDGES_FILE) and name it here: { kind: judge, name: NAME }';
+
+/** Refuses the endpoint fields (and the old `kind: openai`) with what to do instead, before the union's own checks. */
+function refuseJudgeEndpoint(raw: unknown, ctx: z.RefinementCtx): void {
+  if (typeof raw !== 'object' || raw === null) return;
+  const a = raw as Record<string, unknown>;
+  if (a.kind === 'openai') ctx.addIssue({ code: 'custom', path: ['kind'], message: `kind openai is gone: a run config may not name a judge's URL or key; ${NAME_A_JUDGE}` });
+  for (const field of OPERATOR_ONLY) {
+    if (Object.hasOwn(a, field)) ctx.addIssue({ code: 'custom', path: [field], message: `a run config may not set a judge's ${field}; ${NAME_A_JUDGE}` });
+  }
+}
+
+const AnnotatorSchema = z
+  .unknown()
+  .superRefine(refuseJudgeEndpoint)
+  .pipe(
+    z.discriminatedUnion('kind', [
+      /** The built-in judge that knows each example's true steps (`rewards/judge.ts`). */
+      z.strictObject({ kind: z.literal('programmatic') }),
+      /** An LLM judge the workers configure (`SOPHIA_JUDGES`), by name: its URL, model and key are theirs. */
+      z.strictObject({
+        kind: z.literal('judge'),
+        name: z.string().regex(JUDGE_NAME, 'a judge name is 1–64 letters, digits, ".", "_" or "-"'),
+      }),
+    ]),
+  );
 
 /** The thinking reward model: its training data (sampled from the SFT policy, annotated, balanced) and training. */
 const RewardModelSchema = z
@@ -258,7 +279,7 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     // ≈ 160k annotated responses, the order of the paper's 156k; training settings are ours (the paper gives none here).
     rewardModel: {
       data: { prompts: 20000, samplesPerPrompt: 8, temperatures: [0.6, 1, 1.4], maxTokens: 1024, heldOutShare: 0.05 },
-      annotator: { kind: 'openai', baseUrl: 'http://localhost:8000/v1', model: 'Qwen/Qwen2.5-VL-72B-Instruct' },
+      annotator: { kind: 'judge', name: 'qwen2.5-vl-72b' },
       steps: 2000, batchSize: 128, lr: 1e-5, warmupSteps: 50, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 200, patience: 5, chunkSteps: 200,
     },
     rl: { groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, lr: 1e-6, weightDecay: 0.01, maxGradNorm: 4, temperature: 1, steps: 500, variant: 'trust-grpo' },

@@ -4,7 +4,8 @@
  *  - `ProgrammaticAnnotator` (here): the judge of `judge.ts`, for the built-in tiny world, whose examples carry
  *    their true steps. Pure, instant, free;
  *  - `OpenAiCompatibleAnnotator` (`llm-annotator.ts`): an LLM judge behind an OpenAI-compatible endpoint, for real
- *    data.
+ *    data. A run names the judge (`{ kind: judge, name }`); its endpoint, model and key are configured on the
+ *    workers (`judges.ts`, `SOPHIA_JUDGES`), so no request can choose where a worker sends a secret.
  * Callers depend on the `Annotator` interface only, so a stage can be pointed at either by configuration.
  */
 import type { Example } from '../tasks/types';

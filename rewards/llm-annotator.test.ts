@@ -1,10 +1,14 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SophiaError } from '../common/errors';
+import { ConfigError, SophiaError } from '../common/errors';
 import { generateExample } from '../tasks/dataset';
 import type { AnnotationRequest } from './annotator';
 import { JUDGE_RUBRIC } from './judge';
+import { judgeAnnotator } from './judges';
 import { OpenAiCompatibleAnnotator, parseJudgeScore } from './llm-annotator';
 
 describe('parseJudgeScore', () => {
@@ -54,13 +58,18 @@ interface Reply {
 
 const completion = (text: string): Reply => ({ status: 200, body: JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: text } }] }) });
 
-let server: Server | undefined;
+let servers: Server[] = [];
 
+/** Stops every server started by `serve`. */
 async function stop(): Promise<void> {
-  const s = server;
-  server = undefined;
-  s?.closeAllConnections();
-  await new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()));
+  const all = servers;
+  servers = [];
+  await Promise.all(
+    all.map((s) => {
+      s.closeAllConnections();
+      return new Promise<void>((resolve) => s.close(() => resolve()));
+    }),
+  );
 }
 
 afterEach(stop);
@@ -69,7 +78,7 @@ afterEach(stop);
 async function serve(reply: (req: Received, n: number) => Reply) {
   const received: Received[] = [];
   const stats = { inFlight: 0, maxInFlight: 0 };
-  server = createServer((req: IncomingMessage, res) => {
+  const server = createServer((req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -85,7 +94,8 @@ async function serve(reply: (req: Received, n: number) => Reply) {
       }, out.delayMs ?? 0);
     });
   });
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return { baseUrl: `http://127.0.0.1:${port}/v1`, received, stats };
 }
@@ -195,5 +205,79 @@ describe('OpenAiCompatibleAnnotator', () => {
     expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'http://x/v1', model: '' })).toThrow(/annotator.model/);
     expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'http://x/v1', model: 'm', concurrency: 0 })).toThrow(/annotator.concurrency/);
     expect(() => new OpenAiCompatibleAnnotator({ baseUrl: 'http://x/v1', model: 'm', maxRetries: -1 })).toThrow(/annotator.maxRetries/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Judges named by a run, configured on the worker (SOPHIA_JUDGES): where each key may go
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('judgeAnnotator', () => {
+  const judges = (a: string, b: string) => JSON.stringify({ alpha: { baseUrl: a, model: 'judge-a', apiKeyEnv: 'ALPHA_KEY', maxRetries: 0 }, beta: { baseUrl: b, model: 'judge-b', apiKeyEnv: 'BETA_KEY' } });
+  const secrets = { ALPHA_KEY: 'sk-alpha-1111', BETA_KEY: 'sk-beta-2222', SOPHIA_S3_SECRET_ACCESS_KEY: 's3-secret-3333' };
+
+  it("sends the named judge's key to that judge's endpoint only, nothing to the other judge", async () => {
+    const a = await serve(() => completion('<answer>0.3</answer>'));
+    const b = await serve(() => completion('<answer>0.9</answer>'));
+    const annotator = judgeAnnotator('alpha', { ...secrets, SOPHIA_JUDGES: judges(a.baseUrl, b.baseUrl) }, fast);
+    expect(annotator.name).toBe('llm:judge-a');
+    expect((await annotator.annotate([request('x'), request('y')])).map((x) => x.score)).toEqual([0.3, 0.3]);
+    expect(a.received.map((r) => [r.path, r.authorization, r.body.model])).toEqual([
+      ['/v1/chat/completions', 'Bearer sk-alpha-1111', 'judge-a'],
+      ['/v1/chat/completions', 'Bearer sk-alpha-1111', 'judge-a'],
+    ]);
+    expect(b.received).toHaveLength(0);
+  });
+
+  it('does not follow a redirect: the key never reaches where the judge points it, and the error says why', async () => {
+    const elsewhere = await serve(() => completion('<answer>1</answer>'));
+    const judge = await serve(() => ({ status: 307, body: '', headers: { location: `${elsewhere.baseUrl}/chat/completions` } }));
+    const annotator = judgeAnnotator('alpha', { ...secrets, SOPHIA_JUDGES: judges(judge.baseUrl, judge.baseUrl) }, fast);
+    const err = await annotator.annotate([request('x')]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SophiaError);
+    expect((err as SophiaError).retryable).toBe(false);
+    expect((err as SophiaError).message).toMatch(/HTTP 307.*redirects are not followed/s);
+    expect(judge.received).toHaveLength(1);
+    expect(elsewhere.received).toHaveLength(0);
+  });
+
+  it('refuses an unknown name, non-retryably, naming the variable to set', () => {
+    const call = (env: Record<string, string>) => {
+      try {
+        judgeAnnotator('gpt-judge', env);
+      } catch (err) {
+        return err as ConfigError;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    const none = call(secrets);
+    expect(none).toBeInstanceOf(ConfigError);
+    expect(none.retryable).toBe(false);
+    expect(none.message).toMatch(/no judge named "gpt-judge".*SOPHIA_JUDGES/s);
+    expect(call({ ...secrets, SOPHIA_JUDGES: judges('http://127.0.0.1:1/v1', 'http://127.0.0.1:2/v1') }).message).toMatch(/configured: alpha, beta/);
+  });
+
+  it("refuses a judge whose key variable is unset on the worker, naming it", () => {
+    expect(() => judgeAnnotator('beta', { SOPHIA_JUDGES: judges('http://127.0.0.1:1/v1', 'http://127.0.0.1:2/v1') })).toThrow(/BETA_KEY: judge beta takes its API key from BETA_KEY, which is not set/);
+  });
+
+  it('validates the configuration, naming the variable and the field', () => {
+    expect(() => judgeAnnotator('x', { SOPHIA_JUDGES: '{"x": {"baseUrl": "file:///etc/passwd", "model": "m"}}' })).toThrow(/SOPHIA_JUDGES\.x\.baseUrl: must be an http\(s\) URL/);
+    expect(() => judgeAnnotator('x', { SOPHIA_JUDGES: '{"x": {"baseUrl": "https://u:p@judge.example/v1", "model": "m"}}' })).toThrow(/annotator\.baseUrl: must not carry credentials/);
+    expect(() => judgeAnnotator('x', { SOPHIA_JUDGES: '{"x": {"baseUrl": "https://judge.example/v1"}}' })).toThrow(/SOPHIA_JUDGES\.x\.model/);
+    expect(() => judgeAnnotator('x', { SOPHIA_JUDGES: '{"x": ' })).toThrow(/SOPHIA_JUDGES: is not JSON or YAML/);
+  });
+
+  it('reads SOPHIA_JUDGES_FILE (YAML) and refuses a name defined twice', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sophia-judges-'));
+    try {
+      const file = path.join(dir, 'judges.yaml');
+      writeFileSync(file, 'alpha:\n  baseUrl: https://judge.example/v1\n  model: judge-y\n');
+      expect(judgeAnnotator('alpha', { SOPHIA_JUDGES_FILE: file }).name).toBe('llm:judge-y');
+      expect(() => judgeAnnotator('alpha', { SOPHIA_JUDGES_FILE: file, SOPHIA_JUDGES: judges('http://a/v1', 'http://b/v1') })).toThrow(/defined in both SOPHIA_JUDGES and SOPHIA_JUDGES_FILE/);
+      expect(() => judgeAnnotator('alpha', { SOPHIA_JUDGES_FILE: path.join(dir, 'missing.yaml') })).toThrow(/SOPHIA_JUDGES_FILE: cannot read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -13,6 +13,10 @@
  * readable score are retried with exponential backoff (honouring `Retry-After`); any other 4xx fails at once with
  * a `SophiaError` that names the status, an excerpt of the body and the likely fix. The API key never appears in
  * an error: it is sent in the Authorization header only and redacted from anything echoed back.
+ *
+ * Where the key goes: only to `{baseUrl}/chat/completions`, the one URL built at construction. Redirects are not
+ * followed (a 3xx fails at once, naming the status): a judge server that redirected could otherwise hand the key on.
+ * Which endpoint and which key a run may use is the operator's choice, never the run's (`judges.ts`).
  */
 import { ConfigError, SophiaError } from '../common/errors';
 import { encodePng } from '../tasks/render';
@@ -86,6 +90,7 @@ export class OpenAiCompatibleAnnotator implements Annotator {
       throw new ConfigError('annotator.baseUrl', `not a URL (got ${JSON.stringify(options.baseUrl)})`, { hint: 'Give the endpoint up to /v1, e.g. http://localhost:8000/v1' });
     }
     if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError('annotator.baseUrl', `must be http(s) (got ${base.protocol})`);
+    if (base.username || base.password || base.search || base.hash) throw new ConfigError('annotator.baseUrl', 'must not carry credentials, a query or a fragment', { hint: 'Give the key as apiKey (a judge\'s apiKeyEnv)' });
     if (!options.model) throw new ConfigError('annotator.model', 'is required', { hint: 'Name the judge model as the server knows it, e.g. Qwen/Qwen2.5-VL-72B-Instruct' });
     const opts = {
       baseUrl: options.baseUrl,
@@ -146,7 +151,7 @@ export class OpenAiCompatibleAnnotator implements Annotator {
       let status: number;
       let text: string;
       try {
-        const res = await this.opts.fetchImpl(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
+        const res = await this.opts.fetchImpl(this.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
         status = res.status;
         text = await res.text();
         if (status === 429 || status >= 500) {
@@ -248,6 +253,7 @@ function replyContent(body: string): string | null {
 }
 
 function hintForStatus(status: number): string {
+  if (status >= 300 && status < 400) return 'The judge endpoint redirects, and redirects are not followed (the API key would go elsewhere): set baseUrl to the final URL';
   if (status === 401 || status === 403) return 'Check the API key (the apiKey option) and that it may use this model';
   if (status === 404) return 'Check baseUrl (it should end before /chat/completions, e.g. http://localhost:8000/v1) and the model name';
   if (status === 413) return 'The request is too large: lower imageScale';
