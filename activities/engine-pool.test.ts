@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { presetConfig } from '../engine/model/config';
 import { type EngineOptions, createEngine } from '../engine/factory';
-import { EnginePool, engineOptionsOf } from './engine-pool';
+import { RUN_PRESETS, mergeConfig, parseRunConfig } from '../config/run-config';
+import { estimateRun } from '../config/limits';
+import { EnginePool, engineOptionsOf, workerMemoryBytes } from './engine-pool';
+import { withFailureMapping } from './failures';
 
 const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, heads: 2 };
 const ONNX: EngineOptions = { kind: 'onnx' };
@@ -65,8 +68,21 @@ describe('EnginePool', () => {
   });
 
   it("takes a run's engine options from its config's engine section", () => {
-    expect(engineOptionsOf({ engine: { kind: 'onnx', executionProvider: 'cpu', threads: 0 } })).toEqual({ kind: 'onnx', executionProvider: 'cpu' });
-    expect(engineOptionsOf({ engine: { kind: 'onnx', executionProvider: 'cuda', threads: 3 } })).toEqual({ kind: 'onnx', executionProvider: 'cuda', threads: 3 });
-    expect(() => engineOptionsOf({ engine: { kind: 'pytorch', executionProvider: 'cpu', threads: 0 } })).toThrow(/engine.kind/);
+    const withEngine = (engine: Record<string, unknown>) => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { engine }), 'test');
+    expect(engineOptionsOf(withEngine({ kind: 'onnx', executionProvider: 'cpu', threads: 0 }))).toEqual({ kind: 'onnx', executionProvider: 'cpu' });
+    expect(engineOptionsOf(withEngine({ kind: 'onnx', executionProvider: 'cuda', threads: 3 }))).toEqual({ kind: 'onnx', executionProvider: 'cuda', threads: 3 });
+    expect(() => engineOptionsOf(withEngine({ kind: 'pytorch' }))).toThrow(/engine.kind/);
+  });
+
+  it('refuses, non-retryably, a run whose engines cannot fit this worker, before making any', async () => {
+    const big = parseRunConfig(mergeConfig(RUN_PRESETS.ci, { model: { width: 2048, heads: 16, layers: 8 } }), 'test');
+    const fits = estimateRun(big).engineMemoryBytes;
+    expect(engineOptionsOf(big, fits)).toEqual({ kind: 'onnx', executionProvider: 'cpu' });
+    expect(() => engineOptionsOf(big, fits - 1)).toThrow(/^model: the run's engines need about [\d.]+ GiB \([\d,]+ parameters\); this worker has [\d.]+ GiB/);
+    // Through an activity's failure mapping it is a non-retryable failure.
+    const refused = withFailureMapping({ slot: () => Promise.resolve(engineOptionsOf(big, fits - 1)) });
+    await expect(refused.slot()).rejects.toMatchObject({ nonRetryable: true, type: 'ConfigError' });
+    expect(workerMemoryBytes({ SOPHIA_WORKER_MEMORY_GB: '2' })).toBe(2 * 1024 ** 3);
+    expect(() => workerMemoryBytes({ SOPHIA_WORKER_MEMORY_GB: 'x' })).toThrow(/SOPHIA_WORKER_MEMORY_GB/);
   });
 });

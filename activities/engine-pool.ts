@@ -15,16 +15,38 @@
  * Engines are made with the options of the run that uses them (`engineOptionsOf(config)`: its config's `engine`
  * section), so a run's threads and execution provider are honoured on whichever worker runs its activities.
  */
+import { totalmem } from 'node:os';
 import { ConfigError } from '../common/errors';
+import { estimateRun } from '../config/limits';
 import type { RunConfig } from '../config/run-config';
 import type { EngineOptions } from '../engine/factory';
 import type { Engine, EngineFile } from '../engine/types';
 
-/** The engine options of a run: its config's `engine` section (threads 0 = one per core of the worker's machine). */
-export function engineOptionsOf(config: Pick<RunConfig, 'engine'>): EngineOptions {
+/** What this worker lets one run's engines take: `SOPHIA_WORKER_MEMORY_GB`, else 80 % of the machine's memory. */
+export function workerMemoryBytes(env: Readonly<Record<string, string | undefined>> = process.env): number {
+  const raw = env.SOPHIA_WORKER_MEMORY_GB?.trim();
+  if (!raw) return 0.8 * totalmem();
+  const gb = Number(raw);
+  if (!Number.isFinite(gb) || gb <= 0) throw new ConfigError('SOPHIA_WORKER_MEMORY_GB', `${JSON.stringify(raw)} is not a positive number of GiB`);
+  return gb * 1024 ** 3;
+}
+
+/**
+ * The engine options of a run: its config's `engine` section (threads 0 = one per core of the worker's machine). A run
+ * whose engines cannot fit this worker (`estimateRun`) is refused with a non-retryable `ConfigError` before any engine
+ * is made: retrying it would only take down the next worker.
+ */
+export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryBytes()): EngineOptions {
   const { kind, executionProvider, threads } = config.engine;
   if (kind !== 'onnx') {
     throw new ConfigError('engine.kind', `${JSON.stringify(kind)}: this worker has no such engine`, { hint: 'Use engine.kind: onnx (the built-in engine)' });
+  }
+  const { engineMemoryBytes, parameters } = estimateRun(config);
+  if (engineMemoryBytes > memoryBytes) {
+    const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+    throw new ConfigError('model', `the run's engines need about ${gib(engineMemoryBytes)} (${parameters.toLocaleString('en-US')} parameters); this worker has ${gib(memoryBytes)} for them`, {
+      hint: 'Run it on a worker with more memory (SOPHIA_WORKER_MEMORY_GB says how much a worker gives a run), or use a smaller model or batches',
+    });
   }
   return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
 }
