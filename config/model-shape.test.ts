@@ -22,4 +22,13 @@ describe('model shape validation', () => {
     expect(() => parseRunConfig(RUN_PRESETS.tiny, 'tiny')).not.toThrow();
     expect(withModel({ width: 96, heads: 6, imageSize: 20, patch: 5 })).not.toThrow();
   });
+
+  it('refuses generating more tokens than the model has text positions, naming the field', () => {
+    const ci = (o: Record<string, unknown>) => () => parseRunConfig(mergeConfig(RUN_PRESETS.ci, o), 'test');
+    expect(ci({ evaluation: { maxTokens: 1e9 } })).toThrow(/evaluation\.maxTokens: 1000000000 is not below the model's 128 text positions/);
+    expect(ci({ rl: { maxTokens: 128 } })).toThrow(/rl\.maxTokens: 128 is not below/);
+    expect(ci({ rewardModel: { data: { maxTokens: 500 } } })).toThrow(/rewardModel\.data\.maxTokens/);
+    expect(ci({ model: { maxLength: 256 }, evaluation: { maxTokens: 200 } })).not.toThrow();
+  });
 });
+

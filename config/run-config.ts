@@ -220,9 +220,23 @@ export const RunConfigSchema = z.strictObject({
   if (rl && rl.evalEvery > 0 && rl.evalEvery % rl.checkpointEvery !== 0) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'evalEvery'], message: 'must be a multiple of rl.checkpointEvery (evaluation reads the checkpoint of that step)' });
   }
-  // The model's shape is checked here, before anything starts, not by the worker that would build it.
-  const shape = modelShapeError(config);
+  // The built-in model's shape is checked here, before anything starts, not by the worker that would build it; and
+  // nothing generates more tokens than it has text positions (the prompt takes some of them too). (Other engines
+  // bring their own model: model.base.)
+  const builtIn = config.engine.kind === 'onnx';
+  const shape = builtIn ? modelShapeError(config) : undefined;
   if (shape) ctx.addIssue({ code: 'custom', path: shape.path, message: shape.message });
+  const maxLength = builtIn && !shape ? modelConfig(config, 1).maxLength : Number.POSITIVE_INFINITY;
+  const generated: [string[], number | undefined][] = [
+    [['evaluation', 'maxTokens'], config.evaluation.maxTokens],
+    [['rewardModel', 'data', 'maxTokens'], config.rewardModel?.data.maxTokens],
+    [['rl', 'maxTokens'], config.rl?.maxTokens],
+  ];
+  for (const [path, tokens] of generated) {
+    if (tokens !== undefined && tokens >= maxLength) {
+      ctx.addIssue({ code: 'custom', path, message: `${tokens} is not below the model's ${maxLength} text positions (model.maxLength), which the prompt shares: use fewer, or raise model.maxLength` });
+    }
+  }
   const runsRewardModel = config.rewardModel !== undefined && (config.stages ?? STAGE_NAMES).includes('rewardModel');
   if (rl && rl.variant !== 'grpo' && !runsRewardModel && !config.startFrom?.rewardModelKey) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'variant'], message: `${rl.variant} needs a reward model: add a rewardModel section, or set startFrom.rewardModelKey, or use variant grpo` });
