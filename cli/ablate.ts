@@ -17,7 +17,8 @@ import { type LiveProgress, pipelineInput, startRun } from '../clients/runs';
 import { SophiaError } from '../common/errors';
 import { STORAGE_STAGES, pipelineWorkflowId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
-import { type RunConfig, assertRunnable, mergeConfig, parseRunConfig } from '../config/run-config';
+import { assertSubmittable } from '../config/limits';
+import { type RunConfig, mergeConfig, parseRunConfig } from '../config/run-config';
 import { renderLineChart } from '../report/charts';
 import { markdownTable, writeReport } from '../report/report';
 import { VARIANTS, type Variant } from '../rl/trust';
@@ -187,7 +188,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
   const out = options.out_;
   const say = (line: string) => out.write(`${line}\n`);
   const base = loadRunConfig(options.config);
-  assertRunnable(base);
+  assertSubmittable(base, env);
   if (!base.rewardModel || !base.rl) throw new SophiaError('input', `--config ${options.config}: an ablation needs rewardModel and rl sections`, { hint: 'Use the tiny or ci preset, or a file that extends one' });
   if (!Number.isInteger(options.seeds) || options.seeds < 1 || options.seeds > 20) throw new SophiaError('input', `--seeds ${options.seeds}: give an integer from 1 to 20`);
   loadTemporalConfig(env);

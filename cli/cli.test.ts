@@ -29,6 +29,8 @@ describe('sophia CLI arguments', () => {
       [['worker', '--queue', 'tpu'], {}, /--queue: \["tpu"\]/],
       [['sft', '--preset', 'nope'], {}, /--preset: "nope" is not a preset. Use one of ci, tiny, paper/],
       [['sft', '--preset', 'paper'], {}, /engine\.kind: "pytorch": the PyTorch engine for real VLMs is not available yet/],
+      [['sft', '--preset', 'ci'], { SOPHIA_MAX_RUN_STEPS: '10' }, /sft\.steps: the run would take 196 optimizer steps; this deployment allows 10 \(SOPHIA_MAX_RUN_STEPS\)/],
+      [['ablate', '--config', 'ci'], { SOPHIA_MAX_RUN_MEMORY_GB: '0.001' }, /model: the run's engines need about .* allows 0\.001 GiB \(SOPHIA_MAX_RUN_MEMORY_GB\)/],
     ];
     for (const [argv, env, message] of cases) {
       expect(await main(argv, env)).toBe(2);

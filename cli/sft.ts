@@ -12,7 +12,8 @@ import { loadEngineCheckpoint, saveEngineCheckpoint } from '../activities/engine
 import { datasetSettings } from '../activities/data';
 import { RunData } from '../activities/run-data';
 import { ConfigError } from '../common/errors';
-import { assertRunnable, evaluationSettings, modelConfig, resolveRunConfig, RUN_PRESETS, sftSettings } from '../config/run-config';
+import { assertSubmittable } from '../config/limits';
+import { evaluationSettings, modelConfig, resolveRunConfig, RUN_PRESETS, sftSettings } from '../config/run-config';
 import { parameterCount } from '../engine/model/config';
 import { createEngine } from '../engine/factory';
 import { type EvalReport, evaluate } from '../evaluation/evaluate';
@@ -44,7 +45,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
     throw new ConfigError('--preset', `${JSON.stringify(options.preset)} is not a preset`, { hint: `Use one of ${Object.keys(RUN_PRESETS).join(', ')}` });
   }
   const config = resolveRunConfig(options.preset, `preset ${options.preset}`);
-  assertRunnable(config);
+  assertSubmittable(config, options.env);
   const runId = options.runId ?? defaultRunId(new Date(), 'sft');
   assertValidName('run id', runId);
   const say = (line: string) => options.out.write(`${line}\n`);

@@ -3,9 +3,11 @@
  * submitted (a 1.6e9-parameter model, a billion SFT steps, a billion examples per family) are refused with the field,
  * the estimate and the limit; the estimates grow with what they count.
  */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/errors';
-import { DEFAULT_RUN_LIMITS, assertWithinLimits, estimateRun, loadRunLimits } from './limits';
+import { DEFAULT_RUN_LIMITS, RUN_LIMIT_VARS, assertWithinLimits, estimateRun, loadRunLimits } from './limits';
 import { RUN_PRESETS, mergeConfig, parseRunConfig } from './run-config';
 
 const ci = parseRunConfig(RUN_PRESETS.ci, 'ci');
@@ -49,4 +51,10 @@ describe('run estimates and limits', () => {
     expect(() => assertWithinLimits(ci, loadRunLimits({ SOPHIA_MAX_RUN_STEPS: '10' }))).toThrow(/sft\.steps/);
     expect(() => loadRunLimits({ SOPHIA_MAX_RUN_STORAGE_GB: 'lots' })).toThrow(/SOPHIA_MAX_RUN_STORAGE_GB: "lots" is not a positive number/);
   });
+
+  it('documents every limit variable, and the worker memory variable, in the README', () => {
+    const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    expect([...RUN_LIMIT_VARS.map((v) => v.name), 'SOPHIA_WORKER_MEMORY_GB'].filter((name) => !readme.includes(`\`${name}\``))).toEqual([]);
+  });
 });
+

@@ -18,8 +18,7 @@ import { ConfigError } from '../common/errors';
 import { parameterCount } from '../engine/model/config';
 import { FAMILIES } from '../tasks/types';
 import { Tokenizer } from '../tasks/tokenizer';
-import type { RunConfig } from './run-config';
-import { modelConfig } from './run-config';
+import { type RunConfig, assertRunnable, modelConfig } from './run-config';
 
 /** Engines of one run a GPU worker may hold at once (policy, reference, reward model, evaluation). */
 export const ENGINES_PER_RUN = 4;
@@ -120,4 +119,10 @@ export function assertWithinLimits(config: RunConfig, limits: RunLimits): RunEst
     });
   }
   return e;
+}
+
+/** What every place that submits a run checks first: the engine can run it, and it fits the deployment's limits. */
+export function assertSubmittable(config: RunConfig, env: Readonly<Record<string, string | undefined>>): RunEstimate {
+  assertRunnable(config);
+  return assertWithinLimits(config, loadRunLimits(env));
 }
