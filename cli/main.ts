@@ -13,6 +13,8 @@ import { controlCommand, listCommand, statusCommand } from './control';
 import { runCommand } from './run';
 import { workerCommand } from './worker';
 import { sftCommand } from './sft';
+import { userPath } from './paths';
+import { RUN_PRESETS } from '../config/run-config';
 
 const USAGE = `usage: sophia <command> [options]
 
@@ -42,6 +44,14 @@ environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_*, 
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** `--storage`: a local folder from the user's directory, or an s3:// URL (paths.ts). */
+const storageArg = (value: string | undefined, env: Env) => (value === undefined ? undefined : userPath(value, env));
+
+/** `--config`: a preset name, or a file from the user's directory. */
+const configArg = (value: string, env: Env) => (Object.hasOwn(RUN_PRESETS, value) ? value : userPath(value, env));
+
 function requireRunId(positionals: string[], command: string): string {
   if (positionals.length !== 1) throw new SophiaError('input', `${command} needs exactly one RUN_ID (got ${positionals.length})`, { hint: `sophia ${command} RUN_ID` });
   return positionals[0]!;
@@ -58,11 +68,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           strict: true,
         });
         if (!values.config) throw new SophiaError('input', '--config is required: a preset (ci, tiny, paper) or a YAML/JSON run config file');
-        return await runCommand({ config: values.config, runId: values['run-id'], storage: values.storage, workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
+        return await runCommand({ config: configArg(values.config, env), runId: values['run-id'], storage: storageArg(values.storage, env), workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
       }
       case 'api': {
         const { values } = parseArgs({ args: rest, options: { storage: { type: 'string' }, workers: { type: 'boolean' } }, strict: true });
-        return await apiCommand({ storage: values.storage, workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
+        return await apiCommand({ storage: storageArg(values.storage, env), workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
       }
       case 'status': {
         const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
@@ -83,11 +93,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         if (kinds.length === 0 || kinds.some((k) => k !== 'cpu' && k !== 'gpu')) {
           throw new SophiaError('input', `--queue: ${JSON.stringify(kinds)}: give --queue cpu, --queue gpu, or both`);
         }
-        return await workerCommand(kinds as ('cpu' | 'gpu')[], values.storage, env, REPO_ROOT, process.stdout);
+        return await workerCommand(kinds as ('cpu' | 'gpu')[], storageArg(values.storage, env), env, REPO_ROOT, process.stdout);
       }
       case 'sft': {
         const { values } = parseArgs({ args: rest, options: { preset: { type: 'string', default: 'tiny' }, 'run-id': { type: 'string' }, storage: { type: 'string' } }, strict: true });
-        return await sftCommand({ preset: values.preset, runId: values['run-id'], storage: values.storage, env, repoRoot: REPO_ROOT, out: process.stdout });
+        return await sftCommand({ preset: values.preset, runId: values['run-id'], storage: storageArg(values.storage, env), env, repoRoot: REPO_ROOT, out: process.stdout });
       }
       case 'grade': {
         const { values } = parseArgs({ args: rest, options: { jsonl: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
@@ -98,7 +108,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         if (values.jsonl === undefined) {
           throw new SophiaError('input', '--jsonl FILE is required: a file with one {"type", "response", "answer"} JSON object per line (sophia grade --help)');
         }
-        await gradeCommand(values.jsonl, process.stdout);
+        await gradeCommand(userPath(values.jsonl, env), process.stdout);
         return 0;
       }
       case 'ablate': {
@@ -109,13 +119,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         });
         if (!values.config) throw new SophiaError('input', '--config is required: a preset (ci, tiny) or a YAML/JSON run config file');
         return await ablateCommand({
-          config: values.config,
+          config: configArg(values.config, env),
           seeds: Number(values.seeds),
           from: values.from,
           id: values.id,
           variants: parseVariants(values.variants),
-          out: values.out,
-          storage: values.storage,
+          out: values.out === undefined ? undefined : userPath(values.out, env),
+          storage: storageArg(values.storage, env),
           env,
           repoRoot: REPO_ROOT,
           out_: process.stdout,
@@ -126,7 +136,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         if (values.json === undefined) {
           throw new SophiaError('input', '--json FILE is required: a file with one {"step", "totalSteps", "alpha", "variant", "groups": [{"outcome", "thinking"}]} JSON object');
         }
-        await trustGrpoCommand(values.json, process.stdout);
+        await trustGrpoCommand(userPath(values.json, env), process.stdout);
         return 0;
       }
       case undefined:
