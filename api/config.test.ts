@@ -52,6 +52,23 @@ describe('API keys', () => {
   });
 });
 
+describe('run limits', () => {
+  const env = { SOPHIA_API_KEYS: 'a:read:aaaaaaaaaaaaaaaa1' };
+  it('has defaults for the deployment and reads each from its variable', () => {
+    expect(loadApiConfig(env, '/tmp/s').limits).toEqual({ minScheduleIntervalMs: 3_600_000, maxBackfillRuns: 10, maxRunningRuns: 8, maxRunningRunsPerLine: 2 });
+    const set = { ...env, SOPHIA_API_MIN_SCHEDULE_INTERVAL: '15m', SOPHIA_API_MAX_BACKFILL_RUNS: '3', SOPHIA_API_MAX_RUNNING_RUNS: '20', SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE: '1' };
+    expect(loadApiConfig(set, '/tmp/s').limits).toEqual({ minScheduleIntervalMs: 900_000, maxBackfillRuns: 3, maxRunningRuns: 20, maxRunningRunsPerLine: 1 });
+  });
+
+  it('refuses bad values, naming the variable', () => {
+    expect(() => loadApiConfig({ ...env, SOPHIA_API_MIN_SCHEDULE_INTERVAL: 'hourly' }, '/tmp/s')).toThrow(/SOPHIA_API_MIN_SCHEDULE_INTERVAL: "hourly" is not a duration of at least 1s/);
+    expect(() => loadApiConfig({ ...env, SOPHIA_API_MIN_SCHEDULE_INTERVAL: '10ms' }, '/tmp/s')).toThrow(/SOPHIA_API_MIN_SCHEDULE_INTERVAL/);
+    expect(() => loadApiConfig({ ...env, SOPHIA_API_MAX_BACKFILL_RUNS: '0' }, '/tmp/s')).toThrow(/SOPHIA_API_MAX_BACKFILL_RUNS/);
+    expect(() => loadApiConfig({ ...env, SOPHIA_API_MAX_RUNNING_RUNS: 'many' }, '/tmp/s')).toThrow(/SOPHIA_API_MAX_RUNNING_RUNS: "many"/);
+    expect(() => loadApiConfig({ ...env, SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE: '-1' }, '/tmp/s')).toThrow(/SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE/);
+  });
+});
+
 describe('API environment', () => {
   it('documents every variable it reads in the README', async () => {
     const { readFileSync } = await import('node:fs');

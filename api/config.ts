@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { formatDurationMs, parseDurationMs } from '../common/duration';
 import { ConfigError } from '../common/errors';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -32,6 +33,21 @@ export interface ApiConfig {
   storage: string;
   /** How often the events stream polls a run's progress and metrics. */
   eventsPollMs: number;
+  /** What runs and schedules may start (docs/security.md). */
+  limits: RunLimits;
+}
+
+/**
+ * Bounds on how many runs requests can start, for the whole deployment: a schedule fires at most once per
+ * `minScheduleIntervalMs` (`every`, and the gaps between a cron expression's fire times), a backfill starts at most
+ * `maxBackfillRuns` runs, and `POST /runs` and schedule triggers and backfills are refused (409) while
+ * `maxRunningRuns` pipelines run, or `maxRunningRunsPerLine` of the same model line.
+ */
+export interface RunLimits {
+  minScheduleIntervalMs: number;
+  maxBackfillRuns: number;
+  maxRunningRuns: number;
+  maxRunningRunsPerLine: number;
 }
 
 export interface ApiEnvVar {
@@ -47,6 +63,10 @@ export const API_ENV_VARS: readonly ApiEnvVar[] = [
   { name: 'SOPHIA_API_KEYS_FILE', doc: 'a file with the same entries, one per line (a mounted secret); used with or instead of SOPHIA_API_KEYS' },
   { name: 'SOPHIA_API_BODY_LIMIT', doc: 'largest request body in bytes (default 262144)' },
   { name: 'SOPHIA_API_EVENTS_POLL', doc: 'how often the events stream polls a run, in ms (default 1000)' },
+  { name: 'SOPHIA_API_MIN_SCHEDULE_INTERVAL', doc: 'shortest interval between a schedule\'s runs (`every`, or between cron fire times), e.g. 1h (default 1h)' },
+  { name: 'SOPHIA_API_MAX_BACKFILL_RUNS', doc: 'most runs one backfill may start (default 10)' },
+  { name: 'SOPHIA_API_MAX_RUNNING_RUNS', doc: 'runs running at once in the deployment beyond which POST /runs and schedule trigger/backfill are refused (default 8)' },
+  { name: 'SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE', doc: 'the same, per model line (default 2)' },
 ];
 
 const MIN_SECRET = 16;
@@ -114,7 +134,21 @@ export function loadApiConfig(env: Env, storage: string): ApiConfig {
     bodyLimitBytes: intOf(env, 'SOPHIA_API_BODY_LIMIT', 256 * 1024, 1024, 64 * 1024 * 1024),
     storage,
     eventsPollMs: intOf(env, 'SOPHIA_API_EVENTS_POLL', 1000, 50, 60_000),
+    limits: {
+      minScheduleIntervalMs: durationOf(env, 'SOPHIA_API_MIN_SCHEDULE_INTERVAL', 3_600_000, 1000),
+      maxBackfillRuns: intOf(env, 'SOPHIA_API_MAX_BACKFILL_RUNS', 10, 1, 100_000),
+      maxRunningRuns: intOf(env, 'SOPHIA_API_MAX_RUNNING_RUNS', 8, 1, 100_000),
+      maxRunningRunsPerLine: intOf(env, 'SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE', 2, 1, 100_000),
+    },
   };
+}
+
+function durationOf(env: Env, name: string, fallback: number, minMs: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const ms = parseDurationMs(raw);
+  if (ms === undefined || ms < minMs) throw new ConfigError(name, `${JSON.stringify(raw)} is not a duration of at least ${formatDurationMs(minMs)}`, { hint: 'e.g. 30m, 1h or 1d' });
+  return ms;
 }
 
 function readKeysFile(file: string): string {

@@ -21,6 +21,7 @@ import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
 import { ApiSettings } from '../common/settings';
 import { withTimeout } from '../common/timeout';
+import { assertRoomForRun } from './run-limits';
 import type { RunCreated, CheckpointList, ControlAction, CreateRunBody, ListRunsQuery, MetricsQuery, ReportResponse, RunDetail, RunSummary } from './runs.dto';
 
 type Status = RunSummary['status'];
@@ -86,6 +87,8 @@ export class RunsService {
     const runId = body.runId ?? defaultRunId(new Date());
     const temporal = this.settings.temporal;
     const input = pipelineInput(runId, config, this.storage.location, temporal);
+    // A new run must fit the deployment's limits; posting the id of an existing run starts nothing.
+    if (!(await this.describe(runId).catch(() => undefined))) await assertRoomForRun(this.client, this.settings.config.limits, { line: body.modelLine, field: body.modelLine ? 'body.modelLine' : 'body' });
     let state: 'started' | 'attached' | 'finished';
     if (body.modelLine) {
       state = await this.startLineRun(input, body.modelLine);

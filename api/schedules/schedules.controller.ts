@@ -16,7 +16,7 @@ export class SchedulesController {
   @HttpCode(201)
   @ApiBodyFrom(CreateScheduleBody)
   @ApiResponseFrom(201, ScheduleView, 'The schedule was created')
-  @ApiErrors(400, 401, 403, 409, 413)
+  @ApiErrors(400, 401, 403, 409, 413, 422)
   create(@Body({ schema: CreateScheduleBody }) body: CreateScheduleBody) {
     return this.schedules.create(body);
   }
@@ -42,7 +42,7 @@ export class SchedulesController {
   @ApiPathParam('action', ScheduleAction)
   @ApiBodyFrom(ScheduleActionBody)
   @ApiResponseFrom(202, ScheduleActionResult, 'Done')
-  @ApiErrors(400, 401, 403, 404)
+  @ApiErrors(400, 401, 403, 404, 409, 422)
   act(
     @Param('id', { schema: ScheduleId }) id: string,
     @Param('action', { schema: ScheduleAction }) action: z.infer<typeof ScheduleAction>,

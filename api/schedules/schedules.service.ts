@@ -14,10 +14,21 @@ import { Storage } from '../../storage/types';
 import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
 import { ApiSettings } from '../common/settings';
+import { assertRoomForRun } from '../runs/run-limits';
+import { assertBackfillSize, assertScheduleInterval } from './schedule-limits';
 import type { CreateScheduleBody, ScheduleAction, ScheduleActionBody, ScheduleList, ScheduleView } from './schedules.dto';
 
 const PREFIX = 'sophia-';
 const toOverlap = (o: string) => o.toUpperCase() as ScheduleOverlapPolicy;
+
+/** A schedule's cron or interval as it was created (the memo), else as Temporal describes its intervals. */
+function specOf(d: ScheduleDescription): { cron?: string; every?: string } {
+  const memo = d.memo ?? {};
+  if (typeof memo.cron === 'string') return { cron: memo.cron };
+  if (typeof memo.every === 'string') return { every: memo.every };
+  const every = d.spec.intervals?.[0]?.every;
+  return { every: formatDurationMs(Number(every ?? 1000)) };
+}
 
 @Injectable()
 export class SchedulesService {
@@ -41,6 +52,7 @@ export class SchedulesService {
   }
 
   async create(body: CreateScheduleBody): Promise<ScheduleView> {
+    assertScheduleInterval(body, this.settings.config.limits.minScheduleIntervalMs);
     const config = resolveRequestConfig(body);
     const temporal = this.settings.temporal;
     const { runId: _runId, configHash: _hash, ...pipeline } = pipelineInput('scheduled', config, this.storage.location, temporal);
@@ -114,8 +126,13 @@ export class SchedulesService {
   }
 
   async act(id: string, action: z.infer<typeof ScheduleAction>, body: z.infer<typeof ScheduleActionBody>): Promise<{ id: string; action: typeof action; message: string }> {
-    await this.described(id);
+    const d = await this.described(id);
     const handle = this.handle(id);
+    const { limits } = this.settings.config;
+    if (action === 'trigger' || action === 'backfill') {
+      const line = typeof d.memo?.modelLine === 'string' ? d.memo.modelLine : undefined;
+      await assertRoomForRun(this.client, limits, { line, field: 'path.id' });
+    }
     switch (action) {
       case 'pause':
         await handle.pause(body.note ?? 'paused through the API');
@@ -131,6 +148,7 @@ export class SchedulesService {
         const start = new Date(body.start);
         const end = new Date(body.end);
         if (!(start < end)) throw new ApiError(400, 'body.end', 'end must be after start');
+        assertBackfillSize(specOf(d), start, end, limits.maxBackfillRuns);
         await handle.backfill({ start, end, ...(body.overlap ? { overlap: toOverlap(body.overlap) } : {}) });
         return { id, action, message: `runs due between ${start.toISOString()} and ${end.toISOString()} were requested` };
       }

@@ -37,7 +37,8 @@ export interface ApiHarness {
   close(): Promise<void>;
 }
 
-export async function startApiHarness(options: { workers: boolean; storage: 's3' | 'local' }): Promise<ApiHarness> {
+/** `env`: more API variables (e.g. the run limits of `api/config.ts`). */
+export async function startApiHarness(options: { workers: boolean; storage: 's3' | 'local'; env?: Record<string, string> }): Promise<ApiHarness> {
   quietTemporalRuntime();
   await requireStack();
   const suffix = randomBytes(4).toString('hex');
@@ -62,7 +63,7 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
     storage = new LocalStorage(dir);
   }
   const keys = { admin: `admin-${randomBytes(16).toString('hex')}`, viewer: `viewer-${randomBytes(16).toString('hex')}` };
-  const config = loadApiConfig({ SOPHIA_API_KEYS: `admin:read+write:${keys.admin},viewer:read:${keys.viewer}`, SOPHIA_API_EVENTS_POLL: '300', SOPHIA_API_PORT: '0' }, storage.location);
+  const config = loadApiConfig({ SOPHIA_API_KEYS: `admin:read+write:${keys.admin},viewer:read:${keys.viewer}`, SOPHIA_API_EVENTS_POLL: '300', SOPHIA_API_PORT: '0', ...options.env }, storage.location);
   let connection: NativeConnection | undefined;
   let workers: WorkerSet | undefined;
   let running: Promise<void> | undefined;
