@@ -1,6 +1,6 @@
 /**
  * Builds the API application: Nest on Express with a JSON body limit, request metrics, the OpenAPI document
- * (`/openapi.json`, Swagger UI at `/docs`) and the error shape of `common/errors.ts` for everything, including
+ * (`/openapi.json`, Swagger UI at `/docs`), a 415 for bodies that are not JSON, and the error shape of `common/errors.ts` for everything, including
  * unknown routes and unreadable bodies.
  */
 import 'reflect-metadata';
@@ -10,6 +10,7 @@ import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-ex
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
 import { type ApiDependencies, ApiModule } from './app.module';
+import { UNSUPPORTED_MEDIA_TYPE } from './common/errors';
 import { RequestMetrics } from './health/request-metrics';
 
 export interface CreateApiOptions extends ApiDependencies {
@@ -35,6 +36,14 @@ export async function createApiApp(options: CreateApiOptions): Promise<INestAppl
       metrics.record(req.method, route ? `${req.baseUrl}${route}` : 'unmatched', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
     next();
+  });
+  // Every body the API reads is JSON: one of another type (or none declared) is a 415 here, not a 400 about a
+  // missing body from the validation that would see nothing parsed. Requests without a body (or an empty one, as
+  // a browser's bodiless POST sends) pass.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && !req.is(['application/json', '+json'])) res.status(415).json(UNSUPPORTED_MEDIA_TYPE);
+    else next();
   });
   app.useBodyParser('json', { limit: settings.config.bodyLimitBytes, strict: true });
   const document = SwaggerModule.createDocument(

@@ -31,7 +31,11 @@ export async function statusCommand(runId: string, json: boolean, env: Env, repo
       return 0;
     }
     const stage = p.stages[p.stageIndex] ?? '—';
-    out.write(`run        ${runId}\nstatus     ${p.status}${p.error ? ` (${p.error})` : ''}\n`);
+    out.write(`run        ${runId}\nstatus     ${p.status}${p.error && !p.failure ? ` (${p.error})` : ''}\n`);
+    if (p.failure) {
+      const where = [p.failure.stage && `stage ${p.failure.stage}`, p.failure.activity && `activity ${p.failure.activity}`, p.failure.retryState].filter(Boolean).join(', ');
+      out.write(`failure    ${p.failure.type}: ${p.failure.message}${where ? `\n           (${where})` : ''}\n`);
+    }
     out.write(`stage      ${p.stageIndex + 1 > p.stages.length ? 'all done' : `${p.stageIndex + 1}/${p.stages.length} ${stage}`}${p.current?.activity ? ` — ${p.current.activity}` : ''}\n`);
     const step = p.live ?? p.current;
     if (step) out.write(`step       ${step.step}/${step.totalSteps}\n`);

@@ -5,7 +5,7 @@
  * whose id is already running attaches to it; a finished one is never started again.
  */
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, TemporalFailure, defaultPayloadConverter } from '@temporalio/common';
 import { SophiaError } from '../common/errors';
 import { pipelineWorkflowId, stageWorkflowId } from '../common/run-layout';
 import type { RunConfig } from '../config/run-config';
@@ -56,11 +56,74 @@ export async function startRun(client: Client, temporal: TemporalConfig, input: 
   }
 }
 
+/**
+ * The running run `runId`'s config differs from `config`: its top-level fields that differ (by hash of the
+ * pipeline's input config), or undefined when no run of that id is running or it runs this very config. The
+ * config is read from the run's first history event (its start input), so no worker needs to answer.
+ */
+export async function runningConfigDifference(client: Client, runId: string, config: RunConfig): Promise<string[] | undefined> {
+  const workflowId = pipelineWorkflowId(runId);
+  const running = await client.workflow
+    .getHandle(workflowId)
+    .describe()
+    .then((d) => d.status.name === 'RUNNING', () => false);
+  if (!running) return undefined;
+  const history = await client.workflowService.getWorkflowExecutionHistory({ namespace: client.options.namespace, execution: { workflowId }, maximumPageSize: 1 });
+  const payload = history.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  if (!payload) return undefined;
+  const started = defaultPayloadConverter.fromPayload<PipelineInput>(payload);
+  if (hashConfig(started.config) === hashConfig(config)) return undefined;
+  const was = started.config as unknown as Record<string, unknown>;
+  const now = config as unknown as Record<string, unknown>;
+  const fields = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => hashConfig(was[k] ?? null) !== hashConfig(now[k] ?? null));
+  return fields.length > 0 ? fields.sort() : ['(config)'];
+}
+
+/** Why a run failed, from the innermost cause of its failure (the error an activity or a stage raised). */
+export interface RunFailure {
+  /** The application error's type (`ConfigError`, `CorruptCheckpointError`, …), else the failure's kind. */
+  type: string;
+  message: string;
+  /** The stage whose child workflow failed, when a stage did. */
+  stage: string | undefined;
+  /** The activity type that failed, when an activity did. */
+  activity: string | undefined;
+  /** Why Temporal stopped retrying the activity (`maximum attempts reached`, `non-retryable failure`), when known. */
+  retryState: string | undefined;
+}
+
+/**
+ * Walks a run's failure down its `cause` chain (WorkflowFailedError → ChildWorkflowFailure → ActivityFailure →
+ * ApplicationFailure, whose `type` is the error class: `activities/failures.ts`), keeping the stage and the activity met on the way: the outer messages ("Workflow
+ * execution failed", "Child Workflow execution failed", "Activity task failed") say only where it passed.
+ */
+export function runFailure(err: unknown): RunFailure {
+  let stage: string | undefined;
+  let activity: string | undefined;
+  let retryState: string | undefined;
+  let innermost: unknown = err;
+  // Down to the first ApplicationFailure: the error the activity (or a workflow) raised, with its type. Below it
+  // is only that error again as the worker serialized it (and its own causes, which its message already tells).
+  for (let at: unknown = err; at instanceof Error; at = at instanceof ApplicationFailure ? undefined : at.cause) {
+    innermost = at;
+    if (at instanceof ChildWorkflowFailure && at.execution.workflowId?.includes('/')) stage = at.execution.workflowId.split('/').at(-1);
+    if (at instanceof ActivityFailure) {
+      activity = at.activityType;
+      retryState = at.retryState !== undefined ? String(at.retryState).replace(/^RETRY_STATE_/, '').toLowerCase().replaceAll('_', ' ') : undefined;
+    }
+  }
+  const type = innermost instanceof ApplicationFailure ? (innermost.type ?? 'Error') : innermost instanceof Error ? innermost.name : 'Error';
+  const message = innermost instanceof TemporalFailure || innermost instanceof Error ? innermost.message : String(innermost);
+  return { type, message, stage, activity, retryState };
+}
+
 export interface LiveProgress extends RunProgress {
   /** From the running training activity's last heartbeat: finer than the stage's chunk-level progress. */
   live: { step: number; totalSteps: number; loss: number | undefined; checkpointKey: string | undefined } | undefined;
   /** What the running activity's last heartbeat says it is at, when that is not a training step (`rollouts`, `test 37/100`). */
   phase?: string | undefined;
+  /** Why a failed (or cancelled, terminated, timed-out) run ended: its innermost cause; `error` is its message. */
+  failure?: RunFailure | undefined;
 }
 
 /**
@@ -96,12 +159,12 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
   const status = description.status.name;
   if (status === 'COMPLETED') return { ...(await handle.result()), live: undefined };
   if (status !== 'RUNNING') {
-    // Failed, cancelled, terminated or timed out: say so without needing a worker to answer a query.
-    const reason = await handle.result().then(
-      () => status,
-      (err: unknown) => (err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ''}` : String(err)),
+    // Failed, cancelled, terminated or timed out: say why without needing a worker to answer a query.
+    const failure = await handle.result().then(
+      (): RunFailure => ({ type: status, message: status.toLowerCase(), stage: undefined, activity: undefined, retryState: undefined }),
+      (err: unknown) => runFailure(err),
     );
-    return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: `${status}: ${reason}`, live: undefined };
+    return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: failure.message, failure, live: undefined };
   }
   // A query waits for a worker to answer it; with none polling, say so at once instead of waiting (and retrying).
   // (If the server will not describe the queue, the query below still finds out, only more slowly.)

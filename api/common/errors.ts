@@ -40,6 +40,14 @@ function statusText(status: number): string {
     : 'Error';
 }
 
+/** A body that is not JSON (Content-Type missing or another type, or a charset other than UTF-8). */
+export const UNSUPPORTED_MEDIA_TYPE: ApiErrorBody = {
+  statusCode: 415,
+  error: 'Unsupported Media Type',
+  message: 'send the body as UTF-8 JSON (Content-Type: application/json)',
+  field: 'headers.content-type',
+};
+
 const CATEGORY_STATUS: Record<string, number> = { config: 400, input: 400, 'not-found': 404, conflict: 409, corrupt: 500, unavailable: 503 };
 
 export function toErrorBody(err: unknown, req: Pick<Request, 'path'>, logger: Pick<Logger, 'error'>): ApiErrorBody {
@@ -49,7 +57,7 @@ export function toErrorBody(err: unknown, req: Pick<Request, 'path'>, logger: Pi
     if (err.cause instanceof SyntaxError && status === 400) return { statusCode: 400, error: 'Bad Request', message: `the request body is not valid JSON (${err.cause.message})`, field: 'body' };
     if (err.cause instanceof URIError) return { statusCode: 400, error: 'Bad Request', message: 'the URL path has an invalid percent-encoding', field: 'path' };
     if (status === 413) return { statusCode: 413, error: 'Payload Too Large', message: 'the request body is larger than the limit (SOPHIA_API_BODY_LIMIT)', field: 'body' };
-    if (status === 415) return { statusCode: 415, error: 'Unsupported Media Type', message: 'send the body as UTF-8 JSON (Content-Type: application/json)', field: 'body' };
+    if (status === 415) return UNSUPPORTED_MEDIA_TYPE;
     const response = err.getResponse();
     if (typeof response === 'object' && response !== null && 'field' in response) return response as ApiErrorBody;
     const raw = typeof response === 'string' ? response : (response as { message?: unknown }).message;

@@ -17,8 +17,12 @@ function openApiSchema(schema: z.ZodType, io: 'input' | 'output' = 'output'): Js
   return json;
 }
 
+/** A route's JSON body; such a route also answers 415 to a body of another type (api/app.ts). */
 export function ApiBodyFrom(schema: z.ZodType) {
-  return ApiBody({ schema: openApiSchema(schema, 'input') as never });
+  return applyDecorators(
+    ApiBody({ schema: openApiSchema(schema, 'input') as never }),
+    ApiResponse({ status: 415, description: 'The body is not JSON (Content-Type: application/json)', content: { 'application/json': { schema: openApiSchema(ErrorBodySchema) } } }),
+  );
 }
 
 /** One query parameter per property of an object schema. */
@@ -51,7 +55,7 @@ export function ApiErrors(...statuses: number[]) {
     401: 'Missing or unknown API key',
     403: 'The API key lacks the scope this route needs',
     404: 'No such run, schedule or file',
-    409: 'The request conflicts with the current state (e.g. controlling a finished run)',
+    409: 'The request conflicts with the current state (e.g. controlling a finished run, or posting a running run\'s id with another config)',
     413: 'Request body too large',
   };
   const content = { 'application/json': { schema: openApiSchema(ErrorBodySchema) } };

@@ -1,5 +1,7 @@
 /**
- * `GET /health` (no key needed): whether Temporal and the storage answer, 200 or 503.
+ * `GET /health` (no key needed): whether Temporal and the storage answer — `{status, temporal, storage}` as
+ * ok/unavailable and up/down, 200 or 503, and nothing more: where they are and why they fail stays behind a key.
+ * `GET /health/details` (read scope): the same with Temporal's address, the storage location and the errors.
  * `GET /metrics` (read scope): Prometheus text — API requests, runs by status, process memory and uptime.
  */
 import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
@@ -14,10 +16,16 @@ import { ApiSettings } from '../common/settings';
 import { withTimeout } from '../common/timeout';
 import { RequestMetrics } from './request-metrics';
 
+const Up = z.enum(['up', 'down']);
 const Health = z.object({
-  status: z.enum(['ok', 'degraded']),
-  temporal: z.object({ ok: z.boolean(), address: z.string(), error: z.string().optional() }),
-  storage: z.object({ ok: z.boolean(), location: z.string(), error: z.string().optional() }),
+  status: z.enum(['ok', 'unavailable']),
+  temporal: Up,
+  storage: Up,
+});
+const HealthDetails = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  temporal: z.object({ up: z.boolean(), address: z.string(), error: z.string().optional() }),
+  storage: z.object({ up: z.boolean(), location: z.string(), error: z.string().optional() }),
 });
 
 const RUN_STATES = { Running: 'running', Completed: 'completed', Failed: 'failed', Canceled: 'canceled', Terminated: 'terminated', TimedOut: 'timed_out' } as const;
@@ -42,19 +50,37 @@ export class HealthController {
     @Inject(RequestMetrics) private readonly requests: RequestMetrics,
   ) {}
 
+  /** Both probes, with where each component is and why it failed. */
+  private async check(): Promise<z.infer<typeof HealthDetails>> {
+    const [temporalError, storageError] = await Promise.all([
+      probe(() => (this.client.connection as Connection).healthService.check({})),
+      probe(() => this.storage.head('healthcheck/probe')),
+    ]);
+    return {
+      status: temporalError || storageError ? 'unavailable' : 'ok',
+      temporal: { up: !temporalError, address: this.settings.temporal.connection.address, ...(temporalError ? { error: temporalError } : {}) },
+      storage: { up: !storageError, location: this.storage.location, ...(storageError ? { error: storageError } : {}) },
+    };
+  }
+
   @Public()
   @Get('health')
   @ApiResponseFrom(200, Health, 'Temporal and storage answer')
   @ApiResponseFrom(503, Health, 'Temporal or storage does not answer')
   async health(@Res() res: Response): Promise<void> {
-    const temporalError = await probe(() => (this.client.connection as Connection).healthService.check({}));
-    const storageError = await probe(() => this.storage.head('healthcheck/probe'));
-    const body: z.infer<typeof Health> = {
-      status: temporalError || storageError ? 'degraded' : 'ok',
-      temporal: { ok: !temporalError, address: this.settings.temporal.connection.address, ...(temporalError ? { error: temporalError } : {}) },
-      storage: { ok: !storageError, location: this.storage.location, ...(storageError ? { error: storageError } : {}) },
-    };
-    res.status(body.status === 'ok' ? 200 : 503).json(body);
+    const d = await this.check();
+    const body: z.infer<typeof Health> = { status: d.status, temporal: d.temporal.up ? 'up' : 'down', storage: d.storage.up ? 'up' : 'down' };
+    res.status(d.status === 'ok' ? 200 : 503).json(body);
+  }
+
+  @ApiBearerAuth()
+  @Get('health/details')
+  @ApiResponseFrom(200, HealthDetails, 'Temporal and storage answer: where they are')
+  @ApiResponseFrom(503, HealthDetails, 'Temporal or storage does not answer: where, and why')
+  @ApiErrors(401)
+  async healthDetails(@Res() res: Response): Promise<void> {
+    const d = await this.check();
+    res.status(d.status === 'ok' ? 200 : 503).json(d);
   }
 
   @ApiBearerAuth()

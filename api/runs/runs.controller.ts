@@ -39,7 +39,7 @@ export class RunsController {
   @HttpCode(201)
   @ApiBodyFrom(CreateRunBody)
   @ApiResponseFrom(201, RunCreated, 'The run was started (or attached to, or had finished earlier)')
-  @ApiErrors(400, 401, 403, 413)
+  @ApiErrors(400, 401, 403, 409, 413)
   create(@Body({ schema: CreateRunBody }) body: CreateRunBody) {
     return this.runs.create(body);
   }

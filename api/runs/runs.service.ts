@@ -9,7 +9,7 @@ import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { z } from 'zod';
-import { controlRun, pipelineInput, runProgress, startRun } from '../../clients/runs';
+import { controlRun, pipelineInput, runProgress, runningConfigDifference, startRun } from '../../clients/runs';
 import { defaultRunId, modelLineWorkflowId, pipelineWorkflowId, runIdOfWorkflowId } from '../../common/run-layout';
 import { CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../../common/errors';
 import { CheckpointStore } from '../../storage/checkpoints';
@@ -87,6 +87,11 @@ export class RunsService {
     const runId = body.runId ?? defaultRunId(new Date());
     const temporal = this.settings.temporal;
     const input = pipelineInput(runId, config, this.storage.location, temporal);
+    // Posting a running run's id attaches to it only with the config it runs: another would be silently ignored.
+    const differs = await runningConfigDifference(this.client, runId, config);
+    if (differs) {
+      throw new ApiError(409, 'body.runId', `run ${runId} is running with another config (${differs.join(', ')} differ): post its own config to attach, or choose another runId`);
+    }
     // A new run must fit the deployment's limits; posting the id of an existing run starts nothing.
     if (!(await this.describe(runId).catch(() => undefined))) await assertRoomForRun(this.client, this.settings.config.limits, { line: body.modelLine, field: body.modelLine ? 'body.modelLine' : 'body' });
     let state: 'started' | 'attached' | 'finished';

@@ -75,7 +75,10 @@
     }
 
     if (p.error) {
-      errBox.replaceChildren(el('strong', { text: 'Error: ' }), p.error);
+      // A failed run's innermost cause (failure: type, message, stage, activity), else the error in words.
+      const f = p.failure;
+      const where = f ? [f.stage && `stage ${f.stage}`, f.activity && `activity ${f.activity}`, f.retryState].filter(Boolean).join(', ') : '';
+      errBox.replaceChildren(el('strong', { text: f ? `${f.type}: ` : 'Error: ' }), f ? f.message : p.error, ...(where ? [el('div', { text: where })] : []));
       errBox.hidden = false;
     } else {
       errBox.hidden = true;
