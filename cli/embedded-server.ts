@@ -4,9 +4,15 @@
  * second `sophia run` continues where the first stopped. If an embedded server from another Sophia process is
  * still up (its pid file names a live process that answers), it is reused instead of starting a second one on
  * the same database.
+ *
+ * Every process that uses the server holds a lease (a file under `users/` named by its pid); `stop()` gives the lease
+ * back and stops the server only when no live process holds one, so the process that started it can finish while
+ * others still use it. The server runs in its own process group: a Ctrl-C in the terminal reaches the `sophia`
+ * process (which stops its workers gracefully, then gives its lease back), not the server under it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -25,8 +31,9 @@ export interface EmbeddedServerOptions {
 export interface EmbeddedServer {
   address: string;
   uiUrl: string | undefined;
-  /** Whether this process started it (and so stops it). */
+  /** Whether this process started it. */
   owned: boolean;
+  /** Gives this process's lease back; stops the server when no other live process holds one. */
   stop(): Promise<void>;
 }
 
@@ -71,7 +78,7 @@ async function anyFreePort(): Promise<number> {
 }
 
 /** True when a Temporal frontend answers its health check at `address`. */
-async function temporalHealthy(address: string): Promise<boolean> {
+export async function temporalHealthy(address: string): Promise<boolean> {
   try {
     const connection = await Connection.connect({ address, connectTimeout: 2_000 });
     try {
@@ -113,7 +120,6 @@ const START_ATTEMPTS = 3;
 
 interface Launched {
   child: ChildProcess;
-  exited: Promise<void>;
   address: string;
   uiUrl: string;
 }
@@ -126,9 +132,9 @@ async function launch(options: EmbeddedServerOptions, port: number, uiPort: numb
   const child: ChildProcess = spawn(
     options.executable,
     ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--db-filename', path.join(options.dir, 'temporal.db'), '--log-level', 'warn', ...SQLITE_PRAGMAS.flatMap((p) => ['--sqlite-pragma', p])],
-    { stdio: ['ignore', log, log] },
+    { stdio: ['ignore', log, log], detached: true },
   );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.unref();
   const deadline = Date.now() + 60_000;
   while (!(await temporalHealthy(address))) {
     if (child.exitCode !== null) return undefined;
@@ -138,7 +144,7 @@ async function launch(options: EmbeddedServerOptions, port: number, uiPort: numb
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { child, exited, address, uiUrl };
+  return { child, address, uiUrl };
 }
 
 export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
@@ -147,7 +153,7 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
   if (existsSync(pidFile)) {
     const record = JSON.parse(readFileSync(pidFile, 'utf8')) as PidRecord;
     if (alive(record.pid) && (await temporalHealthy(record.address))) {
-      return { address: record.address, uiUrl: record.uiUrl, owned: false, stop: () => Promise.resolve() };
+      return { address: record.address, uiUrl: record.uiUrl, owned: false, stop: takeLease(options.dir, record.pid, pidFile) };
     }
     rmSync(pidFile, { force: true });
   }
@@ -162,18 +168,31 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
     launched = await launch(options, port, uiPort, logFile);
     if (!launched && attempt >= START_ATTEMPTS) throw new Error(`the embedded Temporal dev server exited during start-up ${START_ATTEMPTS} times; see ${logFile}`);
   }
-  const { child, exited, address, uiUrl } = launched;
+  const { child, address, uiUrl } = launched;
   writeFileSync(pidFile, JSON.stringify({ pid: child.pid ?? -1, address, uiUrl } satisfies PidRecord));
-  return {
-    address,
-    uiUrl,
-    owned: true,
-    stop: async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(pidFile, { force: true });
-    },
+  return { address, uiUrl, owned: true, stop: takeLease(options.dir, child.pid ?? -1, pidFile) };
+}
+
+/** Holds a lease on the server `serverPid` for this process; the returned function gives it back (once). */
+function takeLease(dir: string, serverPid: number, pidFile: string): () => Promise<void> {
+  const users = path.join(dir, 'users');
+  mkdirSync(users, { recursive: true });
+  const lease = path.join(users, `${process.pid}-${randomBytes(3).toString('hex')}`);
+  writeFileSync(lease, '');
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    rmSync(lease, { force: true });
+    const others = readdirSync(users).filter((name) => {
+      const pid = Number(name.split('-')[0]);
+      if (alive(pid)) return true;
+      rmSync(path.join(users, name), { force: true }); // a user that died without giving its lease back
+      return false;
+    });
+    if (others.length > 0 || !alive(serverPid)) return;
+    process.kill(serverPid, 'SIGTERM');
+    for (const deadline = Date.now() + 30_000; alive(serverPid) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+    rmSync(pidFile, { force: true });
   };
 }

@@ -161,7 +161,12 @@ describe('fault tolerance with real processes', () => {
     const first = track(spawnSophia(args, env, dir, 'cli-a'));
     const record = await waitFor('the embedded server', () => Promise.resolve(JSON.parse(readFileSync(path.join(home, 'embedded', 'server.json'), 'utf8')) as { pid: number; address: string }));
     cleanups.push(() => {
-      process.kill(record.pid, 'SIGTERM');
+      // The second CLI, the server's last user, stopped it as it finished; stop it here if a failure left it up.
+      try {
+        process.kill(record.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
     });
     quietTemporalRuntime();
     const c = await client(record.address);
@@ -173,6 +178,8 @@ describe('fault tolerance with real processes', () => {
     expect(out).toContain('attached to the running run');
     expect(out).toMatch(/finished +completed/);
     expect(out).toMatch(/✓ sftWarmup +100 steps/);
+    // The first CLI died without giving its lease back; the second was then the server's last user and stopped it.
+    await waitFor('the embedded server to stop', () => Promise.resolve(isAlive(record.pid) ? undefined : true));
   });
 
   it('survives a SIGKILLed GPU worker during Trust-GRPO: redoes the steps since the last RL checkpoint, ends like an uninterrupted run', async () => {
@@ -189,3 +196,12 @@ describe('fault tolerance with real processes', () => {
     expect(result.results.trustGrpo?.step).toBe(16);
   });
 });
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

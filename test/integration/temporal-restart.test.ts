@@ -7,7 +7,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startEmbeddedServer, type EmbeddedServer } from '../../cli/embedded-server';
+import { startEmbeddedServer, temporalHealthy, type EmbeddedServer } from '../../cli/embedded-server';
 import { createSmokeActivities } from '../../activities/smoke';
 import { connectClient, connectWorker } from '../../clients/temporal';
 import { CheckpointStore } from '../../storage/checkpoints';
@@ -46,9 +46,12 @@ describe('Temporal dev server with a SQLite file', () => {
     // A second start while it runs reuses it instead of opening the same database twice.
     const again = await startEmbeddedServer({ dir: serverDir, executable });
     expect(again).toMatchObject({ owned: false, address: server.address });
+    await again.stop(); // gives its lease back; the first user still holds one, so the server stays
+    expect(await temporalHealthy(server.address)).toBe(true);
 
     // No worker yet: the workflow only exists in the server's database. Restart the server on the same port.
     await server.stop();
+    expect(await temporalHealthy(server.address)).toBe(false);
     server = await startEmbeddedServer({ dir: serverDir, executable, port });
     expect(server.address).toBe(config.connection.address);
 
@@ -82,4 +85,21 @@ describe('Temporal dev server with a SQLite file', () => {
     expect((await client.workflowService.getSystemInfo({})).serverVersion).toBeTruthy();
     await client.connection.close();
   });
+
+  it('keeps a shared server up until the last process using it gives its lease back', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sophia-shared-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const serverDir = path.join(dir, 'embedded');
+    const first = await startEmbeddedServer({ dir: serverDir, executable: temporalCliPath() });
+    const second = await startEmbeddedServer({ dir: serverDir, executable: temporalCliPath() });
+    cleanups.push(() => second.stop());
+    expect([first.owned, second.owned]).toEqual([true, false]);
+    // The process that started it finishes first: the other one's server stays up (it was stopped under it before).
+    await first.stop();
+    expect(await temporalHealthy(second.address)).toBe(true);
+    // The last user gives its lease back: now the server stops.
+    await second.stop();
+    expect(await temporalHealthy(second.address)).toBe(false);
+  });
 });
+
