@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { formatDurationMs, parseDurationMs } from '../common/duration';
 import { ConfigError } from '../common/errors';
+import { type RunLimits as RunResourceLimits, loadRunLimits } from '../config/limits';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -35,6 +36,8 @@ export interface ApiConfig {
   eventsPollMs: number;
   /** What runs and schedules may start (docs/security.md). */
   limits: RunLimits;
+  /** What one run may ask for: engine memory, storage, steps (`config/limits.ts`, `SOPHIA_MAX_RUN_*`). */
+  runResources: RunResourceLimits;
 }
 
 /**
@@ -140,6 +143,7 @@ export function loadApiConfig(env: Env, storage: string): ApiConfig {
       maxRunningRuns: intOf(env, 'SOPHIA_API_MAX_RUNNING_RUNS', 8, 1, 100_000),
       maxRunningRunsPerLine: intOf(env, 'SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE', 2, 1, 100_000),
     },
+    runResources: loadRunLimits(env),
   };
 }
 

@@ -1,6 +1,7 @@
 import { BadRequestException, HttpException, NotFoundException } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, NotFoundError, StorageUnavailableError } from '../../common/errors';
+import { DEFAULT_RUN_LIMITS } from '../../config/limits';
 import { downsample } from '../runs/runs.service';
 import type { MetricRecord } from '../../storage/metrics-log';
 import { resolveRequestConfig } from './dto';
@@ -33,14 +34,14 @@ describe('error bodies', () => {
 
 describe('run configs from requests', () => {
   it('resolves a preset with overrides, or a config extending a preset', () => {
-    expect(resolveRequestConfig({ preset: 'ci', overrides: { sft: { steps: 50 } } }).sft.steps).toBe(50);
-    expect(resolveRequestConfig({ config: { extends: 'ci', seed: 7 } }).seed).toBe(7);
+    expect(resolveRequestConfig({ preset: 'ci', overrides: { sft: { steps: 50 } } }, DEFAULT_RUN_LIMITS).sft.steps).toBe(50);
+    expect(resolveRequestConfig({ config: { extends: 'ci', seed: 7 } }, DEFAULT_RUN_LIMITS).seed).toBe(7);
   });
 
   it('names the body field of each problem', () => {
-    const fail = (body: Parameters<typeof resolveRequestConfig>[0]) => {
+    const fail = (body: Parameters<typeof resolveRequestConfig>[0], limits = DEFAULT_RUN_LIMITS) => {
       try {
-        resolveRequestConfig(body);
+        resolveRequestConfig(body, limits);
       } catch (err) {
         return (err as ApiError).getResponse() as { field: string; issues?: { field: string }[] };
       }
@@ -50,6 +51,10 @@ describe('run configs from requests', () => {
     expect(fail({ config: { extends: 'huge' } }).field).toBe('body.config.extends');
     expect(fail({ config: { seed: 1 } }).issues!.map((i) => i.field)).toContain('body.config.model');
     expect(fail({ preset: 'paper' }).field).toBe('body.overrides.engine.kind');
+    // Beyond the deployment's resource limits: 400 naming the field, the estimate and the limit.
+    const over = fail({ preset: 'ci', overrides: { sft: { steps: 400 } } }, { ...DEFAULT_RUN_LIMITS, maxTrainingSteps: 100 }) as { field: string; message?: string };
+    expect(over.field).toBe('body.overrides.sft.steps');
+    expect(over.message).toMatch(/the run would take 446 optimizer steps; this deployment allows 100 \(SOPHIA_MAX_RUN_STEPS\)/);
   });
 });
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../../common/errors';
+import { type RunLimits, assertWithinLimits } from '../../config/limits';
 import { type RunConfig, RUN_PRESETS, RunConfigSchema, assertRunnable, mergeConfig } from '../../config/run-config';
 import { ApiError } from './errors';
 
@@ -34,8 +35,11 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.map((p) => String(p)).join('.');
 }
 
-/** Resolves preset/config + overrides into a validated, runnable config; 400s name `body.<field>.<path>`. */
-export function resolveRequestConfig(body: { preset?: string | undefined; config?: Record<string, unknown> | undefined; overrides?: Record<string, unknown> | undefined }): RunConfig {
+/** Resolves preset/config + overrides into a validated, runnable config within the deployment's resource limits; 400s name `body.<field>.<path>`. */
+export function resolveRequestConfig(
+  body: { preset?: string | undefined; config?: Record<string, unknown> | undefined; overrides?: Record<string, unknown> | undefined },
+  resources: RunLimits,
+): RunConfig {
   let base: unknown;
   let field: string;
   if (body.preset !== undefined) {
@@ -62,6 +66,7 @@ export function resolveRequestConfig(body: { preset?: string | undefined; config
   }
   try {
     assertRunnable(result.data);
+    assertWithinLimits(result.data, resources);
   } catch (err) {
     if (err instanceof ConfigError) throw new ApiError(400, `${field}.${err.field}`, err.message);
     throw err;

@@ -83,7 +83,7 @@ export class RunsService {
   }
 
   async create(body: CreateRunBody): Promise<z.infer<typeof RunCreated>> {
-    const config = resolveRequestConfig(body);
+    const config = resolveRequestConfig(body, this.settings.config.runResources);
     const runId = body.runId ?? defaultRunId(new Date());
     const temporal = this.settings.temporal;
     const input = pipelineInput(runId, config, this.storage.location, temporal);

@@ -53,7 +53,7 @@ export class SchedulesService {
 
   async create(body: CreateScheduleBody): Promise<ScheduleView> {
     assertScheduleInterval(body, this.settings.config.limits.minScheduleIntervalMs);
-    const config = resolveRequestConfig(body);
+    const config = resolveRequestConfig(body, this.settings.config.runResources);
     const temporal = this.settings.temporal;
     const { runId: _runId, configHash: _hash, ...pipeline } = pipelineInput('scheduled', config, this.storage.location, temporal);
     const line = body.modelLine ?? body.startFrom?.modelLine;
