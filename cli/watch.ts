@@ -2,15 +2,49 @@
  * `watchRun`: polls a run's progress and draws it until the run ends (`sophia run`, `sophia ablate`). The running
  * stage is one line (`run-view.ts` decides what it says); each stage that ends gets one summary line; the run's
  * end says how it finished and after how long.
+ *
+ * Only a progress poll that reads the run as completed or failed ends the watch. The workflow's result (a long
+ * poll on the server) only wakes the loop early: it also breaks when the Temporal server restarts, which is not
+ * the run's end. A poll the server does not answer (it is restarting, the network is down) is retried every
+ * `pollMs`, with one note above the bar while it lasts; after `lostServerMs` without an answer the watch gives up
+ * with an error that says how to watch the run again. (Both Temporal connections reconnect by themselves: the
+ * client's gRPC channel on the next call, the workers' core connection in the background.) A server that answers
+ * but has no worker for the run's progress query (right after a restart the workers are polling again within
+ * seconds) is not a lost server: the bar waits, as it does for a run whose workers are elsewhere and stopped.
  */
 import { type LiveProgress, runProgress } from '../clients/runs';
+import { SophiaError } from '../common/errors';
 import type { StageName } from '../config/stages';
-import { ProgressBar, type ProgressBarOptions, formatSeconds } from './progress';
+import { ProgressBar, type ProgressBarOptions, formatSeconds, printAbove } from './progress';
 import { progressView, stageSummary } from './run-view';
+
+/**
+ * How long one progress poll may take (its Temporal calls, with the client's retries): a poll never outlives it,
+ * so a command can wait for the poll in flight before it closes its connection.
+ */
+const POLL_DEADLINE_MS = 10_000;
+
+/** How long the watch keeps trying to reach a Temporal server that does not answer before it gives up. */
+const LOST_SERVER_MS = 5 * 60_000;
 
 export interface WatchOptions extends ProgressBarOptions {
   /** The run was started by this process just now: the stage seen first began then (else its start is unknown). */
   startedNow?: boolean;
+  /** The command that watches this run again, named when the watch gives up (default: a generic `sophia run`). */
+  reattach?: string;
+  /** How long the server may go without answering before the watch gives up (ms; default 5 minutes). */
+  lostServerMs?: number;
+  /** Ends the watch (it rejects with the signal's reason) at its next poll or wait: `sophia run` on Ctrl-C. */
+  signal?: AbortSignal;
+}
+
+/** Whether a failed progress poll means the server was not reached (rather than a reached server's answer). */
+function serverUnreachable(err: unknown): boolean {
+  return !(err instanceof SophiaError);
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
 }
 
 /** Polls progress and draws it until the run ends; resolves with its final progress. */
@@ -24,6 +58,9 @@ export async function watchRun(
 ): Promise<LiveProgress> {
   const now = options.now ?? Date.now;
   const started = now();
+  const lostServerMs = options.lostServerMs ?? LOST_SERVER_MS;
+  const reattach = options.reattach ?? `sophia run --config … --run-id ${runId}`;
+  const note = (line: string) => printAbove(line, options.out ?? process.stderr);
   let bar: { key: string; bar: ProgressBar } | undefined;
   const print = (line: string) => {
     bar?.bar.end();
@@ -44,14 +81,46 @@ export async function watchRun(
     }
   };
 
+  // The result only wakes the loop (see the module comment); once it has settled, the loop waits `pollMs` again.
   let settled = false;
   const done = result().then(
     () => undefined,
     () => undefined,
   );
   void done.then(() => (settled = true));
+  const aborted = new Promise<void>((resolve) => options.signal?.addEventListener('abort', () => resolve(), { once: true }));
+  const stopIfAborted = () => {
+    if (!options.signal?.aborted) return;
+    bar?.bar.end();
+    throw options.signal.reason;
+  };
+  /** When the server last stopped answering (undefined: it answers). */
+  let lostSince: number | undefined;
   for (;;) {
-    const progress = await runProgress(client, runId).catch(() => undefined);
+    stopIfAborted();
+    let progress: LiveProgress | undefined;
+    let failure: { err: unknown } | undefined;
+    try {
+      progress = await client.connection.withDeadline(Date.now() + POLL_DEADLINE_MS, () => runProgress(client, runId));
+    } catch (err) {
+      failure = { err };
+    }
+    if (failure && serverUnreachable(failure.err)) {
+      if (lostSince === undefined) {
+        lostSince = now();
+        note(`lost the Temporal server (${describeError(failure.err)}); reconnecting…`);
+      } else if (now() - lostSince >= lostServerMs) {
+        bar?.bar.end();
+        throw new SophiaError('unavailable', `lost the Temporal server for ${formatSeconds((now() - lostSince) / 1000)}: run ${runId}'s state could not be read (${describeError(failure.err)})`, {
+          hint: `The run goes on where its workers run once the server is back; watch it again with: ${reattach}`,
+          cause: failure.err,
+        });
+      }
+    } else if (lostSince !== undefined) {
+      note(`reconnected to the Temporal server after ${formatSeconds((now() - lostSince) / 1000)}`);
+      lostSince = undefined;
+    }
+    stopIfAborted();
     if (progress) {
       const stage = progress.stages[progress.stageIndex];
       if (stage && !stageStart.has(stage)) stageStart.set(stage, firstPoll && !options.startedNow ? undefined : now());
@@ -71,10 +140,8 @@ export async function watchRun(
       }
       bar.bar.update(view.done, view.detail, view.current);
     }
-    if (settled) {
-      if (!progress) throw new Error(`run ${runId} ended but its final state could not be read`);
-      continue; // one more poll picks up the final state
-    }
-    await Promise.race([new Promise((r) => setTimeout(r, pollMs)), done]);
+    const waits: Promise<unknown>[] = [new Promise((r) => setTimeout(r, pollMs)), aborted];
+    if (!settled) waits.push(done);
+    await Promise.race(waits);
   }
 }
