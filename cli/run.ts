@@ -5,7 +5,14 @@
  * restarts) and in-process CPU and GPU workers. With TEMPORAL_ADDRESS it submits to that cluster and watches;
  * `--workers` also runs workers in this process. Running it again with the same `--run-id` after a kill attaches
  * to the same workflow, which continues from its last committed checkpoint.
+ *
+ * Ctrl-C (SIGINT) or SIGTERM: the first stops the in-process workers gracefully (the running activity gets the
+ * shutdown grace time to commit a checkpoint), prints the command that re-attaches and exits with 128 + the
+ * signal's number (130 for SIGINT); without workers here it exits at once (the run goes on on the server). A second
+ * signal exits at once. (The Temporal runtime's own signal handling is off in this command: it stopped the workers
+ * but left the watch, and so the process, running.)
  */
+import { constants } from 'node:os';
 import { pipelineInput, startRun } from '../clients/runs';
 import { defaultRunId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
@@ -15,6 +22,7 @@ import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
 import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
+import { formatSeconds } from './progress';
 import { runSummary } from './run-view';
 import { installQuietRuntime, openSession, runtimeLogFile } from './session';
 import { runsWorkersHere, startWorkers } from './workers';
@@ -37,6 +45,33 @@ export interface RunOptions {
   pollMs?: number;
 }
 
+/** The first SIGINT/SIGTERM settles `first`; a second one calls `again`. `dispose` removes the handlers. */
+function catchInterrupts(again: (signal: NodeJS.Signals) => void): { first: Promise<NodeJS.Signals>; dispose(): void } {
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  let seen = false;
+  let settle: (signal: NodeJS.Signals) => void = () => undefined;
+  const first = new Promise<NodeJS.Signals>((resolve) => (settle = resolve));
+  const handler = (signal: NodeJS.Signals) => {
+    if (seen) return again(signal);
+    seen = true;
+    settle(signal);
+  };
+  for (const signal of signals) process.on(signal, handler);
+  return { first, dispose: () => signals.forEach((signal) => process.off(signal, handler)) };
+}
+
+/** A word as a shell reads it: as is when plain, else in single quotes. */
+const shellWord = (word: string) => (/^[\w./:@%+=,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`);
+
+/** The command that watches this run again (and runs its workers, as this one did): the same config, run id and storage. */
+function reattachCommand(options: RunOptions, runId: string): string {
+  const args = ['--config', options.config, '--run-id', runId, ...(options.storage ? ['--storage', options.storage] : []), ...(options.workers ? ['--workers'] : [])];
+  return ['sophia', 'run', ...args.map(shellWord)].join(' ');
+}
+
+/** The shell's exit status of a process ended by `signal`: 128 + its number (130 for SIGINT). */
+const interruptedExitCode = (signal: NodeJS.Signals) => 128 + constants.signals[signal];
+
 export async function runCommand(options: RunOptions): Promise<number> {
   const { env, out } = options;
   const say = (line: string) => out.write(`${line}\n`);
@@ -52,21 +87,53 @@ export async function runCommand(options: RunOptions): Promise<number> {
     throw err;
   });
   const logFile = runtimeLogFile(env, options.repoRoot, runId);
-  installQuietRuntime(logFile);
+  installQuietRuntime(logFile, { shutdownSignals: [] });
   const session = await openSession(env, options.repoRoot);
+  const reattach = reattachCommand(options, runId);
+  const interrupts = catchInterrupts((signal) => {
+    say(`interrupted again (${signal}): exiting now; the run goes on in Temporal (${reattach})`);
+    process.exit(interruptedExitCode(signal));
+  });
   let workers: WorkerSet | undefined;
+  // Ends the watch on an interrupt, and before the connection closes: a Temporal call still retrying when its
+  // connection closes throws from a timer and crashes the process, so the watch's poll in flight ends first.
+  const stopWatching = new AbortController();
+  let watch: Promise<unknown> | undefined;
   try {
     say(`temporal   ${session.describe()}`);
     say(`storage    ${storage.location}`);
     say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
-    say(`run        ${runId}   (after a crash or kill: sophia run --config ${options.config} --run-id ${runId})`);
+    say(`run        ${runId}   (after a crash or kill: ${reattach})`);
     say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
     if (runsWorkersHere(options.workers, session)) workers = await startWorkers(session, storage);
     const input = pipelineInput(runId, config, storage.location, session.config);
     const { handle, state } = await startRun(session.client, session.config, input);
     say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
-    const watch = watchRun(session.client, runId, say, options.pollMs ?? 1000, () => handle.result(), { startedNow: state === 'started' });
-    const result = await (workers ? workers.runUntil(watch) : watch);
+    // No long poll of the workflow's result to end the watch sooner: the progress poll sees the end within `pollMs`,
+    // and a long poll cannot be ended safely before the connection closes (see `stopWatching`).
+    const noWakeUp = () => new Promise<never>(() => undefined);
+    const watching = watchRun(session.client, runId, say, options.pollMs ?? 1000, noWakeUp, {
+      startedNow: state === 'started',
+      reattach,
+      signal: stopWatching.signal,
+    });
+    watch = watching.catch(() => undefined); // after an interrupt nobody awaits it; it rejects with the abort
+    const graceMs = Math.max(session.config.workers.cpu.shutdownGraceTimeMs, session.config.workers.gpu.shutdownGraceTimeMs);
+    const interrupted = interrupts.first.then((signal) => {
+      say(
+        workers
+          ? `interrupted (${signal}): stopping the workers here; the running activity gets up to ${formatSeconds(graceMs / 1000)} to commit a checkpoint (Ctrl-C again to exit at once)`
+          : `interrupted (${signal}): the run goes on on the server`,
+      );
+      stopWatching.abort(new Error(`interrupted by ${signal}`));
+      return { signal };
+    });
+    const ended = await (workers ? workers.runUntil(Promise.race([watching, interrupted])) : Promise.race([watching, interrupted]));
+    if ('signal' in ended) {
+      say(`stopped    the run goes on in Temporal${workers ? ' and continues from its last checkpoint when workers run again' : ''}; watch it again with: ${reattach}`);
+      return interruptedExitCode(ended.signal);
+    }
+    const result = ended;
     if (result.status !== 'completed') {
       say(`failed     ${result.error ?? result.status}`);
       return 1;
@@ -74,7 +141,10 @@ export async function runCommand(options: RunOptions): Promise<number> {
     for (const line of runSummary(result, result.reportKey ? `${storage.location}/${result.reportKey}` : undefined)) say(line);
     return 0;
   } finally {
+    stopWatching.abort(new Error('the command ended'));
+    await watch; // its poll in flight ends within the poll's deadline (watch.ts)
     await session.close();
     await storage.close();
+    interrupts.dispose();
   }
 }

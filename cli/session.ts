@@ -46,8 +46,10 @@ function formatLogEntry(entry: { level: string; message: string; meta?: Record<s
  *  - without: to stderr.
  * What reaches stderr goes through `printAbove`, so it never breaks a progress bar being drawn.
  * `SOPHIA_LOG_LEVEL` (TRACE, DEBUG, INFO, WARN, ERROR) changes the level.
+ * `shutdownSignals`: the signals on which the runtime shuts its workers down (default the SDK's: SIGINT, SIGTERM,
+ * SIGQUIT, SIGUSR2); `[]` for a command that handles them itself (`sophia run`).
  */
-export function installQuietRuntime(logFile?: string): void {
+export function installQuietRuntime(logFile?: string, options: { shutdownSignals?: NodeJS.Signals[] } = {}): void {
   if (runtimeInstalled) return;
   const level = (process.env.SOPHIA_LOG_LEVEL as LogLevel | undefined) ?? 'WARN';
   if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
@@ -58,7 +60,7 @@ export function installQuietRuntime(logFile?: string): void {
     if (logFile) appendFileSync(logFile, `${line}\n`);
     if (!logFile || entry.level === 'ERROR') printAbove(logFile ? `${line} (more in ${logFile})` : line);
   });
-  Runtime.install({ logger, telemetryOptions: { logging: { forward: {}, filter: { core: level, other: 'ERROR' } } } });
+  Runtime.install({ logger, ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}), telemetryOptions: { logging: { forward: {}, filter: { core: level, other: 'ERROR' } } } });
   runtimeInstalled = true;
 }
 

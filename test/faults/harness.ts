@@ -98,3 +98,8 @@ export function waitForStep(client: Client, runId: string, step: number): Promis
     return (p.live?.step ?? 0) >= step ? p : undefined;
   });
 }
+
+/** The embedded dev server a `sophia run` with `SOPHIA_HOME=home` started (its record under `home/embedded`), once it is up. */
+export function embeddedServerOf(home: string): Promise<{ pid: number; address: string }> {
+  return waitFor('the embedded server', () => Promise.resolve(JSON.parse(readFileSync(path.join(home, 'embedded', 'server.json'), 'utf8')) as { pid: number; address: string }));
+}
