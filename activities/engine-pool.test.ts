@@ -78,7 +78,7 @@ describe('EnginePool', () => {
     const big = parseRunConfig(mergeConfig(RUN_PRESETS.ci, { model: { width: 2048, heads: 16, layers: 8 } }), 'test');
     const fits = estimateRun(big).engineMemoryBytes;
     expect(engineOptionsOf(big, fits)).toEqual({ kind: 'onnx', executionProvider: 'cpu' });
-    expect(() => engineOptionsOf(big, fits - 1)).toThrow(/^model: the run's engines need about [\d.]+ GiB \([\d,]+ parameters\); this worker has [\d.]+ GiB/);
+    expect(() => engineOptionsOf(big, fits - 1)).toThrow(/^model: the run's engines need about [\d.]+ [GM]iB \([\d,]+ parameters\); this worker has [\d.]+ [GM]iB/);
     // Through an activity's failure mapping it is a non-retryable failure.
     const refused = withFailureMapping({ slot: () => Promise.resolve(engineOptionsOf(big, fits - 1)) });
     await expect(refused.slot()).rejects.toMatchObject({ nonRetryable: true, type: 'ConfigError' });

@@ -17,7 +17,7 @@
  */
 import { totalmem } from 'node:os';
 import { ConfigError } from '../common/errors';
-import { estimateRun } from '../config/limits';
+import { estimateRun, formatBytes } from '../config/limits';
 import type { RunConfig } from '../config/run-config';
 import type { EngineOptions } from '../engine/factory';
 import type { Engine, EngineFile } from '../engine/types';
@@ -43,8 +43,7 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
   }
   const { engineMemoryBytes, parameters } = estimateRun(config);
   if (engineMemoryBytes > memoryBytes) {
-    const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
-    throw new ConfigError('model', `the run's engines need about ${gib(engineMemoryBytes)} (${parameters.toLocaleString('en-US')} parameters); this worker has ${gib(memoryBytes)} for them`, {
+    throw new ConfigError('model', `the run's engines need about ${formatBytes(engineMemoryBytes)} (${parameters.toLocaleString('en-US')} parameters); this worker has ${formatBytes(memoryBytes)} for them`, {
       hint: 'Run it on a worker with more memory (SOPHIA_WORKER_MEMORY_GB says how much a worker gives a run), or use a smaller model or batches',
     });
   }

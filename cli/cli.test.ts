@@ -30,7 +30,8 @@ describe('sophia CLI arguments', () => {
       [['sft', '--preset', 'nope'], {}, /--preset: "nope" is not a preset. Use one of ci, tiny, paper/],
       [['sft', '--preset', 'paper'], {}, /engine\.kind: "pytorch": the PyTorch engine for real VLMs is not available yet/],
       [['sft', '--preset', 'ci'], { SOPHIA_MAX_RUN_STEPS: '10' }, /sft\.steps: the run would take 196 optimizer steps; this deployment allows 10 \(SOPHIA_MAX_RUN_STEPS\)/],
-      [['ablate', '--config', 'ci'], { SOPHIA_MAX_RUN_MEMORY_GB: '0.001' }, /model: the run's engines need about .* allows 0\.001 GiB \(SOPHIA_MAX_RUN_MEMORY_GB\)/],
+      [['run', '--config', 'ci'], { SOPHIA_MAX_RUN_STORAGE_GB: '0.0001' }, /data\.perFamily: the run would store about [\d.]+ [GM]iB .* allows 0\.1 MiB \(SOPHIA_MAX_RUN_STORAGE_GB\)/],
+      [['ablate', '--config', 'ci'], { SOPHIA_MAX_RUN_MEMORY_GB: '0.001' }, /model: the run's engines need about .* allows 1\.0 MiB \(SOPHIA_MAX_RUN_MEMORY_GB\)/],
     ];
     for (const [argv, env, message] of cases) {
       expect(await main(argv, env)).toBe(2);

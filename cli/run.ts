@@ -16,7 +16,7 @@ import { constants } from 'node:os';
 import { pipelineInput, startRun } from '../clients/runs';
 import { defaultRunId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
-import { assertRunnable } from '../config/run-config';
+import { assertSubmittable } from '../config/limits';
 import { assertValidName } from '../storage/keys';
 import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
@@ -77,7 +77,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const say = (line: string) => out.write(`${line}\n`);
   // Everything the user configured is validated before anything starts.
   const config = loadRunConfig(options.config);
-  assertRunnable(config);
+  assertSubmittable(config, env);
   loadTemporalConfig(env);
   const runId = options.runId ?? defaultRunId(new Date());
   assertValidName('run id', runId);

@@ -96,7 +96,8 @@ export function estimateRun(config: RunConfig): RunEstimate {
   return { parameters, engineMemoryBytes, storageBytes, trainingSteps };
 }
 
-const gib = (bytes: number) => `${(bytes / GiB).toFixed(bytes < GiB ? 3 : 1)} GiB`;
+/** Bytes for people: MiB below a GiB, else GiB, one decimal. */
+export const formatBytes = (bytes: number) => (bytes < GiB ? `${(bytes / 1024 ** 2).toFixed(1)} MiB` : `${(bytes / GiB).toFixed(1)} GiB`);
 
 /** Throws a `ConfigError` naming the field to change, the estimate and the limit, for the first limit `config` exceeds. */
 export function assertWithinLimits(config: RunConfig, limits: RunLimits): RunEstimate {
@@ -109,12 +110,12 @@ export function assertWithinLimits(config: RunConfig, limits: RunLimits): RunEst
     });
   }
   if (e.engineMemoryBytes > limits.maxEngineMemoryBytes) {
-    throw new ConfigError('model', `the run's engines need about ${gib(e.engineMemoryBytes)} (${e.parameters.toLocaleString('en-US')} parameters); this deployment allows ${gib(limits.maxEngineMemoryBytes)} (${varOf('maxEngineMemoryBytes')})`, {
+    throw new ConfigError('model', `the run's engines need about ${formatBytes(e.engineMemoryBytes)} (${e.parameters.toLocaleString('en-US')} parameters); this deployment allows ${formatBytes(limits.maxEngineMemoryBytes)} (${varOf('maxEngineMemoryBytes')})`, {
       hint: 'Use a smaller model (model.width, model.layers, model.maxLength) or smaller batches, or raise the limit',
     });
   }
   if (e.storageBytes > limits.maxStorageBytes) {
-    throw new ConfigError('data.perFamily', `the run would store about ${gib(e.storageBytes)} (checkpoints, data, RL records); this deployment allows ${gib(limits.maxStorageBytes)} (${varOf('maxStorageBytes')})`, {
+    throw new ConfigError('data.perFamily', `the run would store about ${formatBytes(e.storageBytes)} (checkpoints, data, RL records); this deployment allows ${formatBytes(limits.maxStorageBytes)} (${varOf('maxStorageBytes')})`, {
       hint: 'Use fewer examples, fewer kept checkpoints (checkpoints.keepLast) or fewer RL steps, or raise the limit',
     });
   }
