@@ -92,7 +92,8 @@ export async function temporalHealthy(address: string): Promise<boolean> {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (signal 0 checks without signalling). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -152,7 +153,7 @@ export async function startEmbeddedServer(options: EmbeddedServerOptions): Promi
   const pidFile = path.join(options.dir, 'server.json');
   if (existsSync(pidFile)) {
     const record = JSON.parse(readFileSync(pidFile, 'utf8')) as PidRecord;
-    if (alive(record.pid) && (await temporalHealthy(record.address))) {
+    if (processAlive(record.pid) && (await temporalHealthy(record.address))) {
       return { address: record.address, uiUrl: record.uiUrl, owned: false, stop: takeLease(options.dir, record.pid, pidFile) };
     }
     rmSync(pidFile, { force: true });
@@ -186,13 +187,13 @@ function takeLease(dir: string, serverPid: number, pidFile: string): () => Promi
     rmSync(lease, { force: true });
     const others = readdirSync(users).filter((name) => {
       const pid = Number(name.split('-')[0]);
-      if (alive(pid)) return true;
+      if (processAlive(pid)) return true;
       rmSync(path.join(users, name), { force: true }); // a user that died without giving its lease back
       return false;
     });
-    if (others.length > 0 || !alive(serverPid)) return;
+    if (others.length > 0 || !processAlive(serverPid)) return;
     process.kill(serverPid, 'SIGTERM');
-    for (const deadline = Date.now() + 30_000; alive(serverPid) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+    for (const deadline = Date.now() + 30_000; processAlive(serverPid) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
     rmSync(pidFile, { force: true });
   };
 }

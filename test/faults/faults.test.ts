@@ -11,40 +11,20 @@
 import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Client } from '@temporalio/client';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type EmbeddedServer, startEmbeddedServer } from '../../cli/embedded-server';
+import { describe, expect, it } from 'vitest';
+import { processAlive } from '../../cli/embedded-server';
 import { pipelineInput, startRun } from '../../clients/runs';
-import { connectClient, connectWorker } from '../../clients/temporal';
+import { connectWorker } from '../../clients/temporal';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { sha256Hex } from '../../storage/hashing';
 import { LocalStorage } from '../../storage/local';
 import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { loadTemporalConfig } from '../../temporal.config';
 import { WorkerSet } from '../../workers/worker';
-import { quietTemporalRuntime, temporalCliPath } from '../integration/stack';
-import { FAST_FAILOVER, type SophiaProcess, faultConfigFile, kill, spawnSophia, tempDir, waitFor, waitForStageStep, waitForStep } from './harness';
+import { quietTemporalRuntime } from '../integration/stack';
+import { FAST_FAILOVER, faultConfigFile, faultScope, kill, spawnSophia, tempDir, waitFor, waitForStageStep, waitForStep } from './harness';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
-
-function track(p: SophiaProcess): SophiaProcess {
-  cleanups.push(() => kill(p));
-  return p;
-}
-
-async function server(dir: string, port?: number): Promise<EmbeddedServer> {
-  const s = await startEmbeddedServer({ dir: path.join(dir, 'server'), executable: temporalCliPath(), ...(port ? { port } : {}) });
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function client(address: string): Promise<Client> {
-  const c = await connectClient(loadTemporalConfig({ TEMPORAL_ADDRESS: address }));
-  cleanups.push(() => c.connection.close());
-  return c;
-}
+const { cleanups, track, server, client } = faultScope();
 
 const stateAt = async (store: CheckpointStore, runId: string, step: number, stage = 'sft') =>
   sha256Hex((await store.load(`runs/${runId}/${stage}/checkpoints/${String(step).padStart(8, '0')}`)).files.get('state.bin')!);
@@ -179,7 +159,7 @@ describe('fault tolerance with real processes', () => {
     expect(out).toMatch(/finished +completed/);
     expect(out).toMatch(/✓ sftWarmup +100 steps/);
     // The first CLI died without giving its lease back; the second was then the server's last user and stopped it.
-    await waitFor('the embedded server to stop', () => Promise.resolve(isAlive(record.pid) ? undefined : true));
+    await waitFor('the embedded server to stop', () => Promise.resolve(processAlive(record.pid) ? undefined : true));
   });
 
   it('survives a SIGKILLed GPU worker during Trust-GRPO: redoes the steps since the last RL checkpoint, ends like an uninterrupted run', async () => {
@@ -196,12 +176,3 @@ describe('fault tolerance with real processes', () => {
     expect(result.results.trustGrpo?.step).toBe(16);
   });
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -7,10 +7,14 @@ import { createWriteStream, mkdtempSync, readFileSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
+import { afterEach } from 'vitest';
+import { type EmbeddedServer, startEmbeddedServer } from '../../cli/embedded-server';
 import { type LiveProgress, runProgress } from '../../clients/runs';
+import { connectClient } from '../../clients/temporal';
 import { loadRunConfig } from '../../config/load';
 import type { RunConfig } from '../../config/run-config';
-import { REPO_ROOT } from '../integration/stack';
+import { loadTemporalConfig } from '../../temporal.config';
+import { REPO_ROOT, temporalCliPath } from '../integration/stack';
 
 export { REPO_ROOT };
 
@@ -102,4 +106,32 @@ export function waitForStep(client: Client, runId: string, step: number): Promis
 /** The embedded dev server a `sophia run` with `SOPHIA_HOME=home` started (its record under `home/embedded`), once it is up. */
 export function embeddedServerOf(home: string): Promise<{ pid: number; address: string }> {
   return waitFor('the embedded server', () => Promise.resolve(JSON.parse(readFileSync(path.join(home, 'embedded', 'server.json'), 'utf8')) as { pid: number; address: string }));
+}
+
+/**
+ * What a fault test starts, released after each test in reverse order (processes killed, servers' leases given back,
+ * connections closed, folders removed): call once at the top of a test file.
+ */
+export function faultScope() {
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
+  });
+  return {
+    cleanups,
+    track(p: SophiaProcess): SophiaProcess {
+      cleanups.push(() => kill(p));
+      return p;
+    },
+    async server(dir: string, port?: number): Promise<EmbeddedServer> {
+      const s = await startEmbeddedServer({ dir: path.join(dir, 'server'), executable: temporalCliPath(), ...(port ? { port } : {}) });
+      cleanups.push(() => s.stop());
+      return s;
+    },
+    async client(address: string): Promise<Client> {
+      const c = await connectClient(loadTemporalConfig({ TEMPORAL_ADDRESS: address }));
+      cleanups.push(() => c.connection.close());
+      return c;
+    },
+  };
 }

@@ -8,34 +8,11 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type EmbeddedServer, startEmbeddedServer } from '../../cli/embedded-server';
-import { connectClient } from '../../clients/temporal';
-import { loadTemporalConfig } from '../../temporal.config';
-import { quietTemporalRuntime, temporalCliPath } from '../integration/stack';
-import { FAST_FAILOVER, type SophiaProcess, embeddedServerOf, faultConfigFile, kill, spawnSophia, tempDir, waitForStep } from './harness';
+import { describe, expect, it } from 'vitest';
+import { quietTemporalRuntime } from '../integration/stack';
+import { FAST_FAILOVER, embeddedServerOf, faultConfigFile, faultScope, spawnSophia, tempDir, waitForStep } from './harness';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await Promise.resolve(cleanup()).catch(() => undefined);
-});
-
-function track(p: SophiaProcess): SophiaProcess {
-  cleanups.push(() => kill(p));
-  return p;
-}
-
-async function server(dir: string, port?: number): Promise<EmbeddedServer> {
-  const s = await startEmbeddedServer({ dir: path.join(dir, 'server'), executable: temporalCliPath(), ...(port ? { port } : {}) });
-  cleanups.push(() => s.stop());
-  return s;
-}
-
-async function client(address: string) {
-  const c = await connectClient(loadTemporalConfig({ TEMPORAL_ADDRESS: address }));
-  cleanups.push(() => c.connection.close());
-  return c;
-}
+const { cleanups, track, server, client } = faultScope();
 
 function scratch(name: string): string {
   const dir = tempDir(name);
