@@ -20,6 +20,7 @@ import { assertSubmittable } from '../config/limits';
 import { assertValidName } from '../storage/keys';
 import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
+import { probeStorage } from '../storage/probe';
 import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { formatSeconds } from './progress';
@@ -82,7 +83,8 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const runId = options.runId ?? defaultRunId(new Date());
   assertValidName('run id', runId);
   const storage = openStorage(options.storage ?? defaultStorage(env, options.repoRoot), env);
-  await storage.head(`runs/${runId}/metrics.jsonl`).catch(async (err: unknown) => {
+  // The run's storage must take a write before anything starts (a missing bucket, a read-only folder: refused here).
+  await probeStorage(storage, runId).catch(async (err: unknown) => {
     await storage.close();
     throw err;
   });

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, type Dirent, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError, SizeMismatchError, SophiaError } from '../common/errors';
+import { AlreadyExistsError, NotFoundError, SizeMismatchError, SophiaError, StorageConfigError, StorageUnavailableError } from '../common/errors';
 import { StreamDigest, hashedSlices, hashedStream } from './hashing';
 import { assertValidKey, assertValidPrefix, RESERVED_SEGMENT_PREFIX } from './keys';
 import { type ByteRange, type GetOptions, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
@@ -58,16 +58,38 @@ export class LocalStorage extends Storage {
       throw new TypeError(`put(${key}): ifAbsent needs an in-memory Uint8Array body`);
     }
     const tmpDir = path.join(this.root, TMP_DIR);
-    await fs.mkdir(tmpDir, { recursive: true });
+    await fs.mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
+      throw this.writeError(key, err);
+    });
     const tmp = path.join(tmpDir, `${randomBytes(8).toString('hex')}.part`);
     try {
       const digest = new StreamDigest();
       await this.writeFile(tmp, body instanceof Uint8Array ? hashedSlices(body, digest) : hashedStream(body, digest));
       await this.moveIntoPlace(tmp, target, key, options.ifAbsent ?? false);
       return { key, size: digest.size, sha256: digest.sha256 };
+    } catch (err) {
+      throw this.writeError(key, err);
     } finally {
       await fs.rm(tmp, { force: true });
     }
+  }
+
+  /**
+   * A write the file system refused for a reason retrying will not fix (no permission, a read-only file system, a
+   * root folder that cannot be created) as a `StorageConfigError`; a full disk as a retryable error that says so.
+   */
+  private writeError(key: string, err: unknown): unknown {
+    const code = errnoCode(err);
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOENT' || code === 'ENOTDIR') {
+      return new StorageConfigError(`cannot write ${key} under ${this.root} (${code})`, {
+        cause: err,
+        hint: 'Use a storage folder this process can create and write (--storage DIR or SOPHIA_STORAGE)',
+      });
+    }
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      return new StorageUnavailableError(`cannot write ${key} under ${this.root}: the disk is full (${code})`, { cause: err, hint: 'Free space on that disk; the write is retried' });
+    }
+    return err;
   }
 
   /**
