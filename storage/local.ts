@@ -68,7 +68,8 @@ export class LocalStorage extends Storage {
       await this.moveIntoPlace(tmp, target, key, options.ifAbsent ?? false);
       return { key, size: digest.size, sha256: digest.sha256 };
     } catch (err) {
-      throw this.writeError(key, err);
+      // ENOENT here is a race with a delete (moveIntoPlace retries it), not a folder that cannot exist.
+      throw errnoCode(err) === 'ENOENT' ? err : this.writeError(key, err);
     } finally {
       await fs.rm(tmp, { force: true });
     }
