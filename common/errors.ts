@@ -103,6 +103,12 @@ export class StorageUnavailableError extends SophiaError {
   }
 }
 
+/**
+ * The storage is out of space (a full disk or quota: ENOSPC, EDQUOT, HTTP 507). Retryable: space can be freed. A
+ * checkpoint save that meets it waits and saves again, keeping the engine state it has (activities/engine-checkpoints.ts).
+ */
+export class StorageFullError extends StorageUnavailableError {}
+
 /** Storage refused the request for a reason retrying will not fix (credentials, missing bucket, permissions). */
 export class StorageConfigError extends SophiaError {
   constructor(message: string, options: SophiaErrorOptions = {}) {

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, type Dirent, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError, SizeMismatchError, SophiaError, StorageConfigError, StorageUnavailableError } from '../common/errors';
+import { AlreadyExistsError, NotFoundError, SizeMismatchError, SophiaError, StorageConfigError, StorageFullError } from '../common/errors';
 import { StreamDigest, hashedSlices, hashedStream } from './hashing';
 import { assertValidKey, assertValidPrefix, RESERVED_SEGMENT_PREFIX } from './keys';
 import { type ByteRange, type GetOptions, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
@@ -88,7 +88,7 @@ export class LocalStorage extends Storage {
       });
     }
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      return new StorageUnavailableError(`cannot write ${key} under ${this.root}: the disk is full (${code})`, { cause: err, hint: 'Free space on that disk; the write is retried' });
+      return new StorageFullError(`cannot write ${key} under ${this.root}: the disk is full (${code})`, { cause: err, hint: 'Free space on that disk; the write is retried' });
     }
     return err;
   }

@@ -5,13 +5,18 @@
  * - Large or streamed bodies go up as multipart uploads through `@aws-sdk/lib-storage` (`Upload`), `partSize`
  *   bytes per part, `queueSize` parts in flight; a failed upload aborts its parts.
  * - Reads stream the response body; `get` fills one preallocated buffer of the object's length.
+ * - The bucket is checked (HeadBucket) before the first request: a missing one is a `StorageConfigError`. A write
+ *   alone would not tell: some S3-compatible servers (SeaweedFS) create a missing bucket on the first PUT, and on
+ *   AWS a HEAD of an object in a missing bucket is a plain 404, read as "no such object".
  * - Errors are mapped onto Sophia's: missing key → `NotFoundError`, existing key on a conditional write →
- *   `AlreadyExistsError`, auth/bucket problems → `StorageConfigError` (not retryable), network and 5xx →
+ *   `AlreadyExistsError`, auth/bucket problems → `StorageConfigError` (not retryable; the message names the
+ *   bucket, the endpoint and the fix), a full server (HTTP 507) → `StorageFullError` (retryable), network and 5xx →
  *   `StorageUnavailableError` (retryable).
  */
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -26,6 +31,7 @@ import {
   SizeMismatchError,
   SophiaError,
   StorageConfigError,
+  StorageFullError,
   StorageUnavailableError,
 } from '../common/errors';
 import { StreamDigest, hashInterleaved, hashedStream, sha256Hex } from './hashing';
@@ -77,7 +83,11 @@ export class S3Storage extends Storage {
   readonly location: string;
   readonly client: S3Client;
   readonly bucket: string;
+  /** Where the bucket is, in messages: the custom endpoint, or AWS S3 and the region. */
+  readonly endpoint: string;
   private readonly prefix: string;
+  /** The bucket check, made once before the first request (again after one that failed retryably). */
+  private bucketChecked: Promise<void> | undefined;
   private readonly multipartThreshold: number;
   private readonly partSize: number;
   private readonly queueSize: number;
@@ -94,6 +104,7 @@ export class S3Storage extends Storage {
     this.bucket = options.bucket;
     this.prefix = prefix === '' ? '' : `${prefix}/`;
     this.location = `s3://${options.bucket}${prefix === '' ? '' : `/${prefix}`}`;
+    this.endpoint = options.endpoint ?? `AWS S3 (${options.region ?? 'us-east-1'})`;
     this.multipartThreshold = options.multipartThreshold ?? 16 * MiB;
     this.partSize = Math.max(5 * MiB, options.partSize ?? 16 * MiB);
     this.queueSize = options.queueSize ?? 4;
@@ -125,12 +136,7 @@ export class S3Storage extends Storage {
       return new NotFoundError(key, this.location, { cause: err });
     }
     if (name === 'PreconditionFailed' || status === 412) return new AlreadyExistsError(key, this.location);
-    if (name === 'NoSuchBucket') {
-      return new StorageConfigError(`${what}: bucket ${this.bucket} does not exist`, {
-        cause: err,
-        hint: 'Create the bucket (the local stack does this in `npm run stack:up`) or fix the storage URL',
-      });
-    }
+    if (name === 'NoSuchBucket') return this.noSuchBucket(what, err);
     if (name === 'CredentialsProviderError') {
       return new StorageConfigError(`${what}: no S3 credentials found`, {
         cause: err,
@@ -138,9 +144,15 @@ export class S3Storage extends Storage {
       });
     }
     if (status === 401 || status === 403 || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'AccessDenied') {
-      return new StorageConfigError(`${what}: access denied (${name || status})`, {
+      return new StorageConfigError(`${what}: access denied (${name || status}) to bucket ${this.bucket} at ${this.endpoint}`, {
         cause: err,
-        hint: 'Check SOPHIA_S3_ACCESS_KEY_ID / SOPHIA_S3_SECRET_ACCESS_KEY (or the AWS credential chain) and the bucket policy',
+        hint: `Check SOPHIA_S3_ACCESS_KEY_ID / SOPHIA_S3_SECRET_ACCESS_KEY (or the AWS credential chain) and the policy of bucket ${this.bucket}`,
+      });
+    }
+    if (status === 507) {
+      return new StorageFullError(`${what}: the S3 server at ${this.endpoint} is out of space (${name || 'HTTP 507'})`, {
+        cause: err,
+        hint: 'Free space on the S3 server (or raise its quota); the write is retried',
       });
     }
     if (status === 416 || name === 'InvalidRange') return new RangeError(`${what}: requested range is not satisfiable`);
@@ -150,6 +162,35 @@ export class S3Storage extends Storage {
     });
   }
 
+  private noSuchBucket(what: string, err: unknown): StorageConfigError {
+    return new StorageConfigError(`${what}: bucket ${this.bucket} does not exist at ${this.endpoint}`, {
+      cause: err,
+      hint: `Create the bucket (aws s3 mb s3://${this.bucket}; the local stack makes its own in \`npm run stack:up\`) or fix the storage URL and SOPHIA_S3_ENDPOINT`,
+    });
+  }
+
+  /**
+   * Checks once that the bucket exists, before the first request. A 404 is a missing bucket (a HEAD has no body to
+   * name it); anything else that is not retryable, a 403 included, is left to the request itself: credentials that
+   * may read and write objects need not be allowed HeadBucket (s3:ListBucket), and wrong ones fail there too.
+   */
+  private ensureBucket(): Promise<void> {
+    this.bucketChecked ??= this.client.send(new HeadBucketCommand({ Bucket: this.bucket })).then(
+      () => undefined,
+      (err: unknown) => {
+        if (awsError(err).$metadata?.httpStatusCode === 404 || awsError(err).name === 'NoSuchBucket') {
+          throw this.noSuchBucket(`S3 ${this.location}`, err);
+        }
+        const mapped = this.mapError(err, 'check', '');
+        if (mapped instanceof SophiaError && mapped.retryable) {
+          this.bucketChecked = undefined; // ask again next time
+          throw mapped;
+        }
+      },
+    );
+    return this.bucketChecked;
+  }
+
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<PutResult> {
     const Key = this.fullKey(key);
     const single = body instanceof Uint8Array && body.byteLength <= this.multipartThreshold;
@@ -157,6 +198,7 @@ export class S3Storage extends Storage {
       throw new TypeError(`put(${key}): ifAbsent needs an in-memory body of at most ${this.multipartThreshold} bytes`);
     }
     const ContentType = options.contentType ?? 'application/octet-stream';
+    await this.ensureBucket();
     try {
       if (single) {
         // One pass of sha256 serves twice: it is the SigV4 payload hash (the signer uses a preset
@@ -205,6 +247,7 @@ export class S3Storage extends Storage {
 
   private async fetch(key: string, range: ByteRange | undefined): Promise<{ body: Readable; length: number }> {
     let Range: string | undefined;
+    await this.ensureBucket();
     if (range) {
       const info = await this.head(key);
       if (!info) throw new NotFoundError(key, this.location);
@@ -256,6 +299,7 @@ export class S3Storage extends Storage {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
+    await this.ensureBucket();
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }));
       return { key, size: out.ContentLength ?? 0, lastModified: out.LastModified };
@@ -268,6 +312,7 @@ export class S3Storage extends Storage {
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     assertValidPrefix(prefix);
+    await this.ensureBucket();
     let ContinuationToken: string | undefined;
     do {
       let page;
@@ -290,6 +335,7 @@ export class S3Storage extends Storage {
   }
 
   async delete(key: string): Promise<void> {
+    await this.ensureBucket();
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }));
     } catch (err) {
