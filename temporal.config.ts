@@ -83,6 +83,30 @@ const baseRetry: RetrySettings = {
   nonRetryableErrorTypes: [...NON_RETRYABLE_ERROR_TYPES],
 };
 
+/**
+ * How a checkpoint save that finds the storage full (`StorageFullError`: ENOSPC, EDQUOT, HTTP 507) is retried inside
+ * its activity, keeping the engine state it has in memory (activities/engine-checkpoints.ts), instead of failing the
+ * activity, whose retry would redo every step since the last checkpoint. The waits grow from `initialIntervalMs` by
+ * `backoffCoefficient` up to `maximumIntervalMs`; the activity heartbeats meanwhile. Not set from the environment.
+ */
+export interface StorageFullRetrySettings {
+  initialIntervalMs: number;
+  backoffCoefficient: number;
+  maximumIntervalMs: number;
+  /**
+   * The longest one save waits in all; then the activity fails, retryably, with the disk-full message. Keep it well
+   * below the GPU start-to-close timeout (default 2h), which would end the attempt first.
+   */
+  totalWaitMs: number;
+}
+
+export const STORAGE_FULL_SAVE_RETRY: StorageFullRetrySettings = {
+  initialIntervalMs: 5_000,
+  backoffCoefficient: 2,
+  maximumIntervalMs: 60_000,
+  totalWaitMs: 30 * 60_000,
+};
+
 export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
   connection: { address: 'localhost:7233', namespace: 'default', tls: false, apiKey: undefined },
   taskQueues: { cpu: 'sophia-cpu', gpu: 'sophia-gpu' },

@@ -1,12 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { StorageFullError } from '../common/errors';
 import { createEngine } from '../engine/factory';
 import { memorizeBatch, microConfig, trainOnStepBatches } from '../engine/testing/fixtures';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
-import { loadEngineCheckpoint, readEngineFiles, saveEngineCheckpoint } from './engine-checkpoints';
+import { canMountSmallDisk, mountSmallDisk, type SmallDisk } from '../storage/testing/small-disk';
+import type { StorageFullRetrySettings } from '../temporal.config';
+import { loadEngineCheckpoint, readEngineFiles, saveCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 
 describe('engine checkpoints through the checkpoint store', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sophia-engine-ckpt-'));
@@ -58,5 +63,97 @@ describe('engine checkpoints through the checkpoint store', () => {
     const batch = memorizeBatch();
     expect(await fresh.logprobs(batch, 1)).toEqual(await b.logprobs(batch, 1)); // the same weights
     for (const e of [a, b, fresh]) await e.dispose();
+  });
+});
+
+/**
+ * A checkpoint save that meets a full disk (a real tmpfs, filled; root only, skipped elsewhere) inside an activity
+ * (Temporal's MockActivityEnvironment: a real activity context, heartbeats observed): it keeps the engine state it
+ * has, heartbeats and logs that the disk is full, and saves the same step once space is freed; no step is redone.
+ */
+describe.skipIf(!canMountSmallDisk())('a checkpoint save on a full disk (tmpfs; root only)', () => {
+  const FAST: StorageFullRetrySettings = { initialIntervalMs: 300, backoffCoefficient: 2, maximumIntervalMs: 1_000, totalWaitMs: 20_000 };
+  const disks: SmallDisk[] = [];
+  const stores: CheckpointStore[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    for (const d of disks.splice(0)) d.unmount();
+  });
+  const fullStore = (bytes = 1 << 20) => {
+    const disk = mountSmallDisk(bytes);
+    disks.push(disk);
+    const store = new CheckpointStore(new LocalStorage(disk.dir));
+    stores.push(store);
+    return { disk, store };
+  };
+  type Beat = { step: number; phase: string };
+  /** A real activity context; its log lines are kept in `logs` instead of printed. */
+  const activityEnv = (logs: string[] = []) => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN', (entry) => logs.push(entry.message)) });
+  const inActivity = <T>(env: MockActivityEnvironment, fn: () => Promise<T>) => env.run<[], T, () => Promise<T>>(fn);
+
+  it('waits while the disk is full, heartbeating so, and saves the same step once space is freed', async () => {
+    const { disk, store } = fullStore();
+    const engine = createEngine({ kind: 'onnx' });
+    await engine.init(microConfig(), 4);
+    await trainOnStepBatches(engine, 3);
+    const state = await engine.saveState();
+    disk.fill();
+    const logs: string[] = [];
+    const env = activityEnv(logs);
+    const beats: Beat[] = [];
+    env.on('heartbeat', (d: Beat) => {
+      beats.push(d);
+      if (beats.length === 3) disk.free(); // the operator frees space while the save waits
+    });
+    const manifest = await inActivity(env, () => saveEngineCheckpoint(store, engine, { runId: 'r', stage: 'sft', configHash: 'h' }, FAST));
+    expect(manifest).toMatchObject({ step: 3, stage: 'sft' });
+    expect(engine.step()).toBe(3); // the engine was not touched, let alone trained again
+    expect(beats[0]).toEqual({ step: 3, phase: expect.stringMatching(/^disk is full: retrying the checkpoint save of step 3 in \d+ s$/) as unknown });
+    expect(logs[0]).toMatch(/^disk is full: retrying the checkpoint save of step 3 in \d+ s$/);
+    const b = createEngine({ kind: 'onnx' });
+    await loadEngineCheckpoint(store, manifest.key, b);
+    expect(await b.saveState()).toEqual(state);
+    await engine.dispose();
+    await b.dispose();
+  });
+
+  it('removes what a failed attempt wrote, so a retry finds the space that was freed', async () => {
+    // Two files of 400 KiB on a 1 MiB disk holding 300 KiB of filler: one is written, the other meets ENOSPC. Left
+    // behind, the written one would take most of the 300 KiB freed later, and every retry would fail again.
+    const { disk, store } = fullStore();
+    disk.fill(300 << 10);
+    const files = ['a.bin', 'b.bin'].map((name, i) => ({ name, data: new Uint8Array(400 << 10).fill(i + 1) }));
+    const env = activityEnv();
+    let beats = 0;
+    env.on('heartbeat', () => {
+      if (++beats === 1) disk.free();
+    });
+    const manifest = await inActivity(env, () => saveCheckpoint(store, { runId: 'r', stage: 'sft', step: 1, configHash: 'h', files }, FAST));
+    expect(beats).toBeGreaterThan(0);
+    expect((await store.load(manifest.key)).files.get('b.bin')).toEqual(Buffer.from(files[1]!.data));
+  });
+
+  it('gives up after the declared total wait with the retryable disk-full error', async () => {
+    const { disk, store } = fullStore();
+    disk.fill();
+    const env = activityEnv();
+    const phases: string[] = [];
+    env.on('heartbeat', (d: Beat) => phases.push(d.phase));
+    const started = Date.now();
+    const err: unknown = await inActivity(env, () => saveCheckpoint(store, { runId: 'r', stage: 'sft', step: 2, configHash: 'h', files: [{ name: 'state.bin', data: new Uint8Array(64 << 10) }] }, { ...FAST, totalWaitMs: 2_000 }))
+      .catch((e: unknown) => e);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+    expect(err).toBeInstanceOf(StorageFullError);
+    expect((err as StorageFullError).retryable).toBe(true);
+    expect((err as Error).message).toMatch(/checkpoint runs\/r\/sft\/checkpoints\/00000002 could not be saved: the disk stayed full for 2s \(cannot write .*the disk is full \(ENOSPC\)/);
+    expect(phases.length).toBeGreaterThan(1);
+    expect(await store.latest('r', 'sft')).toBeUndefined();
+  });
+
+  it('outside an activity (sophia sft) fails at once with the disk-full error', async () => {
+    const { disk, store } = fullStore();
+    disk.fill();
+    const err: unknown = await saveCheckpoint(store, { runId: 'r', stage: 'sft', step: 1, configHash: 'h', files: [{ name: 'state.bin', data: new Uint8Array(64 << 10) }] }, FAST).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StorageFullError);
   });
 });
