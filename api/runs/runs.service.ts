@@ -22,6 +22,7 @@ import { ApiError } from '../common/errors';
 import { ApiSettings } from '../common/settings';
 import { withTimeout } from '../common/timeout';
 import { assertRoomForRun } from './run-limits';
+import { assertStorageWritable } from './storage-check';
 import type { RunCreated, CheckpointList, ControlAction, CreateRunBody, ListRunsQuery, MetricsQuery, ReportResponse, RunDetail, RunSummary } from './runs.dto';
 
 type Status = RunSummary['status'];
@@ -85,6 +86,8 @@ export class RunsService {
   async create(body: CreateRunBody): Promise<z.infer<typeof RunCreated>> {
     const config = resolveRequestConfig(body, this.settings.config.runResources);
     const runId = body.runId ?? defaultRunId(new Date());
+    // The storage must take a write before anything starts: a missing bucket or an unwritable folder is a 503 here.
+    await assertStorageWritable(this.storage, runId);
     const temporal = this.settings.temporal;
     const input = pipelineInput(runId, config, this.storage.location, temporal);
     // Posting a running run's id attaches to it only with the config it runs: another would be silently ignored.

@@ -15,6 +15,7 @@ import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
 import { ApiSettings } from '../common/settings';
 import { assertRoomForRun } from '../runs/run-limits';
+import { assertStorageWritable } from '../runs/storage-check';
 import { assertBackfillSize, assertScheduleInterval } from './schedule-limits';
 import type { CreateScheduleBody, ScheduleAction, ScheduleActionBody, ScheduleList, ScheduleView } from './schedules.dto';
 
@@ -54,6 +55,7 @@ export class SchedulesService {
   async create(body: CreateScheduleBody): Promise<ScheduleView> {
     assertScheduleInterval(body, this.settings.config.limits.minScheduleIntervalMs);
     const config = resolveRequestConfig(body, this.settings.config.runResources);
+    await assertStorageWritable(this.storage, body.id);
     const temporal = this.settings.temporal;
     const { runId: _runId, configHash: _hash, ...pipeline } = pipelineInput('scheduled', config, this.storage.location, temporal);
     const line = body.modelLine ?? body.startFrom?.modelLine;
@@ -132,6 +134,7 @@ export class SchedulesService {
     if (action === 'trigger' || action === 'backfill') {
       const line = typeof d.memo?.modelLine === 'string' ? d.memo.modelLine : undefined;
       await assertRoomForRun(this.client, limits, { line, field: 'path.id' });
+      await assertStorageWritable(this.storage, id);
     }
     switch (action) {
       case 'pause':
