@@ -1,0 +1,870 @@
+"""The PyTorch engine: one Hugging Face Qwen2-VL / Qwen2.5-VL model, its AdamW state, and the ops the server
+exposes (engine/README.md, "PyTorch engine"). Every method takes the request's `args` (parsed JSON) and
+`tensors` (numpy arrays by name) and returns `(result, tensors)`; bad input raises the protocol's `BadValue` /
+`BadType` / `StateError` naming the field, before any state changes.
+
+Batches of (prompt, response) rows: `args.prompts` holds the distinct prompts (chat messages whose images are
+request tensors of PNG/JPEG bytes), rendered by the model's own processor and chat template; the tensors
+`prompt_index` (B), `response_lengths` (B) and `response_ids` (Σ lengths) say which prompt each row continues
+and with which tokens. Per-token inputs and outputs (`loss_mask`, `old_logprobs`, `ref_logprobs`, `logprobs`)
+are flat over the response tokens in the same order; per-row ones (`advantages`, `score_targets`, `scores`)
+have B entries.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import losses
+from .protocol import BadType, BadValue, RequestError, StateError
+
+Result = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
+ROLES = ("policy", "reference", "reward")
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+STATE_FILE = "sophia_engine.json"
+OPTIMIZER_FILE = "sophia_optimizer.safetensors"
+HEAD_FILE = "sophia_reward_head.safetensors"
+STATE_FORMAT = "sophia-torch-state"
+STATE_VERSION = 1
+
+ADAMW_FIELDS = ("lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm")
+GRPO_FIELDS = ("clip_eps", "kl_coef", "entropy_coef", "temperature")
+
+
+# ---- argument checks -------------------------------------------------------------------------------------------
+
+
+def _get(args: dict[str, Any], name: str, kind: type | tuple[type, ...], field: str, default: Any = ..., ) -> Any:
+    if name not in args or args[name] is None:
+        if default is ...:
+            raise BadValue(f"{field} is required", field)
+        return default
+    value = args[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise BadType(f"{field} must be {' or '.join(k.__name__ for k in kinds)} (got a boolean)", field)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kinds):
+        raise BadType(f"{field} must be {' or '.join(k.__name__ for k in kinds)} (got {type(value).__name__})", field)
+    return value
+
+
+def _finite(args: dict[str, Any], name: str, field: str, default: Any = ...) -> float:
+    value = _get(args, name, float, field, default)
+    if isinstance(value, str) or not math.isfinite(value):
+        raise BadValue(f"{field} must be a finite number (got {value!r})", field)
+    return value
+
+
+def _int(args: dict[str, Any], name: str, field: str, default: Any = ..., minimum: int | None = None) -> int:
+    value = _get(args, name, int, field, default)
+    if minimum is not None and value < minimum:
+        raise BadValue(f"{field} must be an integer >= {minimum} (got {value})", field)
+    return value
+
+
+def _tensor(tensors: dict[str, np.ndarray], name: str, dtypes: tuple[str, ...], length: int | None = None, optional: bool = False) -> np.ndarray | None:
+    field = f"tensors.{name}"
+    if name not in tensors:
+        if optional:
+            return None
+        raise BadValue(f"tensor {name!r} is required", field)
+    array = tensors[name]
+    if array.dtype.name not in dtypes:
+        raise BadType(f"tensor {name!r} must be {' or '.join(dtypes)} (got {array.dtype.name})", field)
+    if array.ndim != 1:
+        raise BadValue(f"tensor {name!r} must be 1-D (got shape {list(array.shape)})", field)
+    if length is not None and array.shape[0] != length:
+        raise BadValue(f"tensor {name!r} has {array.shape[0]} values, expected {length}", field)
+    return array
+
+
+# ---- prompts and rows ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prompt:
+    """One rendered prompt: the processor's output for it alone (no padding)."""
+
+    input_ids: torch.Tensor  # (L,) int64
+    mm_token_type_ids: torch.Tensor  # (L,) int64: 0 text, 1 image
+    pixel_values: torch.Tensor | None  # (patches, D)
+    image_grid_thw: torch.Tensor | None  # (images, 3)
+
+
+@dataclass
+class Rows:
+    """A right-padded batch of prompt + response rows, with 3-D (M-RoPE) positions."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    position_ids: torch.Tensor  # (3, B, T)
+    pixel_values: torch.Tensor | None
+    image_grid_thw: torch.Tensor | None
+    prompt_lengths: list[int]
+    response_lengths: list[int]
+    response_ids: torch.Tensor  # (N,) int64, flat
+    predict_index: torch.Tensor  # (N,) flat index into (B*T) of the position that predicts each response token
+    last_index: torch.Tensor  # (B,) flat index of each row's last real token
+
+
+@dataclass
+class Pending:
+    """Gradients since the last optimizer step: the first call's as it is, then Σ wᵢ·gᵢ."""
+
+    grads: list[torch.Tensor]
+    weight: float
+    summed: bool = False
+
+
+@dataclass
+class Loaded:
+    model: Any
+    processor: Any
+    role: str
+    dtype: torch.dtype
+    device: torch.device
+    model_dir: str
+    head: torch.nn.Linear | None = None
+    params: list[tuple[str, torch.nn.Parameter]] = field(default_factory=list)
+    optimizer: torch.optim.AdamW | None = None
+    step: int = 0
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.m: Loaded | None = None
+        self.pending: Pending | None = None
+
+    # ---- info and loading ------------------------------------------------------------------------------------
+
+    def hello(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        import platform
+
+        import transformers
+
+        from .protocol import PROTOCOL_VERSION
+
+        result: dict[str, Any] = {
+            "protocol": PROTOCOL_VERSION,
+            "engine": "sophia_torch",
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__},
+            "cuda": torch.cuda.is_available(),
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            "default_device": "cuda" if torch.cuda.is_available() else "cpu",
+            "default_dtype": "bfloat16" if torch.cuda.is_available() else "float32",
+            "threads": torch.get_num_threads(),
+            "ops": sorted(OPS),
+        }
+        if self.m:
+            result["model"] = self._model_info()
+        return result, {}
+
+    def _require(self, *roles: str) -> Loaded:
+        if self.m is None:
+            raise StateError("no model is loaded: send op 'load' first", "op")
+        if roles and self.m.role not in roles:
+            raise BadType(f"this op needs a {' or '.join(roles)} model; the loaded model's role is {self.m.role!r}", "op")
+        return self.m
+
+    def _model_info(self) -> dict[str, Any]:
+        m = self._require()
+        cfg = m.model.config
+        tok = m.processor.tokenizer
+        return {
+            "model_dir": m.model_dir,
+            "model_type": cfg.model_type,
+            "architecture": type(m.model).__name__,
+            "role": m.role,
+            "dtype": str(m.dtype).removeprefix("torch."),
+            "device": str(m.device),
+            "vocab_size": cfg.text_config.vocab_size,
+            "tokenizer_size": len(tok),
+            "max_length": cfg.text_config.max_position_embeddings,
+            "parameters": sum(p.numel() for p in m.model.parameters()) + (sum(p.numel() for p in m.head.parameters()) if m.head else 0),
+            "trainable_parameters": sum(p.numel() for _, p in m.params),
+            "eos_token_ids": self._eos_ids(m),
+            "pad_token_id": self._pad_id(m),
+            "image_token_id": cfg.image_token_id,
+            "suppressed_token_ids": self._suppressed_ids(m),
+            "gradient_checkpointing": bool(m.model.is_gradient_checkpointing),
+            "step": m.step,
+        }
+
+    def load(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        model_dir = _get(args, "model_dir", str, "args.model_dir")
+        settings = self._load_settings(args)
+        loaded = self._load_model(model_dir, "args.model_dir", **settings)
+        # The process's torch RNG (dropout, if a model has any) starts from the seed, after loading (which draws
+        # from it), so it is a function of the seed; save/load_state carry it.
+        torch.manual_seed(settings["seed"])
+        self.m, self.pending = loaded, None
+        return {"model": self._model_info()}, {}
+
+    def _load_settings(self, args: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+        defaults = defaults or {}
+        role = _get(args, "role", str, "args.role", defaults.get("role", "policy"))
+        if role not in ROLES:
+            raise BadValue(f"args.role must be one of {list(ROLES)} (got {role!r})", "args.role")
+        device_name = _get(args, "device", str, "args.device", defaults.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            device = torch.device(device_name)
+        except RuntimeError as err:
+            raise BadValue(f"args.device {device_name!r} is not a torch device: {err}", "args.device") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise BadValue("args.device is cuda but this machine has no CUDA GPU (use 'cpu')", "args.device")
+        if device.type not in ("cpu", "cuda"):
+            raise BadValue(f"args.device must be 'cpu' or 'cuda[:N]' (got {device_name!r})", "args.device")
+        dtype_name = _get(args, "dtype", str, "args.dtype", defaults.get("dtype", "bfloat16" if device.type == "cuda" else "float32"))
+        if dtype_name not in TORCH_DTYPES:
+            raise BadValue(f"args.dtype must be one of {list(TORCH_DTYPES)} (got {dtype_name!r})", "args.dtype")
+        if dtype_name in ("bfloat16", "float16") and device.type == "cpu":
+            raise BadValue(f"args.dtype {dtype_name} needs a GPU; on cpu use float32 (or float64)", "args.dtype")
+        seed = _int(args, "seed", "args.seed", defaults.get("seed", 0), minimum=0)
+        threads = _int(args, "threads", "args.threads", 0, minimum=0)
+        checkpointing = _get(args, "gradient_checkpointing", bool, "args.gradient_checkpointing", defaults.get("gradient_checkpointing", False))
+        return {"role": role, "device": device, "dtype": TORCH_DTYPES[dtype_name], "seed": seed, "threads": threads, "checkpointing": checkpointing}
+
+    def _load_model(self, model_dir: str, field: str, *, role: str, device: torch.device, dtype: torch.dtype, seed: int, threads: int, checkpointing: bool) -> Loaded:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise BadValue(f"{field}: {model_dir!r} is not a directory (a Hugging Face model directory with config.json)", field)
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise BadValue(f"{field}: {model_dir!r} has no config.json (not a Hugging Face model directory)", field)
+        try:
+            model_type = json.loads(config_path.read_text()).get("model_type")
+        except (OSError, json.JSONDecodeError) as err:
+            raise BadValue(f"{field}: {config_path} is not readable JSON: {err}", field) from None
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise BadValue(f"{field}: model_type {model_type!r} is not supported (supported: {list(SUPPORTED_MODEL_TYPES)})", field)
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, local_files_only=True)
+            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise BadValue(f"{field}: cannot load the model or processor from {model_dir!r}: {err}", field) from None
+        model.to(device).eval()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path))
+        if role == "reward":
+            loaded.head = self._reward_head(model, path, seed, device, dtype)
+        # Trainable parameters: the whole model for a policy; for a reward model the backbone and its head (the
+        # LM head is not used); nothing for a frozen reference.
+        for name, p in model.named_parameters():
+            p.requires_grad_(role == "policy" or (role == "reward" and not name.startswith("lm_head.")))
+        if role != "reference":
+            loaded.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            if loaded.head is not None:
+                loaded.params += [(f"score_head.{n}", p) for n, p in loaded.head.named_parameters()]
+            loaded.optimizer = self._make_optimizer(loaded.params)
+        return loaded
+
+    @staticmethod
+    def _reward_head(model: Any, path: Path, seed: int, device: torch.device, dtype: torch.dtype) -> torch.nn.Linear:
+        """The scalar head: the saved one beside the model, or fresh from `seed` (normal(0, initializer_range), bias 0)."""
+        from safetensors.torch import load_file
+
+        hidden = model.config.text_config.hidden_size
+        head = torch.nn.Linear(hidden, 1, device=device, dtype=dtype)
+        saved = path / HEAD_FILE
+        with torch.no_grad():
+            if saved.is_file():
+                state = load_file(saved)
+                head.weight.copy_(state["weight"])
+                head.bias.copy_(state["bias"])
+            else:
+                g = torch.Generator().manual_seed(seed)
+                std = model.config.text_config.initializer_range
+                head.weight.copy_(torch.randn(1, hidden, generator=g, dtype=torch.float64).mul_(std))
+                head.bias.zero_()
+        return head
+
+    @staticmethod
+    def _make_optimizer(params: list[tuple[str, torch.nn.Parameter]]) -> torch.optim.AdamW:
+        # Decoupled weight decay on weight matrices and embeddings (2-D and up: linear, embedding, conv kernels), not
+        # on biases and norm scales; the settings of each step are set in optim_step.
+        decay = [p for _, p in params if p.ndim >= 2]
+        other = [p for _, p in params if p.ndim < 2]
+        return torch.optim.AdamW([{"params": decay, "decay": True}, {"params": other, "decay": False}], lr=0.0, foreach=True)
+
+    # ---- token helpers ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _eos_ids(m: Loaded) -> list[int]:
+        ids: list[int] = []
+        gen = getattr(m.model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        for x in ([eos] if isinstance(eos, int) else list(eos or [])) + [m.processor.tokenizer.eos_token_id]:
+            if isinstance(x, int) and x not in ids:
+                ids.append(x)
+        return ids
+
+    @staticmethod
+    def _pad_id(m: Loaded) -> int:
+        tok = m.processor.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return int(pad if pad is not None else 0)
+
+    @staticmethod
+    def _vision_ids(m: Loaded) -> list[int]:
+        cfg = m.model.config
+        ids = [cfg.image_token_id, cfg.video_token_id, getattr(cfg, "vision_start_token_id", None), getattr(cfg, "vision_end_token_id", None)]
+        vision_pad = m.processor.tokenizer.convert_tokens_to_ids("<|vision_pad|>")
+        ids.append(vision_pad if vision_pad != m.processor.tokenizer.unk_token_id else None)
+        return sorted({int(i) for i in ids if isinstance(i, int)})
+
+    def _suppressed_ids(self, m: Loaded) -> list[int]:
+        """Never sampled: the vision placeholders and the vocabulary rows the tokenizer has no token for."""
+        extra = list(range(len(m.processor.tokenizer), m.model.config.text_config.vocab_size))
+        return self._vision_ids(m) + extra
+
+    # ---- prompts ---------------------------------------------------------------------------------------------
+
+    def _render_prompts(self, m: Loaded, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> list[Prompt]:
+        from PIL import Image, UnidentifiedImageError
+
+        prompts = _get(args, "prompts", list, "args.prompts")
+        if not prompts:
+            raise BadValue("args.prompts is empty", "args.prompts")
+        out = []
+        for i, prompt in enumerate(prompts):
+            pf = f"args.prompts[{i}]"
+            if not isinstance(prompt, dict):
+                raise BadType(f"{pf} must be an object {{messages: [...]}}", pf)
+            messages = _get(prompt, "messages", list, f"{pf}.messages")
+            if not messages:
+                raise BadValue(f"{pf}.messages is empty", f"{pf}.messages")
+            rendered, images = [], []
+            for j, message in enumerate(messages):
+                mf = f"{pf}.messages[{j}]"
+                if not isinstance(message, dict):
+                    raise BadType(f"{mf} must be an object {{role, content}}", mf)
+                role = _get(message, "role", str, f"{mf}.role")
+                content = message.get("content")
+                if isinstance(content, str):
+                    rendered.append({"role": role, "content": content})
+                    continue
+                if not isinstance(content, list):
+                    raise BadType(f"{mf}.content must be a string or a list of parts", f"{mf}.content")
+                parts = []
+                for k, part in enumerate(content):
+                    kf = f"{mf}.content[{k}]"
+                    kind = part.get("type") if isinstance(part, dict) else None
+                    if kind == "text":
+                        parts.append({"type": "text", "text": _get(part, "text", str, f"{kf}.text")})
+                    elif kind == "image":
+                        name = _get(part, "tensor", str, f"{kf}.tensor")
+                        data = tensors.get(name)
+                        if data is None:
+                            raise BadValue(f"{kf}.tensor names {name!r}, which is not among the request's tensors", f"{kf}.tensor")
+                        if data.dtype != np.uint8 or data.ndim != 1:
+                            raise BadType(f"{kf}.tensor {name!r} must be 1-D uint8 (the PNG or JPEG file's bytes)", f"{kf}.tensor")
+                        try:
+                            image = Image.open(io.BytesIO(data.tobytes()), formats=["PNG", "JPEG"])
+                            image.load()
+                        except (UnidentifiedImageError, OSError, ValueError) as err:
+                            raise BadValue(f"{kf}.tensor {name!r} is not a readable PNG or JPEG image: {err}", f"{kf}.tensor") from None
+                        images.append(image.convert("RGB"))
+                        parts.append({"type": "image"})
+                    else:
+                        raise BadValue(f"{kf}.type must be 'text' or 'image' (got {kind!r})", f"{kf}.type")
+                rendered.append({"role": role, "content": parts})
+            add_generation_prompt = _get(prompt, "add_generation_prompt", bool, f"{pf}.add_generation_prompt", True)
+            try:
+                text = m.processor.apply_chat_template(rendered, tokenize=False, add_generation_prompt=add_generation_prompt)
+                enc = m.processor(text=[text], images=images or None, return_tensors="pt", return_mm_token_type_ids=True)
+            except (ValueError, TypeError, KeyError) as err:
+                raise BadValue(f"{pf}: the model's processor cannot render it: {err}", pf) from None
+            mm = enc.get("mm_token_type_ids")
+            ids = enc["input_ids"][0]
+            out.append(
+                Prompt(
+                    input_ids=ids.to(torch.int64),
+                    mm_token_type_ids=(mm[0] if mm is not None else torch.zeros_like(ids)).to(torch.int64),
+                    pixel_values=enc.get("pixel_values"),
+                    image_grid_thw=enc.get("image_grid_thw"),
+                )
+            )
+        return out
+
+    def _positions(self, m: Loaded, input_ids: torch.Tensor, mm: torch.Tensor, grid: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """(3, B, T) M-RoPE positions from the model's own rule (text 1-D, image tokens on their t/h/w grid)."""
+        positions, _ = m.model.model.get_rope_index(input_ids, mm_token_type_ids=mm, image_grid_thw=grid, attention_mask=mask)
+        return positions
+
+    def _rows(self, m: Loaded, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Rows:
+        prompts = self._render_prompts(m, args, tensors)
+        index = _tensor(tensors, "prompt_index", ("int32", "int64"))
+        b = index.shape[0]
+        if b < 1:
+            raise BadValue("tensor 'prompt_index' is empty: a batch needs at least one row", "tensors.prompt_index")
+        lengths = _tensor(tensors, "response_lengths", ("int32", "int64"), b)
+        for r, (p, n) in enumerate(zip(index.tolist(), lengths.tolist())):
+            if not 0 <= p < len(prompts):
+                raise BadValue(f"prompt_index[{r}] = {p} is outside [0, {len(prompts)}) (args.prompts has {len(prompts)})", "tensors.prompt_index")
+            if n < 0:
+                raise BadValue(f"response_lengths[{r}] = {n} is negative", "tensors.response_lengths")
+        total = int(lengths.sum())
+        ids_np = _tensor(tensors, "response_ids", ("int32", "int64"), total)
+        vocab = m.model.config.text_config.vocab_size
+        if total:
+            bad = np.flatnonzero((ids_np < 0) | (ids_np >= vocab))
+            if bad.size:
+                k = int(bad[0])
+                raise BadValue(f"response_ids[{k}] = {int(ids_np[k])} is outside the vocabulary [0, {vocab})", "tensors.response_ids")
+            vision = np.flatnonzero(np.isin(ids_np, self._vision_ids(m)))
+            if vision.size:
+                k = int(vision[0])
+                raise BadValue(f"response_ids[{k}] = {int(ids_np[k])} is a vision placeholder token: responses cannot hold them", "tensors.response_ids")
+        limit = m.model.config.text_config.max_position_embeddings
+        response_ids = torch.from_numpy(ids_np.astype(np.int64))
+        seqs, mms, prompt_lengths = [], [], []
+        at = 0
+        for r, (p, n) in enumerate(zip(index.tolist(), lengths.tolist())):
+            prompt = prompts[p]
+            seq = torch.cat([prompt.input_ids, response_ids[at : at + n]])
+            if seq.shape[0] > limit:
+                raise BadValue(f"row {r}: prompt ({prompt.input_ids.shape[0]} tokens) + response ({n}) exceeds the model's {limit} positions", "tensors.response_lengths")
+            seqs.append(seq)
+            mms.append(torch.cat([prompt.mm_token_type_ids, torch.zeros(n, dtype=torch.int64)]))
+            prompt_lengths.append(prompt.input_ids.shape[0])
+            at += n
+        t = max(s.shape[0] for s in seqs)
+        pad = self._pad_id(m)
+        input_ids = torch.full((b, t), pad, dtype=torch.int64)
+        mm = torch.zeros((b, t), dtype=torch.int64)
+        mask = torch.zeros((b, t), dtype=torch.int64)
+        for r, (s, k) in enumerate(zip(seqs, mms)):
+            input_ids[r, : s.shape[0]] = s
+            mm[r, : s.shape[0]] = k
+            mask[r, : s.shape[0]] = 1
+        rows_with_images = [prompts[p] for p in index.tolist() if prompts[p].pixel_values is not None]
+        pixel_values = torch.cat([p.pixel_values for p in rows_with_images]) if rows_with_images else None
+        grid = torch.cat([p.image_grid_thw for p in rows_with_images]) if rows_with_images else None
+        positions = self._positions(m, input_ids, mm, grid, mask)
+        predict, last = [], []
+        for r, (pl, n) in enumerate(zip(prompt_lengths, lengths.tolist())):
+            predict.extend(r * t + pl - 1 + j for j in range(n))
+            last.append(r * t + pl + n - 1)
+        dev = m.device
+        return Rows(
+            input_ids=input_ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=positions.to(dev),
+            pixel_values=pixel_values.to(dev, m.dtype) if pixel_values is not None else None,
+            image_grid_thw=grid.to(dev) if grid is not None else None,
+            prompt_lengths=prompt_lengths,
+            response_lengths=[int(x) for x in lengths.tolist()],
+            response_ids=response_ids.to(dev),
+            predict_index=torch.tensor(predict, dtype=torch.int64, device=dev),
+            last_index=torch.tensor(last, dtype=torch.int64, device=dev),
+        )
+
+    def _hidden(self, m: Loaded, rows: Rows) -> torch.Tensor:
+        """(B·T, H) last hidden states of the rows, with the rows' explicit 3-D positions."""
+        out = m.model.model(
+            input_ids=rows.input_ids,
+            attention_mask=rows.attention_mask,
+            position_ids=rows.position_ids,
+            pixel_values=rows.pixel_values,
+            image_grid_thw=rows.image_grid_thw,
+            use_cache=False,
+        )
+        h = out.last_hidden_state
+        return h.reshape(-1, h.shape[-1])
+
+    def _response_logits(self, m: Loaded, rows: Rows) -> torch.Tensor:
+        """(N, V) float32 logits at the positions that predict the response tokens (only those reach the LM head)."""
+        h = self._hidden(m, rows).index_select(0, rows.predict_index)
+        return m.model.lm_head(h).to(torch.float32 if m.dtype != torch.float64 else torch.float64)
+
+    def _scores(self, m: Loaded, rows: Rows) -> torch.Tensor:
+        h = self._hidden(m, rows).index_select(0, rows.last_index)
+        return torch.sigmoid(m.head(h)[:, 0].to(torch.float32 if m.dtype != torch.float64 else torch.float64))
+
+    # ---- inference -------------------------------------------------------------------------------------------
+
+    def logprobs(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require("policy", "reference")
+        temperature = _finite(args, "temperature", "args.temperature", 1.0)
+        if temperature <= 0:
+            raise BadValue(f"args.temperature must be > 0 (got {temperature})", "args.temperature")
+        rows = self._rows(m, args, tensors)
+        m.model.eval()
+        with torch.inference_mode():
+            logits = self._response_logits(m, rows)
+            logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, rows.response_ids[:, None])[:, 0]
+        return {"prompt_tokens": rows.prompt_lengths}, {"logprobs": logp.to(torch.float32).cpu().numpy()}
+
+    def score(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require("reward")
+        rows = self._rows(m, args, tensors)
+        m.model.eval()
+        with torch.inference_mode():
+            scores = self._scores(m, rows)
+        return {"prompt_tokens": rows.prompt_lengths}, {"scores": scores.to(torch.float32).cpu().numpy()}
+
+    def tokenize(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require()
+        texts = _get(args, "texts", list, "args.texts")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise BadType(f"args.texts[{i}] must be a string", f"args.texts[{i}]")
+        ids = [m.processor.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        flat = np.array([x for seq in ids for x in seq], dtype=np.int32)
+        return {}, {"ids": flat, "lengths": np.array([len(s) for s in ids], dtype=np.int32)}
+
+    def sample(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require("policy", "reference")
+        n = _int(args, "n", "args.n", 1, minimum=1)
+        temperature = _finite(args, "temperature", "args.temperature", 1.0)
+        if temperature < 0:
+            raise BadValue(f"args.temperature must be >= 0 (0 = greedy) (got {temperature})", "args.temperature")
+        top_p = _finite(args, "top_p", "args.top_p", 1.0)
+        if not 0 < top_p <= 1:
+            raise BadValue(f"args.top_p must be in (0, 1] (got {top_p})", "args.top_p")
+        max_new = _int(args, "max_new_tokens", "args.max_new_tokens", minimum=1)
+        seed = _int(args, "seed", "args.seed", 0, minimum=0)
+        stops = _get(args, "stop", list, "args.stop", [])
+        for i, s in enumerate(stops):
+            if not isinstance(s, str) or not s:
+                raise BadValue(f"args.stop[{i}] must be a non-empty string", f"args.stop[{i}]")
+        prompts = self._render_prompts(m, args, tensors)
+        limit = m.model.config.text_config.max_position_embeddings
+        longest = max(p.input_ids.shape[0] for p in prompts)
+        if longest + max_new > limit:
+            raise BadValue(f"the longest prompt ({longest} tokens) + args.max_new_tokens ({max_new}) exceeds the model's {limit} positions", "args.max_new_tokens")
+        m.model.eval()
+        with torch.inference_mode():
+            samples, token_ids, logprobs = self._generate(m, prompts, n, temperature, top_p, max_new, seed, stops)
+        lengths = np.array([len(t) for t in token_ids], dtype=np.int32)
+        flat_ids = np.array([x for t in token_ids for x in t], dtype=np.int32)
+        flat_lp = np.array([x for lp in logprobs for x in lp], dtype=np.float32)
+        result = {"samples": samples, "generated_tokens": int(lengths.sum()), "prompt_tokens": [int(p.input_ids.shape[0]) for p in prompts]}
+        return result, {"token_ids": flat_ids, "logprobs": flat_lp, "lengths": lengths}
+
+    def _generate(self, m: Loaded, prompts: list[Prompt], n: int, temperature: float, top_p: float, max_new: int, seed: int, stops: list[str]):
+        """
+        Prefill of the P prompts (left-padded, 3-D positions), the KV cache repeated for the n samples of each,
+        then one token per step for every row. A row's next position is one past its prompt's largest position
+        (the M-RoPE rule for text after an image). Tokens: vision placeholders and vocabulary rows without a
+        token are never sampled; temperature 0 is greedy; top-p keeps the most likely tokens (heaviest first, the
+        lower id first on ties) until their mass reaches top_p. Each token's logprob is log softmax(logits / T)
+        over the whole vocabulary (T = 1 when greedy), before suppression and top-p: the same number the
+        `logprobs` op gives that token.
+        """
+        from transformers import DynamicCache
+
+        dev = m.device
+        tok = m.processor.tokenizer
+        p_count = len(prompts)
+        t = max(p.input_ids.shape[0] for p in prompts)
+        pad = self._pad_id(m)
+        input_ids = torch.full((p_count, t), pad, dtype=torch.int64)
+        mm = torch.zeros((p_count, t), dtype=torch.int64)
+        mask = torch.zeros((p_count, t), dtype=torch.int64)
+        for r, p in enumerate(prompts):
+            k = p.input_ids.shape[0]
+            input_ids[r, t - k :] = p.input_ids
+            mm[r, t - k :] = p.mm_token_type_ids
+            mask[r, t - k :] = 1
+        with_images = [p for p in prompts if p.pixel_values is not None]
+        pixel_values = torch.cat([p.pixel_values for p in with_images]).to(dev, m.dtype) if with_images else None
+        grid = torch.cat([p.image_grid_thw for p in with_images]).to(dev) if with_images else None
+        positions = self._positions(m, input_ids, mm, grid, mask)
+        next_position = (positions.amax(dim=(0, 2)) + 1).repeat_interleave(n).to(dev)  # (rows,)
+        cache = DynamicCache(config=m.model.config.text_config)
+        out = m.model.model(
+            input_ids=input_ids.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=positions.to(dev),
+            pixel_values=pixel_values,
+            image_grid_thw=grid,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = m.model.lm_head(out.last_hidden_state[:, -1]).float().repeat_interleave(n, dim=0)
+        cache.batch_repeat_interleave(n)
+        rows = p_count * n
+        attn = mask.to(dev).repeat_interleave(n, dim=0)
+        vocab = logits.shape[-1]
+        blocked = torch.zeros(vocab, dtype=torch.bool, device=dev)
+        blocked[[i for i in self._suppressed_ids(m) if i < vocab]] = True
+        eos = set(self._eos_ids(m))
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        lps: list[list[float]] = [[] for _ in range(rows)]
+        finish = ["length"] * rows
+        done = [False] * rows
+        window = 4 * max((len(s) for s in stops), default=0) + 8
+        for step in range(max_new):
+            scale = 1.0 if temperature == 0 else 1.0 / temperature
+            z = logits * scale
+            logp = torch.log_softmax(z, dim=-1)
+            z = z.masked_fill(blocked, float("-inf"))
+            if temperature == 0:
+                picked = z.argmax(dim=-1)
+            else:
+                probs = torch.softmax(z, dim=-1)
+                if top_p < 1:
+                    sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+                    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+                    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+                picked = torch.multinomial(probs, 1, generator=gen)[:, 0]
+            picked_lp = logp.gather(-1, picked[:, None])[:, 0]
+            ids, lp = picked.tolist(), picked_lp.tolist()
+            for r in range(rows):
+                if done[r]:
+                    continue
+                tokens[r].append(ids[r])
+                lps[r].append(lp[r])
+                if ids[r] in eos:
+                    done[r], finish[r] = True, "eos"
+                elif stops:
+                    tail = tok.decode(tokens[r][-window:], skip_special_tokens=False)
+                    if any(s in tail for s in stops):
+                        done[r], finish[r] = True, "stop"
+            if step == max_new - 1 or all(done):
+                break
+            feed = torch.tensor([ids[r] if not done[r] else pad for r in range(rows)], dtype=torch.int64, device=dev)
+            attn = torch.cat([attn, torch.ones((rows, 1), dtype=attn.dtype, device=dev)], dim=1)
+            pos = (next_position + step).view(1, rows, 1).expand(3, rows, 1)
+            out = m.model.model(input_ids=feed[:, None], attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
+            logits = m.model.lm_head(out.last_hidden_state[:, -1]).float()
+        samples = [
+            {
+                "prompt_index": r // n,
+                "text": tok.decode(tokens[r], skip_special_tokens=True),
+                "finish_reason": finish[r],
+                "stopped": finish[r] != "length",
+            }
+            for r in range(rows)
+        ]
+        return samples, tokens, lps
+
+    # ---- training --------------------------------------------------------------------------------------------
+
+    def forward_backward(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require("policy", "reward")
+        loss_spec = _get(args, "loss", dict, "args.loss")
+        kind = _get(loss_spec, "kind", str, "args.loss.kind")
+        if kind not in ("sft", "grpo", "rm"):
+            raise BadValue(f"args.loss.kind must be 'sft', 'grpo' or 'rm' (got {kind!r})", "args.loss.kind")
+        needs = "reward" if kind == "rm" else "policy"
+        if m.role != needs:
+            raise BadType(f"the {kind} loss needs a {needs} model (the loaded model's role is {m.role!r})", "args.loss.kind")
+        hyper = {}
+        if kind == "grpo":
+            hyper = {k: _finite(loss_spec, k, f"args.loss.{k}") for k in GRPO_FIELDS}
+            if hyper["temperature"] <= 0:
+                raise BadValue(f"args.loss.temperature must be > 0 (got {hyper['temperature']})", "args.loss.temperature")
+        weight = _finite(args, "weight", "args.weight", 1.0)
+        if weight <= 0:
+            raise BadValue(f"args.weight must be a finite number > 0 (got {weight})", "args.weight")
+        rows = self._rows(m, args, tensors)
+        b, total = len(rows.response_lengths), int(rows.response_ids.shape[0])
+        fdt = torch.float64 if m.dtype == torch.float64 else torch.float32
+
+        def per_token(name: str, optional: bool = False) -> torch.Tensor | None:
+            a = _tensor(tensors, name, ("float32", "float64"), total, optional)
+            return None if a is None else torch.from_numpy(a.astype(np.float64)).to(m.device, fdt)
+
+        def per_row(name: str) -> torch.Tensor:
+            return torch.from_numpy(_tensor(tensors, name, ("float32", "float64"), b).astype(np.float64)).to(m.device, fdt)
+
+        if kind == "rm":
+            targets = per_row("score_targets")
+        else:
+            mask = per_token("loss_mask", optional=True)
+            mask = torch.ones(total, dtype=fdt, device=m.device) if mask is None else mask
+            if kind == "grpo":
+                old, ref, adv = per_token("old_logprobs"), per_token("ref_logprobs"), per_row("advantages")
+                adv_tok = adv.repeat_interleave(torch.tensor(rows.response_lengths, device=m.device))
+        m.model.train()
+        try:
+            if kind == "rm":
+                out = losses.rm_loss(self._scores(m, rows), targets)
+            elif kind == "sft":
+                out = losses.sft_loss(self._response_logits(m, rows), rows.response_ids, mask)
+            else:
+                out = losses.grpo_loss(self._response_logits(m, rows), rows.response_ids, mask, old, ref, adv_tok, **hyper)
+            params = [p for _, p in m.params]
+            grads = torch.autograd.grad(out.loss, params, allow_unused=True)
+        finally:
+            m.model.eval()
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+        loss = float(out.loss.detach())
+        finite = math.isfinite(loss) and all(bool(torch.isfinite(g).all()) for g in grads)
+        if finite:
+            self._accumulate(grads, weight)
+        return {"loss": loss, "metrics": {k: float(v) for k, v in out.metrics.items()}, "finite": finite}, {}
+
+    def _accumulate(self, grads: list[torch.Tensor], weight: float) -> None:
+        """Σ wᵢ·gᵢ (and Σ wᵢ) over the calls since the last step; one call keeps its gradient as it is."""
+        pending = self.pending
+        if pending is None:
+            self.pending = Pending(grads=list(grads), weight=weight)
+            return
+        if not pending.summed:
+            pending.grads = [self._acc_dtype(g).mul_(pending.weight) for g in pending.grads]
+            pending.summed = True
+        for acc, g in zip(pending.grads, grads):
+            acc.add_(g.to(acc.dtype), alpha=weight)
+        pending.weight += weight
+
+    @staticmethod
+    def _acc_dtype(g: torch.Tensor) -> torch.Tensor:
+        # float64 gradients sum in float64, everything else in float32.
+        return g.to(torch.float64 if g.dtype == torch.float64 else torch.float32, copy=True)
+
+    def optim_step(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require("policy", "reward")
+        settings = {k: _finite(args, k, f"args.{k}") for k in ADAMW_FIELDS}
+        if settings["lr"] < 0:
+            raise BadValue(f"args.lr must be >= 0 (got {settings['lr']})", "args.lr")
+        for k in ("beta1", "beta2"):
+            if not 0 <= settings[k] < 1:
+                raise BadValue(f"args.{k} must be in [0, 1) (got {settings[k]})", f"args.{k}")
+        if settings["eps"] <= 0:
+            raise BadValue(f"args.eps must be > 0 (got {settings['eps']})", "args.eps")
+        if settings["weight_decay"] < 0:
+            raise BadValue(f"args.weight_decay must be >= 0 (got {settings['weight_decay']})", "args.weight_decay")
+        if settings["max_grad_norm"] <= 0:
+            raise BadValue(f"args.max_grad_norm must be > 0 (got {settings['max_grad_norm']})", "args.max_grad_norm")
+        pending = self.pending
+        if pending is None:
+            raise StateError("optim_step: no gradients accumulated (send forward_backward first)", "op")
+        self.pending = None
+        params = [p for _, p in m.params]
+        grads = [g.div(pending.weight) if pending.summed else g for g in pending.grads]
+        norm = torch.sqrt(sum((g.to(torch.float64 if g.dtype == torch.float64 else torch.float32) ** 2).sum() for g in grads))
+        grad_norm = float(norm)
+        if not math.isfinite(grad_norm):
+            return {"step": m.step, "grad_norm": grad_norm, "applied": False}, {}
+        # Global-norm clip: g · min(1, max / (norm + 1e-6)), then AdamW (bias-corrected, decoupled decay).
+        clip = min(1.0, settings["max_grad_norm"] / (grad_norm + 1e-6))
+        for p, g in zip(params, grads):
+            p.grad = (g * clip if clip < 1.0 else g).to(p.dtype)
+        for group in m.optimizer.param_groups:
+            group["lr"] = settings["lr"]
+            group["betas"] = (settings["beta1"], settings["beta2"])
+            group["eps"] = settings["eps"]
+            group["weight_decay"] = settings["weight_decay"] if group["decay"] else 0.0
+        m.optimizer.step()
+        for p in params:
+            p.grad = None
+        m.step += 1
+        return {"step": m.step, "grad_norm": grad_norm, "applied": True}, {}
+
+    # ---- state -----------------------------------------------------------------------------------------------
+
+    def save(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        from safetensors.torch import save_file
+
+        m = self._require()
+        target = Path(_get(args, "dir", str, "args.dir"))
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise BadValue(f"args.dir {str(target)!r} exists and is not an empty directory (save writes a new one)", "args.dir")
+        target.mkdir(parents=True, exist_ok=True)
+        m.model.save_pretrained(target)
+        m.processor.save_pretrained(target)
+        if m.head is not None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in m.head.state_dict().items()}, target / HEAD_FILE)
+        state: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                state[f"rng.cuda.{i}"] = s
+        if m.optimizer is not None:
+            by_param = {id(p): n for n, p in m.params}
+            for p, st in m.optimizer.state.items():
+                name = by_param[id(p)]
+                for key in ("exp_avg", "exp_avg_sq", "step"):
+                    value = st[key]
+                    state[f"adamw.{key}::{name}"] = (value if torch.is_tensor(value) else torch.tensor(float(value))).detach().contiguous().cpu()
+        save_file(state, target / OPTIMIZER_FILE)
+        meta = {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "role": m.role,
+            "step": m.step,
+            "dtype": str(m.dtype).removeprefix("torch."),
+            "trainable": [n for n, _ in m.params],
+        }
+        (target / STATE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        files = sorted(p.name for p in target.iterdir())
+        return {"dir": str(target), "files": files, "step": m.step}, {}
+
+    def load_state(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        source = _get(args, "dir", str, "args.dir")
+        fresh = _get(args, "fresh_optimizer", bool, "args.fresh_optimizer", False)
+        path = Path(source)
+        meta_path = path / STATE_FILE
+        if not meta_path.is_file():
+            raise BadValue(f"args.dir {source!r} has no {STATE_FILE}: not a state saved by this engine (op load reads any model directory)", "args.dir")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise BadValue(f"{STATE_FILE} in {source!r} is not readable JSON: {err}", "args.dir") from None
+        if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
+            raise BadValue(f"{STATE_FILE} in {source!r} is not a {STATE_FORMAT} v{STATE_VERSION} file", "args.dir")
+        try:
+            state = load_file(path / OPTIMIZER_FILE)
+        except (OSError, SafetensorError) as err:
+            raise BadValue(f"{OPTIMIZER_FILE} in {source!r} cannot be read: {err}", "args.dir") from None
+        if meta["role"] == "reward" and not (path / HEAD_FILE).is_file():
+            raise BadValue(f"{source!r} is a reward model's state without {HEAD_FILE}", "args.dir")
+        current = {"role": meta["role"], "dtype": meta["dtype"]}
+        if self.m is not None:
+            current.update(device=str(self.m.device), gradient_checkpointing=self.m.model.is_gradient_checkpointing)
+        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "role")}, current)
+        loaded = self._load_model(source, "args.dir", **settings)
+        names = [n for n, _ in loaded.params]
+        if names != meta.get("trainable"):
+            raise BadValue(f"{STATE_FILE} in {source!r} lists other trainable parameters than the model has", "args.dir")
+        if not fresh:
+            for name, p in loaded.params:
+                keys = [f"adamw.{k}::{name}" for k in ("exp_avg", "exp_avg_sq", "step")]
+                present = [k in state for k in keys]
+                if any(present) and not all(present):
+                    raise BadValue(f"{OPTIMIZER_FILE} in {source!r} is missing part of the AdamW state of {name}", "args.dir")
+                if all(present):
+                    exp_avg, exp_avg_sq, step = (state[k] for k in keys)
+                    if exp_avg.shape != p.shape or exp_avg_sq.shape != p.shape:
+                        raise BadValue(f"{OPTIMIZER_FILE} in {source!r}: the AdamW moments of {name} have the wrong shape", "args.dir")
+                    loaded.optimizer.state[p] = {
+                        "step": step.clone(),
+                        "exp_avg": exp_avg.to(p.device, p.dtype),
+                        "exp_avg_sq": exp_avg_sq.to(p.device, p.dtype),
+                    }
+            loaded.step = int(meta["step"])
+        torch.set_rng_state(state["rng.cpu"])
+        if torch.cuda.is_available():
+            cuda = [state[k] for k in sorted(k for k in state if k.startswith("rng.cuda."))]
+            if len(cuda) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda)
+        self.m, self.pending = loaded, None
+        return {"model": self._model_info()}, {}
+
+
+OPS = ("hello", "load", "load_state", "save", "sample", "logprobs", "score", "tokenize", "forward_backward", "optim_step", "shutdown")

@@ -1,0 +1,129 @@
+"""The engine process: `python -m sophia_torch.server [--threads N]`.
+
+Reads request frames on stdin and writes one reply frame per request on stdout, in order (protocol.py; the ops
+are `Engine`'s methods, documented in engine/README.md). stdout carries nothing else: file descriptor 1 is
+pointed at stderr once the protocol stream is set aside, so a stray print from a library cannot corrupt it.
+stderr carries logs, one JSON object per line ({"ts", "level", "msg", ...}).
+
+Exit codes: 0 after `shutdown` or when stdin closes between frames; 2 when the framing is broken (after an
+error reply when one can be sent).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import Any, BinaryIO
+
+from .protocol import BadType, BadValue, EndOfStream, FatalFrameError, RequestError, decode_tensors, encode_frame, read_frame
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+log = logging.getLogger("sophia_torch")
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a hub download at run time
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_default_handler()
+        transformers.utils.logging.enable_propagation()
+        transformers.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def take_stdout() -> BinaryIO:
+    """The protocol's output stream; afterwards fd 1 (and sys.stdout) write to stderr."""
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
+def reply(out: BinaryIO, frame: bytes) -> None:
+    out.write(frame)
+    out.flush()
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> int:
+    import torch
+
+    from .engine import OPS, Engine
+
+    engine = Engine()
+    log.info("engine process ready", extra={"fields": {"pid": os.getpid(), "torch": torch.__version__}})
+    while True:
+        try:
+            frame = read_frame(inp)
+        except EndOfStream:
+            log.info("stdin closed: exiting")
+            return 0
+        except FatalFrameError as err:
+            log.error("broken frame: exiting", extra={"fields": {"error": str(err)}})
+            reply(out, encode_frame({"id": err.request_id, "ok": False, "error": {"type": "ProtocolError", "message": f"{err}; the stream cannot be read further, the engine process exits"}}))
+            return 2
+        header = frame.header
+        request_id = header.get("id")
+        op = header.get("op")
+        started = time.monotonic()
+        try:
+            if not isinstance(op, str) or op not in OPS:
+                raise BadValue(f"unknown op {op!r} (ops: {', '.join(OPS)})", "op")
+            args = header.get("args", {})
+            if args is None:
+                args = {}
+            if not isinstance(args, dict):
+                raise BadType("args must be a JSON object", "args")
+            tensors = decode_tensors(frame)
+            if op == "shutdown":
+                reply(out, encode_frame({"id": request_id, "ok": True, "result": {}}))
+                log.info("shutdown: exiting")
+                return 0
+            result, out_tensors = getattr(engine, op)(args, tensors)
+            reply(out, encode_frame({"id": request_id, "ok": True, "result": result}, out_tensors))
+            log.info("op done", extra={"fields": {"op": op, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
+        except RequestError as err:
+            log.warning("op refused", extra={"fields": {"op": op, "id": request_id, "error": str(err), "field": err.field}})
+            reply(out, encode_frame({"id": request_id, "ok": False, "error": err.to_json()}))
+        except Exception as err:  # noqa: BLE001 - an engine bug or a torch error: reported, and the process keeps serving
+            log.error("op failed", extra={"fields": {"op": op, "id": request_id, "error": repr(err), "traceback": traceback.format_exc()}})
+            reply(out, encode_frame({"id": request_id, "ok": False, "error": {"type": "InternalError", "message": f"{type(err).__name__}: {err}"}}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sophia_torch.server", description="Sophia's PyTorch engine process (binary protocol on stdin/stdout).")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's own choice)")
+    args = parser.parse_args(argv)
+    out = take_stdout()
+    setup_logging()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return serve(sys.stdin.buffer, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
