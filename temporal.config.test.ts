@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './common/errors';
-import { DEFAULT_TEMPORAL_CONFIG, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, toLocalActivityOptions, validateTemporalConfig } from './temporal.config';
+import { DEFAULT_TEMPORAL_CONFIG, heartbeatOverdueMs, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, toLocalActivityOptions, validateTemporalConfig } from './temporal.config';
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -49,6 +49,18 @@ describe('loadTemporalConfig', () => {
     expect(config.activities.gpu.retry.maximumAttempts).toBe(0);
     expect(config.workers.cpu.shutdownGraceTimeMs).toBe(120_000);
     expect(config.workers.cpu.maxConcurrentActivityTaskExecutions).toBe(8);
+  });
+
+  it('puts a heartbeat overdue at a fraction of its heartbeat timeout (SOPHIA_HEARTBEAT_OVERDUE, default a quarter)', () => {
+    const { gpu, cpu } = DEFAULT_TEMPORAL_CONFIG.activities;
+    expect([heartbeatOverdueMs(DEFAULT_TEMPORAL_CONFIG, gpu.heartbeatTimeoutMs), heartbeatOverdueMs(DEFAULT_TEMPORAL_CONFIG, cpu.heartbeatTimeoutMs)]).toEqual([30_000, 15_000]);
+    const config = loadTemporalConfig({ SOPHIA_HEARTBEAT_OVERDUE: '0.5', SOPHIA_GPU_HEARTBEAT_TIMEOUT: '20s' });
+    expect(heartbeatOverdueMs(config, config.activities.gpu.heartbeatTimeoutMs)).toBe(10_000);
+    for (const raw of ['30s', '0', '1', '-0.2']) {
+      const err = configError(() => loadTemporalConfig({ SOPHIA_HEARTBEAT_OVERDUE: raw }));
+      expect(err.field).toBe('SOPHIA_HEARTBEAT_OVERDUE');
+      expect(err.message).toMatch(/not a fraction between 0 and 1/);
+    }
   });
 
   it('treats empty variables as unset', () => {

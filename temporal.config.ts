@@ -73,6 +73,14 @@ export interface TemporalConfig {
    * falls back to the shared GPU queue (that worker is presumed gone; another reloads from storage).
    */
   gpuPinTimeoutMs: number;
+  /**
+   * When a running activity's last heartbeat is overdue, as a fraction of its heartbeat timeout (0 < x < 1).
+   * Activities heartbeat after every training step, rollout phase or batch of evaluated examples, so a longer silence
+   * means a lost or hung worker: `sophia status`, `sophia run`'s bar and the API then say "no heartbeat for N s from
+   * worker W" at once, instead of showing the last step until the heartbeat timeout has the attempt retried elsewhere.
+   * Display only: Temporal's heartbeat timeout still decides when the attempt is given up.
+   */
+  heartbeatOverdueFraction: number;
 }
 
 const baseRetry: RetrySettings = {
@@ -137,6 +145,7 @@ export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
     },
   },
   gpuPinTimeoutMs: 30_000,
+  heartbeatOverdueFraction: 0.25,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -172,6 +181,14 @@ function numberOf(name: string, raw: string, min: number): number {
   const value = Number(raw.trim());
   if (raw.trim() === '' || !Number.isFinite(value) || value < min) {
     throw new ConfigError(name, `${JSON.stringify(raw)} is not a number ≥ ${min}`);
+  }
+  return value;
+}
+
+function fractionOf(name: string, raw: string): number {
+  const value = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isFinite(value) || value <= 0 || value >= 1) {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not a fraction between 0 and 1`, { hint: 'Use e.g. 0.25: a quarter of the heartbeat timeout' });
   }
   return value;
 }
@@ -340,6 +357,13 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     },
   },
   {
+    name: 'SOPHIA_HEARTBEAT_OVERDUE',
+    doc: 'Show a running activity as stalled ("no heartbeat for N s from worker W") once its last heartbeat is older than this fraction of its heartbeat timeout (default 0.25: 30s GPU, 15s CPU)',
+    apply: (c, raw) => {
+      c.heartbeatOverdueFraction = fractionOf('SOPHIA_HEARTBEAT_OVERDUE', raw);
+    },
+  },
+  {
     name: 'SOPHIA_SHUTDOWN_GRACE',
     doc: 'On SIGTERM, time running activities get to checkpoint (default 30s CPU, 1m GPU)',
     apply: (c, raw) => {
@@ -398,6 +422,11 @@ export function loadTemporalConfig(env: Env = {}): TemporalConfig {
   }
   validateTemporalConfig(config);
   return config;
+}
+
+/** How long an activity with heartbeat timeout `heartbeatTimeoutMs` may go without a heartbeat before it is shown as stalled (ms). */
+export function heartbeatOverdueMs(config: Pick<TemporalConfig, 'heartbeatOverdueFraction'>, heartbeatTimeoutMs: number): number {
+  return Math.round(heartbeatTimeoutMs * config.heartbeatOverdueFraction);
 }
 
 /** The `proxyActivities` options for a profile (durations in ms, which Temporal accepts). */

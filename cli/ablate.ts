@@ -206,7 +206,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
     const runOne = async (runId: string, config: RunConfig): Promise<LiveProgress> => {
       const { handle, state } = await startRun(session.client, session.config, pipelineInput(runId, config, storage.location, session.config));
       say(`run        ${runId} (${state})`);
-      const progress = await watchRun(session.client, runId, say, 1000, () => handle.result());
+      const progress = await watchRun(session.client, runId, say, 1000, () => handle.result(), { temporal: session.config });
       if (progress.status !== 'completed') throw new SophiaError('input', `run ${runId} ${progress.status}: ${progress.error ?? ''}`);
       return progress;
     };

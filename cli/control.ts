@@ -25,7 +25,7 @@ async function withSession<T>(env: Env, repoRoot: string, fn: (session: Awaited<
 
 export async function statusCommand(runId: string, json: boolean, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
   return withSession(env, repoRoot, async (session) => {
-    const p = await runProgress(session.client, runId);
+    const p = await runProgress(session.client, runId, session.config);
     if (json) {
       out.write(`${JSON.stringify(p, null, 2)}\n`);
       return 0;
@@ -39,6 +39,7 @@ export async function statusCommand(runId: string, json: boolean, env: Env, repo
     out.write(`stage      ${p.stageIndex + 1 > p.stages.length ? 'all done' : `${p.stageIndex + 1}/${p.stages.length} ${stage}`}${p.current?.activity ? ` — ${p.current.activity}` : ''}\n`);
     const step = p.live ?? p.current;
     if (step) out.write(`step       ${step.step}/${step.totalSteps}\n`);
+    if (p.stalled) out.write(`stalled    ${p.stalled.message}\n`);
     if (p.current?.worker) out.write(`worker     ${p.current.worker}\n`);
     for (const [s, key] of Object.entries(p.checkpoints)) out.write(`checkpoint ${s}: ${key}\n`);
     if (p.reportKey) out.write(`report     ${p.reportKey}\n`);

@@ -50,6 +50,18 @@ describe('progressView', () => {
     expect(view).toMatchObject({ done: 120, current: 120, detail: 'paused · [paused]' });
   });
 
+  it('a stalled activity leads the line with "no heartbeat for N s from worker W"; the line goes on (same key)', () => {
+    const live = { step: 12, totalSteps: 400, loss: 0.5, checkpointKey: undefined };
+    const healthy = progressView(progress(1, { totalSteps: 400, activity: 'training steps 1–200' }, { live }))!;
+    const stalled = { seconds: 34, worker: 'gpu@host-41-ab12', activity: 'runSftChunk', attempt: 1, heartbeated: true, retrying: false, message: 'no heartbeat for 34 s from worker gpu@host-41-ab12 (runSftChunk, attempt 1)' };
+    const view = progressView(progress(1, { totalSteps: 400, activity: 'training steps 1–200' }, { live, stalled }))!;
+    expect(view).toMatchObject({ key: healthy.key, done: 12, detail: 'no heartbeat for 34 s from worker gpu@host-41-ab12 (runSftChunk, attempt 1) · loss 0.500 · training steps 1–200' });
+    // Without a counter too (data preparation, evaluation).
+    expect(progressView(progress(0, { activity: 'generating the dataset' }, { stalled: { ...stalled, activity: 'prepareData', seconds: 16, message: 'no heartbeat for 16 s from worker gpu@host-41-ab12 (prepareData, attempt 1)' } }))!.detail).toBe(
+      'no heartbeat for 16 s from worker gpu@host-41-ab12 (prepareData, attempt 1) · generating the dataset',
+    );
+  });
+
   it('a count that is complete while the stage still works shows that work instead', () => {
     const view = progressView(progress(2, { step: 400, totalSteps: 400, activity: 'measuring the reward model on held-out annotations' }))!;
     expect(view.total).toBeUndefined();

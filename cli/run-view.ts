@@ -5,7 +5,8 @@
  *    steps (data preparation, evaluation), or one whose steps have not started (the reward model's sampling and
  *    annotation before its 400 training steps), says what it is doing instead of a fake `0/1` with an ETA. The
  *    counter shows the step in progress (`29/150` while step 29 runs), as the stage's own text does (`RL step
- *    29/150`); the bar's fill and the ETA count the steps finished.
+ *    29/150`); the bar's fill and the ETA count the steps finished. A running activity whose heartbeat is overdue leads
+ *    the line with its message (the same line goes on: the stall is news about it, not another line).
  *  - `stageSummary`: one readable line when a stage ends (`✓ sftWarmup  2000 steps in 4m12s · best val loss 0.412 · …`).
  *  - `runSummary`: the end of a completed run in a few lines: accuracy before and after, the final checkpoint, the report.
  */
@@ -40,9 +41,10 @@ export function progressView(p: LiveProgress): ProgressView | undefined {
   const steps = p.live ?? (current && current.totalSteps > 1 && current.step > 0 ? { step: current.step, totalSteps: current.totalSteps, loss: undefined } : undefined);
   const loss = p.live?.loss ?? current?.metrics.loss;
   const activity = [current?.activity, p.phase].filter((s): s is string => !!s && s !== 'starting');
+  const stalled = p.stalled ? [p.stalled.message] : [];
   if (!steps || steps.step >= steps.totalSteps) {
     // Nothing to count (yet, or any more: a finished count while the stage still works is the work after it).
-    return { key: `${label}/-`, label, total: undefined, done: 0, current: 0, detail: [...activity, ...status].join(' · ') || 'starting' };
+    return { key: `${label}/-`, label, total: undefined, done: 0, current: 0, detail: [...stalled, ...activity, ...status].join(' · ') || 'starting' };
   }
   const inProgress = p.status === 'running' ? steps.step + 1 : steps.step;
   const lossText = fixed(loss);
@@ -52,7 +54,7 @@ export function progressView(p: LiveProgress): ProgressView | undefined {
     total: steps.totalSteps,
     done: steps.step,
     current: inProgress,
-    detail: [...(lossText ? [`loss ${lossText}`] : []), ...activity, ...status].join(' · '),
+    detail: [...stalled, ...(lossText ? [`loss ${lossText}`] : []), ...activity, ...status].join(' · '),
   };
 }
 

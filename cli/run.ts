@@ -118,6 +118,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
       startedNow: state === 'started',
       reattach,
       signal: stopWatching.signal,
+      temporal: session.config,
     });
     watch = watching.catch(() => undefined); // after an interrupt nobody awaits it; it rejects with the abort
     const graceMs = Math.max(session.config.workers.cpu.shutdownGraceTimeMs, session.config.workers.gpu.shutdownGraceTimeMs);

@@ -1,6 +1,8 @@
 import { Writable } from 'node:stream';
 import type { Client } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time';
 import { describe, expect, it } from 'vitest';
+import type { PendingActivity } from '../clients/runs';
 import type { RunProgress } from '../workflows/types';
 import { watchRun } from './watch';
 
@@ -22,6 +24,32 @@ function restartingServer(downPolls: number): Client {
   const connection = { withDeadline: <T>(_deadline: number, fn: () => Promise<T>) => fn() };
   return { connection, workflow: { getHandle: () => handle } } as unknown as Client;
 }
+
+/**
+ * A client whose run is in SFT for as many polls as `polls` has entries (each the running stage's pending activities
+ * at that poll, given the time), then completed.
+ */
+function runningRun(polls: ((now: number) => PendingActivity[])[]): Client {
+  let i = 0;
+  const running: RunProgress = { ...FINAL, status: 'running', stages: ['prepareData', 'sftWarmup'], stageIndex: 1 };
+  const pipeline = {
+    describe: () => Promise.resolve(i < polls.length ? { status: { name: 'RUNNING' }, taskQueue: 'sophia-cpu' } : { status: { name: 'COMPLETED' } }),
+    query: () => Promise.resolve(structuredClone(running)),
+    result: () => Promise.resolve(FINAL),
+  };
+  const stage = { describe: () => Promise.resolve({ raw: { pendingActivities: polls[i++]!(Date.now()) } }), query: () => Promise.resolve(undefined) };
+  return {
+    options: { namespace: 'default' },
+    connection: { withDeadline: <T>(_deadline: number, fn: () => Promise<T>) => fn() },
+    workflowService: { describeTaskQueue: () => Promise.resolve({ pollers: [{ identity: 'cpu@x' }] }) },
+    workflow: { getHandle: (id: string) => (id.includes('/') ? stage : pipeline) },
+  } as unknown as Client;
+}
+
+/** runSftChunk's attempt on `worker`, started a minute ago, last heartbeat `silentMs` ago (PendingActivityState 2: STARTED). */
+const chunk = (worker: string, attempt: number, silentMs: number) => (now: number): PendingActivity[] => [
+  { activityType: { name: 'runSftChunk' }, state: 2, lastStartedTime: msToTs(now - 60_000), lastHeartbeatTime: msToTs(now - silentMs), lastWorkerIdentity: worker, attempt },
+];
 
 function capture() {
   const lines: string[] = [];
@@ -57,6 +85,17 @@ describe('watchRun', () => {
       reattach: 'sophia run --config tiny --run-id r3',
     });
     await expect(watching).rejects.toThrow(/lost the Temporal server for .*run r3's state could not be read.*sophia run --config tiny --run-id r3/s);
+  });
+
+  it('notes once above the bar when a heartbeat is overdue (naming the worker) and once when heartbeats resume', async () => {
+    const { lines, out } = capture();
+    const polls = [chunk('gpu@a-1', 1, 1000), chunk('gpu@a-1', 1, 40_000), chunk('gpu@a-1', 1, 41_000), chunk('gpu@b-2', 2, 1000), chunk('gpu@b-2', 2, 500)];
+    const result = await watchRun(runningRun(polls), 'r', () => undefined, 1, () => new Promise(() => undefined), { out });
+    expect(result.status).toBe('completed');
+    const notes = lines.filter((l) => /^(no heartbeat|heartbeats resumed)/.test(l)); // the bar's own lines start with the stage
+    expect(notes).toHaveLength(2);
+    expect(notes[0]).toMatch(/^no heartbeat for 40 s from worker gpu@a-1 \(runSftChunk, attempt 1\): its worker may be gone/);
+    expect(notes[1]).toMatch(/^heartbeats resumed \(runSftChunk\)/);
   });
 
   it('ends with the abort reason when its signal is aborted', async () => {

@@ -11,10 +11,15 @@
  * client's gRPC channel on the next call, the workers' core connection in the background.) A server that answers
  * but has no worker for the run's progress query (right after a restart the workers are polling again within
  * seconds) is not a lost server: the bar waits, as it does for a run whose workers are elsewhere and stopped.
+ *
+ * A running activity whose heartbeat is overdue (`LiveProgress.stalled`: its worker may be dead) is on the bar's line
+ * as it counts up, and gets one note above the bar when it begins (or moves to another worker or attempt) and one when
+ * it ends, so a log that is not a terminal (where the bar prints a line per 10 %) tells it too.
  */
-import { type LiveProgress, runProgress } from '../clients/runs';
+import { type LiveProgress, type Stall, runProgress } from '../clients/runs';
 import { SophiaError } from '../common/errors';
 import type { StageName } from '../config/stages';
+import type { TemporalConfig } from '../temporal.config';
 import { ProgressBar, type ProgressBarOptions, formatSeconds, printAbove } from './progress';
 import { progressView, stageSummary } from './run-view';
 
@@ -36,6 +41,8 @@ export interface WatchOptions extends ProgressBarOptions {
   lostServerMs?: number;
   /** Ends the watch (it rejects with the signal's reason) at its next poll or wait: `sophia run` on Ctrl-C. */
   signal?: AbortSignal;
+  /** The deployment's Temporal settings: when a heartbeat is overdue (default: the defaults). */
+  temporal?: TemporalConfig;
 }
 
 /** Whether a failed progress poll means the server was not reached (rather than a reached server's answer). */
@@ -46,6 +53,12 @@ function serverUnreachable(err: unknown): boolean {
 function describeError(err: unknown): string {
   return err instanceof Error ? err.message.split('\n')[0]! : String(err);
 }
+
+/** The note above the bar when a stall begins, or moves on (another worker, attempt, or past its heartbeat timeout). */
+function stallNote(s: Stall): string {
+  return `${s.message}: ${s.retrying ? 'start a worker if none is running' : 'its worker may be gone; its heartbeat timeout retries the activity elsewhere'}`;
+}
+const stallKey = (s: Stall | undefined) => s && [s.activity, s.worker, s.attempt, s.retrying].join('|');
 
 /** Polls progress and draws it until the run ends; resolves with its final progress. */
 export async function watchRun(
@@ -96,12 +109,14 @@ export async function watchRun(
   };
   /** When the server last stopped answering (undefined: it answers). */
   let lostSince: number | undefined;
+  /** The stall last noted (undefined: heartbeats arrive). */
+  let stall: Stall | undefined;
   for (;;) {
     stopIfAborted();
     let progress: LiveProgress | undefined;
     let failure: { err: unknown } | undefined;
     try {
-      progress = await client.connection.withDeadline(Date.now() + POLL_DEADLINE_MS, () => runProgress(client, runId));
+      progress = await client.connection.withDeadline(Date.now() + POLL_DEADLINE_MS, () => runProgress(client, runId, options.temporal));
     } catch (err) {
       failure = { err };
     }
@@ -131,6 +146,11 @@ export async function watchRun(
       if (progress.status === 'completed') summarizeUpTo(progress, progress.stages.length);
       print(`finished   ${progress.status} after ${formatSeconds((now() - started) / 1000)}`);
       return progress;
+    }
+    if (progress && stallKey(progress.stalled) !== stallKey(stall)) {
+      if (progress.stalled) note(stallNote(progress.stalled));
+      else if (stall) note(`heartbeats resumed (${stall.activity})`);
+      stall = progress.stalled;
     }
     const view = progress && progressView(progress);
     if (view) {

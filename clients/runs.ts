@@ -4,13 +4,15 @@
  * A run's pipeline workflow id is `sophia-{runId}`; its stages are `sophia-{runId}/{stage}` (`common/run-layout.ts`). Starting a run
  * whose id is already running attaches to it; a finished one is never started again.
  */
-import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, TemporalFailure, defaultPayloadConverter } from '@temporalio/common';
+import { optionalTsToMs } from '@temporalio/common/lib/time';
+import { ACTIVITY_PLACEMENT, type ActivityPlacement } from '../activities/registry';
 import { SophiaError } from '../common/errors';
 import { pipelineWorkflowId, stageWorkflowId } from '../common/run-layout';
 import type { RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
-import type { TemporalConfig } from '../temporal.config';
+import { DEFAULT_TEMPORAL_CONFIG, type TemporalConfig, heartbeatOverdueMs } from '../temporal.config';
 import type { trainingPipeline } from '../workflows/pipeline';
 import { type PipelineInput, type RunProgress, pauseSignal, progressQuery, resumeSignal, stageProgressQuery, stopSignal } from '../workflows/types';
 
@@ -124,6 +126,96 @@ export interface LiveProgress extends RunProgress {
   phase?: string | undefined;
   /** Why a failed (or cancelled, terminated, timed-out) run ended: its innermost cause; `error` is its message. */
   failure?: RunFailure | undefined;
+  /** The running activity's heartbeat is overdue (its worker may be gone); absent while heartbeats arrive. */
+  stalled?: Stall | undefined;
+}
+
+/** A running activity whose heartbeat is overdue: its worker was killed, hangs or lost the server. */
+export interface Stall {
+  /** Whole seconds since its last heartbeat, or since its attempt started if it has not heartbeated since. */
+  seconds: number;
+  /** The identity of the worker running the attempt (`gpu@host-pid-ab12`), when the server knows it. */
+  worker: string | undefined;
+  /** The activity type (`runSftChunk`, `rolloutStep`, …). */
+  activity: string;
+  /** The attempt that went silent (1: the first). */
+  attempt: number;
+  /**
+   * false: the attempt has sent no heartbeat (it was still loading); `seconds` count from its start, or for a retry
+   * (whose start the server no longer keeps) from its heartbeat timeout.
+   */
+  heartbeated: boolean;
+  /** The attempt's heartbeat timeout has passed: Temporal has scheduled attempt `attempt + 1`, which waits for a worker. */
+  retrying: boolean;
+  /** All of it in words (`stallText`), as `sophia status`, `sophia run`'s bar and the dashboard show it. */
+  message: string;
+}
+
+/** A stall in words: "no heartbeat for 34 s from worker gpu@host-41-ab12 (runSftChunk, attempt 1)". */
+export function stallText(s: Omit<Stall, 'message'>): string {
+  const attempt = s.retrying ? `attempt ${s.attempt} timed out; attempt ${s.attempt + 1} waits for a worker` : `attempt ${s.attempt}${s.heartbeated ? '' : ', none since it started'}`;
+  return `no heartbeat for ${s.seconds} s from ${s.worker ? `worker ${s.worker}` : 'an unknown worker'} (${s.activity}, ${attempt})`;
+}
+
+/** One of a workflow's pending activities, as DescribeWorkflowExecution answers it. */
+export type PendingActivity = NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>[number];
+
+/** PendingActivityState.STARTED and CANCEL_REQUESTED (temporal.api.enums.v1): a worker runs the attempt (and heartbeats). */
+const RUNNING_ACTIVITY_STATES = new Set([2, 3]);
+/** PendingActivityState.SCHEDULED: the next attempt waits for a worker (or for its retry interval). */
+const SCHEDULED_ACTIVITY_STATE = 1;
+/** TimeoutType.HEARTBEAT (temporal.api.enums.v1): how the server ends an attempt whose worker went silent. */
+const HEARTBEAT_TIMEOUT = 4;
+
+/**
+ * The most overdue of `pending`'s activities, or undefined when none is overdue. An attempt's last sign of life is
+ * its last heartbeat, or its start when it has not heartbeated since (a heartbeat older than the start is the previous
+ * attempt's: the server keeps it across retries); it is overdue once older than `overdueMs(activity)`. An activity
+ * waiting for a worker is not expected to heartbeat, except a retry after its attempt's heartbeat timeout: its worker
+ * went silent and nothing has taken over yet, so that stall goes on until another worker starts it.
+ *
+ * The times are the server's and `nowMs` the caller's clock: a skew between the two shifts `seconds` by as much
+ * (the threshold, tens of seconds by default, leaves room for the few seconds NTP-synced machines differ by).
+ */
+export function heartbeatStall(pending: readonly PendingActivity[], nowMs: number, overdueMs: (activity: PendingActivity) => number): Stall | undefined {
+  let worst: Stall | undefined;
+  for (const a of pending) {
+    const attempt = a.attempt ?? 1;
+    const heartbeat = optionalTsToMs(a.lastHeartbeatTime);
+    let since: number | undefined;
+    let heartbeated: boolean;
+    const retrying = Number(a.state) === SCHEDULED_ACTIVITY_STATE && attempt > 1 && Number(a.lastFailure?.timeoutFailureInfo?.timeoutType) === HEARTBEAT_TIMEOUT;
+    if (retrying) {
+      // The retry was scheduled when the timeout fired (`scheduledTime`); the silent attempt's start is gone.
+      heartbeated = heartbeat !== undefined;
+      since = heartbeat ?? optionalTsToMs(a.scheduledTime);
+    } else {
+      const started = optionalTsToMs(a.lastStartedTime);
+      if (!RUNNING_ACTIVITY_STATES.has(Number(a.state)) || started === undefined) continue;
+      heartbeated = heartbeat !== undefined && heartbeat >= started;
+      since = heartbeated ? heartbeat : started;
+    }
+    if (since === undefined) continue;
+    const silentMs = nowMs - since;
+    const activity = a.activityType?.name ?? 'activity';
+    if (silentMs < overdueMs(a) || (worst && worst.seconds >= Math.floor(silentMs / 1000))) continue;
+    worst = { seconds: Math.floor(silentMs / 1000), worker: a.lastWorkerIdentity || undefined, activity, attempt: retrying ? attempt - 1 : attempt, heartbeated, retrying, message: '' };
+  }
+  return worst && { ...worst, message: stallText(worst) };
+}
+
+/**
+ * When a pending activity is overdue under `temporal`: `SOPHIA_HEARTBEAT_OVERDUE` × its heartbeat timeout, the one
+ * it was scheduled with (servers that report the activity's options), else its profile's here (GPU or CPU, by its
+ * placement).
+ */
+export function activityOverdueMs(temporal: Pick<TemporalConfig, 'activities' | 'heartbeatOverdueFraction'>): (activity: PendingActivity) => number {
+  const placements: Readonly<Record<string, ActivityPlacement | undefined>> = ACTIVITY_PLACEMENT;
+  return (a) => {
+    const scheduled = optionalTsToMs(a.activityOptions?.heartbeatTimeout);
+    const profile = temporal.activities[placements[a.activityType?.name ?? ''] === 'gpu' ? 'gpu' : 'cpu'];
+    return heartbeatOverdueMs(temporal, scheduled || profile.heartbeatTimeoutMs);
+  };
 }
 
 /**
@@ -152,8 +244,11 @@ export function readHeartbeat(details: unknown): Pick<LiveProgress, 'live' | 'ph
   return { live: undefined, phase };
 }
 
-/** The pipeline's progress plus the running stage's latest activity heartbeat. */
-export async function runProgress(client: Client, runId: string): Promise<LiveProgress> {
+/**
+ * The pipeline's progress plus the running stage's latest activity heartbeat, and whether that heartbeat is overdue
+ * (`stalled`) under `temporal`'s settings (pass the deployment's: its heartbeat timeouts and `SOPHIA_HEARTBEAT_OVERDUE`).
+ */
+export async function runProgress(client: Client, runId: string, temporal: Pick<TemporalConfig, 'activities' | 'heartbeatOverdueFraction'> = DEFAULT_TEMPORAL_CONFIG): Promise<LiveProgress> {
   const handle = client.workflow.getHandle<typeof trainingPipeline>(pipelineWorkflowId(runId));
   const description = await handle.describe();
   const status = description.status.name;
@@ -181,7 +276,7 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
       cause: err,
     });
   });
-  let heartbeat: Pick<LiveProgress, 'live' | 'phase'> = { live: undefined, phase: undefined };
+  let heartbeat: Pick<LiveProgress, 'live' | 'phase' | 'stalled'> = { live: undefined, phase: undefined };
   const stage = progress.stages[progress.stageIndex];
   if (stage && progress.status !== 'completed') {
     // The running stage answers its own progress (since the `progress-by-query` patch stages no longer signal it to
@@ -189,8 +284,11 @@ export async function runProgress(client: Client, runId: string): Promise<LivePr
     const child = client.workflow.getHandle(stageWorkflowId(pipelineWorkflowId(runId), stage));
     const [description, current] = await Promise.all([child.describe().catch(() => undefined), child.query(stageProgressQuery).catch(() => undefined)]);
     if (current?.stage === stage) progress.current = current;
-    const payload = description?.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
+    const pending = description?.raw.pendingActivities ?? [];
+    const payload = pending[0]?.heartbeatDetails?.payloads?.[0];
     if (payload) heartbeat = readHeartbeat(defaultPayloadConverter.fromPayload<unknown>(payload));
+    const stalled = heartbeatStall(pending, Date.now(), activityOverdueMs(temporal));
+    if (stalled) heartbeat.stalled = stalled;
   }
   return { ...progress, ...heartbeat };
 }

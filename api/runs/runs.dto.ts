@@ -38,8 +38,24 @@ export type RunSummary = z.infer<typeof RunSummary>;
 
 export const RunList = z.object({ runs: z.array(RunSummary), nextPageToken: z.string().nullable() });
 
+/** `LiveProgress.stalled` (clients/runs.ts): the running activity's heartbeat is overdue. */
+export const Stalled = z
+  .object({
+    seconds: z.number().int().describe('Seconds since its last heartbeat (or since its attempt started, if it has sent none)'),
+    worker: z.string().optional().describe('Identity of the worker running the attempt (e.g. gpu@host-4242-ab12), when the server knows it'),
+    activity: z.string().describe('Activity type, e.g. runSftChunk'),
+    attempt: z.number().int().describe('The attempt that went silent (1: the first)'),
+    heartbeated: z.boolean().describe('false: the attempt has sent no heartbeat since it started (it was loading)'),
+    retrying: z.boolean().describe('Its heartbeat timeout has passed: the next attempt is scheduled and waits for a worker'),
+    message: z.string().describe('All of it in words: "no heartbeat for 34 s from worker gpu@host-4242-ab12 (runSftChunk, attempt 1)"'),
+  })
+  .describe('Present while the running activity\'s heartbeat is overdue (SOPHIA_HEARTBEAT_OVERDUE × its heartbeat timeout): its worker may be gone');
+
 export const RunDetail = RunSummary.extend({
-  progress: z.record(z.string(), z.unknown()).nullable().describe('The pipeline progress query (stage, step, metrics, checkpoints) with the live heartbeat'),
+  progress: z
+    .looseObject({ stalled: Stalled.optional() })
+    .nullable()
+    .describe('The pipeline progress query (stage, step, metrics, checkpoints) with the live heartbeat, and `stalled` when that heartbeat is overdue'),
   progressError: z.string().nullable().describe('Why progress is missing (e.g. no worker is polling)'),
 });
 

@@ -192,7 +192,7 @@ export class RunsService {
       // (a little later, so that the message below wins) ends the query itself too: left open, it would outlive the
       // request and throw an uncaught "Channel has been shut down" when the connection closes.
       const progress = await withTimeout(
-        this.client.withDeadline(Date.now() + PROGRESS_TIMEOUT_MS + 1000, () => runProgress(this.client, runId)),
+        this.client.withDeadline(Date.now() + PROGRESS_TIMEOUT_MS + 1000, () => runProgress(this.client, runId, this.settings.temporal)),
         PROGRESS_TIMEOUT_MS,
         `no worker answered the progress query within ${PROGRESS_TIMEOUT_MS / 1000} s: are CPU workers polling?`,
       );

@@ -1,7 +1,8 @@
 /*
  * Sophia dashboard, the selected run's state at a glance: the header (status, name, times), the stage
- * timeline with the current step, the "current" line with live metrics, the error box, the per-stage results,
- * and the pause / resume / stop / cancel controls.
+ * timeline with the current step, the "current" line with live metrics (and a warning while the running activity's
+ * heartbeat is overdue: its worker may be gone), the error box, the per-stage results, and the pause / resume / stop /
+ * cancel controls.
  */
 (function () {
   'use strict';
@@ -67,7 +68,9 @@
       if (p.live && typeof p.live.loss === 'number') metrics.unshift(['loss (live)', p.live.loss]);
       const row = el('div', { class: 'current-line' }, ...bits.flatMap((b, i) => (i ? [el('span', { class: 'sep', text: '·' }), b] : [b])));
       const kv = metrics.length ? el('div', { class: 'kv-inline' }, ...metrics.slice(0, 8).map(([k, v]) => el('span', { class: 'kv' }, el('span', { class: 'k', text: k }), el('span', { class: 'v', text: fmt(v) })))) : null;
-      setChildren(cur, row, kv);
+      // `stalled` (LiveProgress): "no heartbeat for N s from worker W (activity, attempt n)", worded by the API.
+      const stall = p.stalled && typeof p.stalled.message === 'string' ? el('div', { class: 'stall', text: p.stalled.message }) : null;
+      setChildren(cur, row, stall, kv);
       cur.hidden = false;
     } else {
       cur.hidden = true;
