@@ -63,6 +63,23 @@ describe('loadTemporalConfig', () => {
     }
   });
 
+  it('derives the task queues from the deployment: the default one keeps sophia-cpu/sophia-gpu', () => {
+    expect(loadTemporalConfig({}).deployment).toBe('sophia');
+    const lab = loadTemporalConfig({ SOPHIA_DEPLOYMENT: 'lab_2' });
+    expect(lab.deployment).toBe('lab_2');
+    expect(lab.taskQueues).toEqual({ cpu: 'lab_2-cpu', gpu: 'lab_2-gpu' });
+    expect([lab.activities.cpu.taskQueue, lab.activities.gpu.taskQueue]).toEqual(['lab_2-cpu', 'lab_2-gpu']);
+    // An explicit queue still wins over the derived one (whatever the variables' order).
+    expect(loadTemporalConfig({ SOPHIA_TASK_QUEUE_GPU: 'gpu-a100', SOPHIA_DEPLOYMENT: 'lab' }).taskQueues).toEqual({ cpu: 'lab-cpu', gpu: 'gpu-a100' });
+  });
+
+  it.each(['team-a', 'Lab', '_lab', 'a'.repeat(33), 'lab one'])('refuses the deployment name %j, naming SOPHIA_DEPLOYMENT and the fix', (name) => {
+    const err = configError(() => loadTemporalConfig({ SOPHIA_DEPLOYMENT: name }));
+    expect(err.field).toBe('SOPHIA_DEPLOYMENT');
+    expect(err.message).toContain(JSON.stringify(name));
+    expect(err.message).toMatch(/lowercase letters, digits and "_"/);
+  });
+
   it('treats empty variables as unset', () => {
     expect(loadTemporalConfig({ TEMPORAL_ADDRESS: '', SOPHIA_GPU_ACTIVITY_SLOTS: '' })).toEqual(DEFAULT_TEMPORAL_CONFIG);
   });

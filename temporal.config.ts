@@ -1,6 +1,6 @@
 /**
- * The one typed source of Temporal settings: connection, task queue names, activity timeouts and retry
- * policies, and worker slots (docs/architecture.md §2).
+ * The one typed source of Temporal settings: the deployment's identity, connection, task queue names, activity
+ * timeouts and retry policies, and worker slots (docs/architecture.md §2).
  *
  * `DEFAULT_TEMPORAL_CONFIG` holds the defaults; `loadTemporalConfig(env)` applies environment overrides
  * (listed in `TEMPORAL_ENV_VARS`, with docs) and validates the result once, at start, throwing a `ConfigError`
@@ -46,6 +46,13 @@ export interface WorkerSettings {
 }
 
 export interface TemporalConfig {
+  /**
+   * This deployment's identity on its Temporal namespace: its task queues (`{deployment}-cpu`, `{deployment}-gpu`, and
+   * each GPU worker's own `{deployment}-gpu-w-…`) and the workflow and schedule ids of its runs (`common/run-layout.ts`)
+   * derive from it, so deployments sharing a namespace never run, list or control each other's work. Workers and
+   * clients of one deployment must agree on it (`SOPHIA_DEPLOYMENT`).
+   */
+  deployment: string;
   connection: {
     /** `host:port` of the Temporal frontend (dev server, self-hosted cluster or Temporal Cloud). */
     address: string;
@@ -83,6 +90,12 @@ export interface TemporalConfig {
   heartbeatOverdueFraction: number;
 }
 
+/** The deployment whose names are those Sophia always used (`sophia-cpu`, `sophia-gpu`, `sophia-{runId}`). */
+const DEFAULT_DEPLOYMENT = 'sophia';
+
+/** The task queues a deployment's workers poll, unless SOPHIA_TASK_QUEUE_CPU/GPU name others. */
+export const deploymentTaskQueues = (deployment: string): TemporalConfig['taskQueues'] => ({ cpu: `${deployment}-cpu`, gpu: `${deployment}-gpu` });
+
 const baseRetry: RetrySettings = {
   initialIntervalMs: 1_000,
   backoffCoefficient: 2,
@@ -116,17 +129,18 @@ export const STORAGE_FULL_SAVE_RETRY: StorageFullRetrySettings = {
 };
 
 export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
+  deployment: DEFAULT_DEPLOYMENT,
   connection: { address: 'localhost:7233', namespace: 'default', tls: false, apiKey: undefined },
-  taskQueues: { cpu: 'sophia-cpu', gpu: 'sophia-gpu' },
+  taskQueues: deploymentTaskQueues(DEFAULT_DEPLOYMENT),
   activities: {
     cpu: {
-      taskQueue: 'sophia-cpu',
+      taskQueue: deploymentTaskQueues(DEFAULT_DEPLOYMENT).cpu,
       startToCloseTimeoutMs: 10 * 60_000,
       heartbeatTimeoutMs: 60_000,
       retry: { ...baseRetry, nonRetryableErrorTypes: [...baseRetry.nonRetryableErrorTypes] },
     },
     gpu: {
-      taskQueue: 'sophia-gpu',
+      taskQueue: deploymentTaskQueues(DEFAULT_DEPLOYMENT).gpu,
       startToCloseTimeoutMs: 2 * 3_600_000,
       heartbeatTimeoutMs: 2 * 60_000,
       retry: { ...baseRetry, nonRetryableErrorTypes: [...baseRetry.nonRetryableErrorTypes] },
@@ -212,6 +226,22 @@ function queueOf(name: string, raw: string): string {
   return value;
 }
 
+/**
+ * Deployment names: no "-", which separates the deployment from the rest of every name derived from it (so
+ * `lab-cpu` and `lab-run1` can only be deployment `lab`'s); lowercase, so two spellings never name two deployments.
+ */
+const DEPLOYMENT_RE = /^[a-z0-9][a-z0-9_]{0,31}$/;
+
+function deploymentOf(name: string, raw: string): string {
+  const value = raw.trim();
+  if (!DEPLOYMENT_RE.test(value)) {
+    throw new ConfigError(name, `${JSON.stringify(raw)} is not a deployment name`, {
+      hint: 'Use 1–32 lowercase letters, digits and "_", starting with a letter or digit (e.g. "lab" or "team_a"); "-" is not allowed, it separates the deployment from the names derived from it',
+    });
+  }
+  return value;
+}
+
 const bothProfiles = (config: TemporalConfig): ActivityProfile[] => [config.activities.cpu, config.activities.gpu];
 
 /** Every environment variable this module reads, in the order they are applied. */
@@ -253,8 +283,18 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     },
   },
   {
+    name: 'SOPHIA_DEPLOYMENT',
+    doc: 'This deployment\'s name on the Temporal namespace; its task queues and run workflow ids derive from it (default "sophia": queues sophia-cpu/sophia-gpu)',
+    apply: (c, raw) => {
+      c.deployment = deploymentOf('SOPHIA_DEPLOYMENT', raw);
+      c.taskQueues = deploymentTaskQueues(c.deployment);
+      c.activities.cpu.taskQueue = c.taskQueues.cpu;
+      c.activities.gpu.taskQueue = c.taskQueues.gpu;
+    },
+  },
+  {
     name: 'SOPHIA_TASK_QUEUE_CPU',
-    doc: 'CPU task queue (default sophia-cpu)',
+    doc: 'CPU task queue (default {deployment}-cpu)',
     apply: (c, raw) => {
       const q = queueOf('SOPHIA_TASK_QUEUE_CPU', raw);
       c.taskQueues.cpu = c.activities.cpu.taskQueue = q;
@@ -262,7 +302,7 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
   },
   {
     name: 'SOPHIA_TASK_QUEUE_GPU',
-    doc: 'GPU task queue (default sophia-gpu)',
+    doc: 'GPU task queue (default {deployment}-gpu)',
     apply: (c, raw) => {
       const q = queueOf('SOPHIA_TASK_QUEUE_GPU', raw);
       c.taskQueues.gpu = c.activities.gpu.taskQueue = q;
@@ -380,6 +420,7 @@ function cloneConfig(config: TemporalConfig): TemporalConfig {
 
 /** Checks the relations between fields that single-variable parsing cannot see. */
 export function validateTemporalConfig(config: TemporalConfig): void {
+  deploymentOf('deployment', config.deployment);
   for (const [name, p] of Object.entries(config.activities)) {
     if (p.heartbeatTimeoutMs >= p.startToCloseTimeoutMs) {
       throw new ConfigError(

@@ -8,9 +8,9 @@ import { hashConfig } from '../storage/hashing';
 import { type DatasetSettings, readDatasetManifest, writeDataset } from '../tasks/dataset';
 import { Tokenizer } from '../tasks/tokenizer';
 import { withFailureMapping } from './failures';
-import type { RunData } from './run-data';
+import type { RunData, RunStore } from './run-data';
 
-export interface PrepareDataInput {
+export interface PrepareDataInput extends RunStore {
   runId: string;
   config: RunConfig;
   storage: string;
@@ -30,7 +30,7 @@ export function datasetSettings(config: RunConfig): DatasetSettings {
 export function createDataActivities({ data }: { data: RunData }) {
   return withFailureMapping({
     async prepareData(input: PrepareDataInput): Promise<PrepareDataOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const settings = datasetSettings(input.config);
       const existing = await readDatasetManifest(data.storage, input.runId).catch(() => undefined);
       const reused = existing !== undefined && hashConfig(existing.settings) === hashConfig(settings);

@@ -21,10 +21,11 @@ import { appendMetrics, readMetrics } from '../storage/metrics-log';
 import { FAMILIES, type Family } from '../tasks/types';
 import { loadEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
+import { DEFAULT_TEMPORAL_CONFIG } from '../temporal.config';
 import { withFailureMapping } from './failures';
-import type { RunData } from './run-data';
+import type { RunData, RunStore } from './run-data';
 
-export interface EvaluateInput {
+export interface EvaluateInput extends RunStore {
   runId: string;
   config: RunConfig;
   storage: string;
@@ -53,7 +54,7 @@ export interface EvaluateOutput {
   splits: { test: SplitSummary; ood: SplitSummary };
 }
 
-export interface ReportInput {
+export interface ReportInput extends RunStore {
   runId: string;
   config: RunConfig;
   storage: string;
@@ -61,7 +62,7 @@ export interface ReportInput {
   baselines?: EvaluateOutput[];
   /** The final checkpoint's evaluation: the run's result. */
   after: EvaluateOutput;
-  /** The pipeline's workflow id, whose records give the stage times (default `sophia-{runId}`). */
+  /** The pipeline's workflow id, whose records give the stage times (absent in old inputs: `sophia-{runId}`, the default deployment's, the only one then). */
   pipelineWorkflowId?: string;
   /** Inputs of workflows from before `evaluate-initial-policy`: their one baseline and their stage's start. */
   before?: EvaluateOutput | undefined;
@@ -76,7 +77,7 @@ const resultsKeyOf = (runId: string, label: string, split: string) => joinKey(ru
 export function createEvaluationActivities({ store, data, engines }: { store: CheckpointStore; data: RunData; engines: EnginePool }) {
   return withFailureMapping({
     async evaluateCheckpoint(input: EvaluateInput): Promise<EvaluateOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const ctx = Context.current();
       return engines.exclusive(async () => {
         const slot = `${input.runId}/eval`;
@@ -116,7 +117,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
     },
 
     async writeRunReport(input: ReportInput): Promise<{ reportKey: string; plots: string[] }> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const read = async (e: EvaluateOutput, name: string): Promise<PolicyEvaluation> => ({
         key: e.label,
         name,
@@ -138,7 +139,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
       });
       const model = manifest?.meta.model as Parameters<typeof parameterCount>[0] | undefined;
       // The worker's client (it throws without one, as in a test's mock environment): the report then says why.
-      const times = await (async () => runTimes(Context.current().client, input.pipelineWorkflowId ?? pipelineWorkflowId(input.runId), new Date()))().catch((err: unknown) => {
+      const times = await (async () => runTimes(Context.current().client, input.pipelineWorkflowId ?? pipelineWorkflowId(DEFAULT_TEMPORAL_CONFIG.deployment, input.runId), new Date()))().catch((err: unknown) => {
         log.warn('stage times unavailable', { runId: input.runId, error: String(err) });
         return { unavailable: `Temporal's records of the run could not be read (${err instanceof Error ? err.message : String(err)})` };
       });

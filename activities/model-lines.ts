@@ -9,7 +9,7 @@ import type { StageName } from '../config/stages';
 import { hashConfig } from '../storage/hashing';
 import { readLatest, recordRun } from '../storage/model-lines';
 import { withFailureMapping } from './failures';
-import type { RunData } from './run-data';
+import type { RunData, RunStore } from './run-data';
 
 export interface LineStart {
   line: string;
@@ -17,7 +17,7 @@ export interface LineStart {
   stage: StageName;
 }
 
-export interface PrepareLineRunInput {
+export interface PrepareLineRunInput extends RunStore {
   runId: string;
   config: RunConfig;
   storage: string;
@@ -34,7 +34,7 @@ export interface PreparedLineRun {
   startedFromRun: string | undefined;
 }
 
-export interface RecordLineRunInput {
+export interface RecordLineRunInput extends RunStore {
   storage: string;
   line: string;
   runId: string;
@@ -56,7 +56,7 @@ export function seedFromRunId(runId: string): number {
 export function createModelLineActivities({ data }: { data: RunData }) {
   return withFailureMapping({
     async prepareLineRun(input: PrepareLineRunInput): Promise<PreparedLineRun> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       let config: unknown = input.config;
       if (input.freshData) config = { ...input.config, seed: seedFromRunId(input.runId) };
       let startedFromRun: string | undefined;
@@ -74,7 +74,7 @@ export function createModelLineActivities({ data }: { data: RunData }) {
     },
 
     async recordLineRun(input: RecordLineRunInput): Promise<{ policyKey: string | undefined }> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const policyKey = input.checkpoints.trustGrpo ?? input.checkpoints.sftWarmup;
       if (!policyKey) {
         log.warn('run produced no policy checkpoint; the model line is unchanged', { runId: input.runId, line: input.line });

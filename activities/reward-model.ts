@@ -35,12 +35,12 @@ import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
-import type { RunData } from './run-data';
+import type { RunData, RunStore } from './run-data';
 
 const RM_STAGE = STORAGE_STAGES.rewardModel;
 const RM_INIT_STAGE = STORAGE_STAGES.rewardModelInitial;
 
-export interface RewardStageInput {
+export interface RewardStageInput extends RunStore {
   runId: string;
   config: RunConfig;
   storage: string;
@@ -141,7 +141,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
 
   return withFailureMapping({
     async sampleRewardData(input: RewardStageInput & { policyCheckpointKey: string }): Promise<SampleRewardDataOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const settings = settingsOf(input.config).data;
       const samplesKey = dataKeyOf(input.runId, 'samples.json');
       if (await exists(samplesKey)) {
@@ -180,7 +180,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
     },
 
     async annotateRewardData(input: RewardStageInput): Promise<AnnotateOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const settings = settingsOf(input.config);
       const annotatedKey = dataKeyOf(input.runId, 'annotated.json');
       let annotated: AnnotatedData;
@@ -218,7 +218,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
     },
 
     async runRewardModelChunk(input: RewardStageInput & { configHash: string; policyCheckpointKey: string; untilStep: number }): Promise<ChunkOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const settings = { ...settingsOf(input.config), seed: input.config.seed + 31 };
       const annotated = await readAnnotated(data.storage, input.runId, input.config);
       const byId = await data.byId(input.dataRunId, 'train');
@@ -251,7 +251,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
     },
 
     async evaluateRewardModel(input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string }): Promise<{ reportKey: string; trained: RewardModelMetrics; untrained: RewardModelMetrics }> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const annotated = await readAnnotated(data.storage, input.runId, input.config);
       const { test } = annotated;
       const byId = await data.byId(input.dataRunId, 'train');

@@ -37,11 +37,11 @@ import { batchIndices } from '../training/sft';
 import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
-import type { RunData } from './run-data';
+import type { RunData, RunStore } from './run-data';
 
 const GRPO_STAGE = STORAGE_STAGES.grpo;
 
-export interface RlStepInput {
+export interface RlStepInput extends RunStore {
   runId: string;
   config: RunConfig;
   configHash: string;
@@ -153,7 +153,7 @@ export function createRlActivities(deps: RlDeps) {
 
   return withFailureMapping({
     async rolloutStep(input: RlStepInput): Promise<RolloutOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const rl = rlSettings(input.config);
       const examples = await promptsOf(input);
       const rolloutsKey = keyOf(input, 'rollouts.json');
@@ -186,7 +186,7 @@ export function createRlActivities(deps: RlDeps) {
     },
 
     async outcomeRewards(input: RlStepInput): Promise<OutcomeOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
       const byId = await data.byId(input.dataRunId, 'train');
       const graded = rollouts.map((r) => {
@@ -205,7 +205,7 @@ export function createRlActivities(deps: RlDeps) {
     },
 
     async thinkingRewards(input: RlStepInput & { rewardModelKey: string }): Promise<ThinkingOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
       const byId = await data.byId(input.dataRunId, 'train');
       const scores = await engines.exclusive(async () => {
@@ -219,7 +219,7 @@ export function createRlActivities(deps: RlDeps) {
     },
 
     async computeAdvantages(input: RlStepInput & { thinkingKey: string | undefined }): Promise<AdvantagesOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const rl = rlSettings(input.config);
       const { rollouts, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
       const outcome = (await readJson<{ rewards: number[] }>(keyOf(input, 'outcome.json'))).rewards;
@@ -252,7 +252,7 @@ export function createRlActivities(deps: RlDeps) {
 
     /** Commits the policy as it is now (a stop): a checkpoint at `step` if the engine is there, else the newest one. */
     async checkpointPolicy(input: RlStepInput): Promise<{ checkpointKey: string | undefined; step: number }> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       return engines.exclusive(async () => {
         const latest = await store.latest(input.runId, GRPO_STAGE);
         if (latest && latest.step >= input.step) return { checkpointKey: latest.key, step: latest.step };
@@ -264,7 +264,7 @@ export function createRlActivities(deps: RlDeps) {
     },
 
     async policyUpdate(input: RlStepInput & { metrics: Record<string, number> }): Promise<UpdateOutput> {
-      data.assertStorage(input.storage);
+      await data.assertStorage(input);
       const rl = rlSettings(input.config);
       const { rollouts, refLogprobs } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
       const { advantages } = await readJson<{ advantages: number[] }>(keyOf(input, 'advantages.json'));

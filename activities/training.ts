@@ -20,9 +20,9 @@ import { type BestTracker, sftLoop } from '../training/sft';
 import { type ChunkHeartbeat, type ChunkOutput, runTrainingChunk, trackerOf } from './chunk';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
-import type { RunData } from './run-data';
+import type { RunData, RunStore } from './run-data';
 
-export interface SftChunkInput {
+export interface SftChunkInput extends RunStore {
   runId: string;
   config: RunConfig;
   configHash: string;
@@ -58,7 +58,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
   const { store, data, engines } = deps;
 
   async function runSftChunk(input: SftChunkInput): Promise<SftChunkOutput> {
-    data.assertStorage(input.storage);
+    await data.assertStorage(input);
     const model = modelConfig(input.config, data.tokenizer.vocabSize);
     const train = await data.split(input.runId, 'train');
     const loop = sftLoop(data.tokenizer, train, data.validation(input.config, model.image.size), sftSettings(input.config));
@@ -86,8 +86,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
     runSftChunk,
 
     /** The newest committed checkpoint of a stage, with its early-stopping bookkeeping (CPU queue). */
-    async latestCheckpoint(input: { runId: string; stage: string; storage: string }): Promise<LatestCheckpoint | undefined> {
-      data.assertStorage(input.storage);
+    async latestCheckpoint(input: RunStore & { stage: string }): Promise<LatestCheckpoint | undefined> {
+      await data.assertStorage(input);
       const latest = await store.latest(input.runId, input.stage);
       return latest ? { key: latest.key, step: latest.step, tracker: trackerOf(latest) } : undefined;
     },

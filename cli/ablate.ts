@@ -26,6 +26,7 @@ import { CheckpointStore } from '../storage/checkpoints';
 import { assertValidName } from '../storage/keys';
 import { type MetricRecord, readMetrics } from '../storage/metrics-log';
 import { openStorage } from '../storage/open';
+import { identifyStore } from '../storage/store-id';
 import type { Storage } from '../storage/types';
 import { loadTemporalConfig } from '../temporal.config';
 import type { WorkerSet } from '../workers/worker';
@@ -167,8 +168,8 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
   };
 }
 
-async function sharedFrom(runId: string, deps: { storage: Storage; client: Parameters<typeof startRun>[0] }): Promise<SharedArtifacts> {
-  const handle = deps.client.workflow.getHandle(pipelineWorkflowId(runId));
+async function sharedFrom(runId: string, deps: { storage: Storage; client: Parameters<typeof startRun>[0]; deployment: string }): Promise<SharedArtifacts> {
+  const handle = deps.client.workflow.getHandle(pipelineWorkflowId(deps.deployment, runId));
   const result = (await handle.result()) as LiveProgress;
   const sftKey = result.checkpoints.sftWarmup;
   const rewardModelKey = result.checkpoints.rewardModel;
@@ -201,10 +202,11 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
   try {
     say(`temporal   ${session.describe()}`);
     say(`storage    ${storage.location}`);
+    const store = await identifyStore(storage);
     if (runsWorkersHere(undefined, session)) workers = await startWorkers(session, storage);
     const running = workers?.run();
     const runOne = async (runId: string, config: RunConfig): Promise<LiveProgress> => {
-      const { handle, state } = await startRun(session.client, session.config, pipelineInput(runId, config, storage.location, session.config));
+      const { handle, state } = await startRun(session.client, session.config, pipelineInput(runId, config, store, session.config));
       say(`run        ${runId} (${state})`);
       const progress = await watchRun(session.client, runId, say, 1000, () => handle.result(), { temporal: session.config });
       if (progress.status !== 'completed') throw new SophiaError('input', `run ${runId} ${progress.status}: ${progress.error ?? ''}`);
@@ -217,7 +219,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
         say(`shared     SFT warmup and reward model in run ${fromRun}`);
         await runOne(fromRun, parseRunConfig(mergeConfig(base, { stages: ['prepareData', 'sftWarmup', 'rewardModel'] }), 'ablation base'));
       }
-      const shared = await sharedFrom(fromRun, { storage, client: session.client });
+      const shared = await sharedFrom(fromRun, { storage, client: session.client, deployment: session.config.deployment });
       say(`shared     SFT ${shared.sftKey}; reward model ${shared.rewardModelKey}; untrained ${shared.rewardModelInitialKey}`);
       const plan = Array.from({ length: options.seeds }, (_, s) => options.variants.map((variant) => ({ variant, seed: s + 1 }))).flat();
       const results: VariantResult[] = [];

@@ -4,14 +4,15 @@
  */
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { SophiaError } from '../common/errors';
-import { runIdOfWorkflowId } from '../common/run-layout';
+import { deploymentPipelinesQuery, runIdOfWorkflowId } from '../common/run-layout';
 import { type ControlAction, controlRun, runProgress } from '../clients/runs';
-import { installQuietRuntime, openSession } from './session';
+import { openSession } from './session';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 async function withSession<T>(env: Env, repoRoot: string, fn: (session: Awaited<ReturnType<typeof openSession>>) => Promise<T>): Promise<T> {
-  installQuietRuntime();
+  // No Temporal runtime here: these commands only use the client, and an installed runtime (native threads, and its
+  // SIGINT/SIGTERM hook) that no worker ever uses is never shut down, so the process would not exit after its answer.
   const session = await openSession(env, repoRoot);
   try {
     return await fn(session);
@@ -50,8 +51,8 @@ export async function statusCommand(runId: string, json: boolean, env: Env, repo
 export async function listCommand(env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
   return withSession(env, repoRoot, async (session) => {
     out.write('RUN ID                          STATUS       STARTED\n');
-    for await (const w of session.client.workflow.list({ query: `WorkflowType = 'trainingPipeline'` })) {
-      const runId = runIdOfWorkflowId(w.workflowId) ?? w.workflowId;
+    for await (const w of session.client.workflow.list({ query: deploymentPipelinesQuery(session.config.deployment) })) {
+      const runId = runIdOfWorkflowId(session.config.deployment, w.workflowId) ?? w.workflowId;
       out.write(`${runId.padEnd(32)}${w.status.name.padEnd(13)}${w.startTime.toISOString()}\n`);
     }
     return 0;
@@ -60,7 +61,7 @@ export async function listCommand(env: Env, repoRoot: string, out: NodeJS.Writab
 
 export async function controlCommand(action: ControlAction, runId: string, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
   return withSession(env, repoRoot, async (session) => {
-    out.write(`${runId}: ${await controlRun(session.client, runId, action)}\n`);
+    out.write(`${runId}: ${await controlRun(session.client, session.config, runId, action)}\n`);
     return 0;
   });
 }

@@ -23,7 +23,7 @@ commands:
         run a training pipeline and watch it (presets: ci, tiny, paper); on the embedded Temporal dev server
         with in-process workers unless TEMPORAL_ADDRESS is set; the same --run-id continues a killed run
   status RUN_ID [--json]      a run's stage, step, checkpoints and report
-  list                        every run on the server
+  list                        every run of this deployment (SOPHIA_DEPLOYMENT) on the server
   pause|resume|stop|cancel RUN_ID
         pause (checkpoint, wait), resume, stop (checkpoint, evaluate, finish) or cancel a run
   api [--storage DIR|s3://…] [--workers]

@@ -21,6 +21,7 @@ import { assertValidName } from '../storage/keys';
 import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
 import { probeStorage } from '../storage/probe';
+import { identifyStore } from '../storage/store-id';
 import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { formatSeconds } from './progress';
@@ -83,8 +84,9 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const runId = options.runId ?? defaultRunId(new Date());
   assertValidName('run id', runId);
   const storage = openStorage(options.storage ?? defaultStorage(env, options.repoRoot), env);
-  // The run's storage must take a write before anything starts (a missing bucket, a read-only folder: refused here).
-  await probeStorage(storage, runId).catch(async (err: unknown) => {
+  // The run's storage must take a write before anything starts (a missing bucket, a read-only folder: refused here);
+  // its id (created on first use) goes into the run, and its workers check they write to that very store.
+  const store = await probeStorage(storage, runId).then(() => identifyStore(storage)).catch(async (err: unknown) => {
     await storage.close();
     throw err;
   });
@@ -108,7 +110,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     say(`run        ${runId}   (after a crash or kill: ${reattach})`);
     say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
     if (runsWorkersHere(options.workers, session)) workers = await startWorkers(session, storage);
-    const input = pipelineInput(runId, config, storage.location, session.config);
+    const input = pipelineInput(runId, config, store, session.config);
     const { handle, state } = await startRun(session.client, session.config, input);
     say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
     // No long poll of the workflow's result to end the watch sooner: the progress poll sees the end within `pollMs`,

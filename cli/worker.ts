@@ -17,7 +17,7 @@ export async function workerCommand(kinds: WorkerKind[], storageUrl: string | un
   const session = await openSession(env, repoRoot);
   try {
     const set = await startWorkers(session, storage, kinds);
-    out.write(`worker     ${kinds.join('+')} on ${session.describe()}; storage ${storage.location}${set.gpuQueue ? `; own queue ${set.gpuQueue}` : ''}\n`);
+    out.write(`worker     ${kinds.join('+')} of deployment ${session.config.deployment} on ${session.describe()}; storage ${storage.location}${set.gpuQueue ? `; own queue ${set.gpuQueue}` : ''}\n`);
     await set.run();
     out.write('worker     stopped\n');
     return 0;

@@ -1,8 +1,9 @@
 /**
  * Starting, finding and watching runs from a Temporal client (the CLI and the API use this; workers don't).
  *
- * A run's pipeline workflow id is `sophia-{runId}`; its stages are `sophia-{runId}/{stage}` (`common/run-layout.ts`). Starting a run
- * whose id is already running attaches to it; a finished one is never started again.
+ * A run's pipeline workflow id is `{deployment}-{runId}` (`sophia-{runId}` in the default deployment); its stages are
+ * `{deployment}-{runId}/{stage}` (`common/run-layout.ts`). Starting a run whose id is already running attaches to it; a
+ * finished one is never started again.
  */
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, TemporalFailure, defaultPayloadConverter } from '@temporalio/common';
@@ -12,16 +13,23 @@ import { SophiaError } from '../common/errors';
 import { pipelineWorkflowId, stageWorkflowId } from '../common/run-layout';
 import type { RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
+import type { StoreIdentity } from '../storage/store-id';
 import { DEFAULT_TEMPORAL_CONFIG, type TemporalConfig, heartbeatOverdueMs } from '../temporal.config';
 import type { trainingPipeline } from '../workflows/pipeline';
 import { type PipelineInput, type RunProgress, pauseSignal, progressQuery, resumeSignal, stageProgressQuery, stopSignal } from '../workflows/types';
 
-export function pipelineInput(runId: string, config: RunConfig, storageLocation: string, temporal: TemporalConfig): PipelineInput {
+/**
+ * A run as a client starts it. `store` is the run's storage as `identifyStore` found it (its location and id, which
+ * the run's activities check before they write); a bare location starts a run whose workers check the location only.
+ */
+export function pipelineInput(runId: string, config: RunConfig, store: StoreIdentity | string, temporal: TemporalConfig): PipelineInput {
   return {
     runId,
     config,
     configHash: hashConfig(config),
-    storage: storageLocation,
+    storage: typeof store === 'string' ? store : store.location,
+    ...(typeof store === 'string' ? {} : { storeId: store.id }),
+    deployment: temporal.deployment,
     profiles: { cpu: temporal.activities.cpu, gpu: temporal.activities.gpu, pinnedScheduleToStartMs: temporal.gpuPinTimeoutMs },
   };
 }
@@ -35,7 +43,7 @@ export interface StartedRun {
 }
 
 export async function startRun(client: Client, temporal: TemporalConfig, input: PipelineInput): Promise<StartedRun> {
-  const workflowId = pipelineWorkflowId(input.runId);
+  const workflowId = pipelineWorkflowId(temporal.deployment, input.runId);
   const existing = client.workflow.getHandle<typeof trainingPipeline>(workflowId);
   const running = await existing.describe().then(
     (d) => d.status.name === 'RUNNING',
@@ -61,10 +69,11 @@ export async function startRun(client: Client, temporal: TemporalConfig, input: 
 /**
  * The running run `runId`'s config differs from `config`: its top-level fields that differ (by hash of the
  * pipeline's input config), or undefined when no run of that id is running or it runs this very config. The
- * config is read from the run's first history event (its start input), so no worker needs to answer.
+ * config is read from the run's first history event (its start input), so no worker needs to answer. `temporal`
+ * names the deployment whose run it is (pass the deployment's config; the default is the `sophia` deployment).
  */
-export async function runningConfigDifference(client: Client, runId: string, config: RunConfig): Promise<string[] | undefined> {
-  const workflowId = pipelineWorkflowId(runId);
+export async function runningConfigDifference(client: Client, runId: string, config: RunConfig, temporal: Pick<TemporalConfig, 'deployment'> = DEFAULT_TEMPORAL_CONFIG): Promise<string[] | undefined> {
+  const workflowId = pipelineWorkflowId(temporal.deployment, runId);
   const running = await client.workflow
     .getHandle(workflowId)
     .describe()
@@ -246,10 +255,10 @@ export function readHeartbeat(details: unknown): Pick<LiveProgress, 'live' | 'ph
 
 /**
  * The pipeline's progress plus the running stage's latest activity heartbeat, and whether that heartbeat is overdue
- * (`stalled`) under `temporal`'s settings (pass the deployment's: its heartbeat timeouts and `SOPHIA_HEARTBEAT_OVERDUE`).
+ * (`stalled`) under `temporal`'s settings (pass the deployment's: its name, which names the run's workflows, its heartbeat timeouts and `SOPHIA_HEARTBEAT_OVERDUE`).
  */
-export async function runProgress(client: Client, runId: string, temporal: Pick<TemporalConfig, 'activities' | 'heartbeatOverdueFraction'> = DEFAULT_TEMPORAL_CONFIG): Promise<LiveProgress> {
-  const handle = client.workflow.getHandle<typeof trainingPipeline>(pipelineWorkflowId(runId));
+export async function runProgress(client: Client, runId: string, temporal: Pick<TemporalConfig, 'deployment' | 'activities' | 'heartbeatOverdueFraction'> = DEFAULT_TEMPORAL_CONFIG): Promise<LiveProgress> {
+  const handle = client.workflow.getHandle<typeof trainingPipeline>(pipelineWorkflowId(temporal.deployment, runId));
   const description = await handle.describe();
   const status = description.status.name;
   if (status === 'COMPLETED') return { ...(await handle.result()), live: undefined };
@@ -281,7 +290,7 @@ export async function runProgress(client: Client, runId: string, temporal: Pick<
   if (stage && progress.status !== 'completed') {
     // The running stage answers its own progress (since the `progress-by-query` patch stages no longer signal it to
     // the pipeline); its pending activity's last heartbeat gives the step within the chunk.
-    const child = client.workflow.getHandle(stageWorkflowId(pipelineWorkflowId(runId), stage));
+    const child = client.workflow.getHandle(stageWorkflowId(handle.workflowId, stage));
     const [description, current] = await Promise.all([child.describe().catch(() => undefined), child.query(stageProgressQuery).catch(() => undefined)]);
     if (current?.stage === stage) progress.current = current;
     const pending = description?.raw.pendingActivities ?? [];
@@ -309,9 +318,9 @@ async function hasWorkflowPollers(client: Client, taskQueue: string): Promise<bo
 
 export type ControlAction = 'pause' | 'resume' | 'stop' | 'cancel';
 
-/** Sends a control request to a run's pipeline; returns what it will do, in words. */
-export async function controlRun(client: Client, runId: string, action: ControlAction): Promise<string> {
-  const handle = client.workflow.getHandle(pipelineWorkflowId(runId));
+/** Sends a control request to a run's pipeline (of `temporal`'s deployment); returns what it will do, in words. */
+export async function controlRun(client: Client, temporal: Pick<TemporalConfig, 'deployment'>, runId: string, action: ControlAction): Promise<string> {
+  const handle = client.workflow.getHandle(pipelineWorkflowId(temporal.deployment, runId));
   if (action === 'cancel') await handle.cancel();
   else await handle.signal(action === 'pause' ? pauseSignal : action === 'resume' ? resumeSignal : stopSignal);
   return {

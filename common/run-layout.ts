@@ -1,6 +1,6 @@
 /**
  * A run's names, in one place: the storage stage of each kind of checkpoint (and of its metrics records), the
- * workflow ids of a run's pipeline and of its stages, and the formats of run ids. Pure (workflows, activities, the
+ * workflow ids of a run's pipeline, of its stages and of its launchers (per deployment), and the formats of run ids. Pure (workflows, activities, the
  * CLI, the API and the reports all use it); every clock here is UTC.
  *
  * Storage keys themselves (`runs/{runId}/{stage}/checkpoints/{step:08d}/…`) are built by `storage/keys.ts`.
@@ -26,24 +26,46 @@ export const STORAGE_STAGES = {
 
 export type StorageStage = (typeof STORAGE_STAGES)[keyof typeof STORAGE_STAGES];
 
-const PIPELINE_PREFIX = 'sophia-';
+/*
+ * Workflow and schedule ids start with the deployment's name (`TemporalConfig.deployment`, `SOPHIA_DEPLOYMENT`), so
+ * deployments sharing a Temporal namespace can run the same run id side by side and never see or control each other's
+ * runs. Deployment names contain no "-" and run ids no ":" (`storage/keys.ts`), so each id below names one deployment
+ * and one run. The default deployment, `sophia`, has the ids runs always had (`sophia-{runId}`).
+ */
 
-/** The workflow id of a run's pipeline: `sophia-{runId}`. */
-export const pipelineWorkflowId = (runId: string) => `${PIPELINE_PREFIX}${runId}`;
+/** The workflow id of a run's pipeline: `{deployment}-{runId}`. */
+export const pipelineWorkflowId = (deployment: string, runId: string) => `${deployment}-${runId}`;
 
-/** The run id of a pipeline workflow id, or undefined for other workflows. */
-export function runIdOfWorkflowId(workflowId: string): string | undefined {
-  return workflowId.startsWith(PIPELINE_PREFIX) && !workflowId.includes('/') ? workflowId.slice(PIPELINE_PREFIX.length) : undefined;
+/** The run id of one of `deployment`'s pipeline workflow ids, or undefined for other workflows (and deployments). */
+export function runIdOfWorkflowId(deployment: string, workflowId: string): string | undefined {
+  const prefix = `${deployment}-`;
+  return workflowId.startsWith(prefix) && !workflowId.includes('/') ? workflowId.slice(prefix.length) : undefined;
 }
 
-/** The workflow id of a stage's child workflow: `sophia-{runId}/{stage}`. */
+/**
+ * Temporal's visibility query for `deployment`'s pipelines (listing runs, counting running ones); `and` narrows it,
+ * e.g. `ExecutionStatus = 'Running'`.
+ */
+export const deploymentPipelinesQuery = (deployment: string, and?: string) =>
+  `WorkflowType = 'trainingPipeline' AND WorkflowId STARTS_WITH '${deployment}-'${and ? ` AND ${and}` : ''}`;
+
+/** The workflow id of a stage's child workflow: `{deployment}-{runId}/{stage}`. */
 export const stageWorkflowId = (pipelineId: string, stage: StageName) => `${pipelineId}/${stage}`;
 
 /** Workflow id of a schedule's launcher workflows (before Temporal's time suffix); ":" keeps launcher ids apart from run ids. */
-export const launcherWorkflowId = (scheduleId: string) => `sophia:schedule:${scheduleId}`;
+export const launcherWorkflowId = (deployment: string, scheduleId: string) => `${deployment}:schedule:${scheduleId}`;
 
 /** Workflow id of the launcher of a run started with a model line through the API. */
-export const modelLineWorkflowId = (runId: string) => `sophia:line:${runId}`;
+export const modelLineWorkflowId = (deployment: string, runId: string) => `${deployment}:line:${runId}`;
+
+/** The Temporal schedule id of the deployment's schedule `id` (the id the API shows): `{deployment}-{id}`. */
+export const scheduleIdOf = (deployment: string, id: string) => `${deployment}-${id}`;
+
+/** The API's id of one of `deployment`'s Temporal schedule ids, or undefined for other schedules. */
+export function scheduleNameOf(deployment: string, scheduleId: string): string | undefined {
+  const prefix = `${deployment}-`;
+  return scheduleId.startsWith(prefix) ? scheduleId.slice(prefix.length) : undefined;
+}
 
 /** `{prefix}-{yyyymmdd-hhmmss}` of `time` in UTC: run ids a person can read and type again. */
 export function runIdAt(prefix: string, time: Date): string {

@@ -1,9 +1,9 @@
 /**
  * Builds Sophia's workers from `temporal.config.ts`.
  *
- * - The CPU worker polls `sophia-cpu`: it hosts the workflows (deterministic orchestration) and the CPU
- *   activities (data, checkpoint lookups, reports).
- * - A GPU worker polls `sophia-gpu` and its own queue (`sophia-gpu-w-…`, unique per process) with the engine
+ * - The CPU worker polls `{deployment}-cpu` (`sophia-cpu` in the default deployment): it hosts the workflows
+ *   (deterministic orchestration) and the CPU activities (data, checkpoint lookups, reports).
+ * - A GPU worker polls `{deployment}-gpu` and its own queue (`{deployment}-gpu-w-…`, unique per process) with the engine
  *   activities. Both pollers share one engine pool and one lock: one engine activity at a time per GPU, and a
  *   run's consecutive chunks, routed to the worker's own queue, find their model still in memory.
  *

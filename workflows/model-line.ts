@@ -1,13 +1,14 @@
 /**
  * `modelLineRun`: what a retraining schedule (or `POST /runs` with a model line) starts. It names the run
  * (`{prefix}-{yyyymmdd-hhmmss}` of its start time, so every scheduled run gets its own id and storage), resolves
- * the line's latest checkpoint to start from, runs `trainingPipeline` as a child (`sophia-{runId}`: an ordinary
+ * the line's latest checkpoint to start from, runs `trainingPipeline` as a child (`{deployment}-{runId}`: an ordinary
  * run, listed and controlled like any other), and records the run as the line's latest once it completed.
  * Waiting for the child is what makes the schedule's overlap policy apply to training runs.
  */
 import { ParentClosePolicy, executeChild, workflowInfo } from '@temporalio/workflow';
 import type { LineStart } from '../activities/model-lines';
 import { pipelineWorkflowId, scheduledRunId } from '../common/run-layout';
+import { DEFAULT_TEMPORAL_CONFIG } from '../temporal.config';
 import { cpuActivities } from './proxies';
 import type { trainingPipeline } from './pipeline';
 import type { PipelineInput, RunProgress } from './types';
@@ -36,9 +37,10 @@ export async function modelLineRun(input: ModelLineRunInput): Promise<ModelLineR
   const acts = cpuActivities(pipeline.profiles);
   const info = workflowInfo();
   const runId = pipeline.runId ?? scheduledRunId(input.runIdPrefix, info.workflowId, info.runStartTime);
-  const prepared = await acts.prepareLineRun({ runId, config: pipeline.config, storage: pipeline.storage, from: input.from, freshData: input.freshData });
+  const prepared = await acts.prepareLineRun({ runId, config: pipeline.config, storage: pipeline.storage, storeId: pipeline.storeId, from: input.from, freshData: input.freshData });
   const result = await executeChild<typeof trainingPipeline>('trainingPipeline', {
-    workflowId: pipelineWorkflowId(runId),
+    // Inputs from before deployments had names carry none: theirs was the default one.
+    workflowId: pipelineWorkflowId(pipeline.deployment ?? DEFAULT_TEMPORAL_CONFIG.deployment, runId),
     taskQueue: pipeline.profiles.cpu.taskQueue,
     // The run outlives its launcher: cancelling or losing this workflow never kills training.
     parentClosePolicy: ParentClosePolicy.ABANDON,
@@ -49,6 +51,7 @@ export async function modelLineRun(input: ModelLineRunInput): Promise<ModelLineR
   if (input.line && result.status === 'completed') {
     const out = await acts.recordLineRun({
       storage: pipeline.storage,
+      storeId: pipeline.storeId,
       line: input.line,
       runId,
       checkpoints: result.checkpoints,

@@ -28,6 +28,13 @@ export interface PipelineInput {
   configHash: string;
   /** Where the run's data and checkpoints live ("local:/…", "s3://…"); workers check they use the same. */
   storage: string;
+  /**
+   * The id of that store (its marker, `storage/store-id.ts`) when the run was started: activities refuse to write to a
+   * store with another id, whatever its location string says. Absent in runs started before stores had ids.
+   */
+  storeId?: string | undefined;
+  /** The deployment that started the run (`TemporalConfig.deployment`); absent in runs started before deployments had names (`sophia`). */
+  deployment?: string | undefined;
   profiles: ActivityProfiles;
 }
 

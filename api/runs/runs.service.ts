@@ -10,11 +10,12 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { z } from 'zod';
 import { controlRun, pipelineInput, runProgress, runningConfigDifference, startRun } from '../../clients/runs';
-import { defaultRunId, modelLineWorkflowId, pipelineWorkflowId, runIdOfWorkflowId } from '../../common/run-layout';
+import { defaultRunId, deploymentPipelinesQuery, modelLineWorkflowId, pipelineWorkflowId, runIdOfWorkflowId } from '../../common/run-layout';
 import { CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../../common/errors';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { getJson } from '../../storage/json';
+import { identifyStore } from '../../storage/store-id';
 import { Storage } from '../../storage/types';
 import type { ModelLineRunInput } from '../../workflows/model-line';
 import { resolveRequestConfig } from '../common/dto';
@@ -89,21 +90,21 @@ export class RunsService {
     // The storage must take a write before anything starts: a missing bucket or an unwritable folder is a 503 here.
     await assertStorageWritable(this.storage, runId);
     const temporal = this.settings.temporal;
-    const input = pipelineInput(runId, config, this.storage.location, temporal);
+    const input = pipelineInput(runId, config, await identifyStore(this.storage), temporal);
     // Posting a running run's id attaches to it only with the config it runs: another would be silently ignored.
-    const differs = await runningConfigDifference(this.client, runId, config);
+    const differs = await runningConfigDifference(this.client, runId, config, temporal);
     if (differs) {
       throw new ApiError(409, 'body.runId', `run ${runId} is running with another config (${differs.join(', ')} differ): post its own config to attach, or choose another runId`);
     }
     // A new run must fit the deployment's limits; posting the id of an existing run starts nothing.
-    if (!(await this.describe(runId).catch(() => undefined))) await assertRoomForRun(this.client, this.settings.config.limits, { line: body.modelLine, field: body.modelLine ? 'body.modelLine' : 'body' });
+    if (!(await this.describe(runId).catch(() => undefined))) await assertRoomForRun(this.client, temporal, this.settings.config.limits, { line: body.modelLine, field: body.modelLine ? 'body.modelLine' : 'body' });
     let state: 'started' | 'attached' | 'finished';
     if (body.modelLine) {
       state = await this.startLineRun(input, body.modelLine);
     } else {
       state = (await startRun(this.client, temporal, input)).state;
     }
-    return { runId, workflowId: pipelineWorkflowId(runId), state, links: { self: `/runs/${runId}`, events: `/runs/${runId}/events` } };
+    return { runId, workflowId: pipelineWorkflowId(temporal.deployment, runId), state, links: { self: `/runs/${runId}`, events: `/runs/${runId}/events` } };
   }
 
   /** Starts the run through `modelLineRun` (which records it in the line) and waits until the pipeline exists. */
@@ -114,7 +115,7 @@ export class RunsService {
     const launcher: ModelLineRunInput = { pipeline, runIdPrefix: input.runId, line, from: undefined, freshData: false };
     await this.client.workflow.start('modelLineRun', {
       taskQueue: this.settings.temporal.taskQueues.cpu,
-      workflowId: modelLineWorkflowId(input.runId),
+      workflowId: modelLineWorkflowId(this.settings.temporal.deployment, input.runId),
       workflowIdConflictPolicy: 'USE_EXISTING',
       args: [launcher],
     });
@@ -127,7 +128,7 @@ export class RunsService {
   }
 
   async list(query: z.infer<typeof ListRunsQuery>): Promise<{ runs: RunSummary[]; nextPageToken: string | null }> {
-    const filter = `WorkflowType = 'trainingPipeline'${query.status ? ` AND ExecutionStatus = '${STATUS_QUERY[query.status]}'` : ''}`;
+    const filter = deploymentPipelinesQuery(this.settings.temporal.deployment, query.status ? `ExecutionStatus = '${STATUS_QUERY[query.status]}'` : undefined);
     const nextPageToken = query.pageToken !== undefined ? this.openToken(query.pageToken) : undefined;
     const response = await this.client.workflowService.listWorkflowExecutions({
       namespace: this.settings.temporal.connection.namespace,
@@ -142,7 +143,7 @@ export class RunsService {
       const start = optionalTsToMs(e.startTime);
       const close = optionalTsToMs(e.closeTime);
       return {
-        runId: runIdOfWorkflowId(workflowId) ?? workflowId,
+        runId: runIdOfWorkflowId(this.settings.temporal.deployment, workflowId) ?? workflowId,
         workflowId,
         status: STATUS_BY_NUMBER[e.status ?? 0] ?? 'running',
         startTime: start !== undefined ? new Date(start).toISOString() : null,
@@ -169,7 +170,7 @@ export class RunsService {
   }
 
   async describe(runId: string): Promise<RunSummary> {
-    const handle = this.client.workflow.getHandle(pipelineWorkflowId(runId));
+    const handle = this.client.workflow.getHandle(pipelineWorkflowId(this.settings.temporal.deployment, runId));
     const d = await handle.describe().catch((err: unknown) => {
       if (err instanceof WorkflowNotFoundError) throw new ApiError(404, 'path.id', `no run ${runId}`);
       throw err;
@@ -216,7 +217,7 @@ export class RunsService {
   async control(runId: string, action: z.infer<typeof ControlAction>): Promise<{ runId: string; action: typeof action; message: string }> {
     const summary = await this.describe(runId);
     if (summary.status !== 'running') throw new ApiError(409, 'path.id', `run ${runId} is ${summary.status}: only a running run can be paused, resumed, stopped or cancelled`);
-    const message = await controlRun(this.client, runId, action);
+    const message = await controlRun(this.client, this.settings.temporal, runId, action);
     return { runId, action, message };
   }
 

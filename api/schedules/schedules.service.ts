@@ -1,7 +1,8 @@
 /**
  * Retraining schedules as Temporal Schedules. Each schedule starts `modelLineRun` (workflows/model-line.ts),
  * which names the run `{scheduleId}-{yyyymmdd-hhmmss}`, resolves the model line's latest checkpoint, runs the
- * pipeline and records the result in the line. Temporal schedule ids are `sophia-{id}`.
+ * pipeline and records the result in the line. Temporal schedule ids are `{deployment}-{id}` (`sophia-{id}` in the
+ * default deployment; `common/run-layout.ts`), and only the deployment's own schedules are listed and controlled.
  */
 import { Inject, Injectable } from '@nestjs/common';
 import { Client, ScheduleAlreadyRunning, ScheduleNotFoundError, type ScheduleDescription, type ScheduleOverlapPolicy } from '@temporalio/client';
@@ -9,7 +10,8 @@ import type { z } from 'zod';
 import { parseDurationMs, formatDurationMs } from '../../common/duration';
 import { pipelineInput } from '../../clients/runs';
 import type { ModelLineRunInput } from '../../workflows/model-line';
-import { launcherWorkflowId, scheduledRunId } from '../../common/run-layout';
+import { launcherWorkflowId, scheduleIdOf, scheduleNameOf, scheduledRunId } from '../../common/run-layout';
+import { identifyStore } from '../../storage/store-id';
 import { Storage } from '../../storage/types';
 import { resolveRequestConfig } from '../common/dto';
 import { ApiError } from '../common/errors';
@@ -19,7 +21,6 @@ import { assertStorageWritable } from '../runs/storage-check';
 import { assertBackfillSize, assertScheduleInterval } from './schedule-limits';
 import type { CreateScheduleBody, ScheduleAction, ScheduleActionBody, ScheduleList, ScheduleView } from './schedules.dto';
 
-const PREFIX = 'sophia-';
 const toOverlap = (o: string) => o.toUpperCase() as ScheduleOverlapPolicy;
 
 /** A schedule's cron or interval as it was created (the memo), else as Temporal describes its intervals. */
@@ -40,7 +41,7 @@ export class SchedulesService {
   ) {}
 
   private handle(id: string) {
-    return this.client.schedule.getHandle(`${PREFIX}${id}`);
+    return this.client.schedule.getHandle(scheduleIdOf(this.settings.temporal.deployment, id));
   }
 
   private async described(id: string): Promise<ScheduleDescription> {
@@ -57,7 +58,7 @@ export class SchedulesService {
     const config = resolveRequestConfig(body, this.settings.config.runResources);
     await assertStorageWritable(this.storage, body.id);
     const temporal = this.settings.temporal;
-    const { runId: _runId, configHash: _hash, ...pipeline } = pipelineInput('scheduled', config, this.storage.location, temporal);
+    const { runId: _runId, configHash: _hash, ...pipeline } = pipelineInput('scheduled', config, await identifyStore(this.storage), temporal);
     const line = body.modelLine ?? body.startFrom?.modelLine;
     const input: ModelLineRunInput = {
       pipeline,
@@ -68,9 +69,9 @@ export class SchedulesService {
     };
     try {
       await this.client.schedule.create({
-        scheduleId: `${PREFIX}${body.id}`,
+        scheduleId: scheduleIdOf(temporal.deployment, body.id),
         spec: body.cron ? { cronExpressions: [body.cron.trim()] } : { intervals: [{ every: parseDurationMs(body.every!)! }] },
-        action: { type: 'startWorkflow', workflowType: 'modelLineRun', workflowId: launcherWorkflowId(body.id), taskQueue: temporal.taskQueues.cpu, args: [input] },
+        action: { type: 'startWorkflow', workflowType: 'modelLineRun', workflowId: launcherWorkflowId(temporal.deployment, body.id), taskQueue: temporal.taskQueues.cpu, args: [input] },
         policies: { overlap: toOverlap(body.overlap), catchupWindow: parseDurationMs(body.catchupWindow)! },
         state: { paused: body.paused, ...(body.note ? { note: body.note } : {}) },
         // Temporal describes cron specs back as calendars: keep what the user wrote, to show it as written.
@@ -89,8 +90,8 @@ export class SchedulesService {
   async list(): Promise<z.infer<typeof ScheduleList>> {
     const schedules: z.infer<typeof ScheduleList>['schedules'] = [];
     for await (const s of this.client.schedule.list()) {
-      if (!s.scheduleId.startsWith(PREFIX)) continue;
-      const id = s.scheduleId.slice(PREFIX.length);
+      const id = scheduleNameOf(this.settings.temporal.deployment, s.scheduleId);
+      if (id === undefined) continue; // another deployment's (or not Sophia's)
       schedules.push({
         id,
         paused: s.state.paused,
@@ -133,7 +134,7 @@ export class SchedulesService {
     const { limits } = this.settings.config;
     if (action === 'trigger' || action === 'backfill') {
       const line = typeof d.memo?.modelLine === 'string' ? d.memo.modelLine : undefined;
-      await assertRoomForRun(this.client, limits, { line, field: 'path.id' });
+      await assertRoomForRun(this.client, this.settings.temporal, limits, { line, field: 'path.id' });
       await assertStorageWritable(this.storage, id);
     }
     switch (action) {

@@ -82,7 +82,7 @@ describe('API hardening', () => {
       expect(other.json).toMatchObject({ statusCode: 409, field: 'body.runId' });
       expect((other.json as { message: string }).message).toMatch(/seed, sft differ/);
     } finally {
-      await h.client.workflow.getHandle(pipelineWorkflowId(runId)).terminate('test over').catch(() => undefined);
+      await h.client.workflow.getHandle(pipelineWorkflowId(h.temporal.deployment, runId)).terminate('test over').catch(() => undefined);
     }
   });
 

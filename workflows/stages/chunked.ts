@@ -184,7 +184,7 @@ export async function trainInChunks(t: ChunkedTraining): Promise<void> {
     } catch (err) {
       if (isCancellation(err) && (control.cancelledRunning || state.paused || state.stopRequested)) {
         // The chunk committed its current step before ending: continue (or stop) from there.
-        const latest = await cpu.latestCheckpoint({ runId: control.input.runId, stage: t.storageStage, storage: control.input.storage });
+        const latest = await cpu.latestCheckpoint({ runId: control.input.runId, stage: t.storageStage, storage: control.input.storage, storeId: control.input.storeId });
         if (latest) {
           state.step = latest.step;
           state.checkpointKey = latest.key;
@@ -214,7 +214,7 @@ export async function finalCheckpoint(t: ChunkedTraining, initStage: string): Pr
   if (key) return key;
   // Stopped before the first chunk committed anything: the newest of the stage or its initial weights, if any.
   const cpu = cpuActivities(control.input.profiles);
-  const where = { runId: control.input.runId, storage: control.input.storage };
+  const where = { runId: control.input.runId, storage: control.input.storage, storeId: control.input.storeId };
   const latest = (await cpu.latestCheckpoint({ ...where, stage: t.storageStage })) ?? (await cpu.latestCheckpoint({ ...where, stage: initStage }));
   return latest?.key;
 }

@@ -21,7 +21,7 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
   if (!final) {
     throw ApplicationFailure.nonRetryable('evaluation needs a checkpoint: run sftWarmup first or set startFrom.checkpointKey', 'ConfigError');
   }
-  const common = { runId: input.runId, config: input.config, storage: input.storage, ...(input.artifacts.dataRunId ? { dataRunId: input.artifacts.dataRunId } : {}) };
+  const common = { runId: input.runId, config: input.config, storage: input.storage, storeId: input.storeId, ...(input.artifacts.dataRunId ? { dataRunId: input.artifacts.dataRunId } : {}) };
   const say = simpleStageProgress(input, { stage: 'evaluation', step: 0, totalSteps: 1, metrics: {}, checkpointKey: final, worker: undefined });
   const wanted = input.config.evaluation.baseline !== false; // absent from configs recorded before it existed: those evaluated it
   const baselines: { label: 'initial' | 'sft'; key: string }[] = [];

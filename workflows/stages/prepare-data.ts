@@ -7,7 +7,7 @@ export async function prepareDataStage(input: StageInput): Promise<StageOutput> 
   const acts = cpuActivities(input.profiles);
   const say = simpleStageProgress(input, { stage: 'prepareData', step: 0, totalSteps: 1, metrics: {}, checkpointKey: undefined, worker: undefined });
   await say('generating the dataset');
-  const out = await acts.prepareData({ runId: input.runId, config: input.config, storage: input.storage });
+  const out = await acts.prepareData({ runId: input.runId, config: input.config, storage: input.storage, storeId: input.storeId });
   return {
     stage: 'prepareData',
     checkpointKey: input.inputCheckpointKey,

@@ -31,7 +31,7 @@ export async function rewardModelStage(input: StageInput, carry?: RewardModelCar
   const control = new StageControl(input, 'rewardModel', state, settings.steps);
   const cpu = cpuActivities(input.profiles);
   const gpu = gpuActivities(control.gpuOptions(undefined, false));
-  const common = { runId: input.runId, config: input.config, storage: input.storage, dataRunId: input.artifacts.dataRunId ?? input.runId };
+  const common = { runId: input.runId, config: input.config, storage: input.storage, storeId: input.storeId, dataRunId: input.artifacts.dataRunId ?? input.runId };
 
   if (!state.dataReady && !state.stopRequested) {
     await control.report('sampling responses of the SFT policy');

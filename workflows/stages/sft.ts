@@ -15,7 +15,7 @@ export async function sftWarmupStage(input: StageInput, carry?: SftCarry): Promi
   const settings = input.config.sft;
   const state: SftCarry = carry ?? { ...freshCarry(input), checkpointKey: input.inputCheckpointKey };
   const control = new StageControl(input, 'sftWarmup', state, settings.steps);
-  const chunkInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage };
+  const chunkInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, storeId: input.storeId };
   const training: ChunkedTraining = {
     control,
     state,

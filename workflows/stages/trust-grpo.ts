@@ -62,7 +62,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
       continue;
     }
     const step = state.step + 1;
-    const stepInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step, policyStartKey };
+    const stepInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, storeId: input.storeId, dataRunId, step, policyStartKey };
     const gpu = gpuActivities(control.gpuOptions(state.queue, false));
     // Since 'rl-step-v2': progress goes to the pipeline at most every REPORT_EVERY_MS of workflow time (a signal per
     // step was a large share of a short step's orchestration cost), and outcome and thinking rewards run at once.
@@ -130,6 +130,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         runId: input.runId,
         config: input.config,
         storage: input.storage,
+        storeId: input.storeId,
         dataRunId,
         label: `grpo-${step}`,
         checkpointKey: state.checkpointKey,
@@ -146,7 +147,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
   }
   if (state.stopRequested && state.step > 0) {
     await control.report('committing the policy (stop)');
-    const stopInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, dataRunId, step: state.step, policyStartKey };
+    const stopInput: RlStepInput = { runId: input.runId, config: input.config, configHash: input.configHash, storage: input.storage, storeId: input.storeId, dataRunId, step: state.step, policyStartKey };
     const commit = (queue: string | undefined) => gpuActivities(control.gpuOptions(queue, false)).checkpointPolicy(stopInput);
     const committed = await commit(state.queue).catch((err: unknown) => {
       if (state.queue && isStartTimeout(err)) return commit(undefined); // the worker is gone: the newest committed one
