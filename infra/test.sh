@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (`npm test`, also what CI runs): typecheck, lint, then unit and integration tests
-# in one vitest run (one summary). Works on a fresh clone: installs npm packages, the pinned tools and (as root on
-# Debian-like systems) Chromium for the dashboard test if they are missing, and starts the local stack if it is not
-# up (stopping it again afterwards; a stack that was already running is left running).
+# in one vitest run, then the PyTorch engine's pytest suite (one closing count over both). Works on a fresh clone:
+# installs npm packages, the pinned tools, the torch engine's venv and (as root on Debian-like systems) Chromium for
+# the dashboard test if they are missing, and starts the local stack if it is not up (stopping it again afterwards;
+# a stack that was already running is left running).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
@@ -33,12 +34,21 @@ step() {
 step typecheck npx tsc --noEmit -p .
 step lint npx eslint .
 report=.sophia/test-report.json
-mkdir -p .sophia && rm -f "$report"
+junit=.sophia/pytest-report.xml
+mkdir -p .sophia && rm -f "$report" "$junit"
 step "unit + integration tests" npx vitest run --reporter=default --reporter=json --outputFile.json="$report"
+# The PyTorch engine's own tests (engine/torch: the engine process on a tiny Qwen2.5-VL built locally, CPU, fp32),
+# in the project's pinned venv (installed on first use: ~1.5 min and ~5.6 GB from PyPI).
+torch_engine_tests() {
+  local py
+  py="$(bash infra/local/install-torch.sh)" || return 1
+  "$py" -m pytest -q -p no:cacheprovider --junitxml="$junit" engine/torch/tests
+}
+step "torch engine tests (pytest)" torch_engine_tests
 
 echo
 echo "== summary"
 printf '   %s\n' "${results[@]}"
 # The plain closing line ("tests: N passed, N failed, N skipped"), alone on its line, for CI to read.
-node infra/test-counts.mjs "$report" || failed=1
+node infra/test-counts.mjs "$report" "$junit" || failed=1
 exit "$failed"
