@@ -10,6 +10,8 @@
  *    only when the engine does not equal the checkpoint it must start from (another worker trained meanwhile,
  *    or this worker lost its state).
  *  - Early stopping bookkeeping (`BestTracker`) travels in the checkpoint manifests, so it survives workers.
+ *  - A checkpoint that does not read back intact is quarantined and the one before it used
+ *    (`checkpoint-recovery.ts`); the chunk's output lists those events.
  *
  * The loop itself (steps, validation grid, early stopping) is `supervisedSteps` (`training/sft.ts`), the same one
  * `sophia sft` runs in one process; what a step and a validation compute is the caller's (`step`, `validate`);
@@ -24,7 +26,8 @@ import type { CheckpointManifest } from '../storage/manifest';
 import { appendMetrics, type MetricRecord } from '../storage/metrics-log';
 import type { Storage } from '../storage/types';
 import { type BestTracker, NO_BEST, type SupervisedLoop, supervisedSteps } from '../training/sft';
-import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
+import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
+import { saveEngineCheckpoint } from './engine-checkpoints';
 import type { EnginePool } from './engine-pool';
 
 export interface ChunkOutput {
@@ -40,6 +43,8 @@ export interface ChunkOutput {
   /** The task queue only this worker polls: send the run's next chunk there. */
   workerQueue: string;
   worker: string;
+  /** Corrupt checkpoints this chunk quarantined before it could start (absent when none). */
+  events?: RunEvent[];
 }
 
 export interface ChunkHeartbeat {
@@ -85,15 +90,19 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
   const where = { runId: spec.runId, stage: spec.stage };
   return engines.exclusive(async () => {
     const { engine } = await engines.slot(slotName, spec.engine);
-    let initial = await store.latest(spec.runId, spec.initStage);
-    if (!initial) {
+    const initialize = async (): Promise<CheckpointManifest> => {
       await spec.initialize(engine);
-      initial = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, meta: { tracker: NO_BEST } });
-      engines.mark(slotName, initial.key);
-    }
-    const latest = (await store.latest(spec.runId, spec.stage)) ?? initial;
+      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, meta: { tracker: NO_BEST } });
+      engines.mark(slotName, manifest.key);
+      return manifest;
+    };
+    let initial = (await store.latest(spec.runId, spec.initStage)) ?? (await initialize());
+    let latest = (await store.latest(spec.runId, spec.stage)) ?? initial;
+    const events: RunEvent[] = [];
     if ((await engines.slot(slotName, spec.engine)).checkpointKey !== latest.key) {
-      await loadEngineCheckpoint(store, latest.key, engine);
+      // The newest checkpoint that reads back intact (corrupt ones are quarantined), else fresh initial weights.
+      latest = (await loadNewestIntact(store, engine, { runId: spec.runId, stages: [spec.stage, spec.initStage] }, events)) ?? (await initialize());
+      if (latest.stage === spec.initStage) initial = latest;
       engines.mark(slotName, latest.key);
       log.info('engine loaded from storage', { ...where, step: latest.step, checkpointKey: latest.key });
     }
@@ -159,6 +168,7 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
       metrics: { ...(lastLoss !== undefined ? { loss: lastLoss } : {}), ...(Number.isFinite(tracker.bestValLoss) ? { bestValLoss: tracker.bestValLoss } : {}) },
       workerQueue: deps.workerQueue,
       worker: deps.identity,
+      ...(events.length > 0 ? { events } : {}),
     };
   });
 }

@@ -34,6 +34,7 @@ import { grpoUpdate, referenceLogprobs } from '../training/grpo';
 import { scoreResponses } from '../training/reward-model';
 import { type Rollout, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
+import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
 import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
@@ -61,6 +62,8 @@ export interface RolloutOutput {
   stoppedRate: number;
   workerQueue: string;
   worker: string;
+  /** Corrupt checkpoints quarantined while the policy was reloaded (absent when none). */
+  events?: RunEvent[];
 }
 
 export interface OutcomeOutput {
@@ -89,6 +92,8 @@ export interface UpdateOutput {
   metrics: Record<string, number>;
   workerQueue: string;
   worker: string;
+  /** Corrupt checkpoints quarantined while the policy was reloaded (absent when none). */
+  events?: RunEvent[];
 }
 
 interface StoredRollouts {
@@ -125,21 +130,21 @@ export function createRlActivities(deps: RlDeps) {
     return batchIndices(train.length, rl.promptsPerStep, input.step - 1, input.config.seed ^ 0x9a1b).map((i) => train[i]!);
   }
 
-  /** The run's policy engine at step − 1, or the step it could be put at (then the caller rewinds). */
-  async function policyAt(input: RlStepInput): Promise<{ engine: Engine; at: number }> {
+  /**
+   * The run's policy engine at step − 1, or the step it could be put at (then the caller rewinds): the newest `grpo`
+   * checkpoint that reads back intact (corrupt ones are quarantined, listed in `events`), else the SFT checkpoint.
+   */
+  async function policyAt(input: RlStepInput): Promise<{ engine: Engine; at: number; events: RunEvent[] }> {
     const slot = `${input.runId}/policy`;
+    const events: RunEvent[] = [];
     const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
-    if (checkpointKey === tag(input.step - 1)) return { engine, at: input.step - 1 };
-    const latest = await store.latest(input.runId, GRPO_STAGE);
-    if (latest) {
-      await loadEngineCheckpoint(store, latest.key, engine);
-    } else {
-      await loadEngineCheckpoint(store, input.policyStartKey, engine, { freshOptimizer: true });
-    }
+    if (checkpointKey === tag(input.step - 1)) return { engine, at: input.step - 1, events };
+    const latest = await loadNewestIntact(store, engine, { runId: input.runId, stages: [GRPO_STAGE] }, events);
+    if (!latest) await loadEngineCheckpoint(store, input.policyStartKey, engine, { freshOptimizer: true });
     const at = latest?.step ?? 0;
     engines.mark(slot, tag(at));
     log.info('policy loaded from storage', { runId: input.runId, stage: GRPO_STAGE, step: at, checkpointKey: latest?.key ?? input.policyStartKey });
-    return { engine, at };
+    return { engine, at, events };
   }
 
   async function loaded(input: RlStepInput, slot: string, key: string): Promise<Engine> {
@@ -160,8 +165,9 @@ export function createRlActivities(deps: RlDeps) {
       const who = { workerQueue: deps.workerQueue, worker: deps.identity };
       return engines.exclusive(async () => {
         Context.current().heartbeat({ step: input.step, phase: 'rollouts' });
-        const { engine, at } = await policyAt(input);
-        if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who };
+        const { engine, at, events } = await policyAt(input);
+        const recovered = events.length > 0 ? { events } : {};
+        if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who, ...recovered };
         const rollouts = await sampleRollouts(engine, data.tokenizer, examples, {
           n: rl.groupSize,
           temperature: rl.temperature,
@@ -181,6 +187,7 @@ export function createRlActivities(deps: RlDeps) {
           meanLength: rollouts.reduce((a, r) => a + r.tokens.length, 0) / rollouts.length,
           stoppedRate: rollouts.filter((r) => r.stopped).length / rollouts.length,
           ...who,
+          ...recovered,
         };
       });
     },
@@ -272,8 +279,8 @@ export function createRlActivities(deps: RlDeps) {
       const who = { workerQueue: deps.workerQueue, worker: deps.identity };
       return engines.exclusive(async () => {
         const slot = `${input.runId}/policy`;
-        const { engine, at } = await policyAt(input);
-        if (at !== input.step - 1) return { step: at, rewindTo: at, checkpointKey: undefined, metrics: {}, ...who };
+        const { engine, at, events } = await policyAt(input);
+        if (at !== input.step - 1) return { step: at, rewindTo: at, checkpointKey: undefined, metrics: {}, ...who, ...(events.length > 0 ? { events } : {}) };
         engines.mark(slot, undefined); // mid-update: not a known step until it succeeds
         Context.current().heartbeat({ step: input.step, phase: 'update' });
         const update = await grpoUpdate(engine, data.tokenizer, examples, rollouts, refLogprobs, advantages, {

@@ -10,6 +10,10 @@
  *            mismatch is a `CorruptCheckpointError` naming the file.
  *   retain   keeps the last K and the best by a metric; deletes the rest (manifest first, so a half-deleted
  *            checkpoint is never visible) and removes orphaned attempts.
+ *   quarantine takes a committed checkpoint that did not read back intact out of use: a marker
+ *            `{dir}/quarantined-{attempt}.json` (why, when, its manifest) is written, then its manifest is
+ *            deleted, so `list`/`latest` no longer see it while its files stay for inspection. Retention and
+ *            `delete` never remove a quarantined attempt; a later save of the same step commits beside it.
  *
  * Activities pass the checkpoint's directory key (`manifest.key`) around, never the bytes (claim check).
  */
@@ -35,7 +39,7 @@ import {
   type CheckpointAddress,
 } from './keys';
 import { MANIFEST_FORMAT, parseManifest, sameContent, serializeManifest, type CheckpointFileEntry, type CheckpointManifest } from './manifest';
-import type { Storage } from './types';
+import type { ObjectInfo, Storage } from './types';
 
 /** One file to save: bytes in memory, or a stream factory for data too large to hold twice. */
 export type CheckpointFileInput =
@@ -76,7 +80,24 @@ export interface CheckpointInventory {
   invalid: { key: string; error: CorruptCheckpointError }[];
   /** Steps with files but no manifest: interrupted saves (invisible to `list`/`latest`). */
   incomplete: number[];
+  /** Steps with a quarantined attempt and no manifest of their own. */
+  quarantined: number[];
 }
+
+/** The marker of a quarantined checkpoint: why it was taken out of use, and the manifest it had. */
+export interface QuarantineMarker {
+  format: typeof QUARANTINE_FORMAT;
+  /** The checkpoint's directory key. */
+  key: string;
+  step: number;
+  reason: string;
+  quarantinedAt: string;
+  manifest: CheckpointManifest;
+}
+
+const QUARANTINE_FORMAT = 'sophia.quarantine.v1';
+const QUARANTINE_RE = /^quarantined-[0-9a-f]+\.json$/;
+const quarantineMarkerKey = (dir: string, attempt: string) => `${dir}/quarantined-${attempt}.json`;
 
 export interface CheckpointStoreOptions {
   /** Files saved or loaded concurrently (default 2). */
@@ -91,16 +112,27 @@ type CheckpointRef = string | CheckpointAddress;
 
 const STEP_DIR_RE = /^(\d{8})\/(.+)$/;
 
-/** Runs `fn` over `items` with at most `limit` in flight; rejects with the first error. */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight; after the first error no new item starts, and it rejects
+ * with that error once the items in flight have ended (so nothing is still writing when a failed save is cleaned up).
+ */
 async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failed = false;
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const item = items[next++]!;
-      await fn(item);
+      try {
+        await fn(item);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   });
-  await Promise.all(lanes);
+  const settled = await Promise.allSettled(lanes);
+  const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (rejected) throw rejected.reason;
 }
 
 /** Files at least this large are hashed off-thread when loaded. */
@@ -201,23 +233,24 @@ export class CheckpointStore {
     return parseManifest(bytes, dir);
   }
 
-  /** Classifies everything under a stage's checkpoints: committed, invalid manifests, incomplete saves. */
+  /** Classifies everything under a stage's checkpoints: committed, invalid manifests, incomplete saves, quarantined. */
   async inventory(runId: string, stage: string): Promise<CheckpointInventory> {
     const prefix = `${checkpointsPrefix(runId, stage)}/`;
-    const steps = new Map<number, { hasManifest: boolean }>();
+    const steps = new Map<number, { hasManifest: boolean; quarantined: boolean }>();
     for await (const info of this.storage.list(prefix)) {
       const match = STEP_DIR_RE.exec(info.key.slice(prefix.length));
       if (!match) continue;
       const step = Number(match[1]);
-      const entry = steps.get(step) ?? { hasManifest: false };
+      const entry = steps.get(step) ?? { hasManifest: false, quarantined: false };
       if (match[2] === 'manifest.json') entry.hasManifest = true;
+      if (QUARANTINE_RE.test(match[2]!)) entry.quarantined = true;
       steps.set(step, entry);
     }
-    const result: CheckpointInventory = { committed: [], invalid: [], incomplete: [] };
+    const result: CheckpointInventory = { committed: [], invalid: [], incomplete: [], quarantined: [] };
     const ordered = [...steps.entries()].sort(([a], [b]) => a - b);
-    for (const [step, { hasManifest }] of ordered) {
+    for (const [step, { hasManifest, quarantined }] of ordered) {
       if (!hasManifest) {
-        result.incomplete.push(step);
+        (quarantined ? result.quarantined : result.incomplete).push(step);
         continue;
       }
       const dir = checkpointKey(runId, stage, step);
@@ -305,11 +338,64 @@ export class CheckpointStore {
     return (await this.load(ref)).manifest;
   }
 
-  /** Deletes one checkpoint: the manifest first (it stops existing), then its files. */
+  /** Deletes one checkpoint: the manifest first (it stops existing), then its files; quarantined attempts stay. */
   async delete(ref: CheckpointRef): Promise<void> {
     const dir = this.dirOf(ref);
     await this.storage.delete(manifestKey(dir));
-    await this.storage.deletePrefix(`${dir}/`);
+    const kept = await this.quarantinedKeys(dir);
+    if (kept.size === 0) {
+      await this.storage.deletePrefix(`${dir}/`);
+      return;
+    }
+    for (const info of await this.storage.listAll(`${dir}/`)) {
+      if (!kept.has(info.key)) await this.storage.delete(info.key);
+    }
+  }
+
+  /**
+   * Takes a committed checkpoint out of use because it did not read back intact (`reason`: the
+   * `CorruptCheckpointError`'s message): writes its quarantine marker, then deletes its manifest if that still
+   * commits this very attempt. `latest` then answers the checkpoint before it. The files stay. Returns the marker.
+   */
+  async quarantine(manifest: CheckpointManifest, reason: string): Promise<QuarantineMarker> {
+    const marker: QuarantineMarker = { format: QUARANTINE_FORMAT, key: manifest.key, step: manifest.step, reason, quarantinedAt: this.now().toISOString(), manifest };
+    try {
+      await this.storage.put(quarantineMarkerKey(manifest.key, manifest.attempt), new TextEncoder().encode(`${JSON.stringify(marker, null, 2)}\n`), {
+        ifAbsent: true,
+        contentType: 'application/json',
+      });
+    } catch (err) {
+      if (!(err instanceof AlreadyExistsError)) throw err; // another worker quarantined it first
+    }
+    const current = await this.manifest(manifest.key).catch((err: unknown) => {
+      if (err instanceof CheckpointNotFoundError || err instanceof CorruptCheckpointError) return undefined;
+      throw err;
+    });
+    if (current?.attempt === manifest.attempt) await this.storage.delete(manifestKey(manifest.key));
+    return marker;
+  }
+
+  /** The quarantine markers of a stage's checkpoints, ascending by step. */
+  async quarantined(runId: string, stage: string): Promise<QuarantineMarker[]> {
+    const markers: QuarantineMarker[] = [];
+    for (const info of await this.storage.listAll(`${checkpointsPrefix(runId, stage)}/`)) {
+      if (!QUARANTINE_RE.test(info.key.split('/').at(-1) ?? '')) continue;
+      markers.push(JSON.parse(new TextDecoder().decode(await this.storage.get(info.key))) as QuarantineMarker);
+    }
+    return markers.sort((a, b) => a.step - b.step);
+  }
+
+  /** Keys in a checkpoint directory that quarantine keeps: the markers and the files of the attempts they name. */
+  private async quarantinedKeys(dir: string, listing?: ObjectInfo[]): Promise<Set<string>> {
+    const kept = new Set<string>();
+    const all = listing ?? (await this.storage.listAll(`${dir}/`));
+    for (const info of all) {
+      if (!QUARANTINE_RE.test(info.key.slice(dir.length + 1))) continue;
+      kept.add(info.key);
+      const attempt = /quarantined-([0-9a-f]+)\.json$/.exec(info.key)![1];
+      for (const file of all) if (file.key.startsWith(`${dir}/${attempt}/`)) kept.add(file.key);
+    }
+    return kept;
   }
 
   /**
@@ -338,9 +424,11 @@ export class CheckpointStore {
     for (const m of committed) {
       if (keep.has(m.step)) {
         result.kept.push(m.step);
-        // Remove files of other attempts at this step (zombie or retried writers that lost the commit).
-        const referenced = new Set([manifestKey(m.key), ...m.files.map((f) => `${m.key}/${f.key}`)]);
-        for (const info of await this.storage.listAll(`${m.key}/`)) {
+        // Remove files of other attempts at this step (zombie or retried writers that lost the commit), but not
+        // quarantined ones.
+        const listing = await this.storage.listAll(`${m.key}/`);
+        const referenced = new Set([manifestKey(m.key), ...m.files.map((f) => `${m.key}/${f.key}`), ...(await this.quarantinedKeys(m.key, listing))]);
+        for (const info of listing) {
           if (!referenced.has(info.key)) {
             await this.storage.delete(info.key);
             result.orphansRemoved++;

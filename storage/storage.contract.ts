@@ -306,6 +306,40 @@ export function describeStorageContract(name: string, open: () => Promise<Storag
         await expect(store.retain(runId, 'sft', { keepLast: 0 })).rejects.toBeInstanceOf(RangeError);
       });
 
+      it('quarantines a corrupt checkpoint: out of latest, files kept through retention and a re-save of its step', async () => {
+        const runId = ns();
+        const dir = (s: number) => checkpointKey(runId, 'sft', s);
+        for (const step of [1, 2, 3]) await store.save({ runId, stage: 'sft', step, files: files(step), configHash: 'h', metrics: { loss: 4 - step } });
+        const bad = (await store.latest(runId, 'sft'))!;
+        const weightsKey = `${bad.key}/${bad.files[0]!.key}`;
+        const flipped = Uint8Array.from(await storage.get(weightsKey));
+        flipped[7] = flipped[7]! ^ 0x01;
+        await storage.put(weightsKey, flipped);
+        const error = await store.load(bad.key).catch((err: unknown) => err);
+        expect(error).toBeInstanceOf(CorruptCheckpointError);
+        const marker = await store.quarantine(bad, (error as Error).message);
+        expect(marker).toMatchObject({ key: dir(3), step: 3, manifest: { attempt: bad.attempt } });
+        // Out of use: latest is the step before; the quarantined step is neither committed nor an incomplete save.
+        expect((await store.latest(runId, 'sft'))?.step).toBe(2);
+        expect(await store.inventory(runId, 'sft')).toMatchObject({ incomplete: [], quarantined: [3] });
+        expect((await store.quarantined(runId, 'sft')).map((m) => [m.step, m.reason])).toEqual([[3, expect.stringMatching(/weights\.bin has sha256/)]]);
+        // Quarantining it again (a second worker) changes nothing.
+        await store.quarantine(bad, 'again');
+        expect((await store.quarantined(runId, 'sft')).map((m) => m.reason)).toEqual([expect.stringMatching(/weights\.bin has sha256/)]);
+        // Training goes on from step 2 and commits step 3 again, beside the quarantined attempt.
+        const redone = await store.save({ runId, stage: 'sft', step: 3, files: files(3), configHash: 'h', metrics: { loss: 1 } });
+        expect(redone.attempt).not.toBe(bad.attempt);
+        await store.save({ runId, stage: 'sft', step: 4, files: files(4), configHash: 'h', metrics: { loss: 0.5 } });
+        // Retention keeps the quarantined files, whether it keeps the step's new checkpoint or deletes it.
+        await store.retain(runId, 'sft', { keepLast: 2 });
+        expect(sha256Hex(await storage.get(weightsKey))).toBe(sha256Hex(flipped));
+        await store.retain(runId, 'sft', { keepLast: 1 });
+        expect((await store.list(runId, 'sft')).map((m) => m.step)).toEqual([4]);
+        expect(sha256Hex(await storage.get(weightsKey))).toBe(sha256Hex(flipped));
+        expect((await store.quarantined(runId, 'sft')).map((m) => m.step)).toEqual([3]);
+        expect(await store.inventory(runId, 'sft')).toMatchObject({ incomplete: [], quarantined: [3] });
+      });
+
       it('saves and loads a 68 MiB checkpoint file streamed from a factory', async () => {
         const runId = ns();
         const big = patternBytes(68 * MiB, 13);
