@@ -14,6 +14,7 @@ import { runCommand } from './run';
 import { workerCommand } from './worker';
 import { sftCommand } from './sft';
 import { userPath } from './paths';
+import { releaseRuntime } from './session';
 import { RUN_PRESETS } from '../config/run-config';
 
 const USAGE = `usage: sophia <command> [options]
@@ -155,5 +156,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       return 2;
     }
     throw err;
+  } finally {
+    await releaseRuntime();
   }
 }

@@ -25,7 +25,8 @@ export interface Session {
   close(): Promise<void>;
 }
 
-let runtimeInstalled = false;
+/** The Temporal runtime this process installed, if any: its native half keeps the process alive until shut down. */
+let installedRuntime: Runtime | undefined;
 
 /** Where `sophia run` writes the Temporal runtime's logs of a run: `{SOPHIA_HOME}/logs/{runId}.log`. */
 export function runtimeLogFile(env: Env, repoRoot: string, runId: string): string {
@@ -50,7 +51,7 @@ function formatLogEntry(entry: { level: string; message: string; meta?: Record<s
  * SIGQUIT, SIGUSR2); `[]` for a command that handles them itself (`sophia run`).
  */
 export function installQuietRuntime(logFile?: string, options: { shutdownSignals?: NodeJS.Signals[] } = {}): void {
-  if (runtimeInstalled) return;
+  if (installedRuntime) return;
   const level = (process.env.SOPHIA_LOG_LEVEL as LogLevel | undefined) ?? 'WARN';
   if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
   const logger = new DefaultLogger(level, (entry) => {
@@ -60,8 +61,22 @@ export function installQuietRuntime(logFile?: string, options: { shutdownSignals
     if (logFile) appendFileSync(logFile, `${line}\n`);
     if (!logFile || entry.level === 'ERROR') printAbove(logFile ? `${line} (more in ${logFile})` : line);
   });
-  Runtime.install({ logger, ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}), telemetryOptions: { logging: { forward: {}, filter: { core: level, other: 'ERROR' } } } });
-  runtimeInstalled = true;
+  installedRuntime = Runtime.install({
+    logger,
+    ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}),
+    telemetryOptions: { logging: { forward: {}, filter: { core: level, other: 'ERROR' } } },
+  });
+}
+
+/**
+ * Shuts the installed runtime down (a no-op when none was, or workers already did): a command calls this when it
+ * ends, or its process would never exit — the runtime's native part is shut down only with the last worker, and
+ * commands without workers (status, resume, a watch-only run) have none.
+ */
+export async function releaseRuntime(): Promise<void> {
+  const runtime = installedRuntime;
+  installedRuntime = undefined;
+  await runtime?.shutdown();
 }
 
 export async function openSession(env: Env, repoRoot: string): Promise<Session> {
