@@ -1,6 +1,6 @@
 import { BadRequestException, HttpException, NotFoundException } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, NotFoundError, StorageUnavailableError } from '../../common/errors';
+import { ConfigError, NotFoundError, StorageConfigError, StorageUnavailableError } from '../../common/errors';
 import { DEFAULT_RUN_LIMITS } from '../../config/limits';
 import { downsample } from '../runs/runs.service';
 import type { MetricRecord } from '../../storage/metrics-log';
@@ -19,6 +19,8 @@ describe('error bodies', () => {
     expect(toErrorBody(new ConfigError('sft.steps', 'must be positive'), req, silent)).toMatchObject({ statusCode: 400, field: 'sft.steps' });
     expect(toErrorBody(new NotFoundError('runs/x/metrics.jsonl', 'local:/tmp'), req, silent)).toMatchObject({ statusCode: 404, field: 'id' });
     expect(toErrorBody(new StorageUnavailableError('S3 down'), req, silent)).toMatchObject({ statusCode: 503 });
+    // The server's storage misconfigured is the server's problem, not a bad request.
+    expect(toErrorBody(new StorageConfigError('bucket sophia does not exist'), req, silent)).toMatchObject({ statusCode: 503, field: 'storage' });
   });
 
   it('hide unexpected errors behind an id that is logged with the stack', () => {

@@ -5,14 +5,15 @@
  *     "issues": [{ "field": "…", "message": "…" }] }
  *
  * `field` names what to fix (a body path, a query or path parameter, the Authorization header, the URL path).
- * Sophia's own errors map by category (config/input → 400, not-found → 404, conflict → 409, unavailable → 503);
+ * Sophia's own errors map by category (config/input → 400, not-found → 404, conflict → 409, unavailable → 503;
+ * the server's storage misconfigured → 503 on field `storage`);
  * anything unexpected becomes a 500 whose body carries an id to find it in the log, never a stack trace.
  */
 import { randomBytes } from 'node:crypto';
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Request, Response } from 'express';
-import { ConfigError, SophiaError } from '../../common/errors';
+import { ConfigError, SophiaError, StorageConfigError } from '../../common/errors';
 
 export interface ApiErrorBody {
   statusCode: number;
@@ -66,6 +67,8 @@ export function toErrorBody(err: unknown, req: Pick<Request, 'path'>, logger: Pi
     return { statusCode: status, error: statusText(status), message: status === 404 && /^Cannot /.test(message) ? `no route ${req.path}` : message, field };
   }
   if (err instanceof WorkflowNotFoundError) return { statusCode: 404, error: 'Not Found', message: 'no such run or schedule', field: 'id' };
+  // The server's storage is misconfigured (a missing bucket, a folder it cannot write): not the request's fault.
+  if (err instanceof StorageConfigError) return { statusCode: 503, error: statusText(503), message: err.message, field: 'storage' };
   if (err instanceof SophiaError && err.category !== 'corrupt') {
     const status = CATEGORY_STATUS[err.category] ?? 500;
     const field = err instanceof ConfigError ? err.field : err.category === 'not-found' ? 'id' : 'request';
