@@ -46,7 +46,7 @@ describe('loading the newest intact checkpoint', () => {
 
     const target = createEngine({ kind: 'onnx' });
     const events: RunEvent[] = [];
-    const loaded = await env.run(() => loadNewestIntact(store, target, { runId: 'r', stages: ['sft', 'init'] }, events));
+    const loaded = await env.run<[], CheckpointManifest | undefined, () => Promise<CheckpointManifest | undefined>>(() => loadNewestIntact(store, target, { runId: 'r', stages: ['sft', 'init'] }, events));
     expect(loaded?.step).toBe(1);
     expect(target.step()).toBe(1);
     expect(await target.saveState()).toEqual(atStep1);
@@ -60,7 +60,7 @@ describe('loading the newest intact checkpoint', () => {
 
     // Every checkpoint of the stage corrupt: the next stage's (the initial weights).
     await flipByte(saved[0]!);
-    const fallback = await env.run(() => loadNewestIntact(store, target, { runId: 'r', stages: ['sft', 'init'] }, events));
+    const fallback = await env.run<[], CheckpointManifest | undefined, () => Promise<CheckpointManifest | undefined>>(() => loadNewestIntact(store, target, { runId: 'r', stages: ['sft', 'init'] }, events));
     expect(fallback?.key).toBe(init.key);
     expect(target.step()).toBe(0);
     // Nothing intact anywhere: undefined (the caller starts afresh), nothing left in `latest`.
