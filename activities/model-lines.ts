@@ -1,15 +1,18 @@
 /**
- * Model-line activities (CPU queue) for scheduled retraining: `prepareLineRun` resolves what a new run of a
+ * Model-line activities (CPU queue) for scheduled retraining: `checkRunRoom` says whether a schedule's firing may
+ * start its run under the deployment's running-run limits; `prepareLineRun` resolves what a new run of a
  * line starts from (the line's latest recorded checkpoints, or from scratch when it has none) and returns the
  * run's final config and its hash; `recordLineRun` records a completed run as the line's latest.
  */
-import { log } from '@temporalio/activity';
+import { Context, heartbeat, log, sleep } from '@temporalio/activity';
+import { SophiaError } from '../common/errors';
 import { type RunConfig, parseRunConfig } from '../config/run-config';
 import type { StageName } from '../config/stages';
 import { hashConfig } from '../storage/hashing';
 import { readLatest, recordRun } from '../storage/model-lines';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
+import { type RunningLimits, countRunning, overLimit } from './run-room';
 
 export interface LineStart {
   line: string;
@@ -43,6 +46,17 @@ export interface RecordLineRunInput extends RunStore {
   metrics: Record<string, number>;
 }
 
+export interface CheckRunRoomInput {
+  /** The deployment whose runs count (`TemporalConfig.deployment`). */
+  deployment: string;
+  limits: RunningLimits;
+  /** The model line the run would be counted in. */
+  line: string | undefined;
+}
+
+/** How long a firing waits to see itself listed by visibility before it counts (then the activity is retried). */
+const SELF_VISIBLE_TIMEOUT_MS = 10_000;
+
 /** A stable 31-bit seed from a run id (FNV-1a). */
 export function seedFromRunId(runId: string): number {
   let h = 0x811c9dc5;
@@ -55,6 +69,27 @@ export function seedFromRunId(runId: string): number {
 
 export function createModelLineActivities({ data }: { data: RunData }) {
   return withFailureMapping({
+    /**
+     * Whether the calling launcher may start its run: undefined, or why not (over which limit). It counts the runs
+     * running and the launchers that started before it and have not started theirs (`activities/run-room.ts`), with
+     * the worker's own Temporal client.
+     */
+    async checkRunRoom(input: CheckRunRoomInput): Promise<{ refused: string | undefined }> {
+      const { client, info } = Context.current();
+      const self = info.workflowExecution;
+      if (!self) throw new SophiaError('input', 'checkRunRoom counts for the launcher workflow that calls it: call it from a workflow');
+      const deadline = Date.now() + SELF_VISIBLE_TIMEOUT_MS;
+      for (;;) {
+        const count = await countRunning(client, input.deployment, input.line, self);
+        if (count) return { refused: overLimit(input.limits, count, input.line) };
+        if (Date.now() > deadline) {
+          throw new SophiaError('unavailable', `launcher ${self.workflowId} is not listed by Temporal's visibility ${SELF_VISIBLE_TIMEOUT_MS / 1000} s after it started, so the runs before it cannot be counted yet`);
+        }
+        heartbeat();
+        await sleep(200);
+      }
+    },
+
     async prepareLineRun(input: PrepareLineRunInput): Promise<PreparedLineRun> {
       await data.assertStorage(input);
       let config: unknown = input.config;

@@ -36,6 +36,7 @@ export type WorkerKind = 'cpu' | 'gpu';
 export const ACTIVITY_PLACEMENT = {
   // data and model lines
   prepareData: 'cpu',
+  checkRunRoom: 'cpu',
   prepareLineRun: 'cpu',
   recordLineRun: 'cpu',
   // supervised training in chunks (SFT warmup; the reward model's chunks are below)

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { formatDurationMs, parseDurationMs } from '../common/duration';
 import { ConfigError } from '../common/errors';
+import type { RunningLimits } from '../activities/run-room';
 import { type RunLimits as RunResourceLimits, loadRunLimits } from '../config/limits';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -44,13 +45,12 @@ export interface ApiConfig {
  * Bounds on how many runs requests can start, for the whole deployment: a schedule fires at most once per
  * `minScheduleIntervalMs` (`every`, and the gaps between a cron expression's fire times), a backfill starts at most
  * `maxBackfillRuns` runs, and `POST /runs` and schedule triggers and backfills are refused (409) while
- * `maxRunningRuns` pipelines run, or `maxRunningRunsPerLine` of the same model line.
+ * `maxRunningRuns` pipelines run, or `maxRunningRunsPerLine` of the same model line; a schedule's firing over them
+ * is skipped (the schedule carries them: `activities/run-room.ts`).
  */
-export interface RunLimits {
+export interface RunLimits extends RunningLimits {
   minScheduleIntervalMs: number;
   maxBackfillRuns: number;
-  maxRunningRuns: number;
-  maxRunningRunsPerLine: number;
 }
 
 export interface ApiEnvVar {
@@ -68,7 +68,7 @@ export const API_ENV_VARS: readonly ApiEnvVar[] = [
   { name: 'SOPHIA_API_EVENTS_POLL', doc: 'how often the events stream polls a run, in ms (default 1000)' },
   { name: 'SOPHIA_API_MIN_SCHEDULE_INTERVAL', doc: 'shortest interval between a schedule\'s runs (`every`, or between cron fire times), e.g. 1h (default 1h)' },
   { name: 'SOPHIA_API_MAX_BACKFILL_RUNS', doc: 'most runs one backfill may start (default 10)' },
-  { name: 'SOPHIA_API_MAX_RUNNING_RUNS', doc: 'runs running at once in the deployment beyond which POST /runs and schedule trigger/backfill are refused (default 8)' },
+  { name: 'SOPHIA_API_MAX_RUNNING_RUNS', doc: 'runs running at once in the deployment beyond which POST /runs and schedule trigger/backfill are refused, and a schedule\'s firings start no run (default 8)' },
   { name: 'SOPHIA_API_MAX_RUNNING_RUNS_PER_LINE', doc: 'the same, per model line (default 2)' },
 ];
 

@@ -4,7 +4,8 @@
  * Without TEMPORAL_ADDRESS it runs everything here: the embedded dev server (SQLite under .sophia/, survives
  * restarts) and in-process CPU and GPU workers. With TEMPORAL_ADDRESS it submits to that cluster and watches;
  * `--workers` also runs workers in this process. Running it again with the same `--run-id` after a kill attaches
- * to the same workflow, which continues from its last committed checkpoint.
+ * to the same workflow, which continues from its last committed checkpoint; with another config than the running
+ * run's, it refuses (exit 2) and names the top-level fields that differ.
  *
  * Ctrl-C (SIGINT) or SIGTERM: the first stops the in-process workers gracefully (the running activity gets the
  * shutdown grace time to commit a checkpoint), prints the command that re-attaches and exits with 128 + the
@@ -13,7 +14,8 @@
  * but left the watch, and so the process, running.)
  */
 import { constants } from 'node:os';
-import { pipelineInput, startRun } from '../clients/runs';
+import { pipelineInput, runningConfigDifference, startRun } from '../clients/runs';
+import { SophiaError } from '../common/errors';
 import { defaultRunId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
 import { assertSubmittable } from '../config/limits';
@@ -90,9 +92,20 @@ export async function runCommand(options: RunOptions): Promise<number> {
     await storage.close();
     throw err;
   });
+  const session = await openSession(env, options.repoRoot);
+  // Attaching to a running run would silently ignore this config if it is another: refuse, saying what differs.
+  // (Before the Temporal runtime is installed: once installed, it keeps the process alive until a worker has run.)
+  const differs = await runningConfigDifference(session.client, runId, config, session.config).catch((err: unknown) => err as Error);
+  if (differs !== undefined) {
+    await session.close();
+    await storage.close();
+    if (differs instanceof Error) throw differs;
+    throw new SophiaError('conflict', `run ${runId} is running with another config: ${differs.join(', ')} differ${differs.length === 1 ? 's' : ''}`, {
+      hint: `Give the --config of the running run to watch it, or another --run-id to start this config as a new run (and \`sophia stop ${runId}\` first if the running one should not go on)`,
+    });
+  }
   const logFile = runtimeLogFile(env, options.repoRoot, runId);
   installQuietRuntime(logFile, { shutdownSignals: [] });
-  const session = await openSession(env, options.repoRoot);
   const reattach = reattachCommand(options, runId);
   const interrupts = catchInterrupts((signal) => {
     say(`interrupted again (${signal}): exiting now; the run goes on in Temporal (${reattach})`);

@@ -118,6 +118,8 @@ export class RunsService {
       workflowId: modelLineWorkflowId(this.settings.temporal.deployment, input.runId),
       workflowIdConflictPolicy: 'USE_EXISTING',
       args: [launcher],
+      // Counted in its line until its pipeline runs (activities/run-room.ts).
+      memo: { modelLine: line },
     });
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {

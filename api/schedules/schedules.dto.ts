@@ -55,7 +55,14 @@ export const ScheduleView = z.object({
   startFrom: z.object({ modelLine: z.string(), stage: z.string() }).nullable(),
   configName: z.string().nullable(),
   nextRunTimes: z.array(z.string()),
-  recentRuns: z.array(z.object({ runId: z.string(), scheduledAt: z.string(), startedAt: z.string() })),
+  recentRuns: z.array(
+    z.object({
+      runId: z.string(),
+      scheduledAt: z.string(),
+      startedAt: z.string(),
+      skipped: z.string().nullable().describe('Why this firing started no run (the running-run limits), else null'),
+    }),
+  ),
   runningRuns: z.array(z.string()),
 });
 export type ScheduleView = z.infer<typeof ScheduleView>;

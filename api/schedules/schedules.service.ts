@@ -66,12 +66,15 @@ export class SchedulesService {
       line,
       from: body.startFrom ? { line: body.startFrom.modelLine, stage: body.startFrom.stage } : undefined,
       freshData: body.freshData,
+      // Each firing checks these before it starts training (workflows/model-line.ts): they travel in the schedule's
+      // action, so a firing reads the limits deterministically; changed limits apply to schedules created after.
+      limits: { maxRunningRuns: this.settings.config.limits.maxRunningRuns, maxRunningRunsPerLine: this.settings.config.limits.maxRunningRunsPerLine },
     };
     try {
       await this.client.schedule.create({
         scheduleId: scheduleIdOf(temporal.deployment, body.id),
         spec: body.cron ? { cronExpressions: [body.cron.trim()] } : { intervals: [{ every: parseDurationMs(body.every!)! }] },
-        action: { type: 'startWorkflow', workflowType: 'modelLineRun', workflowId: launcherWorkflowId(temporal.deployment, body.id), taskQueue: temporal.taskQueues.cpu, args: [input] },
+        action: { type: 'startWorkflow', workflowType: 'modelLineRun', workflowId: launcherWorkflowId(temporal.deployment, body.id), taskQueue: temporal.taskQueues.cpu, args: [input], ...(line ? { memo: { modelLine: line } } : {}) },
         policies: { overlap: toOverlap(body.overlap), catchupWindow: parseDurationMs(body.catchupWindow)! },
         state: { paused: body.paused, ...(body.note ? { note: body.note } : {}) },
         // Temporal describes cron specs back as calendars: keep what the user wrote, to show it as written.
@@ -107,6 +110,7 @@ export class SchedulesService {
     const d = await this.described(id);
     const memo = (d.memo ?? {});
     const runOf = (workflowId: string, at: Date) => scheduledRunId(id, workflowId, at);
+    const skipped = await Promise.all(d.info.recentActions.map((a) => ('workflow' in a.action ? this.skipReason(a.action.workflow) : Promise.resolve(null))));
     return {
       id,
       paused: d.state.paused,
@@ -119,13 +123,20 @@ export class SchedulesService {
       startFrom: (memo.startFrom as ScheduleView['startFrom'] | undefined) ?? null,
       configName: typeof memo.config === 'string' ? memo.config : null,
       nextRunTimes: d.info.nextActionTimes.map((t) => t.toISOString()),
-      recentRuns: d.info.recentActions.map((a) => ({
+      recentRuns: d.info.recentActions.map((a, i) => ({
         runId: runOf('workflow' in a.action ? a.action.workflow.workflowId : '', a.takenAt),
         scheduledAt: a.scheduledAt.toISOString(),
         startedAt: a.takenAt.toISOString(),
+        skipped: skipped[i] ?? null,
       })),
       runningRuns: d.info.runningActions.map((a) => runOf(a.workflow.workflowId, new Date(0))),
     };
+  }
+
+  /** Why a firing started no run (over the running-run limits: its launcher's `skipped` memo), or null. */
+  private async skipReason(launcher: { workflowId: string; firstExecutionRunId: string }): Promise<string | null> {
+    const d = await this.client.workflow.getHandle(launcher.workflowId, launcher.firstExecutionRunId).describe().catch(() => undefined);
+    return typeof d?.memo?.skipped === 'string' ? d.memo.skipped : null;
   }
 
   async act(id: string, action: z.infer<typeof ScheduleAction>, body: z.infer<typeof ScheduleActionBody>): Promise<{ id: string; action: typeof action; message: string }> {
