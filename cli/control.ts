@@ -44,6 +44,8 @@ export async function statusCommand(runId: string, json: boolean, env: Env, repo
     if (p.current?.worker) out.write(`worker     ${p.current.worker}\n`);
     for (const [s, key] of Object.entries(p.checkpoints)) out.write(`checkpoint ${s}: ${key}\n`);
     if (p.reportKey) out.write(`report     ${p.reportKey}\n`);
+    // What happened on the way: corrupt checkpoints quarantined, resumes after a failure.
+    for (const e of [...(p.events ?? []), ...(p.current?.events ?? [])]) out.write(`event      ${e.at} ${e.kind}: ${e.message}\n`);
     return 0;
   });
 }

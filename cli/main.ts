@@ -10,6 +10,7 @@ import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
 import { apiCommand } from './api';
 import { controlCommand, listCommand, statusCommand } from './control';
+import { resumeCommand } from './resume';
 import { runCommand } from './run';
 import { workerCommand } from './worker';
 import { sftCommand } from './sft';
@@ -25,8 +26,11 @@ commands:
         with in-process workers unless TEMPORAL_ADDRESS is set; the same --run-id continues a killed run
   status RUN_ID [--json]      a run's stage, step, checkpoints and report
   list                        every run of this deployment (SOPHIA_DEPLOYMENT) on the server
-  pause|resume|stop|cancel RUN_ID
-        pause (checkpoint, wait), resume, stop (checkpoint, evaluate, finish) or cancel a run
+  pause|stop|cancel RUN_ID
+        pause (checkpoint, wait), stop (checkpoint, evaluate, finish) or cancel a run
+  resume RUN_ID [--storage DIR|s3://…] [--workers]
+        continue a paused run; or a failed, cancelled or terminated one from its last good checkpoint (a new
+        execution of the same run: completed stages are kept), watched like run
   api [--storage DIR|s3://…] [--workers]
         the HTTP API and dashboard (SOPHIA_API_KEYS or SOPHIA_API_KEYS_FILE required; port SOPHIA_API_PORT, 8080)
   worker --queue cpu|gpu [--storage DIR|s3://…]
@@ -81,8 +85,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       }
       case 'list':
         return await listCommand(env, REPO_ROOT, process.stdout);
+      case 'resume': {
+        const { values, positionals } = parseArgs({ args: rest, options: { storage: { type: 'string' }, workers: { type: 'boolean' } }, allowPositionals: true, strict: true });
+        return await resumeCommand({ runId: requireRunId(positionals, 'resume'), storage: storageArg(values.storage, env), workers: values.workers, env, repoRoot: REPO_ROOT, out: process.stdout });
+      }
       case 'pause':
-      case 'resume':
       case 'stop':
       case 'cancel': {
         const { positionals } = parseArgs({ args: rest, options: {}, allowPositionals: true, strict: true });

@@ -24,11 +24,12 @@ import { loadTemporalConfig } from '../temporal.config';
 import { openStorage } from '../storage/open';
 import { probeStorage } from '../storage/probe';
 import { identifyStore } from '../storage/store-id';
+import type { Storage } from '../storage/types';
 import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
 import { formatSeconds } from './progress';
 import { runSummary } from './run-view';
-import { installQuietRuntime, openSession, runtimeLogFile } from './session';
+import { type Session, installQuietRuntime, openSession, runtimeLogFile } from './session';
 import { runsWorkersHere, startWorkers } from './workers';
 import { watchRun } from './watch';
 
@@ -65,7 +66,7 @@ function catchInterrupts(again: (signal: NodeJS.Signals) => void): { first: Prom
 }
 
 /** A word as a shell reads it: as is when plain, else in single quotes. */
-const shellWord = (word: string) => (/^[\w./:@%+=,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`);
+export const shellWord = (word: string) => (/^[\w./:@%+=,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`);
 
 /** The command that watches this run again (and runs its workers, as this one did): the same config, run id and storage. */
 function reattachCommand(options: RunOptions, runId: string): string {
@@ -107,6 +108,39 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const logFile = runtimeLogFile(env, options.repoRoot, runId);
   installQuietRuntime(logFile, { shutdownSignals: [] });
   const reattach = reattachCommand(options, runId);
+  say(`temporal   ${session.describe()}`);
+  say(`storage    ${storage.location}`);
+  say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
+  say(`run        ${runId}   (after a crash or kill: ${reattach})`);
+  say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
+  return superviseRun({ session, storage, runId, workers: options.workers, reattach, say, pollMs: options.pollMs }, async () => {
+    const input = pipelineInput(runId, config, store, session.config);
+    const { handle, state } = await startRun(session.client, session.config, input);
+    say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
+    return { startedNow: state === 'started' };
+  });
+}
+
+export interface Supervision {
+  session: Session;
+  /** The run's storage (closed when the command ends, as is the session). */
+  storage: Storage;
+  runId: string;
+  /** `--workers`: run CPU and GPU workers in this process (default: only on the embedded server). */
+  workers: boolean | undefined;
+  /** The command that watches the run again. */
+  reattach: string;
+  say: (line: string) => void;
+  pollMs: number | undefined;
+}
+
+/**
+ * Runs workers here if asked (or embedded), starts the run with `start` (which says how it started), watches it to
+ * the end with the progress bar and prints its summary; handles Ctrl-C/SIGTERM as the module comment says. Closes
+ * the session and the storage when it returns. Exit code: 0 completed, 1 failed, 128 + signal when interrupted.
+ */
+export async function superviseRun(o: Supervision, start: () => Promise<{ startedNow: boolean }>): Promise<number> {
+  const { session, storage, runId, reattach, say } = o;
   const interrupts = catchInterrupts((signal) => {
     say(`interrupted again (${signal}): exiting now; the run goes on in Temporal (${reattach})`);
     process.exit(interruptedExitCode(signal));
@@ -117,24 +151,12 @@ export async function runCommand(options: RunOptions): Promise<number> {
   const stopWatching = new AbortController();
   let watch: Promise<unknown> | undefined;
   try {
-    say(`temporal   ${session.describe()}`);
-    say(`storage    ${storage.location}`);
-    say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
-    say(`run        ${runId}   (after a crash or kill: ${reattach})`);
-    say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
-    if (runsWorkersHere(options.workers, session)) workers = await startWorkers(session, storage);
-    const input = pipelineInput(runId, config, store, session.config);
-    const { handle, state } = await startRun(session.client, session.config, input);
-    say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
+    if (runsWorkersHere(o.workers, session)) workers = await startWorkers(session, storage);
+    const { startedNow } = await start();
     // No long poll of the workflow's result to end the watch sooner: the progress poll sees the end within `pollMs`,
     // and a long poll cannot be ended safely before the connection closes (see `stopWatching`).
     const noWakeUp = () => new Promise<never>(() => undefined);
-    const watching = watchRun(session.client, runId, say, options.pollMs ?? 1000, noWakeUp, {
-      startedNow: state === 'started',
-      reattach,
-      signal: stopWatching.signal,
-      temporal: session.config,
-    });
+    const watching = watchRun(session.client, runId, say, o.pollMs ?? 1000, noWakeUp, { startedNow, reattach, signal: stopWatching.signal, temporal: session.config });
     watch = watching.catch(() => undefined); // after an interrupt nobody awaits it; it rejects with the abort
     const graceMs = Math.max(session.config.workers.cpu.shutdownGraceTimeMs, session.config.workers.gpu.shutdownGraceTimeMs);
     const interrupted = interrupts.first.then((signal) => {
@@ -154,6 +176,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
     const result = ended;
     if (result.status !== 'completed') {
       say(`failed     ${result.error ?? result.status}`);
+      say(`           continue it from its last good checkpoint with: sophia resume ${shellWord(runId)}`);
       return 1;
     }
     for (const line of runSummary(result, result.reportKey ? `${storage.location}/${result.reportKey}` : undefined)) say(line);

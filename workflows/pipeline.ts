@@ -1,7 +1,8 @@
 /**
  * `trainingPipeline`: a run, stage by stage, each stage a child workflow (`stages/`), each stage's output
  * checkpoint the next one's input. Controls: `pause`, `resume`, `stop` signals (forwarded to the running
- * stage); watching: the `progress` query. A run can start at any stage from a given checkpoint.
+ * stage); watching: the `progress` query. A run can start at any stage from a given checkpoint, and a failed run can
+ * be continued by a new execution of the same id (`input.resumed`: the stages it completed are not run again).
  */
 import { ParentClosePolicy, getExternalWorkflowHandle, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import { stageWorkflowId } from '../common/run-layout';
@@ -64,20 +65,28 @@ export async function trainingPipeline(input: PipelineInput): Promise<RunProgres
     ...(from?.rewardModelKey ? { rewardModel: from.rewardModelKey, rewardModelInitial: from.rewardModelKey } : {}),
     ...(from?.dataRunId ? { dataRunId: from.dataRunId } : {}),
   };
+  // A resumed execution (`input.resumed`) takes the outputs of the stages the failed one completed instead of
+  // running them again; the stage it failed in starts again and resumes from its newest intact checkpoint.
+  const completed = new Map((input.resumed?.completed ?? []).map((out) => [out.stage, out]));
+  if (input.resumed?.events.length) progress.events = [...input.resumed.events];
   for (const [index, stage] of stages.entries()) {
     progress.stageIndex = index;
     if (stopRequested && TRAINING_STAGES.has(stage)) continue;
-    const handle = await startChild(STAGE_WORKFLOWS[stage], {
-      workflowId: stageWorkflowId(pipelineId, stage),
-      taskQueue: input.profiles.cpu.taskQueue,
-      parentClosePolicy: ParentClosePolicy.TERMINATE,
-      args: [{ ...input, stage, parentWorkflowId: pipelineId, inputCheckpointKey: checkpointKey, artifacts, stopped: stopRequested }],
-    });
-    child = handle.workflowId;
-    if (paused) await handle.signal(pauseSignal);
-    if (stopRequested) await handle.signal(stopSignal);
-    const out = await handle.result();
-    child = undefined;
+    let out = completed.get(stage);
+    if (!out) {
+      const handle = await startChild(STAGE_WORKFLOWS[stage], {
+        workflowId: stageWorkflowId(pipelineId, stage),
+        taskQueue: input.profiles.cpu.taskQueue,
+        parentClosePolicy: ParentClosePolicy.TERMINATE,
+        args: [{ ...input, resumed: undefined, stage, parentWorkflowId: pipelineId, inputCheckpointKey: checkpointKey, artifacts, stopped: stopRequested }],
+      });
+      child = handle.workflowId;
+      if (paused) await handle.signal(pauseSignal);
+      if (stopRequested) await handle.signal(stopSignal);
+      out = await handle.result();
+      child = undefined;
+    }
+    if (out.events?.length) progress.events = [...(progress.events ?? []), ...out.events];
     checkpointKey = out.checkpointKey ?? checkpointKey;
     artifacts = out.artifacts;
     const produced = out.ownCheckpointKey ?? out.checkpointKey;

@@ -11,6 +11,7 @@
  *  - signals `pause`, `resume`, `stop` and the child→parent `stageProgress` signal.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { RunEvent } from '../activities/checkpoint-recovery';
 import type { RunConfig } from '../config/run-config';
 import type { StageName } from '../config/stages';
 import type { ActivityProfile } from '../temporal.config';
@@ -36,6 +37,16 @@ export interface PipelineInput {
   /** The deployment that started the run (`TemporalConfig.deployment`); absent in runs started before deployments had names (`sophia`). */
   deployment?: string | undefined;
   profiles: ActivityProfiles;
+  /** Set when this execution continues a failed one of the same run (`sophia resume`, `POST /runs/:id/resume`). */
+  resumed?: ResumedRun;
+}
+
+/** What a resumed execution takes over from the failed one (`clients/runs.ts` `resumeFailedRun` reads it from Temporal). */
+export interface ResumedRun {
+  /** Outputs of the stages that completed, in pipeline order: they are not run again. */
+  completed: StageOutput[];
+  /** Events recorded so far: the failed executions' stage events and one `resumed` event per resume. */
+  events: RunEvent[];
 }
 
 export interface StageInput extends PipelineInput {
@@ -61,6 +72,8 @@ export interface StageOutput {
   metrics: Record<string, number>;
   /** True when the stage ended early because of a stop request. */
   stopped: boolean;
+  /** What happened on the way that its metrics do not show (a corrupt checkpoint quarantined, …); absent when nothing. */
+  events?: RunEvent[];
 }
 
 export type RunStatus = 'running' | 'paused' | 'stopping' | 'completed' | 'failed';
@@ -76,6 +89,8 @@ export interface StageProgress {
   worker: string | undefined;
   /** One-line description of what the stage is doing. */
   activity: string;
+  /** The stage's events so far (absent when none). */
+  events?: RunEvent[];
 }
 
 export interface RunProgress {
@@ -92,6 +107,8 @@ export interface RunProgress {
   results: Partial<Record<StageName, Record<string, number>>>;
   reportKey: string | undefined;
   error: string | undefined;
+  /** Events of finished stages and resumes (the running stage's are in `current.events`); absent when none. */
+  events?: RunEvent[];
 }
 
 export const pauseSignal = defineSignal('pause');

@@ -84,7 +84,7 @@ export class RunsController {
   @HttpCode(202)
   @ApiPathParam('id', RunId)
   @ApiPathParam('action', ControlAction)
-  @ApiResponseFrom(202, ActionAccepted, 'The request was delivered to the run')
+  @ApiResponseFrom(202, ActionAccepted, 'The request was delivered to the run. `resume` of a failed, cancelled or terminated run starts a new execution of it that keeps its completed stages and continues from its last good checkpoint')
   @ApiErrors(400, 401, 403, 404, 409)
   control(@Param('id', { schema: RunId }) id: string, @Param('action', { schema: ControlAction }) action: z.infer<typeof ControlAction>) {
     return this.runs.control(id, action);

@@ -9,6 +9,7 @@ import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
 import type { z } from 'zod';
+import { planResume, startResume } from '../../clients/resume';
 import { controlRun, pipelineInput, runProgress, runningConfigDifference, startRun } from '../../clients/runs';
 import { defaultRunId, deploymentPipelinesQuery, modelLineWorkflowId, pipelineWorkflowId, runIdOfWorkflowId } from '../../common/run-layout';
 import { CheckpointNotFoundError, CorruptCheckpointError, NotFoundError } from '../../common/errors';
@@ -218,9 +219,24 @@ export class RunsService {
 
   async control(runId: string, action: z.infer<typeof ControlAction>): Promise<{ runId: string; action: typeof action; message: string }> {
     const summary = await this.describe(runId);
-    if (summary.status !== 'running') throw new ApiError(409, 'path.id', `run ${runId} is ${summary.status}: only a running run can be paused, resumed, stopped or cancelled`);
+    if (action === 'resume' && summary.status !== 'running' && summary.status !== 'completed') return { runId, action, message: await this.resumeFailed(runId) };
+    if (summary.status !== 'running') throw new ApiError(409, 'path.id', `run ${runId} is ${summary.status}: only a running run can be paused, stopped or cancelled, and only a running or failed one resumed`);
     const message = await controlRun(this.client, this.settings.temporal, runId, action);
     return { runId, action, message };
+  }
+
+  /**
+   * A failed (cancelled, terminated) run continues as a new execution of the same id from its last good checkpoint,
+   * keeping the stages it completed (`clients/resume.ts`); it counts as a new running run against the limits.
+   */
+  private async resumeFailed(runId: string): Promise<string> {
+    const plan = await planResume(this.client, this.settings.temporal, runId);
+    if (plan.input.storage !== this.storage.location) {
+      throw new ApiError(409, 'path.id', `run ${runId} keeps its checkpoints in ${plan.input.storage}, this API serves ${this.storage.location}: resume it where that storage is configured`);
+    }
+    await assertRoomForRun(this.client, this.settings.temporal, this.settings.config.limits, { line: undefined, field: 'path.id' });
+    await startResume(this.client, this.settings.temporal, plan);
+    return `resumed as a new execution: kept ${plan.kept.join(', ') || 'no stage'}; ${plan.restartsAt ?? 'nothing'} restarts from its newest intact checkpoint (after ${plan.failure.type}: ${plan.failure.message})`;
   }
 
   async checkpoints(runId: string): Promise<z.infer<typeof CheckpointList>> {

@@ -5,7 +5,8 @@
  *     and resumed while the stream is open (the stream shows the pause): metrics of every training stage
  *     arrive, then `end`; metrics, checkpoints and the report are readable; the line records the run as its latest;
  *  3. control over HTTP: pause (the run waits), resume, stop (it evaluates and finishes early); stop during
- *     Trust-GRPO (the policy is committed at its step, evaluated, and the run completes);
+ *     Trust-GRPO (the policy is committed at its step, evaluated, and the run completes); a cancelled run resumed
+ *     (a new execution: completed stages kept, SFT from its last checkpoint, the run completes);
  *  4. a retraining schedule: create, trigger → the scheduled run starts from the line's latest checkpoint;
  *     delete → 404.
  */
@@ -195,6 +196,45 @@ describe('the API on the real stack', () => {
     expect(late.status).toBe(409);
     expect(late.json).toMatchObject({ field: 'path.id' });
   });
+
+  it('resumes a cancelled run over HTTP from its last checkpoint: completed stages kept, SFT goes on, the run completes', async () => {
+    const runId = `api-resume-${h.suffix}`;
+    const overrides = { stages: ['prepareData', 'sftWarmup', 'evaluation'], sft: { steps: 200, evalEvery: 25, chunkSteps: 50 }, rl: { variant: 'grpo' }, evaluation: { k: 0 } };
+    expect(await h.call('POST', '/runs', { preset: 'ci', runId, overrides })).toMatchObject({ status: 201 });
+    await waitFor('SFT past its first checkpoint', async () => {
+      const d = (await h.call('GET', `/runs/${runId}`)).json as Detail;
+      return d.progress?.current?.stage === 'sftWarmup' && d.progress.current.step >= 60 ? true : undefined;
+    });
+    expect((await h.call('POST', `/runs/${runId}/cancel`)).status).toBe(202);
+    await waitFor('the run to be cancelled', async () => (((await h.call('GET', `/runs/${runId}`)).json as Detail).status === 'cancelled' ? true : undefined));
+    const before = ((await h.call('GET', `/runs/${runId}/metrics`)).json as { records: { stage: string; kind: string; step: number; time: string }[] }).records;
+    const firstSteps = before.filter((r) => r.stage === 'sft' && r.kind === 'step' && r.step <= 50);
+    expect(firstSteps).toHaveLength(50);
+
+    const resumed = await h.call('POST', `/runs/${runId}/resume`);
+    expect(resumed.status).toBe(202);
+    expect(resumed.json).toMatchObject({ action: 'resume' });
+    expect((resumed.json as { message: string }).message).toMatch(/^resumed as a new execution: kept prepareData; sftWarmup restarts/);
+    const done = await waitFor(
+      'the resumed run to finish',
+      async () => {
+        const d = (await h.call('GET', `/runs/${runId}`)).json as Detail;
+        return d.status === 'completed' || d.status === 'failed' ? d : undefined;
+      },
+      300_000,
+    );
+    expect(done.status).toBe('completed');
+    expect(done.progress!.results.sftWarmup!.step).toBe(200);
+    expect(done.progress!.results.evaluation).toBeDefined();
+    expect((done.progress as Progress & { events?: unknown[] }).events).toEqual([expect.objectContaining({ kind: 'resumed', stage: 'sftWarmup' })]);
+    // Training went on from a checkpoint: the first 50 steps were not trained (nor logged) again.
+    const after = ((await h.call('GET', `/runs/${runId}/metrics`)).json as { records: { stage: string; kind: string; step: number; time: string }[] }).records;
+    expect(after.filter((r) => r.stage === 'sft' && r.kind === 'step' && r.step <= 50)).toEqual(firstSteps);
+    // A completed run has nothing to resume.
+    const again = await h.call('POST', `/runs/${runId}/resume`);
+    expect(again.status).toBe(409);
+    expect(again.json).toMatchObject({ field: 'path.id' });
+  }, 600_000);
 
   it('stops a run during Trust-GRPO over HTTP: the policy is committed, evaluated, the run completes', async () => {
     const runId = `api-rlstop-${h.suffix}`;

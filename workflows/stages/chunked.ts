@@ -22,6 +22,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
+import type { RunEvent } from '../../activities/checkpoint-recovery';
 import type { ChunkOutput } from '../../activities/chunk';
 import type { StageName } from '../../config/stages';
 import { toActivityOptions } from '../../temporal.config';
@@ -48,6 +49,8 @@ export interface ChunkCarry {
   stoppedEarly: boolean;
   metrics: Record<string, number>;
   chunksThisRun: number;
+  /** Corrupt checkpoints quarantined so far (absent in carries of older histories). */
+  events?: RunEvent[];
 }
 
 export function freshCarry(input: StageInput): ChunkCarry {
@@ -86,7 +89,15 @@ export class StageControl {
   constructor(
     readonly input: StageInput,
     readonly stage: StageName,
-    readonly state: { step: number; paused: boolean; stopRequested: boolean; metrics: Record<string, number>; checkpointKey: string | undefined; worker: string | undefined },
+    readonly state: {
+      step: number;
+      paused: boolean;
+      stopRequested: boolean;
+      metrics: Record<string, number>;
+      checkpointKey: string | undefined;
+      worker: string | undefined;
+      events?: RunEvent[];
+    },
     readonly totalSteps: number,
   ) {
     setHandler(stageProgressQuery, () => this.progress());
@@ -111,7 +122,21 @@ export class StageControl {
 
   progress(): StageProgress {
     const s = this.state;
-    return { stage: this.stage, step: s.step, totalSteps: this.totalSteps, metrics: s.metrics, checkpointKey: s.checkpointKey, worker: s.worker, activity: this.activity };
+    return {
+      stage: this.stage,
+      step: s.step,
+      totalSteps: this.totalSteps,
+      metrics: s.metrics,
+      checkpointKey: s.checkpointKey,
+      worker: s.worker,
+      activity: this.activity,
+      ...(s.events?.length ? { events: s.events } : {}),
+    };
+  }
+
+  /** Keeps events an activity reported (quarantined checkpoints) for the stage's progress and output. */
+  record(events: RunEvent[] | undefined): void {
+    if (events?.length) this.state.events = [...(this.state.events ?? []), ...events];
   }
 
   /** Records what the stage is doing now (the `stageProgress` query answers it). */
@@ -166,6 +191,7 @@ export async function trainInChunks(t: ChunkedTraining): Promise<void> {
     state.done = out.done;
     state.stoppedEarly = out.stoppedEarly;
     state.metrics = out.metrics;
+    control.record(out.events);
   };
   while (!state.done && !state.stopRequested) {
     if (state.paused) {

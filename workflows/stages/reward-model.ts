@@ -70,5 +70,6 @@ export async function rewardModelStage(input: StageInput, carry?: RewardModelCar
     },
     metrics: { step: state.step, ...state.dataMetrics, ...state.metrics, ...evalMetrics },
     stopped: state.stopRequested,
+    ...(state.events?.length ? { events: state.events } : {}),
   };
 }

@@ -33,5 +33,6 @@ export async function sftWarmupStage(input: StageInput, carry?: SftCarry): Promi
     artifacts: { ...input.artifacts, ...(state.initialKey ? { initial: state.initialKey } : {}) },
     metrics: { step: state.step, ...state.metrics, ...(state.stoppedEarly ? { stoppedEarly: 1 } : {}) },
     stopped: state.stopRequested,
+    ...(state.events?.length ? { events: state.events } : {}),
   };
 }

@@ -13,6 +13,7 @@
  *   evaluation stage's baseline).
  */
 import { ApplicationFailure, continueAsNew, patched, workflowInfo } from '@temporalio/workflow';
+import type { RunEvent } from '../../activities/checkpoint-recovery';
 import type { RlStepInput } from '../../activities/rl';
 import { cpuActivities, gpuActivities, localActivities } from '../proxies';
 import { STORAGE_STAGES } from '../../common/run-layout';
@@ -33,6 +34,8 @@ export interface TrustGrpoCarry {
   stopRequested: boolean;
   metrics: Record<string, number>;
   stepsThisRun: number;
+  /** Corrupt checkpoints quarantined so far (absent in carries of older histories). */
+  events?: RunEvent[];
 }
 
 export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry): Promise<StageOutput> {
@@ -77,6 +80,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
       const rollouts = await gpu.rolloutStep(stepInput);
       state.queue = rollouts.workerQueue;
       state.worker = rollouts.worker;
+      control.record(rollouts.events);
       if (rollouts.rewindTo !== undefined) {
         state.step = rollouts.rewindTo; // the model was lost: redo the steps since its last checkpoint
         continue;
@@ -110,6 +114,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         stoppedRate: rollouts.stoppedRate,
       };
       const update = await pinned.policyUpdate({ ...stepInput, metrics });
+      control.record(update.events);
       if (update.rewindTo !== undefined) {
         state.step = update.rewindTo;
         continue;
@@ -162,5 +167,6 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
     artifacts: { ...input.artifacts, sft: policyStartKey },
     metrics: { step: state.step, ...state.metrics },
     stopped: state.stopRequested,
+    ...(state.events?.length ? { events: state.events } : {}),
   };
 }
