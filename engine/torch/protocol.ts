@@ -1,0 +1,254 @@
+/**
+ * The torch engine process's ops, typed: what each op takes and gives back (engine/README.md, "PyTorch engine" →
+ * "Ops", "Prompts and batches"). Field names are the wire's own (snake_case), so each type reads against the
+ * README's table line for line; `TorchEngineProcess` (process.ts) sends them as they are.
+ *
+ * Abstractions:
+ *  - `Prompt`: chat messages the engine renders with the model's processor and chat template; an image part names
+ *    a uint8 tensor (`ImageBytes`) holding a PNG or JPEG file's bytes;
+ *  - rows (`Rows` and its per-loss extensions): B (prompt, response) rows as flat 1-D typed arrays over the
+ *    response tokens, N = Σ response_lengths;
+ *  - `LossSpec`, `AdamWArgs`: the training ops' hyperparameters, as data;
+ *  - `ModelInfo`: what `load`/`load_state` report about the model they loaded.
+ */
+
+/** The protocol version this client speaks (hello's `protocol`; protocol.py's PROTOCOL_VERSION). */
+export const PROTOCOL_VERSION = 1;
+
+export type Role = 'policy' | 'reference' | 'reward';
+/** The model's compute dtype (half types need a GPU). */
+export type ModelDType = 'float32' | 'float64' | 'bfloat16' | 'float16';
+
+export type OpName =
+  | 'hello'
+  | 'load'
+  | 'load_state'
+  | 'save'
+  | 'sample'
+  | 'logprobs'
+  | 'score'
+  | 'tokenize'
+  | 'forward_backward'
+  | 'optim_step'
+  | 'shutdown';
+
+export interface HelloResult {
+  protocol: number;
+  engine: string;
+  versions: { python: string; torch: string; transformers: string };
+  cuda: boolean;
+  /** CUDA device names. */
+  devices: string[];
+  default_device: 'cpu' | 'cuda';
+  default_dtype: ModelDType;
+  /** torch's intra-op threads. */
+  threads: number;
+  ops: OpName[];
+  /** Present once a model is loaded. */
+  model?: ModelInfo;
+}
+
+export interface ModelInfo {
+  model_dir: string;
+  model_type: string;
+  architecture: string;
+  role: Role;
+  dtype: ModelDType;
+  device: string;
+  vocab_size: number;
+  tokenizer_size: number;
+  /** The model's positions (max_position_embeddings): prompt + response must fit. */
+  max_length: number;
+  parameters: number;
+  trainable_parameters: number;
+  eos_token_ids: number[];
+  pad_token_id: number;
+  image_token_id: number;
+  /** Never sampled: vision tokens and vocabulary rows the tokenizer has no token for. */
+  suppressed_token_ids: number[];
+  gradient_checkpointing: boolean;
+  /** Optimizer steps taken (0 after `load`; the saved step after `load_state`). */
+  step: number;
+}
+
+/** Settings `load` and `load_state` share; defaults are the engine's (cuda + bfloat16 with a GPU, else cpu + float32). */
+export interface DeviceSettings {
+  /** `cpu` or `cuda[:N]`. */
+  device?: string;
+  dtype?: ModelDType;
+  /** torch intra-op threads; 0 leaves torch's own. */
+  threads?: number;
+  gradient_checkpointing?: boolean;
+}
+
+export interface LoadArgs extends DeviceSettings {
+  /** A Hugging Face model directory (made absolute before it is sent: the process has its own cwd). */
+  model_dir: string;
+  role?: Role;
+  /** Seeds a reward model's head and the process's torch RNG (default 0). */
+  seed?: number;
+}
+
+export interface LoadStateArgs extends DeviceSettings {
+  /** A directory `save` wrote. */
+  dir: string;
+  /** Weights only: zero AdamW moments, step 0. */
+  fresh_optimizer?: boolean;
+}
+
+export interface SaveResult {
+  dir: string;
+  files: string[];
+  step: number;
+}
+
+export type ContentPart = { type: 'text'; text: string } | { type: 'image'; tensor: string };
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string | ContentPart[];
+}
+
+export interface Prompt {
+  messages: ChatMessage[];
+  /** Append the assistant turn's opening (default true). */
+  add_generation_prompt?: boolean;
+}
+
+/** PNG or JPEG files' bytes, by the tensor name an image part gives. */
+export type ImageBytes = Record<string, Uint8Array>;
+
+export type IndexArray = Int32Array | BigInt64Array;
+export type FloatArray = Float32Array | Float64Array;
+
+/** B rows continuing `args.prompts` with response tokens; N = Σ response_lengths. */
+export interface Rows {
+  /** (B) which prompt each row continues. */
+  prompt_index: IndexArray;
+  /** (B) response tokens per row (≥ 0). */
+  response_lengths: IndexArray;
+  /** (N) the rows' response tokens, row after row. */
+  response_ids: IndexArray;
+}
+
+export interface SftRows extends Rows {
+  /** (N) 1 where the token counts; default all 1. */
+  loss_mask?: FloatArray;
+}
+
+export interface GrpoRows extends SftRows {
+  /** (N) log π_old of each response token. */
+  old_logprobs: FloatArray;
+  /** (N) log π_ref of each response token. */
+  ref_logprobs: FloatArray;
+  /** (B) one per row, applied to all its tokens. */
+  advantages: FloatArray;
+}
+
+export interface RmRows extends Rows {
+  /** (B) targets in [0, 1]. */
+  score_targets: FloatArray;
+}
+
+export type LossSpec =
+  | { kind: 'sft' }
+  | { kind: 'grpo'; clip_eps: number; kl_coef: number; entropy_coef: number; temperature: number }
+  | { kind: 'rm' };
+
+/** The rows a loss needs. */
+export type RowsFor<L extends LossSpec> = L extends { kind: 'grpo' } ? GrpoRows : L extends { kind: 'rm' } ? RmRows : SftRows;
+
+export interface ForwardBackwardArgs<L extends LossSpec = LossSpec> {
+  prompts: Prompt[];
+  loss: L;
+  /** Finite > 0 (default 1): gradients accumulate as Σ wᵢ·gᵢ / Σ wᵢ until `optim_step`. */
+  weight?: number;
+}
+
+export interface ForwardBackwardResult {
+  /** NaN/±Infinity when not finite (the wire's strings decoded). */
+  loss: number;
+  /** sft: none; grpo: policy_loss, kl, entropy, clip_fraction, ratio_mean, tokens; rm: mae. */
+  metrics: Record<string, number>;
+  /** false: the loss or a gradient was not finite, and nothing was accumulated. */
+  finite: boolean;
+}
+
+export interface AdamWArgs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weight_decay: number;
+  max_grad_norm: number;
+}
+
+export interface OptimStepResult {
+  step: number;
+  /** Before clipping; NaN/±Infinity when not finite. */
+  grad_norm: number;
+  /** false: the norm was not finite; nothing changed and the gradients were dropped. */
+  applied: boolean;
+}
+
+export interface SampleArgs {
+  prompts: Prompt[];
+  /** Samples per prompt (default 1). */
+  n?: number;
+  /** Default 1; 0 is greedy. */
+  temperature?: number;
+  /** In (0, 1], default 1. */
+  top_p?: number;
+  max_new_tokens: number;
+  seed?: number;
+  /** A row ends once its decoded text contains one of these. */
+  stop?: string[];
+}
+
+export interface Sample {
+  prompt_index: number;
+  /** The decoded tokens, without special tokens. */
+  text: string;
+  finish_reason: 'eos' | 'stop' | 'length';
+  stopped: boolean;
+}
+
+export interface SampleResult {
+  /** P·n samples, prompt-major. */
+  samples: Sample[];
+  generated_tokens: number;
+  /** Tokens of each rendered prompt. */
+  prompt_tokens: number[];
+  /** (Σ lengths) every sample's tokens, sample after sample (an eos that ended a row included). */
+  token_ids: Int32Array;
+  /** (Σ lengths) log softmax(logits / T) of each token (T = 1 when greedy), before suppression and top-p. */
+  logprobs: Float32Array;
+  /** (P·n) tokens per sample. */
+  lengths: Int32Array;
+}
+
+export interface LogprobsArgs {
+  prompts: Prompt[];
+  /** > 0, default 1. */
+  temperature?: number;
+}
+
+export interface LogprobsResult {
+  /** Prompt tokens of each row. */
+  prompt_tokens: number[];
+  /** (N) log softmax(logits / T) of each response token. */
+  logprobs: Float32Array;
+}
+
+export interface ScoreResult {
+  prompt_tokens: number[];
+  /** (B) in (0, 1): the reward head at each row's last real token. */
+  scores: Float32Array;
+}
+
+export interface TokenizeResult {
+  /** (Σ lengths) every text's ids, text after text, no special tokens added. */
+  ids: Int32Array;
+  /** Ids per text. */
+  lengths: Int32Array;
+}
