@@ -101,9 +101,11 @@ export interface ProcessEnd {
   stderrTail: string[];
 }
 
-function endText(end: ProcessEnd): string {
+/** "the engine process (pid N) died: killed by SIGKILL" (or "was closed: exit code 0", "died: protocol violation: … (…)"). */
+export function describeEnd(end: ProcessEnd): string {
   const how = end.signal ? `killed by ${end.signal}` : end.code === null ? 'ended' : `exit code ${end.code}`;
-  return end.reason ? `${end.reason} (${how})` : how;
+  const pid = end.pid ? ` (pid ${end.pid})` : '';
+  return `the engine process${pid} ${end.closed ? 'was closed' : 'died'}: ${end.reason ? `${end.reason} (${how})` : how}`;
 }
 
 /**
@@ -113,14 +115,10 @@ function endText(end: ProcessEnd): string {
 export class EngineProcessDiedError extends SophiaError {
   readonly end: ProcessEnd;
   constructor(op: OpName, end: ProcessEnd) {
-    const { closed } = end;
     const tail = end.stderrTail.slice(-5);
-    super(
-      'unavailable',
-      `torch engine ${op}: the engine process${end.pid ? ` (pid ${end.pid})` : ''} ${closed ? 'was closed' : 'died'}: ${endText(end)}` +
-        (tail.length > 0 ? `; last stderr lines:\n  ${tail.join('\n  ')}` : ''),
-      { hint: closed ? 'Start a new engine process (restart())' : 'Restart the engine process (restart()) and load the last checkpoint' },
-    );
+    super('unavailable', `torch engine ${op}: ${describeEnd(end)}` + (tail.length > 0 ? `; last stderr lines:\n  ${tail.join('\n  ')}` : ''), {
+      hint: end.closed ? 'Start a new engine process (restart())' : 'Restart the engine process (restart()) and load the last checkpoint',
+    });
     this.end = end;
   }
 }
