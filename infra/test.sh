@@ -12,6 +12,9 @@ if [[ ! -d node_modules ]]; then
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || exit 1
 fi
 bash infra/local/install-tools.sh || exit 1
+# The PyTorch engine's pinned venv (first time: ~1.5 min and ~5.6 GB from PyPI; then a no-op), before vitest: the
+# TypeScript engine-process tests (engine/torch/*.test.ts) run in it, and the pytest step below uses it.
+torch_python="$(bash infra/local/install-torch.sh)" || exit 1
 bash infra/local/install-browser.sh || exit 1
 
 started_stack=0
@@ -38,11 +41,9 @@ junit=.sophia/pytest-report.xml
 mkdir -p .sophia && rm -f "$report" "$junit"
 step "unit + integration tests" npx vitest run --reporter=default --reporter=json --outputFile.json="$report"
 # The PyTorch engine's own tests (engine/torch: the engine process on a tiny Qwen2.5-VL built locally, CPU, fp32),
-# in the project's pinned venv (installed on first use: ~1.5 min and ~5.6 GB from PyPI).
+# in the project's pinned venv (installed above).
 torch_engine_tests() {
-  local py
-  py="$(bash infra/local/install-torch.sh)" || return 1
-  "$py" -m pytest -q -p no:cacheprovider --junitxml="$junit" engine/torch/tests
+  "$torch_python" -m pytest -q -p no:cacheprovider --junitxml="$junit" engine/torch/tests
 }
 step "torch engine tests (pytest)" torch_engine_tests
 
