@@ -13,7 +13,7 @@ const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}
 // The engine seam (engine/README.md): outside engine/, code knows engines only through the `Engine` protocol
 // (engine/types.ts) and `createEngine` (engine/factory.ts), never an engine's state format or internals.
 const engineInternals = {
-  group: ['**/engine/state', '**/engine/onnx-engine', '**/engine/onnx/**', '**/engine/onnx-bench'],
+  group: ['**/engine/state', '**/engine/onnx-engine', '**/engine/onnx/**', '**/engine/onnx-bench', '**/engine/torch/**'],
   message: 'Use the Engine protocol (engine/types.ts) and createEngine (engine/factory.ts); engine internals stay inside engine/ (bench/ may use engine/onnx-bench).',
 };
 

@@ -154,4 +154,5 @@ export const NON_RETRYABLE_ERROR_TYPES: readonly string[] = [
   'StorageConfigError',
   'CorruptCheckpointError',
   'CheckpointConflictError',
+  'TorchEngineNotInstalledError',
 ];
