@@ -12,20 +12,11 @@ import { pipelineWorkflowId } from '../common/run-layout';
 import { controlRun } from '../clients/runs';
 import { planResume, startResume, storageUrlOf } from '../clients/resume';
 import { openStorage } from '../storage/open';
-import { shellWord, superviseRun } from './run';
+import { type RunOptions, shellWord, superviseRun } from './run';
 import { installQuietRuntime, openSession, runtimeLogFile } from './session';
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-export interface ResumeOptions {
-  runId: string;
-  storage: string | undefined;
-  workers: boolean | undefined;
-  env: Env;
-  repoRoot: string;
-  out: NodeJS.WritableStream;
-  pollMs?: number;
-}
+/** `sophia run`'s options without the config (the run's own is used), for one run id. */
+export type ResumeOptions = Omit<RunOptions, 'config' | 'runId'> & { runId: string };
 
 export async function resumeCommand(options: ResumeOptions): Promise<number> {
   const { env, out, runId } = options;

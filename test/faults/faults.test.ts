@@ -132,34 +132,29 @@ async function gpuKillScenario(o: {
   return result;
 }
 
+/** The SFT kill: at step ≥ 50 of 100 (checkpoints every 20, chunks of 40), so at least step 40 is committed. */
+const SFT_KILL = {
+  extra: [],
+  stage: 'sft',
+  finalStep: 100,
+  minCommitted: 40,
+  reached: (c: Client, runId: string) => waitForStep(c, runId, 50),
+  loaded: /engine loaded from storage \{[^}]*"step":(\d+)/,
+  curve: (m: MetricRecord) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss],
+};
+
+/** What an RL run's curve is compared by: its losses, rewards, γ and periodic test accuracy per step. */
+const rlCurve = (m: MetricRecord) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss, m.outcomeReward, m.gamma, m.testAccuracy];
+
 describe('fault tolerance with real processes', () => {
   it('survives a SIGKILLed GPU worker: resumes from the last checkpoint and ends like an uninterrupted run', async () => {
-    const result = await gpuKillScenario({
-      name: 'gpu',
-      extra: [],
-      stage: 'sft',
-      finalStep: 100,
-      minCommitted: 40,
-      reached: (c, runId) => waitForStep(c, runId, 50),
-      loaded: /engine loaded from storage \{[^}]*"step":(\d+)/,
-      curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss],
-    });
+    const result = await gpuKillScenario({ ...SFT_KILL, name: 'gpu' });
     expect(result.results.sftWarmup?.step).toBe(100);
   });
 
   it('quarantines a corrupt newest checkpoint after a SIGKILL, resumes from the one before it, ends like an uninterrupted run', async () => {
     // Before: the new worker's chunk failed non-retryably with CorruptCheckpointError and the run ended failed.
-    const result = await gpuKillScenario({
-      name: 'corrupt',
-      extra: [],
-      stage: 'sft',
-      finalStep: 100,
-      minCommitted: 40,
-      reached: (c, runId) => waitForStep(c, runId, 50),
-      loaded: /engine loaded from storage \{[^}]*"step":(\d+)/,
-      curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss],
-      corruptNewest: true,
-    });
+    const result = await gpuKillScenario({ ...SFT_KILL, name: 'corrupt', corruptNewest: true });
     expect(result.results.sftWarmup?.step).toBe(100);
   });
 
@@ -277,7 +272,7 @@ describe('fault tolerance with real processes', () => {
       name: 'resume',
       stage: 'grpo',
       finalStep: 16,
-      curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss, m.outcomeReward, m.gamma, m.testAccuracy],
+      curve: rlCurve,
     });
     // A completed run has nothing to resume: refused, and nothing is started.
     const again = track(spawnSophia(['resume', runId], env, dir, 'resume-again'));
@@ -294,7 +289,7 @@ describe('fault tolerance with real processes', () => {
       minCommitted: 4,
       reached: (c, runId) => waitForStageStep(c, runId, 'trustGrpo', 6),
       loaded: /policy loaded from storage \{[^}]*"step":(\d+)/,
-      curve: (m) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss, m.outcomeReward, m.gamma, m.testAccuracy],
+      curve: rlCurve,
     });
     expect(result.results.trustGrpo?.step).toBe(16);
   });
