@@ -23,7 +23,7 @@ import { connectWorker } from '../../clients/temporal';
 import type { RunConfig } from '../../config/run-config';
 import { CheckpointStore } from '../../storage/checkpoints';
 import type { CheckpointManifest } from '../../storage/manifest';
-import { sha256Hex } from '../../storage/hashing';
+import { hashConfig, sha256Hex } from '../../storage/hashing';
 import { LocalStorage } from '../../storage/local';
 import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { loadTemporalConfig } from '../../temporal.config';
@@ -45,9 +45,13 @@ async function corrupt(storage: LocalStorage, manifest: CheckpointManifest): Pro
   await storage.put(key, bytes);
 }
 
+/** Uninterrupted runs by config, stage and final step: tests of one config compare with one reference run. */
+const references = new Map<string, Promise<{ state: string; metrics: MetricRecord[] }>>();
+
 /**
- * Runs `config` again as `${name}-reference` without interruption (own queues, in-process workers) and checks that
- * run `runId` ended with its weights (stage `stage` at `finalStep`) and metrics curve.
+ * Checks that run `runId` ended with the weights (stage `stage` at `finalStep`) and metrics curve of `config` run
+ * without interruption: run as `${name}-reference` (own queues, in-process workers) the first time a test asks for
+ * that config, then remembered (weights and metrics do not depend on the run id).
  */
 async function expectLikeUninterrupted(o: {
   c: Client;
@@ -61,16 +65,25 @@ async function expectLikeUninterrupted(o: {
   finalStep: number;
   curve: (m: MetricRecord) => unknown[];
 }): Promise<void> {
-  const reference = `${o.name}-reference`;
-  const refTemporal = loadTemporalConfig({ ...o.env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
-  const connection = await connectWorker(refTemporal);
-  cleanups.push(() => connection.close());
-  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage: o.storage });
-  const ref = await startRun(o.c, refTemporal, pipelineInput(reference, o.config, o.storage.location, refTemporal));
-  expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
-  expect(await stateAt(o.store, o.runId, o.finalStep, o.stage)).toBe(await stateAt(o.store, reference, o.finalStep, o.stage));
-  const curve = async (runId: string) => (await readMetrics(o.storage, runId)).map(o.curve);
-  expect(await curve(o.runId)).toEqual(await curve(reference));
+  const key = `${hashConfig(o.config)}/${o.stage}/${o.finalStep}`;
+  let uninterrupted = references.get(key);
+  if (!uninterrupted) {
+    uninterrupted = (async () => {
+      const reference = `${o.name}-reference`;
+      const refTemporal = loadTemporalConfig({ ...o.env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
+      const connection = await connectWorker(refTemporal);
+      cleanups.push(() => connection.close());
+      const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage: o.storage });
+      const ref = await startRun(o.c, refTemporal, pipelineInput(reference, o.config, o.storage.location, refTemporal));
+      expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
+      return { state: await stateAt(o.store, reference, o.finalStep, o.stage), metrics: await readMetrics(o.storage, reference) };
+    })();
+    references.set(key, uninterrupted);
+    uninterrupted.catch(() => references.delete(key)); // a failed reference is not reused
+  }
+  const { state, metrics } = await uninterrupted;
+  expect(await stateAt(o.store, o.runId, o.finalStep, o.stage)).toBe(state);
+  expect((await readMetrics(o.storage, o.runId)).map(o.curve)).toEqual(metrics.map(o.curve));
 }
 
 /**
