@@ -10,7 +10,6 @@
  * so a timeout or retry setting fixed since then applies. The resume is recorded as a `resumed` run event.
  */
 import type { Client } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunEvent } from '../activities/checkpoint-recovery';
 import { SophiaError } from '../common/errors';
 import { pipelineWorkflowId, stageWorkflowId } from '../common/run-layout';
@@ -19,7 +18,7 @@ import type { TemporalConfig } from '../temporal.config';
 import type { trainingPipeline } from '../workflows/pipeline';
 import { pipelineStages } from '../workflows/stages';
 import type { PipelineInput, StageOutput } from '../workflows/types';
-import { type PipelineHandle, type RunFailure, pipelineInput, runFailure } from './runs';
+import { type PipelineHandle, type RunFailure, closedRunFailure, pipelineInput, pipelineStartInput } from './runs';
 
 /** Pipeline statuses a resume continues; RUNNING and COMPLETED are refused (the first is resumed by a signal). */
 const RESUMABLE = new Set(['FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT']);
@@ -35,22 +34,6 @@ export interface ResumePlan {
   /** The stage the new execution starts with (undefined when every stage had completed). */
   restartsAt: string | undefined;
   memo: Record<string, unknown>;
-}
-
-/** The start input of a workflow's latest execution, read from its first history event (no worker needed). */
-async function startInput(client: Client, workflowId: string): Promise<PipelineInput> {
-  const history = await client.workflowService.getWorkflowExecutionHistory({ namespace: client.options.namespace, execution: { workflowId }, maximumPageSize: 1 });
-  const payload = history.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) throw new SophiaError('not-found', `the history of ${workflowId} has no start input`);
-  return defaultPayloadConverter.fromPayload<PipelineInput>(payload);
-}
-
-/** Why a closed pipeline ended, from its result (its innermost cause when it failed). */
-async function endedBecause(handle: PipelineHandle, status: string): Promise<RunFailure> {
-  return handle.result().then(
-    (): RunFailure => ({ type: status, message: status.toLowerCase(), stage: undefined, activity: undefined, retryState: undefined }),
-    (err: unknown) => runFailure(err),
-  );
 }
 
 /** The outputs of the stages a run completed, in pipeline order, up to the first one that did not complete. */
@@ -80,8 +63,9 @@ export async function planResume(client: Client, temporal: TemporalConfig, runId
   const status = description.status.name;
   if (status === 'RUNNING') throw new SophiaError('conflict', `run ${runId} is running: there is nothing to resume`, { hint: 'A paused run continues with `sophia resume` (the same command) as soon as it is paused' });
   if (!RESUMABLE.has(status)) throw new SophiaError('conflict', `run ${runId} completed: there is nothing to resume`, { hint: 'Start a new run, or continue from its checkpoints with startFrom in a new config' });
-  const failure = await endedBecause(handle, status);
-  const previous = await startInput(client, workflowId);
+  const failure = await closedRunFailure(handle, status);
+  const previous = await pipelineStartInput(client, workflowId);
+  if (!previous) throw new SophiaError('not-found', `the history of ${workflowId} has no start input`);
   const { kept, restartsAt } = await completedStages(client, temporal.deployment, previous);
   const resumedEvent: RunEvent = {
     kind: 'resumed',

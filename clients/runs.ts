@@ -66,6 +66,13 @@ export async function startRun(client: Client, temporal: TemporalConfig, input: 
   }
 }
 
+/** The start input of a pipeline's latest execution, read from its first history event (no worker needs to answer). */
+export async function pipelineStartInput(client: Client, workflowId: string): Promise<PipelineInput | undefined> {
+  const history = await client.workflowService.getWorkflowExecutionHistory({ namespace: client.options.namespace, execution: { workflowId }, maximumPageSize: 1 });
+  const payload = history.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload<PipelineInput>(payload) : undefined;
+}
+
 /**
  * The running run `runId`'s config differs from `config`: its top-level fields that differ (by hash of the
  * pipeline's input config), or undefined when no run of that id is running or it runs this very config. The
@@ -79,10 +86,8 @@ export async function runningConfigDifference(client: Client, runId: string, con
     .describe()
     .then((d) => d.status.name === 'RUNNING', () => false);
   if (!running) return undefined;
-  const history = await client.workflowService.getWorkflowExecutionHistory({ namespace: client.options.namespace, execution: { workflowId }, maximumPageSize: 1 });
-  const payload = history.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) return undefined;
-  const started = defaultPayloadConverter.fromPayload<PipelineInput>(payload);
+  const started = await pipelineStartInput(client, workflowId);
+  if (!started) return undefined;
   if (hashConfig(started.config) === hashConfig(config)) return undefined;
   const was = started.config as unknown as Record<string, unknown>;
   const now = config as unknown as Record<string, unknown>;
@@ -126,6 +131,14 @@ export function runFailure(err: unknown): RunFailure {
   const type = innermost instanceof ApplicationFailure ? (innermost.type ?? 'Error') : innermost instanceof Error ? innermost.name : 'Error';
   const message = innermost instanceof TemporalFailure || innermost instanceof Error ? innermost.message : String(innermost);
   return { type, message, stage, activity, retryState };
+}
+
+/** Why a closed (not running) pipeline ended, from its result: its innermost cause when it failed, else its status. */
+export function closedRunFailure(handle: WorkflowHandle, status: string): Promise<RunFailure> {
+  return handle.result().then(
+    (): RunFailure => ({ type: status, message: status.toLowerCase(), stage: undefined, activity: undefined, retryState: undefined }),
+    (err: unknown) => runFailure(err),
+  );
 }
 
 export interface LiveProgress extends RunProgress {
@@ -264,10 +277,7 @@ export async function runProgress(client: Client, runId: string, temporal: Pick<
   if (status === 'COMPLETED') return { ...(await handle.result()), live: undefined };
   if (status !== 'RUNNING') {
     // Failed, cancelled, terminated or timed out: say why without needing a worker to answer a query.
-    const failure = await handle.result().then(
-      (): RunFailure => ({ type: status, message: status.toLowerCase(), stage: undefined, activity: undefined, retryState: undefined }),
-      (err: unknown) => runFailure(err),
-    );
+    const failure = await closedRunFailure(handle, status);
     return { runId, status: 'failed', stages: [], stageIndex: 0, current: undefined, checkpoints: {}, results: {}, reportKey: undefined, error: failure.message, failure, live: undefined };
   }
   // A query waits for a worker to answer it; with none polling, say so at once instead of waiting (and retrying).
