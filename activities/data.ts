@@ -6,7 +6,7 @@ import { log } from '@temporalio/activity';
 import { modelConfig, type RunConfig } from '../config/run-config';
 import { hashConfig } from '../storage/hashing';
 import { type DatasetSettings, readDatasetManifest, writeDataset } from '../tasks/dataset';
-import { Tokenizer } from '../tasks/tokenizer';
+import { Tokenizer } from '../engine/model/tokenizer';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
 

@@ -92,7 +92,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
           const all = await data.split(input.dataRunId ?? input.runId, split);
           const limit = input.limitPerFamily;
           const examples = limit === undefined ? all : FAMILIES.flatMap((f) => all.filter((e) => e.family === f).slice(0, limit));
-          const report = await evaluate(engine, data.tokenizer, examples, split, settings, (done, total) => ctx.heartbeat({ label: input.label, split, done, total }));
+          const report = await evaluate(engine, examples, split, settings, (done, total) => ctx.heartbeat({ label: input.label, split, done, total }));
           const resultsKey = resultsKeyOf(input.runId, input.label, split);
           await putJson(data.storage, resultsKey, report);
           splits[split] = { resultsKey, overall: report.overall, byFamily: report.byFamily };

@@ -162,7 +162,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         for (const [j, temperature] of settings.temperatures.entries()) {
           const n = Math.floor(settings.samplesPerPrompt / settings.temperatures.length) + (j < settings.samplesPerPrompt % settings.temperatures.length ? 1 : 0);
           if (n === 0) continue;
-          const rollouts = await sampleRollouts(engine, data.tokenizer, examples, {
+          const rollouts = await sampleRollouts(engine, examples, {
             n,
             temperature,
             topP: 1,
@@ -242,10 +242,10 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             await engine.initRewardFromPolicy(files, settings.seed);
           },
           step: async (engine, step) => {
-            const { loss, lr, gradNorm } = await rewardStep(engine, data.tokenizer, byId, annotated.train, settings, step);
+            const { loss, lr, gradNorm } = await rewardStep(engine, byId, annotated.train, settings, step);
             return { loss, lr, gradNorm };
           },
-          validate: (engine) => rewardValidation(engine, data.tokenizer, byId, annotated.validation, settings.batchSize),
+          validate: (engine) => rewardValidation(engine, byId, annotated.validation, settings.batchSize),
         },
       );
     },
@@ -264,7 +264,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             await loadEngineCheckpoint(store, key, engine);
             engines.mark(slot, key);
           }
-          const predictions = await scoreResponses(engine, data.tokenizer, byId, test, batchSize);
+          const predictions = await scoreResponses(engine, byId, test, batchSize);
           return rewardModelMetrics(predictions, test.map((i) => i.score), test.map(promptOf));
         });
       const trained = await measure(input.checkpointKey);

@@ -168,7 +168,7 @@ export function createRlActivities(deps: RlDeps) {
         const { engine, at, events } = await policyAt(input);
         const recovered = events.length > 0 ? { events } : {};
         if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who, ...recovered };
-        const rollouts = await sampleRollouts(engine, data.tokenizer, examples, {
+        const rollouts = await sampleRollouts(engine, examples, {
           n: rl.groupSize,
           temperature: rl.temperature,
           topP: rl.topP,
@@ -178,7 +178,7 @@ export function createRlActivities(deps: RlDeps) {
         });
         Context.current().heartbeat({ step: input.step, phase: 'reference logprobs' });
         const reference = await loaded(input, `${input.runId}/reference`, input.policyStartKey);
-        const refLogprobs = await referenceLogprobs(reference, data.tokenizer, examples, rollouts, rl.temperature, rl.microBatch);
+        const refLogprobs = await referenceLogprobs(reference, examples, rollouts, rl.temperature, rl.microBatch);
         const stored: StoredRollouts = { step: input.step, exampleIds: examples.map((e) => e.id), rollouts, refLogprobs };
         await putJson(data.storage, rolloutsKey, stored);
         return {
@@ -218,7 +218,7 @@ export function createRlActivities(deps: RlDeps) {
       const scores = await engines.exclusive(async () => {
         Context.current().heartbeat({ step: input.step, phase: 'thinking rewards' });
         const rm = await loaded(input, `${input.runId}/reward-model`, input.rewardModelKey);
-        return scoreResponses(rm, data.tokenizer, byId, rollouts.map((r) => ({ exampleId: exampleIds[r.group]!, response: r.text })), rlSettings(input.config).microBatch);
+        return scoreResponses(rm, byId, rollouts.map((r) => ({ exampleId: exampleIds[r.group]!, response: r.text })), rlSettings(input.config).microBatch);
       });
       const thinkingKey = keyOf(input, 'thinking.json');
       await putJson(data.storage, thinkingKey, { scores });
@@ -283,7 +283,7 @@ export function createRlActivities(deps: RlDeps) {
         if (at !== input.step - 1) return { step: at, rewindTo: at, checkpointKey: undefined, metrics: {}, ...who, ...(events.length > 0 ? { events } : {}) };
         engines.mark(slot, undefined); // mid-update: not a known step until it succeeds
         Context.current().heartbeat({ step: input.step, phase: 'update' });
-        const update = await grpoUpdate(engine, data.tokenizer, examples, rollouts, refLogprobs, advantages, {
+        const update = await grpoUpdate(engine, examples, rollouts, refLogprobs, advantages, {
           lr: rl.lr,
           weightDecay: rl.weightDecay,
           maxGradNorm: rl.maxGradNorm,

@@ -5,7 +5,7 @@
 import { StorageConfigError } from '../common/errors';
 import type { RunConfig } from '../config/run-config';
 import { generateSplit, readDataset } from '../tasks/dataset';
-import { Tokenizer } from '../tasks/tokenizer';
+import { Tokenizer } from '../engine/model/tokenizer';
 import type { Example, Split } from '../tasks/types';
 import { readStoreId } from '../storage/store-id';
 import type { Storage } from '../storage/types';

@@ -51,7 +51,7 @@ describe('runSft and runSftChunk', () => {
     const engine = createEngine({ kind: 'onnx' });
     const model = modelConfig(config, data.tokenizer.vocabSize);
     await engine.init(model, config.seed);
-    const result = await runSft(engine, data.tokenizer, await data.split('r', 'train'), data.validation(config, model.image.size), sftSettings(config));
+    const result = await runSft(engine, await data.split('r', 'train'), data.validation(config, model.image.size), sftSettings(config));
     await engine.dispose();
 
     const steps = metrics.filter((m) => m.kind === 'step');

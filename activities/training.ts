@@ -61,7 +61,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
     await data.assertStorage(input);
     const model = modelConfig(input.config, data.tokenizer.vocabSize);
     const train = await data.split(input.runId, 'train');
-    const loop = sftLoop(data.tokenizer, train, data.validation(input.config, model.image.size), sftSettings(input.config));
+    const loop = sftLoop(train, data.validation(input.config, model.image.size), sftSettings(input.config));
     return runTrainingChunk(
       { store, storage: data.storage, engines, workerQueue: deps.workerQueue, identity: deps.identity },
       {

@@ -24,7 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { type ModelPreset, presetConfig } from '../engine/model/config';
 import { OnnxEngine } from '../engine/onnx-bench';
-import type { Engine } from '../engine/types';
+import type { TokenEngine as Engine } from '../engine/types';
 import { SETTLE_MS, VOCAB, benchSpec, engineInputs } from './engine/shared';
 import { machineLine, median, printTable } from './report';
 

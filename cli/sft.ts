@@ -73,8 +73,8 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
 
     const measure = async (label: string): Promise<{ test: EvalReport; ood: EvalReport }> => {
       const bar = new ProgressBar(label, test.length + ood.length);
-      const t = await evaluate(engine, tokenizer, test, 'test', evaluation, (done) => bar.update(done));
-      const o = await evaluate(engine, tokenizer, ood, 'ood', evaluation, (done) => bar.update(test.length + done));
+      const t = await evaluate(engine, test, 'test', evaluation, (done) => bar.update(done));
+      const o = await evaluate(engine, ood, 'ood', evaluation, (done) => bar.update(test.length + done));
       return { test: t, ood: o };
     };
     const before = await measure('eval (untrained)');
@@ -82,7 +82,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
     const bar = new ProgressBar('sft', config.sft.steps);
     const sftStarted = Date.now();
     let lastVal = '';
-    const result = await runSft(engine, tokenizer, train, data.validation(config, model.image.size), sftSettings(config), {
+    const result = await runSft(engine, train, data.validation(config, model.image.size), sftSettings(config), {
       onStep: (s) => bar.update(s.step, `loss ${s.loss.toFixed(3)}${lastVal}`),
       onValidation: (v) => {
         lastVal = ` val ${v.valLoss.toFixed(3)}`;

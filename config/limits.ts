@@ -17,7 +17,7 @@
 import { ConfigError } from '../common/errors';
 import { parameterCount } from '../engine/model/config';
 import { FAMILIES } from '../tasks/types';
-import { Tokenizer } from '../tasks/tokenizer';
+import { Tokenizer } from '../engine/model/tokenizer';
 import { type RunConfig, assertRunnable, modelConfig } from './run-config';
 
 /** Engines of one run a GPU worker may hold at once (policy, reference, reward model, evaluation). */

@@ -5,25 +5,47 @@
  * Face models — is one more case here, and it proves itself with the same contract suite (`engine.contract.ts`).
  */
 import { OnnxEngine, type OnnxEngineOptions } from './onnx-engine';
-import type { Engine } from './types';
+import type { Engine, TokenEngine } from './types';
 
 /** The built-in engine: Sophia's ONNX graphs on onnxruntime-node, with its settings (provider, threads, …). */
 export type OnnxEngineSettings = { kind: 'onnx' } & OnnxEngineOptions;
 
+/**
+ * The PyTorch engine: a Python process (`torch/`) serving Hugging Face models. The model itself is not a setting:
+ * `init({ kind, pretrained: DIR }, seed)` loads it.
+ */
+export interface TorchEngineOptions {
+  /** The venv's python (default: `.tools/torch-venv`, installed on first use). */
+  python?: string;
+  /** `cpu` or `cuda[:N]` (default: cuda when the process sees a GPU). */
+  device?: string;
+  /** Default: bfloat16 on a GPU, float32 on CPU. */
+  dtype?: 'float32' | 'float64' | 'bfloat16' | 'float16';
+  /** torch's intra-op threads (default: torch's own choice). */
+  threads?: number;
+  gradientCheckpointing?: boolean;
+}
+
+export type TorchEngineSettings = { kind: 'torch' } & TorchEngineOptions;
+
 /** Which engine to make, with its settings; `kind` picks the engine. */
-export type EngineOptions = OnnxEngineSettings;
+export type EngineOptions = OnnxEngineSettings | TorchEngineSettings;
 
 export type EngineKind = EngineOptions['kind'];
 
 /** Every kind `createEngine` can make. */
 const ENGINE_KINDS: readonly EngineKind[] = ['onnx'];
 
+/** The ONNX engine also takes token-level batches (`TokenEngine`); every engine has the prompt-level surface. */
+export function createEngine(options: OnnxEngineSettings): TokenEngine;
+export function createEngine(options: EngineOptions): Engine;
 export function createEngine(options: EngineOptions): Engine {
-  const { kind, ...settings } = options;
-  switch (kind) {
-    case 'onnx':
+  switch (options.kind) {
+    case 'onnx': {
+      const { kind: _kind, ...settings } = options;
       return new OnnxEngine(settings);
+    }
     default:
-      throw new RangeError(`engine.kind ${JSON.stringify(kind)} is not an engine this build has: use one of ${ENGINE_KINDS.join(', ')}`);
+      throw new RangeError(`engine.kind ${JSON.stringify((options as { kind: unknown }).kind)} is not an engine this build has: use one of ${ENGINE_KINDS.join(', ')}`);
   }
 }

@@ -30,11 +30,19 @@ import { Rng } from './rng';
 import { pickToken } from './sampling';
 import { adamwFeeds } from './onnx/optim';
 import { type EngineState, rewardStateFromPolicy, stateFiles, stateFromFiles, withFreshOptimizer } from './state';
+import { SOPHIA_TOKENIZER, lossBatchOf, renderPrompts, scoreBatchOf, sftBatchOf } from './onnx-prompts';
+import { EOS } from './model/tokenizer';
 import type {
   AdamWSettings,
   BatchFor,
-  Engine,
+  ChatPrompt,
   EngineFile,
+  GenerateRequest,
+  GenerateResult,
+  ModelSpec,
+  ResponseBatch,
+  RowFor,
+  TokenEngine,
   EngineInfo,
   ForwardBackwardOptions,
   ForwardBackwardResult,
@@ -51,6 +59,7 @@ import type {
   TargetBatch,
   TrainStepResult,
 } from './types';
+import { isPretrained } from './types';
 
 export interface OnnxEngineOptions {
   executionProvider?: ExecutionProvider;
@@ -108,7 +117,7 @@ function checkLength(field: string, array: ArrayLike<unknown>, expected: number)
   if (array.length !== expected) throw new RangeError(`batch.${field} has ${array.length} values, expected ${expected}`);
 }
 
-export class OnnxEngine implements Engine {
+export class OnnxEngine implements TokenEngine {
   readonly info: EngineInfo;
   private readonly options: Required<Omit<OnnxEngineOptions, 'threads' | 'profileDir'>> & Pick<OnnxEngineOptions, 'threads' | 'profileDir'>;
   private cfg: ModelConfig | undefined;
@@ -154,8 +163,11 @@ export class OnnxEngine implements Engine {
     return this.cfg;
   }
 
-  async init(config: ModelConfig, seed: number): Promise<void> {
-    validateModelConfig(config);
+  async init(model: ModelSpec, seed: number): Promise<void> {
+    if (isPretrained(model)) {
+      throw new TypeError(`model: the ONNX engine runs Sophia's own architecture (a ModelConfig), not a pretrained model (${model.pretrained}); use engine.kind torch for Hugging Face models`);
+    }
+    const config = validateModelConfig(model);
     await this.resetSessions();
     this.cfg = structuredClone(config);
     const layout = (this.layout = paramLayout(config));
@@ -175,6 +187,10 @@ export class OnnxEngine implements Engine {
 
   config(): ModelConfig {
     return structuredClone(this.requireConfig());
+  }
+
+  maxLength(): number {
+    return this.requireConfig().maxLength;
   }
 
   step(): number {
@@ -674,6 +690,57 @@ export class OnnxEngine implements Engine {
       stopped: stopped[r]!,
     }));
     return { sequences, generatedTokens: generated };
+  }
+
+  // ---- prompt-level surface (onnx-prompts.ts renders prompts and packs rows into the batches above) ----------
+
+  // eslint-disable-next-line @typescript-eslint/require-await -- async so that a disposed engine rejects, as the protocol's other calls do
+  async promptLengths(prompts: readonly ChatPrompt[]): Promise<number[]> {
+    return renderPrompts(prompts, this.requireConfig()).map((p) => p.tokens.length);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/require-await -- as promptLengths
+  async encodeResponses(texts: readonly string[]): Promise<Int32Array[]> {
+    this.requireConfig();
+    return texts.map((text) => Int32Array.from(SOPHIA_TOKENIZER.response(text)));
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    const config = this.requireConfig();
+    const rendered = renderPrompts(request.prompts, config);
+    const pixels = 3 * config.image.size ** 2;
+    const images = new Float32Array(rendered.length * pixels);
+    rendered.forEach((p, i) => images.set(p.pixels, i * pixels));
+    const longest = Math.max(...rendered.map((p) => p.tokens.length));
+    const maxTokens = Math.min(request.maxTokens, config.maxLength - longest);
+    if (maxTokens < 1) throw new RangeError(`prompts: a prompt of ${longest} tokens leaves no room for a response within the model's ${config.maxLength} positions (model.maxLength)`);
+    const out = await this.sample({ images, prompts: rendered.map((p) => Int32Array.from(p.tokens)), n: request.n, temperature: request.temperature, topP: request.topP, maxTokens, seed: request.seed, stopToken: EOS });
+    return {
+      generatedTokens: out.generatedTokens,
+      sequences: out.sequences.map((s) => ({ ...s, text: SOPHIA_TOKENIZER.decode(s.tokens.filter((t) => t !== EOS)) })),
+    };
+  }
+
+  async responseLogprobs(batch: ResponseBatch, temperature: number): Promise<Float32Array[]> {
+    const packed = sftBatchOf(batch, this.requireConfig());
+    const logprobs = await this.logprobs(packed, temperature);
+    // The target at column c is full[c + 1]: response token j of row i is predicted at column prompt + j − 1.
+    return batch.rows.map((row, i) => {
+      const from = i * packed.seqLen + packed.promptLengths[i]! - 1;
+      return logprobs.slice(from, from + row.response.length);
+    });
+  }
+
+  async scoreResponses(batch: ResponseBatch): Promise<Float32Array> {
+    return this.score(scoreBatchOf(batch, this.requireConfig()));
+  }
+
+  async forwardBackwardResponses<L extends LossSpec>(batch: ResponseBatch<RowFor<L>>, loss: L, options: ForwardBackwardOptions = {}): Promise<ForwardBackwardResult> {
+    return this.forwardBackward(lossBatchOf(batch, loss, this.requireConfig()), loss, options);
+  }
+
+  async trainStepResponses<L extends LossSpec>(batch: ResponseBatch<RowFor<L>>, loss: L, settings: AdamWSettings): Promise<TrainStepResult> {
+    return this.trainStep(lossBatchOf(batch, loss, this.requireConfig()), loss, settings);
   }
 }
 

@@ -1,13 +1,17 @@
 /**
  * The engine protocol: the compute seam between Sophia's orchestration and whatever runs the model
- * (docs/architecture.md §2). Workflows and activities talk only to `Engine`; the built-in implementation is
- * `OnnxEngine` (ONNX graphs on onnxruntime-node), and a PyTorch engine for real VLMs can implement the same
- * interface later without any change above it.
+ * (docs/architecture.md §2). Workflows and activities talk only to `Engine`; the implementations are `OnnxEngine`
+ * (Sophia's own architecture as ONNX graphs on onnxruntime-node) and the PyTorch engine (Hugging Face models such
+ * as Qwen2.5-VL in a Python process, `torch/`).
  *
  * Abstractions:
  *  - `Engine`: one model (policy or reward model) with its optimizer state, loaded once and reused;
- *  - batches (`SequenceBatch` and its loss-specific extensions): flat, row-major typed arrays with explicit
- *    sizes, so they cross process and language boundaries without reshaping;
+ *  - the prompt-level surface every engine implements and the pipeline uses: prompts are chat messages with
+ *    images (`ChatPrompt`), rendered by the engine with its model's own template and image processing; responses
+ *    are the model's token ids (`ResponseRow`), from `generate` or `encodeResponses`; callers grade the text and
+ *    compute rewards and advantages themselves;
+ *  - `TokenEngine` (the ONNX engine): token-level batches (`SequenceBatch` and its loss-specific extensions):
+ *    flat, row-major typed arrays with explicit sizes, which its prompt-level methods pack;
  *  - `LossSpec`: which loss `forwardBackward`/`trainStep` computes (`sft`, `grpo`, `rm`), with its
  *    hyperparameters as data;
  *  - `AdamWSettings`: the optimizer step's hyperparameters (schedules are the caller's: pass this step's lr);
@@ -28,7 +32,7 @@
  *    or `TypeError` naming the field, before any state changes.
  * `engine.contract.ts` checks all of this, through this interface alone, for an engine made by `createEngine`.
  */
-import type { ModelConfig } from './model/config';
+import type { ModelConfig, ModelKind } from './model/config';
 
 /** A batch of image + token sequences. B rows of T tokens (padded), images of C × S × S pixels. */
 export interface SequenceBatch {
@@ -180,30 +184,147 @@ export interface LoadStateOptions {
   freshOptimizer?: boolean;
 }
 
+// ---- prompt-level surface (what the pipeline uses; every engine implements it) ---------------------------
+
+/** An RGB picture: `height` rows of `width` pixels, 3 bytes per pixel, row-major. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  rgb: Uint8Array;
+}
+
+export type ChatPart = { type: 'text'; text: string } | { type: 'image'; image: RgbImage };
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string | readonly ChatPart[];
+}
+
+/**
+ * A prompt as chat messages with images. The engine renders it with its model's own template and image processing
+ * (Sophia's model: `<bos>` + the user's text, one image at the model's size; a Hugging Face model: its processor's
+ * chat template with the generation prompt, images at the processor's resolution) — callers never see prompt tokens.
+ */
+export interface ChatPrompt {
+  messages: readonly ChatMessage[];
+}
+
+/** One response that continues prompt `prompt` (an index into the call's `prompts`), as the model's token ids. */
+export interface ResponseRow {
+  prompt: number;
+  response: ArrayLike<number>;
+}
+
+export interface GrpoRow extends ResponseRow {
+  /** log π_old of each response token (from sampling). */
+  oldLogprobs: ArrayLike<number>;
+  /** log π_ref of each response token. */
+  refLogprobs: ArrayLike<number>;
+  /** Applied to all the row's response tokens. */
+  advantage: number;
+}
+
+export interface RewardRow extends ResponseRow {
+  /** Target score in [0, 1]. */
+  score: number;
+}
+
+/** The row type each loss needs. */
+export type RowFor<L extends LossSpec> = L extends { kind: 'sft' } ? ResponseRow : L extends { kind: 'grpo' } ? GrpoRow : RewardRow;
+
+/** Prompts and the response rows that continue them; a prompt may be continued by many rows (a GRPO group). */
+export interface ResponseBatch<R extends ResponseRow = ResponseRow> {
+  prompts: readonly ChatPrompt[];
+  rows: readonly R[];
+}
+
+export interface GenerateRequest {
+  prompts: readonly ChatPrompt[];
+  /** Samples per prompt (G). */
+  n: number;
+  /** 0 = greedy. */
+  temperature: number;
+  /** Nucleus sampling mass in (0, 1]. */
+  topP: number;
+  /** Most tokens to generate per sample; fewer where the model's maximum length leaves less room after a prompt. */
+  maxTokens: number;
+  seed: number;
+}
+
+export interface GeneratedSequence {
+  promptIndex: number;
+  /** Generated token ids, the model's end token included when the response ended with it. */
+  tokens: Int32Array;
+  /** log π(token) of each generated token under the temperature-scaled distribution (before top-p). */
+  logprobs: Float32Array;
+  /** The response text, without the end token. */
+  text: string;
+  /** True when it ended with the model's end token, false when it ran out of tokens. */
+  stopped: boolean;
+}
+
+export interface GenerateResult {
+  /** P × n sequences, prompt-major: all samples of prompt 0, then prompt 1, … */
+  sequences: GeneratedSequence[];
+  generatedTokens: number;
+}
+
+/** A Hugging Face model directory as an engine's starting point (engines that load pretrained models). */
+export interface PretrainedModel {
+  kind: ModelKind;
+  /** A local directory with `config.json`, weights and processor files. */
+  pretrained: string;
+}
+
+/** What `init` starts from: Sophia's own architecture from a seed, or a pretrained model. */
+export type ModelSpec = ModelConfig | PretrainedModel;
+
+export function isPretrained(model: ModelSpec): model is PretrainedModel {
+  return typeof (model as PretrainedModel).pretrained === 'string';
+}
+
 export interface EngineInfo {
   /** e.g. "onnxruntime 1.30.0 (cpu)". */
   description: string;
   executionProvider: string;
 }
 
+/** What every engine does: state, the optimizer, and the prompt-level surface the pipeline uses. */
 export interface Engine {
   readonly info: EngineInfo;
-  /** Fresh weights from `seed`, zero optimizer state, step 0. */
-  init(config: ModelConfig, seed: number): Promise<void>;
-  config(): ModelConfig;
+  /**
+   * Fresh weights, zero optimizer state, step 0: Sophia's architecture (`ModelConfig`) initialised from `seed`, or a
+   * pretrained model (`PretrainedModel`) loaded as it is (a reward model's fresh scalar head from `seed`). An engine
+   * refuses a kind of model it cannot run with a `TypeError` naming `model`.
+   */
+  init(model: ModelSpec, seed: number): Promise<void>;
+  /** The model it holds, as given to `init` or saved in the state it loaded. */
+  config(): ModelSpec;
+  /** Positions (prompt + response tokens) the model attends over at most. */
+  maxLength(): number;
   /** Optimizer steps taken. */
   step(): number;
-  /** Forward + backward; accumulates the gradient (weighted by `options.weight`) for the next `optimStep`. */
-  forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L, options?: ForwardBackwardOptions): Promise<ForwardBackwardResult>;
   /** AdamW over the weighted mean of the gradients accumulated since the last step; rejects if there are none. */
   optimStep(settings: AdamWSettings): Promise<OptimStepResult>;
-  /** forwardBackward + optimStep in one pass (the fast path when nothing is accumulated). */
-  trainStep<L extends LossSpec>(batch: BatchFor<L>, loss: L, settings: AdamWSettings): Promise<TrainStepResult>;
-  sample(request: SampleRequest): Promise<SampleResult>;
-  /** (B, T) log π(target) at `temperature` (policy models). */
-  logprobs(batch: TargetBatch, temperature: number): Promise<Float32Array>;
-  /** (B) scores in [0, 1] at each row's last real token (reward models). */
-  score(batch: SequenceBatch): Promise<Float32Array>;
+
+  /** Each prompt's length in tokens once rendered (images included), e.g. to fit responses within `maxLength()`. */
+  promptLengths(prompts: readonly ChatPrompt[]): Promise<number[]>;
+  /** Each text as the model writes a response: its tokens, then the model's end token. */
+  encodeResponses(texts: readonly string[]): Promise<Int32Array[]>;
+  /** `n` samples per prompt, with per-token logprobs and the decoded text; seeded. */
+  generate(request: GenerateRequest): Promise<GenerateResult>;
+  /** log π(token) at `temperature` of each row's response tokens (policy models), one array per row. */
+  responseLogprobs(batch: ResponseBatch, temperature: number): Promise<Float32Array[]>;
+  /** (rows) scores in [0, 1] of prompt + response, read at the response's last token (reward models). */
+  scoreResponses(batch: ResponseBatch): Promise<Float32Array>;
+  /**
+   * Forward + backward of `loss` over the rows' response tokens (the prompt's tokens never carry loss); accumulates
+   * the gradient, weighted by `options.weight`, for the next `optimStep`.
+   */
+  forwardBackwardResponses<L extends LossSpec>(batch: ResponseBatch<RowFor<L>>, loss: L, options?: ForwardBackwardOptions): Promise<ForwardBackwardResult>;
+  /** forwardBackwardResponses + optimStep in one call. */
+  trainStepResponses<L extends LossSpec>(batch: ResponseBatch<RowFor<L>>, loss: L, settings: AdamWSettings): Promise<TrainStepResult>;
+
   /** Everything (weights, AdamW moments, step, RNG, model config) as named files, in the engine's own format. */
   saveState(): Promise<EngineFile[]>;
   /**
@@ -218,6 +339,23 @@ export interface Engine {
    * `RangeError` if the files are not a policy's state.
    */
   initRewardFromPolicy(policy: readonly EngineFile[], seed: number): Promise<void>;
-  /** Frees sessions and buffers; the engine cannot be used afterwards. */
+  /** Frees sessions, buffers and processes; the engine cannot be used afterwards. */
   dispose(): Promise<void>;
+}
+
+/**
+ * An engine that also takes token-level batches of Sophia's architecture (the ONNX engine): flat token and pixel
+ * arrays, packed by `batch.ts`. Its prompt-level methods render prompts and call these.
+ */
+export interface TokenEngine extends Engine {
+  config(): ModelConfig;
+  /** Forward + backward; accumulates the gradient (weighted by `options.weight`) for the next `optimStep`. */
+  forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L, options?: ForwardBackwardOptions): Promise<ForwardBackwardResult>;
+  /** forwardBackward + optimStep in one pass (the fast path when nothing is accumulated). */
+  trainStep<L extends LossSpec>(batch: BatchFor<L>, loss: L, settings: AdamWSettings): Promise<TrainStepResult>;
+  sample(request: SampleRequest): Promise<SampleResult>;
+  /** (B, T) log π(target) at `temperature` (policy models). */
+  logprobs(batch: TargetBatch, temperature: number): Promise<Float32Array>;
+  /** (B) scores in [0, 1] at each row's last real token (reward models). */
+  score(batch: SequenceBatch): Promise<Float32Array>;
 }

@@ -10,8 +10,7 @@
  */
 import type { Engine } from '../engine/types';
 import { grade } from '../tasks/grading';
-import { imageToTensor } from '../tasks/render';
-import { EOS, type Tokenizer } from '../tasks/tokenizer';
+import { promptsOf } from '../tasks/prompt';
 import { type Example, type Family, FAMILIES } from '../tasks/types';
 
 export interface EvalSettings {
@@ -59,21 +58,10 @@ interface Generation {
   length: number;
 }
 
-async function generate(engine: Engine, tokenizer: Tokenizer, examples: readonly Example[], n: number, temperature: number, maxTokens: number, seed: number): Promise<Generation[][]> {
-  const config = engine.config();
-  const pixels = 3 * config.image.size ** 2;
-  const images = new Float32Array(examples.length * pixels);
-  examples.forEach((e, i) => imageToTensor(e.image, images, i * pixels));
-  const prompts = examples.map((e) => Int32Array.from(tokenizer.prompt(e.question)));
-  const longest = Math.max(...prompts.map((p) => p.length));
-  const budget = Math.min(maxTokens, config.maxLength - longest);
-  if (budget < 1) throw new RangeError(`evaluation: a prompt of ${longest} tokens leaves no room for a response within model.maxLength ${config.maxLength}`);
-  const out = await engine.sample({ images, prompts, n, temperature, topP: 1, maxTokens: budget, seed, stopToken: EOS });
+async function generate(engine: Engine, examples: readonly Example[], n: number, temperature: number, maxTokens: number, seed: number): Promise<Generation[][]> {
+  const out = await engine.generate({ prompts: promptsOf(examples), n, temperature, topP: 1, maxTokens, seed });
   const byPrompt: Generation[][] = examples.map(() => []);
-  for (const s of out.sequences) {
-    const tokens = Array.from(s.tokens);
-    byPrompt[s.promptIndex]!.push({ text: tokenizer.decode(tokens.filter((t) => t !== EOS)), length: tokens.length });
-  }
+  for (const s of out.sequences) byPrompt[s.promptIndex]!.push({ text: s.text, length: s.tokens.length });
   return byPrompt;
 }
 
@@ -92,7 +80,6 @@ function summarize(results: readonly ExampleResult[], k: number): FamilySummary 
 
 export async function evaluate(
   engine: Engine,
-  tokenizer: Tokenizer,
   examples: readonly Example[],
   split: string,
   settings: EvalSettings,
@@ -101,8 +88,8 @@ export async function evaluate(
   const results: ExampleResult[] = [];
   for (let start = 0; start < examples.length; start += settings.promptsPerBatch) {
     const chunk = examples.slice(start, start + settings.promptsPerBatch);
-    const greedy = await generate(engine, tokenizer, chunk, 1, 0, settings.maxTokens, settings.seed + start);
-    const sampled = settings.k > 0 ? await generate(engine, tokenizer, chunk, settings.k, settings.temperature, settings.maxTokens, settings.seed + start + 1) : undefined;
+    const greedy = await generate(engine, chunk, 1, 0, settings.maxTokens, settings.seed + start);
+    const sampled = settings.k > 0 ? await generate(engine, chunk, settings.k, settings.temperature, settings.maxTokens, settings.seed + start + 1) : undefined;
     chunk.forEach((e, i) => {
       const g = greedy[i]![0]!;
       const graded = grade(e.answerType, g.text, e.answer);

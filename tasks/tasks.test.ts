@@ -8,7 +8,7 @@ import { exampleSeed, generateExample, generateSplit, readDataset, readDatasetMa
 import { grade } from './grading';
 import { decodePng, encodePng } from './render';
 import { teacherResponse } from './teacher';
-import { Tokenizer } from './tokenizer';
+import { Tokenizer } from '../engine/model/tokenizer';
 import { FAMILIES, SPLITS } from './types';
 
 describe('task generators', () => {

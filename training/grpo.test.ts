@@ -3,7 +3,7 @@ import { createEngine } from '../engine/factory';
 import type { ModelConfig } from '../engine/model/config';
 import type { Engine } from '../engine/types';
 import { generateSplit } from '../tasks/dataset';
-import { Tokenizer } from '../tasks/tokenizer';
+import { Tokenizer } from '../engine/model/tokenizer';
 import { type GrpoSettings, grpoUpdate, referenceLogprobs } from './grpo';
 import type { Rollout } from './rollouts';
 
@@ -53,17 +53,17 @@ describe('grpoUpdate micro-batches', () => {
       temperature: 1,
     }));
     const reference = await policy();
-    const ref = await referenceLogprobs(reference, tokenizer, examples, rollouts, 1, 4);
+    const ref = await referenceLogprobs(reference, examples, rollouts, 1, 4);
     // Sampling logprobs a little off the policy's (ratios ≠ 1, some clipped), the reference as it is.
     rollouts.forEach((r, i) => (r.logprobs = ref[i]!.map((x, j) => x + 0.15 * Math.sin(3 * i + j))));
     const advantages = [1.2, -0.7, 0.4, -0.9];
 
     const whole = await policy();
-    const oneBatch = await grpoUpdate(whole, tokenizer, examples, rollouts, ref, advantages, { ...settings, microBatch: 4 });
+    const oneBatch = await grpoUpdate(whole, examples, rollouts, ref, advantages, { ...settings, microBatch: 4 });
     expect(oneBatch.applied).toBe(true);
     for (const microBatch of [3, 2]) {
       const split = await policy();
-      const update = await grpoUpdate(split, tokenizer, examples, rollouts, ref, advantages, { ...settings, microBatch });
+      const update = await grpoUpdate(split, examples, rollouts, ref, advantages, { ...settings, microBatch });
       // The accumulated gradient is the whole batch's (its norm, before clipping), so the step is the same step.
       expect(Math.abs(update.gradNorm - oneBatch.gradNorm), `gradNorm, microBatch ${microBatch}`).toBeLessThan(1e-5 * oneBatch.gradNorm);
       // AdamW's first step is ≈ lr·g/(|g| + eps): a component whose gradient is within rounding of eps may move by

@@ -9,11 +9,10 @@
  * Rewards and advantages are not computed here: they come from `rl/trust.ts` (outcome and thinking rewards are
  * separate activities), so this module only sees one advantage per rollout.
  */
-import { packGrpo, packSft } from '../engine/batch';
-import { type AdamWSettings, DEFAULT_ADAMW, type Engine } from '../engine/types';
-import type { Tokenizer } from '../tasks/tokenizer';
+import { type AdamWSettings, type ChatPrompt, DEFAULT_ADAMW, type Engine } from '../engine/types';
+import { promptOf } from '../tasks/prompt';
 import type { Example } from '../tasks/types';
-import { type Rollout, imagesOf } from './rollouts';
+import type { Rollout } from './rollouts';
 
 export interface GrpoSettings {
   lr: number;
@@ -35,31 +34,34 @@ export interface GrpoUpdateRecord {
   applied: boolean;
 }
 
-function promptsOf(tokenizer: Tokenizer, examples: readonly Example[], rollouts: readonly Rollout[]) {
-  return rollouts.map((r) => {
+/**
+ * The prompts of a slice of rollouts (each distinct example once, in order of first use) and, per rollout, the index
+ * of its prompt there.
+ */
+function rolloutPrompts(examples: readonly Example[], rollouts: readonly Rollout[]): { prompts: ChatPrompt[]; index: number[] } {
+  const prompts: ChatPrompt[] = [];
+  const byGroup = new Map<number, number>();
+  const index = rollouts.map((r) => {
     const example = examples[r.group];
     if (!example || example.id !== r.exampleId) throw new RangeError(`rollout of ${r.exampleId}: group ${r.group} does not name that example`);
-    return { example, prompt: tokenizer.prompt(example.question) };
+    let at = byGroup.get(r.group);
+    if (at === undefined) {
+      at = prompts.push(promptOf(example)) - 1;
+      byGroup.set(r.group, at);
+    }
+    return at;
   });
+  return { prompts, index };
 }
 
 /** log π_ref of every rollout token, under the reference engine (same temperature as sampling). */
-export async function referenceLogprobs(reference: Engine, tokenizer: Tokenizer, examples: readonly Example[], rollouts: readonly Rollout[], temperature: number, microBatch: number): Promise<number[][]> {
+export async function referenceLogprobs(reference: Engine, examples: readonly Example[], rollouts: readonly Rollout[], temperature: number, microBatch: number): Promise<number[][]> {
   const out: number[][] = [];
-  const withPrompts = promptsOf(tokenizer, examples, rollouts);
   for (let start = 0; start < rollouts.length; start += microBatch) {
     const chunk = rollouts.slice(start, start + microBatch);
-    const meta = withPrompts.slice(start, start + microBatch);
-    const batch = packSft(
-      chunk.map((r, i) => ({ prompt: meta[i]!.prompt, response: r.tokens })),
-      imagesOf(meta.map((m) => m.example)),
-      3 * meta[0]!.example.image.size ** 2,
-    );
-    const logprobs = await reference.logprobs(batch, temperature);
-    chunk.forEach((r, i) => {
-      const p = meta[i]!.prompt.length;
-      out.push(r.tokens.map((_, j) => logprobs[i * batch.seqLen + p + j - 1]!));
-    });
+    const { prompts, index } = rolloutPrompts(examples, chunk);
+    const logprobs = await reference.responseLogprobs({ prompts, rows: chunk.map((r, i) => ({ prompt: index[i]!, response: r.tokens })) }, temperature);
+    for (const row of logprobs) out.push(Array.from(row));
   }
   return out;
 }
@@ -67,7 +69,6 @@ export async function referenceLogprobs(reference: Engine, tokenizer: Tokenizer,
 /** One policy update over all rollouts of a step; rows with a zero advantage still count in the KL/entropy terms. */
 export async function grpoUpdate(
   engine: Engine,
-  tokenizer: Tokenizer,
   examples: readonly Example[],
   rollouts: readonly Rollout[],
   refLogprobs: readonly (readonly number[])[],
@@ -77,20 +78,17 @@ export async function grpoUpdate(
   if (refLogprobs.length !== rollouts.length || advantages.length !== rollouts.length) {
     throw new RangeError(`grpoUpdate: ${rollouts.length} rollouts but ${refLogprobs.length} reference logprob rows and ${advantages.length} advantages`);
   }
-  const withPrompts = promptsOf(tokenizer, examples, rollouts);
   const loss = { kind: 'grpo', clipEps: settings.clipEps, klCoef: settings.klCoef, entropyCoef: settings.entropyCoef, temperature: settings.temperature } as const;
   const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, tokens: 0 };
   for (let start = 0; start < rollouts.length; start += settings.microBatch) {
     const end = Math.min(rollouts.length, start + settings.microBatch);
-    const rows = [];
-    for (let i = start; i < end; i++) {
-      rows.push({ prompt: withPrompts[i]!.prompt, response: rollouts[i]!.tokens, oldLogprobs: rollouts[i]!.logprobs, refLogprobs: refLogprobs[i]!, advantage: advantages[i]! });
-    }
-    const batch = packGrpo(rows, imagesOf(withPrompts.slice(start, end).map((m) => m.example)), 3 * examples[0]!.image.size ** 2);
+    const chunk = rollouts.slice(start, end);
+    const { prompts, index } = rolloutPrompts(examples, chunk);
+    const rows = chunk.map((r, i) => ({ prompt: index[i]!, response: r.tokens, oldLogprobs: r.logprobs, refLogprobs: refLogprobs[start + i]!, advantage: advantages[start + i]! }));
     // The micro-batch's loss is its token mean: weighted by its tokens, the step's gradient is the token mean of
     // the whole step, and so are the reported metrics.
-    const tokens = batch.lossMask.reduce((sum, x) => sum + x, 0);
-    const out = await engine.forwardBackward(batch, loss, { weight: tokens });
+    const tokens = chunk.reduce((sum, r) => sum + r.tokens.length, 0);
+    const out = await engine.forwardBackwardResponses({ prompts, rows }, loss, { weight: tokens });
     if (!out.finite) throw new Error(`GRPO micro-batch ${start}–${end}: the loss is not finite (${out.loss})`);
     sums.loss += out.loss * tokens;
     sums.kl += (out.metrics.kl ?? 0) * tokens;

@@ -5,11 +5,9 @@
  * Like SFT, everything is a function of (settings, step): step s trains on a fixed slice of a per-epoch
  * permutation of the training items, so an interrupted and resumed run trains on exactly the same batches.
  */
-import { packReward, packSequences } from '../engine/batch';
-import { type AdamWSettings, DEFAULT_ADAMW, type Engine } from '../engine/types';
-import type { Tokenizer } from '../tasks/tokenizer';
+import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type ResponseBatch, type RewardRow } from '../engine/types';
+import { promptsOf } from '../tasks/prompt';
 import type { Example } from '../tasks/types';
-import { imagesOf } from './rollouts';
 import { type SftSettings, batchIndices, learningRate } from './sft';
 
 /** One annotated response. */
@@ -30,25 +28,31 @@ export interface RewardStepRecord {
   gradNorm: number;
 }
 
-/** Token rows (prompt ++ response ++ <eos>) and images of items; responses that do not fit are cut at the end. */
-function rows(tokenizer: Tokenizer, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], maxLength: number) {
+/**
+ * Rows of items: each example's prompt and the response as the model writes it (its tokens and end token); responses
+ * that do not fit the model's length after their prompt are cut at the end.
+ */
+async function rows(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[]): Promise<ResponseBatch<RewardRow>> {
   const list = items.map((item) => {
     const example = examples.get(item.exampleId);
     if (!example) throw new RangeError(`reward item for ${item.exampleId}: no such example in the run's data`);
-    const prompt = tokenizer.prompt(example.question);
-    const response = tokenizer.response(item.response).slice(0, Math.max(1, maxLength - prompt.length));
-    return { example, prompt, response, score: item.score };
+    return example;
   });
-  return { list, images: imagesOf(list.map((r) => r.example)), pixels: 3 * list[0]!.example.image.size ** 2 };
+  const prompts = promptsOf(list);
+  const [promptLengths, responses] = await Promise.all([engine.promptLengths(prompts), engine.encodeResponses(items.map((i) => i.response))]);
+  const maxLength = engine.maxLength();
+  return {
+    prompts,
+    rows: items.map((item, i) => ({ prompt: i, response: responses[i]!.slice(0, Math.max(1, maxLength - promptLengths[i]!)), score: item.score })),
+  };
 }
 
-export async function rewardStep(engine: Engine, tokenizer: Tokenizer, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
+export async function rewardStep(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
   const indices = batchIndices(items.length, settings.batchSize, step, settings.seed);
-  const { list, images, pixels } = rows(tokenizer, examples, indices.map((i) => items[i]!), engine.config().maxLength);
-  const batch = packReward(list, images, pixels);
+  const batch = await rows(engine, examples, indices.map((i) => items[i]!));
   const lr = learningRate({ ...settings, evalEvery: 1, patience: 0 }, step);
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
-  const out = await engine.trainStep(batch, { kind: 'rm' }, adamw);
+  const out = await engine.trainStepResponses(batch, { kind: 'rm' }, adamw);
   if (!out.applied) throw new Error(`reward-model step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
   return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };
 }
@@ -56,7 +60,6 @@ export async function rewardStep(engine: Engine, tokenizer: Tokenizer, examples:
 /** The reward model's scores in [0, 1] for (example, response) pairs, `batchSize` at a time. */
 export async function scoreResponses(
   engine: Engine,
-  tokenizer: Tokenizer,
   examples: ReadonlyMap<string, Example>,
   items: readonly Pick<RewardItem, 'exampleId' | 'response'>[],
   batchSize: number,
@@ -64,15 +67,13 @@ export async function scoreResponses(
   const out: number[] = [];
   for (let start = 0; start < items.length; start += batchSize) {
     const chunk = items.slice(start, start + batchSize).map((i) => ({ ...i, score: 0 }));
-    const { list, images, pixels } = rows(tokenizer, examples, chunk, engine.config().maxLength);
-    const scores = await engine.score(packSequences(list.map((r) => [...r.prompt, ...r.response]), images, pixels));
-    out.push(...scores);
+    out.push(...(await engine.scoreResponses(await rows(engine, examples, chunk))));
   }
   return out;
 }
 
 /** Mean absolute error of the reward model on held-out items (the validation loss of the stage). */
-export async function rewardValidation(engine: Engine, tokenizer: Tokenizer, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], batchSize: number): Promise<number> {
-  const predictions = await scoreResponses(engine, tokenizer, examples, items, batchSize);
+export async function rewardValidation(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], batchSize: number): Promise<number> {
+  const predictions = await scoreResponses(engine, examples, items, batchSize);
   return predictions.reduce((a, p, i) => a + Math.abs(p - items[i]!.score), 0) / Math.max(1, items.length);
 }

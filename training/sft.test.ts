@@ -3,7 +3,7 @@ import { createEngine } from '../engine/factory';
 import type { ModelConfig } from '../engine/model/config';
 import { evaluate } from '../evaluation/evaluate';
 import { generateSplit } from '../tasks/dataset';
-import { Tokenizer } from '../tasks/tokenizer';
+import { Tokenizer } from '../engine/model/tokenizer';
 import { type SftSettings, batchIndices, learningRate, runSft } from './sft';
 
 const settings: SftSettings = { steps: 100, batchSize: 8, lr: 1e-3, warmupSteps: 10, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1, evalEvery: 20, patience: 2, seed: 3 };
@@ -37,7 +37,7 @@ describe('runSft and evaluate on a micro model', () => {
     const train = generateSplit('train', 8, 16, 1);
     const validation = generateSplit('test', 2, 16, 9);
     const steps: number[] = [];
-    const result = await runSft(engine, tokenizer, train, validation, { ...settings, lr: 3e-3 }, { onStep: (s) => void steps.push(s.step) });
+    const result = await runSft(engine, train, validation, { ...settings, lr: 3e-3 }, { onStep: (s) => void steps.push(s.step) });
     expect(steps[0]).toBe(1);
     expect(result.validations[0]!.step).toBe(20);
     expect(result.bestValLoss).toBeLessThan(result.validations[0]!.valLoss);
@@ -47,7 +47,7 @@ describe('runSft and evaluate on a micro model', () => {
     // Early stop: with patience 0 the first validation that is not a new best ends training.
     const engine2 = createEngine({ kind: 'onnx' });
     await engine2.init(micro, 1);
-    const stalled = await runSft(engine2, tokenizer, train, validation, { ...settings, lr: 0, warmupSteps: 1, patience: 0 });
+    const stalled = await runSft(engine2, train, validation, { ...settings, lr: 0, warmupSteps: 1, patience: 0 });
     expect(stalled.stoppedEarly).toBe(true);
     expect(stalled.steps).toBe(40);
     await engine.dispose();
@@ -58,7 +58,7 @@ describe('runSft and evaluate on a micro model', () => {
     const engine = createEngine({ kind: 'onnx' });
     await engine.init(micro, 2);
     const test = generateSplit('test', 2, 16, 1);
-    const report = await evaluate(engine, tokenizer, test, 'test', { k: 2, temperature: 1, maxTokens: 8, promptsPerBatch: 4, seed: 1 });
+    const report = await evaluate(engine, test, 'test', { k: 2, temperature: 1, maxTokens: 8, promptsPerBatch: 4, seed: 1 });
     expect(report.overall.examples).toBe(10);
     expect(Object.keys(report.byFamily)).toEqual(['counting', 'chart', 'ocr', 'math', 'choice']);
     expect(report.byFamily.ocr.examples).toBe(2);

@@ -12,12 +12,10 @@
  * step and validation (`sftLoop`), and differ only in what they do after each step (commit a checkpoint and
  * heartbeat, or keep the best state in memory).
  */
-import { packSft } from '../engine/batch';
 import { Rng } from '../engine/rng';
-import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type EngineFile, type SftBatch } from '../engine/types';
-import { imageToTensor } from '../tasks/render';
+import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type EngineFile, type ResponseBatch } from '../engine/types';
+import { promptsOf } from '../tasks/prompt';
 import { teacherResponse } from '../tasks/teacher';
-import type { Tokenizer } from '../tasks/tokenizer';
 import type { Example } from '../tasks/types';
 
 export interface SftSettings {
@@ -96,29 +94,22 @@ export function batchIndices(count: number, batchSize: number, step: number, see
   return out;
 }
 
-/** Packs examples with teacher responses into an SFT batch. */
-function sftBatch(examples: readonly Example[], tokenizer: Tokenizer, rng: Rng): SftBatch {
-  const size = examples[0]!.image.size;
-  const pixels = 3 * size * size;
-  const images = new Float32Array(examples.length * pixels);
-  examples.forEach((e, i) => imageToTensor(e.image, images, i * pixels));
-  const rows = examples.map((e) => ({ prompt: tokenizer.prompt(e.question), response: tokenizer.response(teacherResponse(e, rng)) }));
-  return packSft(rows, images, pixels);
+/** Examples with teacher responses as the model writes them (its tokens and end token), one row per example. */
+async function sftBatch(engine: Engine, examples: readonly Example[], rng: Rng): Promise<ResponseBatch> {
+  const responses = await engine.encodeResponses(examples.map((e) => teacherResponse(e, rng)));
+  return { prompts: promptsOf(examples), rows: responses.map((response, i) => ({ prompt: i, response })) };
 }
 
-/** Mean token NLL of teacher responses on `examples` (no gradients: the engine's logprobs graph). */
-async function validationLoss(engine: Engine, tokenizer: Tokenizer, examples: readonly Example[], batchSize: number, seed: number): Promise<number> {
+/** Mean token NLL of teacher responses on `examples` (no gradients: the engine's logprobs). */
+async function validationLoss(engine: Engine, examples: readonly Example[], batchSize: number, seed: number): Promise<number> {
   let total = 0;
   let tokens = 0;
   for (let start = 0; start < examples.length; start += batchSize) {
-    const batch = sftBatch(examples.slice(start, start + batchSize), tokenizer, new Rng(seed + start));
-    const logprobs = await engine.logprobs(batch, 1);
-    batch.lossMask.forEach((m, i) => {
-      if (m > 0) {
-        total -= logprobs[i]!;
-        tokens++;
-      }
-    });
+    const batch = await sftBatch(engine, examples.slice(start, start + batchSize), new Rng(seed + start));
+    for (const row of await engine.responseLogprobs(batch, 1)) {
+      for (const logprob of row) total -= logprob;
+      tokens += row.length;
+    }
   }
   return total / Math.max(1, tokens);
 }
@@ -141,11 +132,11 @@ function trackValidation(tracker: BestTracker, step: number, valLoss: number, pa
 }
 
 /** One optimizer step of the SFT warmup: step `step`'s batch (a function of settings and step only). */
-async function sftStep(engine: Engine, tokenizer: Tokenizer, train: readonly Example[], settings: SftSettings, step: number): Promise<SftStepRecord> {
+async function sftStep(engine: Engine, train: readonly Example[], settings: SftSettings, step: number): Promise<SftStepRecord> {
   const indices = batchIndices(train.length, settings.batchSize, step, settings.seed);
-  const batch = sftBatch(indices.map((i) => train[i]!), tokenizer, new Rng(settings.seed ^ (step * 7919)));
+  const batch = await sftBatch(engine, indices.map((i) => train[i]!), new Rng(settings.seed ^ (step * 7919)));
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: learningRate(settings, step), weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
-  const out = await engine.trainStep(batch, { kind: 'sft' }, adamw);
+  const out = await engine.trainStepResponses(batch, { kind: 'sft' }, adamw);
   if (!out.applied) throw new Error(`SFT step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
   return { step: step + 1, loss: out.loss, lr: adamw.lr, gradNorm: out.gradNorm, tokens: out.metrics.tokens ?? 0 };
 }
@@ -205,14 +196,14 @@ export async function* supervisedSteps<R extends { loss: number }>(
 }
 
 /** The SFT warmup as a supervised loop: `sftStep` on `train`, validation loss on `validation`. */
-export function sftLoop(tokenizer: Tokenizer, train: readonly Example[], validation: readonly Example[], settings: SftSettings): SupervisedLoop<SftStepRecord> {
+export function sftLoop(train: readonly Example[], validation: readonly Example[], settings: SftSettings): SupervisedLoop<SftStepRecord> {
   if (train.length === 0) throw new RangeError('SFT: the training set is empty (check data.perFamily.train)');
   return {
     totalSteps: settings.steps,
     evalEvery: settings.evalEvery,
     patience: settings.patience,
-    step: (engine, step) => sftStep(engine, tokenizer, train, settings, step),
-    validate: (engine) => validationLoss(engine, tokenizer, validation, settings.batchSize, settings.seed),
+    step: (engine, step) => sftStep(engine, train, settings, step),
+    validate: (engine) => validationLoss(engine, validation, settings.batchSize, settings.seed),
   };
 }
 
@@ -224,7 +215,6 @@ export interface SftCallbacks {
 /** The whole warmup in this process (the pipeline's chunk activities run the same loop, `supervisedSteps`). */
 export async function runSft(
   engine: Engine,
-  tokenizer: Tokenizer,
   train: readonly Example[],
   validation: readonly Example[],
   settings: SftSettings,
@@ -232,7 +222,7 @@ export async function runSft(
 ): Promise<SftResult> {
   const result: SftResult = { steps: 0, stoppedEarly: false, bestValLoss: Infinity, bestStep: -1, history: [], validations: [], bestState: undefined };
   let tracker = NO_BEST;
-  for await (const at of supervisedSteps(engine, sftLoop(tokenizer, train, validation, settings))) {
+  for await (const at of supervisedSteps(engine, sftLoop(train, validation, settings))) {
     result.history.push(at.record);
     result.steps = at.step;
     result.stoppedEarly = at.stop;

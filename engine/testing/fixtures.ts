@@ -4,7 +4,7 @@
 import { packReward, packSft } from '../batch';
 import { type ModelConfig, parameterSpecs } from '../model/config';
 import { pseudoRandom } from '../onnx/gradcheck';
-import type { Engine } from '../types';
+import type { TokenEngine } from '../types';
 import { Rng } from '../rng';
 
 export function microConfig(kind: ModelConfig['kind'] = 'policy'): ModelConfig {
@@ -59,7 +59,7 @@ export function batchForStep(step: number) {
 
 export const ADAMW = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 4 };
 
-export async function trainOnStepBatches(engine: Engine, steps: number): Promise<void> {
+export async function trainOnStepBatches(engine: TokenEngine, steps: number): Promise<void> {
   for (let i = 0; i < steps; i++) {
     const result = await engine.trainStep(batchForStep(engine.step()), { kind: 'sft' }, ADAMW);
     if (!result.applied) throw new Error(`step ${engine.step()} was not applied`);
