@@ -295,7 +295,7 @@ export function createRlActivities(deps: RlDeps) {
         });
         if (!update.applied) throw new Error(`RL step ${input.step}: gradients are not finite; the update was not applied`);
         engines.mark(slot, tag(input.step));
-        const metrics = { ...input.metrics, loss: update.loss, kl: update.kl, entropy: update.entropy, clipFraction: update.clipFraction, gradNorm: update.gradNorm };
+        const metrics = { ...input.metrics, loss: update.loss, kl: update.kl, entropy: update.entropy, clipFraction: update.clipFraction, gradNorm: update.gradNorm, logprobDiffMean: update.logprobDiffMean, logprobDiffMax: update.logprobDiffMax };
         await appendMetrics(data.storage, input.runId, [{ stage: GRPO_STAGE, kind: 'step', step: input.step, time: new Date().toISOString(), ...metrics }]);
         let checkpointKey: string | undefined;
         if (input.step % rl.checkpointEvery === 0 || input.step === rl.steps) {

@@ -34,10 +34,11 @@ export function rgbToPlanes(image: RgbImage, out: Float32Array, offset = 0): voi
  */
 export function renderPrompt(prompt: ChatPrompt, config: ModelConfig, field: string): RenderedPrompt {
   const messages: readonly ChatMessage[] | undefined = prompt?.messages;
-  if (messages?.length !== 1 || messages[0]!.role !== 'user') {
+  const first = messages?.[0];
+  if (messages?.length !== 1 || first?.role !== 'user') {
     throw new RangeError(`${field}.messages: Sophia's model reads exactly one user message (it has no chat template); got ${messages ? messages.map((m) => m.role).join(', ') || 'none' : 'none'}`);
   }
-  const content = messages[0].content;
+  const content = first.content;
   const parts: readonly ChatPart[] = typeof content === 'string' ? [{ type: 'text', text: content }] : content;
   let text = '';
   let image: RgbImage | undefined;

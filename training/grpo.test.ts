@@ -5,7 +5,7 @@ import type { Engine } from '../engine/types';
 import { generateSplit } from '../tasks/dataset';
 import { Tokenizer } from '../engine/model/tokenizer';
 import { type GrpoSettings, grpoUpdate, referenceLogprobs } from './grpo';
-import type { Rollout } from './rollouts';
+import { type Rollout, sampleRollouts } from './rollouts';
 
 const tokenizer = new Tokenizer();
 const micro: ModelConfig = { kind: 'policy', vocabSize: tokenizer.vocabSize, maxLength: 128, layers: 1, width: 32, heads: 2, mlpRatio: 2, image: { size: 16, channels: 3, patch: 4 }, initStd: 0.02 };
@@ -70,7 +70,22 @@ describe('grpoUpdate micro-batches', () => {
       // a small fraction of lr; a different gradient moves components by up to 2·lr.
       expect(await stateDiff(split, whole), `parameters and moments, microBatch ${microBatch}`).toBeLessThan(0.01 * settings.lr);
       // And the reported metrics are token-weighted means over all the step's tokens.
-      for (const key of ['loss', 'kl', 'entropy', 'clipFraction'] as const) expect(update[key], key).toBeCloseTo(oneBatch[key], 5);
+      for (const key of ['loss', 'kl', 'entropy', 'clipFraction', 'logprobDiffMean', 'logprobDiffMax'] as const) expect(update[key], key).toBeCloseTo(oneBatch[key], 5);
     }
+    // The policy before the update is the reference, so |log π − log π_old| is the 0.15·|sin| the rollouts were given.
+    const offsets = rollouts.flatMap((r, i) => r.tokens.map((_, j) => Math.abs(0.15 * Math.sin(3 * i + j))));
+    expect(oneBatch.logprobDiffMean).toBeCloseTo(offsets.reduce((a, b) => a + b, 0) / offsets.length, 5);
+    expect(oneBatch.logprobDiffMax).toBeCloseTo(Math.max(...offsets), 5);
+  });
+
+  it('reports the sampler–trainer logprob mismatch of rollouts sampled from the policy itself: below 1e-5', async () => {
+    const examples = generateSplit('train', 2, 16, 4).slice(0, 3);
+    const engine = await policy();
+    const rollouts = await sampleRollouts(engine, examples, { n: 3, temperature: 1, topP: 1, maxTokens: 12, seed: 5, promptsPerBatch: 3 });
+    const ref = await referenceLogprobs(engine, examples, rollouts, 1, 4);
+    const update = await grpoUpdate(engine, examples, rollouts, ref, rollouts.map((_, i) => (i % 2 ? 1 : -1)), { ...settings, microBatch: 4 });
+    expect(update.logprobDiffMax).toBeGreaterThan(0);
+    expect(update.logprobDiffMax).toBeLessThan(1e-5);
+    expect(update.logprobDiffMean).toBeLessThanOrEqual(update.logprobDiffMax);
   });
 });

@@ -32,6 +32,13 @@ export interface GrpoUpdateRecord {
   clipFraction: number;
   gradNorm: number;
   applied: boolean;
+  /**
+   * Mean and largest |log π − log π_old| over the step's response tokens, as the update computes log π: the policy
+   * that samples is the one updated, so anything above float noise means the rollouts' logprobs (or weights) do not
+   * match the trainer's.
+   */
+  logprobDiffMean: number;
+  logprobDiffMax: number;
 }
 
 /**
@@ -79,7 +86,7 @@ export async function grpoUpdate(
     throw new RangeError(`grpoUpdate: ${rollouts.length} rollouts but ${refLogprobs.length} reference logprob rows and ${advantages.length} advantages`);
   }
   const loss = { kind: 'grpo', clipEps: settings.clipEps, klCoef: settings.klCoef, entropyCoef: settings.entropyCoef, temperature: settings.temperature } as const;
-  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, tokens: 0 };
+  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, logprobDiff: 0, logprobDiffMax: 0, tokens: 0 };
   for (let start = 0; start < rollouts.length; start += settings.microBatch) {
     const end = Math.min(rollouts.length, start + settings.microBatch);
     const chunk = rollouts.slice(start, end);
@@ -94,10 +101,12 @@ export async function grpoUpdate(
     sums.kl += (out.metrics.kl ?? 0) * tokens;
     sums.entropy += (out.metrics.entropy ?? 0) * tokens;
     sums.clipFraction += (out.metrics.clip_fraction ?? 0) * tokens;
+    sums.logprobDiff += (out.metrics.logprob_diff_mean ?? 0) * tokens;
+    sums.logprobDiffMax = Math.max(sums.logprobDiffMax, out.metrics.logprob_diff_max ?? 0);
     sums.tokens += tokens;
   }
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: settings.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
   const step = await engine.optimStep(adamw);
   const t = Math.max(1, sums.tokens);
-  return { loss: sums.loss / t, kl: sums.kl / t, entropy: sums.entropy / t, clipFraction: sums.clipFraction / t, gradNorm: step.gradNorm, applied: step.applied };
+  return { loss: sums.loss / t, kl: sums.kl / t, entropy: sums.entropy / t, clipFraction: sums.clipFraction / t, gradNorm: step.gradNorm, applied: step.applied, logprobDiffMean: sums.logprobDiff / t, logprobDiffMax: sums.logprobDiffMax };
 }

@@ -74,6 +74,7 @@ export function grpoLoss(g: Graph, logits: Value, x: GrpoInputs): LossOutput {
   const perToken = op.sub(g, op.add(g, policyLoss, op.mul(g, x.klCoef, kl)), op.mul(g, x.entropyCoef, entropy));
   const loss = maskedMean(g, perToken, x.lossMask, count);
   const isClipped = op.cast(g, op.less(g, clipped, unclipped), g.floatType);
+  const absDiff = op.abs(g, op.sub(g, logpNew, x.oldLogprobs));
   const sg = (v: Value) => op.stopGradient(g, v);
   return {
     loss,
@@ -83,6 +84,10 @@ export function grpoLoss(g: Graph, logits: Value, x: GrpoInputs): LossOutput {
       entropy: sg(maskedMean(g, entropy, x.lossMask, count)),
       clip_fraction: sg(maskedMean(g, isClipped, x.lossMask, count)),
       ratio_mean: sg(maskedMean(g, ratio, x.lossMask, count)),
+      // |log π − log π_old| on the loss tokens: at an RL step's first update π is the policy that sampled, so this is
+      // the sampler–trainer logprob mismatch (stale or mismatched rollout weights show here).
+      logprob_diff_mean: sg(maskedMean(g, absDiff, x.lossMask, count)),
+      logprob_diff_max: op.reduceMax(g, op.mul(g, sg(absDiff), x.lossMask), x.lossMask.shape.map((_, i) => i)),
       tokens: sg(count),
     },
   };

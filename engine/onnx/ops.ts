@@ -228,6 +228,8 @@ function reduce(g: Graph, op: string, x: Value, axes: readonly number[], keepdim
 
 export const reduceSum = (g: Graph, x: Value, axes: readonly number[], keepdims = false) => reduce(g, 'ReduceSum', x, axes, keepdims);
 export const reduceMean = (g: Graph, x: Value, axes: readonly number[], keepdims = false) => reduce(g, 'ReduceMean', x, axes, keepdims);
+/** Largest element along `axes`: for metrics only (it has no VJP; put it behind `stopGradient`'s output). */
+export const reduceMax = (g: Graph, x: Value, axes: readonly number[], keepdims = false) => reduce(g, 'ReduceMax', x, axes, keepdims);
 /** Sum of all elements, as a scalar. */
 export const sumAll = (g: Graph, x: Value) => reduceSum(g, x, x.shape.map((_, i) => i));
 
