@@ -1,10 +1,25 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/errors';
 import { loadRunConfig } from './load';
-import { RUN_PRESETS, assertRunnable, mergeConfig, modelConfig, parseRunConfig, resolveRunConfig } from './run-config';
+import { RUN_PRESETS, assertRunnable, mergeConfig, modelConfig, modelSpecOf, parseRunConfig, resolveRunConfig } from './run-config';
+import { QWEN2_5_VL_3B, QWEN2_5_VL_7B } from './testing/hf-configs';
+
+/** Model directories with only a config.json (what the config checks read; no weights). */
+const modelsDir = mkdtempSync(path.join(tmpdir(), 'sophia-run-config-models-'));
+function modelDir(name: string, config: unknown): string {
+  const dir = path.join(modelsDir, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+const QWEN_7B = modelDir('Qwen2.5-VL-7B-Instruct', QWEN2_5_VL_7B);
+const QWEN_3B = modelDir('Qwen2.5-VL-3B-Instruct', QWEN2_5_VL_3B);
+/** The paper preset with its two models given, as a run file would. */
+const paper = () => resolveRunConfig({ extends: 'paper', engine: { model: QWEN_7B, rewardModel: QWEN_3B } }, 'paper.yaml');
+afterAll(() => rmSync(modelsDir, { recursive: true, force: true }));
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -17,20 +32,17 @@ function configError(fn: () => unknown): ConfigError {
 }
 
 describe('run config', () => {
-  it('validates every preset, with defaults filled in', () => {
-    for (const name of Object.keys(RUN_PRESETS)) {
-      const config = resolveRunConfig(name, name);
-      expect(config.checkpoints.keepLast).toBeGreaterThan(0);
-    }
+  it('validates every preset (paper with its models given), with defaults filled in', () => {
+    for (const config of [resolveRunConfig('ci', 'ci'), resolveRunConfig('tiny', 'tiny'), paper()]) expect(config.checkpoints.keepLast).toBeGreaterThan(0);
     const ci = resolveRunConfig('ci', 'ci');
     expect(ci.engine).toEqual({ kind: 'onnx', executionProvider: 'cpu', threads: 0 });
     expect(ci.data.shardSize).toBe(2000);
-    expect(resolveRunConfig('paper', 'paper').rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
+    expect(paper().rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
+    expect(paper().engine).toEqual({ kind: 'torch', model: QWEN_7B, rewardModel: QWEN_3B, dtype: 'auto', device: 'auto', gradientCheckpointing: true, threads: 0 });
   });
 
   it('uses the paper\'s AdamW settings in every preset: weight decay 0.01, gradients clipped at global norm 4', () => {
-    for (const name of Object.keys(RUN_PRESETS)) {
-      const config = resolveRunConfig(name, name);
+    for (const config of [resolveRunConfig('ci', 'ci'), resolveRunConfig('tiny', 'tiny'), paper()]) {
       for (const section of [config.sft, config.rewardModel!, config.rl!]) expect(section).toMatchObject({ weightDecay: 0.01, maxGradNorm: 4 });
     }
   });
@@ -74,7 +86,7 @@ describe('run config', () => {
     expect(configError(withAnnotator({ kind: 'judge', name: 'gpt-judge', apiKeyEnv: 'AWS_SECRET_ACCESS_KEY' })).message).toMatch(/rewardModel\.annotator\.apiKeyEnv: a run config may not/);
     expect(configError(withAnnotator({ kind: 'judge', name: '../x' })).message).toMatch(/rewardModel\.annotator\.name: a judge name is/);
     expect(withAnnotator({ kind: 'judge', name: 'gpt-judge' })().rewardModel!.annotator).toEqual({ kind: 'judge', name: 'gpt-judge' });
-    expect(resolveRunConfig('paper', 'paper').rewardModel!.annotator).toEqual({ kind: 'judge', name: 'qwen2.5-vl-72b' });
+    expect(paper().rewardModel!.annotator).toEqual({ kind: 'judge', name: 'qwen2.5-vl-72b' });
   });
 
   it('checks relations between fields', () => {
@@ -90,8 +102,8 @@ describe('run config', () => {
   });
 
   it('refuses configs it cannot run here, with the fix', () => {
-    expect(() => assertRunnable(resolveRunConfig('paper', 'paper'))).toThrow(/engine\.kind: "pytorch".*Use engine\.kind: onnx/);
     expect(() => assertRunnable(resolveRunConfig('tiny', 'tiny'))).not.toThrow();
+    expect(() => assertRunnable(paper())).not.toThrow();
   });
 
   it('maps the model section onto the engine model config', () => {
@@ -116,5 +128,79 @@ describe('run config', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the engine section: onnx (default) or torch', () => {
+  const torch = (engine: Record<string, unknown>, more: Record<string, unknown> = {}) => resolveRunConfig({ extends: 'ci', engine: { kind: 'torch', ...engine }, ...more }, 'run.yaml');
+
+  it('keeps onnx the default, also for a section without kind, and refuses the old placeholders with the new spelling', () => {
+    expect(resolveRunConfig({ extends: 'ci', engine: { threads: 2 } }, 'x').engine).toEqual({ kind: 'onnx', executionProvider: 'cpu', threads: 2 });
+    const pytorch = configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'pytorch' } }, 'x'));
+    expect(pytorch.message).toMatch(/engine\.kind: "pytorch" is now "torch", with the model it trains: engine: \{ kind: torch, model: \/path\/to\/Qwen2\.5-VL-7B-Instruct/);
+    const base = configError(() => resolveRunConfig({ extends: 'ci', model: { base: 'Qwen/Qwen2.5-VL-7B-Instruct' } }, 'x'));
+    expect(base.message).toMatch(/model\.base: model\.base is gone: the torch engine names its Hugging Face model in engine\.model/);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'onnx', dtype: 'float32' } }, 'x')).message).toMatch(/engine\.dtype: unknown field/);
+  });
+
+  it('validates `extends: ci` + `engine: { kind: torch, model: DIR }`, with defaults; the onnx model section does not get in the way', () => {
+    const config = torch({ model: QWEN_7B });
+    expect(config.engine).toEqual({ kind: 'torch', model: QWEN_7B, dtype: 'auto', device: 'auto', gradientCheckpointing: false, threads: 0 });
+    expect(() => assertRunnable(config)).not.toThrow();
+    // Sophia model sections that onnx refuses: width not divisible by heads; fewer positions than evaluation.maxTokens.
+    const odd = { model: { width: 130, heads: 4 } };
+    const short = { model: { maxLength: 16 } };
+    expect(() => resolveRunConfig({ extends: 'ci', ...odd }, 'x')).toThrow(/^x model\.width: invalid run config/);
+    expect(() => resolveRunConfig({ extends: 'ci', ...short }, 'x')).toThrow(/evaluation\.maxTokens: 64 is not below the model's 16 text positions/);
+    expect(() => assertRunnable(torch({ model: QWEN_7B }, short))).not.toThrow();
+    expect(() => assertRunnable(torch({ model: QWEN_7B }, odd))).not.toThrow();
+    expect(torch({ model: 's3://models/qwen2.5-vl-7b' }).engine).toMatchObject({ model: 's3://models/qwen2.5-vl-7b' });
+  });
+
+  it('names the field and the fix for a missing, malformed or unsupported model', () => {
+    const missing = configError(() => resolveRunConfig('paper', 'preset paper'));
+    expect(missing.message).toMatch(/engine\.model: missing: the torch engine needs the model to train; add engine: \{ kind: torch, model: \/path\/to\/Qwen2\.5-VL-7B-Instruct, rewardModel: \/path\/to\/Qwen2\.5-VL-3B-Instruct \}/);
+    expect(configError(() => torch({ model: 'Qwen/Qwen2.5-VL-7B-Instruct' })).message).toMatch(/engine\.model: "Qwen\/Qwen2\.5-VL-7B-Instruct" looks like a Hugging Face Hub id/);
+    expect(configError(() => torch({ model: 's3://Models/x' })).message).toMatch(/engine\.model: "s3:\/\/Models\/x": "Models" is not an S3 bucket name/);
+    expect(configError(() => torch({ model: QWEN_7B, rewardModel: 's3://models' })).message).toMatch(/engine\.rewardModel: "s3:\/\/models" names a bucket but no prefix/);
+    expect(configError(() => torch({ model: QWEN_7B, dtype: 'int8' })).message).toMatch(/engine\.dtype: Invalid option: expected one of "auto"\|"float32"\|"bfloat16"\|"float16"\|"float64"/);
+    expect(configError(() => torch({ model: QWEN_7B, device: 'tpu' })).message).toMatch(/engine\.device: Invalid option/);
+    expect(configError(() => torch({ model: QWEN_7B, executionProvider: 'cuda' })).message).toMatch(/engine\.executionProvider: unknown field/);
+
+    const runnable = (engine: Record<string, unknown>, more: Record<string, unknown> = {}) => configError(() => assertRunnable(torch(engine, more)));
+    expect(runnable({ model: path.join(modelsDir, 'nope') }).message).toMatch(/^engine\.model: ".*nope" does not exist here \(ENOENT\)/);
+    mkdirSync(path.join(modelsDir, 'empty'), { recursive: true });
+    expect(runnable({ model: path.join(modelsDir, 'empty') }).message).toMatch(/^engine\.model: ".*empty" has no readable config\.json/);
+    const llava = modelDir('llava', { architectures: ['LlavaForConditionalGeneration'], model_type: 'llava' });
+    expect(runnable({ model: llava }).message).toMatch(/^engine\.model: .*config\.json says architectures \["LlavaForConditionalGeneration"\], which is not a supported model class.*Qwen2_5_VLForConditionalGeneration/);
+    expect(runnable({ model: QWEN_7B, rewardModel: llava }).field).toBe('engine.rewardModel');
+    // Responses must fit the model's positions (its config.json), with the prompt.
+    const short = modelDir('short', { ...QWEN2_5_VL_3B, max_position_embeddings: 48 });
+    expect(runnable({ model: short }).message).toMatch(/^evaluation\.maxTokens: 64 is not below the 48 positions of engine\.model \(max_position_embeddings in its config\.json\)/);
+    expect(runnable({ model: QWEN_7B, rewardModel: short }, { evaluation: { maxTokens: 8 } }).message).toMatch(/^rewardModel\.data\.maxTokens: 48 is not below the 48 positions of engine\.rewardModel/);
+  });
+
+  it('validates LoRA settings and says it is not implemented yet', () => {
+    const lora = { rank: 16, alpha: 32, targetModules: ['q_proj', 'v_proj'] };
+    expect(torch({ model: QWEN_7B, lora }).engine).toMatchObject({ lora: { ...lora, dropout: 0 } });
+    expect(configError(() => torch({ model: QWEN_7B, lora: { ...lora, rank: 0 } })).message).toMatch(/engine\.lora\.rank: Too small/);
+    expect(configError(() => torch({ model: QWEN_7B, lora: { ...lora, targetModules: [] } })).message).toMatch(/engine\.lora\.targetModules: Too small/);
+    expect(configError(() => assertRunnable(torch({ model: QWEN_7B, lora }))).message).toMatch(/^engine\.lora: LoRA is not implemented in the torch engine yet\. Remove engine\.lora/);
+  });
+
+  it('refuses a reward model from scratch with torch (its reward model starts from a pretrained backbone)', () => {
+    expect(configError(() => torch({ model: QWEN_7B }, { rewardModel: { init: 'scratch' } })).message).toMatch(/rewardModel\.init: scratch \(random weights\) is for the onnx engine's own architecture/);
+  });
+
+  it('maps a run onto the model each engine starts from (modelSpecOf)', () => {
+    const ci = resolveRunConfig('ci', 'ci');
+    expect(modelSpecOf(ci, 'reward')).toEqual({ ...modelConfig(ci, (modelSpecOf(ci, 'policy') as { vocabSize: number }).vocabSize), kind: 'reward' });
+    expect(modelSpecOf(paper(), 'policy')).toEqual({ kind: 'policy', pretrained: QWEN_7B });
+    expect(modelSpecOf(paper(), 'reward')).toEqual({ kind: 'reward', pretrained: QWEN_3B });
+    // Without engine.rewardModel the reward model starts from the policy's model.
+    expect(modelSpecOf(torch({ model: QWEN_7B }), 'reward')).toEqual({ kind: 'reward', pretrained: QWEN_7B });
+    const s3 = torch({ model: 's3://models/qwen' });
+    expect(() => modelSpecOf(s3, 'policy')).toThrow(/engine\.model is s3:\/\/models\/qwen: download it first \(resolveModel/);
+    expect(modelSpecOf(s3, 'policy', '/cache/qwen')).toEqual({ kind: 'policy', pretrained: '/cache/qwen' });
   });
 });

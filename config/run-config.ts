@@ -3,21 +3,31 @@
  * workflow starts. Unknown fields and invalid values are rejected with their path and the reason.
  *
  * Presets (`RUN_PRESETS`): `ci` (40 s on a 2-core machine), `tiny` (about 9 minutes; the README has the
- * measurements), and `paper` (the SophiaVL-R1 paper's hyperparameters for the future PyTorch engine; validates, but
- * cannot run on the ONNX engine). A file may start from a preset (`extends: tiny`) and override any field.
+ * measurements), and `paper` (the SophiaVL-R1 paper's hyperparameters on the torch engine: it needs the paths of
+ * the models, `engine.model` and `engine.rewardModel`). A file may start from a preset (`extends: tiny`) and
+ * override any field.
+ *
+ * Two engines (`engine.kind`): `onnx`, the built-in engine, trains Sophia's own architecture (the `model` section);
+ * `torch` trains a Hugging Face model (`engine.model`: a local directory or an s3:// prefix) and ignores the
+ * `model` section. What only the machine can tell (the model directory, its config.json) is checked by
+ * `assertRunnable`, where runs are submitted, not by the schema, which stays pure data.
  */
 import { z } from 'zod';
 import { ConfigError } from '../common/errors';
-import { MODEL_PRESETS, type ModelConfig, validateModelConfig } from '../engine/model/config';
+import { MODEL_PRESETS, type ModelConfig, type ModelKind, validateModelConfig } from '../engine/model/config';
 import type { EvalSettings } from '../evaluation/evaluate';
 import type { SftSettings } from '../training/sft';
 import { VARIANTS, type Variant } from '../rl/trust';
+import { Tokenizer } from '../engine/model/tokenizer';
+import type { ModelSpec, PretrainedModel } from '../engine/types';
+import { parseModelLocation, readPretrainedShape } from './pretrained';
 import { STAGE_NAMES, type StageName } from './stages';
 
 const int = (min: number, max = 1_000_000_000) => z.number().int().min(min).max(max);
 const positive = z.number().positive();
 const fraction = z.number().min(0).max(1);
 
+/** Sophia's own architecture, for the onnx engine (torch runs ignore it: their model is `engine.model`). */
 const ModelSchema = z.strictObject({
   /** Start from a size preset; the fields below override it. */
   preset: z.enum(['tiny', 'small']).default('tiny'),
@@ -28,17 +38,84 @@ const ModelSchema = z.strictObject({
   maxLength: int(8, 8192).optional(),
   imageSize: int(4, 1024).optional(),
   patch: int(1, 1024).optional(),
-  /** For other engines: the checkpoint to fine-tune (e.g. "Qwen/Qwen2.5-VL-7B-Instruct"). */
-  base: z.string().min(1).optional(),
 });
 
-const EngineSchema = z.strictObject({
-  /** `onnx`: the built-in engine. `pytorch`: real VLMs on GPUs (not available yet). */
-  kind: z.enum(['onnx', 'pytorch']).default('onnx'),
+/** An example of the torch engine section, for messages. */
+const TORCH_EXAMPLE = 'engine: { kind: torch, model: /path/to/Qwen2.5-VL-7B-Instruct, rewardModel: /path/to/Qwen2.5-VL-3B-Instruct } (local Hugging Face model directories, or s3://bucket/prefix from `sophia model upload`)';
+
+/** Refuses the fields of the old placeholder (`model.base`) with what to write instead. */
+function refuseModelBase(raw: unknown, ctx: z.RefinementCtx): void {
+  if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, 'base')) {
+    ctx.addIssue({ code: 'custom', path: ['base'], message: `model.base is gone: the torch engine names its Hugging Face model in engine.model, e.g. ${TORCH_EXAMPLE}` });
+  }
+}
+
+/** A model's location: checked for form here (`config/pretrained.ts`); its files are checked by `assertRunnable`. */
+const modelLocation = (field: string) =>
+  z
+    .string({ error: (issue) => (issue.input === undefined ? `missing: the torch engine needs the model to train; add ${TORCH_EXAMPLE}` : undefined) })
+    .superRefine((value, ctx) => {
+      try {
+        parseModelLocation(value, field);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        ctx.addIssue({ code: 'custom', message: err.message.slice(field.length + 2) });
+      }
+    });
+
+/** The built-in engine: Sophia's architecture (the `model` section) as ONNX graphs on onnxruntime. */
+const OnnxEngineSchema = z.strictObject({
+  kind: z.literal('onnx'),
   executionProvider: z.enum(['cpu', 'cuda']).default('cpu'),
   /** Intra-op threads; 0 = one per core. */
   threads: int(0, 1024).default(0),
 });
+
+export const TORCH_DTYPES = ['auto', 'float32', 'bfloat16', 'float16', 'float64'] as const;
+
+/** Low-rank adapters (peft): validated here; the engine does not train them yet (`assertRunnable` says so). */
+const LoraSchema = z.strictObject({
+  rank: int(1, 4096),
+  alpha: positive,
+  dropout: z.number().min(0).lt(1).default(0),
+  /** Module names to adapt, e.g. [q_proj, k_proj, v_proj, o_proj]. */
+  targetModules: z.array(z.string().regex(/^[A-Za-z0-9_.*-]{1,128}$/, 'a module name is 1–128 letters, digits, "_", ".", "*" or "-"')).min(1),
+});
+
+/** The PyTorch engine: a Hugging Face model (Qwen2-VL / Qwen2.5-VL, or a Qwen2 causal LM) in a Python process. */
+const TorchEngineSchema = z.strictObject({
+  kind: z.literal('torch'),
+  /** The policy: an absolute local directory or s3://bucket/prefix (`config/pretrained.ts`). */
+  model: modelLocation('engine.model'),
+  /** The thinking reward model's backbone (the paper: Qwen2.5-VL-3B); absent: the reward model starts from the policy. */
+  rewardModel: modelLocation('engine.rewardModel').optional(),
+  /** `auto`: bfloat16 on a GPU, float32 on CPU. */
+  dtype: z.enum(TORCH_DTYPES).default('auto'),
+  /** `auto`: cuda when the worker's engine process sees a GPU, else cpu. */
+  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  /** Recompute each layer's activations in the backward pass instead of keeping them (less memory, ~1/3 more compute). */
+  gradientCheckpointing: z.boolean().default(false),
+  /** torch's intra-op threads; 0 = torch's own choice. */
+  threads: int(0, 1024).default(0),
+  lora: LoraSchema.optional(),
+});
+
+/**
+ * The engine section: `kind` picks the engine (default onnx, so a section without `kind` is the onnx engine's, as
+ * before there were two). The old placeholder `kind: pytorch` is refused with the new spelling.
+ */
+const EngineSchema = z
+  .unknown()
+  .superRefine((raw, ctx) => {
+    if (typeof raw === 'object' && raw !== null && (raw as { kind?: unknown }).kind === 'pytorch') {
+      ctx.addIssue({ code: 'custom', path: ['kind'], message: `"pytorch" is now "torch", with the model it trains: ${TORCH_EXAMPLE}` });
+    }
+  })
+  .transform((raw) => (typeof raw === 'object' && raw !== null && !Array.isArray(raw) && !Object.hasOwn(raw, 'kind') ? { ...raw, kind: 'onnx' } : raw))
+  .pipe(z.discriminatedUnion('kind', [OnnxEngineSchema, TorchEngineSchema]));
+
+export type EngineSection = z.infer<typeof OnnxEngineSchema> | z.infer<typeof TorchEngineSchema>;
+export type TorchEngineSection = z.infer<typeof TorchEngineSchema>;
 
 const DataSchema = z.strictObject({
   perFamily: z.strictObject({ train: int(1), test: int(1), ood: int(1) }),
@@ -185,7 +262,7 @@ export const RunConfigSchema = z.strictObject({
   name: z.string().max(200).optional(),
   seed: int(0, 2 ** 31 - 1),
   engine: EngineSchema.default({ kind: 'onnx', executionProvider: 'cpu', threads: 0 }),
-  model: ModelSchema,
+  model: z.unknown().superRefine(refuseModelBase).pipe(ModelSchema).default({ preset: 'tiny' }),
   data: DataSchema,
   sft: SftSchema,
   evaluation: EvaluationSchema,
@@ -221,21 +298,19 @@ export const RunConfigSchema = z.strictObject({
     ctx.addIssue({ code: 'custom', path: ['rl', 'evalEvery'], message: 'must be a multiple of rl.checkpointEvery (evaluation reads the checkpoint of that step)' });
   }
   // The built-in model's shape is checked here, before anything starts, not by the worker that would build it; and
-  // nothing generates more tokens than it has text positions (the prompt takes some of them too). (Other engines
-  // bring their own model: model.base.)
+  // nothing generates more tokens than it has text positions (the prompt takes some of them too). (The torch engine
+  // brings its own model, whose config.json bounds the positions: assertRunnable checks that.)
   const builtIn = config.engine.kind === 'onnx';
   const shape = builtIn ? modelShapeError(config) : undefined;
   if (shape) ctx.addIssue({ code: 'custom', path: shape.path, message: shape.message });
   const maxLength = builtIn && !shape ? modelConfig(config, 1).maxLength : Number.POSITIVE_INFINITY;
-  const generated: [string[], number | undefined][] = [
-    [['evaluation', 'maxTokens'], config.evaluation.maxTokens],
-    [['rewardModel', 'data', 'maxTokens'], config.rewardModel?.data.maxTokens],
-    [['rl', 'maxTokens'], config.rl?.maxTokens],
-  ];
-  for (const [path, tokens] of generated) {
-    if (tokens !== undefined && tokens >= maxLength) {
+  for (const { path, tokens } of generatedTokens(config, 'policy')) {
+    if (tokens >= maxLength) {
       ctx.addIssue({ code: 'custom', path, message: `${tokens} is not below the model's ${maxLength} text positions (model.maxLength), which the prompt shares: use fewer, or raise model.maxLength` });
     }
+  }
+  if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {
+    ctx.addIssue({ code: 'custom', path: ['rewardModel', 'init'], message: "scratch (random weights) is for the onnx engine's own architecture; with engine.kind torch the reward model starts from engine.rewardModel, or from the SFT policy when that is absent: use init: policy" });
   }
   const runsRewardModel = config.rewardModel !== undefined && (config.stages ?? STAGE_NAMES).includes('rewardModel');
   if (rl && rl.variant !== 'grpo' && !runsRewardModel && !config.startFrom?.rewardModelKey) {
@@ -244,6 +319,19 @@ export const RunConfigSchema = z.strictObject({
 });
 
 export type RunConfig = z.infer<typeof RunConfigSchema>;
+
+/**
+ * The response lengths a run generates and a model must hold after the prompt: the policy's (evaluation, reward-model
+ * data, RL) or the reward model's, which scores the reward-model data and the RL responses.
+ */
+function generatedTokens(config: Pick<RunConfig, 'evaluation' | 'rewardModel' | 'rl'>, model: 'policy' | 'reward'): { path: string[]; tokens: number }[] {
+  const all: [string[], number | undefined][] = [
+    [['evaluation', 'maxTokens'], model === 'policy' ? config.evaluation.maxTokens : undefined],
+    [['rewardModel', 'data', 'maxTokens'], config.rewardModel?.data.maxTokens],
+    [['rl', 'maxTokens'], config.rl?.maxTokens],
+  ];
+  return all.filter((g): g is [string[], number] => g[1] !== undefined).map(([path, tokens]) => ({ path, tokens }));
+}
 
 const base = {
   seed: 1,
@@ -283,10 +371,11 @@ export const RUN_PRESETS: Record<'ci' | 'tiny' | 'paper', unknown> = {
     },
   },
   paper: {
-    name: 'paper: SophiaVL-R1-7B hyperparameters (needs the PyTorch engine)',
+    name: 'paper: SophiaVL-R1-7B hyperparameters on the torch engine (Qwen2.5-VL-7B policy, 3B reward model)',
     seed: 42,
-    engine: { kind: 'pytorch', executionProvider: 'cuda' },
-    model: { preset: 'small', base: 'Qwen/Qwen2.5-VL-7B-Instruct' },
+    // The preset cannot know where the models are: engine.model (and engine.rewardModel) come from the run's file.
+    engine: { kind: 'torch', gradientCheckpointing: true },
+    model: { preset: 'small' },
     data: { perFamily: { train: 20000, test: 500, ood: 500 }, validationPerFamily: 100 },
     sft: { steps: 1000, batchSize: 128, lr: 1e-5, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.01, maxGradNorm: 4, evalEvery: 100, patience: 5, chunkSteps: 100 },
     evaluation: { k: 8, temperature: 1, maxTokens: 1024, promptsPerBatch: 64 },
@@ -353,7 +442,6 @@ export function resolveRunConfig(presetOrData: string | Record<string, unknown>,
   return parseRunConfig(rest, source);
 }
 
-/** The engine's model config for a run (the tokenizer decides the vocabulary). */
 /** Run-config field of each model-config field `validateModelConfig` may name. */
 const MODEL_FIELD_PATHS: Record<string, string[]> = {
   'model.image.patch': ['model', 'patch'],
@@ -372,6 +460,7 @@ function modelShapeError(config: Pick<RunConfig, 'model'>): { path: string[]; me
   }
 }
 
+/** The onnx engine's model config for a run (the tokenizer decides the vocabulary). */
 export function modelConfig(config: Pick<RunConfig, 'model'>, vocabSize: number): ModelConfig {
   const p = MODEL_PRESETS[config.model.preset];
   const m = config.model;
@@ -388,6 +477,35 @@ export function modelConfig(config: Pick<RunConfig, 'model'>, vocabSize: number)
   };
 }
 
+/**
+ * Where a torch run's model of `kind` is, as the config says it (a local directory or an s3:// URI): the reward
+ * model's is `engine.rewardModel`, else the policy's (`rewardModel.init: policy`). An s3:// URI is resolved into
+ * the worker's model cache (`resolveModel`, storage/model-cache.ts) before `modelSpecOf` can use it.
+ */
+export function pretrainedUriOf(config: RunConfig, kind: ModelKind): { uri: string; field: 'engine.model' | 'engine.rewardModel' } {
+  if (config.engine.kind !== 'torch') throw new TypeError(`pretrainedUriOf: engine.kind ${config.engine.kind} trains Sophia's own architecture, not a pretrained model`);
+  const reward = kind === 'reward' ? config.engine.rewardModel : undefined;
+  return reward !== undefined ? { uri: reward, field: 'engine.rewardModel' } : { uri: config.engine.model, field: 'engine.model' };
+}
+
+/**
+ * What an engine of this run starts from (`Engine.init`): for onnx, Sophia's architecture from the `model` section
+ * (`modelConfig` with the built-in tokenizer's vocabulary) as a `kind` model; for torch, the Hugging Face model
+ * directory of `kind` (`pretrainedUriOf`): `localDir` when given (where `resolveModel` put an s3:// model), else
+ * the config's own directory. A reward model without `engine.rewardModel` starts from the policy's directory; the
+ * reward-model activity then loads the SFT policy's weights into it, as with onnx (`rewardModel.init: policy`).
+ */
+export function modelSpecOf(config: RunConfig, kind: ModelKind, localDir?: string): ModelSpec {
+  if (config.engine.kind === 'onnx') return { ...modelConfig(config, new Tokenizer().vocabSize), kind };
+  if (localDir !== undefined) return { kind, pretrained: localDir } satisfies PretrainedModel;
+  const { uri, field } = pretrainedUriOf(config, kind);
+  const location = parseModelLocation(uri, field);
+  if (location.kind !== 'local') {
+    throw new TypeError(`modelSpecOf: ${field} is ${location.uri}: download it first (resolveModel in storage/model-cache.ts) and pass its directory as localDir`);
+  }
+  return { kind, pretrained: location.dir } satisfies PretrainedModel;
+}
+
 /** The SFT warmup's settings of a run: its schedule, with data order and teacher responses seeded by the run seed. */
 export function sftSettings(config: RunConfig): SftSettings {
   return { ...config.sft, seed: config.seed };
@@ -399,14 +517,35 @@ export function evaluationSettings(config: RunConfig): EvalSettings {
   return { k, temperature, maxTokens, promptsPerBatch, seed: config.seed + 17 };
 }
 
-/** Problems that make a valid config unrunnable on this installation (checked before a run starts). */
+/**
+ * Problems that make a valid config unrunnable on this installation (checked where runs are submitted: the CLI and
+ * `POST /runs`). For torch: LoRA (not implemented yet), and each local model directory: it exists here, has a
+ * config.json of a supported class, and its `max_position_embeddings` holds the prompt plus the longest response.
+ * An s3:// model is checked by the worker once downloaded (`resolveModel`).
+ */
 export function assertRunnable(config: RunConfig): void {
-  if (config.engine.kind !== 'onnx') {
-    throw new ConfigError('engine.kind', `${JSON.stringify(config.engine.kind)}: the PyTorch engine for real VLMs is not available yet`, {
-      hint: 'Use engine.kind: onnx (the built-in engine) with the ci or tiny presets',
-    });
-  }
+  if (config.engine.kind === 'torch') assertTorchRunnable(config, config.engine);
   if (config.startFrom && config.startFrom.stage !== 'prepareData' && !config.startFrom.checkpointKey && config.startFrom.stage !== 'sftWarmup') {
     throw new ConfigError('startFrom.checkpointKey', `starting at ${config.startFrom.stage} needs the checkpoint to start from`);
+  }
+}
+
+function assertTorchRunnable(config: RunConfig, engine: TorchEngineSection): void {
+  if (engine.lora) {
+    throw new ConfigError('engine.lora', 'LoRA is not implemented in the torch engine yet', { hint: 'Remove engine.lora: the run then fine-tunes all the weights' });
+  }
+  for (const kind of ['policy', 'reward'] as const) {
+    const { uri, field } = pretrainedUriOf(config, kind);
+    if (kind === 'reward' && field === 'engine.model') continue; // the policy's directory, checked already
+    const location = parseModelLocation(uri, field);
+    if (location.kind !== 'local') continue;
+    const { text } = readPretrainedShape(location.dir, field);
+    for (const { path, tokens } of generatedTokens(config, kind)) {
+      if (tokens >= text.maxPositions) {
+        throw new ConfigError(path.join('.'), `${tokens} is not below the ${text.maxPositions} positions of ${field} (max_position_embeddings in its config.json), which the prompt shares`, {
+          hint: 'Generate fewer tokens',
+        });
+      }
+    }
   }
 }

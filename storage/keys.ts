@@ -16,6 +16,9 @@ import { InvalidKeyError } from '../common/errors';
 /** Longest key accepted (S3's limit is 1024 bytes of UTF-8). */
 const MAX_KEY_BYTES = 1024;
 
+/** A valid S3 bucket name: 3–63 lowercase letters, digits, "." and "-", starting and ending with a letter or digit. */
+export const S3_BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
 /** Prefix reserved for adapters' own bookkeeping (e.g. the local adapter's temp files). */
 export const RESERVED_SEGMENT_PREFIX = '.sophia-';
 

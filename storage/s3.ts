@@ -35,7 +35,7 @@ import {
   StorageUnavailableError,
 } from '../common/errors';
 import { StreamDigest, hashInterleaved, hashedStream, sha256Hex } from './hashing';
-import { assertValidKey, assertValidPrefix } from './keys';
+import { S3_BUCKET_NAME, assertValidKey, assertValidPrefix } from './keys';
 import { type ByteRange, type GetOptions, type ObjectInfo, type PutBody, type PutOptions, type PutResult, resolveRange, Storage } from './types';
 
 export interface S3StorageOptions {
@@ -94,7 +94,7 @@ export class S3Storage extends Storage {
 
   constructor(options: S3StorageOptions) {
     super();
-    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(options.bucket)) {
+    if (!S3_BUCKET_NAME.test(options.bucket)) {
       throw new StorageConfigError(`invalid S3 bucket name ${JSON.stringify(options.bucket)}`, {
         hint: 'Bucket names are 3–63 lowercase letters, digits, "." and "-"',
       });
