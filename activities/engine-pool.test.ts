@@ -1,9 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../common/errors';
 import { presetConfig } from '../engine/model/config';
 import { type EngineOptions, createEngine } from '../engine/factory';
 import { RUN_PRESETS, mergeConfig, parseRunConfig } from '../config/run-config';
 import { estimateRun } from '../config/limits';
-import { EnginePool, engineOptionsOf, workerMemoryBytes } from './engine-pool';
+import { QWEN2_5_VL_3B } from '../config/testing/hf-configs';
+import { EnginePool, assertDeviceFits, engineOptionsOf, workerMemoryBytes } from './engine-pool';
 import { withFailureMapping } from './failures';
 
 const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, heads: 2 };
@@ -72,6 +77,48 @@ describe('EnginePool', () => {
     expect(engineOptionsOf(withEngine({ kind: 'onnx', executionProvider: 'cpu', threads: 0 }))).toEqual({ kind: 'onnx', executionProvider: 'cpu' });
     expect(engineOptionsOf(withEngine({ kind: 'onnx', executionProvider: 'cuda', threads: 3 }))).toEqual({ kind: 'onnx', executionProvider: 'cuda', threads: 3 });
     expect(() => engineOptionsOf(withEngine({ kind: 'pytorch' }))).toThrow(/engine.kind/);
+  });
+
+  describe('torch runs', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sophia-engine-pool-'));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    const model = path.join(dir, 'Qwen2.5-VL-3B-Instruct');
+    mkdirSync(model);
+    writeFileSync(path.join(model, 'config.json'), JSON.stringify(QWEN2_5_VL_3B));
+    const torch = (engine: Record<string, unknown>) => parseRunConfig(mergeConfig(RUN_PRESETS.ci, { engine: { kind: 'torch', model, ...engine } }), 'test');
+    const lots = 1024 ** 4;
+
+    it('maps the torch section onto TorchEngineSettings: auto dtype and device left to the engine, threads 0 omitted', () => {
+      expect(engineOptionsOf(torch({}), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false });
+      expect(engineOptionsOf(torch({ dtype: 'float64', device: 'cpu', threads: 2, gradientCheckpointing: true }), lots)).toEqual({ kind: 'torch', dtype: 'float64', device: 'cpu', threads: 2, gradientCheckpointing: true });
+    });
+
+    it('refuses a torch run that does not fit this worker, naming the parts; an s3:// model counts once downloaded', () => {
+      expect(() => engineOptionsOf(torch({}), 1024 ** 3)).toThrow(/^engine\.model: the run's engines need about [\d.]+ GiB \(3,754,622,976 parameters\) in its \w+ stage: policy weights \(3,754,622,976 parameters, bfloat16\) 7\.0 GiB, .*; this worker has 1\.0 GiB for them/);
+      const s3 = parseRunConfig(mergeConfig(RUN_PRESETS.ci, { engine: { kind: 'torch', model: 's3://models/qwen' } }), 'test');
+      expect(engineOptionsOf(s3, 1024 ** 3)).toEqual({ kind: 'torch', gradientCheckpointing: false });
+      expect(() => engineOptionsOf(s3, 1024 ** 3, { models: { policy: model } })).toThrow(/3,754,622,976 parameters/);
+      // On a CPU worker auto means float32: twice the bytes of the weights.
+      expect(() => engineOptionsOf(torch({}), 1024 ** 3, { cuda: false })).toThrow(/policy weights \(3,754,622,976 parameters, float32\) 14\.0 GiB/);
+    });
+
+    it('assertDeviceFits: a GPU-less worker refuses cuda and 16-bit dtypes, naming the field and the fix', () => {
+      const refusal = (settings: Parameters<typeof assertDeviceFits>[0]) => {
+        try {
+          assertDeviceFits(settings, { cuda: false });
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError);
+          return (err as ConfigError).message;
+        }
+        return undefined;
+      };
+      expect(refusal({ kind: 'torch', dtype: 'bfloat16' })).toMatch(/^engine\.dtype: bfloat16 needs a GPU, and this worker has none\. Run it on a GPU worker, or set engine\.dtype: auto \(float32 on CPU\) or float32/);
+      expect(refusal({ kind: 'torch', dtype: 'float16', device: 'cpu' })).toMatch(/^engine\.dtype: float16 needs a GPU/);
+      expect(refusal({ kind: 'torch', device: 'cuda' })).toMatch(/^engine\.device: cuda, but this worker has no GPU/);
+      expect(refusal({ kind: 'torch' })).toBeUndefined();
+      expect(refusal({ kind: 'torch', dtype: 'float64', device: 'cpu' })).toBeUndefined();
+      expect(() => assertDeviceFits({ kind: 'torch', dtype: 'bfloat16', device: 'cuda' }, { cuda: true })).not.toThrow();
+    });
   });
 
   it('refuses, non-retryably, a run whose engines cannot fit this worker, before making any', async () => {

@@ -13,13 +13,15 @@
  * (their owners reload the last committed checkpoint).
  *
  * Engines are made with the options of the run that uses them (`engineOptionsOf(config)`: its config's `engine`
- * section), so a run's threads and execution provider are honoured on whichever worker runs its activities.
+ * section), so a run's engine kind, threads, execution provider, dtype and device are honoured on whichever worker
+ * runs its activities.
  */
 import { totalmem } from 'node:os';
 import { ConfigError } from '../common/errors';
-import { estimateRun, formatBytes } from '../config/limits';
+import { describeMemory, estimateRun, formatBytes, memoryHint } from '../config/limits';
 import type { RunConfig } from '../config/run-config';
-import type { EngineOptions } from '../engine/factory';
+import type { TorchEstimateOptions } from '../config/torch-estimate';
+import type { EngineOptions, TorchEngineSettings } from '../engine/factory';
 import type { Engine, EngineFile } from '../engine/types';
 
 /** What this worker lets one run's engines take: `SOPHIA_WORKER_MEMORY_GB`, else 80 % of the machine's memory. */
@@ -32,22 +34,47 @@ export function workerMemoryBytes(env: Readonly<Record<string, string | undefine
 }
 
 /**
- * The engine options of a run: its config's `engine` section (threads 0 = one per core of the worker's machine). A run
- * whose engines cannot fit this worker (`estimateRun`) is refused with a non-retryable `ConfigError` before any engine
- * is made: retrying it would only take down the next worker.
+ * The engine options of a run: its config's `engine` section — the one place a run config becomes engine settings
+ * (threads 0 = the engine's own choice; torch: dtype and device `auto` are left out, for the engine to decide from
+ * the GPU it sees). A run whose engines cannot fit this worker (`estimateRun`; for torch `estimate.models` names the
+ * local directories of s3:// models once `resolveModel` fetched them) is refused with a non-retryable `ConfigError`
+ * before any engine is made: retrying it would only take down the next worker.
  */
-export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryBytes()): EngineOptions {
-  const { kind, executionProvider, threads } = config.engine;
-  if (kind !== 'onnx') {
-    throw new ConfigError('engine.kind', `${JSON.stringify(kind)}: this worker has no such engine`, { hint: 'Use engine.kind: onnx (the built-in engine)' });
-  }
-  const { engineMemoryBytes, parameters } = estimateRun(config);
-  if (engineMemoryBytes > memoryBytes) {
-    throw new ConfigError('model', `the run's engines need about ${formatBytes(engineMemoryBytes)} (${parameters.toLocaleString('en-US')} parameters); this worker has ${formatBytes(memoryBytes)} for them`, {
-      hint: 'Run it on a worker with more memory (SOPHIA_WORKER_MEMORY_GB says how much a worker gives a run), or use a smaller model or batches',
+export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryBytes(), estimate: TorchEstimateOptions = {}): EngineOptions {
+  const e = estimateRun(config, estimate);
+  if (e.engineMemoryBytes > memoryBytes) {
+    throw new ConfigError(config.engine.kind === 'torch' ? 'engine.model' : 'model', `the run's engines need ${describeMemory(e)}; this worker has ${formatBytes(memoryBytes)} for them`, {
+      hint: `Run it on a worker with more memory (SOPHIA_WORKER_MEMORY_GB says how much a worker gives a run), or: ${memoryHint(config)}`,
     });
   }
-  return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
+  const engine = config.engine;
+  if (engine.kind === 'onnx') {
+    const { kind, executionProvider, threads } = engine;
+    return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
+  }
+  const { dtype, device, threads, gradientCheckpointing } = engine;
+  return {
+    kind: 'torch',
+    ...(dtype !== 'auto' ? { dtype } : {}),
+    ...(device !== 'auto' ? { device } : {}),
+    ...(threads > 0 ? { threads } : {}),
+    gradientCheckpointing,
+  } satisfies TorchEngineSettings;
+}
+
+/**
+ * Whether this worker can run a torch engine with `settings`: a CUDA device or a 16-bit dtype needs a GPU (torch on
+ * CPU refuses bf16/fp16 training here). Pure: the worker says whether it has a GPU. Throws a non-retryable
+ * `ConfigError` naming the config field and the fix.
+ */
+export function assertDeviceFits(settings: TorchEngineSettings, host: { cuda: boolean }): void {
+  if (host.cuda) return;
+  if (settings.device !== undefined && settings.device.startsWith('cuda')) {
+    throw new ConfigError('engine.device', `${settings.device}, but this worker has no GPU`, { hint: 'Run it on a GPU worker, or set engine.device: cpu (or auto)' });
+  }
+  if (settings.dtype === 'bfloat16' || settings.dtype === 'float16') {
+    throw new ConfigError('engine.dtype', `${settings.dtype} needs a GPU, and this worker has none`, { hint: 'Run it on a GPU worker, or set engine.dtype: auto (float32 on CPU) or float32' });
+  }
 }
 
 interface Spilled {
@@ -97,10 +124,12 @@ export class EnginePool {
   async slot(name: string, options: EngineOptions): Promise<{ engine: Engine; checkpointKey: string | undefined }> {
     const wanted = JSON.stringify(options);
     let slot = this.slots.get(name);
-    if (slot && slot.options !== wanted) {
+    // Made with other options, or lost its model (a dead engine process): a new engine, whose state the caller
+    // reloads from its last committed checkpoint.
+    if (slot && (slot.options !== wanted || slot.engine.healthy?.() === false)) {
       this.slots.delete(name);
       this.spilled.delete(name);
-      await slot.engine.dispose();
+      await slot.engine.dispose().catch(() => undefined);
       slot = undefined;
     }
     if (!slot) {

@@ -3,12 +3,14 @@
  * submitted (a 1.6e9-parameter model, a billion SFT steps, a billion examples per family) are refused with the field,
  * the estimate and the limit; the estimates grow with what they count.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/errors';
 import { DEFAULT_RUN_LIMITS, RUN_LIMIT_VARS, assertWithinLimits, estimateRun, loadRunLimits } from './limits';
-import { RUN_PRESETS, mergeConfig, parseRunConfig } from './run-config';
+import { RUN_PRESETS, mergeConfig, parseRunConfig, resolveRunConfig } from './run-config';
+import { QWEN2_5_VL_3B, QWEN2_5_VL_7B } from './testing/hf-configs';
 
 const ci = parseRunConfig(RUN_PRESETS.ci, 'ci');
 const tiny = parseRunConfig(RUN_PRESETS.tiny, 'tiny');
@@ -58,3 +60,84 @@ describe('run estimates and limits', () => {
   });
 });
 
+
+describe('torch run estimates', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sophia-limits-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const model = (name: string, config: unknown) => {
+    mkdirSync(path.join(dir, name), { recursive: true });
+    writeFileSync(path.join(dir, name, 'config.json'), JSON.stringify(config));
+    return path.join(dir, name);
+  };
+  const Q7 = model('Qwen2.5-VL-7B-Instruct', QWEN2_5_VL_7B);
+  const Q3 = model('Qwen2.5-VL-3B-Instruct', QWEN2_5_VL_3B);
+  const P7 = 8_292_166_656;
+  const P3 = 3_754_622_976;
+  const torch = (engine: Record<string, unknown>, more: Record<string, unknown> = {}) => resolveRunConfig({ extends: 'ci', engine: { kind: 'torch', model: Q3, ...engine }, ...more }, 'x');
+  const part = (e: ReturnType<typeof estimateRun>, name: RegExp) => e.memory.parts.find((p) => name.test(p.name))?.bytes;
+  const GiB = 1024 ** 3;
+
+  it('counts the paper run: 7B policy (weights, gradients, AdamW moments), and refuses it at the default limit naming the parts', () => {
+    const paper = resolveRunConfig({ extends: 'paper', engine: { model: Q7, rewardModel: Q3 } }, 'paper.yaml');
+    const e = estimateRun(paper);
+    expect(e.parameters).toBe(P7);
+    expect(e.unknownModels).toEqual([]);
+    // dtype auto where runs are submitted: bfloat16 (GPU workers). No fp32 master weights; moments counted as float32.
+    expect(part(e, /^policy weights \(8,292,166,656 parameters, bfloat16\)/)).toBe(P7 * 2);
+    expect(part(e, /^policy gradients/)).toBe(P7 * 6);
+    expect(part(e, /^policy AdamW moments \(2 × float32\)/)).toBe(P7 * 8);
+    expect(e.engineMemoryBytes).toBeGreaterThan(P7 * 16);
+    expect(() => assertWithinLimits(paper, DEFAULT_RUN_LIMITS)).toThrow(
+      /^engine\.model: the run's engines need about [\d.]+ GiB \(8,292,166,656 parameters\) in its \w+ stage: policy weights \(8,292,166,656 parameters, bfloat16\) 15\.4 GiB, policy gradients .* 46\.3 GiB, policy AdamW moments \(2 × float32\) 61\.8 GiB, .*activations .*; this deployment allows 16\.0 GiB \(SOPHIA_MAX_RUN_MEMORY_GB\)\. Use a smaller model \(engine\.model, engine\.rewardModel\), gradient checkpointing/,
+    );
+  });
+
+  it('counts the frozen reference and the reward model in the RL stage (not the reward model for plain grpo)', () => {
+    // Only the RL stage, so it is the peak.
+    const rlOnly = { stages: ['trustGrpo'], startFrom: { stage: 'trustGrpo', checkpointKey: 'x', rewardModelKey: 'y' } };
+    const e = estimateRun(torch({ model: Q7, rewardModel: Q3 }, rlOnly));
+    expect(e.memory.stage).toBe('trustGrpo');
+    expect(part(e, /^reference model weights \(bfloat16\)/)).toBe(P7 * 2);
+    // The reward model: the 3B backbone and a scalar head (hidden 2048 → 1).
+    expect(part(e, /^reward model weights \(3,754,625,025 parameters/)).toBe((P3 + 2049) * 2);
+    const grpo = estimateRun(torch({ model: Q7, rewardModel: Q3 }, { ...rlOnly, rl: { variant: 'grpo' } }));
+    expect(part(grpo, /^reward model/)).toBeUndefined();
+  });
+
+  it('takes bytes from the dtype: auto is bfloat16 on a GPU, float32 on CPU', () => {
+    expect(part(estimateRun(torch({})), /^policy weights/)).toBe(P3 * 2);
+    expect(part(estimateRun(torch({}), { cuda: false }), /^policy weights .*float32/)).toBe(P3 * 4);
+    expect(part(estimateRun(torch({ device: 'cpu' })), /^policy weights .*float32/)).toBe(P3 * 4);
+    expect(part(estimateRun(torch({ dtype: 'float64' })), /^policy AdamW moments \(2 × float64\)/)).toBe(P3 * 16);
+  });
+
+  it('counts activations per token, far fewer with gradient checkpointing, growing with the rows', () => {
+    const sftOnly = { stages: ['prepareData', 'sftWarmup'], rl: { variant: 'grpo' } };
+    const acts = (engine: Record<string, unknown>, more: Record<string, unknown> = {}) => part(estimateRun(torch(engine, { ...sftOnly, ...more })), /^activations/)!;
+    const full = acts({});
+    const checkpointed = acts({ gradientCheckpointing: true });
+    // Per token and layer: 4h + 3q + 3kv + 4I values (Qwen2.5-VL-3B: 59,136); checkpointing keeps h per layer + one layer.
+    expect(full / checkpointed).toBeGreaterThan(2);
+    expect(acts({}, { sft: { batchSize: 64 } }) / full).toBeCloseTo(2, 5);
+    expect(estimateRun(torch({}, sftOnly)).memory.parts.map((p) => p.name).at(-1)).toMatch(/^activations \(32 rows × 388 positions, no gradient checkpointing\)/);
+  });
+
+  it('does not count an s3:// model where it is not downloaded, and counts it from the directory the worker downloaded', () => {
+    const s3 = torch({ model: 's3://models/qwen2.5-vl-3b' });
+    const unknown = estimateRun(s3);
+    expect(unknown.unknownModels).toEqual(['engine.model (s3://models/qwen2.5-vl-3b)']);
+    expect(unknown.engineMemoryBytes).toBe(0);
+    expect(() => assertWithinLimits(s3, DEFAULT_RUN_LIMITS)).not.toThrow();
+    const known = estimateRun(s3, { models: { policy: Q3 } });
+    expect(known.parameters).toBe(P3);
+    expect(known.engineMemoryBytes).toBe(estimateRun(torch({})).engineMemoryBytes);
+  });
+
+  it('counts torch checkpoints (weights in the dtype + float32 moments) in storage', () => {
+    const e = estimateRun(torch({}));
+    const keep = 3 + 2;
+    // SFT, reward model (the policy's backbone + head) and RL checkpoints.
+    expect(e.storageBytes).toBeGreaterThan(keep * (2 * P3 + (P3 + 2049)) * 10);
+    expect(e.storageBytes / GiB).toBeLessThan(600);
+  });
+});

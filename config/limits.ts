@@ -5,9 +5,13 @@
  * the estimate and the limit, instead of being accepted and taking down a worker on every retry.
  *
  * The estimates are upper-bound arithmetic over the config, not measurements:
- *  - engine memory: each engine holds its float32 weights, gradients and two AdamW moments (16 bytes a parameter),
- *    plus the activations the backward pass keeps for its largest batch; a GPU worker keeps up to `ENGINES_PER_RUN`
- *    engines of a run (policy, frozen reference, reward model, evaluation);
+ *  - engine memory, onnx engine: each engine holds its float32 weights, gradients and two AdamW moments (16 bytes a
+ *    parameter), plus the activations the backward pass keeps for its largest batch; a GPU worker keeps up to
+ *    `ENGINES_PER_RUN` engines of a run (policy, frozen reference, reward model, evaluation);
+ *  - engine memory, torch engine: the stage that holds the most (config/torch-estimate.ts: the models' sizes from
+ *    their config.json, the dtype, gradients, AdamW moments, the frozen reference, the reward model, activations with
+ *    or without gradient checkpointing). A model whose config.json is not readable where the estimate is made (an
+ *    s3:// model where runs are submitted) is not counted there: the worker counts it once it has downloaded it;
  *  - storage: every checkpoint the run keeps (weights + moments, `checkpoints.keepLast` plus the best and the initial
  *    weights per training stage), the dataset, and the RL step records (rollouts, rewards, advantages);
  *  - training steps: SFT + reward model + RL optimizer steps.
@@ -19,6 +23,7 @@ import { parameterCount } from '../engine/model/config';
 import { FAMILIES } from '../tasks/types';
 import { Tokenizer } from '../engine/model/tokenizer';
 import { type RunConfig, assertRunnable, modelConfig } from './run-config';
+import { type MemoryPart, type TorchEstimateOptions, estimateTorch } from './torch-estimate';
 
 /** Engines of one run a GPU worker may hold at once (policy, reference, reward model, evaluation). */
 export const ENGINES_PER_RUN = 4;
@@ -33,9 +38,14 @@ const BYTES_PER_EXAMPLE_TEXT = 2048;
 const BYTES_PER_ROLLOUT_TOKEN = 48;
 
 export interface RunEstimate {
+  /** The policy's parameters. */
   parameters: number;
   /** Peak memory of the run's engines on one GPU worker. */
   engineMemoryBytes: number;
+  /** What `engineMemoryBytes` is made of, and (torch) the stage that needs it. */
+  memory: { stage: string | undefined; parts: MemoryPart[] };
+  /** Models not counted because their config.json is not readable here (torch: an s3:// model before it is downloaded). */
+  unknownModels: string[];
   /** What the run leaves in storage. */
   storageBytes: number;
   trainingSteps: number;
@@ -71,29 +81,68 @@ export function loadRunLimits(env: Readonly<Record<string, string | undefined>>)
   return limits;
 }
 
-/** Upper-bound estimates of what `config` will take (see the module comment). */
-export function estimateRun(config: RunConfig): RunEstimate {
+/**
+ * Upper-bound estimates of what `config` will take (see the module comment). For torch runs, `options` gives the local
+ * directories of s3:// models once downloaded, and whether the worker has a GPU (the dtype of `dtype: auto`).
+ */
+export function estimateRun(config: RunConfig, options: TorchEstimateOptions = {}): RunEstimate {
   const model = modelConfig(config, new Tokenizer().vocabSize);
-  const parameters = parameterCount(model);
-  const imageTokens = (model.image.size / model.image.patch) ** 2;
-  const positions = imageTokens + model.maxLength;
-  // Activations kept for the backward pass per row: per layer and position the block's tensors (about 10 of width d,
-  // 2 of the MLP's hidden size) and the attention scores and weights (2 per head and key); the logits (3 of vocab).
-  const perRow = positions * (model.layers * ((10 + 2 * model.mlpRatio) * model.width + 2 * model.heads * positions) + 3 * model.vocabSize) * 4;
-  const rows = Math.max(config.sft.batchSize, config.rewardModel?.batchSize ?? 0, config.rl?.microBatch ?? 0);
-  const engineMemoryBytes = ENGINES_PER_RUN * parameters * TRAINING_BYTES_PER_PARAMETER + rows * perRow;
+  let parameters: number;
+  let engineMemoryBytes: number;
+  let memory: RunEstimate['memory'];
+  let unknownModels: string[] = [];
+  let checkpointBytes: number;
+  const keep = config.checkpoints.keepLast + 2;
+  if (config.engine.kind === 'torch') {
+    const torch = estimateTorch(config, config.engine, options);
+    parameters = torch.parameters;
+    engineMemoryBytes = torch.peak?.bytes ?? 0;
+    memory = { stage: torch.peak?.stage, parts: torch.peak?.parts ?? [] };
+    unknownModels = torch.unknownModels;
+    const c = torch.checkpointBytes;
+    checkpointBytes = keep * (c.sftWarmup + (config.rewardModel ? c.rewardModel : 0) + (config.rl ? c.trustGrpo : 0));
+  } else {
+    parameters = parameterCount(model);
+    const imageTokens = (model.image.size / model.image.patch) ** 2;
+    const positions = imageTokens + model.maxLength;
+    // Activations kept for the backward pass per row: per layer and position the block's tensors (about 10 of width d,
+    // 2 of the MLP's hidden size) and the attention scores and weights (2 per head and key); the logits (3 of vocab).
+    const perRow = positions * (model.layers * ((10 + 2 * model.mlpRatio) * model.width + 2 * model.heads * positions) + 3 * model.vocabSize) * 4;
+    const rows = Math.max(config.sft.batchSize, config.rewardModel?.batchSize ?? 0, config.rl?.microBatch ?? 0);
+    const engines = { name: `${ENGINES_PER_RUN} engines' weights, gradients and AdamW moments (float32)`, bytes: ENGINES_PER_RUN * parameters * TRAINING_BYTES_PER_PARAMETER };
+    const activations = { name: `activations (${rows} rows × ${positions} positions)`, bytes: rows * perRow };
+    engineMemoryBytes = engines.bytes + activations.bytes;
+    memory = { stage: undefined, parts: [engines, activations] };
+    const trainingStages = 1 + (config.rewardModel ? 1 : 0) + (config.rl ? 1 : 0);
+    checkpointBytes = trainingStages * keep * parameters * CHECKPOINT_BYTES_PER_PARAMETER;
+  }
 
-  const trainingStages = 1 + (config.rewardModel ? 1 : 0) + (config.rl ? 1 : 0);
-  const checkpoints = trainingStages * (config.checkpoints.keepLast + 2);
   const perFamily = config.data.perFamily;
   const examples = FAMILIES.length * (perFamily.train + perFamily.test + perFamily.ood + config.data.validationPerFamily);
   const dataBytes = examples * (model.image.size ** 2 * 3 * BYTES_PER_EXAMPLE_PIXEL + BYTES_PER_EXAMPLE_TEXT);
   const rl = config.rl;
   const rolloutBytes = rl ? rl.steps * rl.promptsPerStep * rl.groupSize * rl.maxTokens * BYTES_PER_ROLLOUT_TOKEN : 0;
-  const storageBytes = checkpoints * parameters * CHECKPOINT_BYTES_PER_PARAMETER + dataBytes + rolloutBytes;
+  const storageBytes = checkpointBytes + dataBytes + rolloutBytes;
 
   const trainingSteps = config.sft.steps + (config.rewardModel?.steps ?? 0) + (rl?.steps ?? 0);
-  return { parameters, engineMemoryBytes, storageBytes, trainingSteps };
+  return { parameters, engineMemoryBytes, memory, unknownModels, storageBytes, trainingSteps };
+}
+
+/**
+ * "about 171.2 GiB (8,292,166,656 parameters) in its trustGrpo stage: policy weights … 15.4 GiB, …": the memory
+ * estimate with its parts, for messages (onnx runs: the total and the parameters, as before).
+ */
+export function describeMemory(e: RunEstimate): string {
+  const head = `about ${formatBytes(e.engineMemoryBytes)} (${e.parameters.toLocaleString('en-US')} parameters)`;
+  if (e.memory.stage === undefined) return head;
+  return `${head} in its ${e.memory.stage} stage: ${e.memory.parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(', ')}`;
+}
+
+/** What to change when a run's engines do not fit, by engine. */
+export function memoryHint(config: RunConfig): string {
+  return config.engine.kind === 'torch'
+    ? `Use a smaller model (engine.model, engine.rewardModel), gradient checkpointing (engine.gradientCheckpointing: true) or smaller batches (sft.batchSize, rewardModel.batchSize, rl.microBatch)`
+    : 'Use a smaller model (model.width, model.layers, model.maxLength) or smaller batches';
 }
 
 /** Bytes for people: MiB below a GiB, else GiB, one decimal. */
@@ -110,8 +159,8 @@ export function assertWithinLimits(config: RunConfig, limits: RunLimits): RunEst
     });
   }
   if (e.engineMemoryBytes > limits.maxEngineMemoryBytes) {
-    throw new ConfigError('model', `the run's engines need about ${formatBytes(e.engineMemoryBytes)} (${e.parameters.toLocaleString('en-US')} parameters); this deployment allows ${formatBytes(limits.maxEngineMemoryBytes)} (${varOf('maxEngineMemoryBytes')})`, {
-      hint: 'Use a smaller model (model.width, model.layers, model.maxLength) or smaller batches, or raise the limit',
+    throw new ConfigError(config.engine.kind === 'torch' ? 'engine.model' : 'model', `the run's engines need ${describeMemory(e)}; this deployment allows ${formatBytes(limits.maxEngineMemoryBytes)} (${varOf('maxEngineMemoryBytes')})`, {
+      hint: `${memoryHint(config)}, or raise the limit`,
     });
   }
   if (e.storageBytes > limits.maxStorageBytes) {
