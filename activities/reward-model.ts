@@ -17,7 +17,7 @@
  * reused when present).
  */
 import { Context, log } from '@temporalio/activity';
-import { modelConfig, type RunConfig } from '../config/run-config';
+import type { RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
 import { STORAGE_STAGES } from '../common/run-layout';
 import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
@@ -34,6 +34,7 @@ import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
+import { modelSpecFor } from './models';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
 
@@ -222,7 +223,6 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const settings = { ...settingsOf(input.config), seed: input.config.seed + 31 };
       const annotated = await readAnnotated(data.storage, input.runId, input.config);
       const byId = await data.byId(input.dataRunId, 'train');
-      const policyModel = modelConfig(input.config, data.tokenizer.vocabSize);
       return runTrainingChunk(
         { store, storage: data.storage, engines, workerQueue: deps.workerQueue, identity: deps.identity },
         {
@@ -237,7 +237,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           patience: settings.patience,
           keepLast: input.config.checkpoints.keepLast,
           initialize: async (engine) => {
-            if (settings.init === 'scratch') return engine.init({ ...policyModel, kind: 'reward' }, settings.seed);
+            if (settings.init === 'scratch') return engine.init(await modelSpecFor(input.config, 'reward'), settings.seed);
             const { files } = await readEngineFiles(store, input.policyCheckpointKey);
             await engine.initRewardFromPolicy(files, settings.seed);
           },

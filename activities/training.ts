@@ -19,6 +19,7 @@ import type { CheckpointStore } from '../storage/checkpoints';
 import { type BestTracker, sftLoop } from '../training/sft';
 import { type ChunkHeartbeat, type ChunkOutput, runTrainingChunk, trackerOf } from './chunk';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
+import { modelSpecFor } from './models';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
 
@@ -72,7 +73,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         engine: engineOptionsOf(input.config),
         untilStep: input.untilStep,
         keepLast: input.config.checkpoints.keepLast,
-        initialize: (engine) => engine.init(model, input.config.seed),
+        initialize: async (engine) => engine.init(await modelSpecFor(input.config, 'policy'), input.config.seed),
         ...loop,
         step: async (engine, step) => {
           const { loss, lr, gradNorm, tokens } = await loop.step(engine, step);

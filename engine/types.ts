@@ -339,6 +339,12 @@ export interface Engine {
    * `RangeError` if the files are not a policy's state.
    */
   initRewardFromPolicy(policy: readonly EngineFile[], seed: number): Promise<void>;
+  /**
+   * False once the engine has lost its model outside a call (its process died): every later call rejects, and its
+   * owner makes a new engine and reloads the last committed checkpoint. Engines that cannot lose their model in
+   * between calls (the ONNX engine, in this process) leave it out.
+   */
+  healthy?(): boolean;
   /** Frees sessions, buffers and processes; the engine cannot be used afterwards. */
   dispose(): Promise<void>;
 }
