@@ -88,6 +88,11 @@ export interface TemporalConfig {
    * Display only: Temporal's heartbeat timeout still decides when the attempt is given up.
    */
   heartbeatOverdueFraction: number;
+  /**
+   * Where a worker keeps the models it downloads for torch runs (`engine.model: s3://…`; storage/model-cache.ts), an
+   * absolute path; unset: `{SOPHIA_HOME}/models` (`modelCacheDir`).
+   */
+  modelCacheDir?: string;
 }
 
 /** The deployment whose names are those Sophia always used (`sophia-cpu`, `sophia-gpu`, `sophia-{runId}`). */
@@ -409,6 +414,17 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     apply: (c, raw) => {
       const ms = durationOf('SOPHIA_SHUTDOWN_GRACE', raw);
       c.workers.cpu.shutdownGraceTimeMs = c.workers.gpu.shutdownGraceTimeMs = ms;
+    },
+  },
+  {
+    name: 'SOPHIA_MODEL_CACHE',
+    doc: 'On a GPU worker: the folder where models named by s3:// in run configs are downloaded once and verified (default {SOPHIA_HOME}/models)',
+    apply: (c, raw) => {
+      const dir = raw.trim();
+      if (!dir.startsWith('/')) {
+        throw new ConfigError('SOPHIA_MODEL_CACHE', `${JSON.stringify(raw)} is not an absolute path`, { hint: 'Give the folder where workers keep downloaded models, e.g. /var/cache/sophia/models' });
+      }
+      c.modelCacheDir = dir;
     },
   },
 ];

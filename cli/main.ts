@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
 import { GRADE_HELP, gradeCommand } from './grade';
+import { modelCommand } from './model';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
 import { apiCommand } from './api';
@@ -43,6 +44,8 @@ commands:
         the five RL variants from the same SFT checkpoint and reward model, N seeds each: table and plots
   trust-grpo --json FILE
         one step's Trust-GRPO rewards and advantages from given outcome and thinking rewards (one JSON line)
+  model upload DIR s3://BUCKET/PREFIX
+        a Hugging Face model directory to S3 with its manifest, for engine.model: s3://… (torch runs)
   help  show this text
 
 environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, SOPHIA_STORAGE, SOPHIA_S3_*, SOPHIA_API_* (see README.md)`;
@@ -139,6 +142,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           out_: process.stdout,
         });
       }
+      case 'model':
+        return await modelCommand(rest, env, process.stdout);
       case 'trust-grpo': {
         const { values } = parseArgs({ args: rest, options: { json: { type: 'string' } }, strict: true });
         if (values.json === undefined) {
