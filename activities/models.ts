@@ -1,12 +1,39 @@
 /**
- * What a run's engines start from, on the worker that makes them: `modelSpecOf` (config/run-config.ts) — Sophia's
- * architecture for onnx runs, the Hugging Face model directory for torch runs.
+ * What a run's engines start from, on the worker that makes them (`ModelSource.spec`): Sophia's architecture for onnx
+ * runs (`modelSpecOf`), the Hugging Face model directory for torch runs — a local directory as it is, an s3:// prefix
+ * downloaded once into this worker's model cache and verified (`resolveModel`, storage/model-cache.ts).
  */
-import { type RunConfig, modelSpecOf } from '../config/run-config';
+import { Context } from '@temporalio/activity';
+import { type RunConfig, modelSpecOf, pretrainedUriOf } from '../config/run-config';
 import type { ModelKind } from '../engine/model/config';
 import type { ModelSpec } from '../engine/types';
+import * as path from 'node:path';
+import { sophiaHome } from '../cli/paths';
+import { loadTemporalConfig } from '../temporal.config';
+import { modelCacheDir, resolveModel } from '../storage/model-cache';
 
-// eslint-disable-next-line @typescript-eslint/require-await -- async: an s3:// model is downloaded into the worker's model cache here
-export async function modelSpecFor(config: RunConfig, kind: ModelKind): Promise<ModelSpec> {
-  return modelSpecOf(config, kind);
+type Env = Readonly<Record<string, string | undefined>>;
+
+const REPO_ROOT = path.join(__dirname, '..');
+
+export class ModelSource {
+  /** This machine's model cache: SOPHIA_MODEL_CACHE, else `{SOPHIA_HOME}/models`. */
+  static fromEnv(env: Env = process.env): ModelSource {
+    return new ModelSource({ cacheDir: modelCacheDir(loadTemporalConfig(env), sophiaHome(env, REPO_ROOT)), env });
+  }
+
+  constructor(private readonly options: { cacheDir: string; env: Env }) {}
+
+  /** The local model directory of a torch run's `kind` model (downloaded first if it is an s3:// prefix). */
+  async localDir(config: RunConfig, kind: ModelKind): Promise<string> {
+    const { uri, field } = pretrainedUriOf(config, kind);
+    // Heartbeat while a large model downloads, so the activity is not taken for dead (details stay the chunk's).
+    const heartbeat = Context.current().info ? () => Context.current().heartbeat() : () => undefined;
+    return resolveModel(uri, { cacheDir: this.options.cacheDir, env: this.options.env, field, onProgress: heartbeat });
+  }
+
+  async spec(config: RunConfig, kind: ModelKind): Promise<ModelSpec> {
+    if (config.engine.kind === 'onnx') return modelSpecOf(config, kind);
+    return modelSpecOf(config, kind, await this.localDir(config, kind));
+  }
 }

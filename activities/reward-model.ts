@@ -34,7 +34,7 @@ import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
-import { modelSpecFor } from './models';
+import { ModelSource } from './models';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
 
@@ -127,6 +127,8 @@ function annotatorFor(config: RunConfig, env: Readonly<Record<string, string | u
 }
 
 export interface RewardModelDeps {
+  /** Where the run's pretrained models come from (torch runs; default: this machine's model cache). */
+  models?: ModelSource;
   store: CheckpointStore;
   data: RunData;
   engines: EnginePool;
@@ -137,6 +139,7 @@ export interface RewardModelDeps {
 
 export function createRewardModelActivities(deps: RewardModelDeps) {
   const { store, data, engines } = deps;
+  const models = deps.models ?? ModelSource.fromEnv();
   const readJson = <T>(key: string) => getJson<T>(data.storage, key);
   const exists = (key: string) => data.storage.exists(key);
 
@@ -237,7 +240,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           patience: settings.patience,
           keepLast: input.config.checkpoints.keepLast,
           initialize: async (engine) => {
-            if (settings.init === 'scratch') return engine.init(await modelSpecFor(input.config, 'reward'), settings.seed);
+            if (settings.init === 'scratch') return engine.init(await models.spec(input.config, 'reward'), settings.seed);
             const { files } = await readEngineFiles(store, input.policyCheckpointKey);
             await engine.initRewardFromPolicy(files, settings.seed);
           },

@@ -19,7 +19,7 @@ import type { CheckpointStore } from '../storage/checkpoints';
 import { type BestTracker, sftLoop } from '../training/sft';
 import { type ChunkHeartbeat, type ChunkOutput, runTrainingChunk, trackerOf } from './chunk';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
-import { modelSpecFor } from './models';
+import { ModelSource } from './models';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
 
@@ -44,6 +44,8 @@ export interface LatestCheckpoint {
 export type SftHeartbeat = ChunkHeartbeat;
 
 export interface TrainingDeps {
+  /** Where the run's pretrained models come from (torch runs; default: this machine's model cache). */
+  models?: ModelSource;
   store: CheckpointStore;
   data: RunData;
   engines: EnginePool;
@@ -57,6 +59,7 @@ const INIT_STAGE = STORAGE_STAGES.initialPolicy;
 
 export function createTrainingActivities(deps: TrainingDeps) {
   const { store, data, engines } = deps;
+  const models = deps.models ?? ModelSource.fromEnv();
 
   async function runSftChunk(input: SftChunkInput): Promise<SftChunkOutput> {
     await data.assertStorage(input);
@@ -73,7 +76,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         engine: engineOptionsOf(input.config),
         untilStep: input.untilStep,
         keepLast: input.config.checkpoints.keepLast,
-        initialize: async (engine) => engine.init(await modelSpecFor(input.config, 'policy'), input.config.seed),
+        initialize: async (engine) => engine.init(await models.spec(input.config, 'policy'), input.config.seed),
         ...loop,
         step: async (engine, step) => {
           const { loss, lr, gradNorm, tokens } = await loop.step(engine, step);

@@ -25,6 +25,7 @@ import { createSmokeActivities } from '../activities/smoke';
 import { createRewardModelActivities } from '../activities/reward-model';
 import { createRlActivities } from '../activities/rl';
 import { createTrainingActivities } from '../activities/training';
+import { ModelSource } from '../activities/models';
 import { type EngineOptions, createEngine } from '../engine/factory';
 import type { Engine } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
@@ -80,6 +81,8 @@ export interface WorkerSetOptions {
    * to compare engine internals; everything else leaves it: a run's config decides its engines.
    */
   makeEngine?: (options: EngineOptions) => Engine;
+  /** Where downloaded (s3://) models are kept: default SOPHIA_MODEL_CACHE, else `{SOPHIA_HOME}/models`. */
+  modelCacheDir?: string;
 }
 
 /** The workers of one process (CPU, GPU or both) over one storage, ready to run. */
@@ -102,10 +105,11 @@ export class WorkerSet {
     const set = new WorkerSet(options);
     const { connection, config } = options;
     const data = new RunData(options.storage);
+    const models = options.modelCacheDir ? new ModelSource({ cacheDir: options.modelCacheDir, env: process.env }) : ModelSource.fromEnv();
     const gpuQueue = `${config.taskQueues.gpu}-w-${set.identity}`;
-    const training = createTrainingActivities({ store: set.store, data, engines: set.engines, workerQueue: gpuQueue, identity: set.identity });
+    const training = createTrainingActivities({ store: set.store, data, engines: set.engines, models, workerQueue: gpuQueue, identity: set.identity });
     const evaluation = createEvaluationActivities({ store: set.store, data, engines: set.engines });
-    const engineDeps = { store: set.store, data, engines: set.engines, workerQueue: gpuQueue, identity: set.identity };
+    const engineDeps = { store: set.store, data, engines: set.engines, models, workerQueue: gpuQueue, identity: set.identity };
     const rewardModel = createRewardModelActivities(engineDeps);
     const rl = createRlActivities(engineDeps);
     // Every group's activities; each worker registers those the registry places on its kind (activities/registry.ts).
