@@ -66,9 +66,10 @@ const cases: Case[] = [
   unaryCase('ReduceSum (axis 1, keepdims)', (g, x) => op.reduceSum(g, x, [1], true)),
   unaryCase('ReduceSum (axis 0)', (g, x) => op.reduceSum(g, x, [0])),
   unaryCase('ReduceMean (all)', (g, x) => op.reduceMean(g, x, [0, 1])),
-  unaryCase('GELU (tanh form, fused Gelu node)', op.gelu),
+  unaryCase('GELU (tanh form, fused Gelu node)', op.geluNode),
   // Its VJP reads the forward output and σ(−z): x = 0 exactly, and both tails, must still be right.
-  unaryCase('GELU (tanh form, fused Gelu node) at 0 and in the tails', op.gelu, [0, 0, -6, 6, -3.5, 3.5, -1e-3, 1e-3, -0.7, 0.7, 0, 12]),
+  unaryCase('GELU (tanh form, fused Gelu node) at 0 and in the tails', op.geluNode, [0, 0, -6, 6, -3.5, 3.5, -1e-3, 1e-3, -0.7, 0.7, 0, 12]),
+  unaryCase('GELU (tanh form, float64: the composite)', op.gelu),
   unaryCase('GELU (tanh form, composite)', op.geluComposite),
   [
     'MatMul (2-D)',
@@ -289,6 +290,24 @@ describe('VJP of each op matches float64 central differences', () => {
       Array.from(out[a]!.data as Float32Array).forEach((v, i) => expect(v).toBeCloseTo(Number(out[b]!.data[i]), 5));
     }
     await session.dispose();
+  });
+
+  it('computes gelu in float64 to float64 precision (onnxruntime’s float64 Gelu kernel is float32-accurate)', async () => {
+    const xs = [-6, -2.1, -0.7, -1e-3, 0, 0.3, 1.1, 2.5, 12];
+    const formula = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    const g = new Graph('gelu64', 'float64');
+    const x = g.input('x', 'float64', [xs.length]);
+    g.output(op.gelu(g, x), 'gelu');
+    g.output(op.geluNode(g, x), 'node');
+    const session = await Session.create(g.toModel());
+    const out = await session.run({ x: { dtype: 'float64', shape: [xs.length], data: Float64Array.from(xs) } });
+    await session.dispose();
+    // |error| / max(|x|, 1): the left tail is a cancellation (1 + tanh → 0) in the formula itself.
+    const worst = (name: string) => Math.max(...xs.map((v, i) => Math.abs((out[name]!.data as Float64Array)[i]! - formula(v)) / Math.max(Math.abs(v), 1)));
+    expect(worst('gelu')).toBeLessThan(1e-15);
+    // Why float64 graphs do not use the node: its kernel is off the formula by far more than float64 rounding
+    // (5e-9 at x = 1.1 here).
+    expect(worst('node')).toBeGreaterThan(1e-9);
   });
 
   it('checks the exact (erf) Gelu op in float32, where onnxruntime has its only kernel', async () => {

@@ -30,7 +30,8 @@ export type OpName =
   | 'tokenize'
   | 'forward_backward'
   | 'optim_step'
-  | 'shutdown';
+  | 'shutdown'
+  | SophiaOpName;
 
 export interface HelloResult {
   protocol: number;
@@ -168,7 +169,7 @@ export interface ForwardBackwardArgs<L extends LossSpec = LossSpec> {
 export interface ForwardBackwardResult {
   /** NaN/±Infinity when not finite (the wire's strings decoded). */
   loss: number;
-  /** sft: none; grpo: policy_loss, kl, entropy, clip_fraction, ratio_mean, tokens; rm: mae. */
+  /** sft: tokens; grpo: policy_loss, kl, entropy, clip_fraction, ratio_mean, logprob_diff_mean, logprob_diff_max, tokens; rm: mae. */
   metrics: Record<string, number>;
   /** false: the loss or a gradient was not finite, and nothing was accumulated. */
   finite: boolean;
@@ -252,3 +253,72 @@ export interface TokenizeResult {
   /** Ids per text. */
   lengths: Int32Array;
 }
+
+// ---- Sophia's own architecture from an ONNX-engine state.bin (sophia_torch/sophia_arch.py; the cross-engine check)
+
+/** Ops on Sophia's architecture, beside (not replacing) the Hugging Face model the process may hold. */
+export type SophiaOpName = 'load_sophia' | 'sophia_logprobs' | 'sophia_grad';
+
+export interface LoadSophiaArgs {
+  /** An ONNX engine's state.bin (made absolute before it is sent). */
+  state: string;
+  /** Default float32 (the file's own precision); float64 for the cross-engine gradient check. */
+  dtype?: 'float32' | 'float64';
+  /** Default cpu. */
+  device?: string;
+}
+
+export interface SophiaModelInfo {
+  /** The state.bin it was loaded from. */
+  state: string;
+  /** The state's ModelConfig (engine/model/config.ts), as saved. */
+  config: Record<string, unknown>;
+  kind: 'policy' | 'reward';
+  step: number;
+  dtype: 'float32' | 'float64';
+  device: string;
+  parameters: number;
+}
+
+/**
+ * A token-level batch: the ONNX engine's graph inputs (engine/model/graphs.ts), row-major with shapes. Floats are
+ * float32 or float64, ids int32 or int64; `attention_mask` may also be uint8.
+ */
+export type SophiaBatch = {
+  /** (B, C, S, S) in [0, 1]. */
+  image: FloatTensor;
+  /** (B, T). */
+  tokens: IndexTensor;
+  /** (B, T) 1 real, 0 padding. */
+  attention_mask: FloatTensor | { dtype: 'uint8'; shape: number[]; data: Uint8Array };
+  /** (B, T); default the number of real tokens before each token in its row. */
+  positions?: IndexTensor;
+  /** (B, T) sft, grpo, sophia_logprobs. */
+  targets?: IndexTensor;
+  /** (B, T) sft, grpo. */
+  loss_mask?: FloatTensor;
+  /** (B, T) grpo. */
+  old_logprobs?: FloatTensor;
+  ref_logprobs?: FloatTensor;
+  /** (B) grpo. */
+  advantages?: FloatTensor;
+  /** (B) rm. */
+  score_targets?: FloatTensor;
+  /** (B) rm: the text position the score is read at; default each row's last real token. */
+  last_index?: IndexTensor;
+};
+
+export interface FloatTensor {
+  dtype: 'float32' | 'float64';
+  shape: number[];
+  data: FloatArray;
+}
+
+export interface IndexTensor {
+  dtype: 'int32' | 'int64';
+  shape: number[];
+  data: IndexArray;
+}
+
+/** sophia_grad's result; its tensor `grad` is the float64 flat gradient in `paramLayout` order. */
+export type SophiaGradResult = ForwardBackwardResult & { grad: Float64Array };

@@ -866,5 +866,26 @@ class Engine:
         self.m, self.pending = loaded, None
         return {"model": self._model_info()}, {}
 
+    # ---- Sophia's own architecture from an ONNX-engine state.bin (sophia_arch.py: the cross-engine check) -----
+
+    def _sophia(self) -> Any:
+        from .sophia_arch import SophiaOps
+
+        if getattr(self, "sophia", None) is None:
+            self.sophia = SophiaOps()
+        return self.sophia
+
+    def load_sophia(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        return self._sophia().load_sophia(args, tensors)
+
+    def sophia_logprobs(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        return self._sophia().sophia_logprobs(args, tensors)
+
+    def sophia_grad(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        return self._sophia().sophia_grad(args, tensors)
 
 OPS = ("hello", "load", "load_state", "save", "sample", "logprobs", "score", "tokenize", "forward_backward", "optim_step", "shutdown")
+
+from .sophia_arch import OPS as SOPHIA_OPS  # noqa: E402 - the ops of Engine's Sophia block above
+
+OPS += SOPHIA_OPS

@@ -8,7 +8,8 @@ tokens, (N, V), in float32 or wider.
 - `grpo`: per token  −min(r·A, clip(r, 1−ε, 1+ε)·A) + β·KL_k3 − c_ent·H,  r = exp(clamp(log π − log π_old, ±10)),
           KL_k3 = e^(ref − new) − (ref − new) − 1,  H the entropy of π over the vocabulary; log π and H from
           logits / temperature; averaged as Σ x·mask / max(Σ mask, 1)
-          metrics: policy_loss, kl, entropy, clip_fraction, ratio_mean, tokens
+          metrics: policy_loss, kl, entropy, clip_fraction, ratio_mean, logprob_diff_mean, logprob_diff_max
+          (mean and max of |log π − log π_old| over the mask's tokens), tokens
 - `rm`:   Σ (score − target)² / B over the batch's B rows                             metrics: mae
 """
 from __future__ import annotations
@@ -71,6 +72,9 @@ def grpo_loss(
             "entropy": _mean(entropy, mask, count),
             "clip_fraction": _mean((clipped < unclipped).to(mask.dtype), mask, count),
             "ratio_mean": _mean(ratio, mask, count),
+            # |log π − log π_old| on the loss tokens (the sampler–trainer mismatch at an RL step's first update).
+            "logprob_diff_mean": _mean((new - old_logprobs).abs(), mask, count),
+            "logprob_diff_max": ((new - old_logprobs).abs() * mask).max(),
             "tokens": count,
         }
     return LossOutput(loss, {k: v.detach() for k, v in metrics.items()})
