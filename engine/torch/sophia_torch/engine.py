@@ -61,9 +61,15 @@ def _get(args: dict[str, Any], name: str, kind: type | tuple[type, ...], field: 
     return value
 
 
+# Non-finite numbers as the protocol sends them (JSON has none): numbers out of range, not values of another type.
+NON_FINITE = ("NaN", "Infinity", "-Infinity")
+
+
 def _finite(args: dict[str, Any], name: str, field: str, default: Any = ...) -> float:
+    if args.get(name) in NON_FINITE:
+        raise BadValue(f"{field} must be a finite number (got {args[name]})", field)
     value = _get(args, name, float, field, default)
-    if isinstance(value, str) or not math.isfinite(value):
+    if not math.isfinite(value):
         raise BadValue(f"{field} must be a finite number (got {value!r})", field)
     return value
 
@@ -89,6 +95,33 @@ def _tensor(tensors: dict[str, np.ndarray], name: str, dtypes: tuple[str, ...], 
     if length is not None and array.shape[0] != length:
         raise BadValue(f"tensor {name!r} has {array.shape[0]} values, expected {length}", field)
     return array
+
+
+def _image(data: np.ndarray, name: str, field: str) -> Any:
+    """An image part's tensor as an RGB picture: raw pixels, (H, W, 3) uint8, or a PNG/JPEG file's bytes, 1-D uint8."""
+    from PIL import Image, UnidentifiedImageError
+
+    form = "(H, W, 3) uint8 RGB pixels or the 1-D uint8 bytes of a PNG or JPEG file"
+    if data.dtype != np.uint8:
+        raise BadType(f"{field} {name!r} must be {form} (got {data.dtype.name})", field)
+    if data.ndim == 3:
+        if data.shape[2] != 3 or data.shape[0] < 1 or data.shape[1] < 1:
+            raise BadValue(f"{field} {name!r} has shape {list(data.shape)}; it must be {form}", field)
+        return Image.fromarray(np.ascontiguousarray(data))
+    if data.ndim != 1:
+        raise BadValue(f"{field} {name!r} has shape {list(data.shape)}; it must be {form}", field)
+    try:
+        image = Image.open(io.BytesIO(data.tobytes()), formats=["PNG", "JPEG"])
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise BadValue(f"{field} {name!r} is not a readable PNG or JPEG image: {err}", field) from None
+    return image.convert("RGB")
+
+
+def _checkpointing(model: Any) -> bool:
+    """Whether gradient checkpointing is on (transformers 5 renamed the flag; the old name warns)."""
+    flag = getattr(type(model), "is_activation_checkpointing", None)
+    return bool(model.is_activation_checkpointing if flag is not None else model.is_gradient_checkpointing)
 
 
 # ---- prompts and rows ------------------------------------------------------------------------------------------
@@ -137,6 +170,8 @@ class Loaded:
     dtype: torch.dtype
     device: torch.device
     model_dir: str
+    # The model directory the weights first came from (`load`'s model_dir), carried through saved states.
+    base_model_dir: str = ""
     head: torch.nn.Linear | None = None
     params: list[tuple[str, torch.nn.Parameter]] = field(default_factory=list)
     optimizer: torch.optim.AdamW | None = None
@@ -185,6 +220,7 @@ class Engine:
         tok = m.processor.tokenizer
         return {
             "model_dir": m.model_dir,
+            "base_model_dir": m.base_model_dir,
             "model_type": cfg.model_type,
             "architecture": type(m.model).__name__,
             "role": m.role,
@@ -196,10 +232,11 @@ class Engine:
             "parameters": sum(p.numel() for p in m.model.parameters()) + (sum(p.numel() for p in m.head.parameters()) if m.head else 0),
             "trainable_parameters": sum(p.numel() for _, p in m.params),
             "eos_token_ids": self._eos_ids(m),
+            "end_token_id": self._end_id(m),
             "pad_token_id": self._pad_id(m),
             "image_token_id": cfg.image_token_id,
             "suppressed_token_ids": self._suppressed_ids(m),
-            "gradient_checkpointing": bool(m.model.is_gradient_checkpointing),
+            "gradient_checkpointing": _checkpointing(m.model),
             "step": m.step,
         }
 
@@ -254,15 +291,17 @@ class Engine:
             raise BadValue(f"{field}: model_type {model_type!r} is not supported (supported: {list(SUPPORTED_MODEL_TYPES)})", field)
         if threads:
             torch.set_num_threads(threads)
+        from safetensors import SafetensorError
+
         try:
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, local_files_only=True)
             processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, SafetensorError) as err:
             raise BadValue(f"{field}: cannot load the model or processor from {model_dir!r}: {err}", field) from None
         model.to(device).eval()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path))
+        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path), base_model_dir=str(path))
         if role == "reward":
             loaded.head = self._reward_head(model, path, seed, device, dtype)
         # Trainable parameters: the whole model for a policy; for a reward model the backbone and its head (the
@@ -316,6 +355,11 @@ class Engine:
                 ids.append(x)
         return ids
 
+    def _end_id(self, m: Loaded) -> int:
+        """The token a response ends with: the tokenizer's eos (a chat model's end of turn, `<|im_end|>` for Qwen)."""
+        eos = m.processor.tokenizer.eos_token_id
+        return int(eos) if isinstance(eos, int) else self._eos_ids(m)[0]
+
     @staticmethod
     def _pad_id(m: Loaded) -> int:
         tok = m.processor.tokenizer
@@ -338,8 +382,6 @@ class Engine:
     # ---- prompts ---------------------------------------------------------------------------------------------
 
     def _render_prompts(self, m: Loaded, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> list[Prompt]:
-        from PIL import Image, UnidentifiedImageError
-
         prompts = _get(args, "prompts", list, "args.prompts")
         if not prompts:
             raise BadValue("args.prompts is empty", "args.prompts")
@@ -374,14 +416,7 @@ class Engine:
                         data = tensors.get(name)
                         if data is None:
                             raise BadValue(f"{kf}.tensor names {name!r}, which is not among the request's tensors", f"{kf}.tensor")
-                        if data.dtype != np.uint8 or data.ndim != 1:
-                            raise BadType(f"{kf}.tensor {name!r} must be 1-D uint8 (the PNG or JPEG file's bytes)", f"{kf}.tensor")
-                        try:
-                            image = Image.open(io.BytesIO(data.tobytes()), formats=["PNG", "JPEG"])
-                            image.load()
-                        except (UnidentifiedImageError, OSError, ValueError) as err:
-                            raise BadValue(f"{kf}.tensor {name!r} is not a readable PNG or JPEG image: {err}", f"{kf}.tensor") from None
-                        images.append(image.convert("RGB"))
+                        images.append(_image(data, name, f"{kf}.tensor"))
                         parts.append({"type": "image"})
                     else:
                         raise BadValue(f"{kf}.type must be 'text' or 'image' (got {kind!r})", f"{kf}.type")
@@ -531,6 +566,10 @@ class Engine:
         flat = np.array([x for seq in ids for x in seq], dtype=np.int32)
         return {}, {"ids": flat, "lengths": np.array([len(s) for s in ids], dtype=np.int32)}
 
+    def prompt_lengths(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require()
+        return {"prompt_tokens": [int(p.input_ids.shape[0]) for p in self._render_prompts(m, args, tensors)]}, {}
+
     def sample(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
         m = self._require("policy", "reference")
         n = _int(args, "n", "args.n", 1, minimum=1)
@@ -546,24 +585,36 @@ class Engine:
         for i, s in enumerate(stops):
             if not isinstance(s, str) or not s:
                 raise BadValue(f"args.stop[{i}] must be a non-empty string", f"args.stop[{i}]")
+        clip = _get(args, "clip_to_max_length", bool, "args.clip_to_max_length", False)
         prompts = self._render_prompts(m, args, tensors)
         limit = m.model.config.text_config.max_position_embeddings
-        longest = max(p.input_ids.shape[0] for p in prompts)
-        if longest + max_new > limit:
-            raise BadValue(f"the longest prompt ({longest} tokens) + args.max_new_tokens ({max_new}) exceeds the model's {limit} positions", "args.max_new_tokens")
+        if clip:
+            # Each prompt's rows get at most the positions it leaves; a prompt that leaves none is refused.
+            budgets = []
+            for i, p in enumerate(prompts):
+                room = limit - p.input_ids.shape[0]
+                if room < 1:
+                    raise BadValue(f"args.prompts[{i}] is {p.input_ids.shape[0]} tokens: it leaves no room for a response within the model's {limit} positions", f"args.prompts[{i}]")
+                budgets.append(min(max_new, room))
+        else:
+            longest = max(p.input_ids.shape[0] for p in prompts)
+            if longest + max_new > limit:
+                raise BadValue(f"the longest prompt ({longest} tokens) + args.max_new_tokens ({max_new}) exceeds the model's {limit} positions", "args.max_new_tokens")
+            budgets = [max_new] * len(prompts)
         m.model.eval()
         with torch.inference_mode():
-            samples, token_ids, logprobs = self._generate(m, prompts, n, temperature, top_p, max_new, seed, stops)
+            samples, token_ids, logprobs = self._generate(m, prompts, n, temperature, top_p, budgets, seed, stops)
         lengths = np.array([len(t) for t in token_ids], dtype=np.int32)
         flat_ids = np.array([x for t in token_ids for x in t], dtype=np.int32)
         flat_lp = np.array([x for lp in logprobs for x in lp], dtype=np.float32)
         result = {"samples": samples, "generated_tokens": int(lengths.sum()), "prompt_tokens": [int(p.input_ids.shape[0]) for p in prompts]}
         return result, {"token_ids": flat_ids, "logprobs": flat_lp, "lengths": lengths}
 
-    def _generate(self, m: Loaded, prompts: list[Prompt], n: int, temperature: float, top_p: float, max_new: int, seed: int, stops: list[str]):
+    def _generate(self, m: Loaded, prompts: list[Prompt], n: int, temperature: float, top_p: float, budgets: list[int], seed: int, stops: list[str]):
         """
         Prefill of the P prompts (left-padded, 3-D positions), the KV cache repeated for the n samples of each,
-        then one token per step for every row. A row's next position is one past its prompt's largest position
+        then one token per step for every row, each row up to its prompt's budget of new tokens (`budgets`, one per
+        prompt). A row's next position is one past its prompt's largest position
         (the M-RoPE rule for text after an image). Tokens: vision placeholders and vocabulary rows without a
         token are never sampled; temperature 0 is greedy; top-p keeps the most likely tokens (heaviest first, the
         lower id first on ties) until their mass reaches top_p. Each token's logprob is log softmax(logits / T)
@@ -609,6 +660,8 @@ class Engine:
         blocked[[i for i in self._suppressed_ids(m) if i < vocab]] = True
         eos = set(self._eos_ids(m))
         gen = torch.Generator(device=dev).manual_seed(seed)
+        limits = [budgets[r // n] for r in range(rows)]  # each row's most new tokens: its prompt's budget
+        max_new = max(limits)
         tokens: list[list[int]] = [[] for _ in range(rows)]
         lps: list[list[float]] = [[] for _ in range(rows)]
         finish = ["length"] * rows
@@ -638,10 +691,10 @@ class Engine:
                 lps[r].append(lp[r])
                 if ids[r] in eos:
                     done[r], finish[r] = True, "eos"
-                elif stops:
-                    tail = tok.decode(tokens[r][-window:], skip_special_tokens=False)
-                    if any(s in tail for s in stops):
-                        done[r], finish[r] = True, "stop"
+                elif stops and any(s in tok.decode(tokens[r][-window:], skip_special_tokens=False) for s in stops):
+                    done[r], finish[r] = True, "stop"
+                elif len(tokens[r]) == limits[r]:
+                    done[r] = True  # finish "length"
             if step == max_new - 1 or all(done):
                 break
             feed = torch.tensor([ids[r] if not done[r] else pad for r in range(rows)], dtype=torch.int64, device=dev)
@@ -735,8 +788,19 @@ class Engine:
         # float64 gradients sum in float64, everything else in float32.
         return g.to(torch.float64 if g.dtype == torch.float64 else torch.float32, copy=True)
 
-    def optim_step(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+    def train_step(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        """forward_backward + optim_step in one op, the AdamW settings checked before anything runs. A non-finite
+        loss with nothing accumulated before is reported with `applied: false` (and a NaN grad norm)."""
         m = self._require("policy", "reward")
+        self._adamw_settings(args)
+        result, _ = self.forward_backward(args, tensors)
+        if self.pending is None:
+            return {**result, "step": m.step, "grad_norm": math.nan, "applied": False}, {}
+        step, _ = self.optim_step(args, tensors)
+        return {**result, **step}, {}
+
+    @staticmethod
+    def _adamw_settings(args: dict[str, Any]) -> dict[str, float]:
         settings = {k: _finite(args, k, f"args.{k}") for k in ADAMW_FIELDS}
         if settings["lr"] < 0:
             raise BadValue(f"args.lr must be >= 0 (got {settings['lr']})", "args.lr")
@@ -749,6 +813,11 @@ class Engine:
             raise BadValue(f"args.weight_decay must be >= 0 (got {settings['weight_decay']})", "args.weight_decay")
         if settings["max_grad_norm"] <= 0:
             raise BadValue(f"args.max_grad_norm must be > 0 (got {settings['max_grad_norm']})", "args.max_grad_norm")
+        return settings
+
+    def optim_step(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require("policy", "reward")
+        settings = self._adamw_settings(args)
         pending = self.pending
         if pending is None:
             raise StateError("optim_step: no gradients accumulated (send forward_backward first)", "op")
@@ -800,17 +869,59 @@ class Engine:
                     value = st[key]
                     state[f"adamw.{key}::{name}"] = (value if torch.is_tensor(value) else torch.tensor(float(value))).detach().contiguous().cpu()
         save_file(state, target / OPTIMIZER_FILE)
+        # Every other file of the state with its size, so that load_state can name a missing, truncated or stray
+        # one. A state is flat (its files travel as plain names): a subfolder would be an engine bug.
+        files: dict[str, int] = {}
+        for entry in sorted(target.iterdir(), key=lambda e: e.name):
+            if not entry.is_file():
+                raise RuntimeError(f"save wrote {entry.name!r}, which is not a plain file: a state must be flat files")
+            files[entry.name] = entry.stat().st_size
         meta = {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "role": m.role,
             "step": m.step,
             "dtype": str(m.dtype).removeprefix("torch."),
+            "base_model_dir": m.base_model_dir,
             "trainable": [n for n, _ in m.params],
+            "files": files,
         }
         (target / STATE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        files = sorted(p.name for p in target.iterdir())
-        return {"dir": str(target), "files": files, "step": m.step}, {}
+        return {"dir": str(target), "files": sorted([*files, STATE_FILE]), "step": m.step}, {}
+
+    @staticmethod
+    def _read_state_meta(source: str) -> dict[str, Any]:
+        """`sophia_engine.json` of a state directory, after checking that the directory holds exactly the files it
+        lists, with their sizes: a missing, truncated, stray or foreign file is a BadValue naming it."""
+        path = Path(source)
+        if not path.is_dir():
+            raise BadValue(f"args.dir {source!r} is not a directory", "args.dir")
+        present = sorted(p.name for p in path.iterdir())
+        if STATE_FILE not in present:
+            listing = ", ".join(present) or "none"
+            raise BadValue(f"args.dir {source!r} has no {STATE_FILE}: its files ({listing}) are not a state saved by this engine (op load reads any model directory)", "args.dir")
+        try:
+            meta = json.loads((path / STATE_FILE).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadValue(f"{STATE_FILE} in {source!r} is not readable JSON (truncated?): {err}", "args.dir") from None
+        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
+            raise BadValue(f"{STATE_FILE} in {source!r} is not a {STATE_FORMAT} v{STATE_VERSION} file", "args.dir")
+        files = meta.get("files")
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
+            raise BadValue(f"{STATE_FILE} in {source!r} does not list the state's files", "args.dir")
+        for name, size in files.items():
+            file = path / name
+            if not file.is_file():
+                raise BadValue(f"{name} is missing from the state in {source!r} ({STATE_FILE} lists it)", "args.dir")
+            actual = file.stat().st_size
+            if actual != size:
+                raise BadValue(f"{name} in {source!r} is {actual} bytes, but the state wrote {size}: truncated or replaced", "args.dir")
+        stray = [name for name in present if name != STATE_FILE and name not in files]
+        if stray:
+            raise BadValue(f"{stray[0]} in {source!r} is not a file of this state ({STATE_FILE} lists {', '.join(files)}): another engine's or a stray file", "args.dir")
+        if meta.get("role") not in ROLES:
+            raise BadValue(f"{STATE_FILE} in {source!r} has role {meta.get('role')!r}, not one of {list(ROLES)}", "args.dir")
+        return meta
 
     def load_state(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
         from safetensors import SafetensorError
@@ -818,27 +929,30 @@ class Engine:
 
         source = _get(args, "dir", str, "args.dir")
         fresh = _get(args, "fresh_optimizer", bool, "args.fresh_optimizer", False)
+        as_reward = _get(args, "reward_from_policy", bool, "args.reward_from_policy", False)
         path = Path(source)
-        meta_path = path / STATE_FILE
-        if not meta_path.is_file():
-            raise BadValue(f"args.dir {source!r} has no {STATE_FILE}: not a state saved by this engine (op load reads any model directory)", "args.dir")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise BadValue(f"{STATE_FILE} in {source!r} is not readable JSON: {err}", "args.dir") from None
-        if meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
-            raise BadValue(f"{STATE_FILE} in {source!r} is not a {STATE_FORMAT} v{STATE_VERSION} file", "args.dir")
+        meta = self._read_state_meta(source)
+        if as_reward and meta["role"] != "policy":
+            raise BadValue(f"args.dir {source!r} holds a {meta['role']} model's state ({STATE_FILE}); a reward model starts from a policy's", "args.dir")
         try:
             state = load_file(path / OPTIMIZER_FILE)
         except (OSError, SafetensorError) as err:
             raise BadValue(f"{OPTIMIZER_FILE} in {source!r} cannot be read: {err}", "args.dir") from None
         if meta["role"] == "reward" and not (path / HEAD_FILE).is_file():
             raise BadValue(f"{source!r} is a reward model's state without {HEAD_FILE}", "args.dir")
-        current = {"role": meta["role"], "dtype": meta["dtype"]}
+        role = "reward" if as_reward else meta["role"]
+        current = {"role": role, "dtype": meta["dtype"]}
         if self.m is not None:
-            current.update(device=str(self.m.device), gradient_checkpointing=self.m.model.is_gradient_checkpointing)
-        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "role")}, current)
+            current.update(device=str(self.m.device), gradient_checkpointing=_checkpointing(self.m.model))
+        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "reward_from_policy", "role")}, current)
         loaded = self._load_model(source, "args.dir", **settings)
+        loaded.base_model_dir = str(meta.get("base_model_dir") or source)
+        if as_reward:
+            # The policy's backbone, a head fresh from the seed (the policy's state has none), zero moments, step 0,
+            # and the RNG from the seed, as `load` does.
+            torch.manual_seed(settings["seed"])
+            self.m, self.pending = loaded, None
+            return {"model": self._model_info()}, {}
         names = [n for n, _ in loaded.params]
         if names != meta.get("trainable"):
             raise BadValue(f"{STATE_FILE} in {source!r} lists other trainable parameters than the model has", "args.dir")
@@ -884,8 +998,8 @@ class Engine:
     def sophia_grad(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
         return self._sophia().sophia_grad(args, tensors)
 
-OPS = ("hello", "load", "load_state", "save", "sample", "logprobs", "score", "tokenize", "forward_backward", "optim_step", "shutdown")
 
+OPS = ("hello", "load", "load_state", "save", "sample", "logprobs", "score", "tokenize", "prompt_lengths", "forward_backward", "optim_step", "train_step", "shutdown")
 from .sophia_arch import OPS as SOPHIA_OPS  # noqa: E402 - the ops of Engine's Sophia block above
 
 OPS += SOPHIA_OPS

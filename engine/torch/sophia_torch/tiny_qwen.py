@@ -1,6 +1,6 @@
 """A tiny random Qwen2.5-VL, built from configs alone (no download), for tests and local runs.
 
-    python -m sophia_torch.tiny_qwen OUT_DIR [--seed N]
+    python -m sophia_torch.tiny_qwen OUT_DIR [--seed N] [--max-positions N]
 
 writes a Hugging Face model directory that `AutoModelForImageTextToText.from_pretrained(OUT_DIR)` and
 `AutoProcessor.from_pretrained(OUT_DIR)` load with no Sophia code:
@@ -151,7 +151,7 @@ def build_processor(tokenizer):
     )
 
 
-def build_config(tokenizer):
+def build_config(tokenizer, max_positions: int = 4096):
     from transformers import Qwen2_5_VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
@@ -162,7 +162,7 @@ def build_config(tokenizer):
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
         "num_key_value_heads": 1,
-        "max_position_embeddings": 4096,
+        "max_position_embeddings": max_positions,
         "rms_norm_eps": 1e-6,
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
         "bos_token_id": ids["<|endoftext|>"],
@@ -194,8 +194,9 @@ def build_config(tokenizer):
     )
 
 
-def build(out_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """Writes the tiny model and its processor into `out_dir` (created; must be empty if it exists)."""
+def build(out_dir: str | os.PathLike, seed: int = 0, max_positions: int = 4096) -> Path:
+    """Writes the tiny model and its processor into `out_dir` (created; must be empty if it exists); `max_positions`
+    is the model's `max_position_embeddings` (prompt + response tokens at most)."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -204,7 +205,7 @@ def build(out_dir: str | os.PathLike, seed: int = 0) -> Path:
         raise FileExistsError(f"{out} is not empty: pass a new or empty directory")
     tokenizer = build_tokenizer()
     processor = build_processor(tokenizer)
-    config = build_config(tokenizer)
+    config = build_config(tokenizer, max_positions)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
@@ -219,9 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sophia_torch.tiny_qwen", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="directory to write (new or empty)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+    parser.add_argument("--max-positions", type=int, default=4096, help="the model's max_position_embeddings (default 4096)")
     args = parser.parse_args(argv)
+    if args.max_positions < 16:
+        print("error: --max-positions must be at least 16", file=sys.stderr)
+        return 2
     try:
-        out = build(args.out_dir, args.seed)
+        out = build(args.out_dir, args.seed, args.max_positions)
     except FileExistsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
