@@ -5,6 +5,7 @@
  * Face models — is one more case here, and it proves itself with the same contract suite (`engine.contract.ts`).
  */
 import { OnnxEngine, type OnnxEngineOptions } from './onnx-engine';
+import { TorchEngine } from './torch/engine';
 import type { Engine, TokenEngine } from './types';
 
 /** The built-in engine: Sophia's ONNX graphs on onnxruntime-node, with its settings (provider, threads, …). */
@@ -34,7 +35,7 @@ export type EngineOptions = OnnxEngineSettings | TorchEngineSettings;
 export type EngineKind = EngineOptions['kind'];
 
 /** Every kind `createEngine` can make. */
-const ENGINE_KINDS: readonly EngineKind[] = ['onnx'];
+const ENGINE_KINDS: readonly EngineKind[] = ['onnx', 'torch'];
 
 /** The ONNX engine also takes token-level batches (`TokenEngine`); every engine has the prompt-level surface. */
 export function createEngine(options: OnnxEngineSettings): TokenEngine;
@@ -44,6 +45,10 @@ export function createEngine(options: EngineOptions): Engine {
     case 'onnx': {
       const { kind: _kind, ...settings } = options;
       return new OnnxEngine(settings);
+    }
+    case 'torch': {
+      const { kind: _kind, ...settings } = options;
+      return new TorchEngine(settings);
     }
     default:
       throw new RangeError(`engine.kind ${JSON.stringify((options as { kind: unknown }).kind)} is not an engine this build has: use one of ${ENGINE_KINDS.join(', ')}`);

@@ -39,6 +39,7 @@ import {
   type OptimStepResult,
   PROTOCOL_VERSION,
   type Prompt,
+  type PromptLengthsResult,
   type Rows,
   type RowsFor,
   type SampleArgs,
@@ -46,6 +47,8 @@ import {
   type SaveResult,
   type ScoreResult,
   type TokenizeResult,
+  type TrainStepArgs,
+  type TrainStepResult,
 } from './protocol';
 import { TORCH_PACKAGE_DIR, torchPython } from './venv';
 
@@ -262,16 +265,21 @@ function output<D extends WireDType>(reply: Reply, op: OpName, name: string, dty
 function requestTensors(rows: Partial<Rows>, images: ImageBytes): Record<string, TensorInput> {
   const tensors: Record<string, TensorInput> = {};
   for (const [name, value] of Object.entries(rows) as [string, TensorInput | undefined][]) if (value !== undefined) tensors[name] = value;
-  for (const [name, bytes] of Object.entries(images)) {
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`images.${name} must be a Uint8Array (a PNG or JPEG file's bytes)`);
+  for (const [name, image] of Object.entries(images)) {
+    const raw = !(image instanceof Uint8Array);
+    if (raw && !(image?.data instanceof Uint8Array && image.dtype === 'uint8' && image.shape?.length === 3 && image.shape[2] === 3)) {
+      throw new TypeError(`images.${name} must be a Uint8Array (a PNG or JPEG file's bytes) or { dtype: 'uint8', shape: [height, width, 3], data } (RGB pixels)`);
+    }
     if (Object.hasOwn(tensors, name)) throw new RangeError(`images.${name}: the name is a row tensor's; name the image otherwise`);
-    tensors[name] = bytes;
+    tensors[name] = raw ? { dtype: 'uint8', shape: [...image.shape], data: image.data } : image;
   }
   return tensors;
 }
 
 export class TorchEngineProcess {
   private conn: Connection;
+  /** The current process's answer to the `hello` that `start()`/`restart()` checked. */
+  started: HelloResult | undefined;
 
   private constructor(
     private readonly python: string,
@@ -362,7 +370,13 @@ export class TorchEngineProcess {
     return { ids: output(reply, 'tokenize', 'ids', 'int32'), lengths: output(reply, 'tokenize', 'lengths', 'int32') };
   }
 
-  /** n samples per prompt with per-token logprobs; `images` holds the PNG/JPEG bytes the prompts' image parts name. */
+  /** Each prompt's tokens once rendered (its images expanded to their tokens). */
+  async promptLengths(prompts: Prompt[], images: ImageBytes = {}): Promise<PromptLengthsResult> {
+    const reply = await this.call('prompt_lengths', { prompts }, requestTensors({}, images));
+    return { prompt_tokens: reply.result.prompt_tokens as number[] };
+  }
+
+  /** n samples per prompt with per-token logprobs; `images` holds the images the prompts' image parts name. */
   async sample(args: SampleArgs, images: ImageBytes = {}): Promise<SampleResult> {
     const reply = await this.call('sample', { ...args }, requestTensors({}, images));
     const result = reply.result as Pick<SampleResult, 'samples' | 'generated_tokens' | 'prompt_tokens'>;
@@ -399,6 +413,20 @@ export class TorchEngineProcess {
     };
   }
 
+  /** forward_backward + optim_step in one op (the AdamW settings checked first, so a bad one accumulates nothing). */
+  async trainStep<L extends LossSpec>(args: TrainStepArgs<L>, rows: RowsFor<L>, images: ImageBytes = {}): Promise<TrainStepResult> {
+    const reply = await this.call('train_step', { ...args }, requestTensors(rows, images));
+    const r = reply.result as { loss: unknown; metrics: Record<string, unknown>; finite: boolean; step: number; grad_norm: unknown; applied: boolean };
+    return {
+      loss: wireNumber(r.loss, 'train_step result.loss'),
+      metrics: Object.fromEntries(Object.entries(r.metrics).map(([k, v]) => [k, wireNumber(v, `train_step result.metrics.${k}`)])),
+      finite: r.finite,
+      step: r.step,
+      grad_norm: wireNumber(r.grad_norm, 'train_step result.grad_norm'),
+      applied: r.applied,
+    };
+  }
+
   /** AdamW over the accumulated gradients (global-norm clipped); a non-finite norm is reported, not applied. */
   async optimStep(args: AdamWArgs): Promise<OptimStepResult> {
     const { step, grad_norm, applied } = (await this.call('optim_step', { ...args })).result as { step: number; grad_norm: unknown; applied: boolean };
@@ -411,7 +439,7 @@ export class TorchEngineProcess {
   }
 
   private async checkHello(): Promise<HelloResult> {
-    const hello = await this.hello();
+    const hello = (this.started = await this.hello());
     if (hello.protocol !== PROTOCOL_VERSION) {
       throw new TorchEngineError('hello', 'ProtocolError', undefined, `the engine process speaks protocol ${hello.protocol}, this client ${PROTOCOL_VERSION}`, 'input');
     }

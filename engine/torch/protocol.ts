@@ -5,7 +5,7 @@
  *
  * Abstractions:
  *  - `Prompt`: chat messages the engine renders with the model's processor and chat template; an image part names
- *    a uint8 tensor (`ImageBytes`) holding a PNG or JPEG file's bytes;
+ *    a uint8 tensor (`ImageBytes`): raw RGB pixels (H, W, 3) or a PNG or JPEG file's bytes (1-D);
  *  - rows (`Rows` and its per-loss extensions): B (prompt, response) rows as flat 1-D typed arrays over the
  *    response tokens, N = Σ response_lengths;
  *  - `LossSpec`, `AdamWArgs`: the training ops' hyperparameters, as data;
@@ -28,8 +28,10 @@ export type OpName =
   | 'logprobs'
   | 'score'
   | 'tokenize'
+  | 'prompt_lengths'
   | 'forward_backward'
   | 'optim_step'
+  | 'train_step'
   | 'shutdown'
   | SophiaOpName;
 
@@ -50,7 +52,10 @@ export interface HelloResult {
 }
 
 export interface ModelInfo {
+  /** The directory it was loaded from (`load`'s model_dir, `load_state`'s dir). */
   model_dir: string;
+  /** The model directory its weights first came from (`load`'s model_dir), carried through saved states. */
+  base_model_dir: string;
   model_type: string;
   architecture: string;
   role: Role;
@@ -62,7 +67,10 @@ export interface ModelInfo {
   max_length: number;
   parameters: number;
   trainable_parameters: number;
+  /** Sampling ends with any of these (the generation config's eos ids and the tokenizer's). */
   eos_token_ids: number[];
+  /** The token a response ends with: the tokenizer's eos (a chat model's end of turn, `<|im_end|>` for Qwen). */
+  end_token_id: number;
   pad_token_id: number;
   image_token_id: number;
   /** Never sampled: vision tokens and vocabulary rows the tokenizer has no token for. */
@@ -95,6 +103,13 @@ export interface LoadStateArgs extends DeviceSettings {
   dir: string;
   /** Weights only: zero AdamW moments, step 0. */
   fresh_optimizer?: boolean;
+  /**
+   * Load a policy's state as a reward model: its backbone, a scalar head fresh from `seed`, zero AdamW moments,
+   * step 0 (a state that is not a policy's is refused).
+   */
+  reward_from_policy?: boolean;
+  /** With `reward_from_policy`: seeds the head and the torch RNG (default 0). */
+  seed?: number;
 }
 
 export interface SaveResult {
@@ -116,8 +131,15 @@ export interface Prompt {
   add_generation_prompt?: boolean;
 }
 
-/** PNG or JPEG files' bytes, by the tensor name an image part gives. */
-export type ImageBytes = Record<string, Uint8Array>;
+/** Raw RGB pixels: a (height, width, 3) uint8 tensor, row-major. */
+export interface RgbPixels {
+  dtype: 'uint8';
+  shape: [number, number, 3];
+  data: Uint8Array;
+}
+
+/** Images by the tensor name an image part gives: a PNG or JPEG file's bytes, or raw RGB pixels. */
+export type ImageBytes = Record<string, Uint8Array | RgbPixels>;
 
 export type IndexArray = Int32Array | BigInt64Array;
 export type FloatArray = Float32Array | Float64Array;
@@ -184,6 +206,9 @@ export interface AdamWArgs {
   max_grad_norm: number;
 }
 
+/** forward_backward + optim_step in one op; the AdamW settings are checked before the forward pass. */
+export type TrainStepArgs<L extends LossSpec = LossSpec> = Omit<ForwardBackwardArgs<L>, 'weight'> & AdamWArgs;
+
 export interface OptimStepResult {
   step: number;
   /** Before clipping; NaN/±Infinity when not finite. */
@@ -204,6 +229,11 @@ export interface SampleArgs {
   seed?: number;
   /** A row ends once its decoded text contains one of these. */
   stop?: string[];
+  /**
+   * Give each prompt's rows at most the positions it leaves (max_length − its tokens) instead of refusing a
+   * max_new_tokens that does not fit the longest prompt; a prompt that leaves none is refused (default false).
+   */
+  clip_to_max_length?: boolean;
 }
 
 export interface Sample {
@@ -253,6 +283,15 @@ export interface TokenizeResult {
   /** Ids per text. */
   lengths: Int32Array;
 }
+
+export interface PromptLengthsResult {
+  /** Tokens of each rendered prompt (images expanded to their tokens). */
+  prompt_tokens: number[];
+}
+
+/** forward_backward's result and optim_step's (step, grad_norm NaN and applied false when the loss was not finite
+ * and nothing was accumulated before). */
+export type TrainStepResult = ForwardBackwardResult & OptimStepResult;
 
 // ---- Sophia's own architecture from an ONNX-engine state.bin (sophia_torch/sophia_arch.py; the cross-engine check)
 
