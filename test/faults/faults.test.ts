@@ -14,150 +14,23 @@
  */
 import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { type Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { processAlive } from '../../cli/embedded-server';
 import { pipelineInput, runProgress, startRun } from '../../clients/runs';
 import { stageWorkflowId } from '../../common/run-layout';
 import { connectWorker } from '../../clients/temporal';
-import type { RunConfig } from '../../config/run-config';
 import { CheckpointStore } from '../../storage/checkpoints';
-import type { CheckpointManifest } from '../../storage/manifest';
-import { hashConfig, sha256Hex } from '../../storage/hashing';
 import { LocalStorage } from '../../storage/local';
-import { type MetricRecord, readMetrics } from '../../storage/metrics-log';
 import { loadTemporalConfig } from '../../temporal.config';
 import { WorkerSet } from '../../workers/worker';
 import type { trainingPipeline } from '../../workflows/pipeline';
 import { quietTemporalRuntime } from '../integration/stack';
+import { SFT_KILL, faultScenarios, rlCurve } from './scenarios';
 import { FAST_FAILOVER, faultConfigFile, faultScope, kill, spawnSophia, tempDir, waitFor, waitForStageStep, waitForStep } from './harness';
 
-const { cleanups, track, server, client } = faultScope();
-
-const stateAt = async (store: CheckpointStore, runId: string, step: number, stage = 'sft') =>
-  sha256Hex((await store.load(`runs/${runId}/${stage}/checkpoints/${String(step).padStart(8, '0')}`)).files.get('state.bin')!);
-
-/** Flips one byte of a checkpoint's state file: what a bad disk or a torn copy does. */
-async function corrupt(storage: LocalStorage, manifest: CheckpointManifest): Promise<void> {
-  const key = `${manifest.key}/${manifest.files.find((f) => f.name === 'state.bin')!.key}`;
-  const bytes = Uint8Array.from(await storage.get(key));
-  bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x01;
-  await storage.put(key, bytes);
-}
-
-/** Uninterrupted runs by config, stage and final step: tests of one config compare with one reference run. */
-const references = new Map<string, Promise<{ state: string; metrics: MetricRecord[] }>>();
-
-/**
- * Checks that run `runId` ended with the weights (stage `stage` at `finalStep`) and metrics curve of `config` run
- * without interruption: run as `${name}-reference` (own queues, in-process workers) the first time a test asks for
- * that config, then remembered (weights and metrics do not depend on the run id).
- */
-async function expectLikeUninterrupted(o: {
-  c: Client;
-  env: Record<string, string>;
-  storage: LocalStorage;
-  store: CheckpointStore;
-  config: RunConfig;
-  runId: string;
-  name: string;
-  stage: string;
-  finalStep: number;
-  curve: (m: MetricRecord) => unknown[];
-}): Promise<void> {
-  const key = `${hashConfig(o.config)}/${o.stage}/${o.finalStep}`;
-  let uninterrupted = references.get(key);
-  if (!uninterrupted) {
-    uninterrupted = (async () => {
-      const reference = `${o.name}-reference`;
-      const refTemporal = loadTemporalConfig({ ...o.env, SOPHIA_TASK_QUEUE_CPU: 'ref-cpu', SOPHIA_TASK_QUEUE_GPU: 'ref-gpu' });
-      const connection = await connectWorker(refTemporal);
-      cleanups.push(() => connection.close());
-      const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: refTemporal, storage: o.storage });
-      const ref = await startRun(o.c, refTemporal, pipelineInput(reference, o.config, o.storage.location, refTemporal));
-      expect((await workers.runUntil(ref.handle.result())).status).toBe('completed');
-      return { state: await stateAt(o.store, reference, o.finalStep, o.stage), metrics: await readMetrics(o.storage, reference) };
-    })();
-    references.set(key, uninterrupted);
-    uninterrupted.catch(() => references.delete(key)); // a failed reference is not reused
-  }
-  const { state, metrics } = await uninterrupted;
-  expect(await stateAt(o.store, o.runId, o.finalStep, o.stage)).toBe(state);
-  expect((await readMetrics(o.storage, o.runId)).map(o.curve)).toEqual(metrics.map(o.curve));
-}
-
-/**
- * SIGKILLs the GPU worker of run `name` once `reached` says so, starts another, and checks that the run completes,
- * that the new worker reloaded the newest checkpoint of `stage` committed before the kill, and that the run ends
- * with the weights (at `finalStep`) and metrics of the same config run without interruption. With `corruptNewest`,
- * that newest checkpoint is corrupted before the new worker starts: it must be quarantined and the one before it
- * loaded instead.
- */
-async function gpuKillScenario(o: {
-  name: string;
-  extra: string[];
-  stage: string;
-  finalStep: number;
-  minCommitted: number;
-  reached: (c: Client, runId: string) => Promise<unknown>;
-  loaded: RegExp;
-  curve: (m: MetricRecord) => unknown[];
-  corruptNewest?: boolean;
-}) {
-  quietTemporalRuntime();
-  const dir = tempDir(o.name);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const srv = await server(dir);
-  const env = { TEMPORAL_ADDRESS: srv.address, ...FAST_FAILOVER };
-  const temporal = loadTemporalConfig(env);
-  const c = await client(srv.address);
-  const storageDir = path.join(dir, 'storage');
-  const storage = new LocalStorage(storageDir);
-  const store = new CheckpointStore(storage);
-  cleanups.push(() => store.close());
-  const { config } = faultConfigFile(dir, o.extra);
-  const killed = `${o.name}-killed`;
-
-  track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
-  const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
-  const { handle } = await startRun(c, temporal, pipelineInput(killed, config, storage.location, temporal));
-  await o.reached(c, killed);
-  await kill(gpuA);
-  const committed = await store.list(killed, o.stage);
-  const atKill = committed.at(-1);
-  expect(atKill?.step).toBeGreaterThanOrEqual(o.minCommitted);
-  if (o.corruptNewest) await corrupt(storage, atKill!);
-  const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
-  const result = await handle.result();
-  expect(result.status).toBe('completed');
-  // The new worker started from the newest (intact) checkpoint committed before the kill: at most the steps since it were lost.
-  const expected = o.corruptNewest ? (committed.at(-2)?.step ?? 0) : atKill!.step;
-  expect(Number(o.loaded.exec(gpuB.output())?.[1])).toBe(expected);
-  if (o.corruptNewest) {
-    // Out of use but kept for inspection, and reported as a run event.
-    expect((await store.quarantined(killed, o.stage)).map((m) => [m.step, m.manifest.attempt])).toEqual([[atKill!.step, atKill!.attempt]]);
-    expect(await storage.listAll(`${atKill!.key}/${atKill!.attempt}/`)).not.toEqual([]);
-    expect(result.events).toEqual([expect.objectContaining({ kind: 'checkpoint-quarantined', stage: o.stage, step: atKill!.step })]);
-    expect(result.events?.[0]?.message).toMatch(/state\.bin has sha256/);
-    expect(gpuB.output()).toContain('corrupt checkpoint quarantined');
-  }
-  await expectLikeUninterrupted({ c, env, storage, store, config, runId: killed, name: o.name, stage: o.stage, finalStep: o.finalStep, curve: o.curve });
-  return result;
-}
-
-/** The SFT kill: at step ≥ 50 of 100 (checkpoints every 20, chunks of 40), so at least step 40 is committed. */
-const SFT_KILL = {
-  extra: [],
-  stage: 'sft',
-  finalStep: 100,
-  minCommitted: 40,
-  reached: (c: Client, runId: string) => waitForStep(c, runId, 50),
-  loaded: /engine loaded from storage \{[^}]*"step":(\d+)/,
-  curve: (m: MetricRecord) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss],
-};
-
-/** What an RL run's curve is compared by: its losses, rewards, γ and periodic test accuracy per step. */
-const rlCurve = (m: MetricRecord) => [m.stage, m.kind, m.step, m.loss ?? m.valLoss, m.outcomeReward, m.gamma, m.testAccuracy];
+const scope = faultScope();
+const { cleanups, track, server, client } = scope;
+const { expectLikeUninterrupted, gpuKillScenario } = faultScenarios(scope);
 
 describe('fault tolerance with real processes', () => {
   it('survives a SIGKILLed GPU worker: resumes from the last checkpoint and ends like an uninterrupted run', async () => {
