@@ -128,6 +128,7 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
     await e.trainStepResponses(batch, { kind: 'sft' }, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 4 });
     const saved = await e.saveState();
     const before = await e.responseLogprobs(batch, 1);
+    expect(e.healthy()).toBe(true);
     const pid = e.pid!;
     const long = e.generate({ prompts: PROMPTS, n: 8, temperature: 1.5, topP: 1, maxTokens: 200, seed: 1 }).catch((err: unknown) => err);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -135,6 +136,7 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
     const died = await long;
     expect(died).toBeInstanceOf(EngineProcessDiedError);
     expect(died).toMatchObject({ category: 'unavailable', retryable: true });
+    expect(e.healthy()).toBe(false);
     // Later calls: the model is gone with its process; nothing reloads it behind the caller's back.
     const lost = await e.responseLogprobs(batch, 1).catch((err: unknown) => err);
     expect(lost).toBeInstanceOf(TorchEngineModelLostError);
@@ -144,6 +146,7 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
     expect(logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringMatching(/died: killed by SIGKILL/) as unknown }));
     // loadState starts a new process and loads the checkpoint: the same step and outputs.
     await e.loadState(saved);
+    expect(e.healthy()).toBe(true);
     expect(e.pid).not.toBe(pid);
     expect(e.step()).toBe(1);
     expect((await e.responseLogprobs(batch, 1)).map((x) => Array.from(x))).toEqual(before.map((x) => Array.from(x)));

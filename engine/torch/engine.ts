@@ -268,6 +268,14 @@ export class TorchEngine implements Engine {
 
   constructor(private readonly options: TorchEngineConstructorOptions = {}) {}
 
+  /**
+   * False once the engine process died (or the engine was disposed): calls reject until `init`, `loadState` or
+   * `initRewardFromPolicy` load a model into a new process. The engine pool then makes a new engine instead.
+   */
+  healthy(): boolean {
+    return !this.disposed && !(this.proc?.end && !this.proc.end.closed);
+  }
+
   /** The engine process's pid (undefined before the first call starts it). */
   get pid(): number | undefined {
     return this.proc?.pid;
