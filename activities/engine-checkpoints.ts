@@ -11,7 +11,9 @@
 import { Context, log } from '@temporalio/activity';
 import { formatDurationMs } from '../common/duration';
 import { StorageFullError } from '../common/errors';
-import type { Engine, EngineFile, LoadStateOptions } from '../engine/types';
+import { pretrainedParameters, pretrainedShape } from '../config/pretrained';
+import { parameterCount } from '../engine/model/config';
+import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, isPretrained } from '../engine/types';
 import type { CheckpointStore, SaveCheckpointInput } from '../storage/checkpoints';
 import { checkpointKey as checkpointDirKey, manifestKey } from '../storage/keys';
 import type { CheckpointManifest } from '../storage/manifest';
@@ -40,10 +42,25 @@ export async function saveEngineCheckpoint(
     step: target.step ?? engine.step(),
     configHash: target.configHash,
     metrics: target.metrics ?? {},
-    meta: { ...target.meta, engine: engine.info.description, model: engine.config(), engineStep: engine.step() },
+    meta: { ...target.meta, engine: engine.info.description, model: engine.config(), parameters: parametersOf(engine.config(), files), engineStep: engine.step() },
     files,
   };
   return saveCheckpoint(store, input, retry);
+}
+
+/**
+ * The model's parameter count, for reports: Sophia's architecture from its config; a Hugging Face model from the
+ * config.json among its saved files (its backbone: a reward model's scalar head is not counted); undefined otherwise.
+ */
+export function parametersOf(model: ModelSpec, files: readonly EngineFile[]): number | undefined {
+  if (!isPretrained(model)) return parameterCount(model);
+  const config = files.find((f) => f.name === 'config.json');
+  if (!config) return undefined;
+  try {
+    return pretrainedParameters(pretrainedShape(JSON.parse(new TextDecoder().decode(config.data)), 'config.json')).total;
+  } catch {
+    return undefined; // a model class the estimate does not know: the report says so
+  }
 }
 
 /** The running activity's context, or undefined outside an activity (`sophia sft` saves in its own process). */

@@ -8,6 +8,7 @@ import { Context, log } from '@temporalio/activity';
 import { NotFoundError } from '../common/errors';
 import { evaluationSettings, type RunConfig } from '../config/run-config';
 import { parameterCount } from '../engine/model/config';
+import { type ModelSpec, isPretrained } from '../engine/types';
 import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/evaluate';
 import { runTimes } from '../clients/stage-times';
 import { pipelineWorkflowId, STORAGE_STAGES } from '../common/run-layout';
@@ -137,7 +138,10 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
         if (err instanceof NotFoundError) return undefined;
         throw err;
       });
-      const model = manifest?.meta.model as Parameters<typeof parameterCount>[0] | undefined;
+      // Recorded with the checkpoint (parametersOf); checkpoints from before that record Sophia's model config only.
+      const recorded = manifest?.meta.parameters;
+      const model = manifest?.meta.model as ModelSpec | undefined;
+      const parameters = typeof recorded === 'number' ? recorded : model && !isPretrained(model) ? parameterCount(model) : 0;
       // The worker's client (it throws without one, as in a test's mock environment): the report then says why.
       const times = await (async () => runTimes(Context.current().client, input.pipelineWorkflowId ?? pipelineWorkflowId(DEFAULT_TEMPORAL_CONFIG.deployment, input.runId), new Date()))().catch((err: unknown) => {
         log.warn('stage times unavailable', { runId: input.runId, error: String(err) });
@@ -146,7 +150,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
       const report = buildRunReport({
         runId: input.runId,
         preset: input.config.name ?? 'custom',
-        parameters: model ? parameterCount(model) : 0,
+        parameters,
         trainExamples: input.config.data.perFamily.train * FAMILIES.length,
         times,
         sft: {

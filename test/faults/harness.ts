@@ -24,18 +24,20 @@ export function tempDir(prefix: string): string {
 
 /**
  * A fast run: 100 SFT steps in chunks of 40, a checkpoint every 20, the ci reward model, 6 Trust-GRPO steps,
- * greedy evaluation only. `extra` lines override more (e.g. a longer RL stage).
+ * greedy evaluation only. `extra` lines add or replace top-level sections (e.g. a longer RL stage).
  */
 export function faultConfigFile(dir: string, extra: string[] = []): { file: string; config: RunConfig } {
   const file = path.join(dir, 'run.yaml');
   writeFileSync(
     file,
     [
-      'extends: ci',
-      'name: fault test',
-      'data: { perFamily: { train: 100, test: 10, ood: 10 }, validationPerFamily: 4 }',
-      'sft: { steps: 100, evalEvery: 20, chunkSteps: 40, patience: 10 }',
-      'evaluation: { k: 0 }',
+      ...[
+        'extends: ci',
+        'name: fault test',
+        'data: { perFamily: { train: 100, test: 10, ood: 10 }, validationPerFamily: 4 }',
+        'sft: { steps: 100, evalEvery: 20, chunkSteps: 40, patience: 10 }',
+        'evaluation: { k: 0 }',
+      ].filter((line) => !extra.some((e) => e.split(':')[0] === line.split(':')[0])),
       ...extra,
       '',
     ].join('\n'),

@@ -1,0 +1,134 @@
+/**
+ * The whole pipeline on the PyTorch engine (engine/torch/), through Temporal with real workers, on a tiny random
+ * Qwen2.5-VL built from configs (no downloads): a run config that says only `extends: ci`-like settings and
+ * `engine: { kind: torch, model: DIR }`.
+ *  1. a GPU worker SIGKILLed mid-Trust-GRPO: the engine process dies with it, a new worker loads the last RL
+ *     checkpoint into a new process, and the run ends with the files and curve of an uninterrupted run; the final
+ *     policy loads with plain transformers (no Sophia code);
+ *  2. pause (the chunk commits its step, the run waits), resume, and stop during Trust-GRPO (the policy committed at
+ *     its step, then evaluated).
+ * Skipped, with the reason in the suite's name, where the PyTorch engine is not installed.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pipelineInput, runProgress, startRun } from '../../clients/runs';
+import { connectWorker } from '../../clients/temporal';
+import { buildTinyQwen, torchSkipReason, torchVenvPython } from '../../engine/testing/tiny-qwen';
+import { CheckpointStore } from '../../storage/checkpoints';
+import { LocalStorage } from '../../storage/local';
+import { readMetrics } from '../../storage/metrics-log';
+import { loadTemporalConfig } from '../../temporal.config';
+import { WorkerSet } from '../../workers/worker';
+import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
+import { quietTemporalRuntime } from '../integration/stack';
+import { faultConfigFile, faultScope, tempDir, waitFor, waitForStageStep } from './harness';
+import { faultScenarios, rlCurve } from './scenarios';
+
+const skip = torchSkipReason();
+const scope = faultScope();
+const { cleanups, server, client } = scope;
+const { gpuKillScenario } = faultScenarios(scope);
+
+let modelDir = '';
+let modelRoot = '';
+beforeAll(() => {
+  if (skip) return;
+  modelRoot = tempDir('torch-model');
+  modelDir = buildTinyQwen(path.join(modelRoot, 'qwen'), { maxPositions: 256 });
+});
+afterAll(() => {
+  if (modelRoot) rmSync(modelRoot, { recursive: true, force: true });
+});
+
+/** A short torch run on the tiny Qwen: `sft` and `rl` as given, the rest as the fault config (ci's reward model). */
+const torchLines = (sft: string, rl: string) => [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, threads: 1 }`, `sft: ${sft}`, `rl: ${rl}`];
+
+/** Writes a checkpoint's files into a folder and loads it with plain transformers (the venv's python, no Sophia code). */
+async function loadsWithTransformers(store: CheckpointStore, key: string, dir: string): Promise<string> {
+  const { files } = await store.load(key);
+  mkdirSync(dir, { recursive: true });
+  for (const [name, data] of files) writeFileSync(path.join(dir, name), data);
+  const script = [
+    'import sys, torch',
+    'from transformers import AutoModelForImageTextToText, AutoProcessor',
+    'model = AutoModelForImageTextToText.from_pretrained(sys.argv[1], dtype=torch.float32)',
+    'AutoProcessor.from_pretrained(sys.argv[1])',
+    'print(type(model).__name__, sum(p.numel() for p in model.parameters()))',
+  ].join('\n');
+  return execFileSync(torchVenvPython(), ['-c', script, dir], { encoding: 'utf8', cwd: dir, env: { ...process.env, PYTHONPATH: '', HF_HUB_DISABLE_PROGRESS_BARS: '1', TRANSFORMERS_VERBOSITY: 'error' } }).trim();
+}
+
+describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qwen2.5-VL, CPU)${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('survives a SIGKILLed GPU worker during Trust-GRPO: a new engine process reloads the last RL checkpoint, the run ends like an uninterrupted one, and its policy loads with plain transformers', async () => {
+    const result = await gpuKillScenario({
+      name: 'torch-rl',
+      extra: torchLines('{ steps: 20, evalEvery: 10, chunkSteps: 10, patience: 10 }', '{ steps: 8, checkpointEvery: 2, evalEvery: 4 }'),
+      stage: 'grpo',
+      finalStep: 8,
+      minCommitted: 2,
+      reached: (c, runId) => waitForStageStep(c, runId, 'trustGrpo', 3),
+      loaded: /policy loaded from storage \{[^}]*"step":(\d+)/,
+      curve: rlCurve,
+    });
+    expect(result.status).toBe('completed');
+    expect(result.results.trustGrpo?.step).toBe(8);
+    const out = await loadsWithTransformers(result.store, result.checkpoints.trustGrpo!, path.join(modelRoot, 'final'));
+    expect(out).toMatch(/^Qwen2_5_VLForConditionalGeneration \d+$/);
+    // Each RL step reports the sampler–trainer logprob mismatch; on CPU in float32 it is float noise.
+    const steps = (await readMetrics(result.storage, 'torch-rl-killed')).filter((m) => m.stage === 'grpo' && m.kind === 'step');
+    expect(steps.length).toBeGreaterThanOrEqual(8);
+    for (const m of steps) expect(Number(m.logprobDiffMax)).toBeLessThan(1e-5);
+  }, 900_000);
+
+  it('pauses (checkpoint, wait), resumes, and stops during Trust-GRPO (the policy committed at its step, then evaluated)', async () => {
+    quietTemporalRuntime();
+    const dir = tempDir('torch-control');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const srv = await server(dir);
+    const temporal = loadTemporalConfig({ TEMPORAL_ADDRESS: srv.address });
+    const c = await client(srv.address);
+    const storage = new LocalStorage(path.join(dir, 'storage'));
+    const store = new CheckpointStore(storage);
+    cleanups.push(() => store.close());
+    const connection = await connectWorker(temporal);
+    cleanups.push(() => connection.close());
+    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+    const { config } = faultConfigFile(dir, torchLines('{ steps: 60, evalEvery: 20, chunkSteps: 60, patience: 10 }', '{ variant: grpo, steps: 200, checkpointEvery: 100, evalEvery: 0 }'));
+    const runId = 'torch-control';
+    const { handle } = await startRun(c, temporal, pipelineInput(runId, { ...config, stages: ['prepareData', 'sftWarmup', 'trustGrpo', 'evaluation'] }, storage.location, temporal));
+    const result = await workers.runUntil(
+      (async () => {
+        await waitFor('SFT step 3', async () => ((await runProgress(c, runId)).live?.step ?? 0) >= 3 || undefined);
+        await handle.signal(pauseSignal);
+        const paused = await waitFor('the pause to take effect', async () => {
+          const p = await runProgress(c, runId);
+          return p.status === 'paused' && p.current?.activity === 'paused' ? p : undefined;
+        });
+        // The chunk committed the step it had reached, and nothing runs while paused.
+        expect(paused.current?.stage).toBe('sftWarmup');
+        expect((await store.latest(runId, 'sft'))?.step).toBe(paused.current?.step);
+        await new Promise((r) => setTimeout(r, 2000));
+        expect((await store.latest(runId, 'sft'))?.step).toBe(paused.current?.step);
+        await handle.signal(resumeSignal);
+        await waitFor('RL step 2', async () => {
+          const p = await runProgress(c, runId);
+          return p.current?.stage === 'trustGrpo' && p.current.step >= 2 ? true : undefined;
+        }, 600_000);
+        await handle.signal(stopSignal);
+        return handle.result();
+      })(),
+    );
+    expect(result.status).toBe('completed');
+    expect(result.results.sftWarmup?.step).toBe(60);
+    const stoppedAt = result.results.trustGrpo!.step!;
+    expect(stoppedAt).toBeGreaterThanOrEqual(2);
+    expect(stoppedAt).toBeLessThan(200);
+    const committed = await store.latest(runId, 'grpo');
+    expect(committed?.step).toBe(stoppedAt);
+    expect(committed?.meta.stopped).toBe(true);
+    expect(result.checkpoints.trustGrpo).toBe(committed!.key);
+    expect(result.results.evaluation?.testAccuracy).toBeGreaterThanOrEqual(0);
+  }, 900_000);
+});
