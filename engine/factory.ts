@@ -37,10 +37,18 @@ export type EngineKind = EngineOptions['kind'];
 /** Every kind `createEngine` can make. */
 const ENGINE_KINDS: readonly EngineKind[] = ['onnx', 'torch'];
 
+/**
+ * Where an engine reports what happens outside calls: an engine process's stderr lines (the PyTorch engine), as
+ * { level, message, fields }. Not part of `EngineOptions`, which are a run's plain data.
+ */
+export interface EngineContext {
+  onLog?: (entry: { level: 'debug' | 'info' | 'warn' | 'error'; message: string; fields: Record<string, unknown> }) => void;
+}
+
 /** The ONNX engine also takes token-level batches (`TokenEngine`); every engine has the prompt-level surface. */
-export function createEngine(options: OnnxEngineSettings): TokenEngine;
-export function createEngine(options: EngineOptions): Engine;
-export function createEngine(options: EngineOptions): Engine {
+export function createEngine(options: OnnxEngineSettings, context?: EngineContext): TokenEngine;
+export function createEngine(options: EngineOptions, context?: EngineContext): Engine;
+export function createEngine(options: EngineOptions, context: EngineContext = {}): Engine {
   switch (options.kind) {
     case 'onnx': {
       const { kind: _kind, ...settings } = options;
@@ -48,7 +56,7 @@ export function createEngine(options: EngineOptions): Engine {
     }
     case 'torch': {
       const { kind: _kind, ...settings } = options;
-      return new TorchEngine(settings);
+      return new TorchEngine({ ...settings, ...(context.onLog ? { onLog: context.onLog } : {}) });
     }
     default:
       throw new RangeError(`engine.kind ${JSON.stringify((options as { kind: unknown }).kind)} is not an engine this build has: use one of ${ENGINE_KINDS.join(', ')}`);

@@ -452,6 +452,15 @@ export class OnnxEngine implements TokenEngine {
     for (const [k, v] of Object.entries(settings)) {
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`adamw.${k} must be a finite number (got ${String(v)})`);
     }
+    const within = (k: 'beta1' | 'beta2', lo: number, hi: number) => {
+      if (!(settings[k] >= lo && settings[k] < hi)) throw new RangeError(`adamw.${k} must be in [${lo}, ${hi}) (got ${settings[k]})`);
+    };
+    within('beta1', 0, 1);
+    within('beta2', 0, 1);
+    if (!(settings.eps > 0)) throw new RangeError(`adamw.eps must be > 0 (got ${settings.eps})`);
+    if (!(settings.lr >= 0)) throw new RangeError(`adamw.lr must be ≥ 0 (got ${settings.lr})`);
+    if (!(settings.weightDecay >= 0)) throw new RangeError(`adamw.weightDecay must be ≥ 0 (got ${settings.weightDecay})`);
+    if (!(settings.maxGradNorm > 0)) throw new RangeError(`adamw.maxGradNorm must be > 0 (got ${settings.maxGradNorm})`);
     return adamwFeeds(settings, this.steps + 1);
   }
 
@@ -707,13 +716,15 @@ export class OnnxEngine implements TokenEngine {
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     const config = this.requireConfig();
+    if (!Number.isInteger(request.maxTokens) || request.maxTokens < 1) throw new RangeError(`maxTokens must be an integer ≥ 1 (got ${request.maxTokens})`);
     const rendered = renderPrompts(request.prompts, config);
     const pixels = 3 * config.image.size ** 2;
     const images = new Float32Array(rendered.length * pixels);
     rendered.forEach((p, i) => images.set(p.pixels, i * pixels));
-    const longest = Math.max(...rendered.map((p) => p.tokens.length));
+    const lengths = rendered.map((p) => p.tokens.length);
+    const longest = Math.max(...lengths);
     const maxTokens = Math.min(request.maxTokens, config.maxLength - longest);
-    if (maxTokens < 1) throw new RangeError(`prompts: a prompt of ${longest} tokens leaves no room for a response within the model's ${config.maxLength} positions (model.maxLength)`);
+    if (maxTokens < 1) throw new RangeError(`prompts[${lengths.indexOf(longest)}]: ${longest} tokens leave no room for a response within the model's ${config.maxLength} positions (model.maxLength)`);
     const out = await this.sample({ images, prompts: rendered.map((p) => Int32Array.from(p.tokens)), n: request.n, temperature: request.temperature, topP: request.topP, maxTokens, seed: request.seed, stopToken: EOS });
     return {
       generatedTokens: out.generatedTokens,

@@ -101,7 +101,7 @@ describe('OnnxEngine prompt-level surface: the token-level computation of the sa
       /content\[0\]\.image: 5×5 .* 4×4/,
     );
     await expect(e.responseLogprobs({ prompts: PROMPTS, rows: [{ prompt: 2, response: [7] }] }, 1)).rejects.toThrow(/rows\[0\]\.prompt: 2 is not the index/);
-    await expect(e.generate({ prompts: [prompt('x'.repeat(40), 1)], n: 1, temperature: 0, topP: 1, maxTokens: 4, seed: 0 })).rejects.toThrow(/leaves no room/);
+    await expect(e.generate({ prompts: [prompt('x'.repeat(40), 1)], n: 1, temperature: 0, topP: 1, maxTokens: 4, seed: 0 })).rejects.toThrow(/prompts\[0\]: 41 tokens leave no room/);
     await expect(new OnnxEngine().init({ kind: 'policy', pretrained: '/models/qwen' }, 1)).rejects.toThrow(TypeError);
   });
 });

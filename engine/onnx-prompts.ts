@@ -75,6 +75,10 @@ function rowInputs<R extends ResponseRow>(batch: ResponseBatch<R>, config: Model
   const rows = batch.rows.map((row, r) => {
     const prompt = rendered[row.prompt];
     if (!Number.isInteger(row.prompt) || !prompt) throw new RangeError(`rows[${r}].prompt: ${row.prompt} is not the index of one of the ${rendered.length} prompts`);
+    for (let j = 0; j < row.response.length; j++) {
+      const id = row.response[j]!;
+      if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new RangeError(`rows[${r}].response[${j}]: token id ${id} is outside the model's vocabulary [0, ${config.vocabSize})`);
+    }
     images.set(prompt.pixels, r * pixels);
     return { ...row, prompt: prompt.tokens };
   });

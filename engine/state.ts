@@ -150,5 +150,10 @@ export function stateFromFiles(files: readonly EngineFile[]): EngineState {
   const extra = names.filter((n) => n !== STATE_FILE);
   if (extra.length > 0) throw new RangeError(`engine state: unexpected file ${JSON.stringify(extra[0])} (this engine saves only ${STATE_FILE}; got ${list}): is it another engine's checkpoint?`);
   if (names.length !== 1) throw new RangeError(`engine state: expected one file ${STATE_FILE}, got ${list}`);
-  return decodeState(files[0]!.data);
+  try {
+    return decodeState(files[0]!.data);
+  } catch (err) {
+    if (err instanceof RangeError) throw new RangeError(`${STATE_FILE}: ${err.message}`);
+    throw err;
+  }
 }
