@@ -134,6 +134,12 @@ export async function readEngineFiles(store: CheckpointStore, checkpointKey: str
   return { manifest, files: [...files].map(([name, data]) => ({ name, data })) };
 }
 
+/**
+ * How engines that only sample, score or give reference logprobs load a checkpoint: the weights without the AdamW
+ * moments (a PyTorch engine then holds no optimizer state: a 7B policy's moments are twice its bf16 weights).
+ */
+export const INFERENCE_ONLY: LoadStateOptions = { freshOptimizer: true };
+
 /** Loads a committed checkpoint's engine state into `engine` (optimizer included, unless `freshOptimizer`). */
 export async function loadEngineCheckpoint(store: CheckpointStore, checkpointKey: string, engine: Engine, options: LoadStateOptions = {}): Promise<CheckpointManifest> {
   const { manifest, files } = await readEngineFiles(store, checkpointKey);

@@ -20,7 +20,7 @@ import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { appendMetrics, readMetrics } from '../storage/metrics-log';
 import { FAMILIES, type Family } from '../tasks/types';
-import { loadEngineCheckpoint } from './engine-checkpoints';
+import { INFERENCE_ONLY, loadEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { DEFAULT_TEMPORAL_CONFIG } from '../temporal.config';
 import { withFailureMapping } from './failures';
@@ -84,7 +84,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
         const slot = `${input.runId}/eval`;
         const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
         if (checkpointKey !== input.checkpointKey) {
-          await loadEngineCheckpoint(store, input.checkpointKey, engine);
+          await loadEngineCheckpoint(store, input.checkpointKey, engine, INFERENCE_ONLY);
           engines.mark(slot, input.checkpointKey);
         }
         const settings = { ...evaluationSettings(input.config), ...(input.greedyOnly ? { k: 0 } : {}) };

@@ -6,7 +6,8 @@
 import { Context } from '@temporalio/activity';
 import { type RunConfig, modelSpecOf, pretrainedUriOf } from '../config/run-config';
 import type { ModelKind } from '../engine/model/config';
-import type { ModelSpec } from '../engine/types';
+import { type Engine, type ModelSpec, isPretrained } from '../engine/types';
+import { ConfigError } from '../common/errors';
 import * as path from 'node:path';
 import { sophiaHome } from '../cli/paths';
 import { loadTemporalConfig } from '../temporal.config';
@@ -36,4 +37,26 @@ export class ModelSource {
     if (config.engine.kind === 'onnx') return modelSpecOf(config, kind);
     return modelSpecOf(config, kind, await this.localDir(config, kind));
   }
+
+  /**
+   * Starts `engine` from the run's `kind` model. What an engine refuses about the model itself (a class it cannot
+   * run, a dtype or device this worker does not have) is the run config's problem, not a transient one: a
+   * non-retryable `ConfigError` naming the config field, instead of attempts that would all fail alike.
+   */
+  async init(engine: Engine, config: RunConfig, kind: ModelKind, seed: number): Promise<void> {
+    const spec = await this.spec(config, kind);
+    try {
+      await engine.init(spec, seed);
+    } catch (err) {
+      if (!(err instanceof RangeError || err instanceof TypeError)) throw err;
+      const field = (err as { field?: unknown }).field;
+      const setting = typeof field === 'string' ? ENGINE_FIELDS[field.replace(/^args\./, '')] : undefined;
+      throw new ConfigError(setting ?? (kind === 'reward' && isPretrained(spec) && config.engine.kind === 'torch' && config.engine.rewardModel ? 'engine.rewardModel' : 'engine.model'), err.message, {
+        hint: 'Check the engine section of the run config against what this worker has (engine/README.md: the PyTorch engine)',
+      });
+    }
+  }
 }
+
+/** The engine process's load arguments that come from a run config's engine section. */
+const ENGINE_FIELDS: Record<string, string> = { dtype: 'engine.dtype', device: 'engine.device', gradient_checkpointing: 'engine.gradientCheckpointing', threads: 'engine.threads' };

@@ -32,7 +32,7 @@ import { batchIndices } from '../training/sft';
 import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
-import { loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
+import { INFERENCE_ONLY, loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { ModelSource } from './models';
 import { withFailureMapping } from './failures';
@@ -159,7 +159,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         const slot = `${input.runId}/rm-sampler`;
         const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
         if (checkpointKey !== input.policyCheckpointKey) {
-          await loadEngineCheckpoint(store, input.policyCheckpointKey, engine);
+          await loadEngineCheckpoint(store, input.policyCheckpointKey, engine, INFERENCE_ONLY);
           engines.mark(slot, input.policyCheckpointKey);
         }
         const items: { exampleId: string; response: string; temperature: number }[] = [];
@@ -240,7 +240,10 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           patience: settings.patience,
           keepLast: input.config.checkpoints.keepLast,
           initialize: async (engine) => {
-            if (settings.init === 'scratch') return engine.init(await models.spec(input.config, 'reward'), settings.seed);
+            // Its own model (onnx: random weights; torch: the engine.rewardModel backbone, e.g. the paper's 3B), else
+            // the SFT policy's backbone, each with a fresh scalar head.
+            const ownModel = settings.init === 'scratch' || (input.config.engine.kind === 'torch' && input.config.engine.rewardModel !== undefined);
+            if (ownModel) return models.init(engine, input.config, 'reward', settings.seed);
             const { files } = await readEngineFiles(store, input.policyCheckpointKey);
             await engine.initRewardFromPolicy(files, settings.seed);
           },
@@ -264,7 +267,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           const slot = `${input.runId}/rm-eval`;
           const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
           if (checkpointKey !== key) {
-            await loadEngineCheckpoint(store, key, engine);
+            await loadEngineCheckpoint(store, key, engine, INFERENCE_ONLY);
             engines.mark(slot, key);
           }
           const predictions = await scoreResponses(engine, byId, test, batchSize);

@@ -35,7 +35,7 @@ import { scoreResponses } from '../training/reward-model';
 import { type Rollout, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
 import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
-import { loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
+import { INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
@@ -150,7 +150,7 @@ export function createRlActivities(deps: RlDeps) {
   async function loaded(input: RlStepInput, slot: string, key: string): Promise<Engine> {
     const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
     if (checkpointKey !== key) {
-      await loadEngineCheckpoint(store, key, engine);
+      await loadEngineCheckpoint(store, key, engine, INFERENCE_ONLY);
       engines.mark(slot, key);
     }
     return engine;

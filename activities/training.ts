@@ -76,7 +76,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         engine: engineOptionsOf(input.config),
         untilStep: input.untilStep,
         keepLast: input.config.checkpoints.keepLast,
-        initialize: async (engine) => engine.init(await models.spec(input.config, 'policy'), input.config.seed),
+        initialize: (engine) => models.init(engine, input.config, 'policy', input.config.seed),
         ...loop,
         step: async (engine, step) => {
           const { loss, lr, gradNorm, tokens } = await loop.step(engine, step);

@@ -82,6 +82,31 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     for (const m of steps) expect(Number(m.logprobDiffMax)).toBeLessThan(1e-5);
   }, 900_000);
 
+  it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {
+    quietTemporalRuntime();
+    const dir = tempDir('torch-dtype');
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const srv = await server(dir);
+    const temporal = loadTemporalConfig({ TEMPORAL_ADDRESS: srv.address });
+    const c = await client(srv.address);
+    const storage = new LocalStorage(path.join(dir, 'storage'));
+    cleanups.push(() => new CheckpointStore(storage).close());
+    const connection = await connectWorker(temporal);
+    cleanups.push(() => connection.close());
+    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+    const { config } = faultConfigFile(dir, [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, device: cpu, dtype: bfloat16 }`]);
+    const { handle } = await startRun(c, temporal, pipelineInput('torch-dtype', config, storage.location, temporal));
+    const started = Date.now();
+    const failure = await workers.runUntil(handle.result().then(() => undefined, (err: unknown) => err));
+    expect(failure).toBeInstanceOf(Error);
+    // The workflow failure → the stage's child failure → … → the activity's ConfigError: one of them names the field.
+    const messages: string[] = [];
+    for (let e: unknown = failure; e instanceof Error; e = e.cause) messages.push(e.message);
+    expect(messages.join(' | ')).toMatch(/engine\.dtype/);
+    // One attempt: a retried activity would wait out the retry policy's backoff first.
+    expect(Date.now() - started).toBeLessThan(60_000);
+  }, 300_000);
+
   it('pauses (checkpoint, wait), resumes, and stops during Trust-GRPO (the policy committed at its step, then evaluated)', async () => {
     quietTemporalRuntime();
     const dir = tempDir('torch-control');

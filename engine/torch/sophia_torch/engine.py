@@ -118,6 +118,18 @@ def _image(data: np.ndarray, name: str, field: str) -> Any:
     return image.convert("RGB")
 
 
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite. One fused pass of 2-norms answers for almost all: a non-finite
+    element makes its tensor's norm non-finite. Only a tensor whose norm is not finite (a non-finite element, or finite
+    values whose squares overflow) is checked element by element. (`isfinite().all()` on every tensor, one at a time,
+    took ~40 ms of a ~700 ms step on a 20 M-parameter model on 2 CPU cores: bench/torch-engine.)"""
+    if not tensors:
+        return True
+    norms = torch.stack(torch._foreach_norm(tensors))
+    suspects = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
+    return all(bool(torch.isfinite(tensors[i]).all()) for i in suspects)
+
+
 def _checkpointing(model: Any) -> bool:
     """Whether gradient checkpointing is on (transformers 5 renamed the flag; the old name warns)."""
     flag = getattr(type(model), "is_activation_checkpointing", None)
@@ -341,7 +353,10 @@ class Engine:
         # on biases and norm scales; the settings of each step are set in optim_step.
         decay = [p for _, p in params if p.ndim >= 2]
         other = [p for _, p in params if p.ndim < 2]
-        return torch.optim.AdamW([{"params": decay, "decay": True}, {"params": other, "decay": False}], lr=0.0, foreach=True)
+        # Fused AdamW (one kernel over all tensors) on a GPU; the multi-tensor path on CPU, where torch has no fused kernel.
+        on_gpu = any(p.is_cuda for _, p in params)
+        kernel = {"fused": True} if on_gpu else {"foreach": True}
+        return torch.optim.AdamW([{"params": decay, "decay": True}, {"params": other, "decay": False}], lr=0.0, **kernel)
 
     # ---- token helpers ---------------------------------------------------------------------------------------
 
@@ -765,7 +780,7 @@ class Engine:
             m.model.eval()
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
         loss = float(out.loss.detach())
-        finite = math.isfinite(loss) and all(bool(torch.isfinite(g).all()) for g in grads)
+        finite = math.isfinite(loss) and _all_finite(grads)
         if finite:
             self._accumulate(grads, weight)
         return {"loss": loss, "metrics": {k: float(v) for k, v in out.metrics.items()}, "finite": finite}, {}
