@@ -53,7 +53,7 @@ export async function resumeCommand(options: ResumeOptions): Promise<number> {
   say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
   say(`resumed    after ${plan.failure.type}: ${plan.failure.message}`);
   say(`           kept: ${plan.kept.join(', ') || '(no stage had completed)'}; restarts at ${plan.restartsAt ?? '(nothing left)'}, from its newest intact checkpoint`);
-  return superviseRun({ session, storage, runId, workers: options.workers, reattach: `sophia status ${shellWord(runId)}`, say, pollMs: options.pollMs }, async () => {
+  return superviseRun({ session, storage, runId, workers: options.workers, engine: plan.input.config.engine.kind, reattach: `sophia status ${shellWord(runId)}`, say, pollMs: options.pollMs }, async () => {
     await startResume(session.client, session.config, plan);
     return { startedNow: true };
   });

@@ -18,6 +18,7 @@ import { pipelineInput, runningConfigDifference, startRun } from '../clients/run
 import { SophiaError } from '../common/errors';
 import { defaultRunId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
+import { type EngineKind, prepareEngine } from '../engine/factory';
 import { assertSubmittable } from '../config/limits';
 import { assertValidName } from '../storage/keys';
 import { loadTemporalConfig } from '../temporal.config';
@@ -113,7 +114,7 @@ export async function runCommand(options: RunOptions): Promise<number> {
   say(`config     ${options.config}${config.name ? ` (${config.name})` : ''}`);
   say(`run        ${runId}   (after a crash or kill: ${reattach})`);
   say(`logs       ${logFile} (Temporal runtime warnings; errors are shown here too)`);
-  return superviseRun({ session, storage, runId, workers: options.workers, reattach, say, pollMs: options.pollMs }, async () => {
+  return superviseRun({ session, storage, runId, workers: options.workers, engine: config.engine.kind, reattach, say, pollMs: options.pollMs }, async () => {
     const input = pipelineInput(runId, config, store, session.config);
     const { handle, state } = await startRun(session.client, session.config, input);
     say(`workflow   ${handle.workflowId} (${state === 'started' ? 'started' : state === 'attached' ? 'attached to the running run' : 'finished earlier'})`);
@@ -128,6 +129,8 @@ export interface Supervision {
   runId: string;
   /** `--workers`: run CPU and GPU workers in this process (default: only on the embedded server). */
   workers: boolean | undefined;
+  /** The run's engine kind: got ready (the PyTorch engine installed on first use) before workers start here. */
+  engine?: EngineKind;
   /** The command that watches the run again. */
   reattach: string;
   say: (line: string) => void;
@@ -151,7 +154,10 @@ export async function superviseRun(o: Supervision, start: () => Promise<{ starte
   const stopWatching = new AbortController();
   let watch: Promise<unknown> | undefined;
   try {
-    if (runsWorkersHere(o.workers, session)) workers = await startWorkers(session, storage);
+    if (runsWorkersHere(o.workers, session)) {
+      if (o.engine) await prepareEngine(o.engine, say);
+      workers = await startWorkers(session, storage);
+    }
     const { startedNow } = await start();
     // No long poll of the workflow's result to end the watch sooner: the progress poll sees the end within `pollMs`,
     // and a long poll cannot be ended safely before the connection closes (see `stopWatching`).

@@ -7,6 +7,7 @@
 import { OnnxEngine, type OnnxEngineOptions } from './onnx-engine';
 import { TorchEngine } from './torch/engine';
 import type { Engine, TokenEngine } from './types';
+import { installTorch } from './torch/venv';
 
 /** The built-in engine: Sophia's ONNX graphs on onnxruntime-node, with its settings (provider, threads, …). */
 export type OnnxEngineSettings = { kind: 'onnx' } & OnnxEngineOptions;
@@ -61,4 +62,13 @@ export function createEngine(options: EngineOptions, context: EngineContext = {}
     default:
       throw new RangeError(`engine.kind ${JSON.stringify((options as { kind: unknown }).kind)} is not an engine this build has: use one of ${ENGINE_KINDS.join(', ')}`);
   }
+}
+
+/**
+ * Gets an engine kind ready to be made on this machine, up front: the PyTorch engine's venv is installed on first use
+ * (`infra/local/install-torch.sh`, minutes and gigabytes, progress lines to `log`); the ONNX engine needs nothing.
+ * Engines themselves never install (a worker's activity would time out): they refuse with the install command.
+ */
+export async function prepareEngine(kind: EngineKind, log: (line: string) => void): Promise<void> {
+  if (kind === 'torch') await installTorch(log);
 }

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TorchEngineNotInstalledError } from './errors';
-import { INSTALL_COMMAND, REPO_ROOT, TORCH_LOCK, TORCH_STAMP, TORCH_VENV_NAME, toolsDir, torchInstall, torchPython } from './venv';
+import { INSTALL_COMMAND, REPO_ROOT, TORCH_LOCK, TORCH_STAMP, TORCH_VENV_NAME, installTorch, toolsDir, torchInstall, torchPython } from './venv';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -69,5 +69,24 @@ describe('torch engine venv', () => {
     const current = tools();
     fakeVenv(current, lock);
     expect(torchPython({ SOPHIA_TOOLS_DIR: current })).toBe(path.join(current, TORCH_VENV_NAME, 'bin', 'python'));
+  });
+});
+
+describe('installTorch (what `sophia run` does for a torch run before its workers start)', () => {
+  it('does nothing when the venv is current, and logs nothing', async () => {
+    const dir = tools();
+    fakeVenv(dir, createHash('sha256').update(readFileSync(path.join(REPO_ROOT, TORCH_LOCK))).digest('hex'));
+    const lines: string[] = [];
+    await installTorch((l) => lines.push(l), { SOPHIA_TOOLS_DIR: dir });
+    expect(lines).toEqual([]);
+  });
+
+  it('runs the install script when it is missing; a failed install is a TorchEngineNotInstalledError with its reason', async () => {
+    const dir = tools();
+    const lines: string[] = [];
+    const failed = installTorch((l) => lines.push(l), { SOPHIA_TOOLS_DIR: dir, PYTHON: path.join(dir, 'no-such-python') });
+    await expect(failed).rejects.toThrow(TorchEngineNotInstalledError);
+    await expect(failed).rejects.toThrow(/python3 \(>= 3\.10\) is needed/);
+    expect(lines[0]).toMatch(/^installing the PyTorch engine into /);
   });
 });

@@ -4,9 +4,11 @@
  * infra/local/defaults.env; relative to the repository root), up to date when its stamp holds the sha256 of
  * engine/torch/requirements.lock. venv.test.ts checks that the script still declares these names.
  *
- * Nothing here installs: a missing or stale venv is a `TorchEngineNotInstalledError` naming the install command
- * (installing is minutes and gigabytes, not something to do behind a worker's back).
+ * Engines never install: a missing or stale venv is a `TorchEngineNotInstalledError` naming the install command
+ * (installing is minutes and gigabytes, not something to do behind a worker's back, inside an activity). The CLI
+ * installs it up front where a user asked for a torch run here (`installTorch`, through `prepareEngine`).
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -64,4 +66,25 @@ export function torchPython(env: Env = process.env, root: string = REPO_ROOT): s
   const install = torchInstall(env, root);
   if (!install.ok) throw new TorchEngineNotInstalledError(install.reason, INSTALL_COMMAND);
   return install.python;
+}
+
+/**
+ * Installs (or brings up to date with the lock) the venv, as `INSTALL_COMMAND` does; a no-op when it is current.
+ * Its progress lines go to `log`.
+ */
+export async function installTorch(log: (line: string) => void, env: Env = process.env, root: string = REPO_ROOT): Promise<void> {
+  if (torchInstall(env, root).ok) return;
+  log(`installing the PyTorch engine into ${path.join(toolsDir(env, root), TORCH_VENV_NAME)} (first use: a few minutes, ~6 GB)`);
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('bash', [path.join(root, 'infra', 'local', 'install-torch.sh')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let tail = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      tail = (tail + chunk).slice(-4000);
+      for (const line of chunk.split('\n')) if (line.startsWith('[')) log(line);
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new TorchEngineNotInstalledError(`${INSTALL_COMMAND} exited with ${code}: ${tail.trim().split('\n').slice(-5).join(' | ')}`, INSTALL_COMMAND))));
+  });
+  const after = torchInstall(env, root);
+  if (!after.ok) throw new TorchEngineNotInstalledError(after.reason, INSTALL_COMMAND);
 }
