@@ -60,6 +60,23 @@ async function loadsWithTransformers(store: CheckpointStore, key: string, dir: s
   return execFileSync(torchVenvPython(), ['-c', script, dir], { encoding: 'utf8', cwd: dir, env: { ...process.env, PYTHONPATH: '', HF_HUB_DISABLE_PROGRESS_BARS: '1', TRANSFORMERS_VERBOSITY: 'error' } }).trim();
 }
 
+/** A private dev server, local storage and CPU + GPU workers in this process, released after the test. */
+async function inProcess(name: string) {
+  quietTemporalRuntime();
+  const dir = tempDir(name);
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const srv = await server(dir);
+  const temporal = loadTemporalConfig({ TEMPORAL_ADDRESS: srv.address });
+  const c = await client(srv.address);
+  const storage = new LocalStorage(path.join(dir, 'storage'));
+  const store = new CheckpointStore(storage);
+  cleanups.push(() => store.close());
+  const connection = await connectWorker(temporal);
+  cleanups.push(() => connection.close());
+  const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+  return { dir, temporal, c, storage, store, workers };
+}
+
 describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qwen2.5-VL, CPU)${skip ? ` (skipped: ${skip})` : ''}`, () => {
   it('survives a SIGKILLed GPU worker during Trust-GRPO: a new engine process reloads the last RL checkpoint, the run ends like an uninterrupted one, and its policy loads with plain transformers', async () => {
     const result = await gpuKillScenario({
@@ -83,17 +100,7 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
   }, 900_000);
 
   it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {
-    quietTemporalRuntime();
-    const dir = tempDir('torch-dtype');
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const srv = await server(dir);
-    const temporal = loadTemporalConfig({ TEMPORAL_ADDRESS: srv.address });
-    const c = await client(srv.address);
-    const storage = new LocalStorage(path.join(dir, 'storage'));
-    cleanups.push(() => new CheckpointStore(storage).close());
-    const connection = await connectWorker(temporal);
-    cleanups.push(() => connection.close());
-    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+    const { dir, temporal, c, storage, workers } = await inProcess('torch-dtype');
     const { config } = faultConfigFile(dir, [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, device: cpu, dtype: bfloat16 }`]);
     const { handle } = await startRun(c, temporal, pipelineInput('torch-dtype', config, storage.location, temporal));
     const started = Date.now();
@@ -108,18 +115,7 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
   }, 300_000);
 
   it('pauses (checkpoint, wait), resumes, and stops during Trust-GRPO (the policy committed at its step, then evaluated)', async () => {
-    quietTemporalRuntime();
-    const dir = tempDir('torch-control');
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const srv = await server(dir);
-    const temporal = loadTemporalConfig({ TEMPORAL_ADDRESS: srv.address });
-    const c = await client(srv.address);
-    const storage = new LocalStorage(path.join(dir, 'storage'));
-    const store = new CheckpointStore(storage);
-    cleanups.push(() => store.close());
-    const connection = await connectWorker(temporal);
-    cleanups.push(() => connection.close());
-    const workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
+    const { dir, temporal, c, storage, store, workers } = await inProcess('torch-control');
     const { config } = faultConfigFile(dir, torchLines('{ steps: 60, evalEvery: 20, chunkSteps: 60, patience: 10 }', '{ variant: grpo, steps: 200, checkpointEvery: 100, evalEvery: 0 }'));
     const runId = 'torch-control';
     const { handle } = await startRun(c, temporal, pipelineInput(runId, { ...config, stages: ['prepareData', 'sftWarmup', 'trustGrpo', 'evaluation'] }, storage.location, temporal));
