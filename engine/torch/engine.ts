@@ -1,7 +1,8 @@
 /**
  * `TorchEngine`: the prompt-level `Engine` (engine/types.ts) over one PyTorch engine process (process.ts) that serves
- * a Hugging Face model (Qwen2.5-VL / Qwen2-VL). Made by `createEngine({ kind: 'torch', … })`; engine/README.md
- * ("PyTorch engine") says what each method maps to.
+ * a Hugging Face model (Qwen2.5-VL / Qwen2-VL, or a text-only Qwen2 causal LM, which refuses image parts with a
+ * RangeError naming the part). Made by `createEngine({ kind: 'torch', … })`; engine/README.md ("PyTorch engine")
+ * says what each method maps to.
  *
  * - The process starts on the first call (`createEngine` is synchronous) and `dispose()` closes it.
  * - `init({ kind, pretrained: DIR }, seed)` loads DIR (op `load`); a reward model gets a scalar head fresh from

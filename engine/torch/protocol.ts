@@ -72,8 +72,11 @@ export interface ModelInfo {
   /** The token a response ends with: the tokenizer's eos (a chat model's end of turn, `<|im_end|>` for Qwen). */
   end_token_id: number;
   pad_token_id: number;
-  image_token_id: number;
-  /** Never sampled: vision tokens and vocabulary rows the tokenizer has no token for. */
+  /** Whether the model reads images: a VLM (qwen2_vl, qwen2_5_vl) does; a text-only causal LM (qwen2) refuses image parts. */
+  reads_images: boolean;
+  /** The image placeholder token (null for a text-only model). */
+  image_token_id: number | null;
+  /** Never sampled: a VLM's vision tokens and vocabulary rows the tokenizer has no token for. */
   suppressed_token_ids: number[];
   gradient_checkpointing: boolean;
   /** Optimizer steps taken (0 after `load`; the saved step after `load_state`). */

@@ -1,10 +1,11 @@
-"""The PyTorch engine: one Hugging Face Qwen2-VL / Qwen2.5-VL model, its AdamW state, and the ops the server
+"""The PyTorch engine: one Hugging Face Qwen2-VL / Qwen2.5-VL model (or a text-only Qwen2 causal LM), its AdamW state, and the ops the server
 exposes (engine/README.md, "PyTorch engine"). Every method takes the request's `args` (parsed JSON) and
 `tensors` (numpy arrays by name) and returns `(result, tensors)`; bad input raises the protocol's `BadValue` /
 `BadType` / `StateError` naming the field, before any state changes.
 
 Batches of (prompt, response) rows: `args.prompts` holds the distinct prompts (chat messages whose images are
-request tensors of PNG/JPEG bytes), rendered by the model's own processor and chat template; the tensors
+request tensors of PNG/JPEG bytes), rendered by the model's own processor and chat template (a text-only model's
+tokenizer and chat template; it refuses image parts); the tensors
 `prompt_index` (B), `response_lengths` (B) and `response_ids` (Σ lengths) say which prompt each row continues
 and with which tokens. Per-token inputs and outputs (`loss_mask`, `old_logprobs`, `ref_logprobs`, `logprobs`)
 are flat over the response tokens in the same order; per-row ones (`advantages`, `score_targets`, `scores`)
@@ -28,7 +29,11 @@ from .protocol import BadType, BadValue, RequestError, StateError
 
 Result = tuple[dict[str, Any], dict[str, np.ndarray]]
 
-SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
+# Vision-language models (AutoModelForImageTextToText + AutoProcessor, M-RoPE positions) and text-only causal LMs
+# (AutoModelForCausalLM + AutoTokenizer, plain 1-D positions).
+VISION_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
+TEXT_MODEL_TYPES = ("qwen2",)
+SUPPORTED_MODEL_TYPES = VISION_MODEL_TYPES + TEXT_MODEL_TYPES
 ROLES = ("policy", "reference", "reward")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
@@ -141,21 +146,21 @@ def _checkpointing(model: Any) -> bool:
 
 @dataclass
 class Prompt:
-    """One rendered prompt: the processor's output for it alone (no padding)."""
+    """One rendered prompt: the processor's (or a text-only model's tokenizer's) output for it alone (no padding)."""
 
     input_ids: torch.Tensor  # (L,) int64
-    mm_token_type_ids: torch.Tensor  # (L,) int64: 0 text, 1 image
+    mm_token_type_ids: torch.Tensor  # (L,) int64: 0 text, 1 image (all 0 for a text-only model)
     pixel_values: torch.Tensor | None  # (patches, D)
     image_grid_thw: torch.Tensor | None  # (images, 3)
 
 
 @dataclass
 class Rows:
-    """A right-padded batch of prompt + response rows, with 3-D (M-RoPE) positions."""
+    """A right-padded batch of prompt + response rows, with their positions: 3-D (M-RoPE) for a VLM, 1-D for text."""
 
     input_ids: torch.Tensor  # (B, T)
     attention_mask: torch.Tensor  # (B, T)
-    position_ids: torch.Tensor  # (3, B, T)
+    position_ids: torch.Tensor  # (3, B, T) for a VLM; (B, T) for a text-only model
     pixel_values: torch.Tensor | None
     image_grid_thw: torch.Tensor | None
     prompt_lengths: list[int]
@@ -177,7 +182,7 @@ class Pending:
 @dataclass
 class Loaded:
     model: Any
-    processor: Any
+    processor: Any  # a VLM's processor; a text-only model's tokenizer
     role: str
     dtype: torch.dtype
     device: torch.device
@@ -188,6 +193,20 @@ class Loaded:
     params: list[tuple[str, torch.nn.Parameter]] = field(default_factory=list)
     optimizer: torch.optim.AdamW | None = None
     step: int = 0
+
+    @property
+    def vision(self) -> bool:
+        """Whether the model reads images (a VLM); a text-only causal LM does not."""
+        return self.model.config.model_type in VISION_MODEL_TYPES
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer if self.vision else self.processor
+
+    @property
+    def text_config(self) -> Any:
+        """The decoder's config: a VLM's `text_config`, a text-only model's own config."""
+        return self.model.config.get_text_config()
 
 
 class Engine:
@@ -229,7 +248,7 @@ class Engine:
     def _model_info(self) -> dict[str, Any]:
         m = self._require()
         cfg = m.model.config
-        tok = m.processor.tokenizer
+        tok = m.tokenizer
         return {
             "model_dir": m.model_dir,
             "base_model_dir": m.base_model_dir,
@@ -238,15 +257,16 @@ class Engine:
             "role": m.role,
             "dtype": str(m.dtype).removeprefix("torch."),
             "device": str(m.device),
-            "vocab_size": cfg.text_config.vocab_size,
+            "vocab_size": m.text_config.vocab_size,
             "tokenizer_size": len(tok),
-            "max_length": cfg.text_config.max_position_embeddings,
+            "max_length": m.text_config.max_position_embeddings,
             "parameters": sum(p.numel() for p in m.model.parameters()) + (sum(p.numel() for p in m.head.parameters()) if m.head else 0),
             "trainable_parameters": sum(p.numel() for _, p in m.params),
             "eos_token_ids": self._eos_ids(m),
             "end_token_id": self._end_id(m),
             "pad_token_id": self._pad_id(m),
-            "image_token_id": cfg.image_token_id,
+            "reads_images": m.vision,
+            "image_token_id": cfg.image_token_id if m.vision else None,
             "suppressed_token_ids": self._suppressed_ids(m),
             "gradient_checkpointing": _checkpointing(m.model),
             "step": m.step,
@@ -287,7 +307,7 @@ class Engine:
         return {"role": role, "device": device, "dtype": TORCH_DTYPES[dtype_name], "seed": seed, "threads": threads, "checkpointing": checkpointing}
 
     def _load_model(self, model_dir: str, field: str, *, role: str, device: torch.device, dtype: torch.dtype, seed: int, threads: int, checkpointing: bool) -> Loaded:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         path = Path(model_dir)
         if not path.is_dir():
@@ -306,10 +326,16 @@ class Engine:
         from safetensors import SafetensorError
 
         try:
-            model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, local_files_only=True)
-            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+            if model_type in VISION_MODEL_TYPES:
+                model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, local_files_only=True)
+                processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+                processor = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, SafetensorError) as err:
-            raise BadValue(f"{field}: cannot load the model or processor from {model_dir!r}: {err}", field) from None
+            raise BadValue(f"{field}: cannot load the model or its processor/tokenizer from {model_dir!r}: {err}", field) from None
+        if model_type in TEXT_MODEL_TYPES and not getattr(processor, "chat_template", None):
+            raise BadValue(f"{field}: the tokenizer in {model_dir!r} has no chat template (prompts are chat messages): use a chat model's directory, or add chat_template.jinja", field)
         model.to(device).eval()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -332,7 +358,8 @@ class Engine:
         """The scalar head: the saved one beside the model, or fresh from `seed` (normal(0, initializer_range), bias 0)."""
         from safetensors.torch import load_file
 
-        hidden = model.config.text_config.hidden_size
+        text = model.config.get_text_config()
+        hidden = text.hidden_size
         head = torch.nn.Linear(hidden, 1, device=device, dtype=dtype)
         saved = path / HEAD_FILE
         with torch.no_grad():
@@ -342,7 +369,7 @@ class Engine:
                 head.bias.copy_(state["bias"])
             else:
                 g = torch.Generator().manual_seed(seed)
-                std = model.config.text_config.initializer_range
+                std = text.initializer_range
                 head.weight.copy_(torch.randn(1, hidden, generator=g, dtype=torch.float64).mul_(std))
                 head.bias.zero_()
         return head
@@ -365,24 +392,27 @@ class Engine:
         ids: list[int] = []
         gen = getattr(m.model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-        for x in ([eos] if isinstance(eos, int) else list(eos or [])) + [m.processor.tokenizer.eos_token_id]:
+        for x in ([eos] if isinstance(eos, int) else list(eos or [])) + [m.tokenizer.eos_token_id]:
             if isinstance(x, int) and x not in ids:
                 ids.append(x)
         return ids
 
     def _end_id(self, m: Loaded) -> int:
         """The token a response ends with: the tokenizer's eos (a chat model's end of turn, `<|im_end|>` for Qwen)."""
-        eos = m.processor.tokenizer.eos_token_id
+        eos = m.tokenizer.eos_token_id
         return int(eos) if isinstance(eos, int) else self._eos_ids(m)[0]
 
     @staticmethod
     def _pad_id(m: Loaded) -> int:
-        tok = m.processor.tokenizer
+        tok = m.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return int(pad if pad is not None else 0)
 
     @staticmethod
     def _vision_ids(m: Loaded) -> list[int]:
+        """A VLM's vision placeholders (none for a text-only model: to it they are tokens like any other)."""
+        if not m.vision:
+            return []
         cfg = m.model.config
         ids = [cfg.image_token_id, cfg.video_token_id, getattr(cfg, "vision_start_token_id", None), getattr(cfg, "vision_end_token_id", None)]
         vision_pad = m.processor.tokenizer.convert_tokens_to_ids("<|vision_pad|>")
@@ -391,7 +421,7 @@ class Engine:
 
     def _suppressed_ids(self, m: Loaded) -> list[int]:
         """Never sampled: the vision placeholders and the vocabulary rows the tokenizer has no token for."""
-        extra = list(range(len(m.processor.tokenizer), m.model.config.text_config.vocab_size))
+        extra = list(range(len(m.tokenizer), m.text_config.vocab_size))
         return self._vision_ids(m) + extra
 
     # ---- prompts ---------------------------------------------------------------------------------------------
@@ -424,6 +454,8 @@ class Engine:
                 for k, part in enumerate(content):
                     kf = f"{mf}.content[{k}]"
                     kind = part.get("type") if isinstance(part, dict) else None
+                    if kind == "image" and not m.vision:
+                        raise BadValue(f"{kf} is an image, but the model ({type(m.model).__name__}, model_type {m.model.config.model_type}) reads no images: send it text only", kf)
                     if kind == "text":
                         parts.append({"type": "text", "text": _get(part, "text", str, f"{kf}.text")})
                     elif kind == "image":
@@ -435,11 +467,15 @@ class Engine:
                         parts.append({"type": "image"})
                     else:
                         raise BadValue(f"{kf}.type must be 'text' or 'image' (got {kind!r})", f"{kf}.type")
-                rendered.append({"role": role, "content": parts})
+                # A text-only model's chat template takes a string (Qwen2.5's does): its text parts, joined.
+                rendered.append({"role": role, "content": parts if m.vision else "".join(x["text"] for x in parts)})
             add_generation_prompt = _get(prompt, "add_generation_prompt", bool, f"{pf}.add_generation_prompt", True)
             try:
                 text = m.processor.apply_chat_template(rendered, tokenize=False, add_generation_prompt=add_generation_prompt)
-                enc = m.processor(text=[text], images=images or None, return_tensors="pt", return_mm_token_type_ids=True)
+                if m.vision:
+                    enc = m.processor(text=[text], images=images or None, return_tensors="pt", return_mm_token_type_ids=True)
+                else:  # the template writes the special tokens itself
+                    enc = m.processor(text, add_special_tokens=False, return_tensors="pt")
             except (ValueError, TypeError, KeyError) as err:
                 raise BadValue(f"{pf}: the model's processor cannot render it: {err}", pf) from None
             mm = enc.get("mm_token_type_ids")
@@ -455,9 +491,19 @@ class Engine:
         return out
 
     def _positions(self, m: Loaded, input_ids: torch.Tensor, mm: torch.Tensor, grid: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-        """(3, B, T) M-RoPE positions from the model's own rule (text 1-D, image tokens on their t/h/w grid)."""
+        """A VLM's (3, B, T) M-RoPE positions from the model's own rule (text 1-D, image tokens on their t/h/w grid);
+        a text-only model's (B, T) positions 0, 1, … over each row's real tokens (left padding skipped)."""
+        if not m.vision:
+            return (mask.cumsum(-1) - 1).clamp(min=0)
         positions, _ = m.model.model.get_rope_index(input_ids, mm_token_type_ids=mm, image_grid_thw=grid, attention_mask=mask)
         return positions
+
+    @staticmethod
+    def _images(rows: Rows | None = None, pixel_values: torch.Tensor | None = None, grid: torch.Tensor | None = None) -> dict[str, Any]:
+        """The image inputs of a forward (a text-only model's forward takes none)."""
+        if rows is not None:
+            pixel_values, grid = rows.pixel_values, rows.image_grid_thw
+        return {} if pixel_values is None else {"pixel_values": pixel_values, "image_grid_thw": grid}
 
     def _rows(self, m: Loaded, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Rows:
         prompts = self._render_prompts(m, args, tensors)
@@ -473,7 +519,7 @@ class Engine:
                 raise BadValue(f"response_lengths[{r}] = {n} is negative", "tensors.response_lengths")
         total = int(lengths.sum())
         ids_np = _tensor(tensors, "response_ids", ("int32", "int64"), total)
-        vocab = m.model.config.text_config.vocab_size
+        vocab = m.text_config.vocab_size
         if total:
             bad = np.flatnonzero((ids_np < 0) | (ids_np >= vocab))
             if bad.size:
@@ -483,7 +529,7 @@ class Engine:
             if vision.size:
                 k = int(vision[0])
                 raise BadValue(f"response_ids[{k}] = {int(ids_np[k])} is a vision placeholder token: responses cannot hold them", "tensors.response_ids")
-        limit = m.model.config.text_config.max_position_embeddings
+        limit = m.text_config.max_position_embeddings
         response_ids = torch.from_numpy(ids_np.astype(np.int64))
         seqs, mms, prompt_lengths = [], [], []
         at = 0
@@ -528,15 +574,8 @@ class Engine:
         )
 
     def _hidden(self, m: Loaded, rows: Rows) -> torch.Tensor:
-        """(B·T, H) last hidden states of the rows, with the rows' explicit 3-D positions."""
-        out = m.model.model(
-            input_ids=rows.input_ids,
-            attention_mask=rows.attention_mask,
-            position_ids=rows.position_ids,
-            pixel_values=rows.pixel_values,
-            image_grid_thw=rows.image_grid_thw,
-            use_cache=False,
-        )
+        """(B·T, H) last hidden states of the rows, with the rows' explicit positions."""
+        out = m.model.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask, position_ids=rows.position_ids, use_cache=False, **self._images(rows))
         h = out.last_hidden_state
         return h.reshape(-1, h.shape[-1])
 
@@ -577,7 +616,7 @@ class Engine:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise BadType(f"args.texts[{i}] must be a string", f"args.texts[{i}]")
-        ids = [m.processor.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        ids = [m.tokenizer.encode(t, add_special_tokens=False) for t in texts]
         flat = np.array([x for seq in ids for x in seq], dtype=np.int32)
         return {}, {"ids": flat, "lengths": np.array([len(s) for s in ids], dtype=np.int32)}
 
@@ -602,7 +641,7 @@ class Engine:
                 raise BadValue(f"args.stop[{i}] must be a non-empty string", f"args.stop[{i}]")
         clip = _get(args, "clip_to_max_length", bool, "args.clip_to_max_length", False)
         prompts = self._render_prompts(m, args, tensors)
-        limit = m.model.config.text_config.max_position_embeddings
+        limit = m.text_config.max_position_embeddings
         if clip:
             # Each prompt's rows get at most the positions it leaves; a prompt that leaves none is refused.
             budgets = []
@@ -627,19 +666,19 @@ class Engine:
 
     def _generate(self, m: Loaded, prompts: list[Prompt], n: int, temperature: float, top_p: float, budgets: list[int], seed: int, stops: list[str]):
         """
-        Prefill of the P prompts (left-padded, 3-D positions), the KV cache repeated for the n samples of each,
-        then one token per step for every row, each row up to its prompt's budget of new tokens (`budgets`, one per
-        prompt). A row's next position is one past its prompt's largest position
-        (the M-RoPE rule for text after an image). Tokens: vision placeholders and vocabulary rows without a
-        token are never sampled; temperature 0 is greedy; top-p keeps the most likely tokens (heaviest first, the
-        lower id first on ties) until their mass reaches top_p. Each token's logprob is log softmax(logits / T)
+        Prefill of the P prompts (left-padded, 3-D positions; a text-only model's 1-D), the KV cache repeated for
+        the n samples of each, then one token per step for every row, each row up to its prompt's budget of new
+        tokens (`budgets`, one per prompt). A row's next position is one past its prompt's largest position
+        (the M-RoPE rule for text after an image; for text alone, the prompt's length). Tokens: a VLM's vision
+        placeholders and vocabulary rows without a token are never sampled; temperature 0 is greedy; top-p keeps
+        the most likely tokens (heaviest first, the lower id first on ties) until their mass reaches top_p. Each token's logprob is log softmax(logits / T)
         over the whole vocabulary (T = 1 when greedy), before suppression and top-p: the same number the
         `logprobs` op gives that token.
         """
         from transformers import DynamicCache
 
         dev = m.device
-        tok = m.processor.tokenizer
+        tok = m.tokenizer
         p_count = len(prompts)
         t = max(p.input_ids.shape[0] for p in prompts)
         pad = self._pad_id(m)
@@ -655,16 +694,15 @@ class Engine:
         pixel_values = torch.cat([p.pixel_values for p in with_images]).to(dev, m.dtype) if with_images else None
         grid = torch.cat([p.image_grid_thw for p in with_images]).to(dev) if with_images else None
         positions = self._positions(m, input_ids, mm, grid, mask)
-        next_position = (positions.amax(dim=(0, 2)) + 1).repeat_interleave(n).to(dev)  # (rows,)
-        cache = DynamicCache(config=m.model.config.text_config)
+        next_position = (positions.amax(dim=-1) + 1).reshape(-1, p_count).amax(dim=0).repeat_interleave(n).to(dev)  # (rows,)
+        cache = DynamicCache(config=m.text_config)
         out = m.model.model(
             input_ids=input_ids.to(dev),
             attention_mask=mask.to(dev),
             position_ids=positions.to(dev),
-            pixel_values=pixel_values,
-            image_grid_thw=grid,
             past_key_values=cache,
             use_cache=True,
+            **self._images(pixel_values=pixel_values, grid=grid),
         )
         logits = m.model.lm_head(out.last_hidden_state[:, -1]).float().repeat_interleave(n, dim=0)
         cache.batch_repeat_interleave(n)
@@ -714,7 +752,9 @@ class Engine:
                 break
             feed = torch.tensor([ids[r] if not done[r] else pad for r in range(rows)], dtype=torch.int64, device=dev)
             attn = torch.cat([attn, torch.ones((rows, 1), dtype=attn.dtype, device=dev)], dim=1)
-            pos = (next_position + step).view(1, rows, 1).expand(3, rows, 1)
+            pos = (next_position + step).view(rows, 1)
+            if m.vision:
+                pos = pos.view(1, rows, 1).expand(3, rows, 1)
             out = m.model.model(input_ids=feed[:, None], attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
             logits = m.model.lm_head(out.last_hidden_state[:, -1]).float()
         samples = [

@@ -1,6 +1,7 @@
-"""A tiny random Qwen2.5-VL, built from configs alone (no download), for tests and local runs.
+"""A tiny random Qwen2.5-VL (or, with --text-only, a tiny Qwen2.5-class causal LM), built from configs alone (no
+download), for tests and local runs.
 
-    python -m sophia_torch.tiny_qwen OUT_DIR [--seed N] [--max-positions N]
+    python -m sophia_torch.tiny_qwen OUT_DIR [--seed N] [--max-positions N] [--text-only]
 
 writes a Hugging Face model directory that `AutoModelForImageTextToText.from_pretrained(OUT_DIR)` and
 `AutoProcessor.from_pretrained(OUT_DIR)` load with no Sophia code:
@@ -15,6 +16,11 @@ writes a Hugging Face model directory that `AutoModelForImageTextToText.from_pre
   (head dim 32), M-RoPE sections [4, 6, 6]; vision tower of depth 2, hidden 64, 2 heads (head dim 32), patch
   14, spatial merge 2, one windowed and one full-attention block. Weights are the model's own initialisation
   under `torch.manual_seed(seed)`.
+
+With `--text-only` it writes a `Qwen2ForCausalLM` (model_type qwen2, what Qwen2.5-0.5B…72B are) that
+`AutoModelForCausalLM` and `AutoTokenizer` load: the same tokenizer and chat template (its special tokens include the
+vision ones, as Qwen2.5's do), the same text model (hidden 64, 2 layers, head dim 32; plain RoPE), input and output
+embeddings tied as in Qwen2.5-0.5B/1.5B/3B, no processor and no vision tower.
 
 The same seed gives the same files (the tokenizer does not depend on the seed; the weights do).
 """
@@ -194,25 +200,42 @@ def build_config(tokenizer, max_positions: int = 4096):
     )
 
 
-def build(out_dir: str | os.PathLike, seed: int = 0, max_positions: int = 4096) -> Path:
-    """Writes the tiny model and its processor into `out_dir` (created; must be empty if it exists); `max_positions`
-    is the model's `max_position_embeddings` (prompt + response tokens at most)."""
+def build_text_config(tokenizer, max_positions: int = 4096):
+    """The text-only model's config: `build_config`'s text model as a `Qwen2Config` (1-D RoPE), embeddings tied."""
+    from transformers import Qwen2Config
+
+    text = build_config(tokenizer, max_positions).text_config.to_dict()
+    shape = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "bos_token_id", "eos_token_id", "pad_token_id")
+    return Qwen2Config(
+        **{k: text[k] for k in shape},
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=True,
+        architectures=["Qwen2ForCausalLM"],
+    )
+
+
+def build(out_dir: str | os.PathLike, seed: int = 0, max_positions: int = 4096, text_only: bool = False) -> Path:
+    """Writes the tiny model and its processor (with `text_only`: the causal LM and its tokenizer) into `out_dir`
+    (created; must be empty if it exists); `max_positions` is the model's `max_position_embeddings` (prompt +
+    response tokens at most)."""
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2ForCausalLM
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: pass a new or empty directory")
     tokenizer = build_tokenizer()
-    processor = build_processor(tokenizer)
-    config = build_config(tokenizer, max_positions)
+    if text_only:
+        files, config = tokenizer, build_text_config(tokenizer, max_positions)
+    else:
+        files, config = build_processor(tokenizer), build_config(tokenizer, max_positions)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
+    model = (Qwen2ForCausalLM if text_only else Qwen2_5_VLForConditionalGeneration)(config).to(torch.float32).eval()
     im_end, eot = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
     model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot)
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    files.save_pretrained(out)
     return out
 
 
@@ -221,12 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="directory to write (new or empty)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     parser.add_argument("--max-positions", type=int, default=4096, help="the model's max_position_embeddings (default 4096)")
+    parser.add_argument("--text-only", action="store_true", help="a Qwen2ForCausalLM (AutoModelForCausalLM) instead of the Qwen2.5-VL")
     args = parser.parse_args(argv)
     if args.max_positions < 16:
         print("error: --max-positions must be at least 16", file=sys.stderr)
         return 2
     try:
-        out = build(args.out_dir, args.seed, args.max_positions)
+        out = build(args.out_dir, args.seed, args.max_positions, text_only=args.text_only)
     except FileExistsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
