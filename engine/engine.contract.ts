@@ -11,12 +11,21 @@
  * norms and saved files (opaque bytes; compared as files only where the engine promises byte-equal saves, else
  * through outputs, bit for bit) are all it looks at — never an engine's state format. The ONNX engine's
  * token-level methods have their own suite (token-engine.contract.ts).
+ *
+ * The tests share their engines (for torch one process each, started once for the suite: a start costs seconds,
+ * a load into a running process tens of milliseconds). A test takes the engines it needs and loads into them what
+ * it uses with `init`, `loadState` or `initRewardFromPolicy`, which replace the model, step, optimizer and
+ * accumulated gradients whole, so nothing an engine did in an earlier test may show in a later one; the equality
+ * checks (same seed or state → the same outputs, bit for bit) mostly compare engines with different pasts, and
+ * would see it. The check that is about a fresh process gets one: exact resume runs its middle part in a child
+ * process with an engine of its own. The dispose check takes its engine out of the shared ones.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type EngineOptions, createEngine } from './factory';
 import {
   CONTRACT_ADAMW,
@@ -51,7 +60,15 @@ export interface ContractOptions {
 const LINEAR_ADAMW: AdamWSettings = { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1, weightDecay: 0, maxGradNorm: 1e6 };
 const GRPO: LossSpec = { kind: 'grpo', clipEps: 0.2, klCoef: 0.04, entropyCoef: 1e-3, temperature: 1 };
 
-const byName = (files: readonly EngineFile[]) => [...files].sort((a, b) => a.name.localeCompare(b.name));
+/**
+ * A state's files as what makes them equal: name, size and sha256, by name (a difference shows the file). Not the
+ * bytes themselves: vitest's toEqual walks a typed array element by element, ~3 s per MB — 15 s per comparison of
+ * the torch contract's 5 MB state.
+ */
+const byName = (files: readonly EngineFile[]) =>
+  [...files]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((x) => ({ name: x.name, bytes: x.data.length, sha256: createHash('sha256').update(x.data).digest('hex') }));
 const flat = (arrays: readonly Float32Array[]) => arrays.flatMap((a) => Array.from(a));
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   expect(a.length).toBe(b.length);
@@ -74,19 +91,16 @@ export function describeEngineContract(name: string, options: EngineOptions, set
   suite(`engine contract: ${name}${contract.skip ? ` (skipped: ${contract.skip})` : ''}`, () => {
     let f: ModelFixture;
     let size: number;
-    const made: Engine[] = [];
-    const make = (): Engine => {
-      const e = createEngine(options);
-      made.push(e);
-      return e;
-    };
-    const policy = async (seed = 1) => {
-      const e = make();
+    /** The shared engines, made on first use; a test takes them in order (`take`), from the first again in the next. */
+    const pool: (Engine | undefined)[] = [];
+    let taken = 0;
+    const take = (): Engine => (pool[taken++] ??= createEngine(options));
+    /** `e` (default: the next shared engine) holding the policy, or the reward model, fresh from `seed`. */
+    const policy = async (seed = 1, e = take()) => {
       await e.init(f.policy, seed);
       return e;
     };
-    const reward = async (seed = 1) => {
-      const e = make();
+    const reward = async (seed = 1, e = take()) => {
       await e.init(f.reward, seed);
       return e;
     };
@@ -104,11 +118,12 @@ export function describeEngineContract(name: string, options: EngineOptions, set
       f = { options, ...(await setup()) };
       size = f.imageSize;
     }, 300_000);
-    afterEach(async () => {
-      // One engine (for torch: one process) per model; none outlives its test.
-      await Promise.all(made.splice(0).map((e) => e.dispose().catch(() => undefined)));
+    beforeEach(() => {
+      taken = 0;
     });
     afterAll(async () => {
+      const engines = pool.splice(0).filter((e) => e !== undefined);
+      await Promise.all(engines.map((e) => e.dispose().catch(() => undefined)));
       await contract.cleanup?.();
     });
 
@@ -120,7 +135,8 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         expect(a.config()).toEqual(f.policy);
         expect(a.maxLength()).toBeGreaterThan(20);
         const batch = await memoriseBatch(a, size);
-        const [r1, r2, r3] = await Promise.all([reward(3), reward(3), reward(4)]);
+        // Reward models in the engines that held the policies and in a third: a head from the seed alone.
+        const [r1, r2, r3] = await Promise.all([reward(3, a), reward(3, b), reward(4)]);
         expect(r1.config()).toEqual(f.reward);
         const scores = await r1.scoreResponses(batch);
         expect(Array.from(await r2.scoreResponses(batch))).toEqual(Array.from(scores));
@@ -149,7 +165,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
           expect(x.name).toMatch(/^[^/\\]+$/);
           expect(x.data).toBeInstanceOf(Uint8Array);
         }
-        const b = make();
+        const b = take();
         await b.loadState([...files].reverse());
         expect(b.step()).toBe(2);
         expect(b.config()).toEqual(a.config());
@@ -177,7 +193,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
           execFileSync(process.execPath, [tsx, path.join(__dirname, 'testing', 'contract-resume-child.ts'), JSON.stringify(f), k, n, '3'], { stdio: 'inherit' });
           const files = readdirSync(n).map((name) => ({ name, data: new Uint8Array(readFileSync(path.join(n, name))) }));
           if (f.byteEqualFiles) expect(byName(files)).toEqual(byName(await straight.saveState()));
-          const resumed = make();
+          const resumed = take();
           await resumed.loadState(files);
           expect(resumed.step()).toBe(5);
           expect(await probe(resumed)).toEqual(await probe(straight));
@@ -219,13 +235,13 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         const trained = await policy(7);
         await trainOnStepBatches(trained, size, 3);
         const files = await trained.saveState();
-        const fresh = make();
+        const fresh = take();
         await fresh.loadState(files, { freshOptimizer: true });
         expect(fresh.step()).toBe(0);
         expect(fresh.config()).toEqual(trained.config());
         expect(await probe(fresh)).toEqual(await probe(trained));
         // The trained moments are gone: the next step differs from the trained engine's own next step.
-        const kept = make();
+        const kept = take();
         await kept.loadState(files);
         const batch = await batchForStep(kept, size, 3);
         await fresh.trainStepResponses(batch, { kind: 'sft' }, CONTRACT_ADAMW);
@@ -241,8 +257,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         await trainOnStepBatches(p1, size, 2);
         const files1 = await p1.saveState();
         const batch = await memoriseBatch(p1, size);
-        const rm = async (files: EngineFile[], seed: number) => {
-          const e = make();
+        const rm = async (files: EngineFile[], seed: number, e = take()) => {
           await e.initRewardFromPolicy(files, seed);
           return e;
         };
@@ -254,8 +269,9 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         for (const s of scores) expect(s >= 0 && s <= 1).toBe(true);
         if (f.byteEqualFiles) expect(byName(await again.saveState())).toEqual(byName(await a.saveState()));
         expect(Array.from(await again.scoreResponses(batch))).toEqual(Array.from(scores)); // deterministic
-        const p2 = await policy(1);
-        const [otherHead, otherBackbone] = await Promise.all([rm(files1, 10), rm(await p2.saveState(), 9)]);
+        // The other head in p1's engine; the other backbone (an untrained policy's) in again's.
+        const p2 = await policy(1, again);
+        const [otherHead, otherBackbone] = await Promise.all([rm(files1, 10, p1), rm(await p2.saveState(), 9, p2)]);
         expect(maxDiff(await otherHead.scoreResponses(batch), scores)).toBeGreaterThan(0); // another head
         expect(maxDiff(await otherBackbone.scoreResponses(batch), scores)).toBeGreaterThan(0); // another backbone
         const r = await a.trainStepResponses({ prompts: batch.prompts, rows: rewardRows(batch.rows) }, { kind: 'rm' }, CONTRACT_ADAMW);
@@ -486,6 +502,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
       it('frees the engine: it cannot be used afterwards', async () => {
         const e = await policy(1);
         const batch = await memoriseBatch(e, size);
+        pool[pool.indexOf(e)] = undefined; // a test after this one gets a new engine
         await e.dispose();
         await expect(e.trainStepResponses(batch, { kind: 'sft' }, CONTRACT_ADAMW)).rejects.toThrow();
         await expect(e.saveState()).rejects.toThrow();

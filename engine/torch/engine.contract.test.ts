@@ -3,6 +3,11 @@
  * (`python -m sophia_torch.tiny_qwen`, 256 positions) built once into a temp folder, float32 on CPU, each engine
  * its own process. Skipped, with the reason in the suite's name, when the venv is missing (install it with
  * `bash infra/local/install-torch.sh`; npm test installs it first).
+ *
+ * One torch thread per engine: this model's ops are too small to gain from a second, and with up to three engines
+ * computing at once on 2 busy cores, two threads each made the suite 64–72 s instead of 26–28 s (the threads spin
+ * waiting for each other). Engines with two threads: process.test.ts (a new process continues a saved state with
+ * the same losses) and engine.test.ts (loadState in a new process after a SIGKILL gives the same logprobs).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +22,7 @@ let dir: string | undefined;
 
 describeEngineContract(
   'torch (cpu, float32, tiny Qwen2.5-VL)',
-  { kind: 'torch', device: 'cpu', dtype: 'float32', threads: 2 },
+  { kind: 'torch', device: 'cpu', dtype: 'float32', threads: 1 },
   () => {
     dir = mkdtempSync(path.join(tmpdir(), 'sophia-torch-contract-'));
     const model = path.join(dir, 'model');
