@@ -18,7 +18,11 @@ from sophia_torch.tiny_qwen import build
 
 ADAMW = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "max_grad_norm": 4.0}
 
-torch.set_num_threads(2)
+# One torch thread, here and in the engine processes: the tiny models' ops are too small to gain from a second, and
+# on 2 cores busy with other work two threads wait for each other (at a load of ~5 the suite took 177 s with two,
+# 40 s with one; a float64 central-difference check alone 45 s, 0.5 s on a quiet machine). Engine processes with
+# two threads: engine/torch/process.test.ts and engine.test.ts.
+torch.set_num_threads(1)
 
 
 def png(width: int, height: int, color: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -52,7 +56,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def start_engine(log_dir: Path, name: str) -> EngineClient:
-    return EngineClient(python=sys.executable, stderr=open(log_dir / f"{name}.stderr.jsonl", "wb"))
+    return EngineClient(python=sys.executable, args=("--threads", "1"), stderr=open(log_dir / f"{name}.stderr.jsonl", "wb"))
 
 
 @pytest.fixture(scope="session")

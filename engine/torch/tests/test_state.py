@@ -38,12 +38,12 @@ def test_save_then_resume_in_a_new_process_equals_an_uninterrupted_run(engine, s
     saved = engine.call("save", {"dir": str(tmp_path / "uninterrupted")})[0]
     assert saved["step"] == N
 
-    first = spawn("first")
-    first.call("load", {"model_dir": tiny_dir})
-    train(first, responses, range(K))
-    files = first.call("save", {"dir": str(tmp_path / "at-k")})[0]["files"]
+    # K steps from a new load (in this process, after the run above: a load leaves nothing of it), saved; a new
+    # process continues from the directory alone.
+    engine.call("load", {"model_dir": tiny_dir})
+    train(engine, responses, range(K))
+    files = engine.call("save", {"dir": str(tmp_path / "at-k")})[0]["files"]
     assert {"config.json", "model.safetensors", "sophia_engine.json", "sophia_optimizer.safetensors", "tokenizer.json"} <= set(files)
-    first.close()  # the process is gone: only the directory carries the state
 
     second = spawn("second")
     info = second.call("load_state", {"dir": str(tmp_path / "at-k")})[0]["model"]
@@ -80,7 +80,7 @@ def test_a_checkpoint_loads_in_plain_transformers_with_the_same_logits(engine, t
     assert np.abs(flat.numpy() - ours["logprobs"]).max() > 1e-4
 
 
-def test_fresh_optimizer_keeps_the_weights_and_restarts_adamw(engine, spawn, tiny_dir, tmp_path):
+def test_fresh_optimizer_keeps_the_weights_and_restarts_adamw(engine, tiny_dir, tmp_path):
     engine.call("load", {"model_dir": tiny_dir})
     responses = answers(engine, ["Three.", "Green.", "One two three."])
     train(engine, responses, range(2))

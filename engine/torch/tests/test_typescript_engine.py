@@ -153,7 +153,7 @@ def test_a_reward_model_from_a_policys_state(engine, tiny_dir, tmp_path):
     assert engine.call("hello")[0]["model"]["step"] == 1
 
 
-def test_train_step_is_forward_backward_and_optim_step_with_the_settings_checked_first(engine, spawn, tiny_dir, tmp_path):
+def test_train_step_is_forward_backward_and_optim_step_with_the_settings_checked_first(engine, tiny_dir):
     engine.call("load", {"model_dir": tiny_dir})
     responses = answers(engine, ["Three.", "Green.", "One two three."])
     batch = rows([0, 1, 2], responses)
@@ -165,18 +165,18 @@ def test_train_step_is_forward_backward_and_optim_step_with_the_settings_checked
     fused = engine.call("train_step", {**sft, **ADAMW}, batch)[0]
     assert fused["finite"] and fused["applied"] and fused["step"] == 1
     _, after_fused = engine.call("logprobs", {"prompts": PROMPTS}, batch)
-    other = spawn("split")
-    other.call("load", {"model_dir": tiny_dir})
-    fb = other.call("forward_backward", sft, batch)[0]
-    step = other.call("optim_step", ADAMW)[0]
-    assert fb["loss"] == fused["loss"] and step["grad_norm"] == fused["grad_norm"]
-    assert np.array_equal(other.call("logprobs", {"prompts": PROMPTS}, batch)[1]["logprobs"], after_fused["logprobs"])
     # A non-finite loss with nothing accumulated: reported, not applied, the step unchanged.
     n = sum(len(r) for r in responses)
     grpo = {"prompts": PROMPTS, "loss": {"kind": "grpo", "clip_eps": 0.2, "kl_coef": 0.04, "entropy_coef": 0.001, "temperature": 1.0}, **ADAMW}
     poisoned = {**batch, "old_logprobs": np.full(n, np.nan, np.float32), "ref_logprobs": np.full(n, -2.0, np.float32), "advantages": np.ones(3, np.float32)}
     result = engine.call("train_step", grpo, poisoned)[0]
     assert result["finite"] is False and result["applied"] is False and result["step"] == 1 and result["grad_norm"] == "NaN"
+    assert np.array_equal(engine.call("logprobs", {"prompts": PROMPTS}, batch)[1]["logprobs"], after_fused["logprobs"])
+    # The same step as forward_backward + optim_step, from a new load.
+    engine.call("load", {"model_dir": tiny_dir})
+    fb = engine.call("forward_backward", sft, batch)[0]
+    step = engine.call("optim_step", ADAMW)[0]
+    assert fb["loss"] == fused["loss"] and step["grad_norm"] == fused["grad_norm"]
     assert np.array_equal(engine.call("logprobs", {"prompts": PROMPTS}, batch)[1]["logprobs"], after_fused["logprobs"])
 
 
