@@ -1,5 +1,5 @@
 /**
- * A tiny random Qwen2.5-VL for tests outside engine/ (`python -m sophia_torch.tiny_qwen`, built from configs: no
+ * A tiny random Qwen2.5-VL for tests, in engine/ and outside it (`python -m sophia_torch.tiny_qwen`, built from configs: no
  * downloads, ~5 s): where the PyTorch engine's venv is installed, `buildTinyQwen` writes one into `dir`; where it is
  * not, `torchSkipReason` says why, for a suite's name.
  */
@@ -12,11 +12,16 @@ export function torchSkipReason(env: Readonly<Record<string, string | undefined>
   return install.ok ? undefined : `${install.reason}; install it with \`${INSTALL_COMMAND}\``;
 }
 
-/** Writes a tiny random Qwen2.5-VL (Hugging Face format) into `dir`; `maxPositions` bounds its sequences. */
-export function buildTinyQwen(dir: string, options: { seed?: number; maxPositions?: number } = {}): string {
+/**
+ * Writes a tiny random Qwen2.5-VL (or, with `textOnly`, a Qwen2ForCausalLM) in Hugging Face format into `dir`;
+ * `maxPositions` bounds its sequences (default: the builder's own).
+ */
+export function buildTinyQwen(dir: string, options: { seed?: number; maxPositions?: number; textOnly?: boolean } = {}): string {
   const install = torchInstall();
   if (!install.ok) throw new Error(`buildTinyQwen: ${install.reason}; install it with \`${INSTALL_COMMAND}\``);
-  const args = ['-m', 'sophia_torch.tiny_qwen', dir, '--seed', String(options.seed ?? 0), '--max-positions', String(options.maxPositions ?? 256)];
+  const args = ['-m', 'sophia_torch.tiny_qwen', dir, '--seed', String(options.seed ?? 0)];
+  if (options.maxPositions !== undefined) args.push('--max-positions', String(options.maxPositions));
+  if (options.textOnly) args.push('--text-only');
   execFileSync(install.python, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   return dir;
 }

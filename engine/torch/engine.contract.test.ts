@@ -9,12 +9,12 @@
  * waiting for each other). Engines with two threads: process.test.ts (a new process continues a saved state with
  * the same losses) and engine.test.ts (loadState in a new process after a SIGKILL gives the same logprobs).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describeEngineContract } from '../engine.contract';
 import { promptMicroConfig } from '../testing/contract-fixtures';
+import { buildTinyQwen } from '../testing/tiny-qwen';
 import { INSTALL_COMMAND, torchInstall } from './venv';
 
 const install = torchInstall();
@@ -26,7 +26,7 @@ describeEngineContract(
   () => {
     dir = mkdtempSync(path.join(tmpdir(), 'sophia-torch-contract-'));
     const model = path.join(dir, 'model');
-    execFileSync(install.ok ? install.python : 'python3', ['-m', 'sophia_torch.tiny_qwen', model, '--max-positions', '256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    buildTinyQwen(model, { maxPositions: 256 });
     return {
       policy: { kind: 'policy', pretrained: model },
       reward: { kind: 'reward', pretrained: model },

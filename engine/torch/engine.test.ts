@@ -5,7 +5,6 @@
  * process. Runs the real engine process on a tiny Qwen2.5-VL built in beforeAll; skipped, with the reason in the
  * suite's name, when the venv is missing.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +15,7 @@ import type { ChatPrompt, RgbImage } from '../types';
 import { TorchEngine, TorchEngineModelLostError } from './engine';
 import { EngineProcessDiedError, TorchEngineRangeError } from './errors';
 import type { TorchEngineLogEntry } from './process';
+import { buildTinyQwen } from '../testing/tiny-qwen';
 import { INSTALL_COMMAND, torchInstall } from './venv';
 
 const install = torchInstall();
@@ -61,7 +61,7 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'sophia-torch-engine-'));
     model = path.join(dir, 'model');
-    execFileSync(install.ok ? install.python : 'python3', ['-m', 'sophia_torch.tiny_qwen', model, '--max-positions', '256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    buildTinyQwen(model, { maxPositions: 256 });
   }, 120_000);
   afterAll(async () => {
     await Promise.all(engines.map((e) => e.dispose()));

@@ -8,7 +8,6 @@
  * Skipped, with the reason in the suite's name, when the venv is not installed (`bash infra/local/install-torch.sh`;
  * infra/test.sh installs it before vitest runs).
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -17,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineProcessDiedError, TorchEngineError, TorchEngineRangeError, TorchEngineTypeError } from './errors';
 import { type TorchEngineLogEntry, TorchEngineProcess } from './process';
 import type { AdamWArgs, Prompt, SftRows } from './protocol';
+import { buildTinyQwen } from '../testing/tiny-qwen';
 import { INSTALL_COMMAND, torchInstall } from './venv';
 
 const install = torchInstall();
@@ -55,7 +55,7 @@ describe.skipIf(!install.ok)(`TorchEngineProcess (real engine process, tiny Qwen
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'sophia-torch-process-'));
     modelDir = path.join(dir, 'model');
-    execFileSync(install.ok ? install.python : 'python3', ['-m', 'sophia_torch.tiny_qwen', modelDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    buildTinyQwen(modelDir);
     engine = await TorchEngineProcess.start({ threads: 2, onLog: (entry) => logs.push(entry) });
   }, 120_000);
 

@@ -4,7 +4,6 @@
  * loadState back (the same step, outputs and next step), a prompt with an image refused as a RangeError naming the
  * part. One engine process for the whole file; skipped, with the reason in the suite's name, without the venv.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -12,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdamWSettings, ChatPrompt } from '../types';
 import { TorchEngine } from './engine';
 import { TorchEngineRangeError } from './errors';
+import { buildTinyQwen } from '../testing/tiny-qwen';
 import { INSTALL_COMMAND, torchInstall } from './venv';
 
 const install = torchInstall();
@@ -32,7 +32,7 @@ describe.skipIf(!install.ok)(`TorchEngine on a text-only causal LM (tiny Qwen2Fo
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'sophia-torch-text-'));
     model = path.join(dir, 'model');
-    execFileSync(install.ok ? install.python : 'python3', ['-m', 'sophia_torch.tiny_qwen', model, '--text-only', '--max-positions', '256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    buildTinyQwen(model, { textOnly: true, maxPositions: 256 });
   }, 120_000);
   afterAll(async () => {
     await engine.dispose();
