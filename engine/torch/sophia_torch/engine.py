@@ -38,10 +38,23 @@ ROLES = ("policy", "reference", "reward")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 STATE_FILE = "sophia_engine.json"
+# The AdamW moments: this file when they fit in one shard (or there are none), else sophia_optimizer-00001-of-0000N
+# .safetensors ... (the names Hugging Face gives weight shards); sophia_engine.json lists them as `optimizer_files`.
 OPTIMIZER_FILE = "sophia_optimizer.safetensors"
+RNG_FILE = "sophia_rng.safetensors"
 HEAD_FILE = "sophia_reward_head.safetensors"
 STATE_FORMAT = "sophia-torch-state"
-STATE_VERSION = 1
+# Version 2: the moments in `optimizer_files`, the RNG in RNG_FILE. Version 1 (still read): the moments and the RNG
+# in OPTIMIZER_FILE. A v1 reader refuses a v2 state by its version instead of missing its RNG.
+STATE_VERSION = 2
+READ_STATE_VERSIONS = (1, 2)
+# No file of a saved state is bigger than this (args.shard_bytes overrides it per save), except a safetensors file
+# holding one tensor that is bigger on its own: the TypeScript side reads and streams each file whole, and Node
+# reads no file over 2 GiB. A 7B policy's float32 moments alone are ~60 GB.
+SHARD_BYTES = 1 << 30
+# Threads writing a state's optimizer shards (each copies its shard to host memory, then writes it): at most this
+# many shards are in host memory at once.
+SAVE_WORKERS = 4
 
 ADAMW_FIELDS = ("lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm")
 GRPO_FIELDS = ("clip_eps", "kl_coef", "entropy_coef", "temperature")
@@ -908,30 +921,73 @@ class Engine:
 
     # ---- state -----------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _header_bytes(entries: list[tuple[str, tuple[int, ...]]]) -> int:
+        """An upper bound on a safetensors header that lists these tensors (its 8-byte length, the JSON with
+        `__metadata__`, the padding to 8 bytes), whatever their dtypes and offsets."""
+        each = len('"":{"dtype":"","shape":[],"data_offsets":[,]},') + 16 + 2 * 20  # dtype, two 20-digit offsets
+        return 8 + 256 + sum(len(json.dumps(name)) + len(json.dumps(list(shape))) + each for name, shape in entries) + 8
+
+    @classmethod
+    def _plan_shards(cls, tensors: list[tuple[str, torch.Tensor]], shard_bytes: int) -> list[list[tuple[str, torch.Tensor]]]:
+        """The tensors in their order, cut into consecutive shards whose files (header included) are at most
+        shard_bytes; a tensor bigger than that on its own is a shard of its own. Always at least one shard."""
+        shards: list[list[tuple[str, torch.Tensor]]] = [[]]
+        size = cls._header_bytes([])
+        for name, tensor in tensors:
+            grows = tensor.numel() * tensor.element_size() + cls._header_bytes([(name, tuple(tensor.shape))]) - cls._header_bytes([])
+            if shards[-1] and size + grows > shard_bytes:
+                shards.append([])
+                size = cls._header_bytes([])
+            shards[-1].append((name, tensor))
+            size += grows
+        return shards
+
     def save(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        from concurrent.futures import ThreadPoolExecutor
+
         from safetensors.torch import save_file
 
         m = self._require()
         target = Path(_get(args, "dir", str, "args.dir"))
+        shard_bytes = _get(args, "shard_bytes", int, "args.shard_bytes", SHARD_BYTES)
+        if shard_bytes < 1:
+            raise BadValue(f"args.shard_bytes must be a positive number of bytes, the largest file of the state (got {shard_bytes}; default {SHARD_BYTES})", "args.shard_bytes")
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BadValue(f"args.dir {str(target)!r} exists and is not an empty directory (save writes a new one)", "args.dir")
         target.mkdir(parents=True, exist_ok=True)
-        m.model.save_pretrained(target)
-        m.processor.save_pretrained(target)
-        if m.head is not None:
-            save_file({k: v.detach().contiguous().cpu() for k, v in m.head.state_dict().items()}, target / HEAD_FILE)
-        state: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
+        rng: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                state[f"rng.cuda.{i}"] = s
+                rng[f"rng.cuda.{i}"] = s
+        # The AdamW moments in parameter order, cut into shards: the same state gives the same files.
+        moments: list[tuple[str, torch.Tensor]] = []
         if m.optimizer is not None:
-            by_param = {id(p): n for n, p in m.params}
-            for p, st in m.optimizer.state.items():
-                name = by_param[id(p)]
+            for name, p in m.params:
+                st = m.optimizer.state.get(p)
+                if not st:
+                    continue
                 for key in ("exp_avg", "exp_avg_sq", "step"):
                     value = st[key]
-                    state[f"adamw.{key}::{name}"] = (value if torch.is_tensor(value) else torch.tensor(float(value))).detach().contiguous().cpu()
-        save_file(state, target / OPTIMIZER_FILE)
+                    moments.append((f"adamw.{key}::{name}", value if torch.is_tensor(value) else torch.tensor(float(value))))
+        shards = self._plan_shards(moments, shard_bytes)
+        optimizer_files = [OPTIMIZER_FILE] if len(shards) == 1 else [f"sophia_optimizer-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+
+        def write(name: str, shard: list[tuple[str, torch.Tensor]]) -> None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in shard}, target / name)
+
+        # The shards are copied to host memory and written by a few threads while this one writes the weights.
+        with ThreadPoolExecutor(min(SAVE_WORKERS, len(shards))) as pool:
+            jobs = [pool.submit(write, name, shard) for name, shard in zip(optimizer_files, shards)]
+            # Hugging Face counts a shard's tensor bytes: the room its header may take is left out.
+            weights = [(n, tuple(t.shape)) for n, t in m.model.state_dict().items()]
+            m.model.save_pretrained(target, max_shard_size=max(1, shard_bytes - self._header_bytes(weights)))
+            m.processor.save_pretrained(target)
+            if m.head is not None:
+                save_file({k: v.detach().contiguous().cpu() for k, v in m.head.state_dict().items()}, target / HEAD_FILE)
+            save_file(rng, target / RNG_FILE)
+            for job in jobs:
+                job.result()
         # Every other file of the state with its size, so that load_state can name a missing, truncated or stray
         # one. A state is flat (its files travel as plain names): a subfolder would be an engine bug.
         files: dict[str, int] = {}
@@ -947,6 +1003,7 @@ class Engine:
             "dtype": str(m.dtype).removeprefix("torch."),
             "base_model_dir": m.base_model_dir,
             "trainable": [n for n, _ in m.params],
+            "optimizer_files": optimizer_files,
             "files": files,
         }
         (target / STATE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -967,8 +1024,9 @@ class Engine:
             meta = json.loads((path / STATE_FILE).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise BadValue(f"{STATE_FILE} in {source!r} is not readable JSON (truncated?): {err}", "args.dir") from None
-        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
-            raise BadValue(f"{STATE_FILE} in {source!r} is not a {STATE_FORMAT} v{STATE_VERSION} file", "args.dir")
+        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or meta.get("version") not in READ_STATE_VERSIONS:
+            versions = " or ".join(f"v{v}" for v in READ_STATE_VERSIONS)
+            raise BadValue(f"{STATE_FILE} in {source!r} is not a {STATE_FORMAT} {versions} file", "args.dir")
         files = meta.get("files")
         if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in files.items()):
             raise BadValue(f"{STATE_FILE} in {source!r} does not list the state's files", "args.dir")
@@ -984,6 +1042,17 @@ class Engine:
             raise BadValue(f"{stray[0]} in {source!r} is not a file of this state ({STATE_FILE} lists {', '.join(files)}): another engine's or a stray file", "args.dir")
         if meta.get("role") not in ROLES:
             raise BadValue(f"{STATE_FILE} in {source!r} has role {meta.get('role')!r}, not one of {list(ROLES)}", "args.dir")
+        # The files holding the AdamW moments and the RNG (version 1: both in OPTIMIZER_FILE), each one of `files`.
+        if meta["version"] == 1:
+            meta["tensor_files"] = [OPTIMIZER_FILE]
+        else:
+            optimizer = meta.get("optimizer_files")
+            if not isinstance(optimizer, list) or not optimizer or not all(isinstance(n, str) for n in optimizer):
+                raise BadValue(f"{STATE_FILE} in {source!r} does not list the optimizer's files (optimizer_files)", "args.dir")
+            meta["tensor_files"] = [*optimizer, RNG_FILE]
+        for name in meta["tensor_files"]:
+            if name not in files:
+                raise BadValue(f"{name} is missing from the state in {source!r} ({STATE_FILE} names it, but its files do not hold it)", "args.dir")
         return meta
 
     def load_state(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
@@ -997,10 +1066,17 @@ class Engine:
         meta = self._read_state_meta(source)
         if as_reward and meta["role"] != "policy":
             raise BadValue(f"args.dir {source!r} holds a {meta['role']} model's state ({STATE_FILE}); a reward model starts from a policy's", "args.dir")
-        try:
-            state = load_file(path / OPTIMIZER_FILE)
-        except (OSError, SafetensorError) as err:
-            raise BadValue(f"{OPTIMIZER_FILE} in {source!r} cannot be read: {err}", "args.dir") from None
+        state: dict[str, torch.Tensor] = {}
+        origin: dict[str, str] = {}  # tensor name -> its file, for the errors below
+        for name in meta["tensor_files"]:
+            try:
+                part = load_file(path / name)
+            except (OSError, SafetensorError) as err:
+                raise BadValue(f"{name} in {source!r} cannot be read: {err}", "args.dir") from None
+            state.update(part)
+            origin.update(dict.fromkeys(part, name))
+        if "rng.cpu" not in state:
+            raise BadValue(f"{meta['tensor_files'][-1]} in {source!r} holds no RNG state (rng.cpu)", "args.dir")
         if meta["role"] == "reward" and not (path / HEAD_FILE).is_file():
             raise BadValue(f"{source!r} is a reward model's state without {HEAD_FILE}", "args.dir")
         role = "reward" if as_reward else meta["role"]
@@ -1024,11 +1100,12 @@ class Engine:
                 keys = [f"adamw.{k}::{name}" for k in ("exp_avg", "exp_avg_sq", "step")]
                 present = [k in state for k in keys]
                 if any(present) and not all(present):
-                    raise BadValue(f"{OPTIMIZER_FILE} in {source!r} is missing part of the AdamW state of {name}", "args.dir")
+                    holders = ", ".join(sorted({origin[k] for k in keys if k in origin}))
+                    raise BadValue(f"{holders} in {source!r}: the AdamW state of {name} is missing a part ({', '.join(k for k in keys if k not in state)})", "args.dir")
                 if all(present):
                     exp_avg, exp_avg_sq, step = (state[k] for k in keys)
                     if exp_avg.shape != p.shape or exp_avg_sq.shape != p.shape:
-                        raise BadValue(f"{OPTIMIZER_FILE} in {source!r}: the AdamW moments of {name} have the wrong shape", "args.dir")
+                        raise BadValue(f"{origin[keys[0]]} in {source!r}: the AdamW moments of {name} have the wrong shape", "args.dir")
                     loaded.optimizer.state[p] = {
                         "step": step.clone(),
                         "exp_avg": exp_avg.to(p.device, p.dtype),
