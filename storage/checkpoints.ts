@@ -6,8 +6,9 @@
  *            one is a `CheckpointConflictError`. A crash before the manifest leaves an invisible, incomplete
  *            checkpoint that retention cleans up.
  *   list     committed checkpoints of a run's stage, ascending by step; `latest` = the highest step.
- *   load     reads the files a manifest lists and verifies size and sha256 of each while reading; any
- *            mismatch is a `CorruptCheckpointError` naming the file.
+ *   load     reads the files a manifest lists (into memory; `loadInto`: streamed into a local folder) and
+ *            verifies size and sha256 of each while reading; any mismatch is a `CorruptCheckpointError` naming
+ *            the file.
  *   retain   keeps the last K and the best by a metric; deletes the rest (manifest first, so a half-deleted
  *            checkpoint is never visible) and removes orphaned attempts.
  *   quarantine takes a committed checkpoint that did not read back intact out of use: a marker
@@ -18,7 +19,11 @@
  * Activities pass the checkpoint's directory key (`manifest.key`) around, never the bytes (claim check).
  */
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
 import { type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
   AlreadyExistsError,
   CheckpointConflictError,
@@ -57,6 +62,12 @@ export interface LoadedCheckpoint {
   manifest: CheckpointManifest;
   /** File name → verified bytes (large files are backed by a SharedArrayBuffer). */
   files: Map<string, Uint8Array>;
+}
+
+export interface LoadedCheckpointOnDisk {
+  manifest: CheckpointManifest;
+  /** The verified files in the folder, in manifest order. */
+  files: { name: string; path: string; size: number }[];
 }
 
 export interface RetentionPolicy {
@@ -329,6 +340,41 @@ export class CheckpointStore {
     for (const name of wanted) files.set(name, new Uint8Array()); // keep the caller's order
     await forEachLimit(wanted, this.concurrency, async (name) => {
       files.set(name, await this.readFile(manifest, name));
+    });
+    return { manifest, files };
+  }
+
+  /**
+   * Streams every file of a committed checkpoint into the local folder `dir` (created; it must not hold files of
+   * the same names), verifying size and sha256 on the way, without holding a file in memory: checkpoints too big
+   * for `load` (a 7B policy with its optimizer is ~75 GB). A mismatch is a `CorruptCheckpointError` naming the file.
+   */
+  async loadInto(ref: CheckpointRef, dir: string): Promise<LoadedCheckpointOnDisk> {
+    const manifest = await this.manifest(ref);
+    await mkdir(dir, { recursive: true });
+    const files = manifest.files.map((entry) => ({ name: entry.name, path: path.join(dir, entry.name), size: entry.size }));
+    await forEachLimit(manifest.files, this.concurrency, async (entry) => {
+      const key = `${manifest.key}/${entry.key}`;
+      let body: Readable;
+      try {
+        body = await this.storage.getStream(key);
+      } catch (err) {
+        if (err instanceof NotFoundError) throw new CorruptCheckpointError(manifest.key, `file ${entry.name} (${entry.key}) listed in the manifest is missing`);
+        throw err;
+      }
+      const digest = new StreamDigest();
+      await pipeline(
+        body,
+        async function* (source: AsyncIterable<Uint8Array>) {
+          for await (const chunk of source) {
+            digest.update(chunk);
+            yield chunk;
+          }
+        },
+        createWriteStream(path.join(dir, entry.name), { flags: 'wx' }),
+      );
+      if (digest.size !== entry.size) throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has ${digest.size} bytes, the manifest records ${entry.size}`);
+      if (digest.sha256 !== entry.sha256) throw new CorruptCheckpointError(manifest.key, `file ${entry.name} has sha256 ${digest.sha256}, the manifest records ${entry.sha256}`);
     });
     return { manifest, files };
   }

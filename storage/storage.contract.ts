@@ -4,6 +4,9 @@
  * runs it against the real S3-compatible server of the local stack.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AlreadyExistsError,
@@ -347,6 +350,31 @@ export function describeStorageContract(name: string, open: () => Promise<Storag
         expect(m.files[0]).toMatchObject({ size: big.length, sha256: sha256Hex(big) });
         const loaded = await store.load(m.key);
         expect(sha256Hex(loaded.files.get('weights.bin')!)).toBe(m.files[0]!.sha256);
+      });
+
+      it('streams a checkpoint into a local folder (loadInto), verifying each file: a flipped byte, a truncated and a missing file are named', async () => {
+        const runId = ns();
+        const big = patternBytes(9 * MiB + 5, 17);
+        const m = await store.save({ runId, stage: 'sft', step: 1, files: [{ name: 'weights.bin', stream: () => chunked(big, 2 * MiB) }, ...files(3).slice(1)], configHash: 'h' });
+        const root = mkdtempSync(path.join(tmpdir(), 'sophia-load-into-'));
+        try {
+          const loaded = await store.loadInto(m.key, path.join(root, 'a'));
+          expect(loaded.manifest.step).toBe(1);
+          expect(loaded.files.map((f) => [f.name, f.size])).toEqual(m.files.map((f) => [f.name, f.size]));
+          expect(sha256Hex(readFileSync(path.join(root, 'a', 'weights.bin')))).toBe(sha256Hex(big));
+          expect(readFileSync(loaded.files[1]!.path, 'utf8')).toBe('{"seed":3}');
+          const key = `${m.key}/${m.files[0]!.key}`;
+          const flipped = Uint8Array.from(big);
+          flipped[9 * MiB] = flipped[9 * MiB]! ^ 0x10;
+          await storage.put(key, flipped);
+          await expect(store.loadInto(m.key, path.join(root, 'b'))).rejects.toThrow(/weights\.bin has sha256 [0-9a-f]{64}, the manifest records/);
+          await storage.put(key, big.subarray(0, 1000));
+          await expect(store.loadInto(m.key, path.join(root, 'c'))).rejects.toThrow(/weights\.bin has 1000 bytes, the manifest records 9437189/);
+          await storage.delete(key);
+          await expect(store.loadInto(m.key, path.join(root, 'd'))).rejects.toThrow(CorruptCheckpointError);
+        } finally {
+          rmSync(root, { recursive: true, force: true });
+        }
       });
 
       it('rejects bad run ids, stages, steps and file names before writing', async () => {
