@@ -93,6 +93,13 @@ export interface TemporalConfig {
    * absolute path; unset: `{SOPHIA_HOME}/models` (`modelCacheDir`).
    */
   modelCacheDir?: string;
+  /**
+   * Where a worker stages engine states on local disk (`activities/engine-checkpoints.ts`): a state is written here
+   * before it is uploaded, and a checkpoint downloaded here before it is loaded; each folder is removed when done.
+   * An absolute path with room for two of the run's largest states (a 7B policy with AdamW moments: ~75 GB each);
+   * unset: the OS temp folder (TMPDIR).
+   */
+  scratchDir?: string;
 }
 
 /** The deployment whose names are those Sophia always used (`sophia-cpu`, `sophia-gpu`, `sophia-{runId}`). */
@@ -425,6 +432,17 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
         throw new ConfigError('SOPHIA_MODEL_CACHE', `${JSON.stringify(raw)} is not an absolute path`, { hint: 'Give the folder where workers keep downloaded models, e.g. /var/cache/sophia/models' });
       }
       c.modelCacheDir = dir;
+    },
+  },
+  {
+    name: 'SOPHIA_SCRATCH',
+    doc: 'On a worker: the local folder where engine states are staged before upload and after download (default the OS temp folder; needs room for two of the largest states)',
+    apply: (c, raw) => {
+      const dir = raw.trim();
+      if (!dir.startsWith('/')) {
+        throw new ConfigError('SOPHIA_SCRATCH', `${JSON.stringify(raw)} is not an absolute path`, { hint: 'Give a local folder on a disk with room for two checkpoints, e.g. /var/tmp/sophia' });
+      }
+      c.scratchDir = dir;
     },
   },
 ];

@@ -27,7 +27,7 @@ import { appendMetrics, type MetricRecord } from '../storage/metrics-log';
 import type { Storage } from '../storage/types';
 import { type BestTracker, NO_BEST, type SupervisedLoop, supervisedSteps } from '../training/sft';
 import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
-import { saveEngineCheckpoint } from './engine-checkpoints';
+import { CheckpointWriter, saveEngineCheckpoint } from './engine-checkpoints';
 import type { EnginePool } from './engine-pool';
 
 export interface ChunkOutput {
@@ -115,46 +115,61 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
     let stoppedEarly = false;
     engines.mark(slotName, undefined); // the engine diverges from its checkpoint from here on
 
+    // Checkpoints commit in the background while training goes on (`CheckpointWriter`); `checkpointKey` is the
+    // newest committed one, and the chunk ends only once every commit has landed.
+    const writer = new CheckpointWriter(store);
+    let stagedStep = checkpointStep;
     const commit = async (step: number, metrics: Record<string, number>) => {
-      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.stage, step, configHash: spec.configHash, metrics, meta: { tracker } });
-      await appendMetrics(deps.storage, spec.runId, pending.splice(0));
-      await store.retain(spec.runId, spec.stage, { keepLast: spec.keepLast, keepBest: { metric: 'valLoss', mode: 'min' } });
-      checkpointKey = manifest.key;
-      checkpointStep = step;
-      engines.mark(slotName, checkpointKey);
+      const records = pending.splice(0);
+      stagedStep = step;
+      await writer.save(engine, { runId: spec.runId, stage: spec.stage, step, configHash: spec.configHash, metrics, meta: { tracker } }, async (manifest) => {
+        await appendMetrics(deps.storage, spec.runId, records);
+        await store.retain(spec.runId, spec.stage, { keepLast: spec.keepLast, keepBest: { metric: 'valLoss', mode: 'min' } });
+        checkpointKey = manifest.key;
+        checkpointStep = step;
+        if (engine.step() === step) engines.mark(slotName, checkpointKey); // (not if training went on since)
+      });
     };
 
     // The stage's step, logging its metrics as soon as it is taken (they are appended at the next commit).
     const logged: ChunkSpec = {
       ...spec,
       step: async (e, step) => {
+        engines.mark(slotName, undefined); // mid-step: the engine equals no checkpoint until its next commit
         const record = await spec.step(e, step);
         pending.push({ stage: spec.stage, kind: 'step', step: step + 1, time: new Date().toISOString(), ...record });
         return record;
       },
     };
-    for await (const at of supervisedSteps(engine, logged, { tracker, untilStep: spec.untilStep })) {
-      const { step: done, record } = at;
-      tracker = at.tracker;
-      lastLoss = record.loss;
-      if (at.validation) {
-        const { valLoss } = at.validation;
-        pending.push({ stage: spec.stage, kind: 'validation', step: done, time: new Date().toISOString(), valLoss });
-        await commit(done, { loss: record.loss, valLoss });
-        if (at.validation.improved) bestKey = checkpointKey;
-        log.info('checkpoint', { ...where, step: done, valLoss, checkpointKey });
-        if (at.stop) {
-          stoppedEarly = true;
-          break;
+    try {
+      for await (const at of supervisedSteps(engine, logged, { tracker, untilStep: spec.untilStep })) {
+        const { step: done, record } = at;
+        tracker = at.tracker;
+        lastLoss = record.loss;
+        if (at.validation) {
+          const { valLoss } = at.validation;
+          pending.push({ stage: spec.stage, kind: 'validation', step: done, time: new Date().toISOString(), valLoss });
+          await commit(done, { loss: record.loss, valLoss });
+          if (at.validation.improved) bestKey = checkpointKeyOf(spec.runId, spec.stage, done);
+          log.info('checkpoint', { ...where, step: done, valLoss, checkpointKey: checkpointKeyOf(spec.runId, spec.stage, done) });
+          if (at.stop) {
+            stoppedEarly = true;
+            break;
+          }
+        }
+        ctx.heartbeat({ step: done, totalSteps: spec.totalSteps, checkpointKey, loss: record.loss } satisfies ChunkHeartbeat);
+        if (ctx.cancellationSignal.aborted) {
+          // Pause, stop or shutdown: keep the work done so far, then end as cancelled.
+          if (done > stagedStep) await commit(done, { loss: record.loss });
+          await writer.flush();
+          log.info('cancelled after checkpoint', { ...where, step: done, checkpointKey });
+          throw ctx.cancellationSignal.reason;
         }
       }
-      ctx.heartbeat({ step: done, totalSteps: spec.totalSteps, checkpointKey, loss: record.loss } satisfies ChunkHeartbeat);
-      if (ctx.cancellationSignal.aborted) {
-        // Pause, stop or shutdown: keep the work done so far, then end as cancelled.
-        if (done > checkpointStep) await commit(done, { loss: record.loss });
-        log.info('cancelled after checkpoint', { ...where, step: done, checkpointKey });
-        throw ctx.cancellationSignal.reason;
-      }
+      await writer.flush();
+    } catch (err) {
+      await writer.flushQuietly(); // keep what was saved before the failure
+      throw err;
     }
     const step = engine.step();
     return {

@@ -1,17 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { StorageFullError } from '../common/errors';
+import { inMemory } from '../engine/state-files';
 import { createEngine } from '../engine/factory';
 import { memorizeBatch, microConfig, trainOnStepBatches } from '../engine/testing/fixtures';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
+import type { PutBody, PutOptions, PutResult } from '../storage/types';
 import { canMountSmallDisk, mountSmallDisk, type SmallDisk } from '../storage/testing/small-disk';
 import type { StorageFullRetrySettings } from '../temporal.config';
-import { loadEngineCheckpoint, readEngineFiles, saveCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
+import { CheckpointWriter, loadEngineCheckpoint, saveCheckpoint, saveEngineCheckpoint, withEngineFiles } from './engine-checkpoints';
 
 describe('engine checkpoints through the checkpoint store', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sophia-engine-ckpt-'));
@@ -31,8 +33,8 @@ describe('engine checkpoints through the checkpoint store', () => {
     expect(manifest.meta).toMatchObject({ engineStep: 2, model: microConfig() });
     const saved = await a.saveState();
     expect(manifest.files.map((f) => f.name)).toEqual(saved.map((f) => f.name));
-    const read = (await readEngineFiles(store, manifest.key)).files;
-    expect(read.map((f) => ({ name: f.name, data: new Uint8Array(f.data) }))).toEqual(saved); // (the store hands back Buffers)
+    const read = await withEngineFiles(store, manifest.key, (files) => inMemory(files));
+    expect(read.map((f) => ({ name: f.name, data: new Uint8Array(f.data) }))).toEqual(saved); // (readFile hands back Buffers)
     const b = onnx();
     await loadEngineCheckpoint(store, manifest.key, b);
     expect(b.step()).toBe(2);
@@ -66,11 +68,102 @@ describe('engine checkpoints through the checkpoint store', () => {
   });
 });
 
-/**
- * A checkpoint save that meets a full disk (a real tmpfs, filled; root only, skipped elsewhere) inside an activity
- * (Temporal's MockActivityEnvironment: a real activity context, heartbeats observed): it keeps the engine state it
- * has, heartbeats and logs that the disk is full, and saves the same step once space is freed; no step is redone.
- */
+/** A local store whose checkpoint file writes wait for `open()`, and whose first `failures` of them fail. */
+class GatedStorage extends LocalStorage {
+  private opened!: () => void;
+  private gate = new Promise<void>((resolve) => (this.opened = resolve));
+  constructor(
+    root: string,
+    private failures = 0,
+  ) {
+    super(root);
+  }
+  open(): void {
+    this.opened();
+  }
+  override async put(key: string, body: PutBody, options?: PutOptions): Promise<PutResult> {
+    if (!key.endsWith('/manifest.json')) {
+      await this.gate;
+      if (this.failures > 0) {
+        this.failures--;
+        throw new Error('connection reset by peer');
+      }
+    }
+    return super.put(key, body, options);
+  }
+}
+
+describe('CheckpointWriter: checkpoints committed beside training', () => {
+  const roots: string[] = [];
+  const scratch = mkdtempSync(path.join(tmpdir(), 'sophia-writer-scratch-'));
+  const previous = process.env.SOPHIA_SCRATCH;
+  process.env.SOPHIA_SCRATCH = scratch;
+  const staged = () => readdirSync(scratch).filter((n) => n.startsWith('sophia-save-')).length;
+  afterAll(() => {
+    if (previous === undefined) delete process.env.SOPHIA_SCRATCH;
+    else process.env.SOPHIA_SCRATCH = previous;
+    for (const r of [...roots, scratch]) rmSync(r, { recursive: true, force: true });
+  });
+  const gated = (failures = 0) => {
+    const root = mkdtempSync(path.join(tmpdir(), 'sophia-writer-'));
+    roots.push(root);
+    const storage = new GatedStorage(root, failures);
+    return { storage, store: new CheckpointStore(storage) };
+  };
+
+  it('returns once the state is staged; the upload goes on while training does, and commits the state as it was when saved', async () => {
+    const { storage, store } = gated();
+    const engine = createEngine({ kind: 'onnx' });
+    await engine.init(microConfig(), 4);
+    await trainOnStepBatches(engine, 2);
+    const atSave = await engine.saveState();
+    const writer = new CheckpointWriter(store);
+    const committed: string[] = [];
+    const key = await writer.save(engine, { runId: 'w', stage: 'sft', configHash: 'h' }, (m) => Promise.resolve(void committed.push(m.key)));
+    expect(key).toBe('runs/w/sft/checkpoints/00000002');
+    expect(staged()).toBe(1);
+    await trainOnStepBatches(engine, 1); // training goes on while the upload waits
+    expect(await store.latest('w', 'sft')).toBeUndefined();
+    expect(committed).toEqual([]);
+    storage.open();
+    const manifest = await writer.flush();
+    expect(manifest?.key).toBe(key);
+    expect(committed).toEqual([key]);
+    expect(staged()).toBe(0); // the staged folder is gone
+    expect(await writer.flush()).toBeUndefined();
+    const b = createEngine({ kind: 'onnx' });
+    await loadEngineCheckpoint(store, key, b);
+    expect(await b.saveState()).toEqual(atSave); // step 2, not the step 3 the engine reached meanwhile
+    await engine.dispose();
+    await b.dispose();
+    await store.close();
+  });
+
+  it('commits again, in flush, a background commit that failed, and says so in the activity log', async () => {
+    const { storage, store } = gated(1);
+    storage.open();
+    const engine = createEngine({ kind: 'onnx' });
+    await engine.init(microConfig(), 5);
+    await trainOnStepBatches(engine, 1);
+    const logs: string[] = [];
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('WARN', (entry) => logs.push(entry.message)) });
+    const keys = await env.run(async () => {
+      const writer = new CheckpointWriter(store);
+      const key = await writer.save(engine, { runId: 'f', stage: 'sft', configHash: 'h' });
+      await trainOnStepBatches(engine, 1);
+      const second = await writer.save(engine, { runId: 'f', stage: 'sft', configHash: 'h' }); // flushes the first
+      expect((await store.list('f', 'sft')).map((m) => m.key)).toEqual([key]);
+      await writer.flush();
+      return [key, second];
+    });
+    expect((await store.list('f', 'sft')).map((m) => m.key)).toEqual(keys);
+    expect(logs).toEqual(['background checkpoint commit failed: committing it again']);
+    expect(staged()).toBe(0);
+    await engine.dispose();
+    await store.close();
+  });
+});
+
 describe.skipIf(!canMountSmallDisk())('a checkpoint save on a full disk (tmpfs; root only)', () => {
   const FAST: StorageFullRetrySettings = { initialIntervalMs: 300, backoffCoefficient: 2, maximumIntervalMs: 1_000, totalWaitMs: 20_000 };
   const disks: SmallDisk[] = [];

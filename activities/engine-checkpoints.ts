@@ -1,23 +1,32 @@
 /**
  * Engine state through the checkpoint store: a checkpoint's files are the engine's `saveState()` files (the ONNX
- * engine: one `state.bin`, as every earlier version wrote it; a Hugging Face engine: safetensors, config and
+ * engine: one `state.bin`, as every earlier version wrote it; a Hugging Face engine: safetensors shards, config and
  * processor files), committed by manifest and verified on load. These functions only move the files: what they
  * hold is the engine's business (engine/types.ts), so the activities work with any engine.
+ *
+ * States pass through local disk, never whole through memory: a save has the engine write its files into a folder
+ * under the scratch dir (`scratchRoot`: SOPHIA_SCRATCH, else the OS temp folder) and streams them from there to the
+ * store; a load streams the checkpoint's files into such a folder (verifying each) and has the engine load them
+ * from there. Each folder is removed when its save or load ends.
  *
  * A save that finds the storage full waits and saves again, inside the activity (`saveCheckpoint`): failing the
  * activity would have its retry redo every step since the last checkpoint, while the state to save is right here in
  * memory.
  */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { formatDurationMs } from '../common/duration';
 import { StorageFullError } from '../common/errors';
 import { pretrainedParameters, pretrainedShape } from '../config/pretrained';
 import { parameterCount } from '../engine/model/config';
-import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, isPretrained } from '../engine/types';
+import { engineFileStream, isOnDisk, readEngineFile, stateSize } from '../engine/state-files';
+import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, type OnDiskEngineFile, isPretrained } from '../engine/types';
 import type { CheckpointStore, SaveCheckpointInput } from '../storage/checkpoints';
 import { checkpointKey as checkpointDirKey, manifestKey } from '../storage/keys';
 import type { CheckpointManifest } from '../storage/manifest';
-import { STORAGE_FULL_SAVE_RETRY, type StorageFullRetrySettings } from '../temporal.config';
+import { STORAGE_FULL_SAVE_RETRY, type StorageFullRetrySettings, loadTemporalConfig } from '../temporal.config';
 
 export interface EngineCheckpointTarget {
   runId: string;
@@ -35,32 +44,132 @@ export async function saveEngineCheckpoint(
   target: EngineCheckpointTarget,
   retry: StorageFullRetrySettings = STORAGE_FULL_SAVE_RETRY,
 ): Promise<CheckpointManifest> {
-  const files = await engine.saveState();
-  const input: SaveCheckpointInput = {
-    runId: target.runId,
-    stage: target.stage,
-    step: target.step ?? engine.step(),
-    configHash: target.configHash,
-    metrics: target.metrics ?? {},
-    meta: { ...target.meta, engine: engine.info.description, model: engine.config(), parameters: parametersOf(engine.config(), files), engineStep: engine.step() },
-    files,
-  };
-  return saveCheckpoint(store, input, retry);
+  const staged = await stageEngineState(store, engine, target);
+  try {
+    return await saveCheckpoint(store, staged.input, retry);
+  } finally {
+    await staged.release();
+  }
+}
+
+/** An engine state written to local disk, ready to commit (`input`), and the folder to remove when done. */
+export interface StagedCheckpoint {
+  input: SaveCheckpointInput;
+  /** Bytes of the state. */
+  bytes: number;
+  release(): Promise<void>;
+}
+
+/**
+ * The engine's state saved into a fresh folder under the scratch dir (`scratchRoot`), as a checkpoint to commit:
+ * files on disk are streamed from there when uploaded, never held in memory. This is the part of a checkpoint that
+ * training waits for; the upload can go on beside it (`CheckpointWriter`).
+ */
+export async function stageEngineState(store: CheckpointStore, engine: Engine, target: EngineCheckpointTarget): Promise<StagedCheckpoint> {
+  const dir = await mkdtemp(path.join(await scratchRoot(), 'sophia-save-'));
+  const release = () => rm(dir, { recursive: true, force: true });
+  try {
+    const files = await engine.saveState({ dir: path.join(dir, 'state') });
+    const input: SaveCheckpointInput = {
+      runId: target.runId,
+      stage: target.stage,
+      step: target.step ?? engine.step(),
+      configHash: target.configHash,
+      metrics: target.metrics ?? {},
+      meta: { ...target.meta, engine: engine.info.description, model: engine.config(), parameters: await parametersOf(engine.config(), files), engineStep: engine.step() },
+      files: files.map((f) => (isOnDisk(f) ? { name: f.name, stream: () => engineFileStream(f) } : { name: f.name, data: f.data })),
+    };
+    return { input, bytes: stateSize(files), release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+/**
+ * Checkpoints committed beside training. `save` waits only while the engine writes its state to local disk (the
+ * training stall); the upload and the manifest commit then go on in the background while training continues. One
+ * commit is in flight at a time: the next `save` and `flush` wait for it, so commits land in step order and the
+ * scratch dir holds at most two states. `onCommitted` (metrics, retention, bookkeeping) runs in `flush`, in the
+ * activity, after its manifest is committed. A background commit that failed is redone by `flush` from the staged
+ * files, through `saveCheckpoint` (which waits out a full storage inside an activity); if that fails too, `flush`
+ * throws and the activity's retry resumes from the last committed checkpoint. Callers `flush` before they end.
+ */
+export class CheckpointWriter {
+  private inFlight: { staged: StagedCheckpoint; commit: Promise<CheckpointManifest>; onCommitted: (manifest: CheckpointManifest) => Promise<void> } | undefined;
+
+  constructor(
+    private readonly store: CheckpointStore,
+    private readonly retry: StorageFullRetrySettings = STORAGE_FULL_SAVE_RETRY,
+  ) {}
+
+  /** Waits for the previous commit, stages the engine's state, starts committing it; returns its checkpoint key. */
+  async save(engine: Engine, target: EngineCheckpointTarget, onCommitted: (manifest: CheckpointManifest) => Promise<void> = () => Promise.resolve()): Promise<string> {
+    await this.flush();
+    const staged = await stageEngineState(this.store, engine, target);
+    const commit = this.store.save(staged.input);
+    commit.catch(() => undefined); // observed by flush
+    this.inFlight = { staged, commit, onCommitted };
+    return checkpointDirKey(staged.input.runId, staged.input.stage, staged.input.step);
+  }
+
+  /** The commit in flight, awaited (redone here if it failed), then its `onCommitted`; undefined if none. */
+  async flush(): Promise<CheckpointManifest | undefined> {
+    const job = this.inFlight;
+    if (!job) return undefined;
+    this.inFlight = undefined;
+    try {
+      let manifest: CheckpointManifest;
+      try {
+        manifest = await job.commit;
+      } catch (err) {
+        const { runId, stage, step } = job.staged.input;
+        warn('background checkpoint commit failed: committing it again', { runId, stage, step, error: err instanceof Error ? err.message : String(err) });
+        manifest = await saveCheckpoint(this.store, job.staged.input, this.retry);
+      }
+      await job.onCommitted(manifest);
+      return manifest;
+    } finally {
+      await job.staged.release();
+    }
+  }
+
+  /** `flush` for an activity that is failing anyway: a commit error is logged, not thrown over the first error. */
+  async flushQuietly(): Promise<void> {
+    try {
+      await this.flush();
+    } catch (err) {
+      warn('checkpoint commit lost with the failing activity', { error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}
+
+/** Where engine states are staged on this machine: SOPHIA_SCRATCH (temporal.config.ts), else the OS temp folder. */
+export async function scratchRoot(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const root = loadTemporalConfig(env).scratchDir ?? tmpdir();
+  await mkdir(root, { recursive: true });
+  return root;
 }
 
 /**
  * The model's parameter count, for reports: Sophia's architecture from its config; a Hugging Face model from the
  * config.json among its saved files (its backbone: a reward model's scalar head is not counted); undefined otherwise.
  */
-export function parametersOf(model: ModelSpec, files: readonly EngineFile[]): number | undefined {
+export async function parametersOf(model: ModelSpec, files: readonly EngineFile[]): Promise<number | undefined> {
   if (!isPretrained(model)) return parameterCount(model);
   const config = files.find((f) => f.name === 'config.json');
   if (!config) return undefined;
   try {
-    return pretrainedParameters(pretrainedShape(JSON.parse(new TextDecoder().decode(config.data)), 'config.json')).total;
+    return pretrainedParameters(pretrainedShape(JSON.parse(new TextDecoder().decode(await readEngineFile(config))), 'config.json')).total;
   } catch {
     return undefined; // a model class the estimate does not know: the report says so
   }
+}
+
+/** A warning in the activity's log, or on stderr outside an activity. */
+function warn(message: string, attrs: Record<string, unknown>): void {
+  if (activityContext()) log.warn(message, attrs);
+  else console.warn(message, attrs);
 }
 
 /** The running activity's context, or undefined outside an activity (`sophia sft` saves in its own process). */
@@ -128,10 +237,18 @@ async function removeFailedAttempt(store: CheckpointStore, dir: string, before: 
   }
 }
 
-/** Every file of a committed checkpoint (verified against its manifest), as engine state files. */
-export async function readEngineFiles(store: CheckpointStore, checkpointKey: string): Promise<{ manifest: CheckpointManifest; files: EngineFile[] }> {
-  const { manifest, files } = await store.load(checkpointKey);
-  return { manifest, files: [...files].map(([name, data]) => ({ name, data })) };
+/**
+ * Every file of a committed checkpoint, verified against its manifest and streamed into a fresh folder under the
+ * scratch dir, given to `use` as engine state files on disk; the folder is removed when `use` ends.
+ */
+export async function withEngineFiles<T>(store: CheckpointStore, checkpointKey: string, use: (files: OnDiskEngineFile[], manifest: CheckpointManifest) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(path.join(await scratchRoot(), 'sophia-load-'));
+  try {
+    const { manifest, files } = await store.loadInto(checkpointKey, path.join(dir, 'state'));
+    return await use(files, manifest);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -142,7 +259,8 @@ export const INFERENCE_ONLY: LoadStateOptions = { freshOptimizer: true };
 
 /** Loads a committed checkpoint's engine state into `engine` (optimizer included, unless `freshOptimizer`). */
 export async function loadEngineCheckpoint(store: CheckpointStore, checkpointKey: string, engine: Engine, options: LoadStateOptions = {}): Promise<CheckpointManifest> {
-  const { manifest, files } = await readEngineFiles(store, checkpointKey);
-  await engine.loadState(files, options);
-  return manifest;
+  return withEngineFiles(store, checkpointKey, async (files, manifest) => {
+    await engine.loadState(files, options);
+    return manifest;
+  });
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, he
 const ONNX: EngineOptions = { kind: 'onnx' };
 
 describe('EnginePool', () => {
-  it('spills an evicted tagged engine to host memory and restores it, state and tag', async () => {
+  it('spills an evicted tagged engine and restores it, state and tag', async () => {
     const pool = new EnginePool(createEngine, 1);
     const a = await pool.slot('run-a/policy', ONNX);
     await a.engine.init(config, 1);
@@ -56,6 +56,35 @@ describe('EnginePool', () => {
     expect((await pool.slot('x', ONNX)).checkpointKey).toBeUndefined();
     expect((await pool.slot('z', ONNX)).checkpointKey).toBeUndefined(); // y was spilled by x's fetch and z dropped
     await pool.dispose();
+  });
+
+  it('spills into a folder under SOPHIA_SCRATCH that goes when the state is restored, dropped or the pool disposed', async () => {
+    const scratch = mkdtempSync(path.join(tmpdir(), 'sophia-pool-scratch-'));
+    const previous = process.env.SOPHIA_SCRATCH;
+    process.env.SOPHIA_SCRATCH = scratch;
+    const spills = () => readdirSync(scratch).filter((n) => n.startsWith('sophia-spill-')).length;
+    try {
+      const pool = new EnginePool(createEngine, 1, 1);
+      for (const name of ['x', 'y']) {
+        const s = await pool.slot(name, ONNX);
+        await s.engine.init(config, 1);
+        pool.mark(name, `tag-${name}`);
+      }
+      expect(spills()).toBe(1); // x
+      await pool.slot('z', ONNX); // spills y, drops x (capacity 1)
+      expect(spills()).toBe(1);
+      expect((await pool.slot('y', ONNX)).checkpointKey).toBe('tag-y'); // restored: its folder goes; z was untagged
+      expect(spills()).toBe(0);
+      pool.mark('y', 'tag-y');
+      await pool.slot('x', ONNX);
+      expect(spills()).toBe(1);
+      await pool.dispose();
+      expect(spills()).toBe(0);
+    } finally {
+      if (previous === undefined) delete process.env.SOPHIA_SCRATCH;
+      else process.env.SOPHIA_SCRATCH = previous;
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   it("makes each slot's engine with the options of the run that uses it, and remakes it when they change", async () => {

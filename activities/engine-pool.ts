@@ -8,21 +8,27 @@
  * must start from, otherwise it reloads from storage.
  *
  * Beyond `capacity` engines the least recently used slot is evicted; if its state is known (tagged) it is spilled
- * to host memory first (`saveState`) and restored when the slot is used again, so runs that share a worker do not
- * throw away each other's uncommitted progress. At most `spillCapacity` states are kept; older ones are dropped
- * (their owners reload the last committed checkpoint).
+ * first (`saveState` into a folder under the scratch dir: in memory for the ONNX engine, on local disk for a
+ * Hugging Face model) and restored when the slot is used again, so runs that share a worker do not throw away each
+ * other's uncommitted progress. At most `spillCapacity` states are kept; older ones are dropped, their folders
+ * removed (their owners reload the last committed checkpoint).
  *
  * Engines are made with the options of the run that uses them (`engineOptionsOf(config)`: its config's `engine`
  * section), so a run's engine kind, threads, execution provider, dtype and device are honoured on whichever worker
  * runs its activities.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { totalmem } from 'node:os';
+import * as path from 'node:path';
 import { ConfigError } from '../common/errors';
 import { describeMemory, estimateRun, formatBytes, memoryHint } from '../config/limits';
 import type { RunConfig } from '../config/run-config';
 import type { TorchEstimateOptions } from '../config/torch-estimate';
 import type { EngineOptions, TorchEngineSettings } from '../engine/factory';
 import type { Engine, EngineFile } from '../engine/types';
+import { scratchRoot } from './engine-checkpoints';
+
+const drop = (dir: string) => rm(dir, { recursive: true, force: true });
 
 /** What this worker lets one run's engines take: `SOPHIA_WORKER_MEMORY_GB`, else 80 % of the machine's memory. */
 export function workerMemoryBytes(env: Readonly<Record<string, string | undefined>> = process.env): number {
@@ -79,6 +85,8 @@ export function assertDeviceFits(settings: TorchEngineSettings, host: { cuda: bo
 
 interface Spilled {
   state: EngineFile[];
+  /** The folder the state was saved into (removed when the state is restored or dropped). */
+  dir: string;
   checkpointKey: string;
   lastUsed: number;
 }
@@ -128,7 +136,7 @@ export class EnginePool {
     // reloads from its last committed checkpoint.
     if (slot && (slot.options !== wanted || slot.engine.healthy?.() === false)) {
       this.slots.delete(name);
-      this.spilled.delete(name);
+      await this.unspill(name);
       await slot.engine.dispose().catch(() => undefined);
       slot = undefined;
     }
@@ -139,13 +147,24 @@ export class EnginePool {
       while (this.slots.size >= this.capacity) {
         const [oldestName, oldest] = [...this.slots.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
         this.slots.delete(oldestName);
-        if (oldest.checkpointKey !== undefined) this.spill(oldestName, { state: await oldest.engine.saveState(), checkpointKey: oldest.checkpointKey, lastUsed: oldest.lastUsed });
+        if (oldest.checkpointKey !== undefined) {
+          const dir = await mkdtemp(path.join(await scratchRoot(), 'sophia-spill-'));
+          const state = await oldest.engine.saveState({ dir: path.join(dir, 'state') }).catch(async (err: unknown) => {
+            await drop(dir);
+            throw err;
+          });
+          await this.spill(oldestName, { state, dir, checkpointKey: oldest.checkpointKey, lastUsed: oldest.lastUsed });
+        }
         await oldest.engine.dispose();
       }
       slot = { engine: this.create(options), options: wanted, checkpointKey: undefined, lastUsed: 0 };
       this.slots.set(name, slot);
       if (spilled) {
-        await slot.engine.loadState(spilled.state);
+        try {
+          await slot.engine.loadState(spilled.state);
+        } finally {
+          await drop(spilled.dir);
+        }
         slot.checkpointKey = spilled.checkpointKey;
       }
     }
@@ -158,12 +177,19 @@ export class EnginePool {
     return [...this.slots.keys()];
   }
 
-  private spill(name: string, state: Spilled): void {
+  private async spill(name: string, state: Spilled): Promise<void> {
     this.spilled.set(name, state);
     while (this.spilled.size > this.spillCapacity) {
       const [oldest] = [...this.spilled.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
-      this.spilled.delete(oldest);
+      await this.unspill(oldest);
     }
+  }
+
+  /** Forgets a slot's spilled state and removes its folder. */
+  private async unspill(name: string): Promise<void> {
+    const spilled = this.spilled.get(name);
+    this.spilled.delete(name);
+    if (spilled) await drop(spilled.dir);
   }
 
   /** Records that a slot's engine now equals `checkpointKey` (undefined: unknown, reload next time). */
@@ -175,6 +201,6 @@ export class EnginePool {
   async dispose(): Promise<void> {
     for (const slot of this.slots.values()) await slot.engine.dispose();
     this.slots.clear();
-    this.spilled.clear();
+    for (const name of [...this.spilled.keys()]) await this.unspill(name);
   }
 }

@@ -32,7 +32,7 @@ import { batchIndices } from '../training/sft';
 import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
-import { INFERENCE_ONLY, loadEngineCheckpoint, readEngineFiles } from './engine-checkpoints';
+import { INFERENCE_ONLY, loadEngineCheckpoint, withEngineFiles } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { ModelSource } from './models';
 import { withFailureMapping } from './failures';
@@ -244,8 +244,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             // the SFT policy's backbone, each with a fresh scalar head.
             const ownModel = settings.init === 'scratch' || (input.config.engine.kind === 'torch' && input.config.engine.rewardModel !== undefined);
             if (ownModel) return models.init(engine, input.config, 'reward', settings.seed);
-            const { files } = await readEngineFiles(store, input.policyCheckpointKey);
-            await engine.initRewardFromPolicy(files, settings.seed);
+            await withEngineFiles(store, input.policyCheckpointKey, (files) => engine.initRewardFromPolicy(files, settings.seed));
           },
           step: async (engine, step) => {
             const { loss, lr, gradNorm } = await rewardStep(engine, byId, annotated.train, settings, step);

@@ -21,6 +21,7 @@
 import { Context, log } from '@temporalio/activity';
 import type { RunConfig } from '../config/run-config';
 import { ConfigError } from '../common/errors';
+import { rlCheckpointsAt, rlNeedsCommittedAt } from '../common/rl-schedule';
 import { STORAGE_STAGES } from '../common/run-layout';
 import type { Engine } from '../engine/types';
 import { type BatchStats, type GroupRewards, batchStats, groupRewards } from '../rl/trust';
@@ -35,7 +36,7 @@ import { scoreResponses } from '../training/reward-model';
 import { type Rollout, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
 import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
-import { INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
+import { CheckpointWriter, INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
@@ -87,7 +88,10 @@ export interface AdvantagesOutput {
 export interface UpdateOutput {
   step: number;
   rewindTo: number | undefined;
-  /** The checkpoint committed at this step, if one was. */
+  /**
+   * The checkpoint saved at this step, if one was: committed in the background (`CheckpointWriter`) while the next
+   * steps run, and committed before this activity ends at the stage's last step.
+   */
   checkpointKey: string | undefined;
   metrics: Record<string, number>;
   workerQueue: string;
@@ -123,6 +127,16 @@ export function createRlActivities(deps: RlDeps) {
   const readJson = <T>(key: string) => getJson<T>(data.storage, key);
   const keyOf = (input: RlStepInput, file: string) => rolloutKey(input.runId, input.step, file);
 
+  // The policy's checkpoints commit in the background while the next steps run (`CheckpointWriter`): one writer
+  // per run on this worker. A commit lands before the next one is staged, before a reload, on a stop and at the
+  // last step, so the stage ends with its final checkpoint committed.
+  const writers = new Map<string, CheckpointWriter>();
+  const writerOf = (runId: string) => {
+    let writer = writers.get(runId);
+    if (!writer) writers.set(runId, (writer = new CheckpointWriter(store)));
+    return writer;
+  };
+
   /** The prompts of step `step` (1-based): a fixed slice of per-epoch permutations of the training set. */
   async function promptsOf(input: RlStepInput): Promise<Example[]> {
     const train = await data.split(input.dataRunId, 'train');
@@ -139,6 +153,7 @@ export function createRlActivities(deps: RlDeps) {
     const events: RunEvent[] = [];
     const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
     if (checkpointKey === tag(input.step - 1)) return { engine, at: input.step - 1, events };
+    await writerOf(input.runId).flush(); // a commit still in flight is the newest checkpoint to reload from
     const latest = await loadNewestIntact(store, engine, { runId: input.runId, stages: [GRPO_STAGE] }, events);
     if (!latest) await loadEngineCheckpoint(store, input.policyStartKey, engine, { freshOptimizer: true });
     const at = latest?.step ?? 0;
@@ -261,6 +276,7 @@ export function createRlActivities(deps: RlDeps) {
     async checkpointPolicy(input: RlStepInput): Promise<{ checkpointKey: string | undefined; step: number }> {
       await data.assertStorage(input);
       return engines.exclusive(async () => {
+        await writerOf(input.runId).flush();
         const latest = await store.latest(input.runId, GRPO_STAGE);
         if (latest && latest.step >= input.step) return { checkpointKey: latest.key, step: latest.step };
         const { engine, checkpointKey } = await engines.slot(`${input.runId}/policy`, engineOptionsOf(input.config));
@@ -298,13 +314,17 @@ export function createRlActivities(deps: RlDeps) {
         const metrics = { ...input.metrics, loss: update.loss, kl: update.kl, entropy: update.entropy, clipFraction: update.clipFraction, gradNorm: update.gradNorm, logprobDiffMean: update.logprobDiffMean, logprobDiffMax: update.logprobDiffMax };
         await appendMetrics(data.storage, input.runId, [{ stage: GRPO_STAGE, kind: 'step', step: input.step, time: new Date().toISOString(), ...metrics }]);
         let checkpointKey: string | undefined;
-        if (input.step % rl.checkpointEvery === 0 || input.step === rl.steps) {
-          const manifest = await saveEngineCheckpoint(store, engine, { runId: input.runId, stage: GRPO_STAGE, step: input.step, configHash: input.configHash, metrics });
-          await store.retain(input.runId, GRPO_STAGE, { keepLast: input.config.checkpoints.keepLast });
-          checkpointKey = manifest.key;
-          engines.mark(slot, tag(input.step));
-          log.info('checkpoint', { runId: input.runId, stage: GRPO_STAGE, step: input.step, checkpointKey });
+        if (rlCheckpointsAt(rl, input.step)) {
+          const writer = writerOf(input.runId);
+          const where = { runId: input.runId, stage: GRPO_STAGE, step: input.step };
+          checkpointKey = await writer.save(engine, { ...where, configHash: input.configHash, metrics }, async (manifest) => {
+            await store.retain(input.runId, GRPO_STAGE, { keepLast: input.config.checkpoints.keepLast });
+            log.info('checkpoint committed', { ...where, checkpointKey: manifest.key, bytes: manifest.totalBytes });
+          });
+          log.info('checkpoint', { ...where, checkpointKey });
         }
+        // The workflow evaluates the newest checkpoint after this step, or the stage ends: it must be committed.
+        if (rlNeedsCommittedAt(rl, input.step)) await writerOf(input.runId).flush();
         return { step: input.step, rewindTo: undefined, checkpointKey, metrics, ...who };
       });
     },

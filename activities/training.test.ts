@@ -48,7 +48,7 @@ describe('runSftChunk in a mock activity environment', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('heartbeats every step with the last committed checkpoint, and commits every evalEvery steps', async () => {
+  it('heartbeats every step with the last committed checkpoint, and commits every evalEvery steps (in the background, in order, all before it ends)', async () => {
     const { acts, engines } = worker();
     const env = new MockActivityEnvironment();
     const beats: SftHeartbeat[] = [];
@@ -56,8 +56,14 @@ describe('runSftChunk in a mock activity environment', () => {
     const out = await env.run<[ReturnType<typeof input>], SftChunkOutput, typeof acts.runSftChunk>(acts.runSftChunk, input('straight', 30));
     expect(out).toMatchObject({ step: 30, done: true, workerQueue: 'q-test', checkpointKey: 'runs/straight/sft/checkpoints/00000030' });
     expect(beats.map((b) => b.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
-    expect(beats[9]!.checkpointKey).toBe('runs/straight/sft/checkpoints/00000010');
-    expect(beats[10]!.checkpointKey).toBe('runs/straight/sft/checkpoints/00000010');
+    // Step 10's checkpoint commits while training goes on: its own heartbeat still shows the initial weights, and
+    // it has landed at the latest when step 20's is staged. Keys only move forward.
+    const keys = ['runs/straight/init/checkpoints/00000000', ...[10, 20].map((s) => `runs/straight/sft/checkpoints/000000${s}`)];
+    expect(beats[9]!.checkpointKey).toBe(keys[0]);
+    expect(beats[19]!.checkpointKey).toBe(keys[1]);
+    expect(beats[29]!.checkpointKey).toBe(keys[2]);
+    const order = beats.map((b) => keys.indexOf(b.checkpointKey!));
+    expect(order.every((k, i) => k >= 0 && (i === 0 || k >= order[i - 1]!))).toBe(true);
     expect((await store.list('straight', 'sft')).map((m) => m.step)).toEqual([10, 20, 30]);
     expect(out.initialCheckpointKey).toBe('runs/straight/init/checkpoints/00000000');
     await engines.dispose();

@@ -31,21 +31,21 @@
  *   npm run bench:torch-engine -- --sizes mid --reps 5
  *   npm run bench:torch-engine -- --shape qwen2.5-vl-7b --rows 8 --response-tokens 512   # on a GPU machine
  */
-import { type ChildProcessByStdio, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { createEngine } from '../engine/factory';
-import { Rng } from '../engine/rng';
+import { stateSize } from '../engine/state-files';
 import { torchVenvPython } from '../engine/testing/tiny-qwen';
-import type { AdamWSettings, ChatPrompt, Engine, ResponseBatch } from '../engine/types';
+import type { ChatPrompt, Engine, ResponseBatch } from '../engine/types';
 import { SETTLE_MS } from './engine/shared';
 import { machineLine, median, printTable } from './report';
 import { mfu, peakTflops, qwenImagePatches, trainStepFlops } from './torch-engine/mfu';
+import { ADAMW, type ModelInfo, batchFor, batchShape, buildModel, count, timed, torchSettings } from './torch-engine/shared';
 
 const { values: args } = parseArgs({
   options: {
@@ -53,8 +53,8 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '3' },
     steps: { type: 'string' },
     samples: { type: 'string', default: '5' },
-    threads: { type: 'string', default: String(Math.min(2, cpus().length)) },
-    rows: { type: 'string', default: '8' },
+    threads: { type: 'string' },
+    rows: { type: 'string' },
     'image-size': { type: 'string' },
     'response-tokens': { type: 'string' },
     'max-tokens': { type: 'string', default: '32' },
@@ -67,68 +67,13 @@ const { values: args } = parseArgs({
 });
 
 const GPU = args.shape !== undefined;
-const ADAMW: AdamWSettings = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 };
-
-function count(flag: string, value: string | undefined, fallback: number, min = 1): number {
-  const n = value === undefined ? fallback : Number(value);
-  if (!Number.isSafeInteger(n) || n < min) throw new RangeError(`--${flag} must be an integer >= ${min} (got ${JSON.stringify(value)})`);
-  return n;
-}
-
-const ROWS = count('rows', args.rows, 8);
-const IMAGE = count('image-size', args['image-size'], GPU ? 448 : 112, 28);
-const RESPONSE = count('response-tokens', args['response-tokens'], GPU ? 512 : 32);
+const BATCH = batchShape(args, GPU);
+const { rows: ROWS, image: IMAGE, response: RESPONSE } = BATCH;
 const STEPS = count('steps', args.steps, GPU ? 5 : 10);
-const THREADS = count('threads', args.threads, 2);
-
-interface ModelInfo {
-  dir: string;
-  name: string;
-  dtype: string;
-  parameters: number;
-  text_matrix_parameters: number;
-  vision_parameters: number;
-  end_token_id: number;
-  gpu?: string;
-}
-
-/** bench/torch-engine/model.py: a random model of a size or published shape, in `dir`. */
-function buildModel(dir: string, which: { size: string } | { shape: string }, dtype?: string): ModelInfo {
-  const flag = 'size' in which ? ['--size', which.size] : ['--shape', which.shape];
-  const out = execFileSync(torchVenvPython(), [path.join(__dirname, 'torch-engine', 'model.py'), dir, ...flag, ...(dtype ? ['--dtype', dtype] : [])], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    encoding: 'utf8',
-  });
-  return JSON.parse(out.trim().split('\n').pop()!) as ModelInfo;
-}
-
-/** The benchmark's batch: `ROWS` prompts of one seeded image and a question, one response of random byte tokens each. */
-function batchFor(model: ModelInfo): { prompts: ChatPrompt[]; texts: string[]; responses: number[][] } {
-  const rng = new Rng(7);
-  const texts = Array.from({ length: ROWS }, (_, i) => `Picture ${i}: how many red shapes are there, and what is their total area? Think step by step.`);
-  const prompts = texts.map((text): ChatPrompt => {
-    const rgb = Uint8Array.from({ length: IMAGE * IMAGE * 3 }, () => rng.nextU32() & 0xff);
-    return { messages: [{ role: 'user', content: [{ type: 'image', image: { width: IMAGE, height: IMAGE, rgb } }, { type: 'text', text }] }] };
-  });
-  // Byte-level tokens (ids below 256 are the BPE's bytes: real tokens, never special), then the end token.
-  const responses = texts.map(() => [...Array.from({ length: RESPONSE - 1 }, () => rng.nextU32() % 256), model.end_token_id]);
-  return { prompts, texts, responses };
-}
-
-const DEVICE = args.device ?? (GPU ? 'cuda' : 'cpu');
-const DTYPE = ((dtype: string) => {
-  if (dtype !== 'float32' && dtype !== 'bfloat16') throw new RangeError(`--dtype must be float32 or bfloat16 (got ${JSON.stringify(dtype)})`);
-  return dtype;
-})(args.dtype ?? (GPU ? 'bfloat16' : 'float32'));
+const { device: DEVICE, dtype: DTYPE, threads: THREADS } = torchSettings(args, GPU);
 
 function sophiaEngine(): Engine {
   return createEngine({ kind: 'torch', device: DEVICE, dtype: DTYPE, threads: THREADS, gradientCheckpointing: args['gradient-checkpointing'] });
-}
-
-async function timed<T>(call: () => Promise<T>): Promise<{ ms: number; value: T }> {
-  const start = performance.now();
-  const value = await call();
-  return { ms: performance.now() - start, value };
 }
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
@@ -267,8 +212,7 @@ async function cpuMain(): Promise<void> {
     for (const size of args.sizes.split(',')) {
       if (size !== 'tiny' && size !== 'mid') throw new RangeError(`--sizes: ${JSON.stringify(size)} is not a size: use tiny and/or mid (GPU shapes: --shape)`);
       const model = buildModel(path.join(dir, size), { size }, DTYPE);
-      const { prompts, texts, responses } = batchFor(model);
-      const batch: ResponseBatch = { prompts, rows: responses.map((response, i) => ({ prompt: i, response })) };
+      const { batch, prompts, texts, responses } = batchFor(model, BATCH);
       // The baseline's copy of the batch: the same texts, RGB bytes and response ids.
       const images = Buffer.concat(prompts.map((p) => (p.messages[0]!.content[0] as { image: { rgb: Uint8Array } }).image.rgb));
       writeFileSync(path.join(dir, `${size}.rgb`), images);
@@ -341,8 +285,7 @@ async function gpuMain(shape: string): Promise<void> {
   try {
     const model = buildModel(path.join(dir, shape), { shape }, DTYPE);
     const peak = peakTflops(model.gpu, args['peak-tflops']);
-    const { prompts, responses } = batchFor(model);
-    const batch: ResponseBatch = { prompts, rows: responses.map((response, i) => ({ prompt: i, response })) };
+    const { batch, prompts } = batchFor(model, BATCH);
     sophia = sophiaEngine();
     const load = await timed(() => sophia!.init({ kind: 'policy', pretrained: model.dir }, 0));
     const promptTokens = await sophia.promptLengths(prompts);
@@ -354,12 +297,12 @@ async function gpuMain(shape: string): Promise<void> {
     for (let i = 0; i < STEPS; i++) stepMs.push((await step()).ms);
     const ms = median(stepMs);
     let stall: string;
-    let stateSize = '';
+    let stateLine = '';
     try {
-      const save = await timed(() => sophia!.saveState());
-      const bytes = save.value.reduce((n, f) => n + f.data.length, 0);
+      const save = await timed(() => sophia!.saveState({ dir: path.join(dir, 'state') }));
+      const bytes = stateSize(save.value);
       stall = `${(save.ms / 1000).toFixed(1)} s`;
-      stateSize = `${(bytes / 1e9).toFixed(1)} GB in ${save.value.length} files, ${(bytes / 1e9 / (save.ms / 1000)).toFixed(2)} GB/s`;
+      stateLine = `${(bytes / 1e9).toFixed(1)} GB in ${save.value.length} files, ${(bytes / 1e9 / (save.ms / 1000)).toFixed(2)} GB/s`;
     } catch (err) {
       stall = `failed: ${(err as Error).message.slice(0, 160)}`;
     }
@@ -373,7 +316,7 @@ async function gpuMain(shape: string): Promise<void> {
       ['model FLOPs per step', `${(flops / 1e12).toPrecision(4)} TFLOP`],
       ['MFU', `${(100 * mfu(flops, ms / 1000, peak.tflops)).toFixed(1)} % of ${peak.tflops} TFLOP/s (${peak.source})`],
       ['checkpoint stall (saveState)', stall],
-      ['state', stateSize],
+      ['state', stateLine],
       ['train step after the save', `${after.ms.toFixed(0)} ms, loss ${after.value.loss.toFixed(4)}`],
     ];
     printTable(['measure', 'Sophia (TorchEngine)'], rows);

@@ -38,6 +38,7 @@ import {
   rewardRows,
   trainOnStepBatches,
 } from './testing/contract-fixtures';
+import { inMemory } from './state-files';
 import type { AdamWSettings, Engine, EngineFile, GenerateRequest, GrpoRow, LossSpec, ResponseBatch } from './types';
 
 /** What the setup gives: the fixture without the options (which the caller passes). */
@@ -65,8 +66,8 @@ const GRPO: LossSpec = { kind: 'grpo', clipEps: 0.2, klCoef: 0.04, entropyCoef: 
  * bytes themselves: vitest's toEqual walks a typed array element by element, ~3 s per MB — 15 s per comparison of
  * the torch contract's 5 MB state.
  */
-const byName = (files: readonly EngineFile[]) =>
-  [...files]
+const byName = async (files: readonly EngineFile[]) =>
+  (await inMemory(files))
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((x) => ({ name: x.name, bytes: x.data.length, sha256: createHash('sha256').update(x.data).digest('hex') }));
 const flat = (arrays: readonly Float32Array[]) => arrays.flatMap((a) => Array.from(a));
@@ -109,7 +110,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
     /** Equal states: the same files where saves are byte-equal, else the same probe, bit for bit. */
     const expectSameState = async (a: Engine, b: Engine) => {
       expect(b.step()).toBe(a.step());
-      if (f.byteEqualFiles) expect(byName(await b.saveState())).toEqual(byName(await a.saveState()));
+      if (f.byteEqualFiles) expect(await byName(await b.saveState())).toEqual(await byName(await a.saveState()));
       expect(await probe(b)).toEqual(await probe(a));
     };
     const timeout = contract.testTimeoutMs;
@@ -163,14 +164,14 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         expect(new Set(files.map((x) => x.name)).size).toBe(files.length);
         for (const x of files) {
           expect(x.name).toMatch(/^[^/\\]+$/);
-          expect(x.data).toBeInstanceOf(Uint8Array);
+          expect('data' in x && x.data).toBeInstanceOf(Uint8Array); // no folder given: in memory
         }
         const b = take();
         await b.loadState([...files].reverse());
         expect(b.step()).toBe(2);
         expect(b.config()).toEqual(a.config());
         expect(b.maxLength()).toBe(a.maxLength());
-        if (f.byteEqualFiles) expect(byName(await b.saveState())).toEqual(byName(files));
+        if (f.byteEqualFiles) expect(await byName(await b.saveState())).toEqual(await byName(files));
         expect(await probe(b)).toEqual(await probe(a));
         const request: GenerateRequest = { prompts: contractPrompts(size), n: 2, temperature: 1, topP: 1, maxTokens: 6, seed: 9 };
         expect(tokensOf(await b.generate(request))).toEqual(tokensOf(await a.generate(request)));
@@ -187,12 +188,12 @@ export function describeEngineContract(name: string, options: EngineOptions, set
           await trainOnStepBatches(first, size, 2);
           const k = path.join(dir, 'k');
           mkdirSync(k);
-          for (const x of await first.saveState()) writeFileSync(path.join(k, x.name), x.data);
+          for (const x of await inMemory(await first.saveState())) writeFileSync(path.join(k, x.name), x.data);
           const n = path.join(dir, 'n');
           const tsx = require.resolve('tsx/cli');
           execFileSync(process.execPath, [tsx, path.join(__dirname, 'testing', 'contract-resume-child.ts'), JSON.stringify(f), k, n, '3'], { stdio: 'inherit' });
           const files = readdirSync(n).map((name) => ({ name, data: new Uint8Array(readFileSync(path.join(n, name))) }));
-          if (f.byteEqualFiles) expect(byName(files)).toEqual(byName(await straight.saveState()));
+          if (f.byteEqualFiles) expect(await byName(files)).toEqual(await byName(await straight.saveState()));
           const resumed = take();
           await resumed.loadState(files);
           expect(resumed.step()).toBe(5);
@@ -203,10 +204,40 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         }
       }, timeout);
 
+      it('saves into a folder it is given, files on disk or in memory, that load like the files in memory; the folder stays the caller\'s', async () => {
+        const a = await policy(6);
+        await trainOnStepBatches(a, size, 2);
+        const dir = mkdtempSync(path.join(tmpdir(), 'sophia-contract-dir-'));
+        try {
+          const target = path.join(dir, 'state');
+          const files = await a.saveState({ dir: target });
+          for (const x of files) {
+            if ('path' in x) {
+              expect(path.dirname(x.path)).toBe(target);
+              expect(readFileSync(x.path).length).toBe(x.size);
+            } else {
+              expect(x.data).toBeInstanceOf(Uint8Array);
+            }
+          }
+          if (f.byteEqualFiles) expect(await byName(files)).toEqual(await byName(await a.saveState()));
+          const b = take();
+          await b.loadState(files);
+          expect(b.step()).toBe(2);
+          expect(await probe(b)).toEqual(await probe(a));
+          // still there after the load: the engine neither moved nor removed the caller's files
+          for (const x of files) if ('path' in x) expect(readFileSync(x.path).length).toBe(x.size);
+          await trainOnStepBatches(a, size, 1);
+          await trainOnStepBatches(b, size, 1);
+          await expectSameState(a, b);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }, timeout);
+
       it('rejects files that are not its state (none, a stray file, truncated, a foreign file, a bad name) with a RangeError naming the file, keeping its state', async () => {
         const e = await policy(2);
         await trainOnStepBatches(e, size, 1);
-        const before = await e.saveState();
+        const before = await inMemory(await e.saveState());
         const probeBefore = await probe(e);
         const names = before.map((x) => x.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
         const rejects = async (files: EngineFile[], field: RegExp) => {
@@ -225,7 +256,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         await expect(e.initRewardFromPolicy([{ name: 'foreign.bin', data: new Uint8Array(64) }], 1)).rejects.toBeInstanceOf(RangeError);
         expect(e.step()).toBe(1);
         expect(e.config()).toEqual(f.policy);
-        if (f.byteEqualFiles) expect(byName(await e.saveState())).toEqual(byName(before));
+        if (f.byteEqualFiles) expect(await byName(await e.saveState())).toEqual(await byName(before));
         expect(await probe(e)).toEqual(probeBefore);
       }, timeout);
     });
@@ -267,7 +298,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         const scores = await a.scoreResponses(batch);
         expect(scores.length).toBe(batch.rows.length);
         for (const s of scores) expect(s >= 0 && s <= 1).toBe(true);
-        if (f.byteEqualFiles) expect(byName(await again.saveState())).toEqual(byName(await a.saveState()));
+        if (f.byteEqualFiles) expect(await byName(await again.saveState())).toEqual(await byName(await a.saveState()));
         expect(Array.from(await again.scoreResponses(batch))).toEqual(Array.from(scores)); // deterministic
         // The other head in p1's engine; the other backbone (an untrained policy's) in again's.
         const p2 = await policy(1, again);
@@ -398,7 +429,7 @@ export function describeEngineContract(name: string, options: EngineOptions, set
         expect(e.step()).toBe(1);
         expect(e.config()).toEqual(f.policy);
         await expect(e.optimStep(CONTRACT_ADAMW)).rejects.toThrow(/no gradients accumulated/);
-        if (f.byteEqualFiles) expect(byName(await e.saveState())).toEqual(byName(files));
+        if (f.byteEqualFiles) expect(await byName(await e.saveState())).toEqual(await byName(files));
         expect(await probe(e)).toEqual(before);
       }, timeout);
 

@@ -7,6 +7,7 @@
  */
 import * as op from './onnx/ops';
 import { STATE_FILE } from './state';
+import { readEngineFile } from './state-files';
 import type { Engine } from './types';
 
 export { DEFAULT_SPINNING, OnnxEngine, type OnnxEngineOptions } from './onnx-engine';
@@ -19,7 +20,7 @@ export async function saveStateBytes(engine: Engine): Promise<Uint8Array> {
   const files = await engine.saveState();
   const file = files.find((f) => f.name === STATE_FILE);
   if (!file || files.length !== 1) throw new RangeError(`saveStateBytes: expected one file ${STATE_FILE}, got ${files.map((f) => f.name).join(', ')}`);
-  return file.data;
+  return readEngineFile(file);
 }
 
 /** Loads `saveStateBytes`' bytes into an engine. */

@@ -29,6 +29,7 @@ import { type ExecutionProvider, type HostTensor, Session, SessionDisposedError,
 import { Rng } from './rng';
 import { pickToken } from './sampling';
 import { adamwFeeds } from './onnx/optim';
+import { inMemory } from './state-files';
 import { type EngineState, rewardStateFromPolicy, stateFiles, stateFromFiles, withFreshOptimizer } from './state';
 import { SOPHIA_TOKENIZER, lossBatchOf, renderPrompts, scoreBatchOf, sftBatchOf } from './onnx-prompts';
 import { EOS } from './model/tokenizer';
@@ -37,6 +38,7 @@ import type {
   BatchFor,
   ChatPrompt,
   EngineFile,
+  InMemoryEngineFile,
   GenerateRequest,
   GenerateResult,
   ModelSpec,
@@ -198,19 +200,19 @@ export class OnnxEngine implements TokenEngine {
   }
 
   // eslint-disable-next-line @typescript-eslint/require-await -- async so that a disposed engine rejects, as the protocol's other calls do
-  async saveState(): Promise<EngineFile[]> {
+  async saveState(): Promise<InMemoryEngineFile[]> {
     const config = this.requireConfig();
     const split = (flat: Float32Array) => this.layout!.offsets.map((at, i) => flat.subarray(at, at + this.layout!.sizes[i]!));
     return stateFiles({ config, step: this.steps, rng: this.rng.state(), params: split(this.params), m: split(this.m), v: split(this.v) });
   }
 
   async loadState(files: readonly EngineFile[], options: LoadStateOptions = {}): Promise<void> {
-    const state = stateFromFiles(files);
+    const state = stateFromFiles(await inMemory(files));
     await this.setState(options.freshOptimizer ? withFreshOptimizer(state) : state);
   }
 
   async initRewardFromPolicy(policy: readonly EngineFile[], seed: number): Promise<void> {
-    await this.setState(rewardStateFromPolicy(stateFromFiles(policy), seed));
+    await this.setState(rewardStateFromPolicy(stateFromFiles(await inMemory(policy)), seed));
   }
 
   private async setState(state: EngineState): Promise<void> {

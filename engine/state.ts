@@ -11,7 +11,7 @@
  */
 import { type ModelConfig, parameterSpecs, validateModelConfig } from './model/config';
 import { Rng, type RngState } from './rng';
-import type { EngineFile } from './types';
+import type { InMemoryEngineFile } from './types';
 
 const MAGIC = 'SOPHIAES';
 const STATE_FORMAT = 'sophia.engine-state.v1';
@@ -139,12 +139,12 @@ export function withFreshOptimizer(state: EngineState): EngineState {
 }
 
 /** The state as the engine's named files: `[state.bin]`. */
-export function stateFiles(state: EngineState): EngineFile[] {
+export function stateFiles(state: EngineState): InMemoryEngineFile[] {
   return [{ name: STATE_FILE, data: encodeState(state) }];
 }
 
 /** Reads a state from its named files (exactly one, `state.bin`); anything else is a `RangeError` naming the file. */
-export function stateFromFiles(files: readonly EngineFile[]): EngineState {
+export function stateFromFiles(files: readonly InMemoryEngineFile[]): EngineState {
   const names = files.map((f) => f.name);
   const list = names.length ? names.join(', ') : '(no files)';
   const extra = names.filter((n) => n !== STATE_FILE);

@@ -21,9 +21,10 @@
  *  - Determinism: the same state and inputs give the same outputs; `sample` with the same seed gives the same
  *    tokens. `saveState` captures everything (weights, AdamW moments, step, RNG, model config) so that training
  *    N steps equals training k, saving, loading into a fresh process, and training N − k — bit for bit.
- *  - State is a set of named files (`EngineFile`): whatever the engine's native checkpoint format is (the ONNX
- *    engine: one `state.bin`; a Hugging Face engine: safetensors, config and processor files). Callers store and
- *    return the files as they are and never read them: only the engine that wrote them knows their bytes.
+ *  - State is a set of named files (`EngineFile`, in memory or on local disk): whatever the engine's native
+ *    checkpoint format is (the ONNX engine: one `state.bin`; a Hugging Face engine: safetensors shards, config and
+ *    processor files). Callers store and return the files as they are and never read them: only the engine that
+ *    wrote them knows their bytes. `loadState` takes either kind of file, whichever kind the engine saved.
  *  - Gradients from successive `forwardBackward` calls are combined as a weighted mean, Σ wᵢ·gᵢ / Σ wᵢ (weight 1
  *    by default: their plain mean), until `optimStep` applies them. A token-mean loss split into micro-batches
  *    passes each micro-batch's number of loss tokens as its weight, so the step equals one over the whole batch.
@@ -168,11 +169,32 @@ export interface ForwardBackwardOptions {
 
 /**
  * One named file of a saved engine state. Names are plain file names (no `/`), unique within a state; the bytes
- * are the engine's own format.
+ * are the engine's own format, held in memory (`data`) or in a file on this machine's disk (`path`, `size` bytes):
+ * a Hugging Face model's state (a 7B policy with its AdamW moments is ~75 GB) never passes through memory. Read
+ * either kind with `engine/state-files.ts`.
  */
-export interface EngineFile {
+export type EngineFile = InMemoryEngineFile | OnDiskEngineFile;
+
+export interface InMemoryEngineFile {
   name: string;
   data: Uint8Array;
+}
+
+export interface OnDiskEngineFile {
+  name: string;
+  /** Absolute path of the file on this machine. */
+  path: string;
+  size: number;
+}
+
+/** Options of `saveState`. */
+export interface SaveStateOptions {
+  /**
+   * A local folder, absent or empty, that the engine may write the state's files into and return as
+   * `OnDiskEngineFile`s instead of holding them in memory. The caller owns the folder and removes it when done.
+   * An engine whose states are small (the ONNX engine's one `state.bin`) may ignore it and return bytes.
+   */
+  dir?: string;
 }
 
 /** Options of `loadState`. */
@@ -325,8 +347,11 @@ export interface Engine {
   /** forwardBackwardResponses + optimStep in one call. */
   trainStepResponses<L extends LossSpec>(batch: ResponseBatch<RowFor<L>>, loss: L, settings: AdamWSettings): Promise<TrainStepResult>;
 
-  /** Everything (weights, AdamW moments, step, RNG, model config) as named files, in the engine's own format. */
-  saveState(): Promise<EngineFile[]>;
+  /**
+   * Everything (weights, AdamW moments, step, RNG, model config) as named files, in the engine's own format: in
+   * `options.dir` when given (see `SaveStateOptions`), else in memory.
+   */
+  saveState(options?: SaveStateOptions): Promise<EngineFile[]>;
   /**
    * Loads files `saveState` wrote (any order); with `freshOptimizer`, only the weights, model config and RNG.
    * Files that are not such a state (missing, extra, truncated, another engine's) throw a `RangeError` naming the
@@ -355,6 +380,8 @@ export interface Engine {
  */
 export interface TokenEngine extends Engine {
   config(): ModelConfig;
+  /** Its state is small (one `state.bin`): always in memory. */
+  saveState(options?: SaveStateOptions): Promise<InMemoryEngineFile[]>;
   /** Forward + backward; accumulates the gradient (weighted by `options.weight`) for the next `optimStep`. */
   forwardBackward<L extends LossSpec>(batch: BatchFor<L>, loss: L, options?: ForwardBackwardOptions): Promise<ForwardBackwardResult>;
   /** forwardBackward + optimStep in one pass (the fast path when nothing is accumulated). */

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createEngine } from '../engine/factory';
 import type { ModelConfig } from '../engine/model/config';
+import { inMemory } from '../engine/state-files';
 import type { Engine } from '../engine/types';
 import { generateSplit } from '../tasks/dataset';
 import { Tokenizer } from '../engine/model/tokenizer';
@@ -16,7 +17,7 @@ const settings: Omit<GrpoSettings, 'microBatch'> = { lr: 1e-3, weightDecay: 0.01
  * config, step, RNG — is equal bytes when the engines are at the same step of the same model).
  */
 async function stateDiff(a: Engine, b: Engine): Promise<number> {
-  const [fa, fb] = [await a.saveState(), await b.saveState()];
+  const [fa, fb] = [await inMemory(await a.saveState()), await inMemory(await b.saveState())];
   expect(fb.map((f) => [f.name, f.data.length])).toEqual(fa.map((f) => [f.name, f.data.length]));
   let diff = 0;
   fa.forEach((file, i) => {

@@ -7,6 +7,7 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createEngine } from '../factory';
+import { inMemory } from '../state-files';
 import { type ModelFixture, trainOnStepBatches } from './contract-fixtures';
 
 async function main(): Promise<void> {
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
     await engine.loadState(readdirSync(input).map((name) => ({ name, data: new Uint8Array(readFileSync(path.join(input, name))) })));
     await trainOnStepBatches(engine, fixture.imageSize, Number(steps));
     mkdirSync(output, { recursive: true });
-    for (const file of await engine.saveState()) writeFileSync(path.join(output, file.name), file.data);
+    for (const file of await inMemory(await engine.saveState())) writeFileSync(path.join(output, file.name), file.data);
   } finally {
     await engine.dispose();
   }

@@ -7,8 +7,9 @@
  * - The process starts on the first call (`createEngine` is synchronous) and `dispose()` closes it.
  * - `init({ kind, pretrained: DIR }, seed)` loads DIR (op `load`); a reward model gets a scalar head fresh from
  *   `seed`. Sophia's own architecture (a `ModelConfig`) is refused with a TypeError naming `model`.
- * - State: `saveState()` is op `save` into a temp folder whose files (flat: the process refuses to write a
- *   subfolder) are read back as `EngineFile`s; `loadState` writes the files into a temp folder for `load_state`,
+ * - State: `saveState({ dir })` is op `save` into `dir`, whose files (flat: the process refuses to write a
+ *   subfolder) come back on disk (`OnDiskEngineFile`); without `dir`, into a temp folder read back into memory.
+ *   `loadState` links (files on disk) or writes (in memory) the files into a temp folder for `load_state`,
  *   which checks them against the file list the state carries (a missing, truncated, stray or foreign file is a
  *   RangeError naming it, and the engine keeps its model). Temp folders go under the OS temp dir (TMPDIR).
  * - Prompts: chat messages whose images (`RgbImage`) travel as raw (H, W, 3) uint8 tensors; rows as the protocol's
@@ -20,7 +21,7 @@
  *   Nothing is reloaded behind the caller's back: `init`, `loadState` or `initRewardFromPolicy` start a new process
  *   and load again (an activity's retry loads its last checkpoint).
  */
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { TorchEngineOptions } from '../factory';
@@ -40,6 +41,7 @@ import type {
   LoadStateOptions,
   LossSpec,
   ModelSpec,
+  OnDiskEngineFile,
   OptimStepResult,
   PretrainedModel,
   ResponseBatch,
@@ -47,9 +49,11 @@ import type {
   RewardRow,
   RgbImage,
   RowFor,
+  SaveStateOptions,
   TrainStepResult,
 } from '../types';
 import { isPretrained } from '../types';
+import { inMemory, isOnDisk } from '../state-files';
 import { EngineProcessDiedError, type ProcessEnd, TorchEngineRangeError, TorchEngineTypeError, describeEnd } from './errors';
 import { type TorchEngineLogEntry, TorchEngineProcess } from './process';
 import type { AdamWArgs, ContentPart, HelloResult, ImageBytes, ModelInfo, OpName, Prompt, Rows, RowsFor, LossSpec as WireLossSpec } from './protocol';
@@ -244,7 +248,7 @@ function splitRows<A extends Float32Array | Int32Array>(flat: A, lengths: ArrayL
 
 /** A state's files, checked to be plain, unique names. */
 function checkFiles(files: readonly EngineFile[]): void {
-  if (!isList<EngineFile>(files)) throw new TypeError('files must be an array of { name, data }');
+  if (!isList<EngineFile>(files)) throw new TypeError('files must be an array of { name, data } or { name, path, size }');
   const seen = new Set<string>();
   files.forEach((file, i) => {
     const name = file?.name;
@@ -252,7 +256,11 @@ function checkFiles(files: readonly EngineFile[]): void {
       throw new RangeError(`files[${i}].name ${JSON.stringify(name)} is not a plain file name: not a state this engine saved`);
     }
     if (seen.has(name)) throw new RangeError(`files[${i}].name ${JSON.stringify(name)} appears twice`);
-    if (!(file.data instanceof Uint8Array)) throw new TypeError(`files[${i}].data (${name}) must be a Uint8Array`);
+    if (isOnDisk(file)) {
+      if (typeof file.path !== 'string' || file.path === '') throw new TypeError(`files[${i}].path (${name}) must be a file path`);
+    } else if (!(file.data instanceof Uint8Array)) {
+      throw new TypeError(`files[${i}].data (${name}) must be a Uint8Array`);
+    }
     seen.add(name);
   });
 }
@@ -380,30 +388,41 @@ export class TorchEngine implements Engine {
 
   // ---- state ---------------------------------------------------------------------------------------------
 
-  async saveState(): Promise<EngineFile[]> {
+  async saveState(options: SaveStateOptions = {}): Promise<EngineFile[]> {
     const { proc } = await this.loaded('saveState');
+    if (options.dir !== undefined) return this.saveInto(proc, path.resolve(options.dir));
     const dir = await mkdtemp(path.join(tmpdir(), 'sophia-torch-save-'));
     try {
-      await this.run('saveState', () => proc.save(dir));
-      const entries = await readdir(dir, { withFileTypes: true });
-      const files: EngineFile[] = [];
-      for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-        if (!entry.isFile()) throw new Error(`torch engine saveState: the state holds ${entry.name}, which is not a plain file`);
-        files.push({ name: entry.name, data: new Uint8Array(await readFile(path.join(dir, entry.name))) });
-      }
-      return files;
+      // Only the files the state lists come back; in memory, so each must fit in a Buffer.
+      return await inMemory(await this.saveInto(proc, path.join(dir, 'state')));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  /** Writes the files into a temp folder, runs `load`, removes the folder. */
+  /** Op `save` into `dir` (absent or empty): the state's files, on disk, sorted by name. */
+  private async saveInto(proc: TorchEngineProcess, dir: string): Promise<OnDiskEngineFile[]> {
+    await this.run('saveState', () => proc.save(dir));
+    const entries = await readdir(dir, { withFileTypes: true });
+    const files: OnDiskEngineFile[] = [];
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (!entry.isFile()) throw new Error(`torch engine saveState: the state holds ${entry.name}, which is not a plain file`);
+      const file = path.join(dir, entry.name);
+      files.push({ name: entry.name, path: file, size: (await stat(file)).size });
+    }
+    return files;
+  }
+
+  /**
+   * Puts the files in a temp folder, runs `load`, removes the folder. Files on disk are linked, not copied (a 7B
+   * state is tens of GB); files in memory are written.
+   */
   private async fromFiles(method: string, files: readonly EngineFile[], load: (proc: TorchEngineProcess, dir: string) => Promise<ModelInfo>): Promise<void> {
     checkFiles(files);
     const proc = await this.process(true);
     const dir = await mkdtemp(path.join(tmpdir(), 'sophia-torch-load-'));
     try {
-      await Promise.all(files.map((f) => writeFile(path.join(dir, f.name), f.data)));
+      await Promise.all(files.map((f) => (isOnDisk(f) ? symlink(path.resolve(f.path), path.join(dir, f.name)) : writeFile(path.join(dir, f.name), f.data))));
       this.setModel(await this.run(method, () => load(proc, dir)));
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { ApplicationFailure, continueAsNew, patched, workflowInfo } from '@tempo
 import type { RunEvent } from '../../activities/checkpoint-recovery';
 import type { RlStepInput } from '../../activities/rl';
 import { cpuActivities, gpuActivities, localActivities } from '../proxies';
+import { rlEvaluatesAt } from '../../common/rl-schedule';
 import { STORAGE_STAGES } from '../../common/run-layout';
 import type { StageInput, StageOutput } from '../types';
 import { StageControl, isStartTimeout } from './chunked';
@@ -129,7 +130,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
       }
       throw err;
     }
-    if (rl.evalEvery > 0 && step % rl.evalEvery === 0 && step < rl.steps && state.checkpointKey) {
+    if (rlEvaluatesAt(rl, step) && state.checkpointKey) {
       await control.report(`evaluating at RL step ${step}`);
       const evaluated = await evalActs.evaluateCheckpoint({
         runId: input.runId,
