@@ -2,13 +2,12 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../common/errors';
 import { presetConfig } from '../engine/model/config';
 import { type EngineOptions, createEngine } from '../engine/factory';
 import { RUN_PRESETS, mergeConfig, parseRunConfig } from '../config/run-config';
 import { estimateRun } from '../config/limits';
 import { QWEN2_5_VL_3B } from '../config/testing/hf-configs';
-import { EnginePool, assertDeviceFits, engineOptionsOf, workerMemoryBytes } from './engine-pool';
+import { EnginePool, engineOptionsOf, workerMemoryBytes } from './engine-pool';
 import { withFailureMapping } from './failures';
 
 const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, heads: 2 };
@@ -129,24 +128,6 @@ describe('EnginePool', () => {
       expect(() => engineOptionsOf(s3, 1024 ** 3, { models: { policy: model } })).toThrow(/3,754,622,976 parameters/);
       // On a CPU worker auto means float32: twice the bytes of the weights.
       expect(() => engineOptionsOf(torch({}), 1024 ** 3, { cuda: false })).toThrow(/policy weights \(3,754,622,976 parameters, float32\) 14\.0 GiB/);
-    });
-
-    it('assertDeviceFits: a GPU-less worker refuses cuda and 16-bit dtypes, naming the field and the fix', () => {
-      const refusal = (settings: Parameters<typeof assertDeviceFits>[0]) => {
-        try {
-          assertDeviceFits(settings, { cuda: false });
-        } catch (err) {
-          expect(err).toBeInstanceOf(ConfigError);
-          return (err as ConfigError).message;
-        }
-        return undefined;
-      };
-      expect(refusal({ kind: 'torch', dtype: 'bfloat16' })).toMatch(/^engine\.dtype: bfloat16 needs a GPU, and this worker has none\. Run it on a GPU worker, or set engine\.dtype: auto \(float32 on CPU\) or float32/);
-      expect(refusal({ kind: 'torch', dtype: 'float16', device: 'cpu' })).toMatch(/^engine\.dtype: float16 needs a GPU/);
-      expect(refusal({ kind: 'torch', device: 'cuda' })).toMatch(/^engine\.device: cuda, but this worker has no GPU/);
-      expect(refusal({ kind: 'torch' })).toBeUndefined();
-      expect(refusal({ kind: 'torch', dtype: 'float64', device: 'cpu' })).toBeUndefined();
-      expect(() => assertDeviceFits({ kind: 'torch', dtype: 'bfloat16', device: 'cuda' }, { cuda: true })).not.toThrow();
     });
   });
 

@@ -68,21 +68,6 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
   } satisfies TorchEngineSettings;
 }
 
-/**
- * Whether this worker can run a torch engine with `settings`: a CUDA device or a 16-bit dtype needs a GPU (torch on
- * CPU refuses bf16/fp16 training here). Pure: the worker says whether it has a GPU. Throws a non-retryable
- * `ConfigError` naming the config field and the fix.
- */
-export function assertDeviceFits(settings: TorchEngineSettings, host: { cuda: boolean }): void {
-  if (host.cuda) return;
-  if (settings.device !== undefined && settings.device.startsWith('cuda')) {
-    throw new ConfigError('engine.device', `${settings.device}, but this worker has no GPU`, { hint: 'Run it on a GPU worker, or set engine.device: cpu (or auto)' });
-  }
-  if (settings.dtype === 'bfloat16' || settings.dtype === 'float16') {
-    throw new ConfigError('engine.dtype', `${settings.dtype} needs a GPU, and this worker has none`, { hint: 'Run it on a GPU worker, or set engine.dtype: auto (float32 on CPU) or float32' });
-  }
-}
-
 interface Spilled {
   state: EngineFile[];
   /** The folder the state was saved into (removed when the state is restored or dropped). */
