@@ -1,18 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from './common/errors';
 import { DEFAULT_TEMPORAL_CONFIG, heartbeatOverdueMs, loadTemporalConfig, TEMPORAL_ENV_VARS, toActivityOptions, toLocalActivityOptions, validateTemporalConfig } from './temporal.config';
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configError } from './common/testing/config-error';
 
 describe('loadTemporalConfig', () => {
   it('returns the defaults for an empty environment without sharing objects with them', () => {

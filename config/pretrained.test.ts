@@ -8,19 +8,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../common/errors';
 import { parseModelLocation, pretrainedParameters, pretrainedShape, readPretrainedShape } from './pretrained';
 import { QWEN2_5_VL_3B, QWEN2_5_VL_7B, QWEN2_5_7B, QWEN2_VL_7B, TINY_QWEN_NESTED } from './testing/hf-configs';
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configError } from '../common/testing/config-error';
 
 describe('pretrained model configs', () => {
   // transformers 5.23.0: sum(p.numel() for p in Model.from_config(cfg) on torch.device("meta")), and the "visual" part.

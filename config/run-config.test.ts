@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../common/errors';
 import { loadRunConfig } from './load';
 import { RUN_PRESETS, assertRunnable, mergeConfig, modelConfig, modelSpecOf, parseRunConfig, resolveRunConfig } from './run-config';
 import { QWEN2_5_VL_3B, QWEN2_5_VL_7B } from './testing/hf-configs';
+import { configError } from '../common/testing/config-error';
 
 /** Model directories with only a config.json (what the config checks read; no weights). */
 const modelsDir = mkdtempSync(path.join(tmpdir(), 'sophia-run-config-models-'));
@@ -20,16 +20,6 @@ const QWEN_3B = modelDir('Qwen2.5-VL-3B-Instruct', QWEN2_5_VL_3B);
 /** The paper preset with its two models given, as a run file would. */
 const paper = () => resolveRunConfig({ extends: 'paper', engine: { model: QWEN_7B, rewardModel: QWEN_3B } }, 'paper.yaml');
 afterAll(() => rmSync(modelsDir, { recursive: true, force: true }));
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('run config', () => {
   it('validates every preset (paper with its models given), with defaults filled in', () => {
