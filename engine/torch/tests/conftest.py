@@ -82,15 +82,26 @@ def spawn(tmp_path: Path) -> Iterator:
         c.close()
 
 
-def rows(prompt_index: list[int], responses: list[list[int]], **extra: np.ndarray) -> dict[str, np.ndarray]:
-    """The row tensors of a batch (prompt_index, response_lengths, response_ids) plus the images and `extra`."""
+def rows(prompt_index: list[int], responses: list[list[int]], images: bool = True, **extra: np.ndarray) -> dict[str, np.ndarray]:
+    """The row tensors of a batch (prompt_index, response_lengths, response_ids) plus the images (unless `images` is
+    False: text-only prompts) and `extra`."""
     return {
-        **IMAGES,
+        **(IMAGES if images else {}),
         "prompt_index": np.array(prompt_index, dtype=np.int32),
         "response_lengths": np.array([len(r) for r in responses], dtype=np.int32),
         "response_ids": np.array([t for r in responses for t in r], dtype=np.int32),
         **extra,
     }
+
+
+def split(out: dict[str, np.ndarray]) -> tuple[list[list[int]], list[np.ndarray]]:
+    """A `sample` result's flat token ids and logprobs, split into one list per sample."""
+    ids, lps, at = [], [], 0
+    for n in out["lengths"].tolist():
+        ids.append(out["token_ids"][at : at + n].tolist())
+        lps.append(out["logprobs"][at : at + n])
+        at += n
+    return ids, lps
 
 
 def answers(engine: EngineClient, texts: list[str]) -> list[list[int]]:

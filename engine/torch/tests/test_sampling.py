@@ -4,17 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from conftest import IMAGES, PROMPTS, rows
+from conftest import IMAGES, PROMPTS, rows, split
 from reference import batch_logits, load_plain
-
-
-def split(out: dict[str, np.ndarray]) -> tuple[list[list[int]], list[np.ndarray]]:
-    ids, lps, at = [], [], 0
-    for n in out["lengths"].tolist():
-        ids.append(out["token_ids"][at : at + n].tolist())
-        lps.append(out["logprobs"][at : at + n])
-        at += n
-    return ids, lps
 
 
 def sample(engine, **args):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ADAMW, IMAGES, answers, start_engine
+from conftest import ADAMW, IMAGES, answers, split, start_engine
+from conftest import rows as conftest_rows
 from sophia_torch.client import EngineCallError, EngineClient
 from sophia_torch.tiny_qwen import CHAT_TEMPLATE, build, build_tokenizer, main
 
@@ -31,21 +32,7 @@ GRPO = {"kind": "grpo", "clip_eps": 0.2, "kl_coef": 0.04, "entropy_coef": 1e-3, 
 
 
 def rows(prompt_index: list[int], responses: list[list[int]], **extra: np.ndarray) -> dict[str, np.ndarray]:
-    return {
-        "prompt_index": np.array(prompt_index, dtype=np.int32),
-        "response_lengths": np.array([len(r) for r in responses], dtype=np.int32),
-        "response_ids": np.array([t for r in responses for t in r], dtype=np.int32),
-        **extra,
-    }
-
-
-def split(out: dict[str, np.ndarray]) -> tuple[list[list[int]], list[np.ndarray]]:
-    ids, lps, at = [], [], 0
-    for n in out["lengths"].tolist():
-        ids.append(out["token_ids"][at : at + n].tolist())
-        lps.append(out["logprobs"][at : at + n])
-        at += n
-    return ids, lps
+    return conftest_rows(prompt_index, responses, images=False, **extra)
 
 
 def plain_logits(model_dir: str, index: list[int], responses: list[list[int]], dtype=torch.float32) -> torch.Tensor:
