@@ -1120,17 +1120,19 @@ class Engine:
         meta = self._read_state_meta(source)
         if as_reward and meta["role"] != "policy":
             raise BadValue(f"args.dir {source!r} holds a {meta['role']} model's state ({STATE_FILE}); a reward model starts from a policy's", "args.dir")
-        state: dict[str, torch.Tensor] = {}
-        origin: dict[str, str] = {}  # tensor name -> its file, for the errors below
-        for name in meta["tensor_files"]:
+        def read(name: str) -> dict[str, torch.Tensor]:
             try:
-                part = load_file(path / name)
+                return load_file(path / name)
             except (OSError, SafetensorError) as err:
                 raise BadValue(f"{name} in {source!r} cannot be read: {err}", "args.dir") from None
-            state.update(part)
-            origin.update(dict.fromkeys(part, name))
-        if "rng.cpu" not in state:
-            raise BadValue(f"{meta['tensor_files'][-1]} in {source!r} holds no RNG state (rng.cpu)", "args.dir")
+
+        # The RNG first (version 2: its own file, the last of tensor_files; version 1: inside the one optimizer file).
+        # The AdamW moments are read further down, one file at a time, and only when they are wanted.
+        rng_file = meta["tensor_files"][-1]
+        rng_part = read(rng_file)
+        if "rng.cpu" not in rng_part:
+            raise BadValue(f"{rng_file} in {source!r} holds no RNG state (rng.cpu)", "args.dir")
+        rng = {k: v for k, v in rng_part.items() if k.startswith("rng.")}
         if meta["role"] == "reward" and not (path / HEAD_FILE).is_file():
             raise BadValue(f"{source!r} is a reward model's state without {HEAD_FILE}", "args.dir")
         role = "reward" if as_reward else meta["role"]
@@ -1150,29 +1152,51 @@ class Engine:
         if names != meta.get("trainable"):
             raise BadValue(f"{STATE_FILE} in {source!r} lists other trainable parameters than the model has", "args.dir")
         if not fresh:
-            for name, p in loaded.params:
-                keys = [f"adamw.{k}::{name}" for k in ("exp_avg", "exp_avg_sq", "step")]
-                present = [k in state for k in keys]
-                if any(present) and not all(present):
-                    holders = ", ".join(sorted({origin[k] for k in keys if k in origin}))
-                    raise BadValue(f"{holders} in {source!r}: the AdamW state of {name} is missing a part ({', '.join(k for k in keys if k not in state)})", "args.dir")
-                if all(present):
-                    exp_avg, exp_avg_sq, step = (state[k] for k in keys)
-                    if exp_avg.shape != p.shape or exp_avg_sq.shape != p.shape:
-                        raise BadValue(f"{origin[keys[0]]} in {source!r}: the AdamW moments of {name} have the wrong shape", "args.dir")
-                    loaded.optimizer.state[p] = {
-                        "step": step.clone(),
-                        "exp_avg": exp_avg.to(p.device, p.dtype),
-                        "exp_avg_sq": exp_avg_sq.to(p.device, p.dtype),
-                    }
+            # Version 2: the optimizer files before the RNG file; version 1: the one file, already read for its RNG.
+            moment_files = meta["tensor_files"][:-1] if rng_file == RNG_FILE else [rng_file]
+            self._load_moments(loaded, moment_files, lambda name: rng_part if name == rng_file else read(name), source)
             loaded.step = int(meta["step"])
-        torch.set_rng_state(state["rng.cpu"])
+        torch.set_rng_state(rng["rng.cpu"])
         if torch.cuda.is_available():
-            cuda = [state[k] for k in sorted(k for k in state if k.startswith("rng.cuda."))]
+            cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("rng.cuda."))]
             if len(cuda) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(cuda)
         self.m, self.pending = loaded, None
         return {"model": self._model_info()}, {}
+
+    @staticmethod
+    def _load_moments(loaded: Loaded, files: list[str], read: Any, source: str) -> None:
+        """The AdamW moments of `loaded`'s parameters from the state's optimizer files, read by `read` one at a time:
+        each moment is moved to its parameter's device before the next file is read, so host memory holds at most one
+        file (a 7B policy's moments are ~60 GB, in shards of at most 1 GiB). A parameter with part of its state, or
+        moments of another shape, is a BadValue naming the file."""
+        by_name = dict(loaded.params)
+        found: dict[str, dict[str, torch.Tensor]] = {}
+        origin: dict[str, str] = {}  # tensor name -> its file, for the errors below
+        for file in files:
+            part = read(file)
+            for key, value in part.items():
+                kind, _, name = key.removeprefix("adamw.").partition("::")
+                p = by_name.get(name)
+                if not key.startswith("adamw.") or p is None:
+                    continue
+                origin[key] = file
+                if kind != "step":
+                    if value.shape != p.shape:
+                        raise BadValue(f"{file} in {source!r}: the AdamW moments of {name} have the wrong shape", "args.dir")
+                    value = value.to(p.device, p.dtype)
+                found.setdefault(name, {})[kind] = value
+            del part
+        parts = ("exp_avg", "exp_avg_sq", "step")
+        for name, p in loaded.params:
+            have = found.get(name, {})
+            if not have:
+                continue
+            if len(have) != len(parts):
+                holders = ", ".join(sorted({origin[f"adamw.{k}::{name}"] for k in have}))
+                missing = ", ".join(f"adamw.{k}::{name}" for k in parts if k not in have)
+                raise BadValue(f"{holders} in {source!r}: the AdamW state of {name} is missing a part ({missing})", "args.dir")
+            loaded.optimizer.state[p] = {"step": have["step"].clone(), "exp_avg": have["exp_avg"], "exp_avg_sq": have["exp_avg_sq"]}
 
     # ---- Sophia's own architecture from an ONNX-engine state.bin (sophia_arch.py: the cross-engine check) -----
 

@@ -217,6 +217,27 @@ def test_a_missing_or_unreadable_optimizer_shard_is_refused_naming_it(engine, ti
     assert np.array_equal(before["logprobs"], after["logprobs"])
 
 
+def test_an_inference_only_load_reads_no_optimizer_file(engine, tiny_dir, tmp_path):
+    """fresh_optimizer (how the reference, reward-scoring, evaluation and sampling engines load a checkpoint) needs
+    the weights and the RNG, not the AdamW moments: a 7B policy's are ~60 GB. Shown by garbling every optimizer shard
+    (same sizes): the inference-only load still gives the same logprobs; a full load is refused naming a shard."""
+    engine.call("load", {"model_dir": tiny_dir})
+    responses = answers(engine, ["Three.", "Green.", "One two three."])
+    train(engine, responses, range(1))
+    _, before = engine.call("logprobs", {"prompts": PROMPTS}, rows([0, 1, 2], responses))
+    engine.call("save", {"dir": str(tmp_path / "s"), "shard_bytes": SMALL})
+    meta = json.loads((tmp_path / "s" / "sophia_engine.json").read_text())
+    assert len(meta["optimizer_files"]) > 1
+    for name in meta["optimizer_files"]:
+        (tmp_path / "s" / name).write_bytes(b"x" * meta["files"][name])
+    with pytest.raises(EngineCallError) as err:
+        engine.call("load_state", {"dir": str(tmp_path / "s")})
+    assert err.value.field == "args.dir" and meta["optimizer_files"][0] in err.value.message
+    assert engine.call("load_state", {"dir": str(tmp_path / "s"), "fresh_optimizer": True})[0]["model"]["step"] == 0
+    _, after = engine.call("logprobs", {"prompts": PROMPTS}, rows([0, 1, 2], responses))
+    assert np.array_equal(after["logprobs"], before["logprobs"])
+
+
 @pytest.mark.parametrize("value,kind", [(0, "RangeError"), (-1, "RangeError"), (1.5, "TypeError"), ("1GB", "TypeError"), (True, "TypeError")])
 def test_a_bad_shard_size_is_refused_before_anything_is_written(engine, tiny_dir, tmp_path, value, kind):
     engine.call("load", {"model_dir": tiny_dir})
