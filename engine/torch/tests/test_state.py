@@ -188,13 +188,19 @@ def test_the_same_state_saves_to_the_same_bytes_in_small_shards(engine, spawn, t
     assert files_of(tmp_path / "c") == a
 
 
-def test_a_missing_or_unreadable_optimizer_shard_is_refused_naming_it(engine, tiny_dir, tmp_path):
+def trained_and_saved_in_shards(engine, tiny_dir: str, directory: Path) -> tuple[list[list[int]], dict, dict]:
+    """The tiny model after one SFT step, saved in SMALL shards into `directory`: the responses, the logprobs before
+    the save, and the state's sophia_engine.json."""
     engine.call("load", {"model_dir": tiny_dir})
     responses = answers(engine, ["Three.", "Green.", "One two three."])
     train(engine, responses, range(1))
     _, before = engine.call("logprobs", {"prompts": PROMPTS}, rows([0, 1, 2], responses))
-    engine.call("save", {"dir": str(tmp_path / "s"), "shard_bytes": SMALL})
-    meta = json.loads((tmp_path / "s" / "sophia_engine.json").read_text())
+    engine.call("save", {"dir": str(directory), "shard_bytes": SMALL})
+    return responses, before, json.loads((directory / "sophia_engine.json").read_text())
+
+
+def test_a_missing_or_unreadable_optimizer_shard_is_refused_naming_it(engine, tiny_dir, tmp_path):
+    responses, before, meta = trained_and_saved_in_shards(engine, tiny_dir, tmp_path / "s")
     second = meta["optimizer_files"][1]
     assert second.startswith("sophia_optimizer-00002-of-")
     (tmp_path / "s" / second).unlink()
@@ -221,12 +227,7 @@ def test_an_inference_only_load_reads_no_optimizer_file(engine, tiny_dir, tmp_pa
     """fresh_optimizer (how the reference, reward-scoring, evaluation and sampling engines load a checkpoint) needs
     the weights and the RNG, not the AdamW moments: a 7B policy's are ~60 GB. Shown by garbling every optimizer shard
     (same sizes): the inference-only load still gives the same logprobs; a full load is refused naming a shard."""
-    engine.call("load", {"model_dir": tiny_dir})
-    responses = answers(engine, ["Three.", "Green.", "One two three."])
-    train(engine, responses, range(1))
-    _, before = engine.call("logprobs", {"prompts": PROMPTS}, rows([0, 1, 2], responses))
-    engine.call("save", {"dir": str(tmp_path / "s"), "shard_bytes": SMALL})
-    meta = json.loads((tmp_path / "s" / "sophia_engine.json").read_text())
+    responses, before, meta = trained_and_saved_in_shards(engine, tiny_dir, tmp_path / "s")
     assert len(meta["optimizer_files"]) > 1
     for name in meta["optimizer_files"]:
         (tmp_path / "s" / name).write_bytes(b"x" * meta["files"][name])
