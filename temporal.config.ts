@@ -140,6 +140,13 @@ export const STORAGE_FULL_SAVE_RETRY: StorageFullRetrySettings = {
   totalWaitMs: 30 * 60_000,
 };
 
+/**
+ * How often an activity heartbeats while it waits on a checkpoint (the engine writing its state, an upload and
+ * commit): a 7B policy's ~75 GB take minutes, longer than the GPU heartbeat timeout, and a quarter of it already
+ * shows the activity as stalled. Well under both.
+ */
+export const CHECKPOINT_KEEPALIVE_MS = 5_000;
+
 export const DEFAULT_TEMPORAL_CONFIG: TemporalConfig = {
   deployment: DEFAULT_DEPLOYMENT,
   connection: { address: 'localhost:7233', namespace: 'default', tls: false, apiKey: undefined },

@@ -52,6 +52,8 @@ export interface ChunkHeartbeat {
   totalSteps: number;
   checkpointKey: string | undefined;
   loss: number | undefined;
+  /** What the chunk waits for, when it waits on a checkpoint ("committing the checkpoint of step 40"). */
+  phase?: string;
 }
 
 export interface ChunkDeps {
@@ -90,9 +92,13 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
   const where = { runId: spec.runId, stage: spec.stage };
   return engines.exclusive(async () => {
     const { engine } = await engines.slot(slotName, spec.engine);
+    // The last heartbeat's details; while a checkpoint is written or committed they are sent again with its phase.
+    let beat: ChunkHeartbeat = { step: 0, totalSteps: spec.totalSteps, checkpointKey: undefined, loss: undefined };
+    const heartbeat = (details: ChunkHeartbeat) => ctx.heartbeat((beat = details));
+    const waiting = (phase: string) => ctx.heartbeat({ ...beat, phase } satisfies ChunkHeartbeat);
     const initialize = async (): Promise<CheckpointManifest> => {
       await spec.initialize(engine);
-      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, meta: { tracker: NO_BEST } });
+      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, meta: { tracker: NO_BEST } }, undefined, waiting);
       engines.mark(slotName, manifest.key);
       return manifest;
     };
@@ -117,7 +123,8 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
 
     // Checkpoints commit in the background while training goes on (`CheckpointWriter`); `checkpointKey` is the
     // newest committed one, and the chunk ends only once every commit has landed.
-    const writer = new CheckpointWriter(store);
+    const writer = new CheckpointWriter(store, { heartbeat: waiting });
+    beat = { step: checkpointStep, totalSteps: spec.totalSteps, checkpointKey, loss: undefined };
     let stagedStep = checkpointStep;
     const commit = async (step: number, metrics: Record<string, number>) => {
       const records = pending.splice(0);
@@ -157,7 +164,7 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
             break;
           }
         }
-        ctx.heartbeat({ step: done, totalSteps: spec.totalSteps, checkpointKey, loss: record.loss } satisfies ChunkHeartbeat);
+        heartbeat({ step: done, totalSteps: spec.totalSteps, checkpointKey, loss: record.loss });
         if (ctx.cancellationSignal.aborted) {
           // Pause, stop or shutdown: keep the work done so far, then end as cancelled.
           if (done > stagedStep) await commit(done, { loss: record.loss });

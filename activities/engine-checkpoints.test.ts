@@ -12,7 +12,7 @@ import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import type { PutBody, PutOptions, PutResult } from '../storage/types';
 import { canMountSmallDisk, mountSmallDisk, type SmallDisk } from '../storage/testing/small-disk';
-import type { StorageFullRetrySettings } from '../temporal.config';
+import { CHECKPOINT_KEEPALIVE_MS, type StorageFullRetrySettings } from '../temporal.config';
 import { CheckpointWriter, loadEngineCheckpoint, saveCheckpoint, saveEngineCheckpoint, withEngineFiles } from './engine-checkpoints';
 
 describe('engine checkpoints through the checkpoint store', () => {
@@ -139,6 +139,25 @@ describe('CheckpointWriter: checkpoints committed beside training', () => {
     await store.close();
   });
 
+  it('heartbeats what it waits for while a commit takes longer than CHECKPOINT_KEEPALIVE_MS', async () => {
+    const { storage, store } = gated();
+    const engine = createEngine({ kind: 'onnx' });
+    await engine.init(microConfig(), 6);
+    await trainOnStepBatches(engine, 1);
+    const phases: string[] = [];
+    const writer = new CheckpointWriter(store, { heartbeat: (phase) => phases.push(phase) });
+    await writer.save(engine, { runId: 'k', stage: 'sft', configHash: 'h' });
+    const opened = setTimeout(() => storage.open(), CHECKPOINT_KEEPALIVE_MS + 700);
+    try {
+      expect((await writer.flush())?.step).toBe(1);
+    } finally {
+      clearTimeout(opened);
+    }
+    expect(phases).toEqual(['committing the checkpoint of step 1']);
+    await engine.dispose();
+    await store.close();
+  }, 20_000);
+
   it('commits again, in flush, a background commit that failed, and says so in the activity log', async () => {
     const { storage, store } = gated(1);
     storage.open();
@@ -157,7 +176,7 @@ describe('CheckpointWriter: checkpoints committed beside training', () => {
       return [key, second];
     });
     expect((await store.list('f', 'sft')).map((m) => m.key)).toEqual(keys);
-    expect(logs).toEqual(['background checkpoint commit failed: committing it again']);
+    expect(logs).toEqual(['checkpoint commit failed: committing it again']);
     expect(staged()).toBe(0);
     await engine.dispose();
     await store.close();

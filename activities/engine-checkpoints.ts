@@ -26,7 +26,7 @@ import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, ty
 import type { CheckpointStore, SaveCheckpointInput } from '../storage/checkpoints';
 import { checkpointKey as checkpointDirKey, manifestKey } from '../storage/keys';
 import type { CheckpointManifest } from '../storage/manifest';
-import { STORAGE_FULL_SAVE_RETRY, type StorageFullRetrySettings, loadTemporalConfig } from '../temporal.config';
+import { CHECKPOINT_KEEPALIVE_MS, STORAGE_FULL_SAVE_RETRY, type StorageFullRetrySettings, loadTemporalConfig } from '../temporal.config';
 
 export interface EngineCheckpointTarget {
   runId: string;
@@ -43,13 +43,11 @@ export async function saveEngineCheckpoint(
   engine: Engine,
   target: EngineCheckpointTarget,
   retry: StorageFullRetrySettings = STORAGE_FULL_SAVE_RETRY,
+  heartbeat?: (phase: string) => void,
 ): Promise<CheckpointManifest> {
-  const staged = await stageEngineState(store, engine, target);
-  try {
-    return await saveCheckpoint(store, staged.input, retry);
-  } finally {
-    await staged.release();
-  }
+  const writer = new CheckpointWriter(store, { retry, ...(heartbeat ? { heartbeat } : {}) });
+  await writer.save(engine, target);
+  return (await writer.flush())!;
 }
 
 /** An engine state written to local disk, ready to commit (`input`), and the folder to remove when done. */
@@ -96,21 +94,42 @@ export async function stageEngineState(store: CheckpointStore, engine: Engine, t
  * throws and the activity's retry resumes from the last committed checkpoint. Callers `flush` before they end.
  */
 export class CheckpointWriter {
-  private inFlight: { staged: StagedCheckpoint; commit: Promise<CheckpointManifest>; onCommitted: (manifest: CheckpointManifest) => Promise<void> } | undefined;
+  private inFlight: InFlightCommit | undefined;
+  private readonly retry: StorageFullRetrySettings;
+  private readonly heartbeat: ((phase: string) => void) | undefined;
 
+  /**
+   * `heartbeat(phase)` is called every `CHECKPOINT_KEEPALIVE_MS` while `save` or `flush` waits (the activity's own
+   * heartbeat, with what it is waiting for), so that a long write or upload neither times the activity out nor
+   * shows it as stalled.
+   */
   constructor(
     private readonly store: CheckpointStore,
-    private readonly retry: StorageFullRetrySettings = STORAGE_FULL_SAVE_RETRY,
-  ) {}
+    options: { retry?: StorageFullRetrySettings; heartbeat?: (phase: string) => void } = {},
+  ) {
+    this.retry = options.retry ?? STORAGE_FULL_SAVE_RETRY;
+    this.heartbeat = options.heartbeat;
+  }
 
   /** Waits for the previous commit, stages the engine's state, starts committing it; returns its checkpoint key. */
   async save(engine: Engine, target: EngineCheckpointTarget, onCommitted: (manifest: CheckpointManifest) => Promise<void> = () => Promise.resolve()): Promise<string> {
     await this.flush();
-    const staged = await stageEngineState(this.store, engine, target);
-    const commit = this.store.save(staged.input);
-    commit.catch(() => undefined); // observed by flush
-    this.inFlight = { staged, commit, onCommitted };
-    return checkpointDirKey(staged.input.runId, staged.input.stage, staged.input.step);
+    const step = target.step ?? engine.step();
+    const staged = await this.keepAlive(`writing the checkpoint of step ${step}`, stageEngineState(this.store, engine, target));
+    const { runId, stage } = staged.input;
+    const dir = checkpointDirKey(runId, stage, step);
+    try {
+      // What the folder held before this commit: anything else in it, while no manifest commits the step, was written
+      // by this commit's failed attempt (flush removes it before committing again).
+      const before = new Set((await this.store.storage.listAll(`${dir}/`)).map((o) => o.key));
+      const commit = this.store.save(staged.input);
+      commit.catch(() => undefined); // observed by flush
+      this.inFlight = { staged, commit, before, onCommitted };
+    } catch (err) {
+      await staged.release();
+      throw err;
+    }
+    return dir;
   }
 
   /** The commit in flight, awaited (redone here if it failed), then its `onCommitted`; undefined if none. */
@@ -118,14 +137,17 @@ export class CheckpointWriter {
     const job = this.inFlight;
     if (!job) return undefined;
     this.inFlight = undefined;
+    const { runId, stage, step } = job.staged.input;
     try {
       let manifest: CheckpointManifest;
       try {
-        manifest = await job.commit;
+        manifest = await this.keepAlive(`committing the checkpoint of step ${step}`, job.commit);
       } catch (err) {
-        const { runId, stage, step } = job.staged.input;
-        warn('background checkpoint commit failed: committing it again', { runId, stage, step, error: err instanceof Error ? err.message : String(err) });
-        manifest = await saveCheckpoint(this.store, job.staged.input, this.retry);
+        // (A full storage is logged by saveCheckpoint, which waits for space.)
+        if (!(err instanceof StorageFullError)) warn('checkpoint commit failed: committing it again', { runId, stage, step, error: err instanceof Error ? err.message : String(err) });
+        const dir = checkpointDirKey(runId, stage, step);
+        await removeFailedAttempt(this.store, dir, job.before);
+        manifest = await this.keepAlive(`committing the checkpoint of step ${step}`, saveCheckpoint(this.store, job.staged.input, this.retry, job.before));
       }
       await job.onCommitted(manifest);
       return manifest;
@@ -142,6 +164,26 @@ export class CheckpointWriter {
       warn('checkpoint commit lost with the failing activity', { error: err instanceof Error ? err.message : String(err) });
     }
   }
+
+  /** `work`, heartbeating `phase` every CHECKPOINT_KEEPALIVE_MS until it settles (when there is a heartbeat). */
+  private async keepAlive<T>(phase: string, work: Promise<T>): Promise<T> {
+    const beat = this.heartbeat;
+    if (!beat) return work;
+    const timer = setInterval(() => beat(phase), CHECKPOINT_KEEPALIVE_MS);
+    try {
+      return await work;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+}
+
+interface InFlightCommit {
+  staged: StagedCheckpoint;
+  commit: Promise<CheckpointManifest>;
+  /** The checkpoint folder's keys before the commit started. */
+  before: ReadonlySet<string>;
+  onCommitted: (manifest: CheckpointManifest) => Promise<void>;
 }
 
 /** Where engine states are staged on this machine: SOPHIA_SCRATCH (temporal.config.ts), else the OS temp folder. */
@@ -191,13 +233,19 @@ function activityContext(): Context | undefined {
  * (retryable: the activity is retried from its last committed checkpoint). A cancellation ends the wait (the
  * activity ends cancelled). Outside an activity the error is thrown at once: the user is watching.
  */
-export async function saveCheckpoint(store: CheckpointStore, input: SaveCheckpointInput, retry: StorageFullRetrySettings = STORAGE_FULL_SAVE_RETRY): Promise<CheckpointManifest> {
+export async function saveCheckpoint(
+  store: CheckpointStore,
+  input: SaveCheckpointInput,
+  retry: StorageFullRetrySettings = STORAGE_FULL_SAVE_RETRY,
+  knownBefore?: ReadonlySet<string>,
+): Promise<CheckpointManifest> {
   const ctx = activityContext();
   if (!ctx) return store.save(input);
   const dir = checkpointDirKey(input.runId, input.stage, input.step);
-  // What the folder held before this save: anything else in it, while no manifest commits the step, was written by a
-  // failed attempt of this save (a file may land after its save failed: the store's other upload lane goes on).
-  const before = new Set((await store.storage.listAll(`${dir}/`)).map((o) => o.key));
+  // What the folder held before this save (`knownBefore`: before an earlier attempt of it): anything else in it, while
+  // no manifest commits the step, was written by a failed attempt of this save (a file may land after its save
+  // failed: the store's other upload lane goes on).
+  const before = knownBefore ?? new Set((await store.storage.listAll(`${dir}/`)).map((o) => o.key));
   let waitedMs = 0;
   for (let attempt = 0; ; attempt++) {
     try {

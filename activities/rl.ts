@@ -131,9 +131,11 @@ export function createRlActivities(deps: RlDeps) {
   // per run on this worker. A commit lands before the next one is staged, before a reload, on a stop and at the
   // last step, so the stage ends with its final checkpoint committed.
   const writers = new Map<string, CheckpointWriter>();
+  /** While a checkpoint is written or committed: the calling activity's heartbeat, with that phase. */
+  const keepAlive = (phase: string) => Context.current().heartbeat({ phase });
   const writerOf = (runId: string) => {
     let writer = writers.get(runId);
-    if (!writer) writers.set(runId, (writer = new CheckpointWriter(store)));
+    if (!writer) writers.set(runId, (writer = new CheckpointWriter(store, { heartbeat: keepAlive })));
     return writer;
   };
 
@@ -281,7 +283,7 @@ export function createRlActivities(deps: RlDeps) {
         if (latest && latest.step >= input.step) return { checkpointKey: latest.key, step: latest.step };
         const { engine, checkpointKey } = await engines.slot(`${input.runId}/policy`, engineOptionsOf(input.config));
         if (checkpointKey !== tag(input.step) || input.step === 0) return { checkpointKey: latest?.key, step: latest?.step ?? 0 };
-        const manifest = await saveEngineCheckpoint(store, engine, { runId: input.runId, stage: GRPO_STAGE, step: input.step, configHash: input.configHash, meta: { stopped: true } });
+        const manifest = await saveEngineCheckpoint(store, engine, { runId: input.runId, stage: GRPO_STAGE, step: input.step, configHash: input.configHash, meta: { stopped: true } }, undefined, keepAlive);
         return { checkpointKey: manifest.key, step: input.step };
       });
     },

@@ -73,6 +73,9 @@ describe('readHeartbeat', () => {
   it('reads training steps as live progress and other heartbeats as a phase in words', () => {
     expect(readHeartbeat({ step: 3, totalSteps: 10, loss: 1.5, checkpointKey: 'k' })).toEqual({ live: { step: 3, totalSteps: 10, loss: 1.5, checkpointKey: 'k' }, phase: undefined });
     expect(readHeartbeat({ step: 29, phase: 'rollouts' })).toEqual({ live: undefined, phase: 'rollouts' });
+    // A training chunk waiting on a checkpoint: its steps and what it waits for.
+    const committing = readHeartbeat({ step: 40, totalSteps: 100, loss: 0.5, checkpointKey: 'k', phase: 'committing the checkpoint of step 40' });
+    expect(committing).toEqual({ live: { step: 40, totalSteps: 100, loss: 0.5, checkpointKey: 'k' }, phase: 'committing the checkpoint of step 40' });
     expect(readHeartbeat({ label: 'final', split: 'ood', done: 5, total: 100 }).phase).toBe('ood 5/100');
     expect(readHeartbeat({ temperature: 0.7, samples: 40 }).phase).toBe('40 responses sampled (temperature 0.7)');
     expect(readHeartbeat('x')).toEqual({ live: undefined, phase: undefined });

@@ -253,7 +253,7 @@ export function readHeartbeat(details: unknown): Pick<LiveProgress, 'live' | 'ph
   const step = num('step');
   const totalSteps = num('totalSteps');
   if (step !== undefined && totalSteps !== undefined) {
-    return { live: { step, totalSteps, loss: num('loss'), checkpointKey: str('checkpointKey') }, phase: undefined };
+    return { live: { step, totalSteps, loss: num('loss'), checkpointKey: str('checkpointKey') }, phase: str('phase') };
   }
   const split = str('split');
   const done = num('done');
