@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import losses
-from .protocol import BadType, BadValue, RequestError, StateError
+from .protocol import BadType, BadValue, RequestError, StateError, request_tensor
 
 Result = tuple[dict[str, Any], dict[str, np.ndarray]]
 
@@ -101,13 +101,9 @@ def _int(args: dict[str, Any], name: str, field: str, default: Any = ..., minimu
 
 def _tensor(tensors: dict[str, np.ndarray], name: str, dtypes: tuple[str, ...], length: int | None = None, optional: bool = False) -> np.ndarray | None:
     field = f"tensors.{name}"
-    if name not in tensors:
-        if optional:
-            return None
-        raise BadValue(f"tensor {name!r} is required", field)
-    array = tensors[name]
-    if array.dtype.name not in dtypes:
-        raise BadType(f"tensor {name!r} must be {' or '.join(dtypes)} (got {array.dtype.name})", field)
+    array = request_tensor(tensors, name, dtypes, optional)
+    if array is None:
+        return None
     if array.ndim != 1:
         raise BadValue(f"tensor {name!r} must be 1-D (got shape {list(array.shape)})", field)
     if length is not None and array.shape[0] != length:

@@ -73,6 +73,20 @@ class StateError(RequestError):
     type = "StateError"
 
 
+def request_tensor(tensors: dict[str, np.ndarray], name: str, dtypes: tuple[str, ...], optional: bool = False) -> np.ndarray | None:
+    """The request tensor `name`, checked to be present (unless `optional`: then None when absent) and of one of
+    `dtypes`; refusals name `tensors.{name}`. Shapes are the caller's to check."""
+    field = f"tensors.{name}"
+    if name not in tensors:
+        if optional:
+            return None
+        raise BadValue(f"tensor {name!r} is required", field)
+    array = tensors[name]
+    if array.dtype.name not in dtypes:
+        raise BadType(f"tensor {name!r} must be {' or '.join(dtypes)} (got {array.dtype.name})", field)
+    return array
+
+
 class FatalFrameError(Exception):
     """The byte stream cannot be parsed further; `request_id` is the id if the header was readable."""
 

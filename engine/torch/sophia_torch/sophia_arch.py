@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .protocol import BadType, BadValue, StateError
+from .protocol import BadType, BadValue, StateError, request_tensor
 
 # Masked attention logits get this added (finite, as in engine/model/transformer.ts).
 MASKED = -1e9
@@ -292,16 +292,9 @@ class TokenBatch:
 
 
 def _array(tensors: dict[str, np.ndarray], name: str, kinds: tuple[str, ...], shape: tuple[int, ...], optional: bool = False) -> np.ndarray | None:
-    field = f"tensors.{name}"
-    if name not in tensors:
-        if optional:
-            return None
-        raise BadValue(f"tensor {name!r} is required", field)
-    a = tensors[name]
-    if a.dtype.name not in kinds:
-        raise BadType(f"tensor {name!r} must be {' or '.join(kinds)} (got {a.dtype.name})", field)
-    if tuple(a.shape) != shape:
-        raise BadValue(f"tensor {name!r} has shape {list(a.shape)}, expected {list(shape)}", field)
+    a = request_tensor(tensors, name, kinds, optional)
+    if a is not None and tuple(a.shape) != shape:
+        raise BadValue(f"tensor {name!r} has shape {list(a.shape)}, expected {list(shape)}", f"tensors.{name}")
     return a
 
 
