@@ -13,13 +13,14 @@ have B entries.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -109,6 +110,30 @@ def _tensor(tensors: dict[str, np.ndarray], name: str, dtypes: tuple[str, ...], 
     if length is not None and array.shape[0] != length:
         raise BadValue(f"tensor {name!r} has {array.shape[0]} values, expected {length}", field)
     return array
+
+
+@contextlib.contextmanager
+def _tokenizer_settings_kept(tokenizer: Any) -> Iterator[None]:
+    """Puts a fast tokenizer's backend padding and truncation back as they were after the block. transformers sets
+    them on the `tokenizers` backend for every call (padding on for a padded batch, off and truncation off for any
+    other call) and leaves them so, and `save_pretrained` writes them into tokenizer.json: without this, a state saved
+    after a request would differ from the same state saved by a fresh engine, for a tokenizer.json that ships padding
+    or truncation after any call, and for every tokenizer after a padded one. A slow tokenizer has no backend."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    kept = (backend.padding, backend.truncation) if backend is not None else None
+    try:
+        yield
+    finally:
+        if kept is not None and (backend.padding, backend.truncation) != kept:
+            padding, truncation = kept
+            if padding is None:
+                backend.no_padding()
+            else:
+                backend.enable_padding(**padding)
+            if truncation is None:
+                backend.no_truncation()
+            else:
+                backend.enable_truncation(**truncation)
 
 
 def _image(data: np.ndarray, name: str, field: str) -> Any:
@@ -490,10 +515,11 @@ class Engine:
     def _render_one(m: Loaded, pf: str, rendered: list[dict[str, Any]], images: list[Any], add_generation_prompt: bool) -> Prompt:
         try:
             text = m.processor.apply_chat_template(rendered, tokenize=False, add_generation_prompt=add_generation_prompt)
-            if m.vision:
-                enc = m.processor(text=[text], images=images or None, return_tensors="pt", return_mm_token_type_ids=True)
-            else:  # the template writes the special tokens itself
-                enc = m.processor(text, add_special_tokens=False, return_tensors="pt")
+            with _tokenizer_settings_kept(m.tokenizer):
+                if m.vision:
+                    enc = m.processor(text=[text], images=images or None, return_tensors="pt", return_mm_token_type_ids=True)
+                else:  # the template writes the special tokens itself
+                    enc = m.processor(text, add_special_tokens=False, return_tensors="pt")
         except (ValueError, TypeError, KeyError) as err:
             raise BadValue(f"{pf}: the model's processor cannot render it: {err}", pf) from None
         mm = enc.get("mm_token_type_ids")
@@ -516,26 +542,14 @@ class Engine:
         `tokenizers` backend (`enable_padding`) and leaves it on, and `processor.save_pretrained` writes that into
         tokenizer.json (its "padding", null in a fresh engine), so a state saved after a batched request would differ
         from the same state saved by a fresh engine (a273d45). The backend's padding and truncation are put back
-        after the call; padding cannot be passed to the backend per call."""
-        backend = getattr(m.processor.tokenizer, "_tokenizer", None)  # a fast tokenizer's tokenizers.Tokenizer; a slow one pads in Python
-        kept = (backend.padding, backend.truncation) if backend is not None else None
+        after the call (`_tokenizer_settings_kept`); padding cannot be passed to the backend per call."""
         try:
             texts = [m.processor.apply_chat_template(r, tokenize=False, add_generation_prompt=g) for _, r, _, g in chats]
             images = [image for _, _, ims, _ in chats for image in ims]
-            enc = m.processor(text=texts, images=images or None, padding=True, padding_side="right", return_tensors="pt", return_mm_token_type_ids=True)
+            with _tokenizer_settings_kept(m.tokenizer):
+                enc = m.processor(text=texts, images=images or None, padding=True, padding_side="right", return_tensors="pt", return_mm_token_type_ids=True)
         except (ValueError, TypeError, KeyError):
             return None
-        finally:
-            if kept is not None and (backend.padding, backend.truncation) != kept:
-                padding, truncation = kept
-                if padding is None:
-                    backend.no_padding()
-                else:
-                    backend.enable_padding(**padding)
-                if truncation is None:
-                    backend.no_truncation()
-                else:
-                    backend.enable_truncation(**truncation)
         lengths = enc["attention_mask"].sum(dim=1).tolist()
         grids = enc.get("image_grid_thw")
         patches = torch.split(enc["pixel_values"], grids.prod(dim=1).tolist()) if grids is not None else ()
@@ -679,7 +693,8 @@ class Engine:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise BadType(f"args.texts[{i}] must be a string", f"args.texts[{i}]")
-        ids = [m.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        with _tokenizer_settings_kept(m.tokenizer):
+            ids = [m.tokenizer.encode(t, add_special_tokens=False) for t in texts]
         flat = np.array([x for seq in ids for x in seq], dtype=np.int32)
         return {}, {"ids": flat, "lengths": np.array([len(s) for s in ids], dtype=np.int32)}
 

@@ -96,7 +96,8 @@ def test_a_batched_render_leaves_every_file_the_processor_saves_unchanged(tiny_d
 
 def test_a_tokenizer_saved_with_padding_and_truncation_keeps_them(tiny_dir, tmp_path):
     """A tokenizer.json may ship its own padding and truncation: the batched call switches both (padding to the
-    batch's longest on the right, truncation off), and puts back what it found."""
+    batch's longest on the right, truncation off), the unpadded calls switch both off, and each puts back what it
+    found."""
     e = fresh(tiny_dir)
     backend = e.m.processor.tokenizer._tokenizer
     backend.enable_padding(direction="left", pad_id=7, pad_token="<|endoftext|>", pad_to_multiple_of=8)
@@ -106,6 +107,12 @@ def test_a_tokenizer_saved_with_padding_and_truncation_keeps_them(tiny_dir, tmp_
     e.m.processor.save_pretrained(tmp_path / "after")
     assert differing(files_of(tmp_path / "before"), files_of(tmp_path / "after")) == []
     assert backend.padding["direction"] == "left" and backend.truncation["max_length"] == 4096
+    # Nor do the calls without padding (one prompt; the tokenize op), which transformers makes with padding and
+    # truncation switched off on the backend.
+    e._render_prompts(e.m, {"prompts": PROMPTS[:1]}, TENSORS)
+    e.tokenize({"texts": ["Three.", "Green."]}, {})
+    e.m.processor.save_pretrained(tmp_path / "unpadded")
+    assert differing(files_of(tmp_path / "before"), files_of(tmp_path / "unpadded")) == []
 
 
 def test_a_state_saved_after_batched_requests_is_the_state_a_fresh_engine_saves(tiny_dir, tmp_path):
