@@ -121,6 +121,13 @@ describe('loadTemporalConfig', () => {
     expect(err.field).toBe('SOPHIA_TASK_QUEUE_GPU');
   });
 
+  it('takes the model cache and the scratch folder as absolute paths, refusing others by name', () => {
+    expect(loadTemporalConfig({ SOPHIA_SCRATCH: ' /var/tmp/sophia ', SOPHIA_MODEL_CACHE: '/cache/models' })).toMatchObject({ scratchDir: '/var/tmp/sophia', modelCacheDir: '/cache/models' });
+    expect(loadTemporalConfig({}).scratchDir).toBeUndefined();
+    expect(configError(() => loadTemporalConfig({ SOPHIA_SCRATCH: 'tmp/sophia' })).message).toMatch(/^SOPHIA_SCRATCH: "tmp\/sophia" is not an absolute path\. Give a local folder on a disk with room for two checkpoints/);
+    expect(configError(() => loadTemporalConfig({ SOPHIA_MODEL_CACHE: 'models' })).message).toMatch(/^SOPHIA_MODEL_CACHE: "models" is not an absolute path/);
+  });
+
   it('documents every variable it reads, here and in the README', () => {
     const names = TEMPORAL_ENV_VARS.map((v) => v.name);
     expect(new Set(names).size).toBe(names.length);

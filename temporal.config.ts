@@ -226,6 +226,12 @@ function fractionOf(name: string, raw: string): number {
   return value;
 }
 
+function absolutePathOf(name: string, raw: string, hint: string): string {
+  const dir = raw.trim();
+  if (!dir.startsWith('/')) throw new ConfigError(name, `${JSON.stringify(raw)} is not an absolute path`, { hint });
+  return dir;
+}
+
 function booleanOf(name: string, raw: string): boolean {
   const text = raw.trim().toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(text)) return true;
@@ -434,22 +440,14 @@ export const TEMPORAL_ENV_VARS: readonly EnvOverride[] = [
     name: 'SOPHIA_MODEL_CACHE',
     doc: 'On a GPU worker: the folder where models named by s3:// in run configs are downloaded once and verified (default {SOPHIA_HOME}/models)',
     apply: (c, raw) => {
-      const dir = raw.trim();
-      if (!dir.startsWith('/')) {
-        throw new ConfigError('SOPHIA_MODEL_CACHE', `${JSON.stringify(raw)} is not an absolute path`, { hint: 'Give the folder where workers keep downloaded models, e.g. /var/cache/sophia/models' });
-      }
-      c.modelCacheDir = dir;
+      c.modelCacheDir = absolutePathOf('SOPHIA_MODEL_CACHE', raw, 'Give the folder where workers keep downloaded models, e.g. /var/cache/sophia/models');
     },
   },
   {
     name: 'SOPHIA_SCRATCH',
     doc: 'On a worker: the local folder where engine states are staged before upload and after download (default the OS temp folder; needs room for two of the largest states)',
     apply: (c, raw) => {
-      const dir = raw.trim();
-      if (!dir.startsWith('/')) {
-        throw new ConfigError('SOPHIA_SCRATCH', `${JSON.stringify(raw)} is not an absolute path`, { hint: 'Give a local folder on a disk with room for two checkpoints, e.g. /var/tmp/sophia' });
-      }
-      c.scratchDir = dir;
+      c.scratchDir = absolutePathOf('SOPHIA_SCRATCH', raw, 'Give a local folder on a disk with room for two checkpoints, e.g. /var/tmp/sophia');
     },
   },
 ];
