@@ -1,5 +1,6 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
@@ -98,6 +99,10 @@ describe('CheckpointWriter: checkpoints committed beside training', () => {
   const scratch = mkdtempSync(path.join(tmpdir(), 'sophia-writer-scratch-'));
   const previous = process.env.SOPHIA_SCRATCH;
   process.env.SOPHIA_SCRATCH = scratch;
+  // A staging folder a killed worker of this host left (made before any test of this file runs): the first scratch
+  // folder this process makes removes it.
+  const leftover = path.join(scratch, `sophia-save-${spawnSync(process.execPath, ['-e', '0']).pid}-00aa11bb22cc@${hostname()}`);
+  mkdirSync(leftover);
   const staged = () => readdirSync(scratch).filter((n) => n.startsWith('sophia-save-')).length;
   afterAll(() => {
     if (previous === undefined) delete process.env.SOPHIA_SCRATCH;
@@ -121,6 +126,7 @@ describe('CheckpointWriter: checkpoints committed beside training', () => {
     const committed: string[] = [];
     const key = await writer.save(engine, { runId: 'w', stage: 'sft', configHash: 'h' }, (m) => Promise.resolve(void committed.push(m.key)));
     expect(key).toBe('runs/w/sft/checkpoints/00000002');
+    expect(existsSync(leftover)).toBe(false);
     expect(staged()).toBe(1);
     await trainOnStepBatches(engine, 1); // training goes on while the upload waits
     expect(await store.latest('w', 'sft')).toBeUndefined();

@@ -5,7 +5,7 @@
  * hold is the engine's business (engine/types.ts), so the activities work with any engine.
  *
  * States pass through local disk, never whole through memory: a save has the engine write its files into a folder
- * under the scratch dir (`scratchRoot`: SOPHIA_SCRATCH, else the OS temp folder) and streams them from there to the
+ * under the scratch dir (`scratchFolder`: SOPHIA_SCRATCH, else the OS temp folder) and streams them from there to the
  * store; a load streams the checkpoint's files into such a folder (verifying each) and has the engine load them
  * from there. Each folder is removed when its save or load ends.
  *
@@ -13,7 +13,7 @@
  * activity would have its retry redo every step since the last checkpoint, while the state to save is right here in
  * memory.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Context, log } from '@temporalio/activity';
@@ -26,6 +26,7 @@ import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, ty
 import type { CheckpointStore, SaveCheckpointInput } from '../storage/checkpoints';
 import { checkpointKey as checkpointDirKey, manifestKey } from '../storage/keys';
 import type { CheckpointManifest } from '../storage/manifest';
+import { makeOwnedFolder, removeDeadFolders } from '../storage/owned-folders';
 import { CHECKPOINT_KEEPALIVE_MS, STORAGE_FULL_SAVE_RETRY, type StorageFullRetrySettings, loadTemporalConfig } from '../temporal.config';
 
 export interface EngineCheckpointTarget {
@@ -59,12 +60,12 @@ export interface StagedCheckpoint {
 }
 
 /**
- * The engine's state saved into a fresh folder under the scratch dir (`scratchRoot`), as a checkpoint to commit:
+ * The engine's state saved into a fresh folder under the scratch dir (`scratchFolder`), as a checkpoint to commit:
  * files on disk are streamed from there when uploaded, never held in memory. This is the part of a checkpoint that
  * training waits for; the upload can go on beside it (`CheckpointWriter`).
  */
 export async function stageEngineState(store: CheckpointStore, engine: Engine, target: EngineCheckpointTarget): Promise<StagedCheckpoint> {
-  const dir = await mkdtemp(path.join(await scratchRoot(), 'sophia-save-'));
+  const dir = await scratchFolder('save');
   const release = () => rm(dir, { recursive: true, force: true });
   try {
     const files = await engine.saveState({ dir: path.join(dir, 'state') });
@@ -187,10 +188,33 @@ interface InFlightCommit {
 }
 
 /** Where engine states are staged on this machine: SOPHIA_SCRATCH (temporal.config.ts), else the OS temp folder. */
-export async function scratchRoot(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const root = loadTemporalConfig(env).scratchDir ?? tmpdir();
-  await mkdir(root, { recursive: true });
-  return root;
+export function scratchRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return loadTemporalConfig(env).scratchDir ?? tmpdir();
+}
+
+/** What a scratch folder holds: a state being saved, a checkpoint being loaded, an evicted engine's state. */
+export type ScratchUse = 'save' | 'load' | 'spill';
+const SCRATCH_USES: readonly ScratchUse[] = ['save', 'load', 'spill'];
+const scratchPrefix = (use: ScratchUse) => `sophia-${use}-`;
+/** Scratch roots this process has cleaned of folders that dead processes left behind. */
+const cleaned = new Set<string>();
+
+/**
+ * A fresh folder for `use` under the scratch dir (SOPHIA_SCRATCH, temporal.config.ts, else the OS temp folder),
+ * named for this process (`storage/owned-folders.ts`); the caller removes it when done. The first one a process
+ * makes under a root removes the folders there that killed processes of this host left (a worker killed mid-save
+ * leaves a whole state: ~75 GB for a 7B policy), not those of live workers sharing the folder.
+ */
+export async function scratchFolder(use: ScratchUse, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const root = scratchRoot(env);
+  if (!cleaned.has(root)) {
+    cleaned.add(root);
+    for (const u of SCRATCH_USES) {
+      const removed = await removeDeadFolders(root, scratchPrefix(u));
+      if (removed.length > 0) warn('removed scratch folders that killed processes left', { root, removed });
+    }
+  }
+  return makeOwnedFolder(root, scratchPrefix(use));
 }
 
 /**
@@ -290,7 +314,7 @@ async function removeFailedAttempt(store: CheckpointStore, dir: string, before: 
  * scratch dir, given to `use` as engine state files on disk; the folder is removed when `use` ends.
  */
 export async function withEngineFiles<T>(store: CheckpointStore, checkpointKey: string, use: (files: OnDiskEngineFile[], manifest: CheckpointManifest) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(path.join(await scratchRoot(), 'sophia-load-'));
+  const dir = await scratchFolder('load');
   try {
     const { manifest, files } = await store.loadInto(checkpointKey, path.join(dir, 'state'));
     return await use(files, manifest);

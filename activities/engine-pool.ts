@@ -17,7 +17,7 @@
  * section), so a run's engine kind, threads, execution provider, dtype and device are honoured on whichever worker
  * runs its activities.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import * as path from 'node:path';
 import { ConfigError } from '../common/errors';
@@ -26,7 +26,7 @@ import type { RunConfig } from '../config/run-config';
 import type { TorchEstimateOptions } from '../config/torch-estimate';
 import type { EngineOptions, TorchEngineSettings } from '../engine/factory';
 import type { Engine, EngineFile } from '../engine/types';
-import { scratchRoot } from './engine-checkpoints';
+import { scratchFolder } from './engine-checkpoints';
 
 const drop = (dir: string) => rm(dir, { recursive: true, force: true });
 
@@ -133,7 +133,7 @@ export class EnginePool {
         const [oldestName, oldest] = [...this.slots.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
         this.slots.delete(oldestName);
         if (oldest.checkpointKey !== undefined) {
-          const dir = await mkdtemp(path.join(await scratchRoot(), 'sophia-spill-'));
+          const dir = await scratchFolder('spill');
           const state = await oldest.engine.saveState({ dir: path.join(dir, 'state') }).catch(async (err: unknown) => {
             await drop(dir);
             throw err;

@@ -180,7 +180,7 @@ async function main(): Promise<void> {
     console.log(
       `\nModel: random Qwen2.5-VL ${name}, ${TORCH.dtype} on ${TORCH.device}, ${TORCH.threads} threads; batch ${BATCH.rows} prompts (one ${BATCH.image}×${BATCH.image} image + a question) × 1 response of ${BATCH.response} tokens, SFT.`,
     );
-    console.log(`State: ${(state.bytes / 2 ** 20).toFixed(1)} MiB (${state.bytes} bytes) in ${state.files} files; store ${storage.location}; staged under ${await scratchRoot()}.`);
+    console.log(`State: ${(state.bytes / 2 ** 20).toFixed(1)} MiB (${state.bytes} bytes) in ${state.files} files; store ${storage.location}; staged under ${scratchRoot()}.`);
     console.log(`Per repetition: synchronous and background in alternating order, ${STEPS} plain steps right before the background save; ${REPS} repetitions after 2 untimed steps.`);
     console.log(
       `Load check: ${check!.key} (the background writer's, step ${check!.step}) loaded into a fresh torch engine in ${(loaded.ms / 1000).toFixed(1)} s, ` +

@@ -16,10 +16,8 @@
  * manifest from S3 (one small GET), and a cache hit re-checks the files' sizes (and their sha256 with
  * `verifySha256`); a damaged cached copy is replaced by a fresh download.
  */
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AlreadyExistsError, ConfigError, InvalidKeyError, NotFoundError, SophiaError, StorageFullError } from '../common/errors';
@@ -27,6 +25,7 @@ import { parseModelLocation, parseS3ModelUri, readPretrainedShape } from '../con
 import { StreamDigest, sha256Hex } from './hashing';
 import { assertValidKey } from './keys';
 import { openStorage } from './open';
+import { makeOwnedFolder, removeDeadFolders } from './owned-folders';
 import type { Storage } from './types';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -127,7 +126,7 @@ export async function resolveModel(uri: string, options: ResolveModelOptions): P
     const slug = `${location.bucket}--${location.prefix.replaceAll('/', '--')}`.slice(0, 150);
     const final = path.join(options.cacheDir, `${slug}@${sha256Hex(manifestBytes).slice(0, 16)}`);
     await mkdir(options.cacheDir, { recursive: true }).catch((err: unknown) => rethrowLocal(err, options.cacheDir));
-    await removeDeadPartials(options.cacheDir);
+    await removeDeadFolders(options.cacheDir, PARTIAL); // left by crashed downloads of this host
     if (!(await cachedCopyIsWhole(final, manifest, options.verifySha256 ?? false))) {
       await rm(final, { recursive: true, force: true }); // a damaged copy (or none): download afresh
       const temp = await download(storage, location.uri, manifest, manifestBytes, options);
@@ -189,23 +188,8 @@ async function sha256OfFile(file: string): Promise<string> {
   return digest.sha256;
 }
 
-const PARTIAL = /^\.partial-(\d+)-[0-9a-f]+@(.+)$/;
-
-/** Removes temp folders left by dead processes of this host (a crash mid-download). */
-async function removeDeadPartials(cacheDir: string): Promise<void> {
-  for (const name of await readdir(cacheDir)) {
-    const match = PARTIAL.exec(name);
-    if (!match || match[2] !== hostname()) continue;
-    const pid = Number(match[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      alive = (err as NodeJS.ErrnoException).code !== 'ESRCH';
-    }
-    if (!alive) await rm(path.join(cacheDir, name), { recursive: true, force: true });
-  }
-}
+/** Temp folders of downloads in progress (`makeOwnedFolder`): `.partial-{pid}-{random}@{host}`. */
+const PARTIAL = '.partial-';
 
 /** Downloads every file of `manifest` into a fresh temp folder, verified and fsynced; returns the folder. */
 async function download(storage: Storage, uri: string, manifest: ModelManifest, manifestBytes: Uint8Array, options: ResolveModelOptions): Promise<string> {
@@ -216,8 +200,7 @@ async function download(storage: Storage, uri: string, manifest: ModelManifest, 
       hint: 'Free space there, or point SOPHIA_MODEL_CACHE at a larger disk',
     });
   }
-  const temp = path.join(options.cacheDir, `.partial-${process.pid}-${randomBytes(6).toString('hex')}@${hostname()}`);
-  await mkdir(temp).catch((err: unknown) => rethrowLocal(err, temp));
+  const temp = await makeOwnedFolder(options.cacheDir, PARTIAL).catch((err: unknown) => rethrowLocal(err, options.cacheDir));
   try {
     let bytes = 0;
     const queue = [...manifest.files];
