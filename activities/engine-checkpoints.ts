@@ -21,7 +21,7 @@ import { formatDurationMs } from '../common/duration';
 import { StorageFullError } from '../common/errors';
 import { pretrainedParameters, pretrainedShape } from '../config/pretrained';
 import { parameterCount } from '../engine/model/config';
-import { engineFileStream, isOnDisk, readEngineFile, stateSize } from '../engine/state-files';
+import { engineFileStream, isOnDisk, readEngineFile } from '../engine/state-files';
 import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, type OnDiskEngineFile, isPretrained } from '../engine/types';
 import type { CheckpointStore, SaveCheckpointInput } from '../storage/checkpoints';
 import { checkpointKey as checkpointDirKey, manifestKey } from '../storage/keys';
@@ -54,8 +54,6 @@ export async function saveEngineCheckpoint(
 /** An engine state written to local disk, ready to commit (`input`), and the folder to remove when done. */
 export interface StagedCheckpoint {
   input: SaveCheckpointInput;
-  /** Bytes of the state. */
-  bytes: number;
   release(): Promise<void>;
 }
 
@@ -64,7 +62,7 @@ export interface StagedCheckpoint {
  * files on disk are streamed from there when uploaded, never held in memory. This is the part of a checkpoint that
  * training waits for; the upload can go on beside it (`CheckpointWriter`).
  */
-export async function stageEngineState(store: CheckpointStore, engine: Engine, target: EngineCheckpointTarget): Promise<StagedCheckpoint> {
+export async function stageEngineState(engine: Engine, target: EngineCheckpointTarget): Promise<StagedCheckpoint> {
   const dir = await scratchFolder('save');
   const release = () => rm(dir, { recursive: true, force: true });
   try {
@@ -78,7 +76,7 @@ export async function stageEngineState(store: CheckpointStore, engine: Engine, t
       meta: { ...target.meta, engine: engine.info.description, model: engine.config(), parameters: await parametersOf(engine.config(), files), engineStep: engine.step() },
       files: files.map((f) => (isOnDisk(f) ? { name: f.name, stream: () => engineFileStream(f) } : { name: f.name, data: f.data })),
     };
-    return { input, bytes: stateSize(files), release };
+    return { input, release };
   } catch (err) {
     await release();
     throw err;
@@ -116,7 +114,7 @@ export class CheckpointWriter {
   async save(engine: Engine, target: EngineCheckpointTarget, onCommitted: (manifest: CheckpointManifest) => Promise<void> = () => Promise.resolve()): Promise<string> {
     await this.flush();
     const step = target.step ?? engine.step();
-    const staged = await this.keepAlive(`writing the checkpoint of step ${step}`, stageEngineState(this.store, engine, target));
+    const staged = await this.keepAlive(`writing the checkpoint of step ${step}`, stageEngineState(engine, target));
     const { runId, stage } = staged.input;
     const dir = checkpointDirKey(runId, stage, step);
     try {
