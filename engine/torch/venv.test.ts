@@ -2,7 +2,8 @@
  * Finding the engine's python (no Python needed): the names venv.ts uses are the ones install-torch.sh declares,
  * and a missing, unfinished or stale venv is a config error naming the install command.
  */
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -69,6 +70,44 @@ describe('torch engine venv', () => {
     const current = tools();
     fakeVenv(current, lock);
     expect(torchPython({ SOPHIA_TOOLS_DIR: current })).toBe(path.join(current, TORCH_VENV_NAME, 'bin', 'python'));
+  });
+});
+
+describe('install-torch.sh --plan (the pip calls a first install makes)', () => {
+  /** Each entry of a requirements file: its `name==version` and its hashes. */
+  function entries(text: string): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    let current: string[] | undefined;
+    for (const line of text.split('\n')) {
+      const pin = /^([A-Za-z0-9][A-Za-z0-9._-]*==[^\s\\]+)/.exec(line);
+      if (pin) out.set(pin[1]!, (current = []));
+      const hash = /^\s+--hash=(sha256:[0-9a-f]{64})/.exec(line);
+      if (hash) current!.push(hash[1]!);
+    }
+    return out;
+  }
+
+  it('installs every entry of the lock exactly once, with all its hashes, and each large wheel in a pip call of its own', () => {
+    const dir = tools();
+    execFileSync('bash', [path.join(REPO_ROOT, 'infra', 'local', 'install-torch.sh'), '--plan', dir], { stdio: 'pipe' });
+    const lock = entries(readFileSync(path.join(REPO_ROOT, TORCH_LOCK), 'utf8'));
+    const files = readdirSync(dir).sort();
+    const planned = new Map<string, string[]>();
+    for (const file of files) {
+      const group = entries(readFileSync(path.join(dir, file), 'utf8'));
+      for (const [pin, hashes] of group) {
+        expect(planned.has(pin), `${pin} planned twice`).toBe(false);
+        planned.set(pin, hashes);
+      }
+      // torch (~1 GB), triton and the CUDA libraries are downloaded and installed alone: the disk holds one at a time.
+      const large = [...group.keys()].filter((pin) => /^(torch|triton|nvidia-.*)==/.test(pin));
+      if (large.length > 0) expect(group.size, file).toBe(1);
+    }
+    expect(planned).toEqual(lock);
+    expect(lock.size).toBeGreaterThan(50);
+    expect([...lock.keys()].some((pin) => pin.startsWith('torch=='))).toBe(true);
+    expect(files[0]).toBe('00-small.txt');
+    expect(entries(readFileSync(path.join(dir, files[0]!), 'utf8')).size).toBeGreaterThan(30);
   });
 });
 

@@ -3,7 +3,11 @@
 # with its sha256 in engine/torch/requirements.lock) into a project-local virtualenv, $SOPHIA_TOOLS_DIR/torch-venv
 # (default .tools/torch-venv), from PyPI, and the engine's own package (sophia_torch) into it as an editable install.
 # Idempotent: a stamp in the venv holds the sha256 of the lock it was built from; when it matches, nothing is done.
-# When the lock changed, the venv is made anew (pip's cache keeps the wheels it already downloaded).
+# When the lock changed, the venv is made anew.
+# Disk: the venv is ~5.6 GB. pip's cache is not used (it would hold a second copy of every wheel, ~3 GB) and the
+# large wheels (torch, triton, each CUDA library) are installed one pip call at a time, so a wheel is deleted before
+# the next is downloaded: the install needs about the venv's size plus the largest wheel free, and says so before
+# it starts when there is less (a CI machine once failed mid-download with "No space left on device").
 # Prints the venv's python on stdout (messages go to stderr), so callers can run:
 #   PY="$(infra/local/install-torch.sh)" && "$PY" -m sophia_torch.server
 # First install measured here (2 cores, PyPI, empty pip cache): see engine/README.md ("PyTorch engine").
@@ -15,6 +19,45 @@ LOCK="$SOPHIA_ROOT/engine/torch/requirements.lock"
 STAMP="$VENV/.requirements.lock.sha256"
 PYTHON="${PYTHON:-python3}"
 
+# Wheels of at least this many MB on PyPI (torch, triton, the CUDA libraries): each gets its own pip call.
+LARGE_WHEEL='^(torch|triton|nvidia-.*|cuda-.*)=='
+# Free disk needed: the venv (5.6 GB measured) plus the largest wheel (torch, ~1 GB) with some margin.
+NEED_VENV_MB=6200
+NEED_TMP_MB=1500
+
+# split_lock DIR: the lock's entries (a name==version line with its --hash lines) as requirement files in DIR:
+# one file per large wheel, and one (sorted first) for all the small ones.
+split_lock() {
+  awk -v dir="$1" -v large="$LARGE_WHEEL" '
+    /^[A-Za-z0-9]/ { n++; file = ($0 ~ large) ? sprintf("%s/large-%03d.txt", dir, n) : dir "/00-small.txt" }
+    /^[A-Za-z0-9]/ || /^[[:space:]]+--hash=/ { if (file) print >> file }
+  ' "$LOCK"
+}
+
+# free_mb PATH: MB free on the file system holding PATH.
+free_mb() { df -Pm "$1" | awk 'NR == 2 { print $4 }'; }
+
+check_free_disk() {
+  local tmp="${TMPDIR:-/tmp}" venv_fs tmp_fs need
+  venv_fs="$(df -P "$SOPHIA_TOOLS_DIR" | awk 'NR == 2 { print $1 }')"
+  tmp_fs="$(df -P "$tmp" | awk 'NR == 2 { print $1 }')"
+  if [[ "$venv_fs" == "$tmp_fs" ]]; then
+    need=$((NEED_VENV_MB + NEED_TMP_MB))
+    (( $(free_mb "$SOPHIA_TOOLS_DIR") >= need )) || die "the PyTorch engine's install needs ~$((need / 1000)) GB free on the disk holding $SOPHIA_TOOLS_DIR and $tmp (the venv ~5.6 GB and pip's download of the largest wheel); $(free_mb "$SOPHIA_TOOLS_DIR") MB are free. Free some space, or point SOPHIA_TOOLS_DIR (the venv) and TMPDIR (downloads) at a larger disk"
+  else
+    (( $(free_mb "$SOPHIA_TOOLS_DIR") >= NEED_VENV_MB )) || die "the PyTorch engine's venv needs ~$((NEED_VENV_MB / 1000)) GB free on the disk holding $SOPHIA_TOOLS_DIR; $(free_mb "$SOPHIA_TOOLS_DIR") MB are free. Free some space or set SOPHIA_TOOLS_DIR to a folder on a larger disk"
+    (( $(free_mb "$tmp") >= NEED_TMP_MB )) || die "pip downloads the PyTorch engine's wheels (the largest ~1 GB) into $tmp, which has $(free_mb "$tmp") MB free; free some space or set TMPDIR to a folder on a larger disk"
+  fi
+}
+
+# --plan DIR: write the requirement files the install would run, one per pip call in order, and stop (no Python,
+# no download). Tested in engine/torch/venv.test.ts: the files hold every entry of the lock once, with all its hashes.
+if [[ "${1:-}" == "--plan" ]]; then
+  [[ -n "${2:-}" ]] || die "usage: $0 --plan DIR"
+  mkdir -p "$2" && split_lock "$2"
+  exit 0
+fi
+
 lock_sha="$(sha256sum "$LOCK" | awk '{print $1}')"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$lock_sha" ]]; then
   log "torch engine up to date in $VENV"
@@ -25,16 +68,23 @@ else
   if [[ -e "$VENV" ]]; then
     log "engine/torch/requirements.lock changed (or an earlier install did not finish): making $VENV anew"
   fi
-  log "installing the PyTorch engine into $VENV (first time: ~4 GB from PyPI, torch with its CUDA libraries; takes minutes)"
+  [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]] \
+    || die "$(uname -s)-$(uname -m): engine/torch/requirements.lock was resolved for Linux x86_64 (its CUDA packages exist only there); regenerate it on this platform (see its first lines)"
   mkdir -p "$SOPHIA_TOOLS_DIR"
-  rm -f "$STAMP"
+  rm -rf "$VENV"
+  check_free_disk
+  log "installing the PyTorch engine into $VENV (first time: ~3 GB from PyPI, torch with its CUDA libraries; the venv is ~5.6 GB; takes minutes)"
   "$PYTHON" -m venv --clear "$VENV"
-  PIP=("$VENV/bin/pip" install --quiet --disable-pip-version-check)
-  if [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]]; then
-    "${PIP[@]}" --only-binary=:all: --require-hashes -r "$LOCK"
-  else
-    die "$(uname -s)-$(uname -m): engine/torch/requirements.lock was resolved for Linux x86_64 (its CUDA packages exist only there); regenerate it on this platform (see its first lines)"
-  fi
+  PIP=("$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir)
+  groups="$(mktemp -d)"
+  trap 'rm -rf "$groups"' EXIT
+  split_lock "$groups"
+  for group in "$groups"/*.txt; do
+    # --no-deps: every dependency is itself a pinned entry of the lock (pip check below proves the set complete).
+    "${PIP[@]}" --only-binary=:all: --require-hashes --no-deps -r "$group"
+  done
+  "$VENV/bin/pip" check --disable-pip-version-check >&2 \
+    || die "engine/torch/requirements.lock is incomplete: pip check (above) names a requirement no entry of the lock provides; regenerate the lock (see its first lines)"
   # The engine's own code, editable (the lock installed setuptools, so no build isolation and no unpinned download).
   "${PIP[@]}" --no-deps --no-build-isolation --no-index -e "$SOPHIA_ROOT/engine/torch"
   printf '%s\n' "$lock_sha" > "$STAMP"
