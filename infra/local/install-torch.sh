@@ -21,9 +21,11 @@ PYTHON="${PYTHON:-python3}"
 
 # Wheels of at least this many MB on PyPI (torch, triton, the CUDA libraries): each gets its own pip call.
 LARGE_WHEEL='^(torch|triton|nvidia-.*|cuda-.*)=='
-# Free disk needed: the venv (5.6 GB measured) plus the largest wheel (torch, ~1 GB) with some margin.
-NEED_VENV_MB=6200
-NEED_TMP_MB=1500
+# Free disk needed (measured here: the venv takes 5.73 GB, the install at most 5.95 GB on one disk), with a margin:
+# the whole on one disk, or the venv's disk and pip's download folder (TMPDIR) apart (the largest wheel: torch, ~1 GB).
+NEED_SAME_DISK_MB=6500
+NEED_VENV_MB=6100
+NEED_TMP_MB=1200
 
 # split_lock DIR: the lock's entries (a name==version line with its --hash lines) as requirement files in DIR:
 # one file per large wheel, and one (sorted first) for all the small ones.
@@ -42,11 +44,11 @@ check_free_disk() {
   venv_fs="$(df -P "$SOPHIA_TOOLS_DIR" | awk 'NR == 2 { print $1 }')"
   tmp_fs="$(df -P "$tmp" | awk 'NR == 2 { print $1 }')"
   if [[ "$venv_fs" == "$tmp_fs" ]]; then
-    need=$((NEED_VENV_MB + NEED_TMP_MB))
-    (( $(free_mb "$SOPHIA_TOOLS_DIR") >= need )) || die "the PyTorch engine's install needs ~$((need / 1000)) GB free on the disk holding $SOPHIA_TOOLS_DIR and $tmp (the venv ~5.6 GB and pip's download of the largest wheel); $(free_mb "$SOPHIA_TOOLS_DIR") MB are free. Free some space, or point SOPHIA_TOOLS_DIR (the venv) and TMPDIR (downloads) at a larger disk"
+    need=$NEED_SAME_DISK_MB
+    (( $(free_mb "$SOPHIA_TOOLS_DIR") >= need )) || die "the PyTorch engine's install needs $need MB free on the disk holding $SOPHIA_TOOLS_DIR and $tmp (the venv ~5.6 GB and pip's download of the largest wheel); $(free_mb "$SOPHIA_TOOLS_DIR") MB are free. Free some space, or point SOPHIA_TOOLS_DIR (the venv) and TMPDIR (downloads) at a larger disk"
   else
-    (( $(free_mb "$SOPHIA_TOOLS_DIR") >= NEED_VENV_MB )) || die "the PyTorch engine's venv needs ~$((NEED_VENV_MB / 1000)) GB free on the disk holding $SOPHIA_TOOLS_DIR; $(free_mb "$SOPHIA_TOOLS_DIR") MB are free. Free some space or set SOPHIA_TOOLS_DIR to a folder on a larger disk"
-    (( $(free_mb "$tmp") >= NEED_TMP_MB )) || die "pip downloads the PyTorch engine's wheels (the largest ~1 GB) into $tmp, which has $(free_mb "$tmp") MB free; free some space or set TMPDIR to a folder on a larger disk"
+    (( $(free_mb "$SOPHIA_TOOLS_DIR") >= NEED_VENV_MB )) || die "the PyTorch engine's venv needs $NEED_VENV_MB MB free on the disk holding $SOPHIA_TOOLS_DIR; $(free_mb "$SOPHIA_TOOLS_DIR") MB are free. Free some space or set SOPHIA_TOOLS_DIR to a folder on a larger disk"
+    (( $(free_mb "$tmp") >= NEED_TMP_MB )) || die "pip downloads the PyTorch engine's wheels (the largest ~1 GB) into $tmp and needs $NEED_TMP_MB MB free there; it has $(free_mb "$tmp") MB; free some space or set TMPDIR to a folder on a larger disk"
   fi
 }
 
