@@ -58,13 +58,14 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
     const { kind, executionProvider, threads } = engine;
     return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
   }
-  const { dtype, device, threads, gradientCheckpointing } = engine;
+  const { dtype, device, threads, gradientCheckpointing, lora } = engine;
   return {
     kind: 'torch',
     ...(dtype !== 'auto' ? { dtype } : {}),
     ...(device !== 'auto' ? { device } : {}),
     ...(threads > 0 ? { threads } : {}),
     gradientCheckpointing,
+    ...(lora ? { lora } : {}),
   } satisfies TorchEngineSettings;
 }
 

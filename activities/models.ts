@@ -59,4 +59,14 @@ export class ModelSource {
 }
 
 /** The engine process's load arguments that come from a run config's engine section. */
-const ENGINE_FIELDS: Record<string, string> = { dtype: 'engine.dtype', device: 'engine.device', gradient_checkpointing: 'engine.gradientCheckpointing', threads: 'engine.threads' };
+const ENGINE_FIELDS: Record<string, string> = {
+  dtype: 'engine.dtype',
+  device: 'engine.device',
+  gradient_checkpointing: 'engine.gradientCheckpointing',
+  threads: 'engine.threads',
+  lora: 'engine.lora',
+  'lora.rank': 'engine.lora.rank',
+  'lora.alpha': 'engine.lora.alpha',
+  'lora.dropout': 'engine.lora.dropout',
+  'lora.target_modules': 'engine.lora.targetModules',
+};

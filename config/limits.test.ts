@@ -10,7 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../common/errors';
 import { DEFAULT_RUN_LIMITS, RUN_LIMIT_VARS, assertWithinLimits, estimateRun, loadRunLimits } from './limits';
 import { RUN_PRESETS, mergeConfig, parseRunConfig, resolveRunConfig } from './run-config';
+import { readPretrainedShape } from './pretrained';
 import { QWEN2_5_VL_3B, QWEN2_5_VL_7B } from './testing/hf-configs';
+import { loraParameters } from './torch-estimate';
 
 const ci = parseRunConfig(RUN_PRESETS.ci, 'ci');
 const tiny = parseRunConfig(RUN_PRESETS.tiny, 'tiny');
@@ -131,6 +133,28 @@ describe('torch run estimates', () => {
     const known = estimateRun(s3, { models: { policy: Q3 } });
     expect(known.parameters).toBe(P3);
     expect(known.engineMemoryBytes).toBe(estimateRun(torch({})).engineMemoryBytes);
+  });
+
+  it('counts LoRA: the frozen weights, and gradients and moments for the adapter only', () => {
+    const lora = { rank: 64, alpha: 128, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
+    const sftOnly = { stages: ['prepareData', 'sftWarmup'], rl: { variant: 'grpo' } };
+    // Qwen2.5-VL-7B: 28 layers, hidden 3584, q 28 × 128, k/v 4 × 128: 64 · 28 · (7168 + 4096 + 4096 + 7168) (the vision tower has no *_proj attention).
+    const adapter = 64 * 28 * (7168 + 4096 + 4096 + 7168);
+    expect(loraParameters(readPretrainedShape(Q7, 'engine.model'), 64, lora.targetModules)).toBe(adapter);
+    const full = estimateRun(torch({ model: Q7 }, sftOnly));
+    const e = estimateRun(torch({ model: Q7, lora }, sftOnly));
+    expect(part(e, /^policy weights \(8,292,166,656 parameters, bfloat16, frozen\)/)).toBe(P7 * 2);
+    expect(part(e, /^policy LoRA adapter \(40,370,176 parameters, float32/)).toBe(adapter * 20);
+    expect(part(e, /^policy gradients/)).toBeUndefined();
+    expect(part(e, /^policy AdamW/)).toBeUndefined();
+    expect(full.engineMemoryBytes - e.engineMemoryBytes).toBe(P7 * (6 + 8) - adapter * 20);
+    // A checkpoint: the frozen weights, the adapter and its moments.
+    expect(e.storageBytes).toBeLessThan(full.storageBytes / 4);
+    // The MLP's names are the vision blocks' too; a name it does not know counts as the largest projection of each layer and block.
+    const shape = readPretrainedShape(Q3, 'engine.model');
+    const v = shape.vision!;
+    expect(loraParameters(shape, 8, ['down_proj']) - loraParameters(shape, 8, ['q_proj'])).toBe(8 * (shape.text.layers * (shape.text.intermediate - shape.text.heads * shape.text.headDim) + v.depth * (v.intermediate + v.hidden)));
+    expect(loraParameters(shape, 8, ['*'])).toBe(8 * (shape.text.layers * (shape.text.hidden + shape.text.intermediate) + v.depth * Math.max(4 * v.hidden, v.hidden + v.intermediate)));
   });
 
   it('counts torch checkpoints (weights in the dtype + float32 moments) in storage', () => {

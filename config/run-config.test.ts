@@ -170,12 +170,12 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(runnable({ model: QWEN_7B, rewardModel: short }, { evaluation: { maxTokens: 8 } }).message).toMatch(/^rewardModel\.data\.maxTokens: 48 is not below the 48 positions of engine\.rewardModel/);
   });
 
-  it('validates LoRA settings and says it is not implemented yet', () => {
+  it('validates LoRA settings', () => {
     const lora = { rank: 16, alpha: 32, targetModules: ['q_proj', 'v_proj'] };
     expect(torch({ model: QWEN_7B, lora }).engine).toMatchObject({ lora: { ...lora, dropout: 0 } });
     expect(configError(() => torch({ model: QWEN_7B, lora: { ...lora, rank: 0 } })).message).toMatch(/engine\.lora\.rank: Too small/);
     expect(configError(() => torch({ model: QWEN_7B, lora: { ...lora, targetModules: [] } })).message).toMatch(/engine\.lora\.targetModules: Too small/);
-    expect(configError(() => assertRunnable(torch({ model: QWEN_7B, lora }))).message).toMatch(/^engine\.lora: LoRA is not implemented in the torch engine yet\. Remove engine\.lora/);
+    expect(() => assertRunnable(torch({ model: QWEN_7B, lora }))).not.toThrow();
   });
 
   it('refuses a reward model from scratch with torch (its reward model starts from a pretrained backbone)', () => {

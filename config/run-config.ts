@@ -73,7 +73,11 @@ const OnnxEngineSchema = z.strictObject({
 
 export const TORCH_DTYPES = ['auto', 'float32', 'bfloat16', 'float16', 'float64'] as const;
 
-/** Low-rank adapters (peft): validated here; the engine does not train them yet (`assertRunnable` says so). */
+/**
+ * Low-rank adapters (peft's LoRA) for the policy and the reward model: their base weights stay frozen and only the
+ * adapters (and the reward model's head) train, so AdamW's moments are the adapters' size (engine/README.md: LoRA).
+ * The frozen reference is the SFT policy with its adapter.
+ */
 const LoraSchema = z.strictObject({
   rank: int(1, 4096),
   alpha: positive,
@@ -519,21 +523,17 @@ export function evaluationSettings(config: RunConfig): EvalSettings {
 
 /**
  * Problems that make a valid config unrunnable on this installation (checked where runs are submitted: the CLI and
- * `POST /runs`). For torch: LoRA (not implemented yet), and each local model directory: it exists here, has a
- * config.json of a supported class, and its `max_position_embeddings` holds the prompt plus the longest response.
+ * `POST /runs`). For torch: each local model directory exists here, has a config.json of a supported class, and its `max_position_embeddings` holds the prompt plus the longest response.
  * An s3:// model is checked by the worker once downloaded (`resolveModel`).
  */
 export function assertRunnable(config: RunConfig): void {
-  if (config.engine.kind === 'torch') assertTorchRunnable(config, config.engine);
+  if (config.engine.kind === 'torch') assertTorchRunnable(config);
   if (config.startFrom && config.startFrom.stage !== 'prepareData' && !config.startFrom.checkpointKey && config.startFrom.stage !== 'sftWarmup') {
     throw new ConfigError('startFrom.checkpointKey', `starting at ${config.startFrom.stage} needs the checkpoint to start from`);
   }
 }
 
-function assertTorchRunnable(config: RunConfig, engine: TorchEngineSection): void {
-  if (engine.lora) {
-    throw new ConfigError('engine.lora', 'LoRA is not implemented in the torch engine yet', { hint: 'Remove engine.lora: the run then fine-tunes all the weights' });
-  }
+function assertTorchRunnable(config: RunConfig): void {
   for (const kind of ['policy', 'reward'] as const) {
     const { uri, field } = pretrainedUriOf(config, kind);
     if (kind === 'reward' && field === 'engine.model') continue; // the policy's directory, checked already

@@ -8,6 +8,13 @@
  *    micro-batches) and AdamW's two moments, counted as float32 (8 bytes a parameter). There are no float32 master
  *    weights: the engine trains the bf16 parameters directly. (torch's AdamW keeps the moments in the parameters'
  *    dtype today, bf16 for bf16 weights; float32 is counted, the upper bound.)
+ *  - with `engine.lora` only the adapters (and a reward model's head) train: their float32 weights, gradients (and
+ *    their sum) and moments, 20 bytes per adapter parameter, beside the frozen weights. An adapter on a module of
+ *    n inputs and m outputs has rank · (n + m) parameters: q/k/v/o and the MLP's gate/up/down projections of each
+ *    decoder layer, the vision blocks' qkv/proj and their MLP's gate/up/down (Qwen2.5-VL names them alike); a
+ *    name not among these (a pattern, another module) is counted as each layer's largest projection, once per
+ *    decoder layer and vision block (an upper bound). A checkpoint holds the frozen weights, the adapter and its
+ *    moments.
  *  - the frozen reference model (RL's KL term) is a second copy of the policy's weights; the thinking reward model
  *    is its own weights (`engine.rewardModel`, else the policy's size plus a scalar head).
  *  - activations kept for the backward pass, per token of a training row (prompt: image tokens + a 256-token text
@@ -87,6 +94,25 @@ function stackBytes(tokens: number, layers: number, hidden: number, perLayer: nu
 
 const fmtInt = (n: number) => n.toLocaleString('en-US');
 
+/** Parameters of a LoRA adapter of `rank` on the modules named `targets` of a model of this shape (module comment). */
+export function loraParameters(shape: PretrainedShape, rank: number, targets: readonly string[]): number {
+  const t = shape.text;
+  const q = t.heads * t.headDim;
+  const kv = t.kvHeads * t.headDim;
+  const text: Record<string, number> = { q_proj: t.hidden + q, k_proj: t.hidden + kv, v_proj: t.hidden + kv, o_proj: q + t.hidden, gate_proj: t.hidden + t.intermediate, up_proj: t.hidden + t.intermediate, down_proj: t.intermediate + t.hidden };
+  const v = shape.vision;
+  const vision: Record<string, number> = v ? { qkv: 4 * v.hidden, proj: 2 * v.hidden, gate_proj: v.hidden + v.intermediate, up_proj: v.hidden + v.intermediate, down_proj: v.intermediate + v.hidden } : {};
+  const largest = (sizes: Record<string, number>) => Math.max(0, ...Object.values(sizes));
+  let perText = 0;
+  let perVision = 0;
+  for (const name of new Set(targets)) {
+    const known = name in text || name in vision;
+    perText += known ? (text[name] ?? 0) : largest(text);
+    perVision += known ? (vision[name] ?? 0) : largest(vision);
+  }
+  return rank * (t.layers * perText + (v ? v.depth * perVision : 0));
+}
+
 /** The torch part of the estimate for `config` (engine.kind torch). Throws the config's `ConfigError` for a bad local model. */
 export function estimateTorch(config: RunConfig, engine: TorchEngineSection, options: TorchEstimateOptions = {}): TorchEstimate {
   const dtype = resolveTorchDtype(engine, options.cuda);
@@ -109,15 +135,27 @@ export function estimateTorch(config: RunConfig, engine: TorchEngineSection, opt
   // The reward model is its backbone plus a scalar head (hidden → 1, with bias).
   const R = reward ? pretrainedParameters(reward).total + reward.text.hidden + 1 : 0;
   const moments = Math.max(8, 2 * b);
-  const checkpointBytes = { sftWarmup: P * (b + moments), rewardModel: R * (b + moments), trustGrpo: P * (b + moments) };
+  const lora = engine.lora;
+  // With LoRA: the adapter's parameters (float32), and a reward model's head, are what trains.
+  const adapterOf = (shape: PretrainedShape | undefined) => (lora && shape ? loraParameters(shape, lora.rank, lora.targetModules) : 0);
+  const AP = adapterOf(policy);
+  const AR = reward && lora ? adapterOf(reward) + reward.text.hidden + 1 : 0;
+  const stateBytes = (n: number, adapter: number) => (lora ? n * b + adapter * 12 : n * (b + moments));
+  const checkpointBytes = { sftWarmup: stateBytes(P, AP), rewardModel: stateBytes(R, AR), trustGrpo: stateBytes(P, AP) };
   if (!policy || !reward) return { dtype, parameters: P, peak: undefined, checkpointBytes, unknownModels };
 
   const weights = (who: string, n: number): MemoryPart => ({ name: `${who} weights (${fmtInt(n)} parameters, ${dtype})`, bytes: n * b });
-  const training = (who: string, n: number): MemoryPart[] => [
-    weights(who, n),
-    { name: `${who} gradients (${dtype}, summed in ${b === 8 ? 'float64' : 'float32'})`, bytes: n * (b + (b === 8 ? 8 : 4)) },
-    { name: `${who} AdamW moments (2 × ${b === 8 ? 'float64' : 'float32'})`, bytes: n * moments },
-  ];
+  const training = (who: string, n: number, adapter: number): MemoryPart[] =>
+    lora
+      ? [
+          { name: `${who} weights (${fmtInt(n)} parameters, ${dtype}, frozen)`, bytes: n * b },
+          { name: `${who} LoRA adapter (${fmtInt(adapter)} parameters, float32: weights, gradients and their sum, AdamW moments)`, bytes: adapter * 20 },
+        ]
+      : [
+          weights(who, n),
+          { name: `${who} gradients (${dtype}, summed in ${b === 8 ? 'float64' : 'float32'})`, bytes: n * (b + (b === 8 ? 8 : 4)) },
+          { name: `${who} AdamW moments (2 × ${b === 8 ? 'float64' : 'float32'})`, bytes: n * moments },
+        ];
   // The tiny world's images are model.imageSize pixels square (the data stage draws them at that size), and its
   // teacher responses fit model.maxLength characters (what the onnx model holds).
   const tinyWorld = modelConfig(config, 1);
@@ -149,20 +187,20 @@ export function estimateTorch(config: RunConfig, engine: TorchEngineSection, opt
   const larger = (a: MemoryPart, c: MemoryPart) => (a.bytes >= c.bytes ? a : c);
   const ev = config.evaluation;
   const stages: { stage: StageName; parts: MemoryPart[] }[] = [
-    { stage: 'sftWarmup', parts: [...training('policy', P), activations(policy, config.sft.batchSize, tinyWorld.maxLength, true)] },
+    { stage: 'sftWarmup', parts: [...training('policy', P, AP), activations(policy, config.sft.batchSize, tinyWorld.maxLength, true)] },
     { stage: 'evaluation', parts: [weights('policy', P), kvCache(policy, ev.promptsPerBatch * Math.max(1, ev.k), ev.maxTokens)] },
   ];
   const rm = config.rewardModel;
   if (rm) {
     const sampling = kvCache(policy, ev.promptsPerBatch * Math.ceil(rm.data.samplesPerPrompt / rm.data.temperatures.length), rm.data.maxTokens);
-    stages.push({ stage: 'rewardModel', parts: [weights('policy', P), ...training('reward model', R), larger(activations(reward, rm.batchSize, rm.data.maxTokens, false), sampling)] });
+    stages.push({ stage: 'rewardModel', parts: [weights('policy', P), ...training('reward model', R, AR), larger(activations(reward, rm.batchSize, rm.data.maxTokens, false), sampling)] });
   }
   const rl = config.rl;
   if (rl) {
     stages.push({
       stage: 'trustGrpo',
       parts: [
-        ...training('policy', P),
+        ...training('policy', P, AP),
         { name: `reference model weights (${dtype})`, bytes: P * b },
         ...(rl.variant === 'grpo' ? [] : [weights('reward model', R)]),
         larger(activations(policy, rl.microBatch, rl.maxTokens, true), kvCache(policy, rl.promptsPerStep * rl.groupSize, rl.maxTokens)),

@@ -26,6 +26,16 @@ export interface TorchEngineOptions {
   /** torch's intra-op threads (default: torch's own choice). */
   threads?: number;
   gradientCheckpointing?: boolean;
+  /** Train low-rank adapters instead of all the weights (engine/README.md: LoRA). */
+  lora?: LoraOptions;
+}
+
+/** A LoRA adapter: rank, scale alpha (the update is B·A·alpha/rank), dropout on its input, the modules it adapts. */
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targetModules: string[];
 }
 
 export type TorchEngineSettings = { kind: 'torch' } & TorchEngineOptions;

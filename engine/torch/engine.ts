@@ -347,8 +347,10 @@ export class TorchEngine implements Engine {
   }
 
   private loadSettings() {
-    const { device, dtype, gradientCheckpointing } = this.options;
-    return { device, dtype, gradient_checkpointing: gradientCheckpointing };
+    const { device, dtype, gradientCheckpointing, lora } = this.options;
+    // lora: what `init` and `initRewardFromPolicy` attach; a saved state keeps the adapter it holds.
+    const adapter = lora && { rank: lora.rank, alpha: lora.alpha, dropout: lora.dropout, target_modules: lora.targetModules };
+    return { device, dtype, gradient_checkpointing: gradientCheckpointing, ...(adapter ? { lora: adapter } : {}) };
   }
 
   async init(model: ModelSpec, seed: number): Promise<void> {

@@ -10,6 +10,7 @@
  * Skipped, with the reason in the suite's name, where the PyTorch engine is not installed.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,6 +51,11 @@ async function loadsWithTransformers(store: CheckpointStore, key: string, dir: s
   const { files } = await store.load(key);
   mkdirSync(dir, { recursive: true });
   for (const [name, data] of files) writeFileSync(path.join(dir, name), data);
+  return describeWithTransformers(dir);
+}
+
+/** "ClassName parameters" of the model in `dir` as plain transformers loads it (with its LoRA adapter, if it has one). */
+function describeWithTransformers(dir: string): string {
   const script = [
     'import sys, torch',
     'from transformers import AutoModelForImageTextToText, AutoProcessor',
@@ -97,6 +103,40 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     const steps = (await readMetrics(result.storage, 'torch-rl-killed')).filter((m) => m.stage === 'grpo' && m.kind === 'step');
     expect(steps.length).toBeGreaterThanOrEqual(8);
     for (const m of steps) expect(Number(m.logprobDiffMax)).toBeLessThan(1e-5);
+  }, 900_000);
+
+  it('trains with LoRA through every stage: only adapters train, the base weights stay as they were, the final policy loads with its adapter in plain transformers', async () => {
+    const { dir, temporal, c, storage, store, workers } = await inProcess('torch-lora');
+    const { config } = faultConfigFile(dir, [
+      `engine: { kind: torch, model: ${JSON.stringify(modelDir)}, threads: 1, lora: { rank: 4, alpha: 8, targetModules: [q_proj, v_proj] } }`,
+      'sft: { steps: 12, evalEvery: 6, chunkSteps: 6, patience: 10, lr: 1e-2 }',
+      'rewardModel: { data: { prompts: 12, samplesPerPrompt: 4, maxTokens: 24 }, steps: 6, batchSize: 8, evalEvery: 3, chunkSteps: 3 }',
+      'rl: { steps: 4, checkpointEvery: 2, evalEvery: 2, maxTokens: 24 }',
+    ]);
+    const runId = 'torch-lora';
+    const { handle } = await startRun(c, temporal, pipelineInput(runId, config, storage.location, temporal));
+    const result = await workers.runUntil(handle.result());
+    expect(result.status).toBe('completed');
+    expect(result.results.trustGrpo?.step).toBe(4);
+    const sft = await store.load(result.checkpoints.sftWarmup!);
+    const rm = await store.load(result.checkpoints.rewardModel!);
+    const rl = await store.load(result.checkpoints.trustGrpo!);
+    const sha = (files: Map<string, Uint8Array>, name: string) => createHash('sha256').update(files.get(name)!).digest('hex');
+    for (const { files } of [sft, rm, rl]) {
+      expect(files.has('adapter_model.safetensors')).toBe(true);
+      const meta = JSON.parse(Buffer.from(files.get('sophia_engine.json')!).toString('utf8')) as { lora: { rank: number }; trainable: string[] };
+      expect(meta.lora.rank).toBe(4);
+      expect(meta.trainable.every((n) => n.includes('.lora_') || n.startsWith('score_head.'))).toBe(true);
+    }
+    // The policy's base weights are the pretrained model's through SFT and RL; the reward model's backbone is the SFT
+    // policy with its adapter folded in.
+    expect(sha(rl.files, 'model.safetensors')).toBe(sha(sft.files, 'model.safetensors'));
+    expect(sha(rm.files, 'model.safetensors')).not.toBe(sha(sft.files, 'model.safetensors'));
+    expect(sha(rl.files, 'adapter_model.safetensors')).not.toBe(sha(sft.files, 'adapter_model.safetensors'));
+    const [, baseCount] = describeWithTransformers(modelDir).split(' ');
+    const [cls, count] = (await loadsWithTransformers(store, result.checkpoints.trustGrpo!, path.join(modelRoot, 'lora-final'))).split(' ');
+    expect(cls).toBe('Qwen2_5_VLForConditionalGeneration');
+    expect(Number(count)).toBeGreaterThan(Number(baseCount)); // the adapter's A and B came with it
   }, 900_000);
 
   it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {

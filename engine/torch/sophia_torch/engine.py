@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from . import lora as lora_
 from . import losses
 from .protocol import BadType, BadValue, RequestError, StateError, request_tensor
 
@@ -303,18 +304,32 @@ class Engine:
             "image_token_id": cfg.image_token_id if m.vision else None,
             "suppressed_token_ids": self._suppressed_ids(m),
             "gradient_checkpointing": _checkpointing(m.model),
+            "lora": self._lora_json(m),
             "step": m.step,
         }
+
+    @staticmethod
+    def _lora_json(m: Loaded) -> dict[str, Any] | None:
+        spec = lora_.spec_of(m.model)
+        return spec.to_json() if spec else None
 
     def load(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
         model_dir = _get(args, "model_dir", str, "args.model_dir")
         settings = self._load_settings(args)
-        loaded = self._load_model(model_dir, "args.model_dir", **settings)
+        adapter = self._lora_setting(args, settings["role"])
+        loaded = self._load_model(model_dir, "args.model_dir", **settings, new_adapter=adapter)
         # The process's torch RNG (dropout, if a model has any) starts from the seed, after loading (which draws
         # from it), so it is a function of the seed; save/load_state carry it.
         torch.manual_seed(settings["seed"])
         self.m, self.pending = loaded, None
         return {"model": self._model_info()}, {}
+
+    @staticmethod
+    def _lora_setting(args: dict[str, Any], role: str) -> lora_.LoraSpec | None:
+        spec = lora_.parse(args.get("lora"), "args.lora")
+        if spec is not None and role == "reference":
+            raise BadValue("args.lora: a reference model is frozen and trains no adapter (load it without lora)", "args.lora")
+        return spec
 
     def _load_settings(self, args: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         defaults = defaults or {}
@@ -340,7 +355,12 @@ class Engine:
         checkpointing = _get(args, "gradient_checkpointing", bool, "args.gradient_checkpointing", defaults.get("gradient_checkpointing", False))
         return {"role": role, "device": device, "dtype": TORCH_DTYPES[dtype_name], "seed": seed, "threads": threads, "checkpointing": checkpointing}
 
-    def _load_model(self, model_dir: str, field: str, *, role: str, device: torch.device, dtype: torch.dtype, seed: int, threads: int, checkpointing: bool) -> Loaded:
+    def _load_model(self, model_dir: str, field: str, *, role: str, device: torch.device, dtype: torch.dtype, seed: int, threads: int, checkpointing: bool,
+                    new_adapter: lora_.LoraSpec | None = None, keep_adapter: bool = False) -> Loaded:
+        """The model in `model_dir` for `role`. A LoRA adapter the directory carries (a LoRA state, or a model directory
+        with peft's adapter files) is kept with `keep_adapter` (a state read back as it was saved), else merged into
+        the weights; then `new_adapter`, when given, is attached fresh from `seed`. With an adapter, only the adapter
+        (and a reward model's head) trains."""
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         path = Path(model_dir)
@@ -359,17 +379,28 @@ class Engine:
             torch.set_num_threads(threads)
         from safetensors import SafetensorError
 
+        saved_adapter = lora_.read_config(path, field)
         try:
-            if model_type in VISION_MODEL_TYPES:
-                model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, local_files_only=True)
-                processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-            else:
-                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
-                processor = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            with lora_.without_adapter_files(path) as base:
+                if model_type in VISION_MODEL_TYPES:
+                    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype, local_files_only=True)
+                    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+                else:
+                    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, local_files_only=True)
+                    processor = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, SafetensorError) as err:
             raise BadValue(f"{field}: cannot load the model or its processor/tokenizer from {model_dir!r}: {err}", field) from None
         if model_type in TEXT_MODEL_TYPES and not getattr(processor, "chat_template", None):
             raise BadValue(f"{field}: the tokenizer in {model_dir!r} has no chat template (prompts are chat messages): use a chat model's directory, or add chat_template.jinja", field)
+        # Not the temporary folder of links the base may have come from (peft records it with an adapter).
+        model.config._name_or_path = model.name_or_path = str(path)
+        if saved_adapter is not None:
+            lora_.attach(model, saved_adapter, seed, field)
+            lora_.load_weights(model, path, field)
+            if not keep_adapter:
+                lora_.merge(model)
+        if new_adapter is not None:
+            lora_.attach(model, new_adapter, seed, "args.lora")
         model.to(device).eval()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -377,9 +408,13 @@ class Engine:
         if role == "reward":
             loaded.head = self._reward_head(model, path, seed, device, dtype)
         # Trainable parameters: the whole model for a policy; for a reward model the backbone and its head (the
-        # LM head is not used); nothing for a frozen reference.
+        # LM head is not used); nothing for a frozen reference. With an adapter: the adapter (and the head).
+        adapter = lora_.has_adapter(model)
         for name, p in model.named_parameters():
-            p.requires_grad_(role == "policy" or (role == "reward" and not name.startswith("lm_head.")))
+            if adapter:
+                p.requires_grad_(role != "reference" and lora_.is_adapter_parameter(name))
+            else:
+                p.requires_grad_(role == "policy" or (role == "reward" and not name.startswith("lm_head.")))
         if role != "reference":
             loaded.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
             if loaded.head is not None:
@@ -1046,7 +1081,15 @@ class Engine:
             jobs = [pool.submit(write, name, shard) for name, shard in zip(optimizer_files, shards)]
             # Hugging Face counts a shard's tensor bytes: the room its header may take is left out.
             weights = [(n, tuple(t.shape)) for n, t in m.model.state_dict().items()]
-            m.model.save_pretrained(target, max_shard_size=max(1, shard_bytes - self._header_bytes(weights)))
+            max_shard = max(1, shard_bytes - self._header_bytes(weights))
+            if lora_.has_adapter(m.model):
+                # The frozen base weights as a plain model's files, then the adapter beside them in peft's format.
+                with lora_.as_plain_model(m.model):
+                    m.model.save_pretrained(target, state_dict=lora_.base_state_dict(m.model), max_shard_size=max_shard)
+                m.model.save_pretrained(target, max_shard_size=max_shard)
+                lora_.normalise_config(target)
+            else:
+                m.model.save_pretrained(target, max_shard_size=max_shard)
             m.processor.save_pretrained(target)
             if m.head is not None:
                 save_file({k: v.detach().contiguous().cpu() for k, v in m.head.state_dict().items()}, target / HEAD_FILE)
@@ -1068,6 +1111,7 @@ class Engine:
             "dtype": str(m.dtype).removeprefix("torch."),
             "base_model_dir": m.base_model_dir,
             "trainable": [n for n, _ in m.params],
+            "lora": self._lora_json(m),
             "optimizer_files": optimizer_files,
             "files": files,
         }
@@ -1150,8 +1194,14 @@ class Engine:
         current = {"role": role, "dtype": meta["dtype"]}
         if self.m is not None:
             current.update(device=str(self.m.device), gradient_checkpointing=_checkpointing(self.m.model))
-        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "reward_from_policy", "role")}, current)
-        loaded = self._load_model(source, "args.dir", **settings)
+        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "reward_from_policy", "role", "lora")}, current)
+        # A state keeps the adapter it was saved with (args.lora is not read); a reward model starting from a policy's
+        # state folds the policy's adapter into its weights and takes a fresh adapter when args.lora says so.
+        adapter = self._lora_setting(args, role) if as_reward else None
+        loaded = self._load_model(source, "args.dir", **settings, new_adapter=adapter, keep_adapter=not as_reward)
+        saved_lora = meta.get("lora")
+        if not as_reward and saved_lora != self._lora_json(loaded):
+            raise BadValue(f"{STATE_FILE} in {source!r} says the state's adapter is {saved_lora!r}, but its files hold {self._lora_json(loaded)!r}", "args.dir")
         loaded.base_model_dir = str(meta.get("base_model_dir") or source)
         if as_reward:
             # The policy's backbone, a head fresh from the seed (the policy's state has none), zero moments, step 0,

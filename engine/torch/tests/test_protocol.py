@@ -51,7 +51,8 @@ def expect_error(engine, op, args, tensors=None, type_=None, field=None, says=No
     return e
 
 
-def test_bad_input_gets_an_error_naming_the_field_and_the_process_keeps_serving(engine, tiny_dir, tmp_path):
+def test_bad_input_gets_an_error_naming_the_field_and_the_process_keeps_serving(spawn, tiny_dir, tmp_path):
+    engine = spawn("fresh")  # its own process: the first checks need one with no model loaded yet
     expect_error(engine, "train_everything", {}, type_="RangeError", field="op", says="unknown op")
     expect_error(engine, "logprobs", {"prompts": PROMPTS}, rows([0], [[1, 2]]), type_="StateError", field="op")
     expect_error(engine, "load", {"model_dir": str(tmp_path / "missing")}, type_="RangeError", field="args.model_dir", says="not a directory")
