@@ -19,11 +19,11 @@
  * so redone steps are the same steps.
  */
 import { Context, log } from '@temporalio/activity';
-import type { RunConfig } from '../config/run-config';
+import { type RunConfig, referenceIsAdapter } from '../config/run-config';
 import { ConfigError } from '../common/errors';
 import { rlCheckpointsAt, rlNeedsCommittedAt } from '../common/rl-schedule';
 import { STORAGE_STAGES } from '../common/run-layout';
-import type { Engine } from '../engine/types';
+import { type Engine, REFERENCE_ADAPTER_FILES, hasReferenceAdapters } from '../engine/types';
 import { type BatchStats, type GroupRewards, batchStats, groupRewards } from '../rl/trust';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
@@ -164,6 +164,20 @@ export function createRlActivities(deps: RlDeps) {
     return { engine, at, events };
   }
 
+  /**
+   * With LoRA the reference is the SFT state's adapter beside the policy's own, over the policy's base weights: read
+   * into the policy's engine (its metadata and adapter files only) whenever the engine was loaded since.
+   */
+  async function referenceAdapter(input: RlStepInput, policy: Engine): Promise<Pick<Engine, 'responseLogprobs'>> {
+    if (!hasReferenceAdapters(policy)) throw new Error('engine.lora: this engine cannot hold a reference adapter (only the torch engine has LoRA)');
+    if (!policy.hasReferenceAdapter()) {
+      const { files } = await store.load(input.policyStartKey, { files: [...REFERENCE_ADAPTER_FILES] });
+      await policy.loadReferenceAdapter([...files].map(([name, data]) => ({ name, data })));
+      log.info('reference adapter loaded beside the policy', { runId: input.runId, step: input.step, checkpointKey: input.policyStartKey });
+    }
+    return { responseLogprobs: (batch, temperature) => policy.referenceLogprobs(batch, temperature) };
+  }
+
   async function loaded(input: RlStepInput, slot: string, key: string): Promise<Engine> {
     const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
     if (checkpointKey !== key) {
@@ -194,7 +208,7 @@ export function createRlActivities(deps: RlDeps) {
           promptsPerBatch: examples.length,
         });
         Context.current().heartbeat({ step: input.step, phase: 'reference logprobs' });
-        const reference = await loaded(input, `${input.runId}/reference`, input.policyStartKey);
+        const reference = referenceIsAdapter(input.config) ? await referenceAdapter(input, engine) : await loaded(input, `${input.runId}/reference`, input.policyStartKey);
         const refLogprobs = await referenceLogprobs(reference, examples, rollouts, rl.temperature, rl.microBatch);
         const stored: StoredRollouts = { step: input.step, exampleIds: examples.map((e) => e.id), rollouts, refLogprobs };
         await putJson(data.storage, rolloutsKey, stored);

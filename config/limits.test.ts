@@ -150,6 +150,12 @@ describe('torch run estimates', () => {
     expect(full.engineMemoryBytes - e.engineMemoryBytes).toBe(P7 * (6 + 8) - adapter * 20);
     // A checkpoint: the frozen weights, the adapter and its moments.
     expect(e.storageBytes).toBeLessThan(full.storageBytes / 4);
+    // RL's reference is the SFT adapter over the policy's base weights, not a second copy of them.
+    const rlOnly = { stages: ['trustGrpo'], startFrom: { stage: 'trustGrpo', checkpointKey: 'x', rewardModelKey: 'y' }, rl: { variant: 'grpo' } };
+    const rl = estimateRun(torch({ model: Q7, lora }, rlOnly));
+    expect(part(rl, /^reference model weights/)).toBeUndefined();
+    expect(part(rl, /^reference LoRA adapter \(float32, over the policy's base weights\)/)).toBe(adapter * 4);
+    expect(part(estimateRun(torch({ model: Q7 }, rlOnly)), /^reference model weights \(bfloat16\)/)).toBe(P7 * 2);
     // The MLP's names are the vision blocks' too; a name it does not know counts as the largest projection of each layer and block.
     const shape = readPretrainedShape(Q3, 'engine.model');
     const v = shape.vision!;

@@ -516,6 +516,14 @@ export function sftSettings(config: RunConfig): SftSettings {
 }
 
 /** The benchmark evaluation's settings of a run (the k samples are seeded from the run seed). */
+/**
+ * Whether RL's frozen reference is an adapter beside the policy's own (LoRA on the torch engine: the SFT state's
+ * adapter over the policy's base weights, in the policy's engine) rather than a model of its own in another engine.
+ */
+export function referenceIsAdapter(config: RunConfig): boolean {
+  return config.engine.kind === 'torch' && config.engine.lora !== undefined;
+}
+
 export function evaluationSettings(config: RunConfig): EvalSettings {
   const { k, temperature, maxTokens, promptsPerBatch } = config.evaluation;
   return { k, temperature, maxTokens, promptsPerBatch, seed: config.seed + 17 };

@@ -15,7 +15,8 @@
  *    name not among these (a pattern, another module) is counted as each layer's largest projection, once per
  *    decoder layer and vision block (an upper bound). A checkpoint holds the frozen weights, the adapter and its
  *    moments.
- *  - the frozen reference model (RL's KL term) is a second copy of the policy's weights; the thinking reward model
+ *  - the frozen reference model (RL's KL term) is a second copy of the policy's weights (with LoRA: the SFT adapter
+ *    beside the policy's own, over the same base weights: `referenceIsAdapter`); the thinking reward model
  *    is its own weights (`engine.rewardModel`, else the policy's size plus a scalar head).
  *  - activations kept for the backward pass, per token of a training row (prompt: image tokens + a 256-token text
  *    allowance; response: the stage's maxTokens, and for SFT's teacher responses `model.maxLength`, the tiny world's
@@ -34,7 +35,7 @@
  * reward model unless the variant is plain grpo); evaluation (the policy, sampling).
  */
 import { type PretrainedShape, parseModelLocation, pretrainedParameters, readPretrainedShape } from './pretrained';
-import { type RunConfig, type TorchEngineSection, modelConfig, pretrainedUriOf } from './run-config';
+import { type RunConfig, type TorchEngineSection, modelConfig, pretrainedUriOf, referenceIsAdapter } from './run-config';
 import { STAGE_NAMES, type StageName } from './stages';
 
 export const TORCH_DTYPE_BYTES = { float32: 4, float64: 8, bfloat16: 2, float16: 2 } as const;
@@ -201,7 +202,7 @@ export function estimateTorch(config: RunConfig, engine: TorchEngineSection, opt
       stage: 'trustGrpo',
       parts: [
         ...training('policy', P, AP),
-        { name: `reference model weights (${dtype})`, bytes: P * b },
+        referenceIsAdapter(config) ? { name: 'reference LoRA adapter (float32, over the policy\'s base weights)', bytes: AP * 4 } : { name: `reference model weights (${dtype})`, bytes: P * b },
         ...(rl.variant === 'grpo' ? [] : [weights('reward model', R)]),
         larger(activations(policy, rl.microBatch, rl.maxTokens, true), kvCache(policy, rl.promptsPerStep * rl.groupSize, rl.maxTokens)),
       ],

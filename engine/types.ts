@@ -374,6 +374,31 @@ export interface Engine {
   dispose(): Promise<void>;
 }
 
+/** The files of a LoRA policy's state that `loadReferenceAdapter` reads (its metadata and its adapter). */
+export const REFERENCE_ADAPTER_FILES = ['sophia_engine.json', 'adapter_config.json', 'adapter_model.safetensors'] as const;
+
+/**
+ * An engine whose LoRA policy can hold a second, frozen adapter over its own base weights: the RL reference (the SFT
+ * state's adapter) without a second copy of the model. The PyTorch engine with `lora`; the ONNX engine has no LoRA.
+ */
+export interface ReferenceAdapterEngine {
+  /**
+   * Holds the adapter of a LoRA policy state of the same base (`REFERENCE_ADAPTER_FILES` of it suffice) as the
+   * reference, until the next `init`/`loadState`/`initRewardFromPolicy`. A state of another base, or a policy without
+   * an adapter, is refused (`RangeError` / `Error`) and nothing changes.
+   */
+  loadReferenceAdapter(files: readonly EngineFile[]): Promise<void>;
+  /** Whether a reference adapter is held now (false after any load). */
+  hasReferenceAdapter(): boolean;
+  /** `responseLogprobs` of the base with the reference adapter instead of the policy's own. */
+  referenceLogprobs(batch: ResponseBatch, temperature: number): Promise<Float32Array[]>;
+}
+
+export function hasReferenceAdapters(engine: Engine): engine is Engine & ReferenceAdapterEngine {
+  const e = engine as Partial<ReferenceAdapterEngine>;
+  return typeof e.loadReferenceAdapter === 'function' && typeof e.hasReferenceAdapter === 'function' && typeof e.referenceLogprobs === 'function';
+}
+
 /**
  * An engine that also takes token-level batches of Sophia's architecture (the ONNX engine): flat token and pixel
  * arrays, packed by `batch.ts`. Its prompt-level methods render prompts and call these.

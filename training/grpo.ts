@@ -62,7 +62,7 @@ function rolloutPrompts(examples: readonly Example[], rollouts: readonly Rollout
 }
 
 /** log π_ref of every rollout token, under the reference engine (same temperature as sampling). */
-export async function referenceLogprobs(reference: Engine, examples: readonly Example[], rollouts: readonly Rollout[], temperature: number, microBatch: number): Promise<number[][]> {
+export async function referenceLogprobs(reference: Pick<Engine, 'responseLogprobs'>, examples: readonly Example[], rollouts: readonly Rollout[], temperature: number, microBatch: number): Promise<number[][]> {
   const out: number[][] = [];
   for (let start = 0; start < rollouts.length; start += microBatch) {
     const chunk = rollouts.slice(start, start + microBatch);

@@ -44,6 +44,7 @@ import type {
   OnDiskEngineFile,
   OptimStepResult,
   PretrainedModel,
+  ReferenceAdapterEngine,
   ResponseBatch,
   ResponseRow,
   RewardRow,
@@ -265,7 +266,7 @@ function checkFiles(files: readonly EngineFile[]): void {
   });
 }
 
-export class TorchEngine implements Engine {
+export class TorchEngine implements Engine, ReferenceAdapterEngine {
   private proc: TorchEngineProcess | undefined;
   private starting: Promise<TorchEngineProcess> | undefined;
   private helloResult: HelloResult | undefined;
@@ -440,6 +441,28 @@ export class TorchEngine implements Engine {
     await this.fromFiles('initRewardFromPolicy', policy, (proc, dir) => proc.loadState({ dir, reward_from_policy: true, seed, ...this.loadSettings() }));
   }
 
+  // ---- the reference adapter (ReferenceAdapterEngine) ----------------------------------------------------
+
+  async loadReferenceAdapter(files: readonly EngineFile[]): Promise<void> {
+    checkFiles(files);
+    const { proc } = await this.loaded('loadReferenceAdapter');
+    const dir = await mkdtemp(path.join(tmpdir(), 'sophia-torch-reference-'));
+    try {
+      await Promise.all(files.map((f) => (isOnDisk(f) ? symlink(path.resolve(f.path), path.join(dir, f.name)) : writeFile(path.join(dir, f.name), f.data))));
+      this.setModel(await this.run('loadReferenceAdapter', () => proc.loadReference(dir)));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  hasReferenceAdapter(): boolean {
+    return this.model?.reference_adapter != null;
+  }
+
+  async referenceLogprobs(batch: ResponseBatch, temperature: number): Promise<Float32Array[]> {
+    return this.logprobsOf('referenceLogprobs', batch, temperature, 'reference');
+  }
+
   // ---- prompts -------------------------------------------------------------------------------------------
 
   async promptLengths(prompts: readonly ChatPrompt[]): Promise<number[]> {
@@ -484,10 +507,15 @@ export class TorchEngine implements Engine {
   }
 
   async responseLogprobs(batch: ResponseBatch, temperature: number): Promise<Float32Array[]> {
+    return this.logprobsOf('responseLogprobs', batch, temperature, 'default');
+  }
+
+  private async logprobsOf(op: string, batch: ResponseBatch, temperature: number, adapter: 'default' | 'reference'): Promise<Float32Array[]> {
     const wire = wirePrompts(batch.prompts);
-    const { proc, model } = await this.loaded('responseLogprobs');
+    const { proc, model } = await this.loaded(op);
     const rows = wireRows(batch.rows, wire.prompts.length, model.vocab_size);
-    const out = await this.run('responseLogprobs', () => proc.logprobs({ prompts: wire.prompts, temperature }, rows, wire.images));
+    const args = { prompts: wire.prompts, temperature, ...(adapter === 'reference' ? { adapter } : {}) };
+    const out = await this.run(op, () => proc.logprobs(args, rows, wire.images));
     return splitRows(out.logprobs, rows.response_lengths as Int32Array);
   }
 

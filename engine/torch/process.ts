@@ -360,6 +360,11 @@ export class TorchEngineProcess {
     return reply.result.model as ModelInfo;
   }
 
+  /** A LoRA policy takes the adapter of the state in `dir` (same base) as its frozen reference adapter. */
+  async loadReference(dir: string): Promise<ModelInfo> {
+    return (await this.call('load_reference', { dir: path.resolve(dir) })).result.model as ModelInfo;
+  }
+
   /** Saves the model (Hugging Face format), optimizer and RNG into `dir` (new or empty). */
   async save(dir: string): Promise<SaveResult> {
     return (await this.call('save', { dir: path.resolve(dir) })).result as unknown as SaveResult;

@@ -23,6 +23,7 @@ export type OpName =
   | 'hello'
   | 'load'
   | 'load_state'
+  | 'load_reference'
   | 'save'
   | 'sample'
   | 'logprobs'
@@ -79,8 +80,20 @@ export interface ModelInfo {
   /** Never sampled: a VLM's vision tokens and vocabulary rows the tokenizer has no token for. */
   suppressed_token_ids: number[];
   gradient_checkpointing: boolean;
+  /** The model's LoRA adapter (null without one). */
+  lora: LoraArgs | null;
+  /** The state whose adapter is held as the frozen reference (`load_reference`), or null. */
+  reference_adapter: string | null;
   /** Optimizer steps taken (0 after `load`; the saved step after `load_state`). */
   step: number;
+}
+
+/** A LoRA adapter (engine/README.md: LoRA). */
+export interface LoraArgs {
+  rank: number;
+  alpha: number;
+  dropout?: number;
+  target_modules: string[];
 }
 
 /** Settings `load` and `load_state` share; defaults are the engine's (cuda + bfloat16 with a GPU, else cpu + float32). */
@@ -91,6 +104,8 @@ export interface DeviceSettings {
   /** torch intra-op threads; 0 leaves torch's own. */
   threads?: number;
   gradient_checkpointing?: boolean;
+  /** `load`: a fresh adapter; `load_state`: only with `reward_from_policy` (a state keeps its own adapter). */
+  lora?: LoraArgs;
 }
 
 export interface LoadArgs extends DeviceSettings {
@@ -265,6 +280,8 @@ export interface LogprobsArgs {
   prompts: Prompt[];
   /** > 0, default 1. */
   temperature?: number;
+  /** `reference`: the frozen reference adapter's logprobs (after `load_reference`) instead of the model's own. */
+  adapter?: 'default' | 'reference';
 }
 
 export interface LogprobsResult {

@@ -137,6 +137,11 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     const [cls, count] = (await loadsWithTransformers(store, result.checkpoints.trustGrpo!, path.join(modelRoot, 'lora-final'))).split(' ');
     expect(cls).toBe('Qwen2_5_VLForConditionalGeneration');
     expect(Number(count)).toBeGreaterThan(Number(baseCount)); // the adapter's A and B came with it
+    // The reference is the SFT adapter beside the policy's own: at RL step 1 the policy is the SFT state, so the KL to
+    // the reference is float noise (the base model without the SFT adapter, or a stale adapter, would be far off).
+    const steps = (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo' && m.kind === 'step');
+    expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    expect(Math.abs(Number(steps[0]!.kl))).toBeLessThan(1e-6);
   }, 900_000);
 
   it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -158,6 +159,11 @@ def _image(data: np.ndarray, name: str, field: str) -> Any:
     return image.convert("RGB")
 
 
+def _base_files(files: dict[str, int]) -> dict[str, int]:
+    """The weight files among a model directory's files (name → bytes): `model.safetensors`, or its shards and index."""
+    return {name: size for name, size in files.items() if re.fullmatch(r"model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json", name)}
+
+
 def _all_finite(tensors: list[torch.Tensor]) -> bool:
     """Whether every element of every tensor is finite. One fused pass of 2-norms answers for almost all: a non-finite
     element makes its tensor's norm non-finite. Only a tensor whose norm is not finite (a non-finite element, or finite
@@ -228,6 +234,10 @@ class Loaded:
     params: list[tuple[str, torch.nn.Parameter]] = field(default_factory=list)
     optimizer: torch.optim.AdamW | None = None
     step: int = 0
+    # The base weights' files (name → bytes) of the directory the model came from, and the state whose adapter is
+    # the frozen reference adapter beside a LoRA policy's own (`load_reference`), if any.
+    base_files: dict[str, int] = field(default_factory=dict)
+    reference: str | None = None
 
     @property
     def vision(self) -> bool:
@@ -305,6 +315,7 @@ class Engine:
             "suppressed_token_ids": self._suppressed_ids(m),
             "gradient_checkpointing": _checkpointing(m.model),
             "lora": self._lora_json(m),
+            "reference_adapter": m.reference,
             "step": m.step,
         }
 
@@ -404,7 +415,7 @@ class Engine:
         model.to(device).eval()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path), base_model_dir=str(path))
+        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path), base_model_dir=str(path), base_files=_base_files({p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}))
         if role == "reward":
             loaded.head = self._reward_head(model, path, seed, device, dtype)
         # Trainable parameters: the whole model for a policy; for a reward model the backbone and its head (the
@@ -707,12 +718,71 @@ class Engine:
         temperature = _finite(args, "temperature", "args.temperature", 1.0)
         if temperature <= 0:
             raise BadValue(f"args.temperature must be > 0 (got {temperature})", "args.temperature")
+        adapter = _get(args, "adapter", str, "args.adapter", lora_.ADAPTER)
+        if adapter not in (lora_.ADAPTER, lora_.REFERENCE):
+            raise BadValue(f"args.adapter must be {lora_.ADAPTER!r} (the model's own) or {lora_.REFERENCE!r} (got {adapter!r})", "args.adapter")
+        if adapter == lora_.REFERENCE and m.reference is None:
+            raise StateError("args.adapter is 'reference' but no reference adapter is loaded: send op 'load_reference' first (a load drops it)", "args.adapter")
         rows = self._rows(m, args, tensors)
         m.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), (lora_.active(m.model, adapter) if adapter == lora_.REFERENCE else contextlib.nullcontext()):
             logits = self._response_logits(m, rows)
             logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, rows.response_ids[:, None])[:, 0]
+        if adapter == lora_.REFERENCE:
+            self._freeze_reference(m)
         return {"prompt_tokens": rows.prompt_lengths}, {"logprobs": logp.to(torch.float32).cpu().numpy()}
+
+    @staticmethod
+    def _freeze_reference(m: Loaded) -> None:
+        """The policy's own adapter trains, the reference adapter never (peft's set_adapter flips both)."""
+        for name, p in m.model.named_parameters():
+            if lora_.is_adapter_parameter(name, lora_.REFERENCE):
+                p.requires_grad_(False)
+        for _, p in m.params:
+            p.requires_grad_(True)
+
+    def load_reference(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        """A LoRA policy takes the adapter of another state of its own lineage (the RL reference: the SFT state) as a
+        frozen second adapter over the same base weights: `logprobs` with `adapter: "reference"` is that state's model
+        without a second copy of the base. Only `sophia_engine.json`, `adapter_config.json` and
+        `adapter_model.safetensors` of the state are read. Its base must be the policy's: the same base model
+        directory and the same weight files (names and sizes); else a BadValue, and nothing changes."""
+        m = self._require("policy")
+        if not lora_.has_adapter(m.model):
+            raise StateError("load_reference needs a LoRA policy (loaded with args.lora, or from a LoRA state); without an adapter the reference is a model of its own", "op")
+        source = _get(args, "dir", str, "args.dir")
+        path = Path(source)
+        try:
+            meta = json.loads((path / STATE_FILE).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadValue(f"args.dir {source!r}: {STATE_FILE} is not readable: {err}", "args.dir") from None
+        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or not meta.get("lora") or meta.get("role") != "policy":
+            raise BadValue(f"args.dir {source!r} is not a LoRA policy's state ({STATE_FILE} names no adapter, or another role)", "args.dir")
+        theirs = _base_files(meta.get("files") or {})
+        if str(meta.get("base_model_dir")) != m.base_model_dir or theirs != m.base_files:
+            raise BadValue(
+                f"args.dir {source!r} is a state of another base model (base_model_dir {meta.get('base_model_dir')!r}, weight files {theirs}) than the policy's "
+                f"({m.base_model_dir!r}, {m.base_files}): a reference adapter only means something over the same base weights",
+                "args.dir",
+            )
+        spec = lora_.read_config(path, "args.dir")
+        if spec is None:
+            raise BadValue(f"args.dir {source!r} has no {lora_.ADAPTER_FILES[1]}", "args.dir")
+        if m.reference is not None:
+            m.model.delete_adapter(lora_.REFERENCE)
+            m.reference = None
+        try:
+            lora_.attach(m.model, spec, 0, "args.dir", adapter=lora_.REFERENCE)
+            lora_.load_weights(m.model, path, "args.dir", adapter=lora_.REFERENCE)
+        except BadValue:
+            if lora_.REFERENCE in getattr(m.model, "peft_config", {}):
+                m.model.delete_adapter(lora_.REFERENCE)
+            self._freeze_reference(m)
+            raise
+        m.model.to(m.device)
+        self._freeze_reference(m)
+        m.reference = source
+        return {"model": self._model_info()}, {}
 
     def score(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
         m = self._require("reward")
@@ -1278,7 +1348,7 @@ class Engine:
         return self._sophia().sophia_grad(args, tensors)
 
 
-OPS = ("hello", "load", "load_state", "save", "sample", "logprobs", "score", "tokenize", "prompt_lengths", "forward_backward", "optim_step", "train_step", "shutdown")
+OPS = ("hello", "load", "load_state", "load_reference", "save", "sample", "logprobs", "score", "tokenize", "prompt_lengths", "forward_backward", "optim_step", "train_step", "shutdown")
 from .sophia_arch import OPS as SOPHIA_OPS  # noqa: E402 - the ops of Engine's Sophia block above
 
 OPS += SOPHIA_OPS

@@ -23,7 +23,10 @@ import torch
 
 from .protocol import BadType, BadValue
 
-ADAPTER = "default"  # the one adapter's name (peft's default)
+ADAPTER = "default"  # the adapter that trains (peft's default name)
+# A second, frozen adapter a LoRA policy may hold beside its own: the RL reference's (the SFT state's adapter), so the
+# reference shares the policy's base weights instead of being a second copy of the model.
+REFERENCE = "reference"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 MODULE_NAME = re.compile(r"^[A-Za-z0-9_.*-]{1,128}$")
 
@@ -134,28 +137,41 @@ def spec_of(model: Any) -> LoraSpec | None:
     return LoraSpec(rank=int(cfg.r), alpha=float(cfg.lora_alpha), dropout=float(cfg.lora_dropout), target_modules=tuple(targets))
 
 
-def attach(model: Any, spec: LoraSpec, seed: int, field: str) -> None:
+def attach(model: Any, spec: LoraSpec, seed: int, field: str, adapter: str = ADAPTER) -> None:
     """A fresh adapter on `model`: A from peft's initialisation drawn from `seed`, B zero (so the model's outputs are
-    unchanged until the first step); float32 weights on the base layers' devices."""
+    unchanged until the first step); float32 weights on the base layers' devices. `ADAPTER` stays the active one."""
     from peft import LoraConfig
 
     config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=list(spec.target_modules), bias="none")
     torch.manual_seed(seed)
     try:
-        model.add_adapter(config, adapter_name=ADAPTER)
+        model.add_adapter(config, adapter_name=adapter)
     except ValueError as err:
         raise BadValue(f"{field}.target_modules {list(spec.target_modules)} matches no layer of the model that LoRA can adapt: {err}", f"{field}.target_modules") from None
+    if adapter != ADAPTER:
+        model.set_adapter(ADAPTER)  # add_adapter made the new one active
     to_float32(model)
 
 
 def to_float32(model: Any) -> None:
     for name, p in model.named_parameters():
-        if is_adapter_parameter(name) and p.dtype != torch.float32:
+        if re.search(r"\.lora_[AB]\.", name) and p.dtype != torch.float32:
             p.data = p.data.to(torch.float32)
 
 
-def is_adapter_parameter(name: str) -> bool:
-    return ".lora_A." in name or ".lora_B." in name
+def is_adapter_parameter(name: str, adapter: str = ADAPTER) -> bool:
+    return f".lora_A.{adapter}." in name or f".lora_B.{adapter}." in name
+
+
+@contextlib.contextmanager
+def active(model: Any, adapter: str) -> Iterator[None]:
+    """`adapter` is the one the model's forward uses inside the block (peft's set_adapter also flips which adapter's
+    weights require grad: the caller restores its own flags)."""
+    model.set_adapter(adapter)
+    try:
+        yield
+    finally:
+        model.set_adapter(ADAPTER)
 
 
 def merge(model: Any) -> None:
@@ -192,7 +208,7 @@ def as_plain_model(model: Any) -> Iterator[None]:
         model._hf_peft_config_loaded = flag
 
 
-def load_weights(model: Any, path: Any, field: str) -> None:
+def load_weights(model: Any, path: Any, field: str, adapter: str = ADAPTER) -> None:
     """The adapter's weights from `path`/adapter_model.safetensors into the model's (float32) adapter, exactly as
     saved: transformers attaches the adapter when it loads the directory, but may round its weights to the model's
     dtype on the way. Every adapter weight must be in the file and every tensor of the file must be one."""
@@ -207,10 +223,10 @@ def load_weights(model: Any, path: Any, field: str) -> None:
     except (OSError, SafetensorError) as err:
         raise BadValue(f"{field}: {file} cannot be read: {err}", field) from None
     params = dict(model.named_parameters())
-    wanted = {name: p for name, p in params.items() if is_adapter_parameter(name)}
+    wanted = {name: p for name, p in params.items() if is_adapter_parameter(name, adapter)}
     for key, value in saved.items():
         # peft's names: base_model.model.<module>.lora_A.weight; the model's: <module>.lora_A.default.weight.
-        name = re.sub(r"\.(lora_[AB])\.weight$", rf".\1.{ADAPTER}.weight", key.removeprefix("base_model.model."))
+        name = re.sub(r"\.(lora_[AB])\.weight$", rf".\1.{adapter}.weight", key.removeprefix("base_model.model."))
         p = wanted.pop(name, None)
         if p is None or p.shape != value.shape:
             raise BadValue(f"{field}: {file} holds {key!r}, which is no adapter weight of the model (or has another shape)", field)

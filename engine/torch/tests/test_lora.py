@@ -176,3 +176,56 @@ def test_a_reference_refuses_an_adapter(engine, tiny_dir):
     with pytest.raises(EngineCallError) as err:
         engine.call("load", {"model_dir": tiny_dir, "role": "reference", "lora": LORA})
     assert err.value.field == "args.lora" and "frozen" in str(err.value)
+
+
+def test_a_reference_adapter_over_the_policys_own_base_gives_the_reference_states_logprobs(engine, spawn, tiny_dir, tmp_path):
+    # SFT: an adapter trained on the base, saved (the RL reference); RL: the policy continues it and holds the SFT
+    # adapter as a frozen second one.
+    engine.call("load", {"model_dir": tiny_dir, "lora": {**LORA, "dropout": 0.0}, "seed": 1})
+    responses = answers(engine, ["Three.", "Green.", "One two three."])
+    train(engine, responses, range(3))
+    engine.call("save", {"dir": str(tmp_path / "sft")})
+    _, sft = engine.call("logprobs", {"prompts": PROMPTS}, rows(INDEX, responses))
+
+    policy = spawn("policy")
+    policy.call("load_state", {"dir": str(tmp_path / "sft")})
+    with pytest.raises(EngineCallError) as err:
+        policy.call("logprobs", {"prompts": PROMPTS, "adapter": "reference"}, rows(INDEX, responses))
+    assert err.value.field == "args.adapter" and "load_reference" in str(err.value)
+    # Only the state's metadata and adapter files are read: the rest need not be there.
+    adapter_only = tmp_path / "sft-adapter"
+    adapter_only.mkdir()
+    for name in ("sophia_engine.json", "adapter_config.json", "adapter_model.safetensors"):
+        (adapter_only / name).write_bytes((tmp_path / "sft" / name).read_bytes())
+    info = policy.call("load_reference", {"dir": str(adapter_only)})[0]["model"]
+    assert info["reference_adapter"] == str(adapter_only)
+    trainable = info["trainable_parameters"]
+    train(policy, responses, range(3, 5))
+    assert policy.call("hello")[0]["model"]["trainable_parameters"] == trainable  # the reference adapter does not train
+    _, ref = policy.call("logprobs", {"prompts": PROMPTS, "adapter": "reference"}, rows(INDEX, responses))
+    _, own = policy.call("logprobs", {"prompts": PROMPTS}, rows(INDEX, responses))
+    np.testing.assert_allclose(ref["logprobs"], sft["logprobs"], rtol=0, atol=1e-6)
+    assert np.abs(own["logprobs"] - sft["logprobs"]).max() > 1e-3  # the policy moved on; its reference did not
+    # A save holds the policy's own adapter only, and the reference adapter does not survive a load.
+    policy.call("save", {"dir": str(tmp_path / "rl")})
+    saved = load_file(tmp_path / "rl" / "adapter_model.safetensors")
+    assert saved.keys() == load_file(tmp_path / "sft" / "adapter_model.safetensors").keys()
+    assert not any(".reference." in k for k in everything(tmp_path / "rl"))
+    assert policy.call("load_state", {"dir": str(tmp_path / "rl")})[0]["model"]["reference_adapter"] is None
+
+
+def test_load_reference_refuses_another_base_and_a_policy_without_an_adapter(engine, tiny_dir, tmp_path):
+    from sophia_torch.tiny_qwen import build
+
+    other = str(build(tmp_path / "other", seed=7))
+    engine.call("load", {"model_dir": other, "lora": LORA, "seed": 1})
+    engine.call("save", {"dir": str(tmp_path / "other-state")})
+    engine.call("load", {"model_dir": tiny_dir, "lora": LORA, "seed": 1})
+    with pytest.raises(EngineCallError) as err:
+        engine.call("load_reference", {"dir": str(tmp_path / "other-state")})
+    assert err.value.field == "args.dir" and "another base model" in str(err.value)
+    assert engine.call("hello")[0]["model"]["reference_adapter"] is None
+    engine.call("load", {"model_dir": tiny_dir})
+    with pytest.raises(EngineCallError) as err:
+        engine.call("load_reference", {"dir": str(tmp_path / "other-state")})
+    assert err.value.type == "StateError" and "LoRA policy" in str(err.value)
