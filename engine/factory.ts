@@ -6,6 +6,10 @@
  */
 import { OnnxEngine, type OnnxEngineOptions } from './onnx-engine';
 import { TorchEngine } from './torch/engine';
+import type { TorchEngineHosts } from './torch/host';
+
+/** A worker makes one and passes it in `EngineContext.torchHosts`: its torch engines then share engine processes. */
+export { TorchEngineHosts } from './torch/host';
 import type { Engine, TokenEngine } from './types';
 import { installTorch } from './torch/venv';
 
@@ -54,6 +58,8 @@ const ENGINE_KINDS: readonly EngineKind[] = ['onnx', 'torch'];
  */
 export interface EngineContext {
   onLog?: (entry: { level: 'debug' | 'info' | 'warn' | 'error'; message: string; fields: Record<string, unknown> }) => void;
+  /** A worker's shared PyTorch engine processes: its torch engines become models of one process (engine/torch/host.ts). */
+  torchHosts?: TorchEngineHosts;
 }
 
 /** The ONNX engine also takes token-level batches (`TokenEngine`); every engine has the prompt-level surface. */
@@ -67,7 +73,8 @@ export function createEngine(options: EngineOptions, context: EngineContext = {}
     }
     case 'torch': {
       const { kind: _kind, ...settings } = options;
-      return new TorchEngine({ ...settings, ...(context.onLog ? { onLog: context.onLog } : {}) });
+      const host = context.torchHosts?.get({ python: settings.python, threads: settings.threads });
+      return new TorchEngine({ ...settings, ...(context.onLog ? { onLog: context.onLog } : {}) }, host);
     }
     default:
       throw new RangeError(`engine.kind ${JSON.stringify((options as { kind: unknown }).kind)} is not an engine this build has: use one of ${ENGINE_KINDS.join(', ')}`);

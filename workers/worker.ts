@@ -26,7 +26,7 @@ import { createRewardModelActivities } from '../activities/reward-model';
 import { createRlActivities } from '../activities/rl';
 import { createTrainingActivities } from '../activities/training';
 import { ModelSource } from '../activities/models';
-import { type EngineContext, type EngineOptions, createEngine } from '../engine/factory';
+import { type EngineContext, type EngineOptions, TorchEngineHosts, createEngine } from '../engine/factory';
 import type { Engine } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
 import type { Storage } from '../storage/types';
@@ -96,14 +96,16 @@ export class WorkerSet {
 
   private constructor(readonly options: WorkerSetOptions) {
     this.identity = `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
-    // A run's RL step uses three models (policy, reference, reward model), plus one for periodic evaluation.
-    // An engine process's stderr lines go to this worker's structured log, with the worker's identity; its line per
+    // A run's RL step uses three models (policy, reference, reward model), plus one for periodic evaluation. The
+    // worker's PyTorch engines are models of one engine process (per threads setting): one CUDA context and one
+    // memory allocator for the GPU. An engine process's stderr lines go to this worker's structured log, with the worker's identity; its line per
     // call ("op done", with the op's time) at debug, where one a step would not flood the log.
     const onLog: EngineContext['onLog'] = ({ level, message, fields }) => {
       const at = message === 'op done' ? 'DEBUG' : (level.toUpperCase() as 'DEBUG' | 'INFO' | 'WARN' | 'ERROR');
       Runtime.instance().logger.log(at, `engine: ${message}`, { ...fields, worker: this.identity });
     };
-    this.engines = new EnginePool(options.makeEngine ?? ((engineOptions) => createEngine(engineOptions, { onLog })), 4);
+    const torchHosts = new TorchEngineHosts(onLog);
+    this.engines = new EnginePool(options.makeEngine ?? ((engineOptions) => createEngine(engineOptions, { onLog, torchHosts })), 4);
     this.store = new CheckpointStore(options.storage);
   }
 

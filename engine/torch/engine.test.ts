@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createEngine } from '../factory';
+import { TorchEngineHosts, createEngine } from '../factory';
 import { promptMicroConfig } from '../testing/contract-fixtures';
 import type { ChatPrompt, RgbImage } from '../types';
 import { TorchEngine, TorchEngineModelLostError } from './engine';
@@ -150,5 +150,50 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
     expect(e.pid).not.toBe(pid);
     expect(e.step()).toBe(1);
     expect((await e.responseLogprobs(batch, 1)).map((x) => Array.from(x))).toEqual(before.map((x) => Array.from(x)));
+  });
+
+  it('engines on one host are models of one process: separate states, one death takes both, each reloads itself, the last to go closes it', async () => {
+    const hosts = new TorchEngineHosts((entry) => logs.push(entry));
+    const made = [createEngine({ kind: 'torch', ...SETTINGS }, { torchHosts: hosts }), createEngine({ kind: 'torch', ...SETTINGS }, { torchHosts: hosts })] as TorchEngine[];
+    const other = createEngine({ kind: 'torch', ...SETTINGS, threads: 1 }, { torchHosts: hosts }) as TorchEngine;
+    engines.push(...made, other);
+    const [policy, rm] = made as [TorchEngine, TorchEngine];
+    await policy.init({ kind: 'policy', pretrained: model }, 1);
+    await rm.init({ kind: 'reward', pretrained: model }, 2);
+    expect(rm.pid).toBe(policy.pid);
+    expect(other.pid).toBeUndefined(); // other threads: a process of its own, not started yet
+    const [response] = await policy.encodeResponses(['one two three']);
+    const batch = { prompts: PROMPTS, rows: [{ prompt: 0, response: response! }, { prompt: 1, response: response! }] };
+    const scores = await rm.scoreResponses(batch);
+    const adamw = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 4 };
+    await policy.trainStepResponses(batch, { kind: 'sft' }, adamw);
+    expect(policy.step()).toBe(1);
+    expect(rm.step()).toBe(0);
+    expect(Array.from(await rm.scoreResponses(batch))).toEqual(Array.from(scores)); // the policy's step left it alone
+    const saved = await policy.saveState();
+
+    process.kill(policy.pid!, 'SIGKILL');
+    await expect(rm.scoreResponses(batch)).rejects.toBeInstanceOf(EngineProcessDiedError);
+    expect(policy.healthy()).toBe(false);
+    expect(rm.healthy()).toBe(false);
+    // The policy reloads: a new process, which the reward model's model is not in.
+    await policy.loadState(saved);
+    expect(policy.healthy()).toBe(true);
+    expect(rm.pid).toBe(policy.pid);
+    expect(rm.healthy()).toBe(false);
+    await expect(rm.scoreResponses(batch)).rejects.toBeInstanceOf(TorchEngineModelLostError);
+    await rm.init({ kind: 'reward', pretrained: model }, 2);
+    expect(rm.healthy()).toBe(true);
+    expect(Array.from(await rm.scoreResponses(batch))).toEqual(Array.from(scores));
+
+    // Disposing one unloads its model; the other keeps working; the last one closes the process.
+    const pid = policy.pid!;
+    await rm.dispose();
+    expect(policy.step()).toBe(1);
+    await policy.responseLogprobs(batch, 1);
+    await policy.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(() => process.kill(pid, 0)).toThrow(); // no such process
+    await other.dispose();
   });
 });

@@ -56,7 +56,8 @@ import type {
 import { isPretrained } from '../types';
 import { inMemory, isOnDisk } from '../state-files';
 import { EngineProcessDiedError, type ProcessEnd, TorchEngineRangeError, TorchEngineTypeError, describeEnd } from './errors';
-import { type TorchEngineLogEntry, TorchEngineProcess } from './process';
+import { TorchEngineHost } from './host';
+import type { TorchEngineLogEntry, TorchEngineProcess, TorchModelChannel } from './process';
 import type { AdamWArgs, ContentPart, HelloResult, ImageBytes, ModelInfo, OpName, Prompt, Rows, RowsFor, LossSpec as WireLossSpec } from './protocol';
 
 /** What `TorchEngine` takes: the factory's settings, plus what only the process owner can give. */
@@ -268,7 +269,11 @@ function checkFiles(files: readonly EngineFile[]): void {
 
 export class TorchEngine implements Engine, ReferenceAdapterEngine {
   private proc: TorchEngineProcess | undefined;
-  private starting: Promise<TorchEngineProcess> | undefined;
+  private readonly host: TorchEngineHost;
+  /** This engine's model's name in the process. */
+  private readonly name: string;
+  /** The host's process generation the model was loaded in (0: never loaded). */
+  private generation = 0;
   private helloResult: HelloResult | undefined;
   /** The model the current process holds (null: none; after a death, the process that had it is gone). */
   private model: ModelInfo | null = null;
@@ -276,14 +281,26 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
   private steps = 0;
   private disposed = false;
 
-  constructor(private readonly options: TorchEngineConstructorOptions = {}) {}
+  /**
+   * `host`: the engine process to share with other engines (a worker's `TorchEngineHosts`); without one the engine
+   * has a process of its own.
+   */
+  constructor(
+    private readonly options: TorchEngineConstructorOptions = {},
+    host?: TorchEngineHost,
+  ) {
+    const { python, threads, env, onLog } = options;
+    this.host = host ?? new TorchEngineHost({ python, threads, env, onLog });
+    this.name = this.host.join();
+  }
 
   /**
    * False once the engine process died (or the engine was disposed): calls reject until `init`, `loadState` or
    * `initRewardFromPolicy` load a model into a new process. The engine pool then makes a new engine instead.
    */
   healthy(): boolean {
-    return !this.disposed && !(this.proc?.end && !this.proc.end.closed);
+    if (this.disposed || (this.proc?.end && !this.proc.end.closed)) return false;
+    return this.generation === 0 || this.generation === this.host.generation; // not a model a restart took away
   }
 
   /** The engine process's pid (undefined before the first call starts it). */
@@ -304,31 +321,31 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
 
   // ---- process and model ---------------------------------------------------------------------------------
 
-  /** The engine process, started on first use; `fresh` restarts one that died (a load follows). */
-  private async process(fresh = false): Promise<TorchEngineProcess> {
+  /** This engine's model in the engine process, started on first use; `fresh` restarts one that died (a load follows). */
+  private async process(fresh = false): Promise<TorchModelChannel> {
     if (this.disposed) throw new Error('torch engine: the engine was disposed');
-    if (!this.starting) {
-      const { python, threads, env, onLog } = this.options;
-      this.starting = TorchEngineProcess.start({ python, threads, env, onLog });
-      this.starting.catch(() => (this.starting = undefined)); // a failed start is tried again on the next call
-    }
-    const proc = (this.proc = await this.starting);
-    if (fresh && proc.end) {
-      this.model = null;
-      this.helloResult = await proc.restart();
-    } else this.helloResult ??= proc.started;
-    return proc;
+    const { proc } = await this.host.start(fresh);
+    this.proc = proc;
+    this.helloResult = proc.started;
+    return proc.model(this.name);
   }
 
-  /** The process, holding a model (of one of `roles`, when given). */
-  private async loaded(op: string): Promise<{ proc: TorchEngineProcess; model: ModelInfo }> {
-    const proc = await this.process();
+  /** The process, holding this engine's model. */
+  private async loaded(op: string): Promise<{ proc: TorchModelChannel; model: ModelInfo }> {
+    const channel = await this.process();
+    const proc = channel.process;
     if (proc.end && !proc.end.closed) {
       this.model = null;
       throw new TorchEngineModelLostError(op, proc.end);
     }
+    if (this.generation !== 0 && this.generation !== this.host.generation) {
+      // Another engine of the process restarted it after it died: this engine's model died with it.
+      this.model = null;
+      const end = this.host.previousEnd;
+      if (end) throw new TorchEngineModelLostError(op, end);
+    }
     if (!this.model) throw new Error(`torch engine ${op}: the engine has no model: call init() or loadState() first`);
-    return { proc, model: this.model };
+    return { proc: channel, model: this.model };
   }
 
   /** Runs a call; a death forgets the model, refusals come back in the caller's terms. */
@@ -343,6 +360,7 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
 
   private setModel(model: ModelInfo): void {
     this.model = model;
+    this.generation = this.host.generation;
     this.spec = { kind: ROLE_KINDS[model.role], pretrained: model.base_model_dir };
     this.steps = model.step;
   }
@@ -385,8 +403,7 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
     if (this.disposed) return;
     this.disposed = true;
     this.model = null;
-    const proc = this.proc ?? (await this.starting?.catch(() => undefined));
-    await proc?.close();
+    await this.host.leave(this.name);
   }
 
   // ---- state ---------------------------------------------------------------------------------------------
@@ -404,7 +421,7 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
   }
 
   /** Op `save` into `dir` (absent or empty): the state's files, on disk, sorted by name. */
-  private async saveInto(proc: TorchEngineProcess, dir: string): Promise<OnDiskEngineFile[]> {
+  private async saveInto(proc: TorchModelChannel, dir: string): Promise<OnDiskEngineFile[]> {
     await this.run('saveState', () => proc.save(dir));
     const entries = await readdir(dir, { withFileTypes: true });
     const files: OnDiskEngineFile[] = [];
@@ -420,7 +437,7 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
    * Puts the files in a temp folder, runs `load`, removes the folder. Files on disk are linked, not copied (a 7B
    * state is tens of GB); files in memory are written.
    */
-  private async fromFiles(method: string, files: readonly EngineFile[], load: (proc: TorchEngineProcess, dir: string) => Promise<ModelInfo>): Promise<void> {
+  private async fromFiles(method: string, files: readonly EngineFile[], load: (proc: TorchModelChannel, dir: string) => Promise<ModelInfo>): Promise<void> {
     checkFiles(files);
     const proc = await this.process(true);
     const dir = await mkdtemp(path.join(tmpdir(), 'sophia-torch-load-'));

@@ -157,12 +157,12 @@ class Connection {
     this.child.stderr.on('data', (text: string) => this.onStderr(text));
   }
 
-  send(op: OpName, args: Record<string, unknown>, tensors: Record<string, TensorInput>): Promise<Reply> {
+  send(op: OpName, args: Record<string, unknown>, tensors: Record<string, TensorInput>, model?: string): Promise<Reply> {
     if (this.end) return Promise.reject(new EngineProcessDiedError(op, this.end));
     const id = this.nextId++;
     let frame: Buffer[];
     try {
-      frame = encodeFrame({ op, id, args }, tensors); // bad tensor input: refused before anything is sent
+      frame = encodeFrame({ op, id, args, ...(model !== undefined ? { model } : {}) }, tensors); // bad tensor input: refused before anything is sent
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
@@ -276,73 +276,9 @@ function requestTensors(rows: Partial<Rows>, images: ImageBytes): Record<string,
   return tensors;
 }
 
-export class TorchEngineProcess {
-  private conn: Connection;
-  /** The current process's answer to the `hello` that `start()`/`restart()` checked. */
-  started: HelloResult | undefined;
-
-  private constructor(
-    private readonly python: string,
-    private readonly options: TorchEngineProcessOptions,
-  ) {
-    this.conn = this.spawn();
-  }
-
-  /**
-   * Spawns an engine process and checks that it answers `hello` with this client's protocol version. Throws
-   * `TorchEngineNotInstalledError` (naming the install command) when no python is given and the venv is missing.
-   */
-  static async start(options: TorchEngineProcessOptions = {}): Promise<TorchEngineProcess> {
-    const engine = new TorchEngineProcess(options.python ?? torchPython(), options);
-    try {
-      await engine.checkHello();
-    } catch (err) {
-      engine.conn.kill('SIGKILL');
-      await engine.conn.ended;
-      throw err;
-    }
-    return engine;
-  }
-
-  /** The current process's pid (undefined if it could not start). */
-  get pid(): number | undefined {
-    return this.conn.child.pid;
-  }
-
-  /** How the current process ended, or null while it runs. */
-  get end(): ProcessEnd | null {
-    return this.conn.end;
-  }
-
-  /** Ends the current process (gracefully when it is alive) and starts a new one, with no model loaded. */
-  async restart(): Promise<HelloResult> {
-    await this.close();
-    this.conn = this.spawn();
-    return this.checkHello();
-  }
-
-  /**
-   * Sends `shutdown` (answered after the requests already pending), waits up to `graceMs` for the process to exit,
-   * then kills it. Later calls fail with `EngineProcessDiedError` ("was closed") until `restart()`.
-   */
-  async close(graceMs = this.options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS): Promise<ProcessEnd> {
-    const conn = this.conn;
-    if (conn.end || conn.exited) return conn.ended;
-    conn.closing = true;
-    conn.send('shutdown', {}, {}).catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), graceMs)));
-    const end = await Promise.race([conn.ended, graceOver]);
-    clearTimeout(timer);
-    if (end) return end;
-    conn.kill('SIGKILL');
-    return conn.ended;
-  }
-
-  /** Any op, untyped: its JSON result and output tensors. Error replies throw (errors.ts). */
-  call(op: OpName, args: Record<string, unknown> = {}, tensors: Record<string, TensorInput> = {}): Promise<Reply> {
-    return this.conn.send(op, args, tensors);
-  }
+/** The typed ops of one model of an engine process (`call` says which model). */
+abstract class ModelCalls {
+  abstract call(op: OpName, args?: Record<string, unknown>, tensors?: Record<string, TensorInput>): Promise<Reply>;
 
   async hello(): Promise<HelloResult> {
     return (await this.call('hello')).result as unknown as HelloResult;
@@ -436,6 +372,110 @@ export class TorchEngineProcess {
   async optimStep(args: AdamWArgs): Promise<OptimStepResult> {
     const { step, grad_norm, applied } = (await this.call('optim_step', { ...args })).result as { step: number; grad_norm: unknown; applied: boolean };
     return { step, grad_norm: wireNumber(grad_norm, 'optim_step result.grad_norm'), applied };
+  }
+
+}
+
+/** One named model of an engine process (`TorchEngineProcess.model(name)`). */
+export class TorchModelChannel extends ModelCalls {
+  constructor(
+    readonly process: TorchEngineProcess,
+    readonly name: string,
+  ) {
+    super();
+  }
+
+  call(op: OpName, args: Record<string, unknown> = {}, tensors: Record<string, TensorInput> = {}): Promise<Reply> {
+    return this.process.callModel(this.name, op, args, tensors);
+  }
+
+  /** Drops the model (and its memory) from the process; the names of the models still loaded. */
+  async unload(): Promise<string[]> {
+    return (await this.call('unload')).result.models as string[];
+  }
+}
+
+export class TorchEngineProcess extends ModelCalls {
+  private conn: Connection;
+  /** The current process's answer to the `hello` that `start()`/`restart()` checked. */
+  started: HelloResult | undefined;
+
+  private constructor(
+    private readonly python: string,
+    private readonly options: TorchEngineProcessOptions,
+  ) {
+    super();
+    this.conn = this.spawn();
+  }
+
+  /**
+   * Spawns an engine process and checks that it answers `hello` with this client's protocol version. Throws
+   * `TorchEngineNotInstalledError` (naming the install command) when no python is given and the venv is missing.
+   */
+  static async start(options: TorchEngineProcessOptions = {}): Promise<TorchEngineProcess> {
+    const engine = new TorchEngineProcess(options.python ?? torchPython(), options);
+    try {
+      await engine.checkHello();
+    } catch (err) {
+      engine.conn.kill('SIGKILL');
+      await engine.conn.ended;
+      throw err;
+    }
+    return engine;
+  }
+
+  /** The current process's pid (undefined if it could not start). */
+  get pid(): number | undefined {
+    return this.conn.child.pid;
+  }
+
+  /** How the current process ended, or null while it runs. */
+  get end(): ProcessEnd | null {
+    return this.conn.end;
+  }
+
+  /** Ends the current process (gracefully when it is alive) and starts a new one, with no model loaded. */
+  async restart(): Promise<HelloResult> {
+    await this.close();
+    this.conn = this.spawn();
+    return this.checkHello();
+  }
+
+  /**
+   * Sends `shutdown` (answered after the requests already pending), waits up to `graceMs` for the process to exit,
+   * then kills it. Later calls fail with `EngineProcessDiedError` ("was closed") until `restart()`.
+   */
+  async close(graceMs = this.options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS): Promise<ProcessEnd> {
+    const conn = this.conn;
+    if (conn.end || conn.exited) return conn.ended;
+    conn.closing = true;
+    conn.send('shutdown', {}, {}).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), graceMs)));
+    const end = await Promise.race([conn.ended, graceOver]);
+    clearTimeout(timer);
+    if (end) return end;
+    conn.kill('SIGKILL');
+    return conn.ended;
+  }
+
+  /** Any op to the process's default model, untyped: its JSON result and output tensors. Error replies throw (errors.ts). */
+  call(op: OpName, args: Record<string, unknown> = {}, tensors: Record<string, TensorInput> = {}): Promise<Reply> {
+    return this.conn.send(op, args, tensors);
+  }
+
+  /** Any op to the model named `model` in this process. */
+  callModel(model: string, op: OpName, args: Record<string, unknown> = {}, tensors: Record<string, TensorInput> = {}): Promise<Reply> {
+    return this.conn.send(op, args, tensors, model);
+  }
+
+  /**
+   * The model named `name` in this process (one process serves several: each name its own model, state and RNG; see
+   * engine/README.md). Its calls go to whichever process this object runs, a restarted one included.
+   */
+  model(name: string): TorchModelChannel {
+    if (!/^[A-Za-z0-9_.:/-]{1,128}$/.test(name)) throw new RangeError(`model name ${JSON.stringify(name)}: 1-128 letters, digits or _.:/-`);
+    return new TorchModelChannel(this, name);
   }
 
   private spawn(): Connection {

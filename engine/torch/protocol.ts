@@ -24,6 +24,7 @@ export type OpName =
   | 'load'
   | 'load_state'
   | 'load_reference'
+  | 'unload'
   | 'save'
   | 'sample'
   | 'logprobs'

@@ -54,9 +54,12 @@ class EngineClient:
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
-    def send(self, op: Any, args: Any = None, tensors: dict[str, np.ndarray] | None = None, request_id: Any = None) -> Any:
+    def send(self, op: Any, args: Any = None, tensors: dict[str, np.ndarray] | None = None, request_id: Any = None, model: str | None = None) -> Any:
         request_id = next(self._ids) if request_id is None else request_id
-        self.send_raw(encode_frame({"op": op, "id": request_id, "args": args if args is not None else {}}, tensors))
+        header = {"op": op, "id": request_id, "args": args if args is not None else {}}
+        if model is not None:
+            header["model"] = model
+        self.send_raw(encode_frame(header, tensors))
         return request_id
 
     def receive(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -64,8 +67,9 @@ class EngineClient:
         frame = read_frame(self.proc.stdout)
         return frame.header, decode_tensors(frame)
 
-    def call(self, op: str, args: dict[str, Any] | None = None, tensors: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        request_id = self.send(op, args, tensors)
+    def call(self, op: str, args: dict[str, Any] | None = None, tensors: dict[str, np.ndarray] | None = None, model: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """One request to the model named `model` (the process's default one when None) and its reply."""
+        request_id = self.send(op, args, tensors, model=model)
         header, out = self.receive()
         if header.get("id") != request_id:
             raise RuntimeError(f"reply id {header.get('id')!r} does not match request id {request_id!r}")

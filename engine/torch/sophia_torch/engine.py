@@ -1348,7 +1348,7 @@ class Engine:
         return self._sophia().sophia_grad(args, tensors)
 
 
-OPS = ("hello", "load", "load_state", "load_reference", "save", "sample", "logprobs", "score", "tokenize", "prompt_lengths", "forward_backward", "optim_step", "train_step", "shutdown")
+OPS = ("hello", "load", "load_state", "load_reference", "save", "sample", "logprobs", "score", "tokenize", "prompt_lengths", "forward_backward", "optim_step", "train_step", "unload", "shutdown")
 from .sophia_arch import OPS as SOPHIA_OPS  # noqa: E402 - the ops of Engine's Sophia block above
 
 OPS += SOPHIA_OPS

@@ -5,6 +5,11 @@ are `Engine`'s methods, documented in engine/README.md). stdout carries nothing 
 pointed at stderr once the protocol stream is set aside, so a stray print from a library cannot corrupt it.
 stderr carries logs, one JSON object per line ({"ts", "level", "msg", ...}).
 
+One process serves several models (a GPU worker's policy, reference and reward model share its GPU, its CUDA
+context and its memory allocator): a request's header may name its `model` (default "main"); each name is an
+`Engine` of its own, made on first use, with its own torch RNG state (put in place around each of its ops, so
+models interleaved in one process draw what each would draw alone). `unload` drops a model and frees its memory.
+
 Exit codes: 0 after `shutdown` or when stdin closes between frames; 2 when the framing is broken (after an
 error reply when one can be sent). The process then exits at once (os._exit), skipping the interpreter's teardown.
 """
@@ -14,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -67,12 +73,36 @@ def reply(out: BinaryIO, frame: bytes) -> None:
     out.flush()
 
 
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+DEFAULT_MODEL = "main"
+
+
+class RngState:
+    """The process's torch RNG (CPU and every CUDA device), captured and put back."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+
+    def restore(self) -> None:
+        import torch
+
+        torch.set_rng_state(self.cpu)
+        if self.cuda:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
 def serve(inp: BinaryIO, out: BinaryIO) -> int:
+    import gc
+
     import torch
 
     from .engine import OPS, Engine
 
-    engine = Engine()
+    engines: dict[str, Engine] = {}
+    rngs: dict[str, RngState] = {}
     log.info("engine process ready", extra={"fields": {"pid": os.getpid(), "torch": torch.__version__}})
     while True:
         try:
@@ -96,14 +126,34 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
                 args = {}
             if not isinstance(args, dict):
                 raise BadType("args must be a JSON object", "args")
+            name = header.get("model", DEFAULT_MODEL)
+            if not isinstance(name, str) or not MODEL_NAME.match(name):
+                raise BadValue(f"model must be a name of 1-128 letters, digits or _.:/- (got {name!r})", "model")
             tensors = decode_tensors(frame)
             if op == "shutdown":
                 reply(out, encode_frame({"id": request_id, "ok": True, "result": {}}))
                 log.info("shutdown: exiting")
                 return 0
-            result, out_tensors = getattr(engine, op)(args, tensors)
+            if op == "unload":
+                engines.pop(name, None)
+                rngs.pop(name, None)
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                reply(out, encode_frame({"id": request_id, "ok": True, "result": {"models": sorted(engines)}}))
+                log.info("op done", extra={"fields": {"op": op, "model": name, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
+                continue
+            engine = engines.setdefault(name, Engine())
+            if name in rngs:
+                rngs[name].restore()
+            try:
+                result, out_tensors = getattr(engine, op)(args, tensors)
+            finally:
+                rngs[name] = RngState()
+            if op == "hello":
+                result = {**result, "models": sorted(n for n, e in engines.items() if e.m is not None)}
             reply(out, encode_frame({"id": request_id, "ok": True, "result": result}, out_tensors))
-            log.info("op done", extra={"fields": {"op": op, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
+            log.info("op done", extra={"fields": {"op": op, "model": name, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
         except RequestError as err:
             log.warning("op refused", extra={"fields": {"op": op, "id": request_id, "error": str(err), "field": err.field}})
             reply(out, encode_frame({"id": request_id, "ok": False, "error": err.to_json()}))
