@@ -7,7 +7,7 @@ import { type EngineOptions, createEngine } from '../engine/factory';
 import { RUN_PRESETS, mergeConfig, parseRunConfig } from '../config/run-config';
 import { estimateRun } from '../config/limits';
 import { QWEN2_5_VL_3B } from '../config/testing/hf-configs';
-import { EnginePool, engineOptionsOf, workerMemoryBytes } from './engine-pool';
+import { EnginePool, engineOptionsOf, frozenEngineOptionsOf, workerMemoryBytes } from './engine-pool';
 import { withFailureMapping } from './failures';
 
 const config = { ...presetConfig('tiny', 'policy', 40), layers: 1, width: 32, heads: 2 };
@@ -119,6 +119,13 @@ describe('EnginePool', () => {
     it('maps the torch section onto TorchEngineSettings: auto dtype and device left to the engine, threads 0 omitted', () => {
       expect(engineOptionsOf(torch({}), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false });
       expect(engineOptionsOf(torch({ dtype: 'float64', device: 'cpu', threads: 2, gradientCheckpointing: true }), lots)).toEqual({ kind: 'torch', dtype: 'float64', device: 'cpu', threads: 2, gradientCheckpointing: true });
+    });
+
+    it('offloads RL\'s frozen models only where the config says engine.offloadFrozen, and never the training engine', () => {
+      expect(frozenEngineOptionsOf(torch({ offloadFrozen: true }), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false, offload: true });
+      expect(engineOptionsOf(torch({ offloadFrozen: true }), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false });
+      expect(frozenEngineOptionsOf(torch({}), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false });
+      expect(frozenEngineOptionsOf(parseRunConfig(RUN_PRESETS.ci, 'test'))).toEqual(engineOptionsOf(parseRunConfig(RUN_PRESETS.ci, 'test')));
     });
 
     it('refuses a torch run that does not fit this worker, naming the parts; an s3:// model counts once downloaded', () => {

@@ -69,6 +69,15 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
   } satisfies TorchEngineSettings;
 }
 
+/**
+ * The engine options of a run's frozen models in RL (its reference and its thinking reward model, which only
+ * score): the run's engine options, offloaded to host memory when the config says `engine.offloadFrozen`.
+ */
+export function frozenEngineOptionsOf(config: RunConfig, memoryBytes = workerMemoryBytes(), estimate: TorchEstimateOptions = {}): EngineOptions {
+  const options = engineOptionsOf(config, memoryBytes, estimate);
+  return options.kind === 'torch' && config.engine.kind === 'torch' && config.engine.offloadFrozen ? { ...options, offload: true } : options;
+}
+
 interface Spilled {
   state: EngineFile[];
   /** The folder the state was saved into (removed when the state is restored or dropped). */

@@ -37,7 +37,7 @@ import { type Rollout, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
 import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
 import { CheckpointWriter, INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
-import { type EnginePool, engineOptionsOf } from './engine-pool';
+import { type EnginePool, engineOptionsOf, frozenEngineOptionsOf } from './engine-pool';
 import { withFailureMapping } from './failures';
 import type { RunData, RunStore } from './run-data';
 
@@ -178,8 +178,9 @@ export function createRlActivities(deps: RlDeps) {
     return { responseLogprobs: (batch, temperature) => policy.referenceLogprobs(batch, temperature) };
   }
 
+  /** A frozen model of the run (its reference or reward model) at checkpoint `key`, offloaded when the config says so. */
   async function loaded(input: RlStepInput, slot: string, key: string): Promise<Engine> {
-    const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
+    const { engine, checkpointKey } = await engines.slot(slot, frozenEngineOptionsOf(input.config));
     if (checkpointKey !== key) {
       await loadEngineCheckpoint(store, key, engine, INFERENCE_ONLY);
       engines.mark(slot, key);

@@ -104,6 +104,11 @@ describe('torch run estimates', () => {
     expect(part(e, /^reward model weights \(3,754,625,025 parameters/)).toBe((P3 + 2049) * 2);
     const grpo = estimateRun(torch({ model: Q7, rewardModel: Q3 }, { ...rlOnly, rl: { variant: 'grpo' } }));
     expect(part(grpo, /^reward model/)).toBeUndefined();
+    // engine.offloadFrozen: both frozen models in host memory, one decoder layer at a time on the GPU (7B: 28 layers, 3B: 36).
+    const off = estimateRun(torch({ model: Q7, rewardModel: Q3, offloadFrozen: true }, rlOnly));
+    expect(part(off, /^reference model weights \(8,292,166,656 parameters, bfloat16, offloaded to host memory/)).toBe((P7 * 2) / 28);
+    expect(part(off, /^reward model weights \(3,754,625,025 parameters, bfloat16, offloaded/)).toBe(((P3 + 2049) * 2) / 36);
+    expect(e.engineMemoryBytes - off.engineMemoryBytes).toBeCloseTo(P7 * 2 * (1 - 1 / 28) + (P3 + 2049) * 2 * (1 - 1 / 36), -3);
   });
 
   it('takes bytes from the dtype: auto is bfloat16 on a GPU, float32 on CPU', () => {

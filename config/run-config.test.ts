@@ -28,7 +28,7 @@ describe('run config', () => {
     expect(ci.engine).toEqual({ kind: 'onnx', executionProvider: 'cpu', threads: 0 });
     expect(ci.data.shardSize).toBe(2000);
     expect(paper().rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
-    expect(paper().engine).toEqual({ kind: 'torch', model: QWEN_7B, rewardModel: QWEN_3B, dtype: 'auto', device: 'auto', gradientCheckpointing: true, threads: 0 });
+    expect(paper().engine).toEqual({ kind: 'torch', model: QWEN_7B, rewardModel: QWEN_3B, dtype: 'auto', device: 'auto', gradientCheckpointing: true, threads: 0, offloadFrozen: false });
   });
 
   it('uses the paper\'s AdamW settings in every preset: weight decay 0.01, gradients clipped at global norm 4', () => {
@@ -135,7 +135,7 @@ describe('the engine section: onnx (default) or torch', () => {
 
   it('validates `extends: ci` + `engine: { kind: torch, model: DIR }`, with defaults; the onnx model section does not get in the way', () => {
     const config = torch({ model: QWEN_7B });
-    expect(config.engine).toEqual({ kind: 'torch', model: QWEN_7B, dtype: 'auto', device: 'auto', gradientCheckpointing: false, threads: 0 });
+    expect(config.engine).toEqual({ kind: 'torch', model: QWEN_7B, dtype: 'auto', device: 'auto', gradientCheckpointing: false, threads: 0, offloadFrozen: false });
     expect(() => assertRunnable(config)).not.toThrow();
     // Sophia model sections that onnx refuses: width not divisible by heads; fewer positions than evaluation.maxTokens.
     const odd = { model: { width: 130, heads: 4 } };

@@ -102,6 +102,12 @@ const TorchEngineSchema = z.strictObject({
   /** torch's intra-op threads; 0 = torch's own choice. */
   threads: int(0, 1024).default(0),
   lora: LoraSchema.optional(),
+  /**
+   * RL's frozen models (the reference and the thinking reward model) keep their weights in host memory and stream
+   * them to the GPU module by module for each forward: GPU memory for the policy's training, at the price of moving
+   * those weights over PCIe every step. With `lora` the reference is an adapter already.
+   */
+  offloadFrozen: z.boolean().default(false),
 });
 
 /**

@@ -16,7 +16,8 @@
  *    decoder layer and vision block (an upper bound). A checkpoint holds the frozen weights, the adapter and its
  *    moments.
  *  - the frozen reference model (RL's KL term) is a second copy of the policy's weights (with LoRA: the SFT adapter
- *    beside the policy's own, over the same base weights: `referenceIsAdapter`); the thinking reward model
+ *    beside the policy's own, over the same base weights: `referenceIsAdapter`; with `engine.offloadFrozen` it and
+ *    RL's reward model are in host memory and the GPU holds about one decoder layer of each at a time); the thinking reward model
  *    is its own weights (`engine.rewardModel`, else the policy's size plus a scalar head).
  *  - activations kept for the backward pass, per token of a training row (prompt: image tokens + a 256-token text
  *    allowance; response: the stage's maxTokens, and for SFT's teacher responses `model.maxLength`, the tiny world's
@@ -146,6 +147,8 @@ export function estimateTorch(config: RunConfig, engine: TorchEngineSection, opt
   if (!policy || !reward) return { dtype, parameters: P, peak: undefined, checkpointBytes, unknownModels };
 
   const weights = (who: string, n: number): MemoryPart => ({ name: `${who} weights (${fmtInt(n)} parameters, ${dtype})`, bytes: n * b });
+  // engine.offloadFrozen: the weights live in host memory; the GPU holds about one decoder layer's at a time.
+  const offloaded = (who: string, n: number, layers: number): MemoryPart => ({ name: `${who} weights (${fmtInt(n)} parameters, ${dtype}, offloaded to host memory: one decoder layer at a time on the GPU)`, bytes: (n * b) / layers });
   const training = (who: string, n: number, adapter: number): MemoryPart[] =>
     lora
       ? [
@@ -202,8 +205,12 @@ export function estimateTorch(config: RunConfig, engine: TorchEngineSection, opt
       stage: 'trustGrpo',
       parts: [
         ...training('policy', P, AP),
-        referenceIsAdapter(config) ? { name: 'reference LoRA adapter (float32, over the policy\'s base weights)', bytes: AP * 4 } : { name: `reference model weights (${dtype})`, bytes: P * b },
-        ...(rl.variant === 'grpo' ? [] : [weights('reward model', R)]),
+        referenceIsAdapter(config)
+          ? { name: 'reference LoRA adapter (float32, over the policy\'s base weights)', bytes: AP * 4 }
+          : engine.offloadFrozen
+            ? offloaded('reference model', P, policy.text.layers)
+            : { name: `reference model weights (${dtype})`, bytes: P * b },
+        ...(rl.variant === 'grpo' ? [] : [engine.offloadFrozen ? offloaded('reward model', R, reward.text.layers) : weights('reward model', R)]),
         larger(activations(policy, rl.microBatch, rl.maxTokens, true), kvCache(policy, rl.promptsPerStep * rl.groupSize, rl.maxTokens)),
       ],
     });

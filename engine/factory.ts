@@ -32,6 +32,11 @@ export interface TorchEngineOptions {
   gradientCheckpointing?: boolean;
   /** Train low-rank adapters instead of all the weights (engine/README.md: LoRA). */
   lora?: LoraOptions;
+  /**
+   * Inference only: keep the weights in host memory and stream them to the GPU module by module for each forward
+   * (RL's frozen reference and reward model with `engine.offloadFrozen`). Training calls are refused.
+   */
+  offload?: boolean;
 }
 
 /** A LoRA adapter: rank, scale alpha (the update is B·A·alpha/rank), dropout on its input, the modules it adapts. */

@@ -366,10 +366,10 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
   }
 
   private loadSettings() {
-    const { device, dtype, gradientCheckpointing, lora } = this.options;
+    const { device, dtype, gradientCheckpointing, lora, offload } = this.options;
     // lora: what `init` and `initRewardFromPolicy` attach; a saved state keeps the adapter it holds.
-    const adapter = lora && { rank: lora.rank, alpha: lora.alpha, dropout: lora.dropout, target_modules: lora.targetModules };
-    return { device, dtype, gradient_checkpointing: gradientCheckpointing, ...(adapter ? { lora: adapter } : {}) };
+    const adapter = lora && !offload ? { rank: lora.rank, alpha: lora.alpha, dropout: lora.dropout, target_modules: lora.targetModules } : undefined;
+    return { device, dtype, gradient_checkpointing: gradientCheckpointing, ...(adapter ? { lora: adapter } : {}), ...(offload ? { offload } : {}) };
   }
 
   async init(model: ModelSpec, seed: number): Promise<void> {

@@ -85,6 +85,8 @@ export interface ModelInfo {
   lora: LoraArgs | null;
   /** The state whose adapter is held as the frozen reference (`load_reference`), or null. */
   reference_adapter: string | null;
+  /** Whether the weights are offloaded to host memory (inference only). */
+  offloaded: boolean;
   /** Optimizer steps taken (0 after `load`; the saved step after `load_state`). */
   step: number;
 }
@@ -107,6 +109,8 @@ export interface DeviceSettings {
   gradient_checkpointing?: boolean;
   /** `load`: a fresh adapter; `load_state`: only with `reward_from_policy` (a state keeps its own adapter). */
   lora?: LoraArgs;
+  /** Inference only: weights in host memory, streamed to the device for each forward (an adapter folded in). */
+  offload?: boolean;
 }
 
 export interface LoadArgs extends DeviceSettings {

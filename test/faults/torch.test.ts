@@ -44,7 +44,7 @@ afterAll(() => {
 });
 
 /** A short torch run on the tiny Qwen: `sft` and `rl` as given, the rest as the fault config (ci's reward model). */
-const torchLines = (sft: string, rl: string) => [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, threads: 1 }`, `sft: ${sft}`, `rl: ${rl}`];
+const torchLines = (sft: string, rl: string, engine = '') => [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, threads: 1${engine} }`, `sft: ${sft}`, `rl: ${rl}`];
 
 /** Writes a checkpoint's files into a folder and loads it with plain transformers (the venv's python, no Sophia code). */
 async function loadsWithTransformers(store: CheckpointStore, key: string, dir: string): Promise<string> {
@@ -159,9 +159,9 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     expect(Date.now() - started).toBeLessThan(60_000);
   }, 300_000);
 
-  it('pauses (checkpoint, wait), resumes, and stops during Trust-GRPO (the policy committed at its step, then evaluated)', async () => {
+  it('pauses (checkpoint, wait), resumes, and stops during Trust-GRPO (the policy committed at its step, then evaluated), with the frozen reference offloaded', async () => {
     const { dir, temporal, c, storage, store, workers } = await inProcess('torch-control');
-    const { config } = faultConfigFile(dir, torchLines('{ steps: 60, evalEvery: 20, chunkSteps: 60, patience: 10 }', '{ variant: grpo, steps: 200, checkpointEvery: 100, evalEvery: 0 }'));
+    const { config } = faultConfigFile(dir, torchLines('{ steps: 60, evalEvery: 20, chunkSteps: 60, patience: 10 }', '{ variant: grpo, steps: 200, checkpointEvery: 100, evalEvery: 0 }', ', offloadFrozen: true'));
     const runId = 'torch-control';
     const { handle } = await startRun(c, temporal, pipelineInput(runId, { ...config, stages: ['prepareData', 'sftWarmup', 'trustGrpo', 'evaluation'] }, storage.location, temporal));
     const result = await workers.runUntil(
@@ -196,5 +196,8 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     expect(committed?.meta.stopped).toBe(true);
     expect(result.checkpoints.trustGrpo).toBe(committed!.key);
     expect(result.results.evaluation?.testAccuracy).toBeGreaterThanOrEqual(0);
+    // The offloaded reference is the SFT policy: at RL step 1 the policy is too, so their KL is float noise.
+    const first = (await readMetrics(storage, runId)).find((m) => m.stage === 'grpo' && m.kind === 'step' && m.step === 1);
+    expect(Math.abs(Number(first?.kl))).toBeLessThan(1e-6);
   }, 900_000);
 });

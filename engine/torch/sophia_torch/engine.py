@@ -238,6 +238,8 @@ class Loaded:
     # the frozen reference adapter beside a LoRA policy's own (`load_reference`), if any.
     base_files: dict[str, int] = field(default_factory=dict)
     reference: str | None = None
+    # An offloaded (inference-only) model's weights, in host memory (`_load_model`'s offload): what `save` writes.
+    offloaded: dict[str, torch.Tensor] | None = None
 
     @property
     def vision(self) -> bool:
@@ -316,6 +318,7 @@ class Engine:
             "gradient_checkpointing": _checkpointing(m.model),
             "lora": self._lora_json(m),
             "reference_adapter": m.reference,
+            "offloaded": m.offloaded is not None,
             "step": m.step,
         }
 
@@ -364,14 +367,17 @@ class Engine:
         seed = _int(args, "seed", "args.seed", defaults.get("seed", 0), minimum=0)
         threads = _int(args, "threads", "args.threads", 0, minimum=0)
         checkpointing = _get(args, "gradient_checkpointing", bool, "args.gradient_checkpointing", defaults.get("gradient_checkpointing", False))
-        return {"role": role, "device": device, "dtype": TORCH_DTYPES[dtype_name], "seed": seed, "threads": threads, "checkpointing": checkpointing}
+        offload = _get(args, "offload", bool, "args.offload", False)
+        return {"role": role, "device": device, "dtype": TORCH_DTYPES[dtype_name], "seed": seed, "threads": threads, "checkpointing": checkpointing, "offload": offload}
 
     def _load_model(self, model_dir: str, field: str, *, role: str, device: torch.device, dtype: torch.dtype, seed: int, threads: int, checkpointing: bool,
-                    new_adapter: lora_.LoraSpec | None = None, keep_adapter: bool = False) -> Loaded:
+                    new_adapter: lora_.LoraSpec | None = None, keep_adapter: bool = False, offload: bool = False) -> Loaded:
         """The model in `model_dir` for `role`. A LoRA adapter the directory carries (a LoRA state, or a model directory
         with peft's adapter files) is kept with `keep_adapter` (a state read back as it was saved), else merged into
         the weights; then `new_adapter`, when given, is attached fresh from `seed`. With an adapter, only the adapter
-        (and a reward model's head) trains."""
+        (and a reward model's head) trains. `offload`: an inference-only model whose weights stay in host memory and
+        are streamed to `device` module by module for each forward (accelerate's cpu_offload); an adapter is folded
+        into its weights first; it has no optimizer and refuses the training ops."""
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         path = Path(model_dir)
@@ -411,22 +417,35 @@ class Engine:
             if not keep_adapter:
                 lora_.merge(model)
         if new_adapter is not None:
+            if offload:
+                raise BadValue("args.lora: an offloaded model is inference-only and trains no adapter", "args.lora")
             lora_.attach(model, new_adapter, seed, "args.lora")
-        model.to(device).eval()
+        offloaded: dict[str, torch.Tensor] | None = None
+        if offload:
+            from accelerate import cpu_offload
+
+            lora_.merge(model)
+            offloaded = {k: v.detach() for k, v in model.state_dict().items()}  # host memory, streamed to device per forward
+            cpu_offload(model, execution_device=device, state_dict=offloaded)
+            model.eval()
+        else:
+            model.to(device).eval()
         if checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path), base_model_dir=str(path), base_files=_base_files({p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}))
+        loaded = Loaded(model=model, processor=processor, role=role, dtype=dtype, device=device, model_dir=str(path), base_model_dir=str(path), base_files=_base_files({p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}), offloaded=offloaded)
         if role == "reward":
             loaded.head = self._reward_head(model, path, seed, device, dtype)
         # Trainable parameters: the whole model for a policy; for a reward model the backbone and its head (the
         # LM head is not used); nothing for a frozen reference. With an adapter: the adapter (and the head).
         adapter = lora_.has_adapter(model)
         for name, p in model.named_parameters():
-            if adapter:
+            if offload:
+                p.requires_grad_(False)
+            elif adapter:
                 p.requires_grad_(role != "reference" and lora_.is_adapter_parameter(name))
             else:
                 p.requires_grad_(role == "policy" or (role == "reward" and not name.startswith("lm_head.")))
-        if role != "reference":
+        if role != "reference" and not offload:
             loaded.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
             if loaded.head is not None:
                 loaded.params += [(f"score_head.{n}", p) for n, p in loaded.head.named_parameters()]
@@ -953,8 +972,14 @@ class Engine:
 
     # ---- training --------------------------------------------------------------------------------------------
 
-    def forward_backward(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+    def _require_trainable(self) -> Loaded:
         m = self._require("policy", "reward")
+        if m.offloaded is not None:
+            raise StateError("the model is offloaded (loaded with args.offload: inference only): load it without offload to train it", "op")
+        return m
+
+    def forward_backward(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
+        m = self._require_trainable()
         loss_spec = _get(args, "loss", dict, "args.loss")
         kind = _get(loss_spec, "kind", str, "args.loss.kind")
         if kind not in ("sft", "grpo", "rm"):
@@ -1029,7 +1054,7 @@ class Engine:
     def train_step(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
         """forward_backward + optim_step in one op, the AdamW settings checked before anything runs. A non-finite
         loss with nothing accumulated before is reported with `applied: false` (and a NaN grad norm)."""
-        m = self._require("policy", "reward")
+        m = self._require_trainable()
         self._adamw_settings(args)
         result, _ = self.forward_backward(args, tensors)
         if self.pending is None:
@@ -1054,7 +1079,7 @@ class Engine:
         return settings
 
     def optim_step(self, args: dict[str, Any], tensors: dict[str, np.ndarray]) -> Result:
-        m = self._require("policy", "reward")
+        m = self._require_trainable()
         settings = self._adamw_settings(args)
         pending = self.pending
         if pending is None:
@@ -1150,9 +1175,12 @@ class Engine:
         with ThreadPoolExecutor(min(SAVE_WORKERS, len(shards))) as pool:
             jobs = [pool.submit(write, name, shard) for name, shard in zip(optimizer_files, shards)]
             # Hugging Face counts a shard's tensor bytes: the room its header may take is left out.
-            weights = [(n, tuple(t.shape)) for n, t in m.model.state_dict().items()]
+            weights = [(n, tuple(t.shape)) for n, t in (m.offloaded or m.model.state_dict()).items()]
             max_shard = max(1, shard_bytes - self._header_bytes(weights))
-            if lora_.has_adapter(m.model):
+            if m.offloaded is not None:
+                # Its weights are on the meta device between forwards; the host copy is the model's.
+                m.model.save_pretrained(target, state_dict=m.offloaded, max_shard_size=max_shard)
+            elif lora_.has_adapter(m.model):
                 # The frozen base weights as a plain model's files, then the adapter beside them in peft's format.
                 with lora_.as_plain_model(m.model):
                     m.model.save_pretrained(target, state_dict=lora_.base_state_dict(m.model), max_shard_size=max_shard)
@@ -1268,9 +1296,11 @@ class Engine:
         # A state keeps the adapter it was saved with (args.lora is not read); a reward model starting from a policy's
         # state folds the policy's adapter into its weights and takes a fresh adapter when args.lora says so.
         adapter = self._lora_setting(args, role) if as_reward else None
+        if as_reward and settings["offload"]:
+            raise BadValue("args.offload: a reward model that starts from a policy trains; offload is for inference-only models", "args.offload")
         loaded = self._load_model(source, "args.dir", **settings, new_adapter=adapter, keep_adapter=not as_reward)
         saved_lora = meta.get("lora")
-        if not as_reward and saved_lora != self._lora_json(loaded):
+        if not as_reward and loaded.offloaded is None and saved_lora != self._lora_json(loaded):
             raise BadValue(f"{STATE_FILE} in {source!r} says the state's adapter is {saved_lora!r}, but its files hold {self._lora_json(loaded)!r}", "args.dir")
         loaded.base_model_dir = str(meta.get("base_model_dir") or source)
         if as_reward:
@@ -1280,9 +1310,10 @@ class Engine:
             self.m, self.pending = loaded, None
             return {"model": self._model_info()}, {}
         names = [n for n, _ in loaded.params]
-        if names != meta.get("trainable"):
+        # The moments are kept by parameter name: a state whose moments are read must list the model's trainables.
+        if loaded.offloaded is None and not fresh and names != meta.get("trainable"):
             raise BadValue(f"{STATE_FILE} in {source!r} lists other trainable parameters than the model has", "args.dir")
-        if not fresh:
+        if not fresh and loaded.offloaded is None:
             # Version 2: the optimizer files before the RNG file; version 1: the one file, already read for its RNG.
             moment_files = meta["tensor_files"][:-1] if rng_file == RNG_FILE else [rng_file]
             self._load_moments(loaded, moment_files, lambda name: rng_part if name == rng_file else read(name), source)
