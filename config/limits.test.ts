@@ -11,7 +11,7 @@ import { ConfigError } from '../common/errors';
 import { DEFAULT_RUN_LIMITS, RUN_LIMIT_VARS, assertWithinLimits, estimateRun, loadRunLimits } from './limits';
 import { RUN_PRESETS, mergeConfig, parseRunConfig, resolveRunConfig } from './run-config';
 import { readPretrainedShape } from './pretrained';
-import { QWEN2_5_VL_3B, QWEN2_5_VL_7B } from './testing/hf-configs';
+import { QWEN2_5_VL_3B, QWEN2_5_VL_7B, QWEN2_VL_7B } from './testing/hf-configs';
 import { loraParameters } from './torch-estimate';
 
 const ci = parseRunConfig(RUN_PRESETS.ci, 'ci');
@@ -165,6 +165,10 @@ describe('torch run estimates', () => {
     const shape = readPretrainedShape(Q3, 'engine.model');
     const v = shape.vision!;
     expect(loraParameters(shape, 8, ['down_proj']) - loraParameters(shape, 8, ['q_proj'])).toBe(8 * (shape.text.layers * (shape.text.intermediate - shape.text.heads * shape.text.headDim) + v.depth * (v.intermediate + v.hidden)));
+    // Qwen2-VL's vision MLP is fc1/fc2: gate_proj is the decoder's alone there.
+    const q2 = readPretrainedShape(model('Qwen2-VL-7B-Instruct', QWEN2_VL_7B), 'engine.model');
+    expect(loraParameters(q2, 8, ['gate_proj'])).toBe(8 * q2.text.layers * (q2.text.hidden + q2.text.intermediate));
+    expect(loraParameters(q2, 8, ['fc1'])).toBe(8 * q2.vision!.depth * (q2.vision!.hidden + q2.vision!.intermediate));
     expect(loraParameters(shape, 8, ['*'])).toBe(8 * (shape.text.layers * (shape.text.hidden + shape.text.intermediate) + v.depth * Math.max(4 * v.hidden, v.hidden + v.intermediate)));
   });
 

@@ -11,7 +11,7 @@
  *  - with `engine.lora` only the adapters (and a reward model's head) train: their float32 weights, gradients (and
  *    their sum) and moments, 20 bytes per adapter parameter, beside the frozen weights. An adapter on a module of
  *    n inputs and m outputs has rank · (n + m) parameters: q/k/v/o and the MLP's gate/up/down projections of each
- *    decoder layer, the vision blocks' qkv/proj and their MLP's gate/up/down (Qwen2.5-VL names them alike); a
+ *    decoder layer, the vision blocks' qkv/proj and their MLP's gate/up/down (Qwen2.5-VL; Qwen2-VL's fc1/fc2); a
  *    name not among these (a pattern, another module) is counted as each layer's largest projection, once per
  *    decoder layer and vision block (an upper bound). A checkpoint holds the frozen weights, the adapter and its
  *    moments.
@@ -103,7 +103,13 @@ export function loraParameters(shape: PretrainedShape, rank: number, targets: re
   const kv = t.kvHeads * t.headDim;
   const text: Record<string, number> = { q_proj: t.hidden + q, k_proj: t.hidden + kv, v_proj: t.hidden + kv, o_proj: q + t.hidden, gate_proj: t.hidden + t.intermediate, up_proj: t.hidden + t.intermediate, down_proj: t.intermediate + t.hidden };
   const v = shape.vision;
-  const vision: Record<string, number> = v ? { qkv: 4 * v.hidden, proj: 2 * v.hidden, gate_proj: v.hidden + v.intermediate, up_proj: v.hidden + v.intermediate, down_proj: v.intermediate + v.hidden } : {};
+  // The vision blocks' MLP: Qwen2.5-VL's gate/up/down (SwiGLU), Qwen2-VL's fc1/fc2.
+  const mlp: Record<string, number> = !v
+    ? {}
+    : v.family === 'qwen2_vl'
+      ? { fc1: v.hidden + v.intermediate, fc2: v.intermediate + v.hidden }
+      : { gate_proj: v.hidden + v.intermediate, up_proj: v.hidden + v.intermediate, down_proj: v.intermediate + v.hidden };
+  const vision: Record<string, number> = v ? { qkv: 4 * v.hidden, proj: 2 * v.hidden, ...mlp } : {};
   const largest = (sizes: Record<string, number>) => Math.max(0, ...Object.values(sizes));
   let perText = 0;
   let perVision = 0;

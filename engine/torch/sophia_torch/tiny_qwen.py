@@ -17,6 +17,10 @@ writes a Hugging Face model directory that `AutoModelForImageTextToText.from_pre
   14, spatial merge 2, one windowed and one full-attention block. Weights are the model's own initialisation
   under `torch.manual_seed(seed)`.
 
+With `--qwen2-vl` it writes a `Qwen2VLForConditionalGeneration` (model_type qwen2_vl) with a `Qwen2VLProcessor`: the
+same tokenizer and text model, and Qwen2-VL's vision tower (LayerNorm, QuickGELU MLP, full attention in every block)
+of depth 2, width 64.
+
 With `--text-only` it writes a `Qwen2ForCausalLM` (model_type qwen2, what Qwen2.5-0.5B…72B are) that
 `AutoModelForCausalLM` and `AutoTokenizer` load: the same tokenizer and chat template (its special tokens include the
 vision ones, as Qwen2.5's do), the same text model (hidden 64, 2 layers, head dim 32; plain RoPE), input and output
@@ -143,13 +147,13 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_processor(tokenizer):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+def build_processor(tokenizer, qwen2_vl: bool = False):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     # The processor needs a video processor too (Sophia sends images only): the same patch geometry.
     geometry = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
     pixels = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
-    return Qwen2_5_VLProcessor(
+    return (Qwen2VLProcessor if qwen2_vl else Qwen2_5_VLProcessor)(
         image_processor=Qwen2VLImageProcessor(size=pixels, **geometry),
         video_processor=Qwen2VLVideoProcessor(size=pixels, **geometry),
         tokenizer=tokenizer,
@@ -200,6 +204,24 @@ def build_config(tokenizer, max_positions: int = 4096):
     )
 
 
+def build_qwen2_vl_config(tokenizer, max_positions: int = 4096):
+    """The Qwen2-VL form of `build_config`: the same text model; a Qwen2-VL vision tower (LayerNorm, QuickGELU MLP
+    with ratio 2, full attention in every block), depth 2, width 64, 2 heads, merging into the text width."""
+    from transformers import Qwen2VLConfig
+
+    base = build_config(tokenizer, max_positions)
+    vision = {"depth": 2, "embed_dim": 64, "hidden_size": 64, "mlp_ratio": 2, "num_heads": 2, "in_channels": 3, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    return Qwen2VLConfig(
+        text_config=base.text_config.to_dict(),
+        vision_config=vision,
+        image_token_id=base.image_token_id,
+        video_token_id=base.video_token_id,
+        vision_start_token_id=base.vision_start_token_id,
+        vision_end_token_id=base.vision_end_token_id,
+        tie_word_embeddings=False,
+    )
+
+
 def build_text_config(tokenizer, max_positions: int = 4096):
     """The text-only model's config: `build_config`'s text model as a `Qwen2Config` (1-D RoPE), embeddings tied."""
     from transformers import Qwen2Config
@@ -214,24 +236,26 @@ def build_text_config(tokenizer, max_positions: int = 4096):
     )
 
 
-def build(out_dir: str | os.PathLike, seed: int = 0, max_positions: int = 4096, text_only: bool = False) -> Path:
-    """Writes the tiny model and its processor (with `text_only`: the causal LM and its tokenizer) into `out_dir`
-    (created; must be empty if it exists); `max_positions` is the model's `max_position_embeddings` (prompt +
-    response tokens at most)."""
+def build(out_dir: str | os.PathLike, seed: int = 0, max_positions: int = 4096, text_only: bool = False, qwen2_vl: bool = False) -> Path:
+    """Writes the tiny model and its processor (with `text_only`: the causal LM and its tokenizer; with `qwen2_vl`:
+    a Qwen2-VL instead of the Qwen2.5-VL) into `out_dir` (created; must be empty if it exists); `max_positions` is
+    the model's `max_position_embeddings` (prompt + response tokens at most)."""
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2ForCausalLM
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2ForCausalLM, Qwen2VLForConditionalGeneration
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: pass a new or empty directory")
     tokenizer = build_tokenizer()
     if text_only:
-        files, config = tokenizer, build_text_config(tokenizer, max_positions)
+        files, config, cls = tokenizer, build_text_config(tokenizer, max_positions), Qwen2ForCausalLM
+    elif qwen2_vl:
+        files, config, cls = build_processor(tokenizer, qwen2_vl=True), build_qwen2_vl_config(tokenizer, max_positions), Qwen2VLForConditionalGeneration
     else:
-        files, config = build_processor(tokenizer), build_config(tokenizer, max_positions)
+        files, config, cls = build_processor(tokenizer), build_config(tokenizer, max_positions), Qwen2_5_VLForConditionalGeneration
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = (Qwen2ForCausalLM if text_only else Qwen2_5_VLForConditionalGeneration)(config).to(torch.float32).eval()
+    model = cls(config).to(torch.float32).eval()
     im_end, eot = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
     model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot)
     model.save_pretrained(out)
@@ -245,12 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     parser.add_argument("--max-positions", type=int, default=4096, help="the model's max_position_embeddings (default 4096)")
     parser.add_argument("--text-only", action="store_true", help="a Qwen2ForCausalLM (AutoModelForCausalLM) instead of the Qwen2.5-VL")
+    parser.add_argument("--qwen2-vl", action="store_true", help="a Qwen2VLForConditionalGeneration (Qwen2-VL) instead of the Qwen2.5-VL")
     args = parser.parse_args(argv)
+    if args.text_only and args.qwen2_vl:
+        print("error: --text-only and --qwen2-vl are two other models: give one", file=sys.stderr)
+        return 2
     if args.max_positions < 16:
         print("error: --max-positions must be at least 16", file=sys.stderr)
         return 2
     try:
-        out = build(args.out_dir, args.seed, args.max_positions, text_only=args.text_only)
+        out = build(args.out_dir, args.seed, args.max_positions, text_only=args.text_only, qwen2_vl=args.qwen2_vl)
     except FileExistsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
