@@ -325,10 +325,22 @@ export function createRlActivities(deps: RlDeps) {
           entropyCoef: rl.entropyCoef,
           temperature: rl.temperature,
           microBatch: rl.microBatch,
+          ...(rl.tisCap !== undefined ? { tisCap: rl.tisCap } : {}),
         });
         if (!update.applied) throw new Error(`RL step ${input.step}: gradients are not finite; the update was not applied`);
         engines.mark(slot, tag(input.step));
-        const metrics = { ...input.metrics, loss: update.loss, kl: update.kl, entropy: update.entropy, clipFraction: update.clipFraction, gradNorm: update.gradNorm, logprobDiffMean: update.logprobDiffMean, logprobDiffMax: update.logprobDiffMax };
+        const metrics = {
+          ...input.metrics,
+          loss: update.loss,
+          kl: update.kl,
+          entropy: update.entropy,
+          clipFraction: update.clipFraction,
+          gradNorm: update.gradNorm,
+          logprobDiffMean: update.logprobDiffMean,
+          logprobDiffMax: update.logprobDiffMax,
+          ...(update.importanceEss !== undefined ? { importanceEss: update.importanceEss } : {}),
+          ...(update.tisCappedFraction !== undefined ? { tisCappedFraction: update.tisCappedFraction } : {}),
+        };
         await appendMetrics(data.storage, input.runId, [{ stage: GRPO_STAGE, kind: 'step', step: input.step, time: new Date().toISOString(), ...metrics }]);
         let checkpointKey: string | undefined;
         if (rlCheckpointsAt(rl, input.step)) {

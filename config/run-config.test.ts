@@ -170,6 +170,12 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(runnable({ model: QWEN_7B, rewardModel: short }, { evaluation: { maxTokens: 8 } }).message).toMatch(/^rewardModel\.data\.maxTokens: 48 is not below the 48 positions of engine\.rewardModel/);
   });
 
+  it('takes rl.tisCap (≥ 1) with the torch engine and refuses it with the onnx engine, naming the field', () => {
+    expect(torch({ model: QWEN_7B }, { rl: { tisCap: 2 } }).rl?.tisCap).toBe(2);
+    expect(configError(() => torch({ model: QWEN_7B }, { rl: { tisCap: 0.5 } })).message).toMatch(/rl\.tisCap: Too small/);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', rl: { tisCap: 2 } }, 'x')).message).toMatch(/rl\.tisCap: the onnx engine samples with the graphs it trains with/);
+  });
+
   it('validates LoRA settings', () => {
     const lora = { rank: 16, alpha: 32, targetModules: ['q_proj', 'v_proj'] };
     expect(torch({ model: QWEN_7B, lora }).engine).toMatchObject({ lora: { ...lora, dropout: 0 } });

@@ -263,6 +263,12 @@ const RlSchema = z.strictObject({
   evalEvery: int(0).default(0),
   /** Examples per family of the periodic evaluation (greedy). */
   evalExamples: int(1).default(20),
+  /**
+   * Truncated importance sampling of the sampler–trainer mismatch (torch engine; off when absent): each token's policy
+   * term weighted by min(π_trainer / π_sampler, tisCap), the PPO ratio against the trainer's own policy. Peers use
+   * caps of about 2 to 5. Every RL step reports the importance weights' effective sample size (importanceEss) either way.
+   */
+  tisCap: z.number().min(1).optional(),
 });
 
 export { STAGE_NAMES, type StageName };
@@ -318,6 +324,9 @@ export const RunConfigSchema = z.strictObject({
     if (tokens >= maxLength) {
       ctx.addIssue({ code: 'custom', path, message: `${tokens} is not below the model's ${maxLength} text positions (model.maxLength), which the prompt shares: use fewer, or raise model.maxLength` });
     }
+  }
+  if (config.engine.kind === 'onnx' && rl?.tisCap !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['rl', 'tisCap'], message: 'the onnx engine samples with the graphs it trains with, so there is no sampler–trainer mismatch to correct: remove rl.tisCap, or use engine.kind torch' });
   }
   if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {
     ctx.addIssue({ code: 'custom', path: ['rewardModel', 'init'], message: "scratch (random weights) is for the onnx engine's own architecture; with engine.kind torch the reward model starts from engine.rewardModel, or from the SFT policy when that is absent: use init: policy" });

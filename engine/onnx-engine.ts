@@ -393,6 +393,9 @@ export class OnnxEngine implements TokenEngine {
       checkLength('advantages', gb.advantages, b);
       feeds.advantages = f32([b], gb.advantages);
       if (!(loss.temperature > 0)) throw new RangeError(`loss.temperature must be > 0 (got ${loss.temperature})`);
+      if (loss.tisCap !== undefined) {
+        throw new RangeError('loss.tisCap: the onnx engine samples with the graphs it trains with (no sampler–trainer mismatch to correct); truncated importance sampling is the torch engine\'s');
+      }
       feeds.clip_eps = scalar(loss.clipEps);
       feeds.kl_coef = scalar(loss.klCoef);
       feeds.entropy_coef = scalar(loss.entropyCoef);

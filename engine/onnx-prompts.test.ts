@@ -71,6 +71,9 @@ describe('OnnxEngine prompt-level surface: the token-level computation of the sa
     const viaTokens = await b.trainStep(packGrpo(tokenRows.map((r, i) => ({ ...r, ...grpoRows[i]!, prompt: r.prompt })), rowPixels, 48), loss, ADAMW);
     expect(viaPrompts).toEqual(viaTokens);
     expect(await a.saveState()).toEqual(await b.saveState());
+    // The importance weights' mean and mean square (the step's ESS); truncated importance sampling is the torch engine's.
+    expect(viaPrompts.metrics.ratio_sq_mean).toBeGreaterThanOrEqual(viaPrompts.metrics.ratio_mean! ** 2 - 1e-6);
+    await expect(a.forwardBackwardResponses({ prompts: PROMPTS, rows: grpoRows }, { ...loss, tisCap: 2 })).rejects.toThrow(/^loss\.tisCap: the onnx engine samples with the graphs it trains with/);
 
     const [r1, r2] = [await engine('reward', 4), await engine('reward', 4)];
     expect(await r1.scoreResponses({ prompts: PROMPTS, rows: ROWS })).toEqual(await r2.score(packSequences(tokenRows.map((r) => [...r.prompt, ...r.response]), rowPixels, 48)));

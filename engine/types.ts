@@ -86,6 +86,12 @@ export type LossSpec =
       entropyCoef: number;
       /** The sampling temperature: logits are divided by it, as when the old logprobs were computed. */
       temperature: number;
+      /**
+       * Truncated importance sampling of the sampler–trainer mismatch (torch engine; the ONNX engine samples with
+       * its training graphs and refuses it): each token's policy term weighted by min(π_trainer/π_sampler, tisCap),
+       * the PPO ratio taken against the trainer's own policy (engine/README.md). Absent: off.
+       */
+      tisCap?: number;
     }
   | { kind: 'rm' };
 

@@ -88,5 +88,22 @@ describe('grpoUpdate micro-batches', () => {
     expect(update.logprobDiffMax).toBeGreaterThan(0);
     expect(update.logprobDiffMax).toBeLessThan(1e-5);
     expect(update.logprobDiffMean).toBeLessThanOrEqual(update.logprobDiffMax);
+    expect(update.importanceEss).toBeGreaterThan(1 - 1e-6);
+    expect(update.importanceEss).toBeLessThanOrEqual(1 + 1e-6);
+    expect(update.tisCappedFraction).toBeUndefined();
+  });
+
+  it('reports the importance weights\' effective sample size over the whole step: (Σr)² / (N·Σr²) when the rollouts drift', async () => {
+    const examples = generateSplit('train', 2, 16, 4).slice(0, 3);
+    const engine = await policy();
+    const rollouts = await sampleRollouts(engine, examples, { n: 3, temperature: 1, topP: 1, maxTokens: 12, seed: 5, promptsPerBatch: 3 });
+    const ref = await referenceLogprobs(engine, examples, rollouts, 1, 4);
+    // Every other rollout's logprobs shifted by ±0.5: the trainer's ratios r are e^(∓0.5) on those tokens, 1 elsewhere.
+    const shifted = rollouts.map((r, i) => ({ ...r, logprobs: r.logprobs.map((x) => x + (i % 2 ? 0.5 : i % 4 === 0 ? 0 : -0.5)) }));
+    const r: number[] = shifted.flatMap((roll, i) => roll.logprobs.map(() => Math.exp(i % 2 ? -0.5 : i % 4 === 0 ? 0 : 0.5)));
+    const ess = r.reduce((a, x) => a + x, 0) ** 2 / (r.length * r.reduce((a, x) => a + x * x, 0));
+    const update = await grpoUpdate(engine, examples, shifted, ref, shifted.map(() => 0), { ...settings, microBatch: 4 });
+    expect(update.importanceEss).toBeCloseTo(ess, 4);
+    expect(update.importanceEss).toBeLessThan(0.99);
   });
 });

@@ -23,6 +23,8 @@ export interface GrpoSettings {
   entropyCoef: number;
   temperature: number;
   microBatch: number;
+  /** Truncated importance sampling of the sampler–trainer mismatch (`rl.tisCap`; torch engine): off when absent. */
+  tisCap?: number;
 }
 
 export interface GrpoUpdateRecord {
@@ -39,6 +41,13 @@ export interface GrpoUpdateRecord {
    */
   logprobDiffMean: number;
   logprobDiffMax: number;
+  /**
+   * Effective sample size of the sampler–trainer importance weights r = π_trainer/π_sampler over the step's tokens,
+   * (Σr)²/(N·Σr²): 1 when they agree, falling as they drift apart (undefined if the engine reports no ratio_sq_mean).
+   */
+  importanceEss?: number;
+  /** With `tisCap`: the share of tokens whose weight the cap cut. */
+  tisCappedFraction?: number;
 }
 
 /**
@@ -85,8 +94,16 @@ export async function grpoUpdate(
   if (refLogprobs.length !== rollouts.length || advantages.length !== rollouts.length) {
     throw new RangeError(`grpoUpdate: ${rollouts.length} rollouts but ${refLogprobs.length} reference logprob rows and ${advantages.length} advantages`);
   }
-  const loss = { kind: 'grpo', clipEps: settings.clipEps, klCoef: settings.klCoef, entropyCoef: settings.entropyCoef, temperature: settings.temperature } as const;
-  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, logprobDiff: 0, logprobDiffMax: 0, tokens: 0 };
+  const loss = {
+    kind: 'grpo',
+    clipEps: settings.clipEps,
+    klCoef: settings.klCoef,
+    entropyCoef: settings.entropyCoef,
+    temperature: settings.temperature,
+    ...(settings.tisCap !== undefined ? { tisCap: settings.tisCap } : {}),
+  } as const;
+  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, logprobDiff: 0, logprobDiffMax: 0, tokens: 0, ratio: 0, ratioSq: 0, capped: 0 };
+  let reportsRatios = true;
   for (let start = 0; start < rollouts.length; start += settings.microBatch) {
     const end = Math.min(rollouts.length, start + settings.microBatch);
     const chunk = rollouts.slice(start, end);
@@ -103,10 +120,25 @@ export async function grpoUpdate(
     sums.clipFraction += (out.metrics.clip_fraction ?? 0) * tokens;
     sums.logprobDiff += (out.metrics.logprob_diff_mean ?? 0) * tokens;
     sums.logprobDiffMax = Math.max(sums.logprobDiffMax, out.metrics.logprob_diff_max ?? 0);
+    if (out.metrics.ratio_mean === undefined || out.metrics.ratio_sq_mean === undefined) reportsRatios = false;
+    sums.ratio += (out.metrics.ratio_mean ?? 0) * tokens;
+    sums.ratioSq += (out.metrics.ratio_sq_mean ?? 0) * tokens;
+    sums.capped += (out.metrics.tis_capped_fraction ?? 0) * tokens;
     sums.tokens += tokens;
   }
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: settings.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
   const step = await engine.optimStep(adamw);
   const t = Math.max(1, sums.tokens);
-  return { loss: sums.loss / t, kl: sums.kl / t, entropy: sums.entropy / t, clipFraction: sums.clipFraction / t, gradNorm: step.gradNorm, applied: step.applied, logprobDiffMean: sums.logprobDiff / t, logprobDiffMax: sums.logprobDiffMax };
+  return {
+    loss: sums.loss / t,
+    kl: sums.kl / t,
+    entropy: sums.entropy / t,
+    clipFraction: sums.clipFraction / t,
+    gradNorm: step.gradNorm,
+    applied: step.applied,
+    logprobDiffMean: sums.logprobDiff / t,
+    logprobDiffMax: sums.logprobDiffMax,
+    ...(reportsRatios && sums.ratioSq > 0 ? { importanceEss: (sums.ratio * sums.ratio) / (t * sums.ratioSq) } : {}),
+    ...(settings.tisCap !== undefined ? { tisCappedFraction: sums.capped / t } : {}),
+  };
 }

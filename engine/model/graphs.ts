@@ -26,7 +26,7 @@ export type LossKind = 'sft' | 'grpo' | 'rm';
 /** Names of the scalar metrics each loss reports (graph outputs `metric:<name>`). */
 export const LOSS_METRICS: Record<LossKind, readonly string[]> = {
   sft: ['tokens'],
-  grpo: ['policy_loss', 'kl', 'entropy', 'clip_fraction', 'ratio_mean', 'logprob_diff_mean', 'logprob_diff_max', 'tokens'],
+  grpo: ['policy_loss', 'kl', 'entropy', 'clip_fraction', 'ratio_mean', 'ratio_sq_mean', 'logprob_diff_mean', 'logprob_diff_max', 'tokens'],
   rm: ['mae'],
 };
 

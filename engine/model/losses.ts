@@ -84,6 +84,8 @@ export function grpoLoss(g: Graph, logits: Value, x: GrpoInputs): LossOutput {
       entropy: sg(maskedMean(g, entropy, x.lossMask, count)),
       clip_fraction: sg(maskedMean(g, isClipped, x.lossMask, count)),
       ratio_mean: sg(maskedMean(g, ratio, x.lossMask, count)),
+      // With ratio_mean: the importance weights' effective sample size (Σr)²/(N·Σr²) over a step.
+      ratio_sq_mean: sg(maskedMean(g, op.mul(g, ratio, ratio), x.lossMask, count)),
       // |log π − log π_old| on the loss tokens: at an RL step's first update π is the policy that sampled, so this is
       // the sampler–trainer logprob mismatch (stale or mismatched rollout weights show here).
       logprob_diff_mean: sg(maskedMean(g, absDiff, x.lossMask, count)),

@@ -227,7 +227,7 @@ function wireLoss(loss: LossSpec): WireLossSpec {
     case 'rm':
       return { kind: 'rm' };
     case 'grpo':
-      return { kind: 'grpo', clip_eps: loss.clipEps, kl_coef: loss.klCoef, entropy_coef: loss.entropyCoef, temperature: loss.temperature };
+      return { kind: 'grpo', clip_eps: loss.clipEps, kl_coef: loss.klCoef, entropy_coef: loss.entropyCoef, temperature: loss.temperature, ...(loss.tisCap !== undefined ? { tis_cap: loss.tisCap } : {}) };
     default:
       throw new TypeError(`loss.kind: ${JSON.stringify((loss as { kind?: unknown })?.kind)} is not sft, grpo or rm`);
   }

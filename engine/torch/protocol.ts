@@ -198,7 +198,7 @@ export interface RmRows extends Rows {
 
 export type LossSpec =
   | { kind: 'sft' }
-  | { kind: 'grpo'; clip_eps: number; kl_coef: number; entropy_coef: number; temperature: number }
+  | { kind: 'grpo'; clip_eps: number; kl_coef: number; entropy_coef: number; temperature: number; tis_cap?: number }
   | { kind: 'rm' };
 
 /** The rows a loss needs. */

@@ -103,6 +103,7 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     const steps = (await readMetrics(result.storage, 'torch-rl-killed')).filter((m) => m.stage === 'grpo' && m.kind === 'step');
     expect(steps.length).toBeGreaterThanOrEqual(8);
     for (const m of steps) expect(Number(m.logprobDiffMax)).toBeLessThan(1e-5);
+    for (const m of steps) expect(Math.abs(Number(m.importanceEss) - 1)).toBeLessThan(1e-6); // the importance weights' ESS
   }, 900_000);
 
   it('trains with LoRA through every stage: only adapters train, the base weights stay as they were, the final policy loads with its adapter in plain transformers', async () => {
@@ -111,7 +112,7 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
       `engine: { kind: torch, model: ${JSON.stringify(modelDir)}, threads: 1, lora: { rank: 4, alpha: 8, targetModules: [q_proj, v_proj] } }`,
       'sft: { steps: 12, evalEvery: 6, chunkSteps: 6, patience: 10, lr: 1e-2 }',
       'rewardModel: { data: { prompts: 12, samplesPerPrompt: 4, maxTokens: 24 }, steps: 6, batchSize: 8, evalEvery: 3, chunkSteps: 3 }',
-      'rl: { steps: 4, checkpointEvery: 2, evalEvery: 2, maxTokens: 24 }',
+      'rl: { steps: 4, checkpointEvery: 2, evalEvery: 2, maxTokens: 24, tisCap: 2 }',
     ]);
     const runId = 'torch-lora';
     const { handle } = await startRun(c, temporal, pipelineInput(runId, config, storage.location, temporal));
@@ -142,6 +143,8 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     const steps = (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo' && m.kind === 'step');
     expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4]);
     expect(Math.abs(Number(steps[0]!.kl))).toBeLessThan(1e-6);
+    // rl.tisCap: the correction runs; sampler and trainer agree to float noise here, so no weight reaches the cap.
+    for (const m of steps) expect(m.tisCappedFraction).toBe(0);
   }, 900_000);
 
   it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {

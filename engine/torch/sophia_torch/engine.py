@@ -992,6 +992,10 @@ class Engine:
             hyper = {k: _finite(loss_spec, k, f"args.loss.{k}") for k in GRPO_FIELDS}
             if hyper["temperature"] <= 0:
                 raise BadValue(f"args.loss.temperature must be > 0 (got {hyper['temperature']})", "args.loss.temperature")
+            if loss_spec.get("tis_cap") is not None:
+                hyper["tis_cap"] = _finite(loss_spec, "tis_cap", "args.loss.tis_cap")
+                if hyper["tis_cap"] < 1:
+                    raise BadValue(f"args.loss.tis_cap must be >= 1 (got {hyper['tis_cap']}): the cap on the sampler-trainer importance weight", "args.loss.tis_cap")
         weight = _finite(args, "weight", "args.weight", 1.0)
         if weight <= 0:
             raise BadValue(f"args.weight must be a finite number > 0 (got {weight})", "args.weight")

@@ -213,7 +213,7 @@ def test_ops_through_the_engine_process(engine, tmp_path: Path):
     here = model64("grpo")
     expected = batch_loss(here, "grpo", token_batch(here, tensors, NEEDS["grpo"]), GRPO)
     assert result["finite"] and result["loss"] == pytest.approx(float(expected.loss.detach()), rel=1e-12)
-    assert set(result["metrics"]) == {"policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean", "logprob_diff_mean", "logprob_diff_max", "tokens"}
+    assert set(result["metrics"]) == {"policy_loss", "kl", "entropy", "clip_fraction", "ratio_mean", "ratio_sq_mean", "logprob_diff_mean", "logprob_diff_max", "tokens"}
     assert out["grad"].dtype == np.float64 and out["grad"].shape == (sum(math.prod(s.shape) for s in parameter_specs(config)),)
     _, out = engine.call("sophia_logprobs", {"temperature": 0.9}, {k: tensors[k] for k in ("image", "tokens", "positions", "attention_mask", "targets")})
     assert out["logprobs"].shape == (B, T) and out["logprobs"].dtype == np.float64 and bool((out["logprobs"] < 0).all())

@@ -9,6 +9,7 @@ import torch
 
 from conftest import ADAMW, IMAGES, PROMPTS, answers, rows
 from reference import batch_logits, load_plain
+from sophia_torch.client import EngineCallError
 
 
 def test_sft_loss_falls(engine, tiny_dir):
@@ -92,6 +93,7 @@ def test_grpo_step_matches_a_direct_computation(engine, tiny_dir):
         "entropy": (entropy * m).sum() / count,
         "clip_fraction": ((torch.clamp(ratio, 0.8, 1.2) * a < ratio * a).double() * m).sum() / count,
         "ratio_mean": (ratio * m).sum() / count,
+        "ratio_sq_mean": (ratio * ratio * m).sum() / count,
         "tokens": count,
     }.items()}
     assert 0 < expected["clip_fraction"] < 1  # the batch exercises both sides of the clip
@@ -102,6 +104,45 @@ def test_grpo_step_matches_a_direct_computation(engine, tiny_dir):
     loss.backward()
     norm = math.sqrt(sum(float((p.grad**2).sum()) for p in model.parameters() if p.grad is not None))
     assert opt["grad_norm"] == pytest.approx(norm, rel=1e-4)
+
+
+def test_truncated_importance_sampling_weights_each_token_by_the_capped_sampler_trainer_ratio(engine, tiny_dir):
+    # The rollout logprobs perturbed by a constant δ: each token's weight is min(e^(trainer − sampler), cap) = min(e^−δ,
+    # cap), the policy gradient the on-policy one (the PPO ratio is the trainer's own: 1) times that weight.
+    engine.call("load", {"model_dir": tiny_dir})
+    responses = answers(engine, ["There are 3 red circles.", "The shape is green.", "One two three."])
+    _, out = engine.call("logprobs", {"prompts": PROMPTS}, rows([0, 1, 2], responses))
+    trainer = out["logprobs"].astype(np.float64)
+    total = trainer.shape[0]
+    lr0 = {**ADAMW, "lr": 0.0, "max_grad_norm": 1e9}
+    base = {"kind": "grpo", "clip_eps": 0.2, "kl_coef": 0.0, "entropy_coef": 0.0, "temperature": 1.0}
+
+    def step(delta: np.ndarray, cap: float | None) -> tuple[dict, float]:
+        tensors = rows([0, 1, 2], responses, old_logprobs=(trainer + delta).astype(np.float32), ref_logprobs=trainer.astype(np.float32), advantages=np.ones(3, np.float32))
+        spec = {**base, **({"tis_cap": cap} if cap is not None else {})}
+        fb, _ = engine.call("forward_backward", {"prompts": PROMPTS, "loss": spec}, tensors)
+        return fb, engine.call("optim_step", lr0)[0]["grad_norm"]
+
+    on_policy, norm = step(np.zeros(total), None)
+    assert on_policy["metrics"]["ratio_mean"] == pytest.approx(1, abs=1e-6) and on_policy["metrics"]["ratio_sq_mean"] == pytest.approx(1, abs=1e-6)
+    for delta, cap, weight in ((-0.5, 2.0, math.exp(0.5)), (-1.5, 2.0, 2.0), (0.7, 3.0, math.exp(-0.7))):
+        fb, tis_norm = step(np.full(total, delta), cap)
+        assert tis_norm == pytest.approx(weight * norm, rel=1e-4), (delta, cap)
+        assert fb["metrics"]["tis_capped_fraction"] == (1.0 if math.exp(-delta) > cap else 0.0)
+        assert fb["metrics"]["clip_fraction"] == 0.0  # the ratio against the trainer's own policy never clips here
+        assert fb["metrics"]["ratio_mean"] == pytest.approx(math.exp(-delta), rel=1e-5)
+    # Without the correction the same perturbation clips: PPO drops the tokens whose sampler ratio left [0.8, 1.2].
+    plain, plain_norm = step(np.full(total, -0.5), None)
+    assert plain["metrics"]["clip_fraction"] == 1.0 and plain_norm == pytest.approx(0.0, abs=1e-7)
+    # Uneven perturbations: the metrics give the importance weights' mean and mean square (their ESS).
+    delta = np.random.default_rng(3).uniform(-0.6, 0.6, total)
+    fb, _ = step(delta, 2.0)
+    r = np.exp(-delta)
+    assert fb["metrics"]["ratio_mean"] == pytest.approx(r.mean(), rel=1e-5)
+    assert fb["metrics"]["ratio_sq_mean"] == pytest.approx((r * r).mean(), rel=1e-5)
+    with pytest.raises(EngineCallError) as err:
+        engine.call("forward_backward", {"prompts": PROMPTS, "loss": {**base, "tis_cap": 0.5}}, rows([0, 1, 2], responses, old_logprobs=trainer.astype(np.float32), ref_logprobs=trainer.astype(np.float32), advantages=np.ones(3, np.float32)))
+    assert err.value.field == "args.loss.tis_cap"
 
 
 def test_rm_loss_and_scores(engine, tiny_dir):
