@@ -143,7 +143,9 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
                 reply(out, encode_frame({"id": request_id, "ok": True, "result": {"models": sorted(engines)}}))
                 log.info("op done", extra={"fields": {"op": op, "model": name, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
                 continue
-            engine = engines.setdefault(name, Engine())
+            engine = engines.get(name)
+            if engine is None:
+                engine = engines[name] = Engine()
             if name in rngs:
                 rngs[name].restore()
             try:
