@@ -440,10 +440,15 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
   private async fromFiles(method: string, files: readonly EngineFile[], load: (proc: TorchModelChannel, dir: string) => Promise<ModelInfo>): Promise<void> {
     checkFiles(files);
     const proc = await this.process(true);
+    await this.inFolder(files, async (dir) => this.setModel(await this.run(method, () => load(proc, dir))));
+  }
+
+  /** `use` of a temp folder holding the files (on disk: linked, in memory: written), removed afterwards. */
+  private async inFolder(files: readonly EngineFile[], use: (dir: string) => Promise<void>): Promise<void> {
     const dir = await mkdtemp(path.join(tmpdir(), 'sophia-torch-load-'));
     try {
       await Promise.all(files.map((f) => (isOnDisk(f) ? symlink(path.resolve(f.path), path.join(dir, f.name)) : writeFile(path.join(dir, f.name), f.data))));
-      this.setModel(await this.run(method, () => load(proc, dir)));
+      await use(dir);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -463,13 +468,7 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
   async loadReferenceAdapter(files: readonly EngineFile[]): Promise<void> {
     checkFiles(files);
     const { proc } = await this.loaded('loadReferenceAdapter');
-    const dir = await mkdtemp(path.join(tmpdir(), 'sophia-torch-reference-'));
-    try {
-      await Promise.all(files.map((f) => (isOnDisk(f) ? symlink(path.resolve(f.path), path.join(dir, f.name)) : writeFile(path.join(dir, f.name), f.data))));
-      this.setModel(await this.run('loadReferenceAdapter', () => proc.loadReference(dir)));
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    await this.inFolder(files, async (dir) => this.setModel(await this.run('loadReferenceAdapter', () => proc.loadReference(dir))));
   }
 
   hasReferenceAdapter(): boolean {

@@ -14,9 +14,13 @@ dtype (AdamW on bfloat16 adapters loses small updates); peft casts activations t
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -72,9 +76,6 @@ def parse(value: Any, field: str) -> LoraSpec | None:
 def read_config(directory: Any, field: str) -> LoraSpec | None:
     """The LoRA adapter a model directory carries (peft's adapter_config.json), or None. Adapters other than plain
     LoRA on linear layers (DoRA, rsLoRA, trained biases, extra trained modules) are refused by name."""
-    import json
-    from pathlib import Path
-
     file = Path(directory) / ADAPTER_FILES[1]
     if not file.is_file():
         return None
@@ -105,10 +106,6 @@ def read_config(directory: Any, field: str) -> LoraSpec | None:
 @contextlib.contextmanager
 def without_adapter_files(directory: Any) -> Iterator[Any]:
     """`directory`, or, when it holds an adapter's files, a temporary folder of links to its other files."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     path = Path(directory)
     if not any((path / name).exists() for name in ADAPTER_FILES):
         yield path
@@ -212,8 +209,6 @@ def load_weights(model: Any, path: Any, field: str, adapter: str = ADAPTER) -> N
     """The adapter's weights from `path`/adapter_model.safetensors into the model's (float32) adapter, exactly as
     saved: transformers attaches the adapter when it loads the directory, but may round its weights to the model's
     dtype on the way. Every adapter weight must be in the file and every tensor of the file must be one."""
-    from pathlib import Path
-
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -239,9 +234,6 @@ def load_weights(model: Any, path: Any, field: str, adapter: str = ADAPTER) -> N
 def normalise_config(directory: Any) -> None:
     """adapter_config.json without the folder the base model was loaded from (a path on the machine that saved the
     state, meaningless elsewhere): the same state saved twice gives the same bytes. The base is in the directory."""
-    import json
-    from pathlib import Path
-
     file = Path(directory) / ADAPTER_FILES[1]
     config = json.loads(file.read_text())
     config["base_model_name_or_path"] = None
