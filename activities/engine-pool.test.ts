@@ -128,6 +128,13 @@ describe('EnginePool', () => {
       expect(frozenEngineOptionsOf(parseRunConfig(RUN_PRESETS.ci, 'test'))).toEqual(engineOptionsOf(parseRunConfig(RUN_PRESETS.ci, 'test')));
     });
 
+    it('gives engine.rollout to the engines that sample, never to RL\'s frozen models', () => {
+      const rollout = { backend: 'vllm', maxNumSeqs: 8 };
+      expect(engineOptionsOf(torch({ rollout }), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false, rollout });
+      expect(frozenEngineOptionsOf(torch({ rollout }), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false });
+      expect(frozenEngineOptionsOf(torch({ rollout, offloadFrozen: true }), lots)).toEqual({ kind: 'torch', gradientCheckpointing: false, offload: true });
+    });
+
     it('refuses a torch run that does not fit this worker, naming the parts; an s3:// model counts once downloaded', () => {
       expect(() => engineOptionsOf(torch({}), 1024 ** 3)).toThrow(/^engine\.model: the run's engines need about [\d.]+ GiB \(3,754,622,976 parameters\) in its \w+ stage: policy weights \(3,754,622,976 parameters, bfloat16\) 7\.0 GiB, .*; this worker has 1\.0 GiB for them/);
       const s3 = parseRunConfig(mergeConfig(RUN_PRESETS.ci, { engine: { kind: 'torch', model: 's3://models/qwen' } }), 'test');

@@ -58,7 +58,7 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
     const { kind, executionProvider, threads } = engine;
     return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
   }
-  const { dtype, device, threads, gradientCheckpointing, lora } = engine;
+  const { dtype, device, threads, gradientCheckpointing, lora, rollout } = engine;
   return {
     kind: 'torch',
     ...(dtype !== 'auto' ? { dtype } : {}),
@@ -66,6 +66,7 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
     ...(threads > 0 ? { threads } : {}),
     gradientCheckpointing,
     ...(lora ? { lora } : {}),
+    ...(rollout ? { rollout } : {}),
   } satisfies TorchEngineSettings;
 }
 
@@ -75,7 +76,9 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
  */
 export function frozenEngineOptionsOf(config: RunConfig, memoryBytes = workerMemoryBytes(), estimate: TorchEstimateOptions = {}): EngineOptions {
   const options = engineOptionsOf(config, memoryBytes, estimate);
-  return options.kind === 'torch' && config.engine.kind === 'torch' && config.engine.offloadFrozen ? { ...options, offload: true } : options;
+  if (options.kind !== 'torch') return options;
+  const { rollout: _sampler, ...frozen } = options; // the frozen models never sample
+  return config.engine.kind === 'torch' && config.engine.offloadFrozen ? { ...frozen, offload: true } : frozen;
 }
 
 interface Spilled {

@@ -8,6 +8,7 @@ import { type RunConfig, modelSpecOf, pretrainedUriOf } from '../config/run-conf
 import type { ModelKind } from '../engine/model/config';
 import { type Engine, type ModelSpec, isPretrained } from '../engine/types';
 import { ConfigError } from '../common/errors';
+import { ROLLOUT_WIRE_NAMES } from '../engine/factory';
 import * as path from 'node:path';
 import { sophiaHome } from '../cli/paths';
 import { loadTemporalConfig } from '../temporal.config';
@@ -69,4 +70,6 @@ const ENGINE_FIELDS: Record<string, string> = {
   'lora.alpha': 'engine.lora.alpha',
   'lora.dropout': 'engine.lora.dropout',
   'lora.target_modules': 'engine.lora.targetModules',
+  rollout: 'engine.rollout',
+  ...Object.fromEntries(Object.entries(ROLLOUT_WIRE_NAMES).map(([name, wire]) => [`rollout.${wire}`, `engine.rollout.${name}`])),
 };

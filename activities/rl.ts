@@ -33,7 +33,7 @@ import { grade } from '../tasks/grading';
 import type { Example } from '../tasks/types';
 import { grpoUpdate, referenceLogprobs } from '../training/grpo';
 import { scoreResponses } from '../training/reward-model';
-import { type Rollout, sampleRollouts } from '../training/rollouts';
+import { type Rollout, type RolloutTiming, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
 import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
 import { CheckpointWriter, INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
@@ -61,6 +61,11 @@ export interface RolloutOutput {
   rewindTo: number | undefined;
   meanLength: number;
   stoppedRate: number;
+  /** Seconds the policy's sampling took (weight pushes included), and of those pushing its weights into a separate rollout engine. */
+  rolloutSeconds?: number;
+  weightSyncSeconds?: number;
+  /** Generated tokens per second of that sampling. */
+  rolloutTokensPerSecond?: number;
   workerQueue: string;
   worker: string;
   /** Corrupt checkpoints quarantined while the policy was reloaded (absent when none). */
@@ -200,6 +205,7 @@ export function createRlActivities(deps: RlDeps) {
         const { engine, at, events } = await policyAt(input);
         const recovered = events.length > 0 ? { events } : {};
         if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who, ...recovered };
+        const timing: RolloutTiming = { seconds: 0, weightSyncSeconds: 0, generatedTokens: 0 };
         const rollouts = await sampleRollouts(engine, examples, {
           n: rl.groupSize,
           temperature: rl.temperature,
@@ -207,7 +213,7 @@ export function createRlActivities(deps: RlDeps) {
           maxTokens: rl.maxTokens,
           seed: input.config.seed * 7919 + input.step,
           promptsPerBatch: examples.length,
-        });
+        }, timing);
         Context.current().heartbeat({ step: input.step, phase: 'reference logprobs' });
         const reference = referenceIsAdapter(input.config) ? await referenceAdapter(input, engine) : await loaded(input, `${input.runId}/reference`, input.policyStartKey);
         const refLogprobs = await referenceLogprobs(reference, examples, rollouts, rl.temperature, rl.microBatch);
@@ -218,6 +224,9 @@ export function createRlActivities(deps: RlDeps) {
           rewindTo: undefined,
           meanLength: rollouts.reduce((a, r) => a + r.tokens.length, 0) / rollouts.length,
           stoppedRate: rollouts.filter((r) => r.stopped).length / rollouts.length,
+          rolloutSeconds: timing.seconds,
+          weightSyncSeconds: timing.weightSyncSeconds,
+          rolloutTokensPerSecond: timing.seconds > 0 ? timing.generatedTokens / timing.seconds : 0,
           ...who,
           ...recovered,
         };
@@ -316,6 +325,7 @@ export function createRlActivities(deps: RlDeps) {
         if (at !== input.step - 1) return { step: at, rewindTo: at, checkpointKey: undefined, metrics: {}, ...who, ...(events.length > 0 ? { events } : {}) };
         engines.mark(slot, undefined); // mid-update: not a known step until it succeeds
         Context.current().heartbeat({ step: input.step, phase: 'update' });
+        const began = performance.now();
         const update = await grpoUpdate(engine, examples, rollouts, refLogprobs, advantages, {
           lr: rl.lr,
           weightDecay: rl.weightDecay,
@@ -338,6 +348,7 @@ export function createRlActivities(deps: RlDeps) {
           gradNorm: update.gradNorm,
           logprobDiffMean: update.logprobDiffMean,
           logprobDiffMax: update.logprobDiffMax,
+          updateSeconds: (performance.now() - began) / 1000,
           ...(update.importanceEss !== undefined ? { importanceEss: update.importanceEss } : {}),
           ...(update.tisCappedFraction !== undefined ? { tisCappedFraction: update.tisCappedFraction } : {}),
         };

@@ -170,6 +170,17 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(runnable({ model: QWEN_7B, rewardModel: short }, { evaluation: { maxTokens: 8 } }).message).toMatch(/^rewardModel\.data\.maxTokens: 48 is not below the 48 positions of engine\.rewardModel/);
   });
 
+  it('takes engine.rollout with the torch engine, only the settings given, and names a bad one', () => {
+    expect(torch({ model: QWEN_7B }).engine).not.toHaveProperty('rollout');
+    expect(torch({ model: QWEN_7B, rollout: { backend: 'vllm' } }).engine).toMatchObject({ rollout: { backend: 'vllm' } });
+    const full = { backend: 'vllm', gpuMemoryUtilization: 0.4, maxNumSeqs: 64, maxModelLen: 4096, sleep: false, enforceEager: true, cpuKvCacheGib: 2, imagesPerPrompt: 2 };
+    expect(torch({ model: QWEN_7B, rollout: full }).engine).toMatchObject({ rollout: full });
+    expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'sglang' } })).message).toMatch(/engine\.rollout\.backend: Invalid option: expected one of "hf"\|"vllm"/);
+    expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', gpuMemoryUtilization: 1 } })).message).toMatch(/engine\.rollout\.gpuMemoryUtilization: Too big/);
+    expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', tensorParallel: 2 } })).message).toMatch(/engine\.rollout\.tensorParallel: unknown field/);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'onnx', rollout: { backend: 'vllm' } } }, 'x')).message).toMatch(/engine\.rollout: unknown field/);
+  });
+
   it('takes rl.tisCap (≥ 1) with the torch engine and refuses it with the onnx engine, naming the field', () => {
     expect(torch({ model: QWEN_7B }, { rl: { tisCap: 2 } }).rl?.tisCap).toBe(2);
     expect(configError(() => torch({ model: QWEN_7B }, { rl: { tisCap: 0.5 } })).message).toMatch(/rl\.tisCap: Too small/);

@@ -86,6 +86,30 @@ const LoraSchema = z.strictObject({
   targetModules: z.array(z.string().regex(/^[A-Za-z0-9_.*-]{1,128}$/, 'a module name is 1–128 letters, digits, "_", ".", "*" or "-"')).min(1),
 });
 
+/**
+ * How the policy samples (rollouts, the reward model's training data, evaluation): `hf`, the engine's own decode loop,
+ * or `vllm`, a vLLM engine in the engine's process that takes the policy's weights after each update
+ * (engine/README.md: vLLM rollouts). vLLM samples at temperatures 0 and 1 (its logprobs are the model's own); at
+ * others the decode loop does. Settings left out take the engine's defaults (engine/torch/sophia_torch/rollout.py).
+ */
+const RolloutSchema = z.strictObject({
+  backend: z.enum(['hf', 'vllm']),
+  /** The share of each GPU's memory vLLM may take (its copy of the weights and its KV cache) beside the trainer. */
+  gpuMemoryUtilization: z.number().gt(0).lt(1).optional(),
+  /** Sequences vLLM decodes at once. */
+  maxNumSeqs: int(1, 1 << 20).optional(),
+  /** The longest prompt + response vLLM plans its KV cache for; 0 = the model's max_position_embeddings. */
+  maxModelLen: int(0, 1 << 24).optional(),
+  /** CUDA: free vLLM's KV cache and park its weights in host memory while the trainer updates. */
+  sleep: z.boolean().optional(),
+  /** CUDA: no CUDA graphs or torch.compile in vLLM (faster start, slower decoding). */
+  enforceEager: z.boolean().optional(),
+  /** CPU: vLLM's KV cache in GiB. */
+  cpuKvCacheGib: positive.optional(),
+  /** The most images one prompt carries (vLLM plans memory for that many). */
+  imagesPerPrompt: int(1, 1024).optional(),
+});
+
 /** The PyTorch engine: a Hugging Face model (Qwen2-VL / Qwen2.5-VL, or a Qwen2 causal LM) in a Python process. */
 const TorchEngineSchema = z.strictObject({
   kind: z.literal('torch'),
@@ -108,6 +132,7 @@ const TorchEngineSchema = z.strictObject({
    * those weights over PCIe every step. With `lora` the reference is an adapter already.
    */
   offloadFrozen: z.boolean().default(false),
+  rollout: RolloutSchema.optional(),
 });
 
 /**

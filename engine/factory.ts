@@ -7,6 +7,7 @@
 import { OnnxEngine, type OnnxEngineOptions } from './onnx-engine';
 import { TorchEngine } from './torch/engine';
 import type { TorchEngineHosts } from './torch/host';
+import type { RolloutArgs } from './torch/protocol';
 
 /** A worker makes one and passes it in `EngineContext.torchHosts`: its torch engines then share engine processes. */
 export { TorchEngineHosts } from './torch/host';
@@ -37,7 +38,39 @@ export interface TorchEngineOptions {
    * (RL's frozen reference and reward model with `engine.offloadFrozen`). Training calls are refused.
    */
   offload?: boolean;
+  /** How a policy samples: the engine's own decode loop (hf, the default) or vLLM in the engine process. */
+  rollout?: RolloutOptions;
 }
+
+/**
+ * The vllm rollout backend's settings (engine/README.md: vLLM rollouts); each one left out takes the engine's default.
+ * `gpuMemoryUtilization`: the share of the GPU's memory vLLM may take beside the trainer; `maxNumSeqs`: sequences it
+ * decodes at once; `maxModelLen`: the longest prompt + response it plans for (0: the model's limit); `sleep`: free its
+ * KV cache and move its weights to host memory between rollouts (CUDA); `enforceEager`: no CUDA graphs;
+ * `cpuKvCacheGib`: its KV cache on CPU; `imagesPerPrompt`: the most images one prompt carries.
+ */
+export interface RolloutOptions {
+  backend: 'hf' | 'vllm';
+  gpuMemoryUtilization?: number;
+  maxNumSeqs?: number;
+  maxModelLen?: number;
+  sleep?: boolean;
+  enforceEager?: boolean;
+  cpuKvCacheGib?: number;
+  imagesPerPrompt?: number;
+}
+
+/** The rollout settings' names on the wire (`load`'s args.rollout), by their TypeScript names (`RolloutOptions`). */
+export const ROLLOUT_WIRE_NAMES = {
+  backend: 'backend',
+  gpuMemoryUtilization: 'gpu_memory_utilization',
+  maxNumSeqs: 'max_num_seqs',
+  maxModelLen: 'max_model_len',
+  sleep: 'sleep',
+  enforceEager: 'enforce_eager',
+  cpuKvCacheGib: 'cpu_kv_cache_gib',
+  imagesPerPrompt: 'images_per_prompt',
+} as const satisfies Record<keyof RolloutOptions, keyof RolloutArgs>;
 
 /** A LoRA adapter: rank, scale alpha (the update is B·A·alpha/rank), dropout on its input, the modules it adapts. */
 export interface LoraOptions {

@@ -295,6 +295,12 @@ export interface GenerateResult {
   /** P × n sequences, prompt-major: all samples of prompt 0, then prompt 1, … */
   sequences: GeneratedSequence[];
   generatedTokens: number;
+  /**
+   * Seconds this call spent pushing the policy's weights into a separate rollout engine before sampling (the torch
+   * engine's vllm backend after an update; 0 when they had not changed). Absent for engines that sample with the
+   * weights they train.
+   */
+  weightSyncSeconds?: number;
 }
 
 /** A Hugging Face model directory as an engine's starting point (engines that load pretrained models). */

@@ -21,6 +21,15 @@ export interface Rollout {
   temperature: number;
 }
 
+/** What sampling took, summed over the engine calls (`sampleRollouts`'s optional `timing`). */
+export interface RolloutTiming {
+  /** Wall time of the engine calls, weight pushes included. */
+  seconds: number;
+  /** Of which: pushing the policy's weights into a separate rollout engine (the torch engine's vllm backend). */
+  weightSyncSeconds: number;
+  generatedTokens: number;
+}
+
 export interface SampleSettings {
   /** Samples per example. */
   n: number;
@@ -33,10 +42,11 @@ export interface SampleSettings {
 }
 
 /** n samples for every example, prompt-major (all samples of example 0 first), `group` = index in `examples`. */
-export async function sampleRollouts(engine: Engine, examples: readonly Example[], settings: SampleSettings): Promise<Rollout[]> {
+export async function sampleRollouts(engine: Engine, examples: readonly Example[], settings: SampleSettings, timing?: RolloutTiming): Promise<Rollout[]> {
   const out: Rollout[] = [];
   for (let start = 0; start < examples.length; start += settings.promptsPerBatch) {
     const chunk = examples.slice(start, start + settings.promptsPerBatch);
+    const began = performance.now();
     const result = await engine.generate({
       prompts: promptsOf(chunk),
       n: settings.n,
@@ -45,6 +55,11 @@ export async function sampleRollouts(engine: Engine, examples: readonly Example[
       maxTokens: settings.maxTokens,
       seed: settings.seed + start,
     });
+    if (timing) {
+      timing.seconds += (performance.now() - began) / 1000;
+      timing.weightSyncSeconds += result.weightSyncSeconds ?? 0;
+      timing.generatedTokens += result.generatedTokens;
+    }
     for (const s of result.sequences) {
       out.push({
         exampleId: chunk[s.promptIndex]!.id,

@@ -24,7 +24,7 @@
 import { mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { TorchEngineOptions } from '../factory';
+import { ROLLOUT_WIRE_NAMES, type RolloutOptions, type TorchEngineOptions } from '../factory';
 import type {
   AdamWSettings,
   ChatMessage,
@@ -58,7 +58,7 @@ import { inMemory, isOnDisk } from '../state-files';
 import { EngineProcessDiedError, type ProcessEnd, TorchEngineRangeError, TorchEngineTypeError, describeEnd } from './errors';
 import { TorchEngineHost } from './host';
 import type { TorchEngineLogEntry, TorchEngineProcess, TorchModelChannel } from './process';
-import type { AdamWArgs, ContentPart, HelloResult, ImageBytes, ModelInfo, OpName, Prompt, Rows, RowsFor, LossSpec as WireLossSpec } from './protocol';
+import type { AdamWArgs, ContentPart, HelloResult, ImageBytes, ModelInfo, OpName, Prompt, RolloutArgs, Rows, RowsFor, LossSpec as WireLossSpec } from './protocol';
 
 /** What `TorchEngine` takes: the factory's settings, plus what only the process owner can give. */
 export interface TorchEngineConstructorOptions extends TorchEngineOptions {
@@ -124,6 +124,16 @@ function inCallerTerms(err: unknown, method: string): unknown {
 const ROLE_KINDS = { policy: 'policy', reference: 'policy', reward: 'reward' } as const;
 
 /** A list (readonly arrays included: `Array.isArray` would widen them to any[]). */
+/** `RolloutOptions` as `load`'s args.rollout: the settings given, under their wire names. */
+function rolloutArgs(options: RolloutOptions): RolloutArgs {
+  const out: Record<string, unknown> = {};
+  for (const [name, wire] of Object.entries(ROLLOUT_WIRE_NAMES)) {
+    const value = options[name as keyof RolloutOptions];
+    if (value !== undefined) out[wire] = value;
+  }
+  return out as unknown as RolloutArgs;
+}
+
 function isList<T>(value: unknown): value is readonly T[] {
   return Array.isArray(value);
 }
@@ -366,10 +376,12 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
   }
 
   private loadSettings() {
-    const { device, dtype, gradientCheckpointing, lora, offload } = this.options;
+    const { device, dtype, gradientCheckpointing, lora, offload, rollout } = this.options;
     // lora: what `init` and `initRewardFromPolicy` attach; a saved state keeps the adapter it holds.
     const adapter = lora && !offload ? { rank: lora.rank, alpha: lora.alpha, dropout: lora.dropout, target_modules: lora.targetModules } : undefined;
-    return { device, dtype, gradient_checkpointing: gradientCheckpointing, ...(adapter ? { lora: adapter } : {}), ...(offload ? { offload } : {}) };
+    // rollout: how a policy samples (a reward model ignores it; an offloaded model never samples).
+    const sampler = rollout && !offload ? rolloutArgs(rollout) : undefined;
+    return { device, dtype, gradient_checkpointing: gradientCheckpointing, ...(adapter ? { lora: adapter } : {}), ...(offload ? { offload } : {}), ...(sampler ? { rollout: sampler } : {}) };
   }
 
   async init(model: ModelSpec, seed: number): Promise<void> {
@@ -519,6 +531,7 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
     return {
       sequences: out.samples.map((s, i) => ({ promptIndex: s.prompt_index, tokens: tokens[i]!, logprobs: logprobs[i]!, text: s.text, stopped: s.finish_reason === 'eos' })),
       generatedTokens: out.generated_tokens,
+      weightSyncSeconds: out.weight_sync_seconds,
     };
   }
 

@@ -320,11 +320,13 @@ abstract class ModelCalls {
   /** n samples per prompt with per-token logprobs; `images` holds the images the prompts' image parts name. */
   async sample(args: SampleArgs, images: ImageBytes = {}): Promise<SampleResult> {
     const reply = await this.call('sample', { ...args }, requestTensors({}, images));
-    const result = reply.result as Pick<SampleResult, 'samples' | 'generated_tokens' | 'prompt_tokens'>;
+    const result = reply.result as Pick<SampleResult, 'samples' | 'generated_tokens' | 'prompt_tokens' | 'backend' | 'weight_sync_seconds'>;
     return {
       samples: result.samples,
       generated_tokens: result.generated_tokens,
       prompt_tokens: result.prompt_tokens,
+      backend: result.backend,
+      weight_sync_seconds: result.weight_sync_seconds,
       token_ids: output(reply, 'sample', 'token_ids', 'int32'),
       logprobs: output(reply, 'sample', 'logprobs', 'float32'),
       lengths: output(reply, 'sample', 'lengths', 'int32'),

@@ -13,6 +13,7 @@
  */
 
 /** The protocol version this client speaks (hello's `protocol`; protocol.py's PROTOCOL_VERSION). */
+
 export const PROTOCOL_VERSION = 1;
 
 export type Role = 'policy' | 'reference' | 'reward';
@@ -87,8 +88,22 @@ export interface ModelInfo {
   reference_adapter: string | null;
   /** Whether the weights are offloaded to host memory (inference only). */
   offloaded: boolean;
+  /** How the model samples (`load`'s rollout argument, Python's defaults filled in), and vLLM engines started by the process. */
+  rollout: RolloutArgs & { engines_started: number };
   /** Optimizer steps taken (0 after `load`; the saved step after `load_state`). */
   step: number;
+}
+
+/** The rollout backend (engine/README.md: vLLM rollouts); fields left out take the engine's defaults. */
+export interface RolloutArgs {
+  backend: 'hf' | 'vllm';
+  gpu_memory_utilization?: number;
+  max_num_seqs?: number;
+  max_model_len?: number;
+  sleep?: boolean;
+  enforce_eager?: boolean;
+  cpu_kv_cache_gib?: number;
+  images_per_prompt?: number;
 }
 
 /** A LoRA adapter (engine/README.md: LoRA). */
@@ -279,6 +294,10 @@ export interface SampleResult {
   logprobs: Float32Array;
   /** (P·n) tokens per sample. */
   lengths: Int32Array;
+  /** What sampled: the engine's decode loop (hf), or vLLM (the vllm rollout backend at temperature 0 or 1). */
+  backend: 'hf' | 'vllm';
+  /** Seconds spent pushing the policy's weights into vLLM first (0 when they had not changed, and with hf). */
+  weight_sync_seconds: number;
 }
 
 export interface LogprobsArgs {

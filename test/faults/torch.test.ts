@@ -147,6 +147,29 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     for (const m of steps) expect(m.tisCappedFraction).toBe(0);
   }, 900_000);
 
+  it('samples with vLLM (engine.rollout.backend vllm) in the GPU worker\'s engine process: every RL step pushes the updated policy into it, and the trainer scores its samples as vLLM did', async () => {
+    const { dir, temporal, c, storage, workers } = await inProcess('torch-vllm');
+    const { config } = faultConfigFile(dir, torchLines('{ steps: 8, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 4, checkpointEvery: 2, evalEvery: 2, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'));
+    const runId = 'torch-vllm';
+    const { handle } = await startRun(c, temporal, pipelineInput(runId, config, storage.location, temporal));
+    const result = await workers.runUntil(handle.result());
+    expect(result.status).toBe('completed');
+    expect(result.results.trustGrpo?.step).toBe(4);
+    const steps = (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo' && m.kind === 'step');
+    expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    for (const m of steps) {
+      // Each step's rollouts came after the previous step's update (or the SFT state's load): the weights were pushed.
+      expect(Number(m.weightSyncSeconds)).toBeGreaterThan(0);
+      expect(Number(m.rolloutSeconds)).toBeGreaterThan(Number(m.weightSyncSeconds));
+      expect(Number(m.rolloutTokensPerSecond)).toBeGreaterThan(0);
+      expect(Number(m.updateSeconds)).toBeGreaterThan(0);
+      // The update's first forward scores vLLM's tokens with the trainer: the same logprobs in fp32 (a stale push,
+      // or samples from another model, would be far off).
+      expect(Number(m.logprobDiffMax)).toBeLessThan(1e-4);
+      expect(Number(m.importanceEss)).toBeGreaterThan(0.9999);
+    }
+  }, 900_000);
+
   it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {
     const { dir, temporal, c, storage, workers } = await inProcess('torch-dtype');
     const { config } = faultConfigFile(dir, [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, device: cpu, dtype: bfloat16 }`]);

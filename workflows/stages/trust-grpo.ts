@@ -113,6 +113,7 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         thinkingSkippedShare: adv.stats.thinkingSkippedShare,
         responseLength: rollouts.meanLength,
         stoppedRate: rollouts.stoppedRate,
+        ...(rollouts.rolloutSeconds !== undefined ? { rolloutSeconds: rollouts.rolloutSeconds, weightSyncSeconds: rollouts.weightSyncSeconds ?? 0, rolloutTokensPerSecond: rollouts.rolloutTokensPerSecond ?? 0 } : {}),
       };
       const update = await pinned.policyUpdate({ ...stepInput, metrics });
       control.record(update.events);

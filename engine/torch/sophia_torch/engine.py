@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -28,9 +29,11 @@ import torch
 
 from . import lora as lora_
 from . import losses
+from . import rollout as rollout_
 from .protocol import BadType, BadValue, RequestError, StateError, request_tensor
 
 Result = tuple[dict[str, Any], dict[str, np.ndarray]]
+_LOADS = itertools.count(1)
 
 # Vision-language models (AutoModelForImageTextToText + AutoProcessor, M-RoPE positions) and text-only causal LMs
 # (AutoModelForCausalLM + AutoTokenizer, plain 1-D positions).
@@ -193,6 +196,9 @@ class Prompt:
     mm_token_type_ids: torch.Tensor  # (L,) int64: 0 text, 1 image (all 0 for a text-only model)
     pixel_values: torch.Tensor | None  # (patches, D)
     image_grid_thw: torch.Tensor | None  # (images, 3)
+    # What the processor was given (the chat template's text and the decoded images): the vllm backend's request.
+    text: str = ""
+    images: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -240,6 +246,8 @@ class Loaded:
     reference: str | None = None
     # An offloaded (inference-only) model's weights, in host memory (`_load_model`'s offload): what `save` writes.
     offloaded: dict[str, torch.Tensor] | None = None
+    # This load's number in the process (with `step`, which weights a vLLM rollout engine holds).
+    uid: int = field(default_factory=lambda: next(_LOADS))
 
     @property
     def vision(self) -> bool:
@@ -260,6 +268,8 @@ class Engine:
     def __init__(self) -> None:
         self.m: Loaded | None = None
         self.pending: Pending | None = None
+        # How the policy samples (args.rollout of load / load_state): hf's decode loop here, or vLLM (rollout.py).
+        self.rollout = rollout_.RolloutSpec()
 
     # ---- info and loading ------------------------------------------------------------------------------------
 
@@ -319,6 +329,7 @@ class Engine:
             "lora": self._lora_json(m),
             "reference_adapter": m.reference,
             "offloaded": m.offloaded is not None,
+            "rollout": {**self.rollout.to_json(), "engines_started": rollout_.STARTS},
             "step": m.step,
         }
 
@@ -331,12 +342,41 @@ class Engine:
         model_dir = _get(args, "model_dir", str, "args.model_dir")
         settings = self._load_settings(args)
         adapter = self._lora_setting(args, settings["role"])
+        spec = self._rollout_setting(args, settings["role"], settings["offload"])
         loaded = self._load_model(model_dir, "args.model_dir", **settings, new_adapter=adapter)
+        self._start_rollout(loaded, spec, model_dir, settings["seed"])
         # The process's torch RNG (dropout, if a model has any) starts from the seed, after loading (which draws
-        # from it), so it is a function of the seed; save/load_state carry it.
+        # from it) and after vLLM's start (which seeds it too), so it is a function of the seed; save/load_state carry it.
         torch.manual_seed(settings["seed"])
-        self.m, self.pending = loaded, None
+        self.m, self.pending, self.rollout = loaded, None, spec
         return {"model": self._model_info()}, {}
+
+    @staticmethod
+    def _rollout_setting(args: dict[str, Any], role: str, offload: bool) -> rollout_.RolloutSpec:
+        """args.rollout, checked. A reward model never samples: the setting is ignored for it (a run's settings reach
+        every model it loads); a reference or an offloaded model asked to sample with vLLM is refused."""
+        spec = rollout_.parse(args.get("rollout"), "args.rollout")
+        if role == "reward":
+            return rollout_.RolloutSpec()
+        if spec.backend == "vllm" and (role != "policy" or offload):
+            raise BadValue(f"args.rollout.backend vllm is for a policy, which samples and trains (this load is a{'n offloaded' if offload else ''} {role} model): leave args.rollout out", "args.rollout.backend")
+        return spec
+
+    @staticmethod
+    def _rollout_identity(m: Loaded) -> str:
+        """What a vLLM engine must share with a model to serve it: its architecture and sizes (not its weights)."""
+        cfg = {k: v for k, v in m.model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+        return json.dumps(cfg, sort_keys=True, default=str)
+
+    def _start_rollout(self, m: Loaded, spec: rollout_.RolloutSpec, directory: str, seed: int) -> None:
+        """With the vllm backend: this process's vLLM engine, started from `directory` (the model's config, tokenizer
+        and processor; its weights are replaced by the trainer's before the first sample), or the one already running
+        for a model of the same architecture."""
+        if spec.backend != "vllm":
+            return
+        images = spec.images_per_prompt if m.vision else 0
+        with lora_.without_adapter_files(directory) as plain:
+            rollout_.shared(self._rollout_identity(m), str(plain), m.dtype, m.device, seed, spec, m.text_config.max_position_embeddings, images)
 
     @staticmethod
     def _lora_setting(args: dict[str, Any], role: str) -> lora_.LoraSpec | None:
@@ -594,6 +634,8 @@ class Engine:
             mm_token_type_ids=(mm[0] if mm is not None else torch.zeros_like(ids)).to(torch.int64),
             pixel_values=enc.get("pixel_values"),
             image_grid_thw=enc.get("image_grid_thw"),
+            text=text,
+            images=images,
         )
 
     @staticmethod
@@ -619,7 +661,7 @@ class Engine:
         grids = enc.get("image_grid_thw")
         patches = torch.split(enc["pixel_values"], grids.prod(dim=1).tolist()) if grids is not None else ()
         out, at = [], 0
-        for (_, _, ims, _), ids, mm, n in zip(chats, enc["input_ids"], enc["mm_token_type_ids"], lengths):
+        for (_, _, ims, _), text, ids, mm, n in zip(chats, texts, enc["input_ids"], enc["mm_token_type_ids"], lengths):
             k = len(ims)
             out.append(
                 Prompt(
@@ -627,6 +669,8 @@ class Engine:
                     mm_token_type_ids=mm[:n].to(torch.int64),
                     pixel_values=torch.cat(patches[at : at + k]) if k else None,
                     image_grid_thw=grids[at : at + k] if k else None,
+                    text=text,
+                    images=ims,
                 )
             )
             at += k
@@ -842,6 +886,9 @@ class Engine:
             if not isinstance(s, str) or not s:
                 raise BadValue(f"args.stop[{i}] must be a non-empty string", f"args.stop[{i}]")
         clip = _get(args, "clip_to_max_length", bool, "args.clip_to_max_length", False)
+        # vLLM's logprobs are the model's own (temperature 1), which are this engine's at temperatures 0 and 1 only:
+        # at others the hf loop samples (the result's `backend` says which did).
+        vllm = self.rollout.backend == "vllm" and temperature in rollout_.TEMPERATURES
         prompts = self._render_prompts(m, args, tensors)
         limit = m.text_config.max_position_embeddings
         if clip:
@@ -857,14 +904,47 @@ class Engine:
             if longest + max_new > limit:
                 raise BadValue(f"the longest prompt ({longest} tokens) + args.max_new_tokens ({max_new}) exceeds the model's {limit} positions", "args.max_new_tokens")
             budgets = [max_new] * len(prompts)
-        m.model.eval()
-        with torch.inference_mode():
-            samples, token_ids, logprobs = self._generate(m, prompts, n, temperature, top_p, budgets, seed, stops)
+        sync = 0.0
+        if vllm:
+            samples, token_ids, logprobs, sync = self._generate_vllm(m, prompts, n, temperature, top_p, budgets, seed, stops)
+        else:
+            m.model.eval()
+            with torch.inference_mode():
+                samples, token_ids, logprobs = self._generate(m, prompts, n, temperature, top_p, budgets, seed, stops)
         lengths = np.array([len(t) for t in token_ids], dtype=np.int32)
         flat_ids = np.array([x for t in token_ids for x in t], dtype=np.int32)
         flat_lp = np.array([x for lp in logprobs for x in lp], dtype=np.float32)
-        result = {"samples": samples, "generated_tokens": int(lengths.sum()), "prompt_tokens": [int(p.input_ids.shape[0]) for p in prompts]}
+        result = {"samples": samples, "generated_tokens": int(lengths.sum()), "prompt_tokens": [int(p.input_ids.shape[0]) for p in prompts],
+                  "backend": "vllm" if vllm else "hf", "weight_sync_seconds": sync}
         return result, {"token_ids": flat_ids, "logprobs": flat_lp, "lengths": lengths}
+
+    def _generate_vllm(self, m: Loaded, prompts: list[Prompt], n: int, temperature: float, top_p: float, budgets: list[int], seed: int, stops: list[str]):
+        """`_generate`'s rows from this process's vLLM engine, after pushing the policy's weights into it when they
+        changed since it last took them (the seconds that took: 0 when they had not)."""
+        sampler = rollout_.started()
+        if sampler is None or sampler.key != rollout_.key_of(self._rollout_identity(m), m.dtype, m.device, self.rollout):
+            raise StateError("this process's vLLM engine now serves another model (a model of another architecture or rollout setting was loaded since): load this policy again", "op")
+        sync = 0.0
+        if sampler.holds != (m.uid, m.step):
+            sync = sampler.push((m.uid, m.step), lora_.merged_weights(m.model))
+        requests = [
+            {"prompt": p.text, "multi_modal_data": {"image": p.images[0] if len(p.images) == 1 else p.images}} if p.images else {"prompt_token_ids": p.input_ids.tolist()}
+            for p in prompts
+        ]
+        outputs = sampler.generate(requests, n, temperature, top_p, budgets, seed, stops, self._eos_ids(m), [i for i in self._suppressed_ids(m) if i < m.text_config.vocab_size])
+        tok = m.tokenizer
+        samples, tokens, lps = [], [], []
+        for i, (p, out) in enumerate(zip(prompts, outputs)):
+            ours = p.input_ids.tolist()
+            if list(out.prompt_token_ids) != ours:
+                raise StateError(f"args.prompts[{i}]: vLLM rendered it as {len(out.prompt_token_ids)} tokens, the model's processor as {len(ours)}: the two must agree for the trainer to score vLLM's samples (use rollout backend hf for this model)", f"args.prompts[{i}]")
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                tokens.append(ids)
+                lps.append([float(c.logprobs[j][t].logprob) for j, t in enumerate(ids)])
+                finish = "length" if c.finish_reason == "length" else "stop" if isinstance(c.stop_reason, str) else "eos"
+                samples.append({"prompt_index": i, "text": tok.decode(ids, skip_special_tokens=True), "finish_reason": finish, "stopped": finish != "length"})
+        return samples, tokens, lps, sync
 
     def _generate(self, m: Loaded, prompts: list[Prompt], n: int, temperature: float, top_p: float, budgets: list[int], seed: int, stops: list[str]):
         """
@@ -1272,6 +1352,7 @@ class Engine:
 
         source = _get(args, "dir", str, "args.dir")
         fresh = _get(args, "fresh_optimizer", bool, "args.fresh_optimizer", False)
+        rollout_arg = args.get("rollout")
         as_reward = _get(args, "reward_from_policy", bool, "args.reward_from_policy", False)
         path = Path(source)
         meta = self._read_state_meta(source)
@@ -1296,7 +1377,8 @@ class Engine:
         current = {"role": role, "dtype": meta["dtype"]}
         if self.m is not None:
             current.update(device=str(self.m.device), gradient_checkpointing=_checkpointing(self.m.model))
-        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "reward_from_policy", "role", "lora")}, current)
+        settings = self._load_settings({k: v for k, v in args.items() if k not in ("dir", "fresh_optimizer", "reward_from_policy", "role", "lora", "rollout")}, current)
+        spec = self._rollout_setting({"rollout": rollout_arg}, role, settings["offload"])
         # A state keeps the adapter it was saved with (args.lora is not read); a reward model starting from a policy's
         # state folds the policy's adapter into its weights and takes a fresh adapter when args.lora says so.
         adapter = self._lora_setting(args, role) if as_reward else None
@@ -1311,7 +1393,7 @@ class Engine:
             # The policy's backbone, a head fresh from the seed (the policy's state has none), zero moments, step 0,
             # and the RNG from the seed, as `load` does.
             torch.manual_seed(settings["seed"])
-            self.m, self.pending = loaded, None
+            self.m, self.pending, self.rollout = loaded, None, spec
             return {"model": self._model_info()}, {}
         names = [n for n, _ in loaded.params]
         # The moments are kept by parameter name: a state whose moments are read must list the model's trainables.
@@ -1322,12 +1404,13 @@ class Engine:
             moment_files = meta["tensor_files"][:-1] if rng_file == RNG_FILE else [rng_file]
             self._load_moments(loaded, moment_files, lambda name: rng_part if name == rng_file else read(name), source)
             loaded.step = int(meta["step"])
+        self._start_rollout(loaded, spec, source, settings["seed"])  # before the RNG is restored: vLLM's start seeds it
         torch.set_rng_state(rng["rng.cpu"])
         if torch.cuda.is_available():
             cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("rng.cuda."))]
             if len(cuda) == torch.cuda.device_count():
                 torch.cuda.set_rng_state_all(cuda)
-        self.m, self.pending = loaded, None
+        self.m, self.pending, self.rollout = loaded, None, spec
         return {"model": self._model_info()}, {}
 
     @staticmethod

@@ -188,6 +188,25 @@ def merge(model: Any) -> None:
     model._hf_peft_config_loaded = False
 
 
+def merged_weights(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """The model's weights under the base model's names, each adapted layer's with its adapter folded in
+    (W + B·A·alpha/rank, computed per layer as it is read: the model itself is not changed). A model without an
+    adapter: its state dict."""
+    from peft.tuners.lora import LoraLayer
+
+    adapted = {}
+    if has_adapter(model):
+        adapted = {f"{name}.base_layer.weight": module for name, module in model.named_modules() if isinstance(module, LoraLayer) and ADAPTER in module.lora_A}
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if ".lora_" in name:
+                continue
+            layer = adapted.get(name)
+            if layer is not None:
+                tensor = tensor + layer.get_delta_weight(ADAPTER).to(tensor.dtype)
+            yield name.replace(".base_layer.", "."), tensor
+
+
 def base_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """The frozen base weights under the base model's names (peft's wrappers put them under `….base_layer.…`)."""
     return {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
