@@ -31,10 +31,12 @@ class EngineCallError(Exception):
 
 
 class EngineClient:
-    def __init__(self, python: str = sys.executable, args: tuple[str, ...] = (), stderr: BinaryIO | int | None = None, env: dict[str, str] | None = None):
+    def __init__(self, python: str = sys.executable, args: tuple[str, ...] = (), stderr: BinaryIO | int | None = None, env: dict[str, str] | None = None, processes: int = 1):
+        """`processes` > 1: a multi-process engine, launched by torchrun (distributed.py)."""
         package_root = Path(__file__).resolve().parent.parent
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
         self.proc = subprocess.Popen(
-            [python, "-m", "sophia_torch.server", *args],
+            [python, *launcher, "-m", "sophia_torch.server", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from . import distributed
 from . import lora as lora_
 from . import losses
 from . import rollout as rollout_
@@ -64,6 +65,10 @@ SAVE_WORKERS = 4
 
 ADAMW_FIELDS = ("lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm")
 GRPO_FIELDS = ("clip_eps", "kl_coef", "entropy_coef", "temperature")
+# A batch's request tensors that hold one entry per row, and one per response token (a multi-process engine splits
+# batches by rows: distributed.py).
+PER_ROW_TENSORS = ("prompt_index", "response_lengths", "advantages", "score_targets")
+PER_TOKEN_TENSORS = ("response_ids", "loss_mask", "old_logprobs", "ref_logprobs")
 
 
 # ---- argument checks -------------------------------------------------------------------------------------------
@@ -174,6 +179,7 @@ def _all_finite(tensors: list[torch.Tensor]) -> bool:
     took ~40 ms of a ~700 ms step on a 20 M-parameter model on 2 CPU cores: bench/torch-engine.)"""
     if not tensors:
         return True
+    tensors = [distributed.local(t) for t in tensors]  # a sharded gradient: this rank's part (each rank checks its own)
     norms = torch.stack(torch._foreach_norm(tensors))
     suspects = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
     return all(bool(torch.isfinite(tensors[i]).all()) for i in suspects)
@@ -248,6 +254,8 @@ class Loaded:
     offloaded: dict[str, torch.Tensor] | None = None
     # This load's number in the process (with `step`, which weights a vLLM rollout engine holds).
     uid: int = field(default_factory=lambda: next(_LOADS))
+    # A multi-process engine's sharded policy: the FSDP root its forwards go through (distributed.Runner).
+    runner: Any = None
 
     @property
     def vision(self) -> bool:
@@ -358,6 +366,8 @@ class Engine:
         spec = rollout_.parse(args.get("rollout"), "args.rollout")
         if role == "reward":
             return rollout_.RolloutSpec()
+        if spec.backend == "vllm" and distributed.active():
+            raise BadValue("args.rollout.backend vllm is not built for a multi-process engine yet (vLLM would need tensor parallelism across its processes): use backend hf, or one process", "args.rollout.backend")
         if spec.backend == "vllm" and (role != "policy" or offload):
             raise BadValue(f"args.rollout.backend vllm is for a policy, which samples and trains (this load is a{'n offloaded' if offload else ''} {role} model): leave args.rollout out", "args.rollout.backend")
         return spec
@@ -391,6 +401,8 @@ class Engine:
         if role not in ROLES:
             raise BadValue(f"args.role must be one of {list(ROLES)} (got {role!r})", "args.role")
         device_name = _get(args, "device", str, "args.device", defaults.get("device", "cuda" if torch.cuda.is_available() else "cpu"))
+        if distributed.active() and device_name == "cuda":
+            device_name = distributed.default_device()  # each process of a multi-process engine its own GPU
         try:
             device = torch.device(device_name)
         except RuntimeError as err:
@@ -432,7 +444,7 @@ class Engine:
             raise BadValue(f"{field}: {config_path} is not readable JSON: {err}", field) from None
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise BadValue(f"{field}: model_type {model_type!r} is not supported (supported: {list(SUPPORTED_MODEL_TYPES)})", field)
-        if threads:
+        if threads and torch.get_num_threads() != threads:  # (vLLM, once started, refuses changes with a warning)
             torch.set_num_threads(threads)
         from safetensors import SafetensorError
 
@@ -485,6 +497,10 @@ class Engine:
                 p.requires_grad_(role != "reference" and lora_.is_adapter_parameter(name))
             else:
                 p.requires_grad_(role == "policy" or (role == "reward" and not name.startswith("lm_head.")))
+        if distributed.active() and role == "policy" and not offload:
+            if adapter:
+                raise BadValue("args.lora: a LoRA policy is not sharded across the engine's processes yet: use one process (engine.processes: 1) with LoRA", "args.lora")
+            loaded.runner = distributed.shard(model, device)
         if role != "reference" and not offload:
             loaded.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
             if loaded.head is not None:
@@ -759,16 +775,26 @@ class Engine:
             last_index=torch.tensor(last, dtype=torch.int64, device=dev),
         )
 
-    def _hidden(self, m: Loaded, rows: Rows) -> torch.Tensor:
+    @staticmethod
+    def _run(m: Loaded, fn: Any, *args: Any) -> Any:
+        """fn(model, *args): through the FSDP root of a sharded policy (distributed.Runner), else directly."""
+        return m.runner(fn, *args) if m.runner is not None else fn(m.model, *args)
+
+    def _hidden(self, m: Loaded, rows: Rows, model: Any = None) -> torch.Tensor:
         """(B·T, H) last hidden states of the rows, with the rows' explicit positions."""
-        out = m.model.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask, position_ids=rows.position_ids, use_cache=False, **self._images(rows))
+        model = m.model if model is None else model
+        out = model.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask, position_ids=rows.position_ids, use_cache=False, **self._images(rows))
         h = out.last_hidden_state
         return h.reshape(-1, h.shape[-1])
 
     def _response_logits(self, m: Loaded, rows: Rows) -> torch.Tensor:
         """(N, V) float32 logits at the positions that predict the response tokens (only those reach the LM head)."""
-        h = self._hidden(m, rows).index_select(0, rows.predict_index)
-        return m.model.lm_head(h).to(torch.float32 if m.dtype != torch.float64 else torch.float64)
+
+        def logits(model: Any) -> torch.Tensor:
+            h = self._hidden(m, rows, model).index_select(0, rows.predict_index)
+            return model.lm_head(h).to(torch.float32 if m.dtype != torch.float64 else torch.float64)
+
+        return self._run(m, logits)
 
     def _scores(self, m: Loaded, rows: Rows) -> torch.Tensor:
         h = self._hidden(m, rows).index_select(0, rows.last_index)
@@ -786,14 +812,45 @@ class Engine:
             raise BadValue(f"args.adapter must be {lora_.ADAPTER!r} (the model's own) or {lora_.REFERENCE!r} (got {adapter!r})", "args.adapter")
         if adapter == lora_.REFERENCE and m.reference is None:
             raise StateError("args.adapter is 'reference' but no reference adapter is loaded: send op 'load_reference' first (a load drops it)", "args.adapter")
-        rows = self._rows(m, args, tensors)
+        rows = full = self._rows(m, args, tensors)
+        block = None
+        if m.runner is not None:
+            local, block = self._local_request(tensors, len(full.response_lengths))
+            rows = self._rows(m, args, local)
         m.model.eval()
-        with torch.inference_mode(), (lora_.active(m.model, adapter) if adapter == lora_.REFERENCE else contextlib.nullcontext()):
+        with self._inference(m), (lora_.active(m.model, adapter) if adapter == lora_.REFERENCE else contextlib.nullcontext()):
             logits = self._response_logits(m, rows)
             logp = torch.log_softmax(logits / temperature, dim=-1).gather(-1, rows.response_ids[:, None])[:, 0]
         if adapter == lora_.REFERENCE:
             self._freeze_reference(m)
-        return {"prompt_tokens": rows.prompt_lengths}, {"logprobs": logp.to(torch.float32).cpu().numpy()}
+        out = logp.to(torch.float32).cpu().numpy()
+        if block is not None:  # every rank's rows, in row order (a rank past the rows computed a stand-in row: dropped)
+            out = np.concatenate(distributed.gather(out if block[0] < block[1] else out[:0]))
+        return {"prompt_tokens": full.prompt_lengths}, {"logprobs": out}
+
+    @staticmethod
+    def _inference(m: Loaded) -> Any:
+        """No autograd for an inference op: inference mode, or no_grad for a sharded policy (FSDP's gathered
+        weights must stay usable by later training forwards)."""
+        return torch.no_grad() if m.runner is not None else torch.inference_mode()
+
+    @staticmethod
+    def _local_request(tensors: dict[str, np.ndarray], b: int) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
+        """This rank's block of a batch's rows (distributed.row_block): the per-row and per-token request tensors cut
+        to it (images and the rest as they are), and the block. A rank past the rows of a small batch computes row 0
+        as a stand-in (every rank must run the forward: FSDP gathers weights collectively): its block is empty and the
+        caller gives the stand-in no weight."""
+        start, end = distributed.row_block(b)
+        lo, hi = (start, end) if start < end else (0, 1)
+        offsets = np.concatenate([[0], np.cumsum(tensors["response_lengths"].astype(np.int64))])
+        out = dict(tensors)
+        for name in PER_ROW_TENSORS:
+            if name in out:
+                out[name] = out[name][lo:hi]
+        for name in PER_TOKEN_TENSORS:
+            if name in out:
+                out[name] = out[name][offsets[lo] : offsets[hi]]
+        return out, (start, end)
 
     @staticmethod
     def _freeze_reference(m: Loaded) -> None:
@@ -909,7 +966,7 @@ class Engine:
             samples, token_ids, logprobs, sync = self._generate_vllm(m, prompts, n, temperature, top_p, budgets, seed, stops)
         else:
             m.model.eval()
-            with torch.inference_mode():
+            with self._inference(m):  # a sharded policy: every rank decodes the whole batch, the same tokens
                 samples, token_ids, logprobs = self._generate(m, prompts, n, temperature, top_p, budgets, seed, stops)
         lengths = np.array([len(t) for t in token_ids], dtype=np.int32)
         flat_ids = np.array([x for t in token_ids for x in t], dtype=np.int32)
@@ -978,15 +1035,13 @@ class Engine:
         positions = self._positions(m, input_ids, mm, grid, mask)
         next_position = (positions.amax(dim=-1) + 1).reshape(-1, p_count).amax(dim=0).repeat_interleave(n).to(dev)  # (rows,)
         cache = DynamicCache(config=m.text_config)
-        out = m.model.model(
-            input_ids=input_ids.to(dev),
-            attention_mask=mask.to(dev),
-            position_ids=positions.to(dev),
-            past_key_values=cache,
-            use_cache=True,
-            **self._images(pixel_values=pixel_values, grid=grid),
-        )
-        logits = m.model.lm_head(out.last_hidden_state[:, -1]).float().repeat_interleave(n, dim=0)
+
+        def decode(model: Any, **inputs: Any) -> torch.Tensor:
+            return model.lm_head(model.model(past_key_values=cache, use_cache=True, **inputs).last_hidden_state[:, -1]).float()
+
+        logits = self._run(
+            m, lambda model: decode(model, input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev), **self._images(pixel_values=pixel_values, grid=grid))
+        ).repeat_interleave(n, dim=0)
         cache.batch_repeat_interleave(n)
         rows = p_count * n
         attn = mask.to(dev).repeat_interleave(n, dim=0)
@@ -1037,8 +1092,7 @@ class Engine:
             pos = (next_position + step).view(rows, 1)
             if m.vision:
                 pos = pos.view(1, rows, 1).expand(3, rows, 1)
-            out = m.model.model(input_ids=feed[:, None], attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True)
-            logits = m.model.lm_head(out.last_hidden_state[:, -1]).float()
+            logits = self._run(m, lambda model: decode(model, input_ids=feed[:, None], attention_mask=attn, position_ids=pos))
         samples = [
             {
                 "prompt_index": r // n,
@@ -1079,7 +1133,7 @@ class Engine:
         weight = _finite(args, "weight", "args.weight", 1.0)
         if weight <= 0:
             raise BadValue(f"args.weight must be a finite number > 0 (got {weight})", "args.weight")
-        rows = self._rows(m, args, tensors)
+        rows = self._rows(m, args, tensors)  # a sharded policy: every rank checks the whole batch (the same refusals)
         b, total = len(rows.response_lengths), int(rows.response_ids.shape[0])
         fdt = torch.float64 if m.dtype == torch.float64 else torch.float32
 
@@ -1098,24 +1152,57 @@ class Engine:
             if kind == "grpo":
                 old, ref, adv = per_token("old_logprobs"), per_token("ref_logprobs"), per_row("advantages")
                 adv_tok = adv.repeat_interleave(torch.tensor(rows.response_lengths, device=m.device))
+        count = None
+        if m.runner is not None:
+            # This rank's block of rows; the losses divide by the whole batch's token count, so the ranks' losses add
+            # up to the batch's and their gradients (scaled by the world size: FSDP averages) to its gradient.
+            count = torch.clamp(mask.sum(), min=1.0)
+            local, (start, end) = self._local_request(tensors, b)
+            offsets = [0, *np.cumsum(rows.response_lengths).tolist()]
+            lo, hi = (start, end) if start < end else (0, 1)
+            cut = slice(offsets[lo], offsets[hi])
+            rows = self._rows(m, args, local)
+            mask = mask[cut] if start < end else torch.zeros_like(mask[cut])
+            if kind == "grpo":
+                old, ref, adv_tok = old[cut], ref[cut], adv_tok[cut]
         m.model.train()
         try:
             if kind == "rm":
                 out = losses.rm_loss(self._scores(m, rows), targets)
             elif kind == "sft":
-                out = losses.sft_loss(self._response_logits(m, rows), rows.response_ids, mask)
+                out = losses.sft_loss(self._response_logits(m, rows), rows.response_ids, mask, count=count)
             else:
-                out = losses.grpo_loss(self._response_logits(m, rows), rows.response_ids, mask, old, ref, adv_tok, **hyper)
+                out = losses.grpo_loss(self._response_logits(m, rows), rows.response_ids, mask, old, ref, adv_tok, **hyper, count=count)
             params = [p for _, p in m.params]
-            grads = torch.autograd.grad(out.loss, params, allow_unused=True)
+            if m.runner is not None:
+                (out.loss * distributed.world_size()).backward()  # FSDP reduce-scatters the gradients into p.grad
+                grads = [p.grad for p in params]
+                for p in params:
+                    p.grad = None
+            else:
+                grads = torch.autograd.grad(out.loss, params, allow_unused=True)
         finally:
             m.model.eval()
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-        loss = float(out.loss.detach())
+        loss_t, metrics = out.loss.detach(), dict(out.metrics)
+        if m.runner is not None:
+            loss_t, metrics = self._reduce_metrics(loss_t, metrics)
+        loss = float(loss_t)
         finite = math.isfinite(loss) and _all_finite(grads)
         if finite:
             self._accumulate(grads, weight)
-        return {"loss": loss, "metrics": {k: float(v) for k, v in out.metrics.items()}, "finite": finite}, {}
+        return {"loss": loss, "metrics": {k: float(v) for k, v in metrics.items()}, "finite": finite}, {}
+
+    @staticmethod
+    def _reduce_metrics(loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The whole batch's loss and metrics from the ranks' parts: sums of the parts (each divided by the batch's
+        count already), the largest of the maxima, the count (`tokens`) as it is."""
+        summed = [k for k in metrics if k != "tokens" and not k.endswith("_max")]
+        biggest = [k for k in metrics if k.endswith("_max")]
+        sums = distributed.all_reduce(torch.stack([loss.double(), *(metrics[k].double() for k in summed)]))
+        maxes = distributed.all_reduce(torch.stack([metrics[k].double() for k in biggest]), "max") if biggest else torch.zeros(0)
+        out = {**metrics, **dict(zip(summed, sums[1:])), **dict(zip(biggest, maxes))}
+        return sums[0], out
 
     def _accumulate(self, grads: list[torch.Tensor], weight: float) -> None:
         """Σ wᵢ·gᵢ (and Σ wᵢ) over the calls since the last step; one call keeps its gradient as it is."""
@@ -1171,8 +1258,10 @@ class Engine:
         self.pending = None
         params = [p for _, p in m.params]
         grads = [g.div(pending.weight) if pending.summed else g for g in pending.grads]
-        norm = torch.sqrt(sum((g.to(torch.float64 if g.dtype == torch.float64 else torch.float32) ** 2).sum() for g in grads))
-        grad_norm = float(norm)
+        squares = sum((distributed.local(g).to(torch.float64 if g.dtype == torch.float64 else torch.float32) ** 2).sum() for g in grads)
+        if m.runner is not None:  # each rank holds a part of every gradient
+            squares = distributed.all_reduce(squares.clone())
+        grad_norm = float(torch.sqrt(squares))
         if not math.isfinite(grad_norm):
             return {"step": m.step, "grad_norm": grad_norm, "applied": False}, {}
         # Global-norm clip: g · min(1, max / (norm + 1e-6)), then AdamW (bias-corrected, decoupled decay). In place when
@@ -1181,7 +1270,8 @@ class Engine:
         # 2 CPU cores). autograd may hand back stride-0 or shared tensors: those are scaled into copies. The same
         # products either way.
         clip = min(1.0, settings["max_grad_norm"] / (grad_norm + 1e-6))
-        own = all(g.is_contiguous() for g in grads) and len({g.untyped_storage().data_ptr() for g in grads}) == len(grads)
+        parts = [distributed.local(g) for g in grads]
+        own = all(g.is_contiguous() for g in parts) and len({g.untyped_storage().data_ptr() for g in parts}) == len(parts)
         if clip < 1.0 and own:
             for g in grads:
                 g.mul_(clip)  # not torch._foreach_mul_: on CPU it rounds bfloat16 products differently from g * clip
@@ -1232,14 +1322,9 @@ class Engine:
         shard_bytes = _get(args, "shard_bytes", int, "args.shard_bytes", SHARD_BYTES)
         if shard_bytes < 1:
             raise BadValue(f"args.shard_bytes must be a positive number of bytes, the largest file of the state (got {shard_bytes}; default {SHARD_BYTES})", "args.shard_bytes")
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise BadValue(f"args.dir {str(target)!r} exists and is not an empty directory (save writes a new one)", "args.dir")
-        target.mkdir(parents=True, exist_ok=True)
-        rng: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"rng.cuda.{i}"] = s
-        # The AdamW moments in parameter order, cut into shards: the same state gives the same files.
+        # The AdamW moments in parameter order, cut into shards: the same state gives the same files. A sharded
+        # policy's moments and weights are gathered whole first (collectives: every rank, before any check that could
+        # stop one rank alone); rank 0 writes them.
         moments: list[tuple[str, torch.Tensor]] = []
         if m.optimizer is not None:
             for name, p in m.params:
@@ -1248,7 +1333,19 @@ class Engine:
                     continue
                 for key in ("exp_avg", "exp_avg_sq", "step"):
                     value = st[key]
-                    moments.append((f"adamw.{key}::{name}", value if torch.is_tensor(value) else torch.tensor(float(value))))
+                    moments.append((f"adamw.{key}::{name}", distributed.full(value).cpu() if m.runner is not None else value if torch.is_tensor(value) else torch.tensor(float(value))))
+        gathered = None
+        if m.runner is not None:
+            gathered = {k.removeprefix("model."): v for k, v in distributed.full_state_dict(m.runner).items()}
+            if distributed.rank() != 0:
+                return {"dir": str(target), "files": [], "step": m.step}, {}
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise BadValue(f"args.dir {str(target)!r} exists and is not an empty directory (save writes a new one)", "args.dir")
+        target.mkdir(parents=True, exist_ok=True)
+        rng: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                rng[f"rng.cuda.{i}"] = s
         shards = self._plan_shards(moments, shard_bytes)
         optimizer_files = [OPTIMIZER_FILE] if len(shards) == 1 else [f"sophia_optimizer-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
 
@@ -1259,11 +1356,13 @@ class Engine:
         with ThreadPoolExecutor(min(SAVE_WORKERS, len(shards))) as pool:
             jobs = [pool.submit(write, name, shard) for name, shard in zip(optimizer_files, shards)]
             # Hugging Face counts a shard's tensor bytes: the room its header may take is left out.
-            weights = [(n, tuple(t.shape)) for n, t in (m.offloaded or m.model.state_dict()).items()]
+            weights = [(n, tuple(t.shape)) for n, t in (m.offloaded or gathered or m.model.state_dict()).items()]
             max_shard = max(1, shard_bytes - self._header_bytes(weights))
             if m.offloaded is not None:
                 # Its weights are on the meta device between forwards; the host copy is the model's.
                 m.model.save_pretrained(target, state_dict=m.offloaded, max_shard_size=max_shard)
+            elif gathered is not None:
+                m.model.save_pretrained(target, state_dict=gathered, max_shard_size=max_shard)
             elif lora_.has_adapter(m.model):
                 # The frozen base weights as a plain model's files, then the adapter beside them in peft's format.
                 with lora_.as_plain_model(m.model):
@@ -1433,7 +1532,7 @@ class Engine:
                 if kind != "step":
                     if value.shape != p.shape:
                         raise BadValue(f"{file} in {source!r}: the AdamW moments of {name} have the wrong shape", "args.dir")
-                    value = value.to(p.device, p.dtype)
+                    value = distributed.like(value.to(p.device, p.dtype), p)  # a sharded parameter's moments: its part
                 found.setdefault(name, {})[kind] = value
             del part
         parts = ("exp_avg", "exp_avg_sq", "step")

@@ -39,9 +39,10 @@ def _mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Ten
     return (x * mask).sum() / count
 
 
-def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> LossOutput:
+def sft_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None) -> LossOutput:
+    """`count`: the denominator when the tokens here are part of a larger batch's (a rank's block: distributed.py)."""
     picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
-    count = _count(mask)
+    count = _count(mask) if count is None else count
     return LossOutput(-_mean(picked, mask, count), {"tokens": count.detach()})
 
 
@@ -58,11 +59,12 @@ def grpo_loss(
     entropy_coef: float,
     temperature: float,
     tis_cap: float | None = None,
+    count: torch.Tensor | None = None,
 ) -> LossOutput:
-    """`advantages` is per token here (each row's advantage repeated over its tokens)."""
+    """`advantages` is per token here (each row's advantage repeated over its tokens). `count`: as for sft_loss."""
     logp = torch.log_softmax(logits / temperature, dim=-1)
     new = logp.gather(-1, targets[:, None])[:, 0]
-    count = _count(mask)
+    count = _count(mask) if count is None else count
     # The sampler-vs-trainer importance weight of each token (the PPO ratio at the step's one update).
     sampled = torch.exp(torch.clamp(new.detach() - old_logprobs, -10.0, 10.0))
     if tis_cap is None:

@@ -166,7 +166,8 @@ class VllmSampler:
             use_tqdm_on_load=False,
             **kwargs,
         )
-        torch.set_num_threads(threads)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         self.start_seconds = time.perf_counter() - started
         global STARTS
         STARTS += 1

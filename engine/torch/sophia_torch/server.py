@@ -68,7 +68,10 @@ def take_stdout() -> BinaryIO:
     return out
 
 
-def reply(out: BinaryIO, frame: bytes) -> None:
+def reply(out: BinaryIO | None, frame: bytes) -> None:
+    """Writes a reply frame (rank 0's; the other ranks of a multi-process engine reply to no one: `out` None)."""
+    if out is None:
+        return
     out.write(frame)
     out.flush()
 
@@ -94,19 +97,41 @@ class RngState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
-def serve(inp: BinaryIO, out: BinaryIO) -> int:
+def serve(inp: BinaryIO | None, out: BinaryIO | None) -> int:
+    """Serves requests until stdin ends or a shutdown. In a multi-process engine (distributed.py) rank 0 reads them
+    from stdin and hands each to the other ranks, which run it too (`inp` and `out` None) and reply to no one."""
     import gc
 
     import torch
 
+    from . import distributed
     from .engine import OPS, Engine
+
+    ranks = distributed.active()
+    follower = inp is None
+
+    def next_frame() -> Any:
+        """The next request's frame; None at the end (rank 0 tells the others)."""
+        if follower:
+            return distributed.broadcast()
+        try:
+            frame = read_frame(inp)
+        except (EndOfStream, FatalFrameError):
+            if ranks:
+                distributed.broadcast(None)
+            raise
+        if ranks:
+            distributed.broadcast(frame)
+        return frame
 
     engines: dict[str, Engine] = {}
     rngs: dict[str, RngState] = {}
     log.info("engine process ready", extra={"fields": {"pid": os.getpid(), "torch": torch.__version__}})
     while True:
         try:
-            frame = read_frame(inp)
+            frame = next_frame()
+            if frame is None:
+                return 0
         except EndOfStream:
             log.info("stdin closed: exiting")
             return 0
@@ -174,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    from . import distributed
+
+    distributed.init()
+    if distributed.rank() != 0:
+        # Another rank of a multi-process engine: rank 0 speaks the protocol; this one runs what it is handed.
+        out.close()
+        log.setLevel(logging.WARNING)
+        return serve(None, None)
     return serve(sys.stdin.buffer, out)
 
 
