@@ -58,7 +58,7 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
     const { kind, executionProvider, threads } = engine;
     return { kind, executionProvider, ...(threads > 0 ? { threads } : {}) };
   }
-  const { dtype, device, threads, gradientCheckpointing, lora, rollout } = engine;
+  const { dtype, device, threads, gradientCheckpointing, lora, rollout, processes } = engine;
   return {
     kind: 'torch',
     ...(dtype !== 'auto' ? { dtype } : {}),
@@ -67,6 +67,7 @@ export function engineOptionsOf(config: RunConfig, memoryBytes = workerMemoryByt
     gradientCheckpointing,
     ...(lora ? { lora } : {}),
     ...(rollout ? { rollout } : {}),
+    ...(processes > 1 ? { processes } : {}),
   } satisfies TorchEngineSettings;
 }
 

@@ -28,7 +28,7 @@ describe('run config', () => {
     expect(ci.engine).toEqual({ kind: 'onnx', executionProvider: 'cpu', threads: 0 });
     expect(ci.data.shardSize).toBe(2000);
     expect(paper().rl).toMatchObject({ groupSize: 8, alpha: 0.3, clipEps: 0.2, klCoef: 0.04, maxGradNorm: 4, weightDecay: 0.01 });
-    expect(paper().engine).toEqual({ kind: 'torch', model: QWEN_7B, rewardModel: QWEN_3B, dtype: 'auto', device: 'auto', gradientCheckpointing: true, threads: 0, offloadFrozen: false });
+    expect(paper().engine).toEqual({ kind: 'torch', model: QWEN_7B, rewardModel: QWEN_3B, dtype: 'auto', device: 'auto', gradientCheckpointing: true, threads: 0, offloadFrozen: false, processes: 1 });
   });
 
   it('uses the paper\'s AdamW settings in every preset: weight decay 0.01, gradients clipped at global norm 4', () => {
@@ -135,7 +135,7 @@ describe('the engine section: onnx (default) or torch', () => {
 
   it('validates `extends: ci` + `engine: { kind: torch, model: DIR }`, with defaults; the onnx model section does not get in the way', () => {
     const config = torch({ model: QWEN_7B });
-    expect(config.engine).toEqual({ kind: 'torch', model: QWEN_7B, dtype: 'auto', device: 'auto', gradientCheckpointing: false, threads: 0, offloadFrozen: false });
+    expect(config.engine).toEqual({ kind: 'torch', model: QWEN_7B, dtype: 'auto', device: 'auto', gradientCheckpointing: false, threads: 0, offloadFrozen: false, processes: 1 });
     expect(() => assertRunnable(config)).not.toThrow();
     // Sophia model sections that onnx refuses: width not divisible by heads; fewer positions than evaluation.maxTokens.
     const odd = { model: { width: 130, heads: 4 } };
@@ -179,6 +179,14 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', gpuMemoryUtilization: 1 } })).message).toMatch(/engine\.rollout\.gpuMemoryUtilization: Too big/);
     expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', tensorParallel: 2 } })).message).toMatch(/engine\.rollout\.tensorParallel: unknown field/);
     expect(configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'onnx', rollout: { backend: 'vllm' } } }, 'x')).message).toMatch(/engine\.rollout: unknown field/);
+  });
+
+  it('takes engine.processes (one per GPU) and refuses what is not built for several processes yet, naming the field', () => {
+    expect(torch({ model: QWEN_7B, processes: 4 }).engine).toMatchObject({ processes: 4 });
+    expect(configError(() => torch({ model: QWEN_7B, processes: 0 })).message).toMatch(/engine\.processes: Too small/);
+    expect(configError(() => torch({ model: QWEN_7B, processes: 2, lora: { rank: 4, alpha: 8, targetModules: ['q_proj'] } })).message).toMatch(/engine\.processes: a LoRA policy is not sharded/);
+    expect(configError(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'vllm' } })).message).toMatch(/engine\.rollout\.backend: vllm rollouts are not built for several engine processes/);
+    expect(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'hf' } })).not.toThrow();
   });
 
   it('takes rl.tisCap (≥ 1) with the torch engine and refuses it with the onnx engine, naming the field', () => {

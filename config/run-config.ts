@@ -133,6 +133,11 @@ const TorchEngineSchema = z.strictObject({
    */
   offloadFrozen: z.boolean().default(false),
   rollout: RolloutSchema.optional(),
+  /**
+   * Engine processes on the worker, one per GPU (torchrun; the policy's weights, gradients and optimizer state
+   * sharded across them with FSDP2, each process computing its share of every batch's rows). 1: one process.
+   */
+  processes: int(1, 64).default(1),
 });
 
 /**
@@ -352,6 +357,14 @@ export const RunConfigSchema = z.strictObject({
   }
   if (config.engine.kind === 'onnx' && rl?.tisCap !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'tisCap'], message: 'the onnx engine samples with the graphs it trains with, so there is no sampler–trainer mismatch to correct: remove rl.tisCap, or use engine.kind torch' });
+  }
+  if (config.engine.kind === 'torch' && config.engine.processes > 1) {
+    if (config.engine.lora) {
+      ctx.addIssue({ code: 'custom', path: ['engine', 'processes'], message: 'a LoRA policy is not sharded across engine processes yet: use engine.processes: 1 with engine.lora (an adapter is small: one GPU holds it)' });
+    }
+    if (config.engine.rollout?.backend === 'vllm') {
+      ctx.addIssue({ code: 'custom', path: ['engine', 'rollout', 'backend'], message: 'vllm rollouts are not built for several engine processes yet (vLLM would need tensor parallelism across them): use rollout backend hf with engine.processes > 1, or one process' });
+    }
   }
   if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {
     ctx.addIssue({ code: 'custom', path: ['rewardModel', 'init'], message: "scratch (random weights) is for the onnx engine's own architecture; with engine.kind torch the reward model starts from engine.rewardModel, or from the SFT policy when that is absent: use init: policy" });

@@ -40,6 +40,8 @@ export interface TorchEngineOptions {
   offload?: boolean;
   /** How a policy samples: the engine's own decode loop (hf, the default) or vLLM in the engine process. */
   rollout?: RolloutOptions;
+  /** Engine processes, one per GPU of the worker (torchrun; the policy sharded with FSDP); default 1. */
+  processes?: number;
 }
 
 /**
@@ -111,7 +113,7 @@ export function createEngine(options: EngineOptions, context: EngineContext = {}
     }
     case 'torch': {
       const { kind: _kind, ...settings } = options;
-      const host = context.torchHosts?.get({ python: settings.python, threads: settings.threads });
+      const host = context.torchHosts?.get({ python: settings.python, threads: settings.threads, ...(settings.processes ? { processes: settings.processes } : {}) });
       return new TorchEngine({ ...settings, ...(context.onLog ? { onLog: context.onLog } : {}) }, host);
     }
     default:

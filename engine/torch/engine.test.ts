@@ -5,6 +5,7 @@
  * process. Runs the real engine process on a tiny Qwen2.5-VL built in beforeAll; skipped, with the reason in the
  * suite's name, when the venv is missing.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -52,8 +53,8 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
   let model: string;
   const engines: TorchEngine[] = [];
   const logs: TorchEngineLogEntry[] = [];
-  const make = () => {
-    const e = new TorchEngine({ ...SETTINGS, onLog: (entry) => logs.push(entry) });
+  const make = (more: { processes?: number } = {}) => {
+    const e = new TorchEngine({ ...SETTINGS, ...more, onLog: (entry) => logs.push(entry) });
     engines.push(e);
     return e;
   };
@@ -119,6 +120,33 @@ describe.skipIf(!install.ok)(`TorchEngine on the real engine process (tiny Qwen2
     ]);
     expect(twice! - one!).toBeGreaterThan(4);
   });
+
+  it('two engine processes (torchrun, the policy sharded with FSDP) train as one does, their state loads in one process, and a SIGKILLed launcher takes its ranks with it', async () => {
+    const [one, two] = [make(), make({ processes: 2 })];
+    await Promise.all([one.init({ kind: 'policy', pretrained: model }, 1), two.init({ kind: 'policy', pretrained: model }, 1)]);
+    const [response] = await one.encodeResponses(['one two three four']);
+    const batch = { prompts: PROMPTS, rows: [{ prompt: 0, response: response! }, { prompt: 1, response: response! }, { prompt: 0, response: response!.slice(1) }] };
+    const adamw = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 4 };
+    for (let i = 0; i < 2; i++) {
+      const [a, b] = await Promise.all([one.trainStepResponses(batch, { kind: 'sft' }, adamw), two.trainStepResponses(batch, { kind: 'sft' }, adamw)]);
+      expect(Math.abs(a.loss - b.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(a.loss));
+    }
+    const saved = await two.saveState();
+    const expected = await two.responseLogprobs(batch, 1);
+    const three = make();
+    await three.loadState(saved);
+    expect(three.step()).toBe(2);
+    const got = await three.responseLogprobs(batch, 1);
+    for (const [i, row] of got.entries()) for (const [j, v] of row.entries()) expect(Math.abs(v - expected[i]![j]!)).toBeLessThan(1e-5);
+    // torchrun's ranks run in sessions of their own; PR_SET_PDEATHSIG ends them with it.
+    const launcher = two.pid!;
+    const ranks = execFileSync('ps', ['--ppid', String(launcher), '-o', 'pid='], { encoding: 'utf8' }).split('\n').map((x) => Number(x.trim())).filter((x) => x > 0);
+    expect(ranks).toHaveLength(2);
+    process.kill(launcher, 'SIGKILL');
+    const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    for (let t = 0; t < 100 && ranks.some(alive); t++) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(ranks.filter(alive)).toEqual([]);
+  }, 120_000);
 
   it('a killed process fails the call in flight and later calls retryably until loadState loads the model in a new process', async () => {
     const e = make();

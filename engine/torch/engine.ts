@@ -299,8 +299,8 @@ export class TorchEngine implements Engine, ReferenceAdapterEngine {
     private readonly options: TorchEngineConstructorOptions = {},
     host?: TorchEngineHost,
   ) {
-    const { python, threads, env, onLog } = options;
-    this.host = host ?? new TorchEngineHost({ python, threads, env, onLog });
+    const { python, threads, env, onLog, processes } = options;
+    this.host = host ?? new TorchEngineHost({ python, threads, env, onLog, ...(processes ? { processes } : {}) });
     this.name = this.host.join();
   }
 

@@ -105,8 +105,8 @@ export class TorchEngineHosts {
 
   constructor(private readonly onLog?: TorchEngineProcessOptions['onLog']) {}
 
-  get(options: Pick<TorchEngineProcessOptions, 'python' | 'threads' | 'env'>): TorchEngineHost {
-    const key = JSON.stringify([options.python ?? null, options.threads ?? null, options.env ?? null]);
+  get(options: Pick<TorchEngineProcessOptions, 'python' | 'threads' | 'env' | 'processes'>): TorchEngineHost {
+    const key = JSON.stringify([options.python ?? null, options.threads ?? null, options.env ?? null, options.processes ?? 1]);
     let host = this.hosts.get(key);
     if (!host) {
       host = new TorchEngineHost({ ...options, ...(this.onLog ? { onLog: this.onLog } : {}) });

@@ -64,6 +64,11 @@ export interface TorchEngineProcessOptions {
   python?: string;
   /** torch intra-op threads (`--threads`); default torch's own choice. */
   threads?: number;
+  /**
+   * Processes of the engine (default 1): more than one launches them with torchrun, one per GPU of the worker, the
+   * policy sharded across them with FSDP (engine/README.md: training across GPUs); rank 0 speaks the protocol.
+   */
+  processes?: number;
   /** Added to this process's environment (e.g. CUDA_VISIBLE_DEVICES: one engine process per GPU). */
   env?: Record<string, string>;
   /** Receives each stderr log line. Default: warnings and errors to this process's stderr. */
@@ -129,12 +134,12 @@ class Connection {
 
   constructor(
     python: string,
-    args: string[],
+    args: { launcher: string[]; server: string[] },
     env: Record<string, string> | undefined,
     private readonly onLog: (entry: TorchEngineLogEntry) => void,
   ) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
-    this.child = spawn(python, ['-m', 'sophia_torch.server', ...args], {
+    this.child = spawn(python, [...args.launcher, '-m', 'sophia_torch.server', ...args.server], {
       cwd: TORCH_PACKAGE_DIR,
       env: { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -481,8 +486,9 @@ export class TorchEngineProcess extends ModelCalls {
   }
 
   private spawn(): Connection {
-    const { threads, env, onLog } = this.options;
-    return new Connection(this.python, threads ? ['--threads', String(threads)] : [], env, onLog ?? defaultLog);
+    const { threads, env, onLog, processes = 1 } = this.options;
+    const launcher = processes > 1 ? ['-m', 'torch.distributed.run', '--standalone', `--nproc-per-node=${processes}`] : [];
+    return new Connection(this.python, { launcher, server: threads ? ['--threads', String(threads)] : [] }, env, onLog ?? defaultLog);
   }
 
   private async checkHello(): Promise<HelloResult> {

@@ -170,6 +170,22 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     }
   }, 900_000);
 
+  it('trains with two engine processes (engine.processes: 2, torchrun and FSDP; gloo on CPU) through every stage: the checkpoints are whole Hugging Face models', async () => {
+    const { dir, temporal, c, storage, store, workers } = await inProcess('torch-fsdp');
+    const { config } = faultConfigFile(dir, torchLines('{ steps: 8, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 4, checkpointEvery: 2, evalEvery: 2, maxTokens: 24 }', ', processes: 2'));
+    const { handle } = await startRun(c, temporal, pipelineInput('torch-fsdp', config, storage.location, temporal));
+    const result = await workers.runUntil(handle.result());
+    expect(result.status).toBe('completed');
+    expect(result.results.trustGrpo?.step).toBe(4);
+    const steps = (await readMetrics(storage, 'torch-fsdp')).filter((m) => m.stage === 'grpo' && m.kind === 'step');
+    expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    // The first update scores the samples with the weights that drew them (the sampler and the sharded trainer agree).
+    expect(Number(steps[0]!.logprobDiffMax)).toBeLessThan(1e-4);
+    const [cls, count] = (await loadsWithTransformers(store, result.checkpoints.trustGrpo!, path.join(modelRoot, 'fsdp-final'))).split(' ');
+    expect(cls).toBe('Qwen2_5_VLForConditionalGeneration');
+    expect(count).toBe(describeWithTransformers(modelDir).split(' ')[1]);
+  }, 900_000);
+
   it('fails a run at once, naming engine.dtype, when the worker cannot run the dtype (bfloat16 on a CPU): not retried', async () => {
     const { dir, temporal, c, storage, workers } = await inProcess('torch-dtype');
     const { config } = faultConfigFile(dir, [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, device: cpu, dtype: bfloat16 }`]);

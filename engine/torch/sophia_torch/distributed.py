@@ -46,11 +46,28 @@ def init() -> None:
 
     if dist.is_initialized():
         return
+    _die_with_parent()
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
         dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank()))
     else:
         dist.init_process_group("gloo")
+
+
+def _die_with_parent() -> None:
+    """A rank ends when torchrun does (Linux: PR_SET_PDEATHSIG). torchrun starts each rank in a session of its own,
+    so a SIGKILLed engine (its torchrun) would otherwise leave the ranks behind, waiting for each other."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
 
 
 def default_device() -> str:

@@ -783,9 +783,25 @@ class Engine:
     def _hidden(self, m: Loaded, rows: Rows, model: Any = None) -> torch.Tensor:
         """(B·T, H) last hidden states of the rows, with the rows' explicit positions."""
         model = m.model if model is None else model
+        # (first, where real images would go through the vision tower: the ranks' collectives come in one order)
+        stand_in = self._vision_stand_in(m, model) if m.runner is not None and m.vision and rows.pixel_values is None else None
         out = model.model(input_ids=rows.input_ids, attention_mask=rows.attention_mask, position_ids=rows.position_ids, use_cache=False, **self._images(rows))
-        h = out.last_hidden_state
+        h = out.last_hidden_state if stand_in is None else out.last_hidden_state + stand_in
         return h.reshape(-1, h.shape[-1])
+
+    @staticmethod
+    def _vision_stand_in(m: Loaded, model: Any) -> torch.Tensor:
+        """0 × the vision tower's output for a blank 2×2-patch image. A sharded VLM's ranks must run the same FSDP
+        units, forward and backward (each gathers and reduces collectively): a rank whose rows have no image while
+        another's have runs the vision tower on this stand-in, whose zero contribution keeps it in the graph."""
+        cfg = model.config.vision_config
+        merge = cfg.spatial_merge_size
+        width = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
+        pixels = torch.zeros((merge * merge, width), dtype=m.dtype, device=m.device)
+        out = model.model.get_image_features(pixel_values=pixels, image_grid_thw=torch.tensor([[1, merge, merge]], device=m.device))
+        parts = [out] if torch.is_tensor(out) else list(out.values()) if hasattr(out, "values") else list(out)
+        flat = [t for p in parts for t in ([p] if torch.is_tensor(p) else list(p) if isinstance(p, (list, tuple)) else []) if torch.is_floating_point(t)]
+        return sum(t.sum() for t in flat) * 0.0
 
     def _response_logits(self, m: Loaded, rows: Rows) -> torch.Tensor:
         """(N, V) float32 logits at the positions that predict the response tokens (only those reach the LM head)."""
@@ -1337,8 +1353,8 @@ class Engine:
         gathered = None
         if m.runner is not None:
             gathered = {k.removeprefix("model."): v for k, v in distributed.full_state_dict(m.runner).items()}
-            if distributed.rank() != 0:
-                return {"dir": str(target), "files": [], "step": m.step}, {}
+        if distributed.rank() != 0:  # rank 0 of a multi-process engine writes the state (every rank holds all of it now)
+            return {"dir": str(target), "files": [], "step": m.step}, {}
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BadValue(f"args.dir {str(target)!r} exists and is not an empty directory (save writes a new one)", "args.dir")
         target.mkdir(parents=True, exist_ok=True)

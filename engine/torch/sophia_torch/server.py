@@ -126,6 +126,19 @@ def serve(inp: BinaryIO | None, out: BinaryIO | None) -> int:
 
     engines: dict[str, Engine] = {}
     rngs: dict[str, RngState] = {}
+
+    def answer(message: dict[str, Any], tensors: dict[str, Any] | None = None) -> None:
+        """Replies to a request (rank 0). In a multi-process engine every rank first says how the op ended on it, so
+        the reply comes once all have finished (the caller deletes an op's files once answered: a rank still reading
+        them would find them gone) and reports a failure any rank had."""
+        if ranks:
+            outcomes = distributed.gather(None if message.get("ok") else message.get("error"))
+            failed = [(r, e) for r, e in enumerate(outcomes) if e is not None]
+            if message.get("ok") and failed:
+                r, e = failed[0]
+                message, tensors = {"id": message.get("id"), "ok": False, "error": {**e, "message": f"engine process rank {r}: {e.get('message')}"}}, None
+        reply(out, encode_frame(message, tensors))
+
     log.info("engine process ready", extra={"fields": {"pid": os.getpid(), "torch": torch.__version__}})
     while True:
         try:
@@ -156,7 +169,7 @@ def serve(inp: BinaryIO | None, out: BinaryIO | None) -> int:
                 raise BadValue(f"model must be a name of 1-128 letters, digits or _.:/- (got {name!r})", "model")
             tensors = decode_tensors(frame)
             if op == "shutdown":
-                reply(out, encode_frame({"id": request_id, "ok": True, "result": {}}))
+                answer({"id": request_id, "ok": True, "result": {}})
                 log.info("shutdown: exiting")
                 return 0
             if op == "unload":
@@ -165,7 +178,7 @@ def serve(inp: BinaryIO | None, out: BinaryIO | None) -> int:
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                reply(out, encode_frame({"id": request_id, "ok": True, "result": {"models": sorted(engines)}}))
+                answer({"id": request_id, "ok": True, "result": {"models": sorted(engines)}})
                 log.info("op done", extra={"fields": {"op": op, "model": name, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
                 continue
             engine = engines.get(name)
@@ -179,14 +192,14 @@ def serve(inp: BinaryIO | None, out: BinaryIO | None) -> int:
                 rngs[name] = RngState()
             if op == "hello":
                 result = {**result, "models": sorted(n for n, e in engines.items() if e.m is not None)}
-            reply(out, encode_frame({"id": request_id, "ok": True, "result": result}, out_tensors))
+            answer({"id": request_id, "ok": True, "result": result}, out_tensors)
             log.info("op done", extra={"fields": {"op": op, "model": name, "id": request_id, "ms": round(1000 * (time.monotonic() - started), 1)}})
         except RequestError as err:
             log.warning("op refused", extra={"fields": {"op": op, "id": request_id, "error": str(err), "field": err.field}})
-            reply(out, encode_frame({"id": request_id, "ok": False, "error": err.to_json()}))
+            answer({"id": request_id, "ok": False, "error": err.to_json()})
         except Exception as err:  # noqa: BLE001 - an engine bug or a torch error: reported, and the process keeps serving
             log.error("op failed", extra={"fields": {"op": op, "id": request_id, "error": repr(err), "traceback": traceback.format_exc()}})
-            reply(out, encode_frame({"id": request_id, "ok": False, "error": {"type": "InternalError", "message": f"{type(err).__name__}: {err}"}}))
+            answer({"id": request_id, "ok": False, "error": {"type": "InternalError", "message": f"{type(err).__name__}: {err}"}})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -129,3 +129,19 @@ def test_a_batch_smaller_than_the_world_and_refusals(pair, tiny_dir):
     with pytest.raises(EngineCallError, match="args.rollout.backend"):
         two.call("load", {"model_dir": tiny_dir, "rollout": {"backend": "vllm"}})
     assert two.call("load", {"model_dir": tiny_dir, "seed": SEED})[0]["model"]["step"] == 0
+
+
+def test_rows_without_images_on_one_rank_while_the_other_has_some(pair, tiny_dir):
+    """A rank's block may hold no image while another's does: it runs the vision tower on a stand-in (else the
+    ranks' collectives would differ and the engine would hang). Training and logprobs agree with one process."""
+    one, _ = pair
+    both(pair, "load", {"model_dir": tiny_dir, "seed": SEED})
+    _, responses, _ = batch(one, 4)
+    tensors = rows([0, 1, 2, 2], responses)  # rank 0: rows with images; rank 1: two rows of the text-only prompt
+    for _ in range(2):
+        (fa, _), (fb, _) = both(pair, "forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, tensors)
+        assert close(fa["loss"], fb["loss"])
+        (sa, _), (sb, _) = both(pair, "optim_step", ADAMW)
+        assert close_norm(sa["grad_norm"], sb["grad_norm"])
+    (_, la), (_, lb) = both(pair, "logprobs", {"prompts": PROMPTS}, tensors)
+    assert np.abs(la["logprobs"] - lb["logprobs"]).max() <= 1e-5
