@@ -143,7 +143,7 @@ class VllmSampler:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{spec.cpu_kv_cache_gib:g}"
             # vLLM would pin this process's OpenMP threads to cores: the trainer shares them and keeps its own setting.
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-        threads = torch.get_num_threads()
+        threads, set_threads = torch.get_num_threads(), torch.set_num_threads
         _quiet()
         from vllm import LLM
 
@@ -166,6 +166,9 @@ class VllmSampler:
             use_tqdm_on_load=False,
             **kwargs,
         )
+        # vLLM's CPU worker replaces torch.set_num_threads with a no-op that warns (it pins threads to cores; here it
+        # does not: VLLM_CPU_OMP_THREADS_BIND=nobind): the trainer's own setting stays the process's.
+        torch.set_num_threads = set_threads
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         self.start_seconds = time.perf_counter() - started
