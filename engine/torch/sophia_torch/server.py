@@ -68,10 +68,7 @@ def take_stdout() -> BinaryIO:
     return out
 
 
-def reply(out: BinaryIO | None, frame: bytes) -> None:
-    """Writes a reply frame (rank 0's; the other ranks of a multi-process engine reply to no one: `out` None)."""
-    if out is None:
-        return
+def reply(out: BinaryIO, frame: bytes) -> None:
     out.write(frame)
     out.flush()
 
@@ -137,7 +134,8 @@ def serve(inp: BinaryIO | None, out: BinaryIO | None) -> int:
             if message.get("ok") and failed:
                 r, e = failed[0]
                 message, tensors = {"id": message.get("id"), "ok": False, "error": {**e, "message": f"engine process rank {r}: {e.get('message')}"}}, None
-        reply(out, encode_frame(message, tensors))
+        if out is not None:  # the other ranks reply to no one (and encode nothing)
+            reply(out, encode_frame(message, tensors))
 
     log.info("engine process ready", extra={"fields": {"pid": os.getpid(), "torch": torch.__version__}})
     while True:
