@@ -177,7 +177,7 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(torch({ model: QWEN_7B, rollout: full }).engine).toMatchObject({ rollout: full });
     expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'sglang' } })).message).toMatch(/engine\.rollout\.backend: Invalid option: expected one of "hf"\|"vllm"/);
     expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', gpuMemoryUtilization: 1 } })).message).toMatch(/engine\.rollout\.gpuMemoryUtilization: Too big/);
-    expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', tensorParallel: 2 } })).message).toMatch(/engine\.rollout\.tensorParallel: unknown field/);
+    expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', vllmFlag: 2 } })).message).toMatch(/engine\.rollout\.vllmFlag: unknown field/);
     expect(configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'onnx', rollout: { backend: 'vllm' } } }, 'x')).message).toMatch(/engine\.rollout: unknown field/);
   });
 
@@ -185,8 +185,16 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(torch({ model: QWEN_7B, processes: 4 }).engine).toMatchObject({ processes: 4 });
     expect(configError(() => torch({ model: QWEN_7B, processes: 0 })).message).toMatch(/engine\.processes: Too small/);
     expect(configError(() => torch({ model: QWEN_7B, processes: 2, lora: { rank: 4, alpha: 8, targetModules: ['q_proj'] } })).message).toMatch(/engine\.processes: a LoRA policy is not sharded/);
-    expect(configError(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'vllm' } })).message).toMatch(/engine\.rollout\.backend: vllm rollouts are not built for several engine processes/);
     expect(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'hf' } })).not.toThrow();
+  });
+
+  it('takes rollout.tensorParallel dividing engine.processes with the vllm backend, and refuses it otherwise naming the field', () => {
+    expect(torch({ model: QWEN_7B, processes: 4, rollout: { backend: 'vllm', tensorParallel: 2 } }).engine).toMatchObject({ processes: 4, rollout: { tensorParallel: 2 } });
+    expect(torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'vllm' } }).engine).toMatchObject({ processes: 2, rollout: { backend: 'vllm' } });
+    expect(configError(() => torch({ model: QWEN_7B, processes: 4, rollout: { backend: 'vllm', tensorParallel: 3 } })).message).toMatch(/engine\.rollout\.tensorParallel: 3 does not divide engine\.processes \(4\)/);
+    expect(configError(() => torch({ model: QWEN_7B, rollout: { backend: 'vllm', tensorParallel: 2 } })).message).toMatch(/engine\.rollout\.tensorParallel: 2 does not divide engine\.processes \(1\)/);
+    expect(configError(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'hf', tensorParallel: 2 } })).message).toMatch(/engine\.rollout\.tensorParallel: tensorParallel is a setting of the vllm backend/);
+    expect(configError(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'vllm', tensorParallel: 0 } })).message).toMatch(/engine\.rollout\.tensorParallel: Too small/);
   });
 
   it('takes rl.tisCap (≥ 1) with the torch engine and refuses it with the onnx engine, naming the field', () => {

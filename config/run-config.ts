@@ -108,6 +108,12 @@ const RolloutSchema = z.strictObject({
   cpuKvCacheGib: positive.optional(),
   /** The most images one prompt carries (vLLM plans memory for that many). */
   imagesPerPrompt: int(1, 1024).optional(),
+  /**
+   * With engine.processes: N, the processes (GPUs) one vLLM engine spans (tensor parallelism); it divides N, and N / k
+   * vLLM engines sample a share of the prompts each. 1 (default): a whole copy of the weights per GPU, the fastest when
+   * the model fits one GPU beside the trainer; more when it does not.
+   */
+  tensorParallel: int(1, 64).optional(),
 });
 
 /** The PyTorch engine: a Hugging Face model (Qwen2-VL / Qwen2.5-VL, or a Qwen2 causal LM) in a Python process. */
@@ -362,8 +368,13 @@ export const RunConfigSchema = z.strictObject({
     if (config.engine.lora) {
       ctx.addIssue({ code: 'custom', path: ['engine', 'processes'], message: 'a LoRA policy is not sharded across engine processes yet: use engine.processes: 1 with engine.lora (an adapter is small: one GPU holds it)' });
     }
-    if (config.engine.rollout?.backend === 'vllm') {
-      ctx.addIssue({ code: 'custom', path: ['engine', 'rollout', 'backend'], message: 'vllm rollouts are not built for several engine processes yet (vLLM would need tensor parallelism across them): use rollout backend hf with engine.processes > 1, or one process' });
+  }
+  if (config.engine.kind === 'torch' && config.engine.rollout?.tensorParallel !== undefined) {
+    const { processes, rollout } = config.engine;
+    if (rollout.backend !== 'vllm') {
+      ctx.addIssue({ code: 'custom', path: ['engine', 'rollout', 'tensorParallel'], message: 'tensorParallel is a setting of the vllm backend: remove it, or use backend vllm' });
+    } else if (processes % (rollout.tensorParallel ?? 1) !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['engine', 'rollout', 'tensorParallel'], message: `${rollout.tensorParallel} does not divide engine.processes (${processes}): each vLLM engine spans tensorParallel of the engine's processes, so use a divisor of ${processes}` });
     }
   }
   if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {

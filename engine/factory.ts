@@ -49,7 +49,8 @@ export interface TorchEngineOptions {
  * `gpuMemoryUtilization`: the share of the GPU's memory vLLM may take beside the trainer; `maxNumSeqs`: sequences it
  * decodes at once; `maxModelLen`: the longest prompt + response it plans for (0: the model's limit); `sleep`: free its
  * KV cache and move its weights to host memory between rollouts (CUDA); `enforceEager`: no CUDA graphs;
- * `cpuKvCacheGib`: its KV cache on CPU; `imagesPerPrompt`: the most images one prompt carries.
+ * `cpuKvCacheGib`: its KV cache on CPU; `imagesPerPrompt`: the most images one prompt carries; `tensorParallel`: the
+ * engine processes one vLLM engine spans (a divisor of `processes`; the others sample other prompts).
  */
 export interface RolloutOptions {
   backend: 'hf' | 'vllm';
@@ -60,6 +61,7 @@ export interface RolloutOptions {
   enforceEager?: boolean;
   cpuKvCacheGib?: number;
   imagesPerPrompt?: number;
+  tensorParallel?: number;
 }
 
 /** The rollout settings' names on the wire (`load`'s args.rollout), by their TypeScript names (`RolloutOptions`). */
@@ -72,6 +74,7 @@ export const ROLLOUT_WIRE_NAMES = {
   enforceEager: 'enforce_eager',
   cpuKvCacheGib: 'cpu_kv_cache_gib',
   imagesPerPrompt: 'images_per_prompt',
+  tensorParallel: 'tensor_parallel',
 } as const satisfies Record<keyof RolloutOptions, keyof RolloutArgs>;
 
 /** A LoRA adapter: rank, scale alpha (the update is B·A·alpha/rank), dropout on its input, the modules it adapts. */

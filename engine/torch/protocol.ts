@@ -104,6 +104,7 @@ export interface RolloutArgs {
   enforce_eager?: boolean;
   cpu_kv_cache_gib?: number;
   images_per_prompt?: number;
+  tensor_parallel?: number;
 }
 
 /** A LoRA adapter (engine/README.md: LoRA). */

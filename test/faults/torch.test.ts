@@ -9,7 +9,9 @@
  *     its step, then evaluated);
  *  3. LoRA through every stage; a dtype the worker cannot run, refused at once;
  *  4. vLLM rollouts (engine.rollout.backend vllm): every RL step pushes the updated policy into vLLM;
- *  5. two engine processes (engine.processes: 2, torchrun + FSDP, gloo on CPU) through every stage.
+ *  5. two engine processes (engine.processes: 2, torchrun + FSDP, gloo on CPU) sampling with one vLLM engine across
+ *     both (tensor parallel).
+ * 4 and 5 leave the reward model's stage out (RL as plain GRPO): what they test is the policy's engine.
  * Skipped, with the reason in the suite's name, where the PyTorch engine is not installed.
  */
 import { execFileSync } from 'node:child_process';
@@ -48,6 +50,13 @@ afterAll(() => {
 
 /** A short torch run on the tiny Qwen: `sft` and `rl` as given, the rest as the fault config (ci's reward model). */
 const torchLines = (sft: string, rl: string, engine = '') => [`engine: { kind: torch, model: ${JSON.stringify(modelDir)}, threads: 1${engine} }`, `sft: ${sft}`, `rl: ${rl}`];
+
+/** The same without the reward model's stage (RL as plain GRPO): for tests of the policy's engine, where the
+ * reward model's data and training add minutes of CI and nothing the test looks at. */
+const torchLinesWithoutRewardModel = (sft: string, rl: string, engine = '') => [
+  ...torchLines(sft, rl.replace(/ }$/, ', variant: grpo }'), engine),
+  'stages: [prepareData, sftWarmup, trustGrpo, evaluation]',
+];
 
 /** Writes a checkpoint's files into a folder and loads it with plain transformers (the venv's python, no Sophia code). */
 async function loadsWithTransformers(store: CheckpointStore, key: string, dir: string): Promise<string> {
@@ -152,7 +161,8 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
 
   it('samples with vLLM (engine.rollout.backend vllm) in the GPU worker\'s engine process: every RL step pushes the updated policy into it, and the trainer scores its samples as vLLM did', async () => {
     const { dir, temporal, c, storage, workers } = await inProcess('torch-vllm');
-    const { config } = faultConfigFile(dir, torchLines('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 3, checkpointEvery: 3, evalEvery: 3, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'));
+    const { config } = faultConfigFile(dir, torchLinesWithoutRewardModel('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 3, checkpointEvery: 3, evalEvery: 3, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'));
+    expect(config.rl?.variant).toBe('grpo');
     const runId = 'torch-vllm';
     const { handle } = await startRun(c, temporal, pipelineInput(runId, config, storage.location, temporal));
     const result = await workers.runUntil(handle.result());
@@ -173,17 +183,21 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     }
   }, 900_000);
 
-  it('trains with two engine processes (engine.processes: 2, torchrun and FSDP; gloo on CPU) through every stage: the checkpoints are whole Hugging Face models', async () => {
+  it('trains with two engine processes (engine.processes: 2, torchrun and FSDP; gloo on CPU) sampling with one vLLM engine across both (tensorParallel 2): the checkpoints are whole Hugging Face models', async () => {
     const { dir, temporal, c, storage, store, workers } = await inProcess('torch-fsdp');
-    const { config } = faultConfigFile(dir, torchLines('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 2, checkpointEvery: 2, evalEvery: 2, maxTokens: 24 }', ', processes: 2'));
+    const { config } = faultConfigFile(dir, torchLinesWithoutRewardModel('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 2, checkpointEvery: 2, evalEvery: 2, maxTokens: 24 }', ', processes: 2, rollout: { backend: vllm, tensorParallel: 2, maxNumSeqs: 16, cpuKvCacheGib: 1 }'));
     const { handle } = await startRun(c, temporal, pipelineInput('torch-fsdp', config, storage.location, temporal));
     const result = await workers.runUntil(handle.result());
     expect(result.status).toBe('completed');
     expect(result.results.trustGrpo?.step).toBe(2);
     const steps = (await readMetrics(storage, 'torch-fsdp')).filter((m) => m.stage === 'grpo' && m.kind === 'step');
     expect(steps.map((m) => m.step)).toEqual([1, 2]);
-    // The first update scores the samples with the weights that drew them (the sampler and the sharded trainer agree).
-    expect(Number(steps[0]!.logprobDiffMax)).toBeLessThan(1e-4);
+    for (const m of steps) {
+      // The sharded policy's weights, gathered whole, pushed into vLLM before each step's rollouts; the update scores
+      // vLLM's samples as vLLM did.
+      expect(Number(m.weightSyncSeconds)).toBeGreaterThan(0);
+      expect(Number(m.logprobDiffMax)).toBeLessThan(1e-4);
+    }
     const [cls, count] = (await loadsWithTransformers(store, result.checkpoints.trustGrpo!, path.join(modelRoot, 'fsdp-final'))).split(' ');
     expect(cls).toBe('Qwen2_5_VLForConditionalGeneration');
     expect(count).toBe(describeWithTransformers(modelDir).split(' ')[1]);

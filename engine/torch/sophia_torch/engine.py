@@ -366,8 +366,9 @@ class Engine:
         spec = rollout_.parse(args.get("rollout"), "args.rollout")
         if role == "reward":
             return rollout_.RolloutSpec()
-        if spec.backend == "vllm" and distributed.active():
-            raise BadValue("args.rollout.backend vllm is not built for a multi-process engine yet (vLLM would need tensor parallelism across its processes): use backend hf, or one process", "args.rollout.backend")
+        world = distributed.world_size()
+        if spec.backend == "vllm" and world % spec.tensor_parallel:
+            raise BadValue(f"args.rollout.tensor_parallel ({spec.tensor_parallel}) must divide the engine's processes ({world}): each vLLM engine spans that many of them", "args.rollout.tensor_parallel")
         if spec.backend == "vllm" and (role != "policy" or offload):
             raise BadValue(f"args.rollout.backend vllm is for a policy, which samples and trains (this load is a{'n offloaded' if offload else ''} {role} model): leave args.rollout out", "args.rollout.backend")
         return spec
@@ -999,23 +1000,45 @@ class Engine:
             raise StateError("this process's vLLM engine now serves another model (a model of another architecture or rollout setting was loaded since): load this policy again", "op")
         sync = 0.0
         if sampler.holds != (m.uid, m.step):
-            sync = sampler.push((m.uid, m.step), lora_.merged_weights(m.model))
+            weights = lora_.merged_weights(m.model)
+            if m.runner is not None:
+                # A sharded policy: each weight gathered whole as vLLM reads it (every rank reads them all, in the same
+                # order: each gather is a collective), one weight at a time in memory beyond the rank's own shards.
+                weights = ((name, distributed.full(t)) for name, t in weights)
+            sync = sampler.push((m.uid, m.step), weights)
+        # A multi-process engine: its vLLM engines (tensor_parallel ranks each) sample a contiguous block of the
+        # prompts each; every rank gets every block (the ranks of one vLLM engine hold the same outputs: its first
+        # rank's are gathered).
+        tp = self.rollout.tensor_parallel
+        groups, group = distributed.world_size() // tp, distributed.rank() // tp
+        first, end = len(prompts) * group // groups, len(prompts) * (group + 1) // groups
         requests = [
             {"prompt": p.text, "multi_modal_data": {"image": p.images[0] if len(p.images) == 1 else p.images}} if p.images else {"prompt_token_ids": p.input_ids.tolist()}
-            for p in prompts
+            for p in prompts[first:end]
         ]
-        outputs = sampler.generate(requests, n, temperature, top_p, budgets, seed, stops, self._eos_ids(m), [i for i in self._suppressed_ids(m) if i < m.text_config.vocab_size])
+        outputs = sampler.generate(requests, n, temperature, top_p, budgets[first:end], seed, stops, self._eos_ids(m), [i for i in self._suppressed_ids(m) if i < m.text_config.vocab_size], first)
+        # Plain lists (a rank's block, sent to the others): per prompt, vLLM's prompt tokens and (tokens, logprobs,
+        # finish) per sample.
+        block = [
+            (list(out.prompt_token_ids), [
+                (list(c.token_ids), [float(c.logprobs[j][t].logprob) for j, t in enumerate(c.token_ids)],
+                 "length" if c.finish_reason == "length" else "stop" if isinstance(c.stop_reason, str) else "eos")
+                for c in out.outputs
+            ])
+            for out in outputs
+        ]
+        if distributed.active():
+            block = [part for r, part in enumerate(distributed.gather(block if distributed.rank() % tp == 0 else None)) if r % tp == 0]
+            block = [prompt for part in block for prompt in part]
         tok = m.tokenizer
         samples, tokens, lps = [], [], []
-        for i, (p, out) in enumerate(zip(prompts, outputs)):
+        for i, (p, (prompt_ids, outs)) in enumerate(zip(prompts, block)):
             ours = p.input_ids.tolist()
-            if list(out.prompt_token_ids) != ours:
-                raise StateError(f"args.prompts[{i}]: vLLM rendered it as {len(out.prompt_token_ids)} tokens, the model's processor as {len(ours)}: the two must agree for the trainer to score vLLM's samples (use rollout backend hf for this model)", f"args.prompts[{i}]")
-            for c in out.outputs:
-                ids = list(c.token_ids)
+            if prompt_ids != ours:
+                raise StateError(f"args.prompts[{i}]: vLLM rendered it as {len(prompt_ids)} tokens, the model's processor as {len(ours)}: the two must agree for the trainer to score vLLM's samples (use rollout backend hf for this model)", f"args.prompts[{i}]")
+            for ids, lp, finish in outs:
                 tokens.append(ids)
-                lps.append([float(c.logprobs[j][t].logprob) for j, t in enumerate(ids)])
-                finish = "length" if c.finish_reason == "length" else "stop" if isinstance(c.stop_reason, str) else "eos"
+                lps.append(lp)
                 samples.append({"prompt_index": i, "text": tok.decode(ids, skip_special_tokens=True), "finish_reason": finish, "stopped": finish != "length"})
         return samples, tokens, lps, sync
 

@@ -17,6 +17,10 @@ of seconds (2.8 to 16 s for the tiny model on 2 cores here), so a policy that is
 next stage's policy of the same architecture, reuses it and only pushes its weights. A different architecture,
 tokenizer or rollout setting stops it and starts another.
 
+A multi-process engine (distributed.py): every process starts a vLLM worker in itself over torchrun's process group
+(vLLM's "external launcher" mode). `tensor_parallel` consecutive ranks make one vLLM engine (the model split across
+them); the world / tensor_parallel engines sample a block of the prompts each (engine.py `_generate_vllm`).
+
 Logprobs: vLLM's "raw" logprobs, log softmax of the model's logits over the whole vocabulary before any
 temperature, top-p or suppression: the number the hf backend and the `logprobs` op give a token at temperature 1
 (and at 0: greedy logprobs are taken at temperature 1 there too). vLLM has no per-request choice of the temperature
@@ -27,16 +31,19 @@ Suppression: as with hf, a VLM's vision placeholders and the vocabulary rows wit
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from . import distributed
 from .protocol import BadType, BadValue, StateError
 
 BACKENDS = ("hf", "vllm")
@@ -63,6 +70,10 @@ class RolloutSpec:
     cpu_kv_cache_gib: float = 1.0
     # The most images one prompt may carry (vLLM plans its memory for this many at the processor's largest size).
     images_per_prompt: int = 1
+    # A multi-process engine (engine.processes: N): the processes each vLLM engine spans (tensor parallelism). N / k
+    # vLLM engines then sample a share of the prompts each. 1 (each process samples its own share with a whole copy
+    # of the weights: the fastest when the model fits one GPU beside the trainer); k > 1 when it does not.
+    tensor_parallel: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +96,7 @@ def parse(value: Any, field: str) -> RolloutSpec:
     if isinstance(util, bool) or not isinstance(util, (int, float)) or not 0 < util < 1:
         raise BadValue(f"{field}.gpu_memory_utilization must be a number in (0, 1) (got {util!r})", f"{field}.gpu_memory_utilization")
     out: dict[str, Any] = {"backend": backend, "gpu_memory_utilization": float(util)}
-    for name, minimum in (("max_num_seqs", 1), ("max_model_len", 0), ("images_per_prompt", 1)):
+    for name, minimum in (("max_num_seqs", 1), ("max_model_len", 0), ("images_per_prompt", 1), ("tensor_parallel", 1)):
         v = value.get(name, getattr(RolloutSpec, name))
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise BadValue(f"{field}.{name} must be an integer >= {minimum} (got {v!r})", f"{field}.{name}")
@@ -111,6 +122,9 @@ def _quiet() -> None:
     per line), warnings and up: set before vLLM is first imported, which is when it would install its own handler."""
     os.environ["VLLM_CONFIGURE_LOGGING"] = "0"
     logging.getLogger("vllm").setLevel(logging.WARNING)
+    # Each weight push would warn "<layer>: Failed to load weights" for the layers that hold buffers and no weights
+    # (rotary tables, the image normaliser): the checkpoint has nothing for them and they keep what they hold.
+    logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
 
 
 def available() -> str | None:
@@ -152,20 +166,27 @@ class VllmSampler:
         kwargs: dict[str, Any] = {}
         if images:
             kwargs["limit_mm_per_prompt"] = {"image": images, "video": 0}
-        self.llm = LLM(
-            model=model_dir,
-            dtype=str(dtype).removeprefix("torch."),
-            seed=seed,
-            max_model_len=spec.max_model_len or max_positions,
-            max_num_seqs=spec.max_num_seqs,
-            gpu_memory_utilization=spec.gpu_memory_utilization,
-            enforce_eager=spec.enforce_eager or not cuda,
-            enable_sleep_mode=cuda and spec.sleep,
-            logprobs_mode="raw_logprobs",
-            disable_log_stats=True,
-            use_tqdm_on_load=False,
-            **kwargs,
-        )
+        if distributed.active():
+            # Every process of the engine starts one vLLM worker in itself, over torchrun's process group: vLLM's
+            # "external launcher" mode. Its tensor-parallel groups are consecutive runs of `tensor_parallel` ranks;
+            # each group is a vLLM engine of its own (the ranks of one compute the same outputs).
+            kwargs["distributed_executor_backend"] = "external_launcher"
+            kwargs["tensor_parallel_size"] = spec.tensor_parallel
+        with _shared_memory_named(self._ident()):
+            self.llm = LLM(
+                model=model_dir,
+                dtype=str(dtype).removeprefix("torch."),
+                seed=seed,
+                max_model_len=spec.max_model_len or max_positions,
+                max_num_seqs=spec.max_num_seqs,
+                gpu_memory_utilization=spec.gpu_memory_utilization,
+                enforce_eager=spec.enforce_eager or not cuda,
+                enable_sleep_mode=cuda and spec.sleep,
+                logprobs_mode="raw_logprobs",
+                disable_log_stats=True,
+                use_tqdm_on_load=False,
+                **kwargs,
+            )
         # vLLM's CPU worker replaces torch.set_num_threads with a no-op that warns (it pins threads to cores; here it
         # does not: VLLM_CPU_OMP_THREADS_BIND=nobind): the trainer's own setting stays the process's.
         torch.set_num_threads = set_threads
@@ -178,7 +199,28 @@ class VllmSampler:
         # (id of the trainer's Loaded, its weight version) that vLLM holds now.
         self.holds: tuple[int, int] | None = None
 
+    def _ident(self) -> str | None:
+        """A multi-process engine's name for this vLLM engine's shared-memory segments, the same on every rank (None in
+        one process, which makes none)."""
+        if not distributed.active():
+            return None
+        import uuid
+
+        self.ident = distributed.broadcast(f"sophia-{os.getpid()}-{uuid.uuid4().hex[:12]}" if distributed.rank() == 0 else None)
+        return self.ident
+
     def close(self) -> None:
+        if distributed.active():
+            # vLLM's shutdown ends the process group it ran in (cleanup_dist_env_and_memory ends with
+            # torch.distributed.destroy_process_group()): here that group is the engine's own, which must outlive it.
+            # Its own groups (tensor-parallel and the rest) still go.
+            from vllm.distributed import parallel_state
+
+            keep, parallel_state.destroy_distributed_environment = parallel_state.destroy_distributed_environment, _destroy_vllm_world
+            try:
+                self.llm.llm_engine.engine_core.shutdown()
+            finally:
+                parallel_state.destroy_distributed_environment = keep
         del self.llm
         gc.collect()
         if torch.cuda.is_available():
@@ -205,9 +247,14 @@ class VllmSampler:
     # ---- sampling --------------------------------------------------------------------------------------------
 
     def generate(self, requests: list[dict[str, Any]], n: int, temperature: float, top_p: float, budgets: list[int], seed: int,
-                 stops: list[str], eos_ids: list[int], suppressed: list[int]) -> list[Any]:
-        """One vLLM request per prompt (`requests`: vLLM prompt dicts), n samples each; vLLM's RequestOutputs."""
+                 stops: list[str], eos_ids: list[int], suppressed: list[int], first: int = 0) -> list[Any]:
+        """One vLLM request per prompt (`requests`: vLLM prompt dicts, the batch's prompts from index `first` on), n
+        samples each; vLLM's RequestOutputs. A prompt's seed is a function of its index in the batch, so the samples do
+        not depend on how a multi-process engine shares the prompts out."""
         from vllm import SamplingParams
+
+        if not requests:
+            return []
 
         if self.asleep:
             self.llm.wake_up()
@@ -218,7 +265,7 @@ class VllmSampler:
                 temperature=temperature,
                 top_p=top_p,
                 max_tokens=budget,
-                seed=_mix(seed, i),
+                seed=_mix(seed, first + i),
                 logprobs=0,
                 stop=stops or None,
                 include_stop_str_in_output=True,
@@ -235,6 +282,48 @@ class VllmSampler:
             self.llm.sleep(level=1)
             self.asleep = True
         return outputs
+
+
+@contextlib.contextmanager
+def _shared_memory_named(ident: str | None) -> Iterator[None]:
+    """vLLM's CPU backend joins the ranks of a tensor-parallel group by shared-memory segments (/dev/shm) named after
+    its init method, which is "env://" for every external-launcher engine: a second engine on the machine, or the next
+    one after an engine that was killed or exited without vLLM's teardown (the server's os._exit), would find the
+    names taken (EEXIST). Here the name carries `ident` (unique per vLLM engine), and once every rank has mapped the
+    segments (vLLM's start returned on all of them) rank 0 unlinks them: they live while mapped and leave nothing
+    behind, however the engine ends. The init method itself is unused: torch.distributed is up already."""
+    if ident is None:
+        yield
+        return
+    from vllm.v1.executor.uniproc_executor import ExecutorWithExternalLauncher
+
+    own = ExecutorWithExternalLauncher._distributed_args
+
+    def named(executor: Any) -> tuple[str, int, int]:
+        _, rank, local_rank = own(executor)
+        return f"env://{ident}", rank, local_rank
+
+    ExecutorWithExternalLauncher._distributed_args = named
+    try:
+        yield
+    finally:
+        ExecutorWithExternalLauncher._distributed_args = own
+    import torch.distributed as dist
+
+    dist.barrier()
+    if distributed.rank() == 0:
+        for entry in Path("/dev/shm").glob(f"*{ident}*"):
+            entry.unlink(missing_ok=True)
+
+
+def _destroy_vllm_world() -> None:
+    """vLLM's destroy_distributed_environment without its last step (ending torch's default process group)."""
+    from vllm.distributed import parallel_state
+
+    if parallel_state._WORLD:
+        parallel_state._WORLD.destroy()
+    parallel_state._WORLD = None
+    parallel_state._NODE_COUNT = None
 
 
 # The process's one vLLM engine (see the module's docstring).

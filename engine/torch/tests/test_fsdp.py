@@ -126,8 +126,8 @@ def test_a_batch_smaller_than_the_world_and_refusals(pair, tiny_dir):
         two.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, rows([9], responses))
     with pytest.raises(EngineCallError, match="args.lora"):
         two.call("load", {"model_dir": tiny_dir, "lora": {"rank": 2, "alpha": 4, "target_modules": ["q_proj"]}})
-    with pytest.raises(EngineCallError, match="args.rollout.backend"):
-        two.call("load", {"model_dir": tiny_dir, "rollout": {"backend": "vllm"}})
+    with pytest.raises(EngineCallError, match="args.rollout.tensor_parallel"):
+        two.call("load", {"model_dir": tiny_dir, "rollout": {"backend": "vllm", "tensor_parallel": 4}})
     assert two.call("load", {"model_dir": tiny_dir, "seed": SEED})[0]["model"]["step"] == 0
 
 

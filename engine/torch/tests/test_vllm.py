@@ -6,6 +6,8 @@ of the same architecture pushes its weights instead of starting another), as a G
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -145,3 +147,48 @@ def test_bad_settings_are_refused_naming_the_field(vengine, tiny_dir):
         vengine.call("load", {"model_dir": tiny_dir, "rollout": {**VLLM, "gpu_memory_utilization": 1.5}})
     with pytest.raises(EngineError, match="args.rollout.maxNumSeqs"):
         vengine.call("load", {"model_dir": tiny_dir, "rollout": {**VLLM, "maxNumSeqs": 4}})
+
+
+def test_a_multi_process_engine_samples_what_one_process_samples_with_either_tensor_parallel_size(vengine, tiny_dir, tmp_path_factory):
+    """engine.processes 2 with vLLM on each process (tensor_parallel 1: two vLLM engines, a prompt block each) and
+    across both (tensor_parallel 2: one vLLM engine): the same samples as one process's vLLM, before and after the
+    sharded policy's updates are pushed (each weight gathered whole), and the trainer scores them alike."""
+    from sophia_torch.client import EngineCallError, EngineClient
+
+    logs = tmp_path_factory.mktemp("vllm-processes")
+    two = EngineClient(python=sys.executable, args=("--threads", "1"), stderr=open(logs / "two.stderr", "wb"), processes=2)
+    try:
+        args = {"model_dir": tiny_dir, "seed": 2}
+        vengine.call("load", {**args, "rollout": VLLM})
+        two.call("load", {**args, "rollout": {**VLLM, "tensor_parallel": 1}})
+        settings = {"n": 2, "max_new_tokens": 10, "seed": 11}
+        for update in (False, True):
+            if update:
+                result, out = sample(vengine, PROMPTS, IMAGES, n=1, seed=99)
+                tensors = rows([s["prompt_index"] for s in result["samples"]], split(out)[0])
+                for engine in (vengine, two):
+                    engine.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, tensors)
+                    assert engine.call("optim_step", {**ADAMW, "lr": 3e-2})[0]["applied"]
+            (ra, oa), (rb, ob) = (sample(e, PROMPTS, IMAGES, **settings) for e in (vengine, two))
+            assert rb["backend"] == "vllm" and rb["weight_sync_seconds"] > 0
+            assert [s["prompt_index"] for s in rb["samples"]] == [0, 0, 1, 1, 2, 2]
+            assert np.array_equal(oa["token_ids"], ob["token_ids"]) and np.abs(oa["logprobs"] - ob["logprobs"]).max() <= 1e-5
+            assert np.abs(trainer_logprobs(two, PROMPTS, rb, ob, IMAGES) - ob["logprobs"]).max() <= 1e-5
+
+        # One vLLM engine across both processes: a restart of vLLM (the setting changed), the process group kept.
+        before = two.call("load", {**args, "rollout": {**VLLM, "tensor_parallel": 2}})[0]["model"]["rollout"]
+        assert before["tensor_parallel"] == 2
+        vengine.call("load", {**args, "rollout": VLLM})
+        (ra, oa), (rb, ob) = (sample(e, PROMPTS, IMAGES, **settings) for e in (vengine, two))
+        assert np.array_equal(oa["token_ids"], ob["token_ids"]) and np.abs(oa["logprobs"] - ob["logprobs"]).max() <= 1e-5
+        sft = rows([s["prompt_index"] for s in rb["samples"]], split(ob)[0])
+        two.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, sft)
+        assert two.call("optim_step", ADAMW)[0]["applied"]
+        after, out = sample(two, PROMPTS, IMAGES, **settings)
+        assert after["weight_sync_seconds"] > 0
+        assert np.abs(trainer_logprobs(two, PROMPTS, after, out, IMAGES) - out["logprobs"]).max() <= 1e-5
+
+        with pytest.raises(EngineCallError, match=r"args.rollout.tensor_parallel \(3\) must divide the engine's processes \(2\)"):
+            two.call("load", {**args, "rollout": {**VLLM, "tensor_parallel": 3}})
+    finally:
+        two.close()
