@@ -126,6 +126,6 @@ export class EngineProcessDiedError extends SophiaError {
 /** The PyTorch engine's venv is missing or was built from another lock. */
 export class TorchEngineNotInstalledError extends SophiaError {
   constructor(message: string, installCommand: string) {
-    super('config', message, { hint: `Install it with \`${installCommand}\` (first time: ~1.5 min and ~5.6 GB from PyPI)` });
+    super('config', message, { hint: `Install it with \`${installCommand}\` (first time: a few minutes; ~6.4 GB, or ~9.9 GB with vLLM's CUDA build on a GPU machine)` });
   }
 }
