@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
 import { GRADE_HELP, gradeCommand } from './grade';
+import { SCORE_HELP, scoreCommand } from './score';
 import { modelCommand } from './model';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
@@ -40,6 +41,9 @@ commands:
         the tiny world's SFT warmup in this process, without Temporal
   grade --jsonl FILE   grade responses with the outcome-reward rules (one JSON line per input); answer types
         numeric, choice (1 or 0), ocr, text (partial credit): what counts as correct in sophia grade --help
+  score --benchmark NAME --jsonl FILE
+        score responses with a benchmark's own answer extraction and scoring (one JSON line per input); the
+        benchmarks and the fields each needs in sophia score --help
   ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b] [--out DIR] [--storage …]
         the five RL variants from the same SFT checkpoint and reward model, N seeds each: table and plots
   trust-grpo --json FILE
@@ -120,6 +124,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           throw new SophiaError('input', '--jsonl FILE is required: a file with one {"type", "response", "answer"} JSON object per line (sophia grade --help)');
         }
         await gradeCommand(userPath(values.jsonl, env), process.stdout);
+        return 0;
+      }
+      case 'score': {
+        const { values } = parseArgs({ args: rest, options: { benchmark: { type: 'string' }, jsonl: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+        if (values.help) {
+          console.log(SCORE_HELP);
+          return 0;
+        }
+        if (values.benchmark === undefined || values.jsonl === undefined) {
+          throw new SophiaError('input', '--benchmark NAME and --jsonl FILE are required: a file with one benchmark row plus "response" per line (sophia score --help)');
+        }
+        await scoreCommand(values.benchmark, userPath(values.jsonl, env), process.stdout);
         return 0;
       }
       case 'ablate': {
