@@ -50,6 +50,7 @@ describe('ChartQA rows', () => {
     expect(scoreChartQa(row('45'), tagged('45')).correct).toBe(true);
     expect(chartQaCategories(row(['45'], 0))).toEqual({ human_or_machine: ['human'] });
     expect(chartQaCategories(row(['45'], 1))).toEqual({ human_or_machine: ['machine'] });
+    expect(chartQaCategories(row(['45'], 1n))).toEqual({ human_or_machine: ['machine'] }); // the parquet column's int64, as a reader returns it
     expect(chartQaCategories(row(['45'], 'machine'))).toEqual({ human_or_machine: ['machine'] });
     expect(chartQaCategories(row(['45'], null))).toEqual({});
   });

@@ -32,8 +32,9 @@ export interface ChartQaRow {
 /** `human_or_machine`: the published class label (0 human, 1 machine) or its name; absent or null is allowed. */
 function readSource(value: unknown): ChartQaRow['source'] {
   if (value === undefined || value === null) return undefined;
-  if (value === 0 || value === 'human') return 'human';
-  if (value === 1 || value === 'machine') return 'machine';
+  // The published parquet column is an int64 class label: a parquet reader hands it over as a bigint.
+  if (value === 0 || value === 0n || value === 'human') return 'human';
+  if (value === 1 || value === 1n || value === 'machine') return 'machine';
   throw new RowFieldError('human_or_machine', '0 (human), 1 (machine), "human" or "machine"', value);
 }
 

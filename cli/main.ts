@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
 import { GRADE_HELP, gradeCommand } from './grade';
 import { SCORE_HELP, scoreCommand } from './score';
+import { evalCommand } from './eval';
 import { modelCommand } from './model';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
@@ -44,6 +45,8 @@ commands:
   score --benchmark NAME --jsonl FILE
         score responses with a benchmark's own answer extraction and scoring (one JSON line per input); the
         benchmarks and the fields each needs in sophia score --help
+  eval --model DIR --benchmarks NAME[,NAME…] --data ROOT [--limit N] [--out DIR] …
+        evaluate a Hugging Face model directory on benchmarks read from their published files (sophia eval --help)
   ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b] [--out DIR] [--storage …]
         the five RL variants from the same SFT checkpoint and reward model, N seeds each: table and plots
   trust-grpo --json FILE
@@ -138,6 +141,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         await scoreCommand(values.benchmark, userPath(values.jsonl, env), process.stdout);
         return 0;
       }
+      case 'eval':
+        return await evalCommand(rest, env, process.stdout);
       case 'ablate': {
         const { values } = parseArgs({
           args: rest,

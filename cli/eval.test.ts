@@ -1,0 +1,150 @@
+/**
+ * `sophia eval` end to end on the PyTorch engine's tiny random Qwen2.5-VL: benchmarks in their published layouts
+ * (ChartQA as a parquet file with an image struct column, MathVista and MMMU as JSONL with base64 images), a row
+ * without its image skipped by name, every prediction scored by the benchmark's own rule (re-scoring the stored
+ * response gives what was stored), results.json and the comparison table written. Skipped where the engine is not
+ * installed.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BENCHMARKS } from '../benchmarks/index';
+import { noisePng, tempDir } from '../datasets/testing/fixtures';
+import { buildTinyQwen, torchSkipReason } from '../engine/testing/tiny-qwen';
+import { dataLocations, evalCommand, formatComparison } from './eval';
+
+const skip = torchSkipReason();
+let root = '';
+let model = '';
+
+const chartRows = [
+  { image: { bytes: noisePng(90, 60, 1), path: 'a.png' }, query: 'What is the highest value?', label: ['45'], human_or_machine: 0n },
+  { image: { bytes: noisePng(70, 70, 2), path: 'b.png' }, query: 'Which year is lowest?', label: ['2019'], human_or_machine: 1n },
+  { image: { bytes: null, path: 'missing.png' }, query: 'No image here?', label: ['1'], human_or_machine: 0n },
+];
+
+function chartQaParquet(): Uint8Array {
+  const text = (name: string) => ({ name, type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const });
+  return new Uint8Array(
+    parquetWriteBuffer({
+      columnData: [
+        { name: 'image', data: chartRows.map((r) => r.image) },
+        { name: 'query', data: chartRows.map((r) => r.query) },
+        { name: 'label', data: chartRows.map((r) => r.label) },
+        { name: 'human_or_machine', data: chartRows.map((r) => r.human_or_machine) },
+      ],
+      schema: [
+        { name: 'root', num_children: 4 },
+        { name: 'image', repetition_type: 'OPTIONAL', num_children: 2 },
+        { name: 'bytes', type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL' },
+        text('path'),
+        text('query'),
+        { name: 'label', repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
+        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+        text('element'),
+        { name: 'human_or_machine', type: 'INT64', repetition_type: 'OPTIONAL' },
+      ],
+    }),
+  );
+}
+
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+const mathvista = [
+  {
+    pid: '1', question: 'How many bars?', query: 'Question: How many bars are there?', decoded_image: b64(noisePng(56, 84, 3)), image: 'images/1.png',
+    question_type: 'free_form', answer_type: 'integer', precision: null, choices: null, unit: null, answer: '3', metadata: { task: 'figure question answering', skills: ['numeric commonsense'] },
+  },
+  {
+    pid: '2', question: 'Which is bigger?', query: 'Question: Which is bigger?\nChoices:\n(A) left\n(B) right', decoded_image: b64(noisePng(60, 60, 4)), image: 'images/2.png',
+    question_type: 'multi_choice', answer_type: 'text', precision: null, choices: ['left', 'right'], unit: null, answer: 'right', metadata: { task: 'visual question answering', skills: ['logical reasoning'] },
+  },
+];
+const mmmu = [
+  { id: 'validation_Art_Theory_1', question: 'Who painted <image 1>?', options: "['Monet', 'Manet']", question_type: 'multiple-choice', answer: 'A', image_1: b64(noisePng(64, 64, 5)) },
+];
+
+beforeAll(() => {
+  if (skip) return;
+  root = tempDir('eval');
+  model = buildTinyQwen(path.join(root, 'model'), { maxPositions: 512 });
+  mkdirSync(path.join(root, 'data', 'chartqa'), { recursive: true });
+  writeFileSync(path.join(root, 'data', 'chartqa', 'test-00000-of-00001.parquet'), chartQaParquet());
+  mkdirSync(path.join(root, 'data', 'mathvista', 'data'), { recursive: true });
+  writeFileSync(path.join(root, 'data', 'mathvista', 'data', 'testmini.jsonl'), mathvista.map((r) => JSON.stringify(r)).join('\n'));
+  mkdirSync(path.join(root, 'mmmu-copy'), { recursive: true });
+  writeFileSync(path.join(root, 'mmmu-copy', 'validation.jsonl'), mmmu.map((r) => JSON.stringify(r)).join('\n'));
+}, 300_000);
+afterAll(() => {
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+describe('dataLocations', () => {
+  it('reads one root for all benchmarks, or NAME=PATH pairs that must cover every benchmark', () => {
+    expect(dataLocations('/data', ['chartqa', 'mmmu'], {})).toEqual({ chartqa: '/data/chartqa', mmmu: '/data/mmmu' });
+    expect(dataLocations('s3://bench/copies/', ['mmstar'], {})).toEqual({ mmstar: 's3://bench/copies/mmstar' });
+    expect(dataLocations('chartqa=/a/c.parquet,mmmu=/m', ['chartqa', 'mmmu'], {})).toEqual({ chartqa: '/a/c.parquet', mmmu: '/m' });
+    expect(() => dataLocations('chartqa=/a', ['chartqa', 'mmmu'], {})).toThrow(/--data names no location for mmmu/);
+    expect(() => dataLocations('chartqaa=/a', ['chartqa'], {})).toThrow(/--data: unknown benchmark "chartqaa"/);
+  });
+});
+
+describe('sophia eval refuses bad input before loading anything, naming the flag', () => {
+  const run = (args: string[]) => evalCommand(args, {}, new PassThrough());
+  it('names the flag and the fix', async () => {
+    const dir = tempDir('eval-args');
+    try {
+      writeFileSync(path.join(dir, 'config.json'), '{}');
+      mkdirSync(path.join(dir, 'chartqa'));
+      await expect(run(['--benchmarks', 'chartqa', '--data', dir])).rejects.toThrow(/--model, --benchmarks and --data are required/);
+      await expect(run(['--model', path.join(dir, 'nope'), '--benchmarks', 'chartqa', '--data', dir])).rejects.toThrow(/--model .*nope: no config\.json there/);
+      await expect(run(['--model', dir, '--benchmarks', 'chartqa,mmstar', '--data', dir])).rejects.toThrow(/--data: mmstar's data .*mmstar does not exist/);
+      await expect(run(['--model', dir, '--benchmarks', 'chart', '--data', dir])).rejects.toThrow(/--benchmarks: unknown benchmark "chart"; known benchmarks: mathvista/);
+      await expect(run(['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--limit', '0'])).rejects.toThrow(/--limit must be a whole number >= 1/);
+      await expect(run(['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--template', 'no placeholder'])).rejects.toThrow(/--template: the evaluation template has no \{question\}/);
+      await expect(run(['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--dtype', 'int8'])).rejects.toThrow(/--dtype must be one of/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('answers every row it can show, scores each with its benchmark\'s rule, and writes results, predictions and the comparison', async () => {
+    const out = new PassThrough();
+    let printed = '';
+    out.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+    const outDir = path.join(root, 'results');
+    const code = await evalCommand(
+      ['--model', model, '--benchmarks', 'chartqa,mathvista,mmmu', '--data', `chartqa=${root}/data/chartqa,mathvista=${root}/data/mathvista,mmmu=${root}/mmmu-copy`, '--max-tokens', '12', '--batch', '2', '--device', 'cpu', '--threads', '1', '--out', outDir],
+      {},
+      out,
+    );
+    expect(code).toBe(0);
+    const results = JSON.parse(readFileSync(path.join(outDir, 'results.json'), 'utf8')) as { results: { benchmark: string; overall: { examples: number; correct: number }; skipped: { rows: number; byField: Record<string, number> }; byCategory: Record<string, Record<string, { examples: number }>> }[] };
+    const byName = Object.fromEntries(results.results.map((r) => [r.benchmark, r]));
+    expect(byName.chartqa!.overall.examples).toBe(2);
+    expect(byName.chartqa!.skipped).toMatchObject({ rows: 1, byField: { image: 1 } });
+    expect(Object.keys(byName.chartqa!.byCategory.human_or_machine!).sort()).toEqual(['human', 'machine']);
+    expect(byName.mathvista!.overall.examples).toBe(2);
+    expect(byName.mathvista!.byCategory.task!['visual question answering']!.examples).toBe(1);
+    expect(byName.mmmu!.overall.examples).toBe(1);
+
+    // Each stored prediction is its row's, scored by the benchmark's own rule.
+    const sources: Record<string, Record<string, unknown>[]> = { chartqa: chartRows.slice(0, 2), mathvista, mmmu };
+    for (const [name, rows] of Object.entries(sources)) {
+      const lines = readFileSync(path.join(outDir, `${name}.predictions.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; response: string; correct: boolean; extracted: string | null; tokens: number });
+      expect(lines.map((p) => p.index)).toEqual(rows.map((_, i) => i));
+      for (const p of lines) {
+        expect(p.tokens).toBeGreaterThan(0);
+        const again = BENCHMARKS[name as keyof typeof BENCHMARKS].read(rows[p.index]!).score(p.response);
+        expect({ correct: p.correct, extracted: p.extracted }).toEqual({ correct: again.correct, extracted: again.extracted });
+      }
+    }
+    expect(printed).toMatch(/chartqa \(ChartQA test\): [\d.]+ % \(\d+ \/ 2\)/);
+    expect(printed).toMatch(/skipped 1 rows: 1 for image/);
+    expect(printed).toContain(formatComparison([], model).split('\n')[0]!.slice(0, 5));
+    expect(printed).toMatch(/SophiaVL-R1-7B \(SophiaVL-R1 paper\)\s+—\s+71\.3\s+61\.3/);
+  }, 600_000);
+});

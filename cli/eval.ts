@@ -1,0 +1,187 @@
+/**
+ * `sophia eval --model DIR --benchmarks mathvista,chartqa --data ROOT [--limit N] [--out DIR] …`: evaluates a Hugging
+ * Face model directory (a Qwen2-VL / Qwen2.5-VL checkpoint, e.g. one a Sophia run exported) on benchmarks read from
+ * their published files, without training and without Temporal: the PyTorch engine in a process of its own, greedy
+ * answers, each benchmark's own scoring (benchmarks/evaluate.ts, the functions `sophia score` uses).
+ *
+ * Output: progress lines while it runs; per benchmark the accuracy, the per-category table and the rows it skipped
+ * (by field); a side-by-side table with published numbers (benchmarks/reference.ts); and in `--out` (default
+ * ./sophia-eval-<time>): `results.json` (every number) and `<benchmark>.predictions.jsonl` (one line per row: the
+ * response, what was extracted, whether it is correct, the categories) for inspection.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { type BenchmarkEvalSettings, type BenchmarkResult, evaluateBenchmark } from '../benchmarks/evaluate';
+import { BENCHMARK_NAMES, type BenchmarkName, benchmarkByName } from '../benchmarks/index';
+import { benchmarkRecords } from '../benchmarks/data';
+import { DEFAULT_EVAL_TEMPLATE, validateEvalTemplate } from '../benchmarks/inputs';
+import { REFERENCE_MODELS } from '../benchmarks/reference';
+import { SophiaError } from '../common/errors';
+import { createEngine, prepareEngine } from '../engine/factory';
+import { userPath } from './paths';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export const EVAL_HELP = `usage: sophia eval --model DIR --benchmarks NAME[,NAME…] --data ROOT|NAME=PATH[,NAME=PATH…] [options]
+
+Evaluates a Hugging Face model directory (Qwen2-VL / Qwen2.5-VL) on benchmarks, greedy, with each benchmark's own
+answer extraction and scoring (docs/benchmarks.md), without training. Benchmarks: ${BENCHMARK_NAMES.join(', ')}.
+
+  --model DIR          the model directory (config.json, weights, processor files)
+  --benchmarks LIST    comma-separated benchmark names
+  --data ROOT          each benchmark read from ROOT/<name> (a folder of its published .parquet/.jsonl files), or
+  --data NAME=PATH,…   each from its own folder or file (absolute, or s3://bucket/prefix)
+  --limit N            only the first N rows of each benchmark
+  --max-tokens N       most tokens per answer (default 1024)
+  --batch N            prompts per engine call (default 8)
+  --template TEXT      the prompt around each question; {question} is the benchmark's question (default: reason in
+                       <think></think>, answer in <answer></answer>)
+  --device cpu|cuda    default: cuda when the engine sees a GPU
+  --dtype D            float32 | bfloat16 | float16 (default: bfloat16 on a GPU, float32 on CPU)
+  --threads N          torch threads (default: torch's choice)
+  --out DIR            where results.json and the predictions go (default ./sophia-eval-<time>)`;
+
+const DTYPES = ['float32', 'float64', 'bfloat16', 'float16'] as const;
+
+function positiveInt(value: string | undefined, flag: string, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new SophiaError('input', `${flag} must be a whole number >= 1 (got ${JSON.stringify(value)})`, { hint: EVAL_HELP });
+  return n;
+}
+
+/** `--data`: one root for all, or NAME=PATH pairs; every benchmark asked for must get a location. */
+export function dataLocations(value: string, benchmarks: readonly BenchmarkName[], env: Env): Record<BenchmarkName, string> {
+  const out = {} as Record<BenchmarkName, string>;
+  if (!value.includes('=')) {
+    const root = userPath(value, env);
+    for (const b of benchmarks) out[b] = /^s3:\/\//i.test(root) ? `${root.replace(/\/+$/, '')}/${b}` : path.join(root, b);
+    return out;
+  }
+  for (const pair of value.split(',')) {
+    const at = pair.indexOf('=');
+    const name = pair.slice(0, at).trim();
+    benchmarkByName(name, '--data');
+    out[name as BenchmarkName] = userPath(pair.slice(at + 1).trim(), env);
+  }
+  const missing = benchmarks.filter((b) => out[b] === undefined);
+  if (missing.length > 0) throw new SophiaError('input', `--data names no location for ${missing.join(', ')}`, { hint: 'Add NAME=PATH for each benchmark in --benchmarks, or give one ROOT folder' });
+  return out;
+}
+
+const pct = (x: number) => (100 * x).toFixed(1);
+
+/** The printed report of one benchmark: overall, per category, skipped rows. */
+export function formatResult(r: BenchmarkResult): string {
+  const lines = [`${r.benchmark} (${r.title}): ${pct(r.overall.accuracy)} % (${r.overall.correct} / ${r.overall.examples})`];
+  lines.push(`  mean answer ${r.meanTokens.toFixed(0)} tokens; ${pct(r.truncatedShare)} % ran into --max-tokens`);
+  for (const [key, values] of Object.entries(r.byCategory)) {
+    lines.push(`  by ${key}:`);
+    for (const [value, t] of Object.entries(values)) lines.push(`    ${value.padEnd(36)} ${pct(t.accuracy).padStart(5)} %  (${t.correct} / ${t.examples})`);
+  }
+  if (r.skipped.rows > 0) {
+    lines.push(`  skipped ${r.skipped.rows} rows: ${Object.entries(r.skipped.byField).map(([f, n]) => `${n} for ${f}`).join(', ')}`);
+    for (const s of r.skipped.first) lines.push(`    row ${s.index}: ${s.message}`);
+  }
+  return lines.join('\n');
+}
+
+/** Side by side with the published numbers (benchmarks/reference.ts). */
+export function formatComparison(results: readonly BenchmarkResult[], model: string): string {
+  const names = results.map((r) => r.benchmark);
+  const header = ['model', ...names].map((c, i) => (i === 0 ? c.padEnd(34) : c.padStart(10))).join('');
+  const row = (label: string, values: (number | undefined)[]) =>
+    [label.padEnd(34), ...values.map((v) => (v === undefined ? '—' : v.toFixed(1)).padStart(10))].join('');
+  return [
+    header,
+    row(`this run: ${path.basename(model)}`, results.map((r) => 100 * r.overall.accuracy)),
+    ...REFERENCE_MODELS.map((m) => row(`${m.name} (${m.source})`, names.map((n) => m.accuracy[n]))),
+  ].join('\n');
+}
+
+/** `args`: what follows `sophia eval`. Returns the exit code; bad input throws a `SophiaError` (exit 2). */
+export async function evalCommand(args: string[], env: Env, out: NodeJS.WritableStream): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      benchmarks: { type: 'string' },
+      data: { type: 'string' },
+      limit: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      batch: { type: 'string' },
+      template: { type: 'string' },
+      device: { type: 'string' },
+      dtype: { type: 'string' },
+      threads: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    out.write(`${EVAL_HELP}\n`);
+    return 0;
+  }
+  if (!values.model || !values.benchmarks || !values.data) throw new SophiaError('input', '--model, --benchmarks and --data are required', { hint: EVAL_HELP });
+  const benchmarks = [...new Set(values.benchmarks.split(',').map((s) => s.trim()).filter((s) => s !== ''))];
+  for (const b of benchmarks) benchmarkByName(b, '--benchmarks');
+  const names = benchmarks as BenchmarkName[];
+  const locations = dataLocations(values.data, names, env);
+  const template = values.template ?? DEFAULT_EVAL_TEMPLATE;
+  validateEvalTemplate(template, '--template');
+  if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype)) throw new SophiaError('input', `--dtype must be one of ${DTYPES.join(', ')} (got ${values.dtype})`);
+  if (values.device !== undefined && !/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new SophiaError('input', `--device must be cpu or cuda[:N] (got ${values.device})`);
+  const limit = positiveInt(values.limit, '--limit', undefined);
+  const settings: BenchmarkEvalSettings = {
+    maxTokens: positiveInt(values['max-tokens'], '--max-tokens', 1024)!,
+    promptsPerBatch: positiveInt(values.batch, '--batch', 8)!,
+    template,
+    seed: 0,
+    ...(limit !== undefined ? { limit } : {}),
+  };
+  const threads = positiveInt(values.threads, '--threads', undefined);
+  const model = userPath(values.model, env);
+  // Checked before the model loads (minutes for a large one): the model's config and each local benchmark copy.
+  if (!existsSync(path.join(model, 'config.json'))) {
+    throw new SophiaError('input', `--model ${model}: no config.json there`, { hint: 'Give a Hugging Face model directory (config.json, weights and processor files)' });
+  }
+  for (const name of names) {
+    const where = locations[name];
+    if (!/^s3:\/\//i.test(where) && !existsSync(where)) {
+      throw new SophiaError('input', `--data: ${name}'s data ${where} does not exist`, { hint: "Give the folder of the benchmark's published files, or NAME=PATH for it" });
+    }
+  }
+  const outDir = userPath(values.out ?? `sophia-eval-${new Date().toISOString().replace(/[:.]/g, '-')}`, env);
+
+  await prepareEngine('torch', (line) => out.write(`${line}\n`));
+  const engine = createEngine({
+    kind: 'torch',
+    ...(values.device ? { device: values.device } : {}),
+    ...(values.dtype ? { dtype: values.dtype as (typeof DTYPES)[number] } : {}),
+    ...(threads !== undefined ? { threads } : {}),
+  });
+  const results: BenchmarkResult[] = [];
+  try {
+    out.write(`loading ${model}\n`);
+    await engine.init({ kind: 'policy', pretrained: model }, 0);
+    mkdirSync(outDir, { recursive: true });
+    for (const name of names) {
+      const started = Date.now();
+      out.write(`${name}: reading ${locations[name]}\n`);
+      const result = await evaluateBenchmark(engine, name, benchmarkRecords(locations[name], `--data (${name})`), settings, (answered, skipped) => {
+        out.write(`  ${name}: ${answered} answered${skipped ? `, ${skipped} skipped` : ''} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+      });
+      results.push(result);
+      writeFileSync(path.join(outDir, `${name}.predictions.jsonl`), result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
+      out.write(`${formatResult(result)}\n`);
+    }
+  } finally {
+    await engine.dispose();
+  }
+  const summary = results.map(({ predictions: _p, ...r }) => r);
+  writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify({ model, settings: { ...settings, template }, locations, results: summary }, null, 2)}\n`);
+  out.write(`\n${formatComparison(results, model)}\n\nresults: ${path.join(outDir, 'results.json')}; predictions: ${names.map((n) => `${n}.predictions.jsonl`).join(', ')}\n`);
+  return 0;
+}
