@@ -28,6 +28,12 @@ export interface BenchmarkEvalSettings {
   seed: number;
   /** How images are shrunk before the engine sees them (the processor's bounds). */
   images?: ImageOptions;
+  /**
+   * An answer extraction step before scoring (e.g. a judge model, as VLMEvalKit does): the answer it reads from a
+   * response, or null when it reads none. The rule then scores `<answer>{extracted}</answer>`; without it (or when it
+   * returns null) the rule reads the response itself.
+   */
+  extract?: (benchmark: BenchmarkName, record: Readonly<Record<string, unknown>>, response: string) => Promise<string | null>;
 }
 
 export interface BenchmarkPrediction {
@@ -36,6 +42,8 @@ export interface BenchmarkPrediction {
   /** The row's own id when it has one (MathVista pid, MMMU id, MMStar index, MathVerse sample_index). */
   id?: string;
   response: string;
+  /** What the extraction step read (null: nothing, so the rule read the response); absent without one. */
+  judgeExtracted?: string | null;
   correct: boolean;
   score: number;
   extracted: string | null;
@@ -112,6 +120,7 @@ function tally(examples: number, correct: number): Tally {
 interface Pending {
   index: number;
   id?: string;
+  record: Readonly<Record<string, unknown>>;
   row: ScorableRow;
   prompt: ChatPrompt;
 }
@@ -137,11 +146,13 @@ export async function evaluateBenchmark(
     const result = await engine.generate({ prompts: batch.map((p) => p.prompt), n: 1, temperature: 0, topP: 1, maxTokens: settings.maxTokens, seed: settings.seed });
     for (const sequence of result.sequences) {
       const pending = batch[sequence.promptIndex]!;
-      const score = pending.row.score(sequence.text);
+      const extracted = settings.extract ? await settings.extract(benchmark, pending.record, sequence.text) : null;
+      const score = pending.row.score(extracted === null ? sequence.text : `<answer>${extracted}</answer>`);
       predictions.push({
         index: pending.index,
         ...(pending.id !== undefined ? { id: pending.id } : {}),
         response: sequence.text,
+        ...(settings.extract ? { judgeExtracted: extracted } : {}),
         ...score,
         categories: pending.row.categories,
         tokens: sequence.tokens.length,
@@ -161,7 +172,7 @@ export async function evaluateBenchmark(
       const row = definition.read(record);
       const prompt = chatPromptOf(renderEvalPrompt(settings.template, questionOf(benchmark, record)), settings.images);
       const id = idOf(record);
-      pending = { index: at, row, prompt, ...(id !== undefined ? { id } : {}) };
+      pending = { index: at, record, row, prompt, ...(id !== undefined ? { id } : {}) };
     } catch (err) {
       if (!(err instanceof RowFieldError || err instanceof QuestionError)) throw err;
       skipped.rows++;
