@@ -6,7 +6,11 @@
  */
 import { Context, log } from '@temporalio/activity';
 import { NotFoundError } from '../common/errors';
-import { evaluationSettings, type RunConfig } from '../config/run-config';
+import { benchmarkRecords } from '../benchmarks/data';
+import { type BenchmarkResult, type Tally, evaluateBenchmark } from '../benchmarks/evaluate';
+import type { BenchmarkName } from '../benchmarks/index';
+import { DEFAULT_EVAL_TEMPLATE } from '../benchmarks/inputs';
+import { type BenchmarkDataConfig, evaluationSettings, type RunConfig } from '../config/run-config';
 import { parameterCount } from '../engine/model/config';
 import { type ModelSpec, isPretrained } from '../engine/types';
 import { type EvalReport, type FamilySummary, evaluate } from '../evaluation/evaluate';
@@ -15,6 +19,7 @@ import { pipelineWorkflowId, STORAGE_STAGES } from '../common/run-layout';
 import { writeReport } from '../report/report';
 import { type PolicyEvaluation, buildRunReport } from '../report/run-report';
 import { type RewardModelSummary, methodSections } from '../report/rl-report';
+import { benchmarkSection } from '../report/benchmarks-report';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
@@ -49,10 +54,22 @@ export interface SplitSummary {
   byFamily: Record<Family, FamilySummary>;
 }
 
+/** One real benchmark's result for a policy (the whole result, predictions included, is at `resultsKey`). */
+export interface BenchmarkSummary {
+  resultsKey: string;
+  overall: Tally;
+  byCategory: BenchmarkResult['byCategory'];
+  skippedRows: number;
+  meanTokens: number;
+  truncatedShare: number;
+}
+
 export interface EvaluateOutput {
   label: string;
   checkpointKey: string;
   splits: { test: SplitSummary; ood: SplitSummary };
+  /** evaluation.benchmarks, by name (absent when the config has none, and for periodic evaluations). */
+  benchmarks?: Partial<Record<BenchmarkName, BenchmarkSummary>>;
 }
 
 export interface ReportInput extends RunStore {
@@ -74,6 +91,7 @@ export interface ReportInput extends RunStore {
 const POLICY_NAMES: Record<string, string> = { initial: 'initial', sft: 'after SFT' };
 
 const resultsKeyOf = (runId: string, label: string, split: string) => joinKey(runPrefix(runId), 'eval', label, `${split}.json`);
+const benchmarkKeyOf = (runId: string, label: string, name: string) => joinKey(runPrefix(runId), 'eval', label, 'benchmarks', `${name}.json`);
 
 export function createEvaluationActivities({ store, data, engines }: { store: CheckpointStore; data: RunData; engines: EnginePool }) {
   return withFailureMapping({
@@ -99,6 +117,31 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
           splits[split] = { resultsKey, overall: report.overall, byFamily: report.byFamily };
           log.info('evaluated', { runId: input.runId, stage: 'evaluation', label: input.label, split, accuracy: report.overall.accuracy });
         }
+        // The real benchmarks (evaluation.benchmarks), on every policy the evaluation stage looks at; not on the
+        // periodic evaluations during training (they take a few examples per family).
+        const benchmarks: Partial<Record<BenchmarkName, BenchmarkSummary>> = {};
+        if (input.limitPerFamily === undefined) {
+          for (const [name, bench] of Object.entries(input.config.evaluation.benchmarks ?? {}) as [BenchmarkName, BenchmarkDataConfig][]) {
+            const records = benchmarkRecords(bench.data, `evaluation.benchmarks.${name}.data`, bench.files ? { files: bench.files } : {});
+            const result = await evaluateBenchmark(
+              engine,
+              name,
+              records,
+              {
+                maxTokens: bench.maxTokens ?? input.config.evaluation.maxTokens,
+                promptsPerBatch: input.config.evaluation.promptsPerBatch,
+                template: DEFAULT_EVAL_TEMPLATE,
+                seed: input.config.seed,
+                ...(bench.limit !== undefined ? { limit: bench.limit } : {}),
+              },
+              (answered, skipped) => ctx.heartbeat({ label: input.label, benchmark: name, answered, skipped }),
+            );
+            const resultsKey = benchmarkKeyOf(input.runId, input.label, name);
+            await putJson(data.storage, resultsKey, result);
+            benchmarks[name] = { resultsKey, overall: result.overall, byCategory: result.byCategory, skippedRows: result.skipped.rows, meanTokens: result.meanTokens, truncatedShare: result.truncatedShare };
+            log.info('benchmark evaluated', { runId: input.runId, stage: 'evaluation', label: input.label, benchmark: name, accuracy: result.overall.accuracy, examples: result.overall.examples, skipped: result.skipped.rows });
+          }
+        }
         if (input.metrics) {
           await appendMetrics(data.storage, input.runId, [
             {
@@ -113,7 +156,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
             },
           ]);
         }
-        return { label: input.label, checkpointKey: input.checkpointKey, splits };
+        return { label: input.label, checkpointKey: input.checkpointKey, splits, ...(Object.keys(benchmarks).length > 0 ? { benchmarks } : {}) };
       });
     },
 
@@ -169,6 +212,12 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
       const method = methodSections(metrics, rewardModel);
       report.markdown = `${report.markdown}\n\n${method.markdown}`;
       report.json = { ...report.json, ...method.json };
+      const evaluated = [...(input.baselines ?? (input.before ? [input.before] : [])), input.after];
+      const benchmarks = benchmarkSection(evaluated.map((e, i) => ({ name: policies[i]!.name, benchmarks: e.benchmarks ?? {} })));
+      if (benchmarks) {
+        report.markdown = `${report.markdown}\n\n${benchmarks.markdown}`;
+        report.json = { ...report.json, ...benchmarks.json };
+      }
       report.plots = [...report.plots, ...method.plots];
       const written = await writeReport(data.storage, input.runId, report);
       return { reportKey: written.markdown, plots: written.plots };

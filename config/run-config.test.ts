@@ -181,6 +181,16 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'onnx', rollout: { backend: 'vllm' } } }, 'x')).message).toMatch(/engine\.rollout: unknown field/);
   });
 
+  it('takes evaluation.benchmarks with the torch engine, and refuses an unknown name, a relative path or the onnx engine, naming the field', () => {
+    const evaluation = (benchmarks: unknown) => ({ evaluation: { k: 0, temperature: 1, maxTokens: 64, promptsPerBatch: 8, benchmarks } });
+    const ok = torch({ model: QWEN_7B }, evaluation({ mathvista: { data: '/data/MathVista', files: ['data/testmini-*.parquet'], limit: 100 }, chartqa: { data: 's3://bench/chartqa', maxTokens: 512 } }));
+    expect(ok.evaluation.benchmarks).toEqual({ mathvista: { data: '/data/MathVista', files: ['data/testmini-*.parquet'], limit: 100 }, chartqa: { data: 's3://bench/chartqa', maxTokens: 512 } });
+    expect(configError(() => torch({ model: QWEN_7B }, evaluation({ mathvistaa: { data: '/d' } }))).message).toMatch(/evaluation\.benchmarks\.mathvistaa/);
+    expect(configError(() => torch({ model: QWEN_7B }, evaluation({ mmmu: { data: 'data/MMMU' } }))).message).toMatch(/evaluation\.benchmarks\.mmmu\.data: "data\/MMMU" must be an absolute path on the GPU workers or s3:\/\/bucket\/prefix/);
+    expect(configError(() => torch({ model: QWEN_7B }, evaluation({ mmstar: { data: '/d', limit: 0 } }))).message).toMatch(/evaluation\.benchmarks\.mmstar\.limit: Too small/);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', ...evaluation({ chartqa: { data: '/d' } }) }, 'x')).message).toMatch(/evaluation\.benchmarks\.chartqa: real benchmarks need a Hugging Face vision-language model/);
+  });
+
   it('takes engine.processes (one per GPU) and refuses what is not built for several processes yet, naming the field', () => {
     expect(torch({ model: QWEN_7B, processes: 4 }).engine).toMatchObject({ processes: 4 });
     expect(configError(() => torch({ model: QWEN_7B, processes: 0 })).message).toMatch(/engine\.processes: Too small/);

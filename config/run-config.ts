@@ -22,6 +22,7 @@ import { Tokenizer } from '../engine/model/tokenizer';
 import type { ModelSpec, PretrainedModel } from '../engine/types';
 import { parseModelLocation, readPretrainedShape } from './pretrained';
 import { STAGE_NAMES, type StageName } from './stages';
+import { BENCHMARK_NAMES, type BenchmarkName } from '../benchmarks/index';
 
 const int = (min: number, max = 1_000_000_000) => z.number().int().min(min).max(max);
 const positive = z.number().positive();
@@ -194,6 +195,23 @@ const chunksOnTheGrid = (section: string): [(s: { chunkSteps: number; evalEvery:
 
 const SftSchema = z.strictObject(schedule).refine(...chunksOnTheGrid('sft'));
 
+/**
+ * A benchmark the evaluation stage runs on each policy it evaluates (benchmarks/: the benchmark's own scoring; the
+ * same code as `sophia eval`), read from a copy of its published files where the GPU worker can read it.
+ */
+const BenchmarkDataSchema = z.strictObject({
+  /** An absolute path on the GPU workers, or s3://bucket/prefix: a folder (or file) of the published .parquet/.jsonl files. */
+  data: z.string().min(1),
+  /** Which files under `data` to read (globs, `*` within one path segment), e.g. ["data/testmini-*.parquet"]. */
+  files: z.array(z.string().min(1)).min(1).optional(),
+  /** Only the first N rows. */
+  limit: int(1).optional(),
+  /** Most tokens per answer (default: evaluation.maxTokens). */
+  maxTokens: int(1).optional(),
+});
+
+export type BenchmarkDataConfig = z.infer<typeof BenchmarkDataSchema>;
+
 const EvaluationSchema = z.strictObject({
   /** Samples per example for pass@k (0 = greedy only). */
   k: int(0, 64),
@@ -202,6 +220,8 @@ const EvaluationSchema = z.strictObject({
   promptsPerBatch: int(1),
   /** Also evaluate the baseline (the initial policy and, when RL ran, the SFT checkpoint) in the same run. */
   baseline: z.boolean().default(true),
+  /** Real benchmarks by name (benchmarks/index.ts), each with where its data is; the torch engine's models only. */
+  benchmarks: z.partialRecord(z.enum(BENCHMARK_NAMES as [BenchmarkName, ...BenchmarkName[]]), BenchmarkDataSchema).optional(),
 });
 
 /** Where the thinking-reward annotations come from (docs/architecture.md §3). */
@@ -375,6 +395,14 @@ export const RunConfigSchema = z.strictObject({
       ctx.addIssue({ code: 'custom', path: ['engine', 'rollout', 'tensorParallel'], message: 'tensorParallel is a setting of the vllm backend: remove it, or use backend vllm' });
     } else if (processes % (rollout.tensorParallel ?? 1) !== 0) {
       ctx.addIssue({ code: 'custom', path: ['engine', 'rollout', 'tensorParallel'], message: `${rollout.tensorParallel} does not divide engine.processes (${processes}): each vLLM engine spans tensorParallel of the engine's processes, so use a divisor of ${processes}` });
+    }
+  }
+  for (const [name, bench] of Object.entries(config.evaluation.benchmarks ?? {})) {
+    const path = ['evaluation', 'benchmarks', name];
+    if (config.engine.kind !== 'torch') {
+      ctx.addIssue({ code: 'custom', path, message: "real benchmarks need a Hugging Face vision-language model (their images and questions are the real thing): use engine.kind torch, or remove evaluation.benchmarks (the tiny world's test and ood splits are evaluated either way)" });
+    } else if (!/^s3:\/\/[^/]+/i.test(bench.data) && !bench.data.startsWith('/')) {
+      ctx.addIssue({ code: 'custom', path: [...path, 'data'], message: `${JSON.stringify(bench.data)} must be an absolute path on the GPU workers or s3://bucket/prefix` });
     }
   }
   if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {

@@ -29,6 +29,7 @@ import { loadTemporalConfig } from '../../temporal.config';
 import { WorkerSet } from '../../workers/worker';
 import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
 import { quietTemporalRuntime } from '../integration/stack';
+import { chartQaParquet, chartQaRows } from '../../benchmarks/testing/fixtures';
 import { faultConfigFile, faultScope, tempDir, waitFor, waitForStageStep } from './harness';
 import { faultScenarios, rlCurve } from './scenarios';
 
@@ -161,13 +162,29 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
 
   it('samples with vLLM (engine.rollout.backend vllm) in the GPU worker\'s engine process: every RL step pushes the updated policy into it, and the trainer scores its samples as vLLM did', async () => {
     const { dir, temporal, c, storage, workers } = await inProcess('torch-vllm');
-    const { config } = faultConfigFile(dir, torchLinesWithoutRewardModel('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 3, checkpointEvery: 3, evalEvery: 3, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'));
+    // A real benchmark in its published layout (ChartQA's test parquet, generated): evaluated on every policy.
+    mkdirSync(path.join(dir, 'chartqa'));
+    writeFileSync(path.join(dir, 'chartqa', 'test-00000-of-00001.parquet'), chartQaParquet(chartQaRows()));
+    const { config } = faultConfigFile(dir, [
+      ...torchLinesWithoutRewardModel('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 3, checkpointEvery: 3, evalEvery: 3, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'),
+      `evaluation: { k: 0, temperature: 1, maxTokens: 24, promptsPerBatch: 50, benchmarks: { chartqa: { data: ${JSON.stringify(path.join(dir, 'chartqa'))}, maxTokens: 8 } } }`,
+    ]);
     expect(config.rl?.variant).toBe('grpo');
     const runId = 'torch-vllm';
     const { handle } = await startRun(c, temporal, pipelineInput(runId, config, storage.location, temporal));
     const result = await workers.runUntil(handle.result());
     expect(result.status).toBe('completed');
     expect(result.results.trustGrpo?.step).toBe(3);
+    // evaluation.benchmarks: ChartQA on the final policy (and the baselines), its rows answered or skipped by name.
+    expect(result.results.evaluation?.chartqaAccuracy).toBeGreaterThanOrEqual(0);
+    for (const label of ['initial', 'sft', 'final']) {
+      const bench = JSON.parse(new TextDecoder().decode(await storage.get(`runs/${runId}/eval/${label}/benchmarks/chartqa.json`))) as { overall: { examples: number }; skipped: { byField: Record<string, number> }; predictions: { index: number; tokens: number }[] };
+      expect(bench.overall.examples).toBe(2);
+      expect(bench.skipped.byField).toEqual({ image: 1 });
+      expect(bench.predictions.map((p) => p.index)).toEqual([0, 1]);
+    }
+    const report = new TextDecoder().decode(await storage.get(result.reportKey!));
+    expect(report).toMatch(/## Benchmarks[\s\S]*\| after grpo \| [\d.]+ \(2\) \|[\s\S]*SophiaVL-R1-7B/);
     const steps = (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo' && m.kind === 'step');
     expect(steps.map((m) => m.step)).toEqual([1, 2, 3]);
     for (const m of steps) {

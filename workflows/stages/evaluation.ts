@@ -54,6 +54,8 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
       testAccuracy: after.splits.test.overall.accuracy,
       oodAccuracy: after.splits.ood.overall.accuracy,
       testFormatRate: after.splits.test.overall.formatRate,
+      // The real benchmarks of evaluation.benchmarks: mathvistaAccuracy, chartqaAccuracy, …
+      ...Object.fromEntries(Object.entries(after.benchmarks ?? {}).map(([name, b]) => [`${name}Accuracy`, b.overall.accuracy])),
       ...(baseline ? { baselineTestAccuracy: baseline.splits.test.overall.accuracy } : {}),
       // initialTestAccuracy, initialOodAccuracy, sftTestAccuracy, sftOodAccuracy
       ...Object.fromEntries(evaluated.flatMap((e) => [[`${e.label}TestAccuracy`, e.splits.test.overall.accuracy], [`${e.label}OodAccuracy`, e.splits.ood.overall.accuracy]])),
