@@ -57,6 +57,17 @@ describe('sophia grade', () => {
     );
   });
 
+  it('grades symbolic answers by value and letters beyond F, and reads a listing of options as no choice', async () => {
+    const file = await jsonl('rules.jsonl', [
+      line('numeric', '<think>x</think><answer>\\sqrt{12}</answer>', '2\\sqrt{3}'),
+      line('numeric', '<think>x</think><answer>\\sqrt{2}</answer>', '\\sqrt{3}'),
+      line('choice', '<think>x</think><answer>(G)</answer>', 'G'),
+      line('choice', '<think>x</think><answer>A. 3 B. 4</answer>', 'A'),
+    ]);
+    const rewards = (await run(file)).trim().split('\n').map((l) => (JSON.parse(l) as { reward: number }).reward);
+    expect(rewards).toEqual([1, 0, 1, 0]);
+  });
+
   it('writes nothing for an empty file', async () => {
     expect(await run(await jsonl('empty.jsonl', ['', '']))).toBe('');
   });
@@ -109,6 +120,9 @@ describe('sophia grade', () => {
       expect(help).toMatch(/ocr .*exp\(−WER\)/);
       expect(help).toMatch(/text .*1 when exact, else mean[\s\S]*ROUGE-1\/2\/L F1/);
       expect(help).toContain('formatOk false');
+      expect(help).toMatch(/choice +the same set of option letters A–Z/);
+      expect(help).toContain('\\sqrt{12} = 2\\sqrt{3}'); // symbolic answers compare by value
+      expect(help).toContain('a listing "A. 3 B. 4"');
       expect(await main(['grade', '-h'])).toBe(0);
       expect(await main(['help'])).toBe(0);
       expect(String(log.mock.calls.at(-1)?.[0])).toContain('sophia grade --help');

@@ -29,10 +29,17 @@ Every type first checks the format: the response must be <think>…</think> foll
 if not, the reward is 0 and formatOk false. Then the text inside the answer tags is compared with "answer":
 
   type     counts as correct                                             reward
-  numeric  the same number, exactly (1,000 = 1000; \\frac{1}{2} = 0.5;    1 or 0
-           \\boxed{7} = 7); two numbers ("7 or 8") or none is wrong
-  choice   the same set of option letters A–F ("C, A" = "A,C";           1 or 0
-           "(B) 12 apples" = "B"); a letter missing or extra is wrong
+  numeric  the same value: plain numbers exactly (1,000 = 1000;          1 or 0
+           \\frac{1}{2} = 0.5; \\boxed{7} = 7; 1/3 ≠ 0.333), LaTeX
+           expressions by value (\\sqrt{12} = 2\\sqrt{3}; 2\\pi = \\pi \\cdot 2;
+           x+1 = 1+x; a decimal within 1e-9: 0.8660254037844386 =
+           \\frac{\\sqrt{3}}{2}, 0.866 is not); two values ("7 or 8",
+           "x = 1, 2", \\pm), other variables, or none is wrong
+  choice   the same set of option letters A–Z ("C, A" = "A,C";           1 or 0
+           "(B) 12 apples" = "B"); a letter missing or extra is wrong;
+           "A or B", a listing "A. 3 B. 4" or "B) 4 because A) …" choose
+           nothing (several labelled options count only joined by "and"
+           or commas: "(A) 3 and (C) 5" = "A,C")
   ocr      the same words (case and spacing ignored); partial credit     exp(−WER): 1 when exact,
            that decays with the word error rate                          ≈ 0.37 when all wrong
   text     the same text once normalised (case, punctuation, spacing     1 when exact, else mean

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { adversarialAnswers } from '../bench/grading';
 import { type AnswerType, checkFormat, extractChoices, grade, parseNumber, rationalsEqual, scoreAnswer } from './grading';
 
 /** A well-formed response whose answer block holds `answer`. */
@@ -109,7 +110,6 @@ describe('numeric', () => {
     ['3 or -3', '3', 0],
     ['2 1/2', '2.5', 0],
     ['2^3', '2', 0],
-    ['2^3', '8', 0],
     ['5!', '5', 0],
     ['2\\pi', '2', 0],
     ['5²', '5', 0],
@@ -135,6 +135,125 @@ describe('numeric', () => {
     expect(parseNumber('2.5e-3')).toEqual({ num: 25n, den: 10000n });
     expect(parseNumber('1e99999')).toBeNull(); // exponent out of range
     expect(rationalsEqual({ num: -6n, den: 8n }, { num: -3n, den: 4n })).toBe(true);
+  });
+});
+
+describe('numeric: symbolic answers (by value, through the CAS)', () => {
+  it.each([
+    // each against itself: all scored 0 before the CAS
+    ['\\pi', '\\pi'],
+    ['\\sqrt{2}', '\\sqrt{2}'],
+    ['\\frac{\\sqrt{3}}{2}', '\\frac{\\sqrt{3}}{2}'],
+    ['2\\sqrt{3}', '2\\sqrt{3}'],
+    ['\\frac{\\pi}{3}', '\\frac{\\pi}{3}'],
+    ['3^{2}', '3^{2}'],
+    ['e^{2}', 'e^{2}'],
+    ['\\infty', '\\infty'],
+    // other spellings of the same value
+    ['2\\pi', '\\pi \\cdot 2'],
+    ['2\\sqrt{3}', '\\sqrt{12}'],
+    ['\\frac{\\sqrt{2}}{2}', '\\frac{1}{\\sqrt{2}}'],
+    ['\\dfrac{\\pi}{3}', '\\frac{\\pi}{3}'],
+    ['e^{2}', '\\exp(2)'],
+    ['3^{2}', '9'],
+    ['2^3', '8'],
+    ['\\sqrt[3]{8}', '2'],
+    ['\\sqrt{-1}', 'i'],
+    ['$\\boxed{\\frac{\\sqrt{3}}{2}}$', '\\frac{\\sqrt{3}}{2}'],
+    ['x = 2\\sqrt{3}', '\\sqrt{12}'],
+    ['The answer is \\sqrt{2}.', '\\sqrt{2}'],
+    // expressions: the same free variables, equal at every sample point
+    ['\\tan^{-1}(1)', '\\frac{\\pi}{4}'],
+    ['\\log_{2} 8', '3'],
+    ['x + 1', '1 + x'],
+    ['2\\theta', '\\theta + \\theta'],
+    ['\\pi r^2', 'r^{2}\\pi'],
+    ['\\frac{x^2 - 1}{x - 1}', 'x + 1'],
+    // a decimal for an irrational truth counts to within a relative 1e-9 (math-verify compares numerically too)
+    ['0.8660254037844386', '\\frac{\\sqrt{3}}{2}'],
+    ['\\frac{\\sqrt{3}}{2}', '0.8660254037844386'],
+    ['3.14159265359', '\\pi'],
+  ])('%j = %j', (response, truth) => {
+    expect(grade('numeric', respond(response), truth).reward).toBe(1);
+  });
+
+  it.each([
+    ['\\sqrt{2}', '\\sqrt{3}'],
+    ['-\\sqrt{2}', '\\sqrt{2}'],
+    ['\\frac{\\pi}{3}', '\\frac{\\pi}{6}'],
+    ['e^{2}', 'e^{3}'],
+    ['2\\pi', '2'],
+    ['3+4i', '3-4i'],
+    ['\\infty', '-\\infty'],
+    // decimals short of the tolerance
+    ['0.866', '\\frac{\\sqrt{3}}{2}'],
+    ['0.8660254', '\\frac{\\sqrt{3}}{2}'],
+    ['3.14', '\\pi'],
+    // a rational truth is matched exactly, also through the CAS
+    ['0.333333333333', '\\frac{1}{3}'],
+    // expressions: different variables or values
+    ['x + 1', 'x + 2'],
+    ['x', 'y'],
+    ['\\pi r^2', '\\pi'],
+    ['\\sqrt{x^2}', 'x'], // not equal for negative x
+    // degrees are a unit, as for plain numbers (30^\circ is 30)
+    ['30^\\circ', '\\frac{\\pi}{6}'],
+  ])('%j ≠ %j', (response, truth) => {
+    expect(grade('numeric', respond(response), truth).reward).toBe(0);
+  });
+
+  it.each([
+    // two values, or a value and a hedge
+    ['7 or 8', '56'], // read by the CAS as 56·o·r: the free variables o, r make it unequal
+    ['7 or 8', '7'],
+    ['\\sqrt{2} or \\sqrt{3}', '\\sqrt{2}'],
+    ['x = \\sqrt{2} \\text{ or } x = -\\sqrt{2}', '\\sqrt{2}'],
+    ['x = 1, 2', '1'],
+    ['\\sqrt{2}, \\sqrt{3}', '\\sqrt{2}'],
+    ['\\sqrt{2}; \\sqrt{3}', '\\sqrt{2}'],
+    ['\\pm\\sqrt{2}', '\\sqrt{2}'],
+    ['\\sqrt{2} \\approx 1.414', '\\sqrt{2}'],
+    // text the LaTeX parser would join into one number
+    ['7 8', '78'],
+    ['2\\frac{1}{2}', '\\frac{5}{2}'],
+    ['3{,}5', '35'],
+    // what the CAS is not allowed to evaluate or read
+    ['5!', '120'],
+    ['\\sum_{n=1}^{1000000000} n', '500000000500000000'],
+    ['\\binom{5}{2}', '10'],
+    ['f(2)', 'f(2)'],
+    ['\\sqrt{2}\\,\\text{cm}', '\\sqrt{2}'], // units are read only after a plain number
+    ['\\frac{1}{0}', '\\frac{1}{0}'],
+    ['\\{1, 2\\}', '\\{1, 2\\}'],
+    ['x + 1 = 2', 'x + 1 = 2'], // an equation is not a value (a leading `x =` is only a prefix)
+    ['\\sqrt{2}', 'not a number'],
+  ])('%j vs %j → 0 (not one readable value)', (response, truth) => {
+    expect(grade('numeric', respond(response), truth).reward).toBe(0);
+  });
+
+  it.each([
+    '\\frac{',
+    '\\sqrt',
+    '}{',
+    '\\left(',
+    '^^^_',
+    '\\begin{matrix} 1 & 2 \\end{matrix}',
+    '\\undefinedcommand{2}',
+    '\\sqrt{'.repeat(300),
+    'x'.repeat(10_000),
+    '\\frac{1}{2}'.repeat(100),
+  ])('garbage %j scores 0 against itself, without throwing', (text) => {
+    expect(grade('numeric', respond(text), text).reward).toBe(0);
+  });
+
+  it('never throws on random and adversarial output', () => {
+    // 500 check the contract; how long each takes is bench/grading.ts's to measure (10,000, with a table).
+    for (const text of adversarialAnswers(500, 3)) {
+      for (const [type, truth] of [['numeric', '\\sqrt{2}'], ['numeric', 'x + 1'], ['choice', 'B']] as const) {
+        const { reward } = grade(type, respond(text), truth);
+        expect(reward === 0 || reward === 1).toBe(true);
+      }
+    }
   });
 });
 
@@ -175,8 +294,41 @@ describe('choice', () => {
     ['bad', 'A,B,D', 0],
     ['I think B', 'B', 0],
     ['B 12 apples', 'B', 0],
-    ['G', 'G', 0],
     ['', 'B', 0],
+    // letters beyond F (MMMU, MMStar-like data)
+    ['G', 'G', 1],
+    ['(Z)', 'Z', 1],
+    ['j', 'J', 1],
+    ['The answer is (K).', 'K', 1],
+    ['H. 12 apples', 'H', 1],
+    ['A, G', 'A,G', 1],
+    ['G', 'F', 0],
+    // several options named: never the first alone
+    ['A. 3 B. 4', 'A', 0], // a listing of the options
+    ['A. 3 B. 4', 'A,B', 0],
+    ['A. 3 B. 4 C. 5', 'A', 0],
+    ['(A) 3 (B) 4 (C) 5', 'A', 0],
+    ['A) 3 B) 4', 'A', 0],
+    ['A: 3 B: 4', 'A', 0],
+    ['B) 4 because A) is wrong', 'B', 0], // an argument about the options, not a choice
+    ['B) 4 because A) is wrong', 'A,B', 0],
+    ['A or B', 'A', 0], // a hedge
+    ['A or B', 'A,B', 0],
+    ['(A) or (B)', 'A', 0],
+    ['(A) 3 or (B) 4', 'A,B', 0],
+    ['(A) 3 or B', 'A', 0], // the second option in another style
+    ['A. or B.', 'A', 0],
+    ['C) 5 or option D', 'C', 0],
+    ['(B) red or blue', 'B', 1], // `or` inside one option's text
+    ['(B) 3 or a few', 'B', 1],
+    ['(A) 3 apples, (C) 5 apples', 'A,C', 1], // options joined by `,` or `and` are a multi-select
+    ['(A) 3 apples, (C) 5 apples', 'A', 0],
+    // one option, with text that looks like a label in another style
+    ['(B) Vitamin C.', 'B', 1],
+    ['B. Vitamin C.', 'B', 1],
+    ['(B) I. and II. only', 'B', 1],
+    ['C. 5', 'C', 1],
+    ['The answer is C.', 'C', 1],
   ])('%j vs %j → %d', (response, truth, reward) => {
     expect(grade('choice', respond(response), truth).reward).toBe(reward);
   });
@@ -185,6 +337,15 @@ describe('choice', () => {
     expect(extractChoices('D, b')).toEqual(['B', 'D']);
     expect(extractChoices('Options: C & A')).toEqual(['A', 'C']);
     expect(extractChoices('face')).toEqual([]);
+    expect(extractChoices('X, Y and Z')).toEqual(['X', 'Y', 'Z']);
+  });
+
+  it('reads a listing, an argument or a hedge across options as no choice at all', () => {
+    expect(extractChoices('A. 3 B. 4 C. 5')).toEqual([]);
+    expect(extractChoices('B) 4 because A) is wrong')).toEqual([]);
+    expect(extractChoices('(A) 3 or (B) 4')).toEqual([]);
+    expect(extractChoices('(A) 3 apples and (C) 5 apples')).toEqual(['A', 'C']);
+    expect(extractChoices('(B) 12 apples')).toEqual(['B']);
   });
 });
 

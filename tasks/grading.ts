@@ -7,17 +7,20 @@
  *  1. the format gate (`checkFormat`): the response must be `<think>…</think>…<answer>…</answer>…`; if not, the
  *     reward is 0 whatever the answer. Otherwise the text inside the answer tags is the extracted answer;
  *  2. the rule for the example's answer type compares the extracted answer with the ground truth:
- *       numeric  1 if mathematically equal (`parseNumber`, exact rational arithmetic), else 0;
- *       choice   1 if the set of option letters chosen equals the ground-truth set (`extractChoices`), else 0;
+ *       numeric  1 if mathematically equal, else 0: plain numbers as exact rationals (`parseNumber`), anything
+ *                else (`\sqrt{2}`, `2\pi`, `x + 1`) by value with a computer-algebra system (`tasks/symbolic.ts`);
+ *       choice   1 if the set of option letters (A–Z) chosen equals the ground-truth set (`extractChoices`), else 0;
  *       ocr      exp(−WER): partial credit that decays with the word error rate;
  *       text     1 for an exact match after normalisation (the ROUGE tokens: lowercased, punctuation and spacing
  *                ignored), else the mean of ROUGE-1, ROUGE-2 and ROUGE-L F1 as partial credit.
  *
  * The numeric and choice parsers are deliberately strict: they accept the ways a correct answer is commonly
- * written, and give 0 to anything that hedges (two numbers, extra letters) or that they cannot read, because an
- * over-lenient grader is a reward the policy learns to hack.
+ * written, and give 0 to anything that hedges (two numbers, `x = 1, 2`, extra letters, `A or B`, a listing of the
+ * options) or that they cannot read, because an over-lenient grader is a reward the policy learns to hack. No rule
+ * throws on model output, and the work each does is bounded (the CAS sees at most 200 characters for at most 1 s).
  */
 import { SophiaError } from '../common/errors';
+import { MAX_SYMBOLIC_LENGTH, symbolicallyEqual } from './symbolic';
 import { rougeScores, rougeTokens, wordErrorRate } from './text-metrics';
 
 /** How an example's answer is graded. */
@@ -271,7 +274,8 @@ function isUnitSuffix(rest: string): boolean {
  *
  * Rejected (null): empty text, text that does not start with the number after those prefixes (`about 5`), a
  * second number anywhere (`3 or 4`, `1,23`, `2 1/2`: mixed numbers are not read), a suffix that changes the
- * value (`2^3`, `5!`, `2\pi`, `5²`), a zero denominator, exponents beyond ±1000.
+ * value (`2^3`, `5!`, `2\pi`, `5²`), a zero denominator, exponents beyond ±1000. The numeric rule then hands
+ * such answers to the CAS, which reads `2^3` as 8 and `2\pi` by value, but not `3 or 4`, `2 1/2` or `5!`.
  */
 export function parseNumber(text: string): Rational | null {
   const s = untilStable(normalizeMath(text), (t) => unwrapLeadingCommand(t.replace(NUMERIC_PREFIX, '')));
@@ -281,16 +285,33 @@ export function parseNumber(text: string): Rational | null {
   return isUnitSuffix(rest) ? read.value : null;
 }
 
+// A trailing degree sign or percent sign is a unit, as in `parseNumber` (`30^\circ` is 30, not π/6); a trailing
+// full stop ends a sentence (`The answer is \sqrt{2}.`).
+const SYMBOLIC_SUFFIX = /(?:\s*\^\s*(?:\{\s*\\circ\s*\}|\\circ)|\s*°|\s*%|(?<!\d)\.)\s*$/;
+
+/** The text the CAS reads: as `parseNumber` sees it (wrappers and `x =` stripped), less a trailing unit sign. */
+function symbolicText(text: string): string {
+  if (text.length > 4 * MAX_SYMBOLIC_LENGTH) return ''; // unreadable anyway: spare the normalization
+  const s = untilStable(normalizeMath(text), (t) => unwrapLeadingCommand(t.replace(NUMERIC_PREFIX, '')));
+  return s.replace(SYMBOLIC_SUFFIX, '').trim();
+}
+
 /**
- * numeric rule: 1 if both parse and are equal as rationals, else 0 (also when the ground truth itself does not
- * parse). Every form `parseNumber` accepts is a rational with bigint numerator and denominator, so the comparison
- * is exact: `0.1 + 0.2`-style float error cannot occur, and the 1e-9 relative tolerance the design allows for
- * values with no exact representation never has to apply.
+ * numeric rule: 1 if the answers are equal, else 0 (also when the ground truth itself is unreadable).
+ *
+ * When both sides are plain numbers (`parseNumber`), they are compared as exact rationals: `0.1 + 0.2`-style
+ * float error cannot occur, `1/3` is not `0.333333333333`, and `2^53 + 1` is not `2^53`. Otherwise the answers
+ * are compared by value with a computer-algebra system (`symbolicallyEqual`, `tasks/symbolic.ts`): `\sqrt{12}` =
+ * `2\sqrt{3}`, `2\pi` = `\pi \cdot 2`, `3^{2}` = `9`, `x + 1` = `1 + x`, within a relative 1e-9. So a decimal
+ * counts for an irrational truth when it carries about ten significant digits (`0.8660254037844386` =
+ * `\frac{\sqrt{3}}{2}`, `0.866` is not), as in math-verify's numeric comparison; a rational truth must be matched
+ * exactly.
  */
 function scoreNumeric(extracted: string, answer: string): number {
   const got = parseNumber(extracted);
   const want = parseNumber(answer);
-  return got !== null && want !== null && rationalsEqual(got, want) ? 1 : 0;
+  if (got !== null && want !== null) return rationalsEqual(got, want) ? 1 : 0;
+  return symbolicallyEqual(symbolicText(extracted), symbolicText(answer)) ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -302,39 +323,62 @@ const CHOICE_PREFIX = /^(?:(?:the\s+)?(?:final\s+|correct\s+)?answers?\b\s*(?:is
 // Separators between letters: `,` `;` `&` `/` `、`, the word `and`, whitespace.
 const CHOICE_SEPARATOR = /\s*(?:[,;&/、]|\band\b)\s*|\s+/i;
 // One letter token: `B`, `(B)`, `[B]`, `B.`, `B)`, `B:`; uppercase runs (`AC`) or one lowercase letter (`b`).
-const CHOICE_TOKEN = /^[([]?([A-F]+|[a-f])[)\]]?[.:]?$/;
-// A leading option label followed by its option text: `(B) 12 apples`, `B. 12 apples`, `B) 12`, `B: 12`.
-const LABELLED_OPTION = /^(?:[([]\s*([A-F])\s*[)\]]|([A-F])[.):](?=\s|$))/;
+const CHOICE_TOKEN = /^[([]?([A-Z]+|[a-z])[)\]]?[.:]?$/;
+// A leading option label followed by its option text: `(B) 12 apples`, `B. 12 apples`, `B) 12`, `B: 12`. Group 1
+// is the letter of an enclosed label `(B)`/`[B]`, groups 2 and 3 the letter and mark of `B.`, `B)`, `B:`.
+const LABELLED_OPTION = /^(?:[([]\s*([A-Z])\s*[)\]]|([A-Z])([.):])(?=\s|$))/;
+// Further labels in the same style as the first, later in the text: `(A)`/`[A]` anywhere not inside a word, or
+// `A.`/`A)`/`A:` after a space and before more text (`Vitamin C.` at the end is not a label).
+const ENCLOSED_LABEL = /(?<![\p{L}\d])[([]\s*([A-Z])\s*[)\]]/gu;
+const markedLabel = (mark: string) => new RegExp(`(?<=\\s)([A-Z])\\${mark}(?=\\s+\\S)`, 'g');
+// What joins the options of a multi-select answer: the text before the next label ends with `,` `;` `&` `、` `and`.
+const JOINED = /(?:[,;&、]|\band)\s*$/i;
+const HEDGE = /\bor\b/i;
+// `or` before another option in any style (`(A) 3 or B`, `A. or B.`, `C) 5 or option D`): a hedge even when the
+// second option is not labelled like the first.
+const OR_OPTION = /\b(?:or|OR|Or)\s+(?:(?:[Oo]ptions?|[Cc]hoices?)\s+)?(?:[([]\s*[A-Z]\s*[)\]]|[A-Z](?![\p{L}\d]))/u;
 
 /**
- * The option letters (A–F) a choice answer selects, uppercase, sorted, without duplicates; empty when the text
+ * The option letters (A–Z) a choice answer selects, uppercase, sorted, without duplicates; empty when the text
  * is not an option choice.
  *
  * Two forms are read, after stripping `$`, `*`, `\boxed{}`/`\text{}` and a leading `answer:`, `the answer is`,
  * `option`, `options`:
  *  - letters only, with separators: `B`, `(B)`, `B.`, `A, C`, `C,A`, `A and C`, `A & C`, `AC`. Lowercase is
- *    accepted only one letter per token (`b`, `a, c`), so words made of a–f (`bad`, `face`) are not choices;
- *  - a labelled option with its text: `(B) 12 apples` → B; further `(X)` labels in the text are added, so
- *    `(A) 3 or (B) 4` selects both (and is wrong when only one is right). Uppercase labels only.
- * Anything else (`a cat`, `Banana`, `I think B`, `G`) selects nothing.
+ *    accepted only one letter per token (`b`, `a, c`), so words (`bad`, `face`) are not choices. `A or B` is a
+ *    hedge and selects nothing;
+ *  - a labelled option with its text: `(B) 12 apples`, `C. 5` select one letter. When further labels in the
+ *    same style follow (`(A)`, or `A.`/`A)`/`A:` before more text), the response names several options: they are
+ *    a multi-select only when each is joined to the next by `and`, `&`, `,` or `;` (`(A) 3 apples and (C) 5
+ *    apples` → A, C). Otherwise it is a listing of the options (`A. 3 B. 4 C. 5`) or an argument about them
+ *    (`B) 4 because A) is wrong`), and with `or` between them a hedge (`(A) 3 or (B) 4`, also `(A) 3 or B`
+ *    with the second option in any style): all select nothing.
+ *    Never the first label alone: naming more options than one must not count as choosing one of them.
+ * Anything else (`a cat`, `Banana`, `I think B`, `B 12 apples`) selects nothing. The answer block should hold the
+ * chosen option and nothing more; reasons belong in the thinking.
  */
 export function extractChoices(text: string): string[] {
   const stripped = text.replaceAll('\\$', '').replace(/[$*]/g, '').trim();
   const s = untilStable(stripped, (t) => unwrapLeadingCommand(t.replace(CHOICE_PREFIX, '')));
-  const letters = new Set<string>();
 
   const tokens = s.split(CHOICE_SEPARATOR).filter((t) => t !== '');
   const matches = tokens.map((t) => CHOICE_TOKEN.exec(t));
   if (tokens.length > 0 && matches.every((m): m is RegExpExecArray => m !== null)) {
-    for (const m of matches) for (const c of (m[1] ?? '').toUpperCase()) letters.add(c);
-  } else {
-    const label = LABELLED_OPTION.exec(s);
-    if (label) {
-      letters.add((label[1] ?? label[2])!);
-      for (const m of s.slice(label[0].length).matchAll(/\(([A-F])\)/g)) letters.add(m[1]!);
-    }
+    const letters = new Set(matches.flatMap((m) => [...(m[1] ?? '').toUpperCase()]));
+    return [...letters].sort();
   }
-  return [...letters].sort();
+
+  const label = LABELLED_OPTION.exec(s);
+  if (!label) return [];
+  const first = (label[1] ?? label[2])!;
+  const rest = s.slice(label[0].length);
+  if (OR_OPTION.test(rest)) return [];
+  const others = [...rest.matchAll(label[1] !== undefined ? ENCLOSED_LABEL : markedLabel(label[3]!))];
+  if (others.length === 0) return [first];
+  // The text of each named option up to the next label: every one must end with a joining word.
+  const before = others.map((m, i) => rest.slice(i === 0 ? 0 : others[i - 1]!.index + others[i - 1]![0].length, m.index));
+  if (before.some((t) => HEDGE.test(t)) || !before.every((t) => JOINED.test(t))) return [];
+  return [...new Set([first, ...others.map((m) => m[1]!)])].sort();
 }
 
 /** choice rule: 1 iff the response selects exactly the ground-truth set of letters (non-empty), else 0. */
