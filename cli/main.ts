@@ -8,6 +8,7 @@ import { SophiaError } from '../common/errors';
 import { GRADE_HELP, gradeCommand } from './grade';
 import { SCORE_HELP, scoreCommand } from './score';
 import { evalCommand } from './eval';
+import { dataCommand } from './data';
 import { modelCommand } from './model';
 import { trustGrpoCommand } from './trust-grpo';
 import { ablateCommand, parseVariants } from './ablate';
@@ -45,6 +46,8 @@ commands:
   score --benchmark NAME --jsonl FILE
         score responses with a benchmark's own answer extraction and scoring (one JSON line per input); the
         benchmarks and the fields each needs in sophia score --help
+  data check --format sophiavl|easyr1 --location PATH [--max-bad-share X] [--json]
+        read a training dataset as a run would and report its rows, bad rows by reason and split (sophia data --help)
   eval --model DIR --benchmarks NAME[,NAME…] --data ROOT [--limit N] [--out DIR] …
         evaluate a Hugging Face model directory on benchmarks read from their published files (sophia eval --help)
   ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b] [--out DIR] [--storage …]
@@ -143,6 +146,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       }
       case 'eval':
         return await evalCommand(rest, env, process.stdout);
+      case 'data':
+        return await dataCommand(rest, env, process.stdout);
       case 'ablate': {
         const { values } = parseArgs({
           args: rest,
