@@ -5,12 +5,13 @@
  * response gives what was stored), results.json and the comparison table written. Skipped where the engine is not
  * installed.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BENCHMARKS } from '../benchmarks/index';
+import { completion, serveChat, stopChatServers } from '../common/testing/chat-server';
 import { noisePng, tempDir } from '../datasets/testing/fixtures';
 import { buildTinyQwen, torchSkipReason } from '../engine/testing/tiny-qwen';
 import { dataLocations, evalCommand, formatComparison } from './eval';
@@ -79,6 +80,7 @@ beforeAll(() => {
 afterAll(() => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
+afterEach(stopChatServers);
 
 describe('dataLocations', () => {
   it('reads one root for all benchmarks, or NAME=PATH pairs that must cover every benchmark', () => {
@@ -104,6 +106,32 @@ describe('sophia eval refuses bad input before loading anything, naming the flag
       await expect(run(['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--limit', '0'])).rejects.toThrow(/--limit must be a whole number >= 1/);
       await expect(run(['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--template', 'no placeholder'])).rejects.toThrow(/--template: the evaluation template has no \{question\}/);
       await expect(run(['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--dtype', 'int8'])).rejects.toThrow(/--dtype must be one of/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('checks the answer-extraction flags together, naming the flag', async () => {
+    const dir = tempDir('eval-extract-args');
+    const base = ['--model', dir, '--benchmarks', 'chartqa', '--data', dir, '--out', path.join(dir, 'out')];
+    try {
+      writeFileSync(path.join(dir, 'config.json'), '{}');
+      mkdirSync(path.join(dir, 'chartqa'));
+      await expect(run([...base, '--extract-model', 'judge'])).rejects.toThrow(/--extract-model needs --extract-url/);
+      await expect(run([...base, '--extract-cache', dir])).rejects.toThrow(/--extract-cache needs --extract-url/);
+      await expect(run([...base, '--extract-url', 'http://127.0.0.1:8000/v1'])).rejects.toThrow(/--extract-model is required with --extract-url/);
+      await expect(run([...base, '--extract-url', 'http://127.0.0.1:8000/v1', '--extract-model', ' '])).rejects.toThrow(/--extract-model is required/);
+      await expect(run([...base, '--extract-url', 'not a url', '--extract-model', 'judge'])).rejects.toThrow(/--extract-url: not a URL \(got "not a url"\)\. Give the endpoint up to \/v1/);
+      await expect(run([...base, '--extract-url', 'ftp://judge.example/v1', '--extract-model', 'judge'])).rejects.toThrow(/--extract-url: must be http\(s\)/);
+      await expect(run([...base, '--extract-url', 'http://user:pw@judge.example/v1', '--extract-model', 'judge'])).rejects.toThrow(/--extract-url: must not carry credentials.*--extract-api-key-env/);
+      await expect(run([...base, '--extract-url', 'http://127.0.0.1:8000/v1', '--extract-model', 'judge', '--extract-api-key-env', 'my-key'])).rejects.toThrow(/--extract-api-key-env must name an environment variable/);
+      await expect(run([...base, '--extract-url', 'http://127.0.0.1:8000/v1', '--extract-model', 'judge', '--extract-api-key-env', 'JUDGE_KEY'])).rejects.toThrow(/--extract-api-key-env: JUDGE_KEY is not set/);
+      expect(existsSync(path.join(dir, 'out'))).toBe(false); // nothing written, no cache opened
+      const help = new PassThrough();
+      let printed = '';
+      help.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+      expect(await evalCommand(['--help'], {}, help)).toBe(0);
+      for (const flag of ['--extract-url URL', '--extract-model NAME', '--extract-cache DIR', '--extract-api-key-env']) expect(printed).toContain(flag);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -146,5 +174,43 @@ describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? 
     expect(printed).toMatch(/skipped 1 rows: 1 for image/);
     expect(printed).toContain(formatComparison([], model).split('\n')[0]!.slice(0, 5));
     expect(printed).toMatch(/SophiaVL-R1-7B \(SophiaVL-R1 paper\)\s+—\s+71\.3\s+61\.3/);
+  }, 600_000);
+
+  it('with --extract-url, scores what the extraction model reads (cached: a second run asks nothing), never showing the key', async () => {
+    // The extraction model "reads" each ChartQA row's label, whatever the tiny model said: every row becomes correct.
+    const labels: Record<string, string> = Object.fromEntries(chartRows.slice(0, 2).map((r) => [r.query, r.label[0]!]));
+    const server = await serveChat((req) => {
+      const prompt = req.body.messages[1]!.content as string;
+      const question = /\[Question\]\n(.*)\n\[Model response\]/.exec(prompt.slice(prompt.lastIndexOf('Now this one:')))![1]!;
+      return completion(`The response's final answer.\nExtracted answer: ${labels[question] ?? 'none'}`);
+    });
+    const evalChartQa = async (outDir: string) => {
+      const out = new PassThrough();
+      let printed = '';
+      out.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+      const flags = ['--extract-url', server.baseUrl, '--extract-model', 'reader', '--extract-cache', path.join(root, 'extract-cache'), '--extract-api-key-env', 'READER_KEY'];
+      const args = ['--model', model, '--benchmarks', 'chartqa', '--data', `${root}/data`, '--max-tokens', '8', '--device', 'cpu', '--threads', '1', '--out', outDir, ...flags];
+      expect(await evalCommand(args, { READER_KEY: 'sk-reader-777' }, out)).toBe(0);
+      const predictions = readFileSync(path.join(outDir, 'chartqa.predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; judgeExtracted: string | null; extracted: string | null; correct: boolean });
+      return { printed, predictions, results: readFileSync(path.join(outDir, 'results.json'), 'utf8') };
+    };
+
+    const first = await evalChartQa(path.join(root, 'extract-1'));
+    expect(server.received).toHaveLength(2);
+    expect(server.received.every((r) => r.authorization === 'Bearer sk-reader-777' && r.body.model === 'reader' && r.body.temperature === 0)).toBe(true);
+    expect(first.predictions.map((p) => [p.index, p.judgeExtracted, p.extracted, p.correct])).toEqual([
+      [0, '45', '45', true],
+      [1, '2019', '2019', true],
+    ]);
+    expect(first.printed).toMatch(/chartqa \(ChartQA test\): 100\.0 % \(2 \/ 2\)/);
+    expect(first.printed).toContain('chartqa: 2 answers asked of the endpoint, 0 from the cache');
+    expect(JSON.parse(first.results)).toMatchObject({ extraction: { url: server.baseUrl, model: 'reader', cache: path.join(root, 'extract-cache') }, results: [{ overall: { examples: 2, correct: 2, accuracy: 1 } }] });
+
+    // The same responses again (greedy): every answer from the cache, no request.
+    const second = await evalChartQa(path.join(root, 'extract-2'));
+    expect(server.received).toHaveLength(2);
+    expect(second.printed).toContain('chartqa: 0 answers asked of the endpoint, 2 from the cache');
+    expect(second.predictions).toEqual(first.predictions);
+    for (const text of [first.printed, first.results, second.printed]) expect(text).not.toContain('sk-reader-777');
   }, 600_000);
 });

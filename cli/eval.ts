@@ -8,6 +8,9 @@
  * (by field); a side-by-side table with published numbers (benchmarks/reference.ts); and in `--out` (default
  * ./sophia-eval-<time>): `results.json` (every number) and `<benchmark>.predictions.jsonl` (one line per row: the
  * response, what was extracted, whether it is correct, the categories) for inspection.
+ *
+ * With `--extract-url` and `--extract-model`, a judge model behind an OpenAI-compatible endpoint reads each answer
+ * before the rule scores it (benchmarks/llm-extract.ts), its answers cached in `--extract-cache`.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -16,6 +19,7 @@ import { type BenchmarkEvalSettings, type BenchmarkResult, evaluateBenchmark } f
 import { BENCHMARK_NAMES, type BenchmarkName, benchmarkByName } from '../benchmarks/index';
 import { benchmarkRecords } from '../benchmarks/data';
 import { DEFAULT_EVAL_TEMPLATE, validateEvalTemplate } from '../benchmarks/inputs';
+import { LlmExtractor } from '../benchmarks/llm-extract';
 import { REFERENCE_MODELS } from '../benchmarks/reference';
 import { SophiaError } from '../common/errors';
 import { createEngine, prepareEngine } from '../engine/factory';
@@ -40,7 +44,16 @@ answer extraction and scoring (docs/benchmarks.md), without training. Benchmarks
   --device cpu|cuda    default: cuda when the engine sees a GPU
   --dtype D            float32 | bfloat16 | float16 (default: bfloat16 on a GPU, float32 on CPU)
   --threads N          torch threads (default: torch's choice)
-  --out DIR            where results.json and the predictions go (default ./sophia-eval-<time>)`;
+  --out DIR            where results.json and the predictions go (default ./sophia-eval-<time>)
+
+Answer extraction (optional; by default each benchmark's rules read the answer from the response):
+  --extract-url URL    an OpenAI-compatible endpoint up to /v1 (e.g. http://localhost:8000/v1) whose model reads
+                       the final answer out of each response before the benchmark's rule scores it
+  --extract-model NAME the model to ask, as the server names it (required with --extract-url)
+  --extract-cache DIR  answers by (model, prompt), so re-scoring asks nothing twice (default <out>/extract-cache)
+  --extract-api-key-env VAR
+                       the environment variable holding the endpoint's API key (default: no key is sent)
+  An endpoint that keeps failing stops the evaluation; the answers read so far stay cached.`;
 
 const DTYPES = ['float32', 'float64', 'bfloat16', 'float16'] as const;
 
@@ -100,6 +113,44 @@ export function formatComparison(results: readonly BenchmarkResult[], model: str
   ].join('\n');
 }
 
+/** Which flag set each option of the extraction endpoint, for its errors. */
+const EXTRACT_FLAGS: Partial<Record<string, string>> = { baseUrl: '--extract-url', model: '--extract-model', apiKey: '--extract-api-key-env' };
+
+interface ExtractionFlags {
+  baseUrl: string;
+  model: string;
+  cacheDir: string;
+  apiKey?: string;
+}
+
+/**
+ * The `--extract-*` flags, checked: none (no extraction step), or a URL with a model, an optional cache directory
+ * and the variable holding the key (set). The URL itself is checked by the client (`LlmExtractor.open`).
+ */
+export function extractionFlags(values: Readonly<Record<string, string | boolean | undefined>>, outDir: string, env: Env): ExtractionFlags | undefined {
+  const flag = (name: string) => {
+    const v = values[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const url = flag('extract-url');
+  if (url === undefined) {
+    const stray = ['extract-model', 'extract-cache', 'extract-api-key-env'].find((f) => flag(f) !== undefined);
+    if (stray) throw new SophiaError('input', `--${stray} needs --extract-url (the endpoint that extracts answers)`, { hint: EVAL_HELP });
+    return undefined;
+  }
+  const model = flag('extract-model')?.trim();
+  if (!model) throw new SophiaError('input', '--extract-model is required with --extract-url: the model to ask, as the server names it', { hint: 'e.g. --extract-model Qwen/Qwen2.5-7B-Instruct' });
+  const keyVar = flag('extract-api-key-env');
+  let apiKey: string | undefined;
+  if (keyVar !== undefined) {
+    if (!/^[A-Z_][A-Z0-9_]*$/.test(keyVar)) throw new SophiaError('input', `--extract-api-key-env must name an environment variable (got ${JSON.stringify(keyVar)})`, { hint: 'e.g. --extract-api-key-env OPENAI_API_KEY' });
+    apiKey = env[keyVar];
+    if (!apiKey) throw new SophiaError('input', `--extract-api-key-env: ${keyVar} is not set`, { hint: `Set ${keyVar} to the endpoint's API key, or leave out --extract-api-key-env for an endpoint without one` });
+  }
+  const cache = flag('extract-cache');
+  return { baseUrl: url, model, cacheDir: cache === undefined ? path.join(outDir, 'extract-cache') : userPath(cache, env), ...(apiKey ? { apiKey } : {}) };
+}
+
 /** `args`: what follows `sophia eval`. Returns the exit code; bad input throws a `SophiaError` (exit 2). */
 export async function evalCommand(args: string[], env: Env, out: NodeJS.WritableStream): Promise<number> {
   const { values } = parseArgs({
@@ -116,6 +167,10 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
       dtype: { type: 'string' },
       threads: { type: 'string' },
       out: { type: 'string' },
+      'extract-url': { type: 'string' },
+      'extract-model': { type: 'string' },
+      'extract-cache': { type: 'string' },
+      'extract-api-key-env': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -154,6 +209,13 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
     }
   }
   const outDir = userPath(values.out ?? `sophia-eval-${new Date().toISOString().replace(/[:.]/g, '-')}`, env);
+  const extraction = extractionFlags(values, outDir, env);
+  // Opening the extractor checks --extract-url and reads the cache (a corrupt entry is a warning).
+  const extractor = extraction && LlmExtractor.open({ ...extraction, field: (option) => EXTRACT_FLAGS[option], warn: (line) => out.write(`${line}\n`) });
+  if (extraction && extractor) {
+    settings.extract = (benchmark, record, response) => extractor.extract(benchmark, record, response);
+    out.write(`answers read by ${extraction.model} at ${extraction.baseUrl}; cache ${extraction.cacheDir} (${extractor.cache.size} answers)\n`);
+  }
 
   await prepareEngine('torch', (line) => out.write(`${line}\n`));
   const engine = createEngine({
@@ -169,11 +231,13 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
     mkdirSync(outDir, { recursive: true });
     for (const name of names) {
       const started = Date.now();
+      const before = extractor && { ...extractor.stats };
       out.write(`${name}: reading ${locations[name]}\n`);
       const result = await evaluateBenchmark(engine, name, benchmarkRecords(locations[name], `--data (${name})`), settings, (answered, skipped) => {
         out.write(`  ${name}: ${answered} answered${skipped ? `, ${skipped} skipped` : ''} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
       });
       results.push(result);
+      if (extractor && before) out.write(`  ${name}: ${extractor.stats.requests - before.requests} answers asked of the endpoint, ${extractor.stats.cached - before.cached} from the cache\n`);
       writeFileSync(path.join(outDir, `${name}.predictions.jsonl`), result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
       out.write(`${formatResult(result)}\n`);
     }
@@ -181,7 +245,8 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
     await engine.dispose();
   }
   const summary = results.map(({ predictions: _p, ...r }) => r);
-  writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify({ model, settings: { ...settings, template }, locations, results: summary }, null, 2)}\n`);
+  const extractionSummary = extraction && { url: extraction.baseUrl, model: extraction.model, cache: extraction.cacheDir };
+  writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify({ model, settings: { ...settings, template }, locations, ...(extractionSummary ? { extraction: extractionSummary } : {}), results: summary }, null, 2)}\n`);
   out.write(`\n${formatComparison(results, model)}\n\nresults: ${path.join(outDir, 'results.json')}; predictions: ${names.map((n) => `${n}.predictions.jsonl`).join(', ')}\n`);
   return 0;
 }

@@ -1,10 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { type IncomingMessage, type Server, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, SophiaError } from '../common/errors';
+import { completion, serveChat, stopChatServers } from '../common/testing/chat-server';
 import { generateExample } from '../tasks/dataset';
 import type { AnnotationRequest } from './annotator';
 import { JUDGE_RUBRIC } from './judge';
@@ -44,61 +43,7 @@ describe('parseJudgeScore', () => {
 // The client against a real local HTTP server implementing chat/completions
 // ---------------------------------------------------------------------------------------------------------------
 
-interface Received {
-  path: string;
-  authorization: string | undefined;
-  body: { model: string; temperature: number; messages: { role: string; content: unknown }[] };
-}
-interface Reply {
-  status: number;
-  body: string;
-  headers?: Record<string, string>;
-  delayMs?: number;
-}
-
-const completion = (text: string): Reply => ({ status: 200, body: JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content: text } }] }) });
-
-let servers: Server[] = [];
-
-/** Stops every server started by `serve`. */
-async function stop(): Promise<void> {
-  const all = servers;
-  servers = [];
-  await Promise.all(
-    all.map((s) => {
-      s.closeAllConnections();
-      return new Promise<void>((resolve) => s.close(() => resolve()));
-    }),
-  );
-}
-
-afterEach(stop);
-
-/** Starts a chat-completions server on a free port; `reply` answers the n-th request (0-based). */
-async function serve(reply: (req: Received, n: number) => Reply) {
-  const received: Received[] = [];
-  const stats = { inFlight: 0, maxInFlight: 0 };
-  const server = createServer((req: IncomingMessage, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const r: Received = { path: req.url ?? '', authorization: req.headers.authorization, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Received['body'] };
-      const n = received.push(r) - 1;
-      stats.inFlight++;
-      stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
-      const out = reply(r, n);
-      setTimeout(() => {
-        stats.inFlight--;
-        res.writeHead(out.status, { 'content-type': 'application/json', ...out.headers });
-        res.end(out.body);
-      }, out.delayMs ?? 0);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { baseUrl: `http://127.0.0.1:${port}/v1`, received, stats };
-}
+afterEach(stopChatServers);
 
 const example = generateExample('counting', 'train', 0, 24, 1);
 const request = (response: string): AnnotationRequest => ({ example, response });
@@ -106,7 +51,7 @@ const fast = { retryDelayMs: 1, timeoutMs: 5000 };
 
 describe('OpenAiCompatibleAnnotator', () => {
   it('sends the model, the rubric, the question, the response and the image, with the key as a bearer token', async () => {
-    const { baseUrl, received } = await serve(() => completion('The counts are right. <answer>0.8</answer>'));
+    const { baseUrl, received } = await serveChat(() => completion('The counts are right. <answer>0.8</answer>'));
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl: `${baseUrl}/`, model: 'judge-vl', apiKey: 'sk-test-123', ...fast });
     const annotations = await annotator.annotate([request('<think>a</think><answer>1</answer>'), request('<think>b</think><answer>2</answer>')]);
 
@@ -136,21 +81,21 @@ describe('OpenAiCompatibleAnnotator', () => {
   });
 
   it('retries 503s with backoff and succeeds', async () => {
-    const { baseUrl, received } = await serve((_r, n) => (n < 2 ? { status: 503, body: '{"error":"overloaded"}' } : completion('<answer>0.4</answer>')));
+    const { baseUrl, received } = await serveChat((_r, n) => (n < 2 ? { status: 503, body: '{"error":"overloaded"}' } : completion('<answer>0.4</answer>')));
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', ...fast });
     expect(await annotator.annotate([request('x')])).toEqual([{ score: 0.4, raw: '<answer>0.4</answer>' }]);
     expect(received).toHaveLength(3);
   });
 
   it('retries a 429 and honours Retry-After', async () => {
-    const { baseUrl, received } = await serve((_r, n) => (n === 0 ? { status: 429, body: 'slow down', headers: { 'retry-after': '0' } } : completion('<answer>1</answer>')));
+    const { baseUrl, received } = await serveChat((_r, n) => (n === 0 ? { status: 429, body: 'slow down', headers: { 'retry-after': '0' } } : completion('<answer>1</answer>')));
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', ...fast });
     expect((await annotator.annotate([request('x')]))[0]!.score).toBe(1);
     expect(received).toHaveLength(2);
   });
 
   it('fails at once on a 401, naming the status and the fix, never the key', async () => {
-    const { baseUrl, received } = await serve(() => ({ status: 401, body: '{"error":"invalid api key sk-secret-999"}' }));
+    const { baseUrl, received } = await serveChat(() => ({ status: 401, body: '{"error":"invalid api key sk-secret-999"}' }));
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', apiKey: 'sk-secret-999', ...fast });
     const err = await annotator.annotate([request('x')]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SophiaError);
@@ -164,21 +109,21 @@ describe('OpenAiCompatibleAnnotator', () => {
   });
 
   it('retries an unparseable reply, and gives up with a clear error when none parses', async () => {
-    const once = await serve((_r, n) => completion(n === 0 ? 'The reasoning is fine.' : 'Final: <answer>0.6</answer>'));
+    const once = await serveChat((_r, n) => completion(n === 0 ? 'The reasoning is fine.' : 'Final: <answer>0.6</answer>'));
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl: once.baseUrl, model: 'm', ...fast });
     expect((await annotator.annotate([request('x')]))[0]!.score).toBe(0.6);
     expect(once.received).toHaveLength(2);
 
-    await stop();
-    const never = await serve(() => completion('I cannot judge this.'));
+    await stopChatServers();
+    const never = await serveChat(() => completion('I cannot judge this.'));
     const stubborn = new OpenAiCompatibleAnnotator({ baseUrl: never.baseUrl, model: 'm', maxRetries: 2, ...fast });
     await expect(stubborn.annotate([request('x')])).rejects.toThrow(/gave no readable score in 3 attempts.*I cannot judge this.*<answer>score<\/answer>/s);
     expect(never.received).toHaveLength(3);
   });
 
   it('gives up on an unreachable server with an error that says what to check', async () => {
-    const { baseUrl } = await serve(() => completion('<answer>1</answer>'));
-    await stop(); // nothing listens on that port any more
+    const { baseUrl } = await serveChat(() => completion('<answer>1</answer>'));
+    await stopChatServers(); // nothing listens on that port any more
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', maxRetries: 1, ...fast });
     const err = await annotator.annotate([request('x')]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SophiaError);
@@ -187,7 +132,7 @@ describe('OpenAiCompatibleAnnotator', () => {
   });
 
   it('keeps at most `concurrency` requests in flight and returns results in request order', async () => {
-    const { baseUrl, stats } = await serve((r) => {
+    const { baseUrl, stats } = await serveChat((r) => {
       const text = (r.body.messages[1]!.content as { type: string; text?: string }[]).find((p) => p.type === 'text')!.text!;
       const i = Number(/item (\d+)/.exec(text)![1]);
       return { ...completion(`<answer>${i / 10}</answer>`), delayMs: 30 };
@@ -217,8 +162,8 @@ describe('judgeAnnotator', () => {
   const secrets = { ALPHA_KEY: 'sk-alpha-1111', BETA_KEY: 'sk-beta-2222', SOPHIA_S3_SECRET_ACCESS_KEY: 's3-secret-3333' };
 
   it("sends the named judge's key to that judge's endpoint only, nothing to the other judge", async () => {
-    const a = await serve(() => completion('<answer>0.3</answer>'));
-    const b = await serve(() => completion('<answer>0.9</answer>'));
+    const a = await serveChat(() => completion('<answer>0.3</answer>'));
+    const b = await serveChat(() => completion('<answer>0.9</answer>'));
     const annotator = judgeAnnotator('alpha', { ...secrets, SOPHIA_JUDGES: judges(a.baseUrl, b.baseUrl) }, fast);
     expect(annotator.name).toBe('llm:judge-a');
     expect((await annotator.annotate([request('x'), request('y')])).map((x) => x.score)).toEqual([0.3, 0.3]);
@@ -230,8 +175,8 @@ describe('judgeAnnotator', () => {
   });
 
   it('does not follow a redirect: the key never reaches where the judge points it, and the error says why', async () => {
-    const elsewhere = await serve(() => completion('<answer>1</answer>'));
-    const judge = await serve(() => ({ status: 307, body: '', headers: { location: `${elsewhere.baseUrl}/chat/completions` } }));
+    const elsewhere = await serveChat(() => completion('<answer>1</answer>'));
+    const judge = await serveChat(() => ({ status: 307, body: '', headers: { location: `${elsewhere.baseUrl}/chat/completions` } }));
     const annotator = judgeAnnotator('alpha', { ...secrets, SOPHIA_JUDGES: judges(judge.baseUrl, judge.baseUrl) }, fast);
     const err = await annotator.annotate([request('x')]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SophiaError);

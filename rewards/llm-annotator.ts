@@ -9,16 +9,15 @@
  * score in `<answer>score</answer>`; `parseJudgeScore` reads it, with fallbacks for models that do not follow the
  * format exactly.
  *
- * Failures: network errors, timeouts, 429 and 5xx, replies that are not chat completions, and replies with no
- * readable score are retried with exponential backoff (honouring `Retry-After`); any other 4xx fails at once with
- * a `SophiaError` that names the status, an excerpt of the body and the likely fix. The API key never appears in
- * an error: it is sent in the Authorization header only and redacted from anything echoed back.
+ * The wire, the retries and the errors are the shared chat-completions client's (common/openai-chat.ts): network
+ * errors, timeouts, 429 and 5xx, and replies with no readable score are retried with backoff; any other 4xx fails at
+ * once naming the status and the fix; the key goes to `{baseUrl}/chat/completions` only (no redirects followed) and
+ * never into an error. Requests run `concurrency` at a time.
  *
- * Where the key goes: only to `{baseUrl}/chat/completions`, the one URL built at construction. Redirects are not
- * followed (a 3xx fails at once, naming the status): a judge server that redirected could otherwise hand the key on.
  * Which endpoint and which key a run may use is the operator's choice, never the run's (`judges.ts`).
  */
-import { ConfigError, SophiaError } from '../common/errors';
+import { ConfigError } from '../common/errors';
+import { type ChatMessage, OpenAiChatClient, type Unreadable } from '../common/openai-chat';
 import { encodePng } from '../tasks/render';
 import type { Annotation, AnnotationRequest, Annotator } from './annotator';
 import { JUDGE_RUBRIC, roundScore } from './judge';
@@ -45,15 +44,18 @@ export interface OpenAiAnnotatorOptions {
   fetchImpl?: typeof fetch;
 }
 
-const MAX_BACKOFF_MS = 30_000;
-const MAX_RETRY_AFTER_MS = 60_000;
-
 const INSTRUCTIONS = `${JUDGE_RUBRIC}
 
 Explain briefly what is right and wrong in the reasoning, then give the score alone inside answer tags, for example <answer>0.7</answer>.`;
 
-/** The chat-completions request body for one annotation (exported for tests and for logging what was asked). */
-function judgeRequestBody(request: AnnotationRequest, model: string, temperature: number, imageScale: number): object {
+const UNREADABLE: Unreadable = {
+  problem: 'no score in the reply',
+  failure: 'gave no readable score',
+  hint: 'Use an instruction-tuned vision-language model that ends its reply with <answer>score</answer>, or raise maxRetries',
+};
+
+/** The chat messages for one annotation: the rubric, then the image, the question and the response. */
+function judgeMessages(request: AnnotationRequest, imageScale: number): ChatMessage[] {
   const png = Buffer.from(encodePng(request.example.image, imageScale)).toString('base64');
   const text = `Question: ${request.example.question}
 
@@ -61,57 +63,31 @@ Response to judge:
 ${request.response}
 
 Score the reasoning of this response. End with the score in <answer>score</answer>, a multiple of 0.1 from 0 to 1.`;
-  return {
-    model,
-    temperature,
-    messages: [
-      { role: 'system', content: INSTRUCTIONS },
-      {
-        role: 'user',
-        content: [
-          { type: 'image_url', image_url: { url: `data:image/png;base64,${png}` } },
-          { type: 'text', text },
-        ],
-      },
-    ],
-  };
+  return [
+    { role: 'system', content: INSTRUCTIONS },
+    {
+      role: 'user',
+      content: [
+        { type: 'image_url', image_url: { url: `data:image/png;base64,${png}` } },
+        { type: 'text', text },
+      ],
+    },
+  ];
 }
 
 export class OpenAiCompatibleAnnotator implements Annotator {
   readonly name: string;
-  private readonly url: string;
-  private readonly opts: Required<Omit<OpenAiAnnotatorOptions, 'apiKey'>> & { apiKey: string | undefined };
+  private readonly client: OpenAiChatClient;
+  private readonly concurrency: number;
+  private readonly imageScale: number;
 
   constructor(options: OpenAiAnnotatorOptions) {
-    let base: URL;
-    try {
-      base = new URL(options.baseUrl);
-    } catch {
-      throw new ConfigError('annotator.baseUrl', `not a URL (got ${JSON.stringify(options.baseUrl)})`, { hint: 'Give the endpoint up to /v1, e.g. http://localhost:8000/v1' });
-    }
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError('annotator.baseUrl', `must be http(s) (got ${base.protocol})`);
-    if (base.username || base.password || base.search || base.hash) throw new ConfigError('annotator.baseUrl', 'must not carry credentials, a query or a fragment', { hint: 'Give the key as apiKey (a judge\'s apiKeyEnv)' });
-    if (!options.model) throw new ConfigError('annotator.model', 'is required', { hint: 'Name the judge model as the server knows it, e.g. Qwen/Qwen2.5-VL-72B-Instruct' });
-    const opts = {
-      baseUrl: options.baseUrl,
-      model: options.model,
-      apiKey: options.apiKey,
-      temperature: options.temperature ?? 0,
-      maxRetries: options.maxRetries ?? 3,
-      timeoutMs: options.timeoutMs ?? 60_000,
-      concurrency: options.concurrency ?? 4,
-      retryDelayMs: options.retryDelayMs ?? 500,
-      imageScale: options.imageScale ?? 8,
-      fetchImpl: options.fetchImpl ?? fetch,
-    };
-    checkNumber('temperature', opts.temperature, 0, 2, false);
-    checkNumber('maxRetries', opts.maxRetries, 0, 100, true);
-    checkNumber('timeoutMs', opts.timeoutMs, 1, 3_600_000, true);
-    checkNumber('concurrency', opts.concurrency, 1, 1024, true);
-    checkNumber('retryDelayMs', opts.retryDelayMs, 0, MAX_BACKOFF_MS, true);
-    checkNumber('imageScale', opts.imageScale, 1, 64, true);
-    this.opts = opts;
-    this.url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`;
+    const { concurrency = 4, imageScale = 8, ...chat } = options;
+    this.client = new OpenAiChatClient({ ...chat, role: 'judge', field: (option) => `annotator.${option}` });
+    checkInteger('concurrency', concurrency, 1, 1024);
+    checkInteger('imageScale', imageScale, 1, 64);
+    this.concurrency = concurrency;
+    this.imageScale = imageScale;
     this.name = `llm:${options.model}`;
   }
 
@@ -131,70 +107,13 @@ export class OpenAiCompatibleAnnotator implements Annotator {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.opts.concurrency, items.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, items.length) }, worker));
     return out;
   }
 
   private async annotateOne(request: AnnotationRequest): Promise<Annotation> {
-    const { model, temperature, imageScale, maxRetries, timeoutMs, apiKey } = this.opts;
-    const body = JSON.stringify(judgeRequestBody(request, model, temperature, imageScale));
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (apiKey) headers.authorization = `Bearer ${apiKey}`;
-
-    let problem = '';
-    let unparseable = false;
-    let retryAfterMs = 0;
-    for (let attempt = 0; attempt <= maxRetries; attempt++) {
-      if (attempt > 0) await sleep(Math.max(retryAfterMs, Math.min(MAX_BACKOFF_MS, this.opts.retryDelayMs * 2 ** (attempt - 1))));
-      retryAfterMs = 0;
-      unparseable = false;
-      let status: number;
-      let text: string;
-      try {
-        const res = await this.opts.fetchImpl(this.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
-        status = res.status;
-        text = await res.text();
-        if (status === 429 || status >= 500) {
-          retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
-          problem = `HTTP ${status}: ${this.excerpt(text)}`;
-          continue;
-        }
-      } catch (err) {
-        problem = `network error: ${this.excerpt(describe(err))}`;
-        continue;
-      }
-      if (status < 200 || status >= 300) {
-        throw new SophiaError('config', `judge endpoint ${this.url} answered HTTP ${status}: ${this.excerpt(text)}`, { hint: hintForStatus(status) });
-      }
-      const content = replyContent(text);
-      if (content === null) {
-        problem = `the reply is not a chat completion: ${this.excerpt(text)}`;
-        continue;
-      }
-      const score = parseJudgeScore(content);
-      if (score === null) {
-        unparseable = true;
-        problem = `no score in the reply: ${this.excerpt(content)}`;
-        continue;
-      }
-      return { score, raw: content };
-    }
-    const attempts = `${maxRetries + 1} attempt${maxRetries === 0 ? '' : 's'}`;
-    if (unparseable) {
-      throw new SophiaError('config', `judge model ${model} gave no readable score in ${attempts}; last reply: ${problem}`, {
-        hint: 'Use an instruction-tuned vision-language model that ends its reply with <answer>score</answer>, or raise maxRetries',
-      });
-    }
-    throw new SophiaError('unavailable', `judge endpoint ${this.url} failed ${attempts}; last: ${problem}`, {
-      hint: 'Check that the server is running and reachable at baseUrl, or raise maxRetries / timeoutMs',
-    });
-  }
-
-  /** The first 300 characters, with the API key redacted should the server echo it. */
-  private excerpt(text: string): string {
-    const { apiKey } = this.opts;
-    const redacted = apiKey ? text.split(apiKey).join('***') : text;
-    return JSON.stringify(redacted.length > 300 ? `${redacted.slice(0, 300)}…` : redacted);
+    const { value, content } = await this.client.complete(judgeMessages(request, this.imageScale), parseJudgeScore, UNREADABLE);
+    return { score: value, raw: content };
   }
 }
 
@@ -236,48 +155,8 @@ export function parseJudgeScore(text: string): number | null {
   return v === undefined ? null : roundScore(v);
 }
 
-/** `choices[0].message.content` of a chat completion (string, or text parts joined); null when absent. */
-function replyContent(body: string): string | null {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return null;
-  }
-  const content = (parsed as { choices?: { message?: { content?: unknown } }[] } | null)?.choices?.[0]?.message?.content;
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content)) {
-    return content.map((p: unknown) => (typeof p === 'object' && p !== null && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : '')).join('');
-  }
-  return null;
-}
-
-function hintForStatus(status: number): string {
-  if (status >= 300 && status < 400) return 'The judge endpoint redirects, and redirects are not followed (the API key would go elsewhere): set baseUrl to the final URL';
-  if (status === 401 || status === 403) return 'Check the API key (the apiKey option) and that it may use this model';
-  if (status === 404) return 'Check baseUrl (it should end before /chat/completions, e.g. http://localhost:8000/v1) and the model name';
-  if (status === 413) return 'The request is too large: lower imageScale';
-  return 'The server rejected the request: check the model name and that the model accepts images (a vision-language model)';
-}
-
-/** `Retry-After` in seconds → ms (capped); 0 when absent or an HTTP date. */
-function parseRetryAfter(value: string | null): number {
-  const s = value === null ? NaN : Number(value);
-  return Number.isFinite(s) && s > 0 ? Math.min(MAX_RETRY_AFTER_MS, s * 1000) : 0;
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = err.cause instanceof Error ? ` (${err.cause.message})` : '';
-    return `${err.name}: ${err.message}${cause}`;
-  }
-  return String(err);
-}
-
-function checkNumber(field: string, value: number, min: number, max: number, integer: boolean): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    throw new ConfigError(`annotator.${field}`, `must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}] (got ${JSON.stringify(value)})`);
+function checkInteger(field: string, value: number, min: number, max: number): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`annotator.${field}`, `must be an integer in [${min}, ${max}] (got ${JSON.stringify(value)})`);
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
