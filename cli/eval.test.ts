@@ -8,9 +8,9 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BENCHMARKS } from '../benchmarks/index';
+import { chartQaParquet, chartQaRows } from '../benchmarks/testing/fixtures';
 import { completion, serveChat, stopChatServers } from '../common/testing/chat-server';
 import { noisePng, tempDir } from '../datasets/testing/fixtures';
 import { buildTinyQwen, torchSkipReason } from '../engine/testing/tiny-qwen';
@@ -20,36 +20,7 @@ const skip = torchSkipReason();
 let root = '';
 let model = '';
 
-const chartRows = [
-  { image: { bytes: noisePng(90, 60, 1), path: 'a.png' }, query: 'What is the highest value?', label: ['45'], human_or_machine: 0n },
-  { image: { bytes: noisePng(70, 70, 2), path: 'b.png' }, query: 'Which year is lowest?', label: ['2019'], human_or_machine: 1n },
-  { image: { bytes: null, path: 'missing.png' }, query: 'No image here?', label: ['1'], human_or_machine: 0n },
-];
-
-function chartQaParquet(): Uint8Array {
-  const text = (name: string) => ({ name, type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: 'OPTIONAL' as const });
-  return new Uint8Array(
-    parquetWriteBuffer({
-      columnData: [
-        { name: 'image', data: chartRows.map((r) => r.image) },
-        { name: 'query', data: chartRows.map((r) => r.query) },
-        { name: 'label', data: chartRows.map((r) => r.label) },
-        { name: 'human_or_machine', data: chartRows.map((r) => r.human_or_machine) },
-      ],
-      schema: [
-        { name: 'root', num_children: 4 },
-        { name: 'image', repetition_type: 'OPTIONAL', num_children: 2 },
-        { name: 'bytes', type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL' },
-        text('path'),
-        text('query'),
-        { name: 'label', repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
-        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-        text('element'),
-        { name: 'human_or_machine', type: 'INT64', repetition_type: 'OPTIONAL' },
-      ],
-    }),
-  );
-}
+const chartRows = chartQaRows();
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
 const mathvista = [
@@ -71,7 +42,7 @@ beforeAll(() => {
   root = tempDir('eval');
   model = buildTinyQwen(path.join(root, 'model'), { maxPositions: 512 });
   mkdirSync(path.join(root, 'data', 'chartqa'), { recursive: true });
-  writeFileSync(path.join(root, 'data', 'chartqa', 'test-00000-of-00001.parquet'), chartQaParquet());
+  writeFileSync(path.join(root, 'data', 'chartqa', 'test-00000-of-00001.parquet'), chartQaParquet(chartRows));
   mkdirSync(path.join(root, 'data', 'mathvista', 'data'), { recursive: true });
   writeFileSync(path.join(root, 'data', 'mathvista', 'data', 'testmini.jsonl'), mathvista.map((r) => JSON.stringify(r)).join('\n'));
   mkdirSync(path.join(root, 'mmmu-copy'), { recursive: true });
@@ -160,7 +131,7 @@ describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? 
     expect(byName.mmmu!.overall.examples).toBe(1);
 
     // Each stored prediction is its row's, scored by the benchmark's own rule.
-    const sources: Record<string, Record<string, unknown>[]> = { chartqa: chartRows.slice(0, 2), mathvista, mmmu };
+    const sources: Record<string, Record<string, unknown>[]> = { chartqa: chartRows.slice(0, 2) as unknown as Record<string, unknown>[], mathvista, mmmu };
     for (const [name, rows] of Object.entries(sources)) {
       const lines = readFileSync(path.join(outDir, `${name}.predictions.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; response: string; correct: boolean; extracted: string | null; tokens: number });
       expect(lines.map((p) => p.index)).toEqual(rows.map((_, i) => i));
