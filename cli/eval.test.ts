@@ -131,7 +131,7 @@ describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? 
     expect(byName.mmmu!.overall.examples).toBe(1);
 
     // Each stored prediction is its row's, scored by the benchmark's own rule.
-    const sources: Record<string, Record<string, unknown>[]> = { chartqa: chartRows.slice(0, 2) as unknown as Record<string, unknown>[], mathvista, mmmu };
+    const sources: Record<string, Record<string, unknown>[]> = { chartqa: chartRows.slice(0, 2), mathvista, mmmu };
     for (const [name, rows] of Object.entries(sources)) {
       const lines = readFileSync(path.join(outDir, `${name}.predictions.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; response: string; correct: boolean; extracted: string | null; tokens: number });
       expect(lines.map((p) => p.index)).toEqual(rows.map((_, i) => i));

@@ -6,12 +6,13 @@
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { noisePng } from '../../datasets/testing/fixtures';
 
-export interface ChartQaFixtureRow {
+// A type, not an interface: rows are also read as plain records (Record<string, unknown>).
+export type ChartQaFixtureRow = {
   image: { bytes: Uint8Array | null; path: string | null };
   query: string;
   label: string[];
   human_or_machine: bigint;
-}
+};
 
 /** Two answerable rows (one human, one machine) and one whose image has no bytes. */
 export function chartQaRows(): ChartQaFixtureRow[] {
