@@ -5,7 +5,7 @@
  * response gives what was stored), results.json and the comparison table written. Skipped where the engine is not
  * installed.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,8 @@ import { chartQaParquet, chartQaRows } from '../benchmarks/testing/fixtures';
 import { completion, serveChat, stopChatServers } from '../common/testing/chat-server';
 import { noisePng, tempDir } from '../datasets/testing/fixtures';
 import { buildTinyQwen, torchSkipReason } from '../engine/testing/tiny-qwen';
+import { CheckpointStore } from '../storage/checkpoints';
+import { LocalStorage } from '../storage/local';
 import { dataLocations, evalCommand, formatComparison } from './eval';
 
 const skip = torchSkipReason();
@@ -183,5 +185,25 @@ describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? 
     expect(second.printed).toContain('chartqa: 0 answers asked of the endpoint, 2 from the cache');
     expect(second.predictions).toEqual(first.predictions);
     for (const text of [first.printed, first.results, second.printed]) expect(text).not.toContain('sk-reader-777');
+  }, 600_000);
+  it('evaluates a run\'s checkpoint by RUN_ID[/STAGE] from the run\'s storage: the same answers as the model directory it holds', async () => {
+    const storageDir = path.join(root, 'storage');
+    const store = new CheckpointStore(new LocalStorage(storageDir));
+    const files = readdirSync(model).map((name) => ({ name, data: new Uint8Array(readFileSync(path.join(model, name))) }));
+    await store.save({ runId: 'eval-run', stage: 'sft', step: 4, files: [...files, { name: 'sophia_optimizer.safetensors', data: new Uint8Array(64) }], configHash: 'x', meta: { model: { kind: 'policy', pretrained: model } } });
+    await store.save({ runId: 'onnx-run', stage: 'grpo', step: 2, files: [{ name: 'state.bin', data: new Uint8Array(8) }], configHash: 'x', meta: { model: { kind: 'policy', vocabSize: 10 } } });
+    await store.close();
+    const outDir = path.join(root, 'results-run');
+    const args = ['--benchmarks', 'chartqa', '--data', `chartqa=${root}/data/chartqa`, '--max-tokens', '12', '--batch', '2', '--device', 'cpu', '--threads', '1', '--storage', storageDir];
+    // No RL checkpoint: the latest SFT one.
+    expect(await evalCommand(['--model', 'eval-run', ...args, '--out', outDir], {}, new PassThrough())).toBe(0);
+    const results = JSON.parse(readFileSync(path.join(outDir, 'results.json'), 'utf8')) as { model: { runId: string; checkpointKey: string } };
+    expect(results.model).toEqual({ runId: 'eval-run', checkpointKey: 'runs/eval-run/sft/checkpoints/00000004' });
+    const answers = (dir: string) => readFileSync(path.join(dir, 'chartqa.predictions.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { response: string }).response);
+    expect(answers(outDir)).toEqual(answers(path.join(root, 'results'))); // greedy, the same weights: the same answers
+
+    await expect(evalCommand(['--model', 'eval-run/grpo', ...args], {}, new PassThrough())).rejects.toThrow(/--model eval-run\/grpo: no grpo checkpoint of run eval-run/);
+    await expect(evalCommand(['--model', 'onnx-run', ...args], {}, new PassThrough())).rejects.toThrow(/--model onnx-run\/grpo: .* holds Sophia's own model \(the onnx engine\)/);
+    await expect(evalCommand(['--model', 'eval-run/rm', ...args], {}, new PassThrough())).rejects.toThrow(/neither a model directory nor RUN_ID\[\/STAGE\] \(STAGE: grpo, sft, init\)/);
   }, 600_000);
 });

@@ -12,7 +12,8 @@
  * With `--extract-url` and `--extract-model`, a judge model behind an OpenAI-compatible endpoint reads each answer
  * before the rule scores it (benchmarks/llm-extract.ts), its answers cached in `--extract-cache`.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BenchmarkEvalSettings, type BenchmarkResult, evaluateBenchmark } from '../benchmarks/evaluate';
@@ -23,16 +24,21 @@ import { LlmExtractor } from '../benchmarks/llm-extract';
 import { REFERENCE_MODELS } from '../benchmarks/reference';
 import { SophiaError } from '../common/errors';
 import { createEngine, prepareEngine } from '../engine/factory';
-import { userPath } from './paths';
+import { fetchRunModel, parseModelArg } from './eval-model';
+import { defaultStorage, userPath } from './paths';
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+const REPO_ROOT = path.resolve(__dirname, '..');
 
 export const EVAL_HELP = `usage: sophia eval --model DIR --benchmarks NAME[,NAME…] --data ROOT|NAME=PATH[,NAME=PATH…] [options]
 
 Evaluates a Hugging Face model directory (Qwen2-VL / Qwen2.5-VL) on benchmarks, greedy, with each benchmark's own
 answer extraction and scoring (docs/benchmarks.md), without training. Benchmarks: ${BENCHMARK_NAMES.join(', ')}.
 
-  --model DIR          the model directory (config.json, weights, processor files)
+  --model DIR          the model directory (config.json, weights, processor files), or
+  --model RUN_ID[/STAGE]  a run's checkpoint (STAGE grpo, sft or init; default: its latest RL, else SFT one)
+  --storage DIR|s3://…  the run's storage (default: SOPHIA_STORAGE, else the local default)
   --benchmarks LIST    comma-separated benchmark names
   --data ROOT          each benchmark read from ROOT/<name> (a folder of its published .parquet/.jsonl files), or
   --data NAME=PATH,…   each from its own folder or file (absolute, or s3://bucket/prefix)
@@ -167,6 +173,7 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
       dtype: { type: 'string' },
       threads: { type: 'string' },
       out: { type: 'string' },
+      storage: { type: 'string' },
       'extract-url': { type: 'string' },
       'extract-model': { type: 'string' },
       'extract-cache': { type: 'string' },
@@ -197,10 +204,10 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
     ...(limit !== undefined ? { limit } : {}),
   };
   const threads = positiveInt(values.threads, '--threads', undefined);
-  const model = userPath(values.model, env);
+  const modelArg = parseModelArg(values.model, env);
   // Checked before the model loads (minutes for a large one): the model's config and each local benchmark copy.
-  if (!existsSync(path.join(model, 'config.json'))) {
-    throw new SophiaError('input', `--model ${model}: no config.json there`, { hint: 'Give a Hugging Face model directory (config.json, weights and processor files)' });
+  if (modelArg.kind === 'dir' && !existsSync(path.join(modelArg.dir, 'config.json'))) {
+    throw new SophiaError('input', `--model ${modelArg.dir}: no config.json there`, { hint: 'Give a Hugging Face model directory (config.json, weights and processor files), or RUN_ID[/STAGE]' });
   }
   for (const name of names) {
     const where = locations[name];
@@ -217,36 +224,57 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
     out.write(`answers read by ${extraction.model} at ${extraction.baseUrl}; cache ${extraction.cacheDir} (${extractor.cache.size} answers)\n`);
   }
 
-  await prepareEngine('torch', (line) => out.write(`${line}\n`));
-  const engine = createEngine({
-    kind: 'torch',
-    ...(values.device ? { device: values.device } : {}),
-    ...(values.dtype ? { dtype: values.dtype as (typeof DTYPES)[number] } : {}),
-    ...(threads !== undefined ? { threads } : {}),
-  });
-  const results: BenchmarkResult[] = [];
+  // A run's checkpoint: copied from the run's storage into a folder removed at the end.
+  const fetched = modelArg.kind === 'run' ? mkdtempSync(path.join(tmpdir(), 'sophia-eval-model-')) : undefined;
+  let model = modelArg.kind === 'dir' ? modelArg.dir : '';
+  let source: { runId: string; checkpointKey: string } | undefined;
   try {
-    out.write(`loading ${model}\n`);
-    await engine.init({ kind: 'policy', pretrained: model }, 0);
-    mkdirSync(outDir, { recursive: true });
-    for (const name of names) {
-      const started = Date.now();
-      const before = extractor && { ...extractor.stats };
-      out.write(`${name}: reading ${locations[name]}\n`);
-      const result = await evaluateBenchmark(engine, name, benchmarkRecords(locations[name], `--data (${name})`), settings, (answered, skipped) => {
-        out.write(`  ${name}: ${answered} answered${skipped ? `, ${skipped} skipped` : ''} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
-      });
-      results.push(result);
-      if (extractor && before) out.write(`  ${name}: ${extractor.stats.requests - before.requests} answers asked of the endpoint, ${extractor.stats.cached - before.cached} from the cache\n`);
-      writeFileSync(path.join(outDir, `${name}.predictions.jsonl`), result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
-      out.write(`${formatResult(result)}\n`);
+    if (modelArg.kind === 'run') {
+      const storage = values.storage !== undefined ? userPath(values.storage, env) : defaultStorage(env, REPO_ROOT);
+      out.write(`fetching ${values.model} from ${storage}\n`);
+      const got = await fetchRunModel(modelArg, storage, fetched!, env);
+      model = got.dir;
+      source = { runId: modelArg.runId, checkpointKey: got.checkpointKey };
+      out.write(`  ${got.checkpointKey}\n`);
     }
+    return await evaluate(model, source);
   } finally {
-    await engine.dispose();
+    if (fetched) rmSync(fetched, { recursive: true, force: true });
   }
-  const summary = results.map(({ predictions: _p, ...r }) => r);
-  const extractionSummary = extraction && { url: extraction.baseUrl, model: extraction.model, cache: extraction.cacheDir };
-  writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify({ model, settings: { ...settings, template }, locations, ...(extractionSummary ? { extraction: extractionSummary } : {}), results: summary }, null, 2)}\n`);
-  out.write(`\n${formatComparison(results, model)}\n\nresults: ${path.join(outDir, 'results.json')}; predictions: ${names.map((n) => `${n}.predictions.jsonl`).join(', ')}\n`);
-  return 0;
+
+  /** Loads the model from `model` and evaluates it on every benchmark; `source`: the run checkpoint it came from. */
+  async function evaluate(model: string, source: { runId: string; checkpointKey: string } | undefined): Promise<number> {
+    await prepareEngine('torch', (line) => out.write(`${line}\n`));
+    const engine = createEngine({
+      kind: 'torch',
+      ...(values.device ? { device: values.device } : {}),
+      ...(values.dtype ? { dtype: values.dtype as (typeof DTYPES)[number] } : {}),
+      ...(threads !== undefined ? { threads } : {}),
+    });
+    const results: BenchmarkResult[] = [];
+    try {
+      out.write(`loading ${source ? source.checkpointKey : model}\n`);
+      await engine.init({ kind: 'policy', pretrained: model }, 0);
+      mkdirSync(outDir, { recursive: true });
+      for (const name of names) {
+        const started = Date.now();
+        const before = extractor && { ...extractor.stats };
+        out.write(`${name}: reading ${locations[name]}\n`);
+        const result = await evaluateBenchmark(engine, name, benchmarkRecords(locations[name], `--data (${name})`), settings, (answered, skipped) => {
+          out.write(`  ${name}: ${answered} answered${skipped ? `, ${skipped} skipped` : ''} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+        });
+        results.push(result);
+        if (extractor && before) out.write(`  ${name}: ${extractor.stats.requests - before.requests} answers asked of the endpoint, ${extractor.stats.cached - before.cached} from the cache\n`);
+        writeFileSync(path.join(outDir, `${name}.predictions.jsonl`), result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
+        out.write(`${formatResult(result)}\n`);
+      }
+    } finally {
+      await engine.dispose();
+    }
+    const summary = results.map(({ predictions: _p, ...r }) => r);
+    const extractionSummary = extraction && { url: extraction.baseUrl, model: extraction.model, cache: extraction.cacheDir };
+    writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify({ model: source ?? model, settings: { ...settings, template }, locations, ...(extractionSummary ? { extraction: extractionSummary } : {}), results: summary }, null, 2)}\n`);
+    out.write(`\n${formatComparison(results, source ? source.runId : model)}\n\nresults: ${path.join(outDir, 'results.json')}; predictions: ${names.map((n) => `${n}.predictions.jsonl`).join(', ')}\n`);
+    return 0;
+  }
 }

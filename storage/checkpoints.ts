@@ -348,12 +348,14 @@ export class CheckpointStore {
    * Streams every file of a committed checkpoint into the local folder `dir` (created; it must not hold files of
    * the same names), verifying size and sha256 on the way, without holding a file in memory: checkpoints too big
    * for `load` (a 7B policy with its optimizer is ~75 GB). A mismatch is a `CorruptCheckpointError` naming the file.
+   * `options.skip`: files not to copy (e.g. an optimizer's state when only the weights are wanted).
    */
-  async loadInto(ref: CheckpointRef, dir: string): Promise<LoadedCheckpointOnDisk> {
+  async loadInto(ref: CheckpointRef, dir: string, options: { skip?: (name: string) => boolean } = {}): Promise<LoadedCheckpointOnDisk> {
     const manifest = await this.manifest(ref);
     await mkdir(dir, { recursive: true });
-    const files = manifest.files.map((entry) => ({ name: entry.name, path: path.join(dir, entry.name), size: entry.size }));
-    await forEachLimit(manifest.files, this.concurrency, async (entry) => {
+    const wanted = options.skip ? manifest.files.filter((entry) => !options.skip!(entry.name)) : manifest.files;
+    const files = wanted.map((entry) => ({ name: entry.name, path: path.join(dir, entry.name), size: entry.size }));
+    await forEachLimit(wanted, this.concurrency, async (entry) => {
       const key = `${manifest.key}/${entry.key}`;
       let body: Readable;
       try {
