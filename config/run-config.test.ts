@@ -191,10 +191,10 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(configError(() => resolveRunConfig({ extends: 'ci', ...evaluation({ chartqa: { data: '/d' } }) }, 'x')).message).toMatch(/evaluation\.benchmarks\.chartqa: real benchmarks need a Hugging Face vision-language model/);
   });
 
-  it('takes engine.processes (one per GPU) and refuses what is not built for several processes yet, naming the field', () => {
+  it('takes engine.processes (one per GPU) with LoRA or without, and refuses 0, naming the field', () => {
     expect(torch({ model: QWEN_7B, processes: 4 }).engine).toMatchObject({ processes: 4 });
     expect(configError(() => torch({ model: QWEN_7B, processes: 0 })).message).toMatch(/engine\.processes: Too small/);
-    expect(configError(() => torch({ model: QWEN_7B, processes: 2, lora: { rank: 4, alpha: 8, targetModules: ['q_proj'] } })).message).toMatch(/engine\.processes: a LoRA policy is not sharded/);
+    expect(torch({ model: QWEN_7B, processes: 2, lora: { rank: 4, alpha: 8, targetModules: ['q_proj'] } }).engine).toMatchObject({ processes: 2, lora: { rank: 4 } });
     expect(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'hf' } })).not.toThrow();
   });
 

@@ -384,11 +384,6 @@ export const RunConfigSchema = z.strictObject({
   if (config.engine.kind === 'onnx' && rl?.tisCap !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'tisCap'], message: 'the onnx engine samples with the graphs it trains with, so there is no sampler–trainer mismatch to correct: remove rl.tisCap, or use engine.kind torch' });
   }
-  if (config.engine.kind === 'torch' && config.engine.processes > 1) {
-    if (config.engine.lora) {
-      ctx.addIssue({ code: 'custom', path: ['engine', 'processes'], message: 'a LoRA policy is not sharded across engine processes yet: use engine.processes: 1 with engine.lora (an adapter is small: one GPU holds it)' });
-    }
-  }
   if (config.engine.kind === 'torch' && config.engine.rollout?.tensorParallel !== undefined) {
     const { processes, rollout } = config.engine;
     if (rollout.backend !== 'vllm') {

@@ -499,8 +499,6 @@ class Engine:
             else:
                 p.requires_grad_(role == "policy" or (role == "reward" and not name.startswith("lm_head.")))
         if distributed.active() and role == "policy" and not offload:
-            if adapter:
-                raise BadValue("args.lora: a LoRA policy is not sharded across the engine's processes yet: use one process (engine.processes: 1) with LoRA", "args.lora")
             loaded.runner = distributed.shard(model, device)
         if role != "reference" and not offload:
             loaded.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -1000,11 +998,9 @@ class Engine:
             raise StateError("this process's vLLM engine now serves another model (a model of another architecture or rollout setting was loaded since): load this policy again", "op")
         sync = 0.0
         if sampler.holds != (m.uid, m.step):
-            weights = lora_.merged_weights(m.model)
-            if m.runner is not None:
-                # A sharded policy: each weight gathered whole as vLLM reads it (every rank reads them all, in the same
-                # order: each gather is a collective), one weight at a time in memory beyond the rank's own shards.
-                weights = ((name, distributed.full(t)) for name, t in weights)
+            # A sharded policy: each weight (and adapter matrix) gathered whole as vLLM reads it (every rank reads them
+            # all, in the same order: each gather is a collective), one weight at a time beyond the rank's own shards.
+            weights = lora_.merged_weights(m.model, distributed.full if m.runner is not None else None)
             sync = sampler.push((m.uid, m.step), weights)
         # A multi-process engine: its vLLM engines (tensor_parallel ranks each) sample a contiguous block of the
         # prompts each; every rank gets every block (the ranks of one vLLM engine hold the same outputs: its first
@@ -1400,14 +1396,15 @@ class Engine:
             if m.offloaded is not None:
                 # Its weights are on the meta device between forwards; the host copy is the model's.
                 m.model.save_pretrained(target, state_dict=m.offloaded, max_shard_size=max_shard)
+            elif lora_.has_adapter(m.model):
+                # The frozen base weights as a plain model's files, then the adapter beside them in peft's format (from
+                # the gathered state dict when the model is sharded: each rank's own holds parts).
+                with lora_.as_plain_model(m.model):
+                    m.model.save_pretrained(target, state_dict=lora_.base_state_dict(m.model, gathered), max_shard_size=max_shard)
+                m.model.save_pretrained(target, max_shard_size=max_shard, **({"state_dict": gathered} if gathered is not None else {}))
+                lora_.normalise_config(target)
             elif gathered is not None:
                 m.model.save_pretrained(target, state_dict=gathered, max_shard_size=max_shard)
-            elif lora_.has_adapter(m.model):
-                # The frozen base weights as a plain model's files, then the adapter beside them in peft's format.
-                with lora_.as_plain_model(m.model):
-                    m.model.save_pretrained(target, state_dict=lora_.base_state_dict(m.model), max_shard_size=max_shard)
-                m.model.save_pretrained(target, max_shard_size=max_shard)
-                lora_.normalise_config(target)
             else:
                 m.model.save_pretrained(target, max_shard_size=max_shard)
             m.processor.save_pretrained(target)

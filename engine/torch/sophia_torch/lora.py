@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -188,10 +188,11 @@ def merge(model: Any) -> None:
     model._hf_peft_config_loaded = False
 
 
-def merged_weights(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
+def merged_weights(model: Any, whole: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """The model's weights under the base model's names, each adapted layer's with its adapter folded in
     (W + B·A·alpha/rank, computed per layer as it is read: the model itself is not changed). A model without an
-    adapter: its state dict."""
+    adapter: its state dict. `whole`: a sharded model's (FSDP) gather of a tensor, applied to each weight and adapter
+    matrix as it is read, in the same order on every rank (each gather is a collective)."""
     from peft.tuners.lora import LoraLayer
 
     adapted = {}
@@ -202,14 +203,23 @@ def merged_weights(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
             if ".lora_" in name:
                 continue
             layer = adapted.get(name)
+            if whole is not None:
+                tensor = whole(tensor)
             if layer is not None:
-                tensor = tensor + layer.get_delta_weight(ADAPTER).to(tensor.dtype)
+                if whole is None:
+                    delta = layer.get_delta_weight(ADAPTER)
+                else:  # peft's get_delta_weight on whole matrices: B·A times the scale, transposed for fan-in-fan-out layers
+                    delta = whole(layer.lora_B[ADAPTER].weight) @ whole(layer.lora_A[ADAPTER].weight) * layer.scaling[ADAPTER]
+                    if getattr(layer, "fan_in_fan_out", False):
+                        delta = delta.T
+                tensor = tensor + delta.to(tensor.dtype)
             yield name.replace(".base_layer.", "."), tensor
 
 
-def base_state_dict(model: Any) -> dict[str, torch.Tensor]:
-    """The frozen base weights under the base model's names (peft's wrappers put them under `….base_layer.…`)."""
-    return {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if ".lora_" not in k}
+def base_state_dict(model: Any, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The frozen base weights under the base model's names (peft's wrappers put them under `….base_layer.…`), from
+    the model's state dict or `state` (a sharded model's gathered one)."""
+    return {k.replace(".base_layer.", "."): v for k, v in (model.state_dict() if state is None else state).items() if ".lora_" not in k}
 
 
 @contextlib.contextmanager

@@ -124,8 +124,6 @@ def test_a_batch_smaller_than_the_world_and_refusals(pair, tiny_dir):
     # A refusal is every rank's (the same checks on the whole batch): the engine goes on serving.
     with pytest.raises(EngineCallError, match="prompt_index"):
         two.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, rows([9], responses))
-    with pytest.raises(EngineCallError, match="args.lora"):
-        two.call("load", {"model_dir": tiny_dir, "lora": {"rank": 2, "alpha": 4, "target_modules": ["q_proj"]}})
     with pytest.raises(EngineCallError, match="args.rollout.tensor_parallel"):
         two.call("load", {"model_dir": tiny_dir, "rollout": {"backend": "vllm", "tensor_parallel": 4}})
     assert two.call("load", {"model_dir": tiny_dir, "seed": SEED})[0]["model"]["step"] == 0
@@ -145,3 +143,41 @@ def test_rows_without_images_on_one_rank_while_the_other_has_some(pair, tiny_dir
         assert close_norm(sa["grad_norm"], sb["grad_norm"])
     (_, la), (_, lb) = both(pair, "logprobs", {"prompts": PROMPTS}, tensors)
     assert np.abs(la["logprobs"] - lb["logprobs"]).max() <= 1e-5
+
+
+def test_a_sharded_lora_policy_trains_saves_and_holds_its_reference_like_one_process(pair, tiny_dir, tmp_path: Path):
+    """LoRA under FSDP: the frozen base and the adapters are sharded alike; only the adapters train. The same losses,
+    gradient norms and samples as one process; the saved state (base files + peft adapter) the same files and weights,
+    and it loads in one process; a reference adapter loaded beside the policy's gives the saved policy's logprobs."""
+    one, two = pair
+    lora = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    infos = both(pair, "load", {"model_dir": tiny_dir, "seed": SEED, "lora": lora})
+    assert infos[0][0]["model"]["trainable_parameters"] == infos[1][0]["model"]["trainable_parameters"] < 10_000
+    index, responses, _ = batch(one, 5)
+    tensors = rows(index, responses)
+    for _ in range(3):
+        (fa, _), (fb, _) = both(pair, "forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, tensors)
+        assert close(fa["loss"], fb["loss"])
+        (sa, _), (sb, _) = both(pair, "optim_step", ADAMW)
+        assert close_norm(sa["grad_norm"], sb["grad_norm"])
+    (_, oa), (_, ob) = both(pair, "sample", {"prompts": PROMPTS, "n": 2, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "seed": 5}, IMAGES)
+    assert np.array_equal(oa["token_ids"], ob["token_ids"]) and np.abs(oa["logprobs"] - ob["logprobs"]).max() <= 1e-5
+    one.call("save", {"dir": str(tmp_path / "one")})
+    two.call("save", {"dir": str(tmp_path / "two")})
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for name in ("model.safetensors", "adapter_model.safetensors"):
+        a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    # The sharded state in one process: the same loss on the next step's batch.
+    (_, pa), = [one.call("logprobs", {"prompts": PROMPTS}, tensors)]
+    one.call("load_state", {"dir": str(tmp_path / "two")})
+    (_, pb), = [one.call("logprobs", {"prompts": PROMPTS}, tensors)]
+    assert np.abs(pa["logprobs"] - pb["logprobs"]).max() <= 1e-5
+    # RL's reference beside a sharded policy: the saved state's adapter, frozen, while the policy trains on.
+    two.call("load_reference", {"dir": str(tmp_path / "two")})
+    two.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, tensors)
+    assert two.call("optim_step", ADAMW)[0]["applied"]
+    _, ref = two.call("logprobs", {"prompts": PROMPTS, "adapter": "reference"}, tensors)
+    _, own = two.call("logprobs", {"prompts": PROMPTS}, tensors)
+    assert np.abs(ref["logprobs"] - pb["logprobs"]).max() <= 1e-5
+    assert np.abs(own["logprobs"] - pb["logprobs"]).max() > 1e-4  # the policy moved on; its reference did not

@@ -188,6 +188,17 @@ def test_a_multi_process_engine_samples_what_one_process_samples_with_either_ten
         assert after["weight_sync_seconds"] > 0
         assert np.abs(trainer_logprobs(two, PROMPTS, after, out, IMAGES) - out["logprobs"]).max() <= 1e-5
 
+        # A sharded LoRA policy: its adapter folded into the gathered weights as they are pushed (the running vLLM
+        # engine reused: the same architecture).
+        lora = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+        info = two.call("load", {**args, "lora": lora, "rollout": {**VLLM, "tensor_parallel": 2}})[0]["model"]
+        assert info["rollout"]["engines_started"] == before["engines_started"]
+        two.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, sft)
+        assert two.call("optim_step", {**ADAMW, "lr": 3e-2})[0]["applied"]
+        adapted, out = sample(two, PROMPTS, IMAGES, **settings)
+        assert adapted["weight_sync_seconds"] > 0
+        assert np.abs(trainer_logprobs(two, PROMPTS, adapted, out, IMAGES) - out["logprobs"]).max() <= 1e-5
+
         with pytest.raises(EngineCallError, match=r"args.rollout.tensor_parallel \(3\) must divide the engine's processes \(2\)"):
             two.call("load", {**args, "rollout": {**VLLM, "tensor_parallel": 3}})
     finally:
