@@ -335,6 +335,9 @@ export function createRlActivities(deps: RlDeps) {
           entropyCoef: rl.entropyCoef,
           temperature: rl.temperature,
           microBatch: rl.microBatch,
+          // Configs recorded before these existed: one update per RL step.
+          ppoEpochs: rl.ppoEpochs ?? 1,
+          miniBatches: rl.miniBatches ?? 1,
           ...(rl.tisCap !== undefined ? { tisCap: rl.tisCap } : {}),
         });
         if (!update.applied) throw new Error(`RL step ${input.step}: gradients are not finite; the update was not applied`);
@@ -346,6 +349,7 @@ export function createRlActivities(deps: RlDeps) {
           entropy: update.entropy,
           clipFraction: update.clipFraction,
           gradNorm: update.gradNorm,
+          optimizerSteps: update.optimizerSteps,
           logprobDiffMean: update.logprobDiffMean,
           logprobDiffMax: update.logprobDiffMax,
           updateSeconds: (performance.now() - began) / 1000,

@@ -207,6 +207,15 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(configError(() => torch({ model: QWEN_7B, processes: 2, rollout: { backend: 'vllm', tensorParallel: 0 } })).message).toMatch(/engine\.rollout\.tensorParallel: Too small/);
   });
 
+  it('takes rl.ppoEpochs and rl.miniBatches (default 1 and 1), refusing more mini-batches than a step has rollouts', () => {
+    const ci = resolveRunConfig({ extends: 'ci' }, 'x');
+    expect(ci.rl).toMatchObject({ ppoEpochs: 1, miniBatches: 1 });
+    const rollouts = ci.rl!.promptsPerStep * ci.rl!.groupSize;
+    expect(resolveRunConfig({ extends: 'ci', rl: { ppoEpochs: 2, miniBatches: rollouts } }, 'x').rl).toMatchObject({ ppoEpochs: 2, miniBatches: rollouts });
+    expect(configError(() => resolveRunConfig({ extends: 'ci', rl: { miniBatches: rollouts + 1 } }, 'x')).message).toMatch(new RegExp(`rl\\.miniBatches: ${rollouts + 1} mini-batches of ${rollouts} rollouts`));
+    expect(configError(() => resolveRunConfig({ extends: 'ci', rl: { ppoEpochs: 0 } }, 'x')).message).toMatch(/rl\.ppoEpochs: Too small/);
+  });
+
   it('takes rl.tisCap (≥ 1) with the torch engine and refuses it with the onnx engine, naming the field', () => {
     expect(torch({ model: QWEN_7B }, { rl: { tisCap: 2 } }).rl?.tisCap).toBe(2);
     expect(configError(() => torch({ model: QWEN_7B }, { rl: { tisCap: 0.5 } })).message).toMatch(/rl\.tisCap: Too small/);

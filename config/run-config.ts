@@ -303,8 +303,15 @@ const RlSchema = z.strictObject({
   topP: z.number().gt(0).max(1).default(1),
   maxTokens: int(1).default(64),
   steps: int(1),
-  /** Rows per forward/backward pass; gradients of a step's micro-batches are averaged (one optimizer step per RL step). */
+  /** Rows per forward/backward pass; gradients of a mini-batch's micro-batches are averaged into one optimizer step. */
   microBatch: int(1, 4096).default(32),
+  /**
+   * PPO epochs over each RL step's rollouts, and mini-batches per epoch: ppoEpochs × miniBatches optimizer steps per
+   * RL step, each against the sampling logprobs (so the clip can bite from the second on). 1 and 1: one update per
+   * RL step (the paper's setting as implemented here; peers' configs often use more).
+   */
+  ppoEpochs: int(1, 64).default(1),
+  miniBatches: int(1, 4096).default(1),
   variant: z.enum(VARIANTS as [Variant, ...Variant[]]).default('trust-grpo'),
   /** Groups whose responses are all correct or all wrong: `trust` (γ = 1) or `skip` (no thinking reward). */
   emptyGroup: z.enum(['trust', 'skip']).default('trust'),
@@ -380,6 +387,9 @@ export const RunConfigSchema = z.strictObject({
     if (tokens >= maxLength) {
       ctx.addIssue({ code: 'custom', path, message: `${tokens} is not below the model's ${maxLength} text positions (model.maxLength), which the prompt shares: use fewer, or raise model.maxLength` });
     }
+  }
+  if (rl && rl.miniBatches > rl.promptsPerStep * rl.groupSize) {
+    ctx.addIssue({ code: 'custom', path: ['rl', 'miniBatches'], message: `${rl.miniBatches} mini-batches of ${rl.promptsPerStep * rl.groupSize} rollouts per step (promptsPerStep × groupSize) would leave some empty: use at most ${rl.promptsPerStep * rl.groupSize}` });
   }
   if (config.engine.kind === 'onnx' && rl?.tisCap !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'tisCap'], message: 'the onnx engine samples with the graphs it trains with, so there is no sampler–trainer mismatch to correct: remove rl.tisCap, or use engine.kind torch' });

@@ -106,4 +106,40 @@ describe('grpoUpdate micro-batches', () => {
     expect(update.importanceEss).toBeCloseTo(ess, 4);
     expect(update.importanceEss).toBeLessThan(0.99);
   });
+  it('with ppoEpochs 2, the second epoch is scored against the sampling logprobs: the clip bites and the loss is the clipped objective', async () => {
+    const examples = generateSplit('train', 2, 16, 4).slice(0, 3);
+    const engine = await policy();
+    const rollouts = await sampleRollouts(engine, examples, { n: 4, temperature: 1, topP: 1, maxTokens: 12, seed: 9, promptsPerBatch: 3 });
+    const ref = await referenceLogprobs(engine, examples, rollouts, 1, 6);
+    const advantages = rollouts.map((_, i) => [1, -1, 0.5, -0.5][i % 4]!);
+    // Only the clipped surrogate (no KL, no entropy), a large step and a small clip, so the second epoch's ratios pass it.
+    const ppo = { ...settings, lr: 0.05, clipEps: 0.05, klCoef: 0, entropyCoef: 0, microBatch: 6 };
+    const single = await grpoUpdate(await policy(), examples, rollouts, ref, advantages, ppo);
+    expect(single.optimizerSteps).toBe(1);
+    expect(single.clipFraction).toBe(0); // one update: its only forward is at the sampling weights, every ratio 1
+
+    const update = await grpoUpdate(engine, examples, rollouts, ref, advantages, { ...ppo, ppoEpochs: 2, miniBatches: 2 });
+    expect(update.optimizerSteps).toBe(4);
+    expect(update.applied).toBe(true);
+    expect(update.clipFraction).toBeGreaterThan(0);
+    expect(update.epochLosses).toHaveLength(2);
+    // The loss the engine reports is the token mean of −min(r·A, clip(r, 1±ε)·A), r = π_θ/π_old with π_old the
+    // sampler's: recomputed here from the policy's logprobs after the update, for one more (third) epoch's view.
+    const after = await referenceLogprobs(engine, examples, rollouts, 1, 6);
+    let sum = 0;
+    let tokens = 0;
+    rollouts.forEach((r, i) => {
+      r.tokens.forEach((_, j) => {
+        const ratio = Math.exp(after[i]![j]! - r.logprobs[j]!);
+        const a = advantages[i]!;
+        sum += -Math.min(ratio * a, Math.min(Math.max(ratio, 1 - ppo.clipEps), 1 + ppo.clipEps) * a);
+        tokens++;
+      });
+    });
+    const third = await grpoUpdate(engine, examples, rollouts, ref, advantages, { ...ppo, lr: 0 });
+    expect(third.loss).toBeCloseTo(sum / tokens, 5);
+    expect(third.clipFraction).toBeGreaterThan(0);
+    // And the first epoch's first forward was at the sampling weights: no sampler–trainer mismatch reported.
+    expect(update.logprobDiffMax).toBeLessThan(1e-5);
+  });
 });

@@ -1,7 +1,8 @@
 /**
  * The policy side of a Trust-GRPO step (docs/architecture.md §3): reference logprobs of the rollouts under the frozen
  * reference model, and the `grpo` update (PPO clipped ratio against the sampling logprobs, k3 KL to the
- * reference, entropy bonus, token mean over the step's rollouts) with one optimizer step per RL step. The
+ * reference, entropy bonus, token mean over the step's rollouts) with one optimizer step per RL step, or
+ * `ppoEpochs` × `miniBatches` of them (each mini-batch's gradient its own token mean). The
  * rollouts are processed in micro-batches, each passed to the engine with its number of response tokens as its
  * gradient weight, so the step's gradient is the mean over ALL response tokens of the step (docs/architecture.md §3), not
  * the mean of the micro-batches' means (which would weight a token of a short micro-batch more).
@@ -25,6 +26,13 @@ export interface GrpoSettings {
   microBatch: number;
   /** Truncated importance sampling of the sampler–trainer mismatch (`rl.tisCap`; torch engine): off when absent. */
   tisCap?: number;
+  /**
+   * PPO epochs over the step's rollouts (`rl.ppoEpochs`, default 1) and mini-batches per epoch (`rl.miniBatches`,
+   * default 1): one optimizer step per mini-batch, epochs × miniBatches steps per RL step, every one against the
+   * sampling logprobs (so from the second step on the ratio moves and the clip can bite).
+   */
+  ppoEpochs?: number;
+  miniBatches?: number;
 }
 
 export interface GrpoUpdateRecord {
@@ -32,8 +40,14 @@ export interface GrpoUpdateRecord {
   kl: number;
   entropy: number;
   clipFraction: number;
+  /** The mean gradient norm of the step's optimizer steps. */
   gradNorm: number;
+  /** Whether every optimizer step was applied. */
   applied: boolean;
+  /** Optimizer steps taken (ppoEpochs × miniBatches). */
+  optimizerSteps: number;
+  /** Token-mean loss of each epoch (the first epoch's first mini-batch at the sampling policy's weights). */
+  epochLosses: number[];
   /**
    * Mean and largest |log π − log π_old| over the step's response tokens, as the update computes log π: the policy
    * that samples is the one updated, so anything above float noise means the rollouts' logprobs (or weights) do not
@@ -102,43 +116,73 @@ export async function grpoUpdate(
     temperature: settings.temperature,
     ...(settings.tisCap !== undefined ? { tisCap: settings.tisCap } : {}),
   } as const;
-  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, logprobDiff: 0, logprobDiffMax: 0, tokens: 0, ratio: 0, ratioSq: 0, capped: 0 };
+  const sums = { loss: 0, kl: 0, entropy: 0, clipFraction: 0, logprobDiff: 0, logprobDiffMax: 0, tokens: 0, ratio: 0, ratioSq: 0, capped: 0, mismatchTokens: 0 };
   let reportsRatios = true;
-  for (let start = 0; start < rollouts.length; start += settings.microBatch) {
-    const end = Math.min(rollouts.length, start + settings.microBatch);
-    const chunk = rollouts.slice(start, end);
-    const { prompts, index } = rolloutPrompts(examples, chunk);
-    const rows = chunk.map((r, i) => ({ prompt: index[i]!, response: r.tokens, oldLogprobs: r.logprobs, refLogprobs: refLogprobs[start + i]!, advantage: advantages[start + i]! }));
-    // The micro-batch's loss is its token mean: weighted by its tokens, the step's gradient is the token mean of
-    // the whole step, and so are the reported metrics.
-    const tokens = chunk.reduce((sum, r) => sum + r.tokens.length, 0);
-    const out = await engine.forwardBackwardResponses({ prompts, rows }, loss, { weight: tokens });
-    if (!out.finite) throw new Error(`GRPO micro-batch ${start}–${end}: the loss is not finite (${out.loss})`);
-    sums.loss += out.loss * tokens;
-    sums.kl += (out.metrics.kl ?? 0) * tokens;
-    sums.entropy += (out.metrics.entropy ?? 0) * tokens;
-    sums.clipFraction += (out.metrics.clip_fraction ?? 0) * tokens;
-    sums.logprobDiff += (out.metrics.logprob_diff_mean ?? 0) * tokens;
-    sums.logprobDiffMax = Math.max(sums.logprobDiffMax, out.metrics.logprob_diff_max ?? 0);
-    if (out.metrics.ratio_mean === undefined || out.metrics.ratio_sq_mean === undefined) reportsRatios = false;
-    sums.ratio += (out.metrics.ratio_mean ?? 0) * tokens;
-    sums.ratioSq += (out.metrics.ratio_sq_mean ?? 0) * tokens;
-    sums.capped += (out.metrics.tis_capped_fraction ?? 0) * tokens;
-    sums.tokens += tokens;
-  }
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr: settings.lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
-  const step = await engine.optimStep(adamw);
+  const epochs = settings.ppoEpochs ?? 1;
+  const minis = settings.miniBatches ?? 1;
+  if (!(Number.isInteger(epochs) && epochs >= 1 && Number.isInteger(minis) && minis >= 1 && minis <= rollouts.length)) {
+    throw new RangeError(`grpoUpdate: ppoEpochs ${epochs} and miniBatches ${minis} must be whole numbers >= 1, miniBatches at most the ${rollouts.length} rollouts`);
+  }
+  const epochLosses: number[] = [];
+  let gradNorms = 0;
+  let applied = true;
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    let epochLoss = 0;
+    let epochTokens = 0;
+    for (let mini = 0; mini < minis; mini++) {
+      // Contiguous mini-batches of rollouts (a step's groups stay together when the counts divide).
+      const from = Math.floor((rollouts.length * mini) / minis);
+      const to = Math.floor((rollouts.length * (mini + 1)) / minis);
+      for (let start = from; start < to; start += settings.microBatch) {
+        const end = Math.min(to, start + settings.microBatch);
+        const chunk = rollouts.slice(start, end);
+        const { prompts, index } = rolloutPrompts(examples, chunk);
+        const rows = chunk.map((r, i) => ({ prompt: index[i]!, response: r.tokens, oldLogprobs: r.logprobs, refLogprobs: refLogprobs[start + i]!, advantage: advantages[start + i]! }));
+        // The micro-batch's loss is its token mean: weighted by its tokens, the mini-batch's gradient is the token
+        // mean of the whole mini-batch, and so are the reported metrics.
+        const tokens = chunk.reduce((sum, r) => sum + r.tokens.length, 0);
+        const out = await engine.forwardBackwardResponses({ prompts, rows }, loss, { weight: tokens });
+        if (!out.finite) throw new Error(`GRPO micro-batch ${start}–${end}: the loss is not finite (${out.loss})`);
+        epochLoss += out.loss * tokens;
+        epochTokens += tokens;
+        sums.loss += out.loss * tokens;
+        sums.kl += (out.metrics.kl ?? 0) * tokens;
+        sums.entropy += (out.metrics.entropy ?? 0) * tokens;
+        sums.clipFraction += (out.metrics.clip_fraction ?? 0) * tokens;
+        sums.capped += (out.metrics.tis_capped_fraction ?? 0) * tokens;
+        sums.tokens += tokens;
+        if (epoch === 0 && mini === 0) {
+          // The sampler–trainer mismatch: only before this step's first optimizer step (after it, the ratio also
+          // holds the update's own change).
+          sums.logprobDiff += (out.metrics.logprob_diff_mean ?? 0) * tokens;
+          sums.logprobDiffMax = Math.max(sums.logprobDiffMax, out.metrics.logprob_diff_max ?? 0);
+          if (out.metrics.ratio_mean === undefined || out.metrics.ratio_sq_mean === undefined) reportsRatios = false;
+          sums.ratio += (out.metrics.ratio_mean ?? 0) * tokens;
+          sums.ratioSq += (out.metrics.ratio_sq_mean ?? 0) * tokens;
+          sums.mismatchTokens += tokens;
+        }
+      }
+      const step = await engine.optimStep(adamw);
+      gradNorms += step.gradNorm;
+      applied &&= step.applied;
+    }
+    epochLosses.push(epochLoss / Math.max(1, epochTokens));
+  }
   const t = Math.max(1, sums.tokens);
+  const m = Math.max(1, sums.mismatchTokens);
   return {
     loss: sums.loss / t,
     kl: sums.kl / t,
     entropy: sums.entropy / t,
     clipFraction: sums.clipFraction / t,
-    gradNorm: step.gradNorm,
-    applied: step.applied,
-    logprobDiffMean: sums.logprobDiff / t,
+    gradNorm: gradNorms / (epochs * minis),
+    applied,
+    optimizerSteps: epochs * minis,
+    epochLosses,
+    logprobDiffMean: sums.logprobDiff / m,
     logprobDiffMax: sums.logprobDiffMax,
-    ...(reportsRatios && sums.ratioSq > 0 ? { importanceEss: (sums.ratio * sums.ratio) / (t * sums.ratioSq) } : {}),
+    ...(reportsRatios && sums.ratioSq > 0 ? { importanceEss: (sums.ratio * sums.ratio) / (m * sums.ratioSq) } : {}),
     ...(settings.tisCap !== undefined ? { tisCappedFraction: sums.capped / t } : {}),
   };
 }
