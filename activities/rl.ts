@@ -287,6 +287,8 @@ export function createRlActivities(deps: RlDeps) {
           ...(rl.annealTemperature !== undefined ? { annealTemperature: rl.annealTemperature } : {}),
           threshold: rl.correctThreshold,
           std: rl.std,
+          // Absent from configs recorded before it existed: the paper's.
+          semantics: rl.semantics ?? 'paper',
           where: `step ${input.step} group ${g}`,
         });
         members.forEach((i, k) => (advantages[i] = result.advantages[k]!));

@@ -6,7 +6,7 @@
  * Input: one JSON object,
  *   {"step": 10, "totalSteps": 100, "alpha": 0.3, "variant": "trust-grpo", "emptyGroup": "trust",
  *    "groups": [{"outcome": [1, 0], "thinking": [0.4, 0.9]}]}
- * with optional "annealTemperature", "threshold" and "std" (see `TrustConfig` in rl/trust.ts; "emptyGroup" defaults
+ * with optional "annealTemperature", "threshold", "std" and "semantics" ("paper" or "authors-code") (see `TrustConfig` in rl/trust.ts; "emptyGroup" defaults
  * to "trust"; "thinking" may be omitted or [] under "grpo"). Unknown fields are rejected: a misspelt optional field
  * would otherwise silently fall back to its default.
  *
@@ -19,7 +19,7 @@ import { SophiaError } from '../common/errors';
 import { type GroupRewards, type TrustConfig, checkTrustConfig, groupRewards } from '../rl/trust';
 import { editDistance } from '../tasks/text-metrics';
 
-const TOP_FIELDS = ['step', 'totalSteps', 'alpha', 'variant', 'emptyGroup', 'annealTemperature', 'threshold', 'std', 'groups'];
+const TOP_FIELDS = ['step', 'totalSteps', 'alpha', 'variant', 'emptyGroup', 'annealTemperature', 'threshold', 'std', 'semantics', 'groups'];
 const GROUP_FIELDS = ['outcome', 'thinking'];
 
 const EXAMPLE =

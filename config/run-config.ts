@@ -17,7 +17,7 @@ import { ConfigError } from '../common/errors';
 import { MODEL_PRESETS, type ModelConfig, type ModelKind, validateModelConfig } from '../engine/model/config';
 import type { EvalSettings } from '../evaluation/evaluate';
 import type { SftSettings } from '../training/sft';
-import { VARIANTS, type Variant } from '../rl/trust';
+import { SEMANTICS, type Semantics, VARIANTS, type Variant } from '../rl/trust';
 import { Tokenizer } from '../engine/model/tokenizer';
 import type { ModelSpec, PretrainedModel } from '../engine/types';
 import { parseModelLocation, readPretrainedShape } from './pretrained';
@@ -320,6 +320,8 @@ const RlSchema = z.strictObject({
   /** Outcome reward at or above which a response counts as correct for the trust weight. */
   correctThreshold: fraction.default(0.5),
   std: z.enum(['unbiased', 'population']).default('unbiased'),
+  /** `paper`: the paper's reward; `authors-code`: what the released code computes (rl/trust.ts `Semantics`). */
+  semantics: z.enum(SEMANTICS as [Semantics, ...Semantics[]]).default('paper'),
   /** Commit a checkpoint every this many steps. */
   checkpointEvery: int(1).default(10),
   /** Evaluate on test and ood every this many steps (0 = only at the end of the run). */

@@ -291,3 +291,45 @@ describe('batchStats', () => {
     expect(() => batchStats([at(0), at(1)])).toThrow(/^results\[1\]\.anneal: expected 1 like results\[0\] \(one step per batch\)/);
   });
 });
+
+describe('semantics: authors-code (the released code\'s reward) against paper', () => {
+  const base = { step: 0, totalSteps: 1000, alpha: 0.3, variant: 'trust-grpo' as const };
+  const close = (a: number[], b: number[]) => a.forEach((x, i) => expect(x).toBeCloseTo(b[i]!, 12));
+
+  it('zeroes the thinking reward below an outcome of 0.2, which makes γ 1 for 0/1 outcome rewards', () => {
+    const group = { outcome: [1, 0, 1, 0], thinking: [0.2, 0.9, 0.3, 0.8] };
+    const paper = groupRewards({ ...base, ...group });
+    expect(paper.gamma).toBeCloseTo(Math.exp(0.25 - 0.85), 12);
+    close(paper.rewards, group.outcome.map((o, i) => o + 0.3 * Math.exp(-0.6) * group.thinking[i]!));
+    const authors = groupRewards({ ...base, ...group, semantics: 'authors-code' });
+    expect(authors.gamma).toBe(1);
+    close(authors.rewards, [1 + 0.3 * 0.2, 0, 1 + 0.3 * 0.3, 0]);
+  });
+
+  it('damps by exp(μc − μw) with partial outcomes, an empty side counting 0 and γ 1 without a correct response', () => {
+    // 0.15 < 0.2: its thinking reward is 0; correct = {0.6}: μc = 0.2; wrong = {0.3, 0.15}: μw = (0.9 + 0) / 2.
+    const partial = groupRewards({ ...base, outcome: [0.3, 0.6, 0.15], thinking: [0.9, 0.2, 0.8], semantics: 'authors-code' });
+    expect(partial.gamma).toBeCloseTo(Math.exp(0.2 - 0.45), 12);
+    close(partial.rewards, [0.3 + 0.3 * Math.exp(-0.25) * 0.9, 0.6 + 0.3 * Math.exp(-0.25) * 0.2, 0.15]);
+    const noneCorrect = groupRewards({ ...base, outcome: [0.3, 0.4], thinking: [0.5, 0.6], semantics: 'authors-code' });
+    expect(noneCorrect.gamma).toBe(1);
+    close(noneCorrect.rewards, [0.3 + 0.3 * 0.5, 0.4 + 0.3 * 0.6]);
+  });
+
+  it('skips the thinking reward of one-sided groups (all ≥ 0.9 or all ≤ 0.1), where the paper trusts it', () => {
+    for (const outcome of [[1, 1, 0.95], [0, 0.1, 0]]) {
+      const authors = groupRewards({ ...base, outcome, thinking: [0.1, 0.9, 0.5], semantics: 'authors-code' });
+      expect(authors.thinkingUsed).toBe(false);
+      expect(authors.rewards).toEqual(outcome);
+      expect(groupRewards({ ...base, outcome, thinking: [0.1, 0.9, 0.5] }).thinkingUsed).toBe(true);
+    }
+  });
+
+  it('anneals with T = 12000 unless annealTemperature is given', () => {
+    const at = { ...base, step: 600, outcome: [1, 0], thinking: [0.5, 0.5] };
+    expect(groupRewards(at).anneal).toBeCloseTo(Math.exp(-600 / 1000), 12);
+    expect(groupRewards({ ...at, semantics: 'authors-code' }).anneal).toBeCloseTo(Math.exp(-600 / 12000), 12);
+    expect(groupRewards({ ...at, semantics: 'authors-code', annealTemperature: 300 }).anneal).toBeCloseTo(Math.exp(-2), 12);
+    expect(() => groupRewards({ ...at, semantics: 'released' as never })).toThrow(/semantics/);
+  });
+});

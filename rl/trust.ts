@@ -51,6 +51,24 @@ export type StdKind = 'unbiased' | 'population';
 
 const STD_KINDS: readonly StdKind[] = ['unbiased', 'population'];
 
+/**
+ * Which definition of the reward: the paper's (`paper`, the module comment) or what the authors' released code
+ * computes (`authors-code`, verl/workers/reward/custom.py of github.com/kxfan2002/SophiaVL-R1, read for this):
+ *  - a group whose outcome rewards are all ≥ 0.9 or all ≤ 0.1 gets no thinking reward (R = R^o);
+ *  - a response whose outcome reward is below 0.2 gets thinking reward 0 (so, with 0/1 outcome rewards, the wrong
+ *    responses' mean μ_w is 0 and γ is always 1);
+ *  - μ_c and μ_w are 0 for an empty set, and γ = exp(μ_c − μ_w) only when μ_c < μ_w and some response is correct;
+ *  - the annealing temperature defaults to 12000 (its training config's value) instead of the run's total steps.
+ * The thinking variants use these rules as they apply (`thinking` has no γ and no annealing); `grpo` has no
+ * thinking reward either way.
+ */
+export type Semantics = 'paper' | 'authors-code';
+
+export const SEMANTICS: readonly Semantics[] = ['paper', 'authors-code'];
+
+/** The authors' code: the annealing temperature, the one-sided bounds, the floor below which R^t is 0. */
+export const AUTHORS_CODE = { annealTemperature: 12000, allCorrectAtLeast: 0.9, allWrongAtMost: 0.1, thinkingFloor: 0.2 } as const;
+
 export interface TrustWeightOptions {
   /** An outcome reward ≥ threshold counts as correct; default 0.5 (so a 0.5 is correct). */
   threshold?: number;
@@ -90,6 +108,8 @@ export interface TrustConfig {
   std?: StdKind;
   /** Added to the std before dividing, ≥ 0; default 1e-6. */
   eps?: number;
+  /** Default `paper`. */
+  semantics?: Semantics;
 }
 
 export interface GroupRewardsInput extends TrustConfig {
@@ -197,6 +217,7 @@ export function checkTrustConfig(config: TrustConfig): void {
   if (config.threshold !== undefined) checkNumber(config.threshold, 'threshold', 0, 1);
   if (config.std !== undefined) checkOneOf(config.std, 'std', STD_KINDS);
   if (config.eps !== undefined) checkNumber(config.eps, 'eps', 0);
+  if (config.semantics !== undefined) checkOneOf(config.semantics, 'semantics', SEMANTICS);
 }
 
 function mean(values: readonly number[]): number {
@@ -220,6 +241,15 @@ function computeTrustWeight(outcome: readonly number[], thinking: readonly numbe
   }
   const gamma = muCorrect >= muWrong ? 1 : Math.exp(muCorrect - muWrong);
   return { gamma, correct, wrong, muCorrect, muWrong, thinkingUsed: true };
+}
+
+/** γ as the authors' code computes it: empty means 0; damped only when some response is correct and μ_c < μ_w. */
+function authorsGamma(outcome: readonly number[], thinking: readonly number[], threshold: number): number {
+  const c = thinking.filter((_, i) => outcome[i]! >= threshold);
+  const w = thinking.filter((_, i) => outcome[i]! < threshold);
+  const muC = c.length > 0 ? mean(c) : 0;
+  const muW = w.length > 0 ? mean(w) : 0;
+  return c.length > 0 && muC < muW ? Math.exp(muC - muW) : 1;
 }
 
 /**
@@ -275,14 +305,20 @@ export function groupRewards(input: GroupRewardsInput): GroupRewards {
   const prefix = input.where === undefined ? '' : `${input.where}.`;
   checkGroup(input.outcome, input.thinking, prefix, input.variant === 'grpo');
 
-  const { outcome, thinking, variant, alpha } = input;
+  const { outcome, variant, alpha } = input;
+  const authors = input.semantics === 'authors-code';
+  // The authors' code scores no thinking below an outcome of 0.2.
+  const thinking = authors && variant !== 'grpo' ? input.thinking.map((t, i) => (outcome[i]! < AUTHORS_CODE.thinkingFloor ? 0 : t)) : input.thinking;
   let gamma = 1;
   let anneal = 1;
   let thinkingUsed = variant !== 'grpo';
   if (variant === 'thinking+anneal' || variant === 'trust-grpo' || variant === 'untrained-rm') {
-    anneal = annealFactor(input.step, input.totalSteps, input.annealTemperature);
+    anneal = annealFactor(input.step, input.totalSteps, input.annealTemperature ?? (authors ? AUTHORS_CODE.annealTemperature : undefined));
   }
-  if (variant === 'trust-grpo' || variant === 'untrained-rm') {
+  if (authors) {
+    if (thinkingUsed && (outcome.every((o) => o >= AUTHORS_CODE.allCorrectAtLeast) || outcome.every((o) => o <= AUTHORS_CODE.allWrongAtMost))) thinkingUsed = false;
+    if (thinkingUsed && (variant === 'trust-grpo' || variant === 'untrained-rm')) gamma = authorsGamma(outcome, thinking, input.threshold ?? DEFAULT_THRESHOLD);
+  } else if (variant === 'trust-grpo' || variant === 'untrained-rm') {
     const trust = computeTrustWeight(outcome, thinking, input.threshold ?? DEFAULT_THRESHOLD, input.emptyGroup ?? 'trust');
     gamma = trust.gamma;
     thinkingUsed = trust.thinkingUsed;
