@@ -78,7 +78,7 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
       return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
     };
     const tenth = Math.max(1, Math.floor(steps.length / 10));
-    const fields = ['outcomeReward', 'thinkingReward', 'reward', 'gamma', 'distrustedShare', 'anneal', 'zeroVarianceShare', 'kl', 'entropy', 'clipFraction', 'logprobDiffMax', 'responseLength', 'formatRate'];
+    const fields = ['outcomeReward', 'thinkingReward', 'reward', 'gamma', 'distrustedShare', 'mixedGroupShare', 'rmMixedGroupAccuracy', 'anneal', 'zeroVarianceShare', 'kl', 'entropy', 'clipFraction', 'logprobDiffMax', 'responseLength', 'formatRate'];
     parts.push(
       `## Trust-GRPO\n\n${steps.length} RL steps. Means over the first and the last tenth of the steps:\n\n` +
         markdownTable(['metric', `steps 1–${tenth}`, `last ${tenth}`], fields.map((f) => [f, num(mean(f, 0, tenth)), num(mean(f, steps.length - tenth, steps.length))])) +
@@ -95,6 +95,7 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
     line('rl-trust', 'Trust weight and annealing', 'value', [
       ['gamma', 'mean γ'],
       ['distrustedShare', 'share of groups with γ < 1'],
+      ['rmMixedGroupAccuracy', 'RM prefers the correct (mixed groups)'],
       ['anneal', 'annealing factor'],
       ['zeroVarianceShare', 'zero-variance groups'],
     ]);

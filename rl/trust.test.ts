@@ -282,7 +282,20 @@ describe('batchStats', () => {
 
   it('counts every grpo group as skipping the thinking reward', () => {
     const r = groupRewards({ outcome: [1, 0], thinking: [], step: 3, totalSteps: 10, alpha: 0.3, variant: 'grpo' });
-    expect(batchStats([r, r])).toEqual({ groups: 2, meanGamma: 1, distrustedShare: 0, anneal: 1, zeroVarianceShare: 0, thinkingSkippedShare: 1 });
+    expect(batchStats([r, r])).toEqual({ groups: 2, meanGamma: 1, distrustedShare: 0, anneal: 1, zeroVarianceShare: 0, thinkingSkippedShare: 1, mixedShare: 1 });
+  });
+
+  it('reports the reward model\'s on-policy mixed-group accuracy: the share of mixed groups whose correct responses it scores higher', () => {
+    const group = (outcome: number[], thinking: number[]) => groupRewards({ outcome, thinking, step: 0, totalSteps: 10, alpha: 0.3, variant: 'trust-grpo' });
+    const right = group([1, 0, 1], [0.8, 0.3, 0.6]); // μc 0.7 > μw 0.3
+    const wrong = group([1, 0], [0.2, 0.9]); // μc 0.2 < μw 0.9
+    const tie = group([1, 0], [0.5, 0.5]);
+    const oneSided = group([1, 1], [0.1, 0.9]);
+    expect([right.preference, wrong.preference, tie.preference, oneSided.preference]).toEqual(['correct', 'wrong', 'tie', undefined]);
+    const stats = batchStats([right, wrong, tie, oneSided]);
+    expect(stats.mixedShare).toBe(0.75);
+    expect(stats.rmMixedGroupAccuracy).toBeCloseTo(1 / 3, 12);
+    expect(batchStats([oneSided]).rmMixedGroupAccuracy).toBeUndefined();
   });
 
   it('rejects an empty batch and groups from different steps', () => {

@@ -134,6 +134,13 @@ export interface GroupRewards {
   zeroVariance: boolean;
   /** Whether R includes the thinking term (false for `grpo` and for groups skipped by the `skip` policy). */
   thinkingUsed: boolean;
+  /** Both correct and wrong responses (outcome reward at or above the threshold, and below it). */
+  mixed: boolean;
+  /**
+   * In a mixed group (correct and wrong responses, thinking rewards given), which the reward model's raw scores favour
+   * on average: the correct responses (μ_c > μ_w), the wrong ones, or neither. Absent for one-sided groups and `grpo`.
+   */
+  preference?: 'correct' | 'wrong' | 'tie';
 }
 
 export interface BatchStats {
@@ -149,6 +156,13 @@ export interface BatchStats {
   zeroVarianceShare: number;
   /** Share of groups whose R has no thinking term (all of them under `grpo`). */
   thinkingSkippedShare: number;
+  /** Share of groups with both correct and wrong responses (the only ones where the trust weight can act). */
+  mixedShare: number;
+  /**
+   * The reward model's on-policy mixed-group accuracy: among the mixed groups with thinking rewards, the share where
+   * it scores the correct responses higher on average. Absent when the step has none.
+   */
+  rmMixedGroupAccuracy?: number;
 }
 
 const DEFAULT_THRESHOLD = 0.5;
@@ -324,10 +338,18 @@ export function groupRewards(input: GroupRewardsInput): GroupRewards {
     thinkingUsed = trust.thinkingUsed;
   }
 
+  let preference: GroupRewards['preference'];
+  const threshold = input.threshold ?? DEFAULT_THRESHOLD;
+  const mixedGroup = outcome.some((o) => o >= threshold) && outcome.some((o) => o < threshold);
+  if (mixedGroup && variant !== 'grpo' && input.thinking.length > 0) {
+    const c = input.thinking.filter((_, i) => outcome[i]! >= threshold);
+    const w = input.thinking.filter((_, i) => outcome[i]! < threshold);
+    if (c.length > 0 && w.length > 0) preference = mean(c) > mean(w) ? 'correct' : mean(c) < mean(w) ? 'wrong' : 'tie';
+  }
   const scale = alpha * gamma * anneal;
   const rewards = thinkingUsed ? outcome.map((o, i) => o + scale * thinking[i]!) : [...outcome]; // (G,)
   const { advantages, zeroVariance } = advantagesOf(rewards, input.std ?? 'unbiased', input.eps ?? DEFAULT_EPS);
-  return { gamma, anneal, rewards, advantages, zeroVariance, thinkingUsed };
+  return { gamma, anneal, rewards, advantages, zeroVariance, thinkingUsed, mixed: mixedGroup, ...(preference ? { preference } : {}) };
 }
 
 /**
@@ -339,6 +361,7 @@ export function batchStats(results: readonly GroupRewards[]): BatchStats {
   if (first === undefined) throw new RangeError('results: expected at least one group; got []');
   const n = results.length;
   const share = (pred: (r: GroupRewards) => boolean) => results.filter(pred).length / n;
+  const judged = results.filter((r) => r.preference !== undefined);
   const mixed = results.findIndex((r) => r.anneal !== first.anneal);
   if (mixed !== -1) {
     throw new RangeError(`results[${mixed}].anneal: expected ${first.anneal} like results[0] (one step per batch); got ${results[mixed]!.anneal}`);
@@ -350,5 +373,7 @@ export function batchStats(results: readonly GroupRewards[]): BatchStats {
     anneal: first.anneal,
     zeroVarianceShare: share((r) => r.zeroVariance),
     thinkingSkippedShare: share((r) => !r.thinkingUsed),
+    mixedShare: share((r) => r.mixed),
+    ...(judged.length > 0 ? { rmMixedGroupAccuracy: judged.filter((r) => r.preference === 'correct').length / judged.length } : {}),
   };
 }

@@ -111,6 +111,9 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         anneal: adv.stats.anneal,
         zeroVarianceShare: adv.stats.zeroVarianceShare,
         thinkingSkippedShare: adv.stats.thinkingSkippedShare,
+        // Absent from the results of activities that ran before these existed.
+        ...(adv.stats.mixedShare !== undefined ? { mixedGroupShare: adv.stats.mixedShare } : {}),
+        ...(adv.stats.rmMixedGroupAccuracy !== undefined ? { rmMixedGroupAccuracy: adv.stats.rmMixedGroupAccuracy } : {}),
         responseLength: rollouts.meanLength,
         stoppedRate: rollouts.stoppedRate,
         ...(rollouts.rolloutSeconds !== undefined ? { rolloutSeconds: rollouts.rolloutSeconds, weightSyncSeconds: rollouts.weightSyncSeconds ?? 0, rolloutTokensPerSecond: rollouts.rolloutTokensPerSecond ?? 0 } : {}),
