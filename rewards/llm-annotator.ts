@@ -17,31 +17,17 @@
  * Which endpoint and which key a run may use is the operator's choice, never the run's (`judges.ts`).
  */
 import { ConfigError } from '../common/errors';
-import { type ChatMessage, OpenAiChatClient, type Unreadable } from '../common/openai-chat';
+import { type ChatMessage, OpenAiChatClient, type OpenAiChatOptions, type Unreadable } from '../common/openai-chat';
 import { encodePng } from '../tasks/render';
 import type { Annotation, AnnotationRequest, Annotator } from './annotator';
 import { JUDGE_RUBRIC, roundScore } from './judge';
 
-export interface OpenAiAnnotatorOptions {
-  /** Up to and excluding `/chat/completions`, e.g. `https://api.openai.com/v1` or `http://localhost:8000/v1`. */
-  baseUrl: string;
-  model: string;
-  /** Sent as `Authorization: Bearer …` when set. */
-  apiKey?: string;
-  /** Sampling temperature; default 0 (the most repeatable scores). */
-  temperature?: number;
-  /** Retries after the first attempt; default 3. */
-  maxRetries?: number;
-  /** Per attempt; default 60 000. */
-  timeoutMs?: number;
+/** The endpoint's settings as the shared client takes them (common/openai-chat.ts), and the annotator's own. */
+export interface OpenAiAnnotatorOptions extends Omit<OpenAiChatOptions, 'role' | 'field'> {
   /** Requests in flight at once; default 4. */
   concurrency?: number;
-  /** The first retry's delay, doubled on each further retry, at most 30 s; default 500. */
-  retryDelayMs?: number;
   /** Each image pixel becomes scale × scale pixels; default 8 (a 24 px image is sent as 192 px). */
   imageScale?: number;
-  /** Defaults to the global `fetch`. */
-  fetchImpl?: typeof fetch;
 }
 
 const INSTRUCTIONS = `${JUDGE_RUBRIC}

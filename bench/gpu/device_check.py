@@ -83,29 +83,8 @@ def png(width: int, height: int, seed: int) -> np.ndarray:
 def build(shape: str, out: Path, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """model.py's model of `shape` (random weights made on `device`), saved to `out`; its parameter counts."""
     import model as shapes  # bench/torch-engine/model.py
-    from sophia_torch import tiny_qwen
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    tokenizer = tiny_qwen.build_tokenizer()
-    processor = shapes.build_processor(tokenizer, shape)
-    config = shapes.build_config(tokenizer, shape)
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default)
-    im_end, eot = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    info = shapes.counts(model)
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return info
+    return shapes.build(shape, str(out), dtype, device.type)
 
 
 def release(engine: Any, device: torch.device) -> None:

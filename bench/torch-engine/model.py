@@ -95,9 +95,35 @@ def counts(model) -> dict[str, int]:
     return {"parameters": total, "text_matrix_parameters": text, "vision_parameters": vision, "embedding_parameters": embedding}
 
 
+def build(name: str, out_dir: str, dtype: torch.dtype, device: str) -> dict:
+    """Writes the model of `name` (random weights made on `device` under torch.manual_seed(0), in `dtype`) and its
+    processor to `out_dir`; returns its parameter counts (`counts`) and end token."""
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    tokenizer = tiny_qwen.build_tokenizer()
+    processor = build_processor(tokenizer, name)
+    config = build_config(tokenizer, name)
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    finally:
+        torch.set_default_dtype(default)
+    im_end, eot = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    info = {"end_token_id": im_end, **counts(model)}
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     import transformers
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
     transformers.utils.logging.disable_progress_bar()
 
@@ -110,23 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = args.size or args.shape
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.shape else "float32"))
-    tokenizer = tiny_qwen.build_tokenizer()
-    processor = build_processor(tokenizer, name)
-    config = build_config(tokenizer, name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default)
-    im_end, eot = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot)
-    model.save_pretrained(args.out_dir)
-    processor.save_pretrained(args.out_dir)
-    info = {"dir": args.out_dir, "name": name, "dtype": str(dtype).removeprefix("torch."), "end_token_id": im_end, **counts(model)}
+    info = {"dir": args.out_dir, "name": name, "dtype": str(dtype).removeprefix("torch."), **build(name, args.out_dir, dtype, device)}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(info))
