@@ -12,7 +12,7 @@ if [[ ! -d node_modules ]]; then
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || exit 1
 fi
 bash infra/local/install-tools.sh || exit 1
-# The PyTorch engine's pinned venv (first time: ~1.5 min and ~5.6 GB from PyPI; then a no-op), before vitest: the
+# The PyTorch engine's pinned venv (first time: a few minutes and ~6.4 GB from PyPI; then a no-op), before vitest: the
 # TypeScript engine-process tests (engine/torch/*.test.ts) run in it, and the pytest step below uses it.
 torch_python="$(bash infra/local/install-torch.sh)" || exit 1
 bash infra/local/install-browser.sh || exit 1

@@ -162,18 +162,12 @@ def test_a_multi_process_engine_samples_what_one_process_samples_with_either_ten
         vengine.call("load", {**args, "rollout": VLLM})
         two.call("load", {**args, "rollout": {**VLLM, "tensor_parallel": 1}})
         settings = {"n": 2, "max_new_tokens": 10, "seed": 11}
-        for update in (False, True):
-            if update:
-                result, out = sample(vengine, PROMPTS, IMAGES, n=1, seed=99)
-                tensors = rows([s["prompt_index"] for s in result["samples"]], split(out)[0])
-                for engine in (vengine, two):
-                    engine.call("forward_backward", {"prompts": PROMPTS, "loss": {"kind": "sft"}}, tensors)
-                    assert engine.call("optim_step", {**ADAMW, "lr": 3e-2})[0]["applied"]
-            (ra, oa), (rb, ob) = (sample(e, PROMPTS, IMAGES, **settings) for e in (vengine, two))
-            assert rb["backend"] == "vllm" and rb["weight_sync_seconds"] > 0
-            assert [s["prompt_index"] for s in rb["samples"]] == [0, 0, 1, 1, 2, 2]
-            assert np.array_equal(oa["token_ids"], ob["token_ids"]) and np.abs(oa["logprobs"] - ob["logprobs"]).max() <= 1e-5
-            assert np.abs(trainer_logprobs(two, PROMPTS, rb, ob, IMAGES) - ob["logprobs"]).max() <= 1e-5
+        # (Updates pushed into a sharded policy's vLLM: below, with tensor_parallel 2 and with LoRA.)
+        (ra, oa), (rb, ob) = (sample(e, PROMPTS, IMAGES, **settings) for e in (vengine, two))
+        assert rb["backend"] == "vllm" and rb["weight_sync_seconds"] > 0
+        assert [s["prompt_index"] for s in rb["samples"]] == [0, 0, 1, 1, 2, 2]
+        assert np.array_equal(oa["token_ids"], ob["token_ids"]) and np.abs(oa["logprobs"] - ob["logprobs"]).max() <= 1e-5
+        assert np.abs(trainer_logprobs(two, PROMPTS, rb, ob, IMAGES) - ob["logprobs"]).max() <= 1e-5
 
         # One vLLM engine across both processes: a restart of vLLM (the setting changed), the process group kept.
         before = two.call("load", {**args, "rollout": {**VLLM, "tensor_parallel": 2}})[0]["model"]["rollout"]
