@@ -206,13 +206,22 @@ async function download(storage: Storage, uri: string, manifest: ModelManifest, 
     const queue = [...manifest.files];
     const worker = async () => {
       for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-        await downloadFile(storage, uri, file, temp, (n) => {
-          bytes += n;
-          options.onProgress?.({ file: file.path, bytes, totalBytes });
-        });
+        try {
+          await downloadFile(storage, uri, file, temp, (n) => {
+            bytes += n;
+            options.onProgress?.({ file: file.path, bytes, totalBytes });
+          });
+        } catch (err) {
+          queue.length = 0; // the other workers take no new file
+          throw err;
+        }
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+    // Every worker has stopped writing into `temp` before it is removed (a rejection of Promise.all would leave the
+    // others writing while `rm` empties the folder: ENOTEMPTY, seen in CI).
+    const settled = await Promise.allSettled(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+    const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failure) throw failure.reason;
     await writeFile(path.join(temp, MODEL_MANIFEST), manifestBytes);
     await fsyncPath(path.join(temp, MODEL_MANIFEST));
     await fsyncPath(temp);

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EngineProcessDiedError, TorchEngineError, TorchEngineRangeError, TorchEngineTypeError } from './errors';
 import { type TorchEngineLogEntry, TorchEngineProcess } from './process';
 import type { AdamWArgs, Prompt, SftRows } from './protocol';
@@ -79,7 +79,8 @@ describe.skipIf(!install.ok)(`TorchEngineProcess (real engine process, tiny Qwen
     expect(model).toMatchObject({ role: 'policy', dtype: 'float32', device: 'cpu', step: 0, model_type: 'qwen2_5_vl', model_dir: modelDir });
     expect((await engine.hello()).model?.vocab_size).toBe(model.vocab_size);
     expect(logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'engine process ready', fields: expect.objectContaining({ pid: engine.pid }) as unknown }));
-    expect(logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'op done', fields: expect.objectContaining({ op: 'load', ms: expect.any(Number) as unknown }) as unknown }));
+    // Log lines come on stderr, replies on stdout: a line may arrive after the reply that follows it.
+    await vi.waitFor(() => expect(logs).toContainEqual(expect.objectContaining({ level: 'info', message: 'op done', fields: expect.objectContaining({ op: 'load', ms: expect.any(Number) as unknown }) as unknown })));
   });
 
   it('samples from a prompt with an image; the logprobs op gives the sampled tokens the same logprobs within 1e-5', async () => {

@@ -26,6 +26,10 @@ import { WorkerSet } from '../../workers/worker';
 import type { trainingPipeline } from '../../workflows/pipeline';
 import { quietTemporalRuntime } from '../integration/stack';
 import { SFT_KILL, faultScenarios, rlCurve } from './scenarios';
+import { ACTIVITY_PLACEMENT, type ActivityName } from '../../activities/registry';
+
+/** temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED: a worker has the activity. */
+const PENDING_ACTIVITY_STATE_STARTED = 2;
 import { FAST_FAILOVER, faultConfigFile, faultScope, kill, spawnSophia, tempDir, waitFor, waitForStageStep, waitForStep } from './harness';
 
 const scope = faultScope();
@@ -123,10 +127,15 @@ describe('fault tolerance with real processes', () => {
     track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
     const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
     const { handle } = await startRun(c, failFast, pipelineInput(runId, config, storage.location, failFast));
-    // Killed while a GPU activity runs, so that its heartbeat times out and, with one attempt, the run fails.
-    await waitFor('an RL step in a GPU phase', async () => {
+    // Killed while a GPU activity runs, so that its heartbeat times out and, with one attempt, the run fails. (Killed
+    // between two GPU activities, the run would wait for a GPU worker instead, as it should: so the probe asks Temporal
+    // for a started GPU activity of the RL stage, not the run's progress, which lags.)
+    const rlStage = c.workflow.getHandle(stageWorkflowId(handle.workflowId, 'trustGrpo'));
+    await waitFor('a GPU activity running in RL step 5 or later', async () => {
       const p = await runProgress(c, runId);
-      return p.current?.stage === 'trustGrpo' && p.current.step >= 5 && /rollouts|reference|thinking|update/.test(p.phase ?? '') ? p : undefined;
+      if (!(p.current?.stage === 'trustGrpo' && p.current.step >= 5)) return undefined;
+      const pending = (await rlStage.describe()).raw.pendingActivities ?? [];
+      return pending.some((a) => ACTIVITY_PLACEMENT[a.activityType?.name as ActivityName] === 'gpu' && Number(a.state) === PENDING_ACTIVITY_STATE_STARTED) ? true : undefined;
     });
     const sftStage = c.workflow.getHandle(stageWorkflowId(handle.workflowId, 'sftWarmup'));
     const sftExecution = (await sftStage.describe()).runId;
