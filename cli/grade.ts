@@ -8,8 +8,8 @@
  * written, so a bad file produces an error and no partial output. `GRADE_HELP` (`sophia grade --help`) tells a
  * user what each answer type counts as correct; the rules themselves are in `tasks/grading.ts`.
  */
-import { readFile } from 'node:fs/promises';
 import { SophiaError } from '../common/errors';
+import { readJsonLines } from './jsonl';
 import { ANSWER_TYPES, type AnswerType, grade } from '../tasks/grading';
 
 interface GradeRequest {
@@ -69,30 +69,7 @@ function toRequest(value: unknown, where: string): GradeRequest {
 
 /** Reads and validates every line of a JSONL file of grading requests. */
 async function readRequests(file: string): Promise<GradeRequest[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const reason = err instanceof Error && 'code' in err && err.code === 'ENOENT' ? 'no such file' : String(err);
-    throw new SophiaError('input', `--jsonl ${file}: cannot read the file (${reason}); expected a JSONL file with one request per line`, {
-      cause: err,
-    });
-  }
-  const requests: GradeRequest[] = [];
-  const lines = text.split(/\r?\n/);
-  for (const [i, line] of lines.entries()) {
-    if (line.trim() === '') continue;
-    const where = `${file} line ${i + 1}`;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new SophiaError('input', `${where}: invalid JSON (${reason}); expected one object per line like ${EXAMPLE_LINE}`);
-    }
-    requests.push(toRequest(value, where));
-  }
-  return requests;
+  return readJsonLines(file, 'request', EXAMPLE_LINE, toRequest);
 }
 
 /** Grades every request in `file` and writes one JSON result per line to `out`. */

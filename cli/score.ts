@@ -9,8 +9,8 @@
  * `{"correct": boolean, "score": number, "extracted": string|null}`. Every line is validated before anything is
  * written, so a bad file produces an error naming the line and the field, and no partial output.
  */
-import { readFile } from 'node:fs/promises';
 import { SophiaError } from '../common/errors';
+import { readJsonLines } from './jsonl';
 import { BENCHMARK_NAMES, BENCHMARKS, benchmarkByName } from '../benchmarks/index';
 import { RowFieldError } from '../benchmarks/fields';
 import { type Benchmark, type ScorableRow } from '../benchmarks/types';
@@ -57,27 +57,7 @@ function toRow(value: unknown, benchmark: Benchmark, where: string): { row: Scor
 
 /** Reads and validates every line of a JSONL file of rows with responses. */
 async function readRows(file: string, benchmark: Benchmark): Promise<{ row: ScorableRow; response: string }[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const reason = err instanceof Error && 'code' in err && err.code === 'ENOENT' ? 'no such file' : String(err);
-    throw new SophiaError('input', `--jsonl ${file}: cannot read the file (${reason}); expected a JSONL file with one row per line`, { cause: err });
-  }
-  const rows: { row: ScorableRow; response: string }[] = [];
-  for (const [i, line] of text.split(/\r?\n/).entries()) {
-    if (line.trim() === '') continue;
-    const where = `${file} line ${i + 1}`;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new SophiaError('input', `${where}: invalid JSON (${reason}); expected one object per line like ${benchmark.exampleLine}`);
-    }
-    rows.push(toRow(value, benchmark, where));
-  }
-  return rows;
+  return readJsonLines(file, 'row', benchmark.exampleLine, (value, where) => toRow(value, benchmark, where));
 }
 
 /** Scores every line of `file` with the benchmark `name` and writes one JSON result per line to `out`. */
