@@ -8,7 +8,7 @@
  * never dropped silently. Images are checked and, when larger than the processor keeps, shrunk as the datasets'
  * images are (datasets/images.ts), then handed to the engine as RGB pixels.
  */
-import { checkImage, decodeImage, sniffImage } from '../datasets/images';
+import { decodeChecked } from '../datasets/images';
 import type { ImageOptions } from '../datasets/types';
 import type { ChatPart, ChatPrompt, Engine, RgbImage } from '../engine/types';
 import { RowFieldError } from './fields';
@@ -94,11 +94,9 @@ function idOf(record: Readonly<Record<string, unknown>>): string | undefined {
 
 /** An image's RGB pixels, shrunk to the processor's bounds first; throws a `QuestionError` naming `field`. */
 export function rgbOf(bytes: Uint8Array, field: string, options: ImageOptions = {}): RgbImage {
-  const checked = checkImage(bytes, options);
+  const checked = decodeChecked(bytes, options);
   if ('bad' in checked) throw new QuestionError(field, `${checked.bad}: ${checked.detail}`);
-  const image = checked.ok;
-  const kind = sniffImage(image.bytes);
-  const pixels = decodeImage(image.bytes, kind === 'png' ? 'png' : 'jpeg');
+  const { pixels } = checked; // decoded once, by the check
   const rgb = new Uint8Array(pixels.width * pixels.height * 3);
   for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
     rgb[j] = pixels.rgba[i]!;

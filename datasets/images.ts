@@ -175,6 +175,12 @@ export type ImageCheck = { ok: DatasetImage } | { bad: 'unreadable-image' | 'uns
 
 /** Decodes and checks one image; shrinks it when the processor would (see the module comment). */
 export function checkImage(bytes: Uint8Array, options: ImageOptions = {}): ImageCheck {
+  const checked = decodeChecked(bytes, options);
+  return 'bad' in checked ? checked : { ok: checked.ok };
+}
+
+/** `checkImage`, and the pixels it decoded (after shrinking, when it shrank them), for callers that need them too. */
+export function decodeChecked(bytes: Uint8Array, options: ImageOptions = {}): { ok: DatasetImage; pixels: Pixels } | Extract<ImageCheck, { bad: string }> {
   const kind = sniffImage(bytes);
   if (kind !== 'png' && kind !== 'jpeg') {
     return { bad: 'unsupported-image', detail: `${kind === 'unknown' ? 'not an image format Sophia reads' : kind.toUpperCase()} (only PNG and JPEG are read)` };
@@ -192,7 +198,7 @@ export function checkImage(bytes: Uint8Array, options: ImageOptions = {}): Image
   }
   const mime = kind === 'png' ? 'image/png' : 'image/jpeg';
   const target = shrinkTarget(height, width, options);
-  if (target === undefined) return { ok: { bytes, mime, width, height } };
+  if (target === undefined) return { ok: { bytes, mime, width, height }, pixels };
   const resized = resizeBicubic(pixels, target.width, target.height);
-  return { ok: { bytes: encodePngRgb(resized), mime: 'image/png', width: target.width, height: target.height, resizedFrom: { width, height } } };
+  return { ok: { bytes: encodePngRgb(resized), mime: 'image/png', width: target.width, height: target.height, resizedFrom: { width, height } }, pixels: resized };
 }
