@@ -5,7 +5,7 @@
  * workflows (their real start and close times) into the run's report with plots.
  */
 import { Context, log } from '@temporalio/activity';
-import { NotFoundError } from '../common/errors';
+import { NotFoundError, SophiaError } from '../common/errors';
 import { benchmarkRecords } from '../benchmarks/data';
 import { type BenchmarkResult, type Tally, evaluateBenchmark } from '../benchmarks/evaluate';
 import type { BenchmarkName } from '../benchmarks/index';
@@ -24,7 +24,9 @@ import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import { appendMetrics, readMetrics } from '../storage/metrics-log';
-import { FAMILIES, type Family } from '../tasks/types';
+import { readDatasetManifest } from '../tasks/dataset';
+import { FAMILIES, familiesOf } from '../tasks/types';
+import { dataSection } from '../report/data-report';
 import { INFERENCE_ONLY, loadEngineCheckpoint } from './engine-checkpoints';
 import { type EnginePool, engineOptionsOf } from './engine-pool';
 import { DEFAULT_TEMPORAL_CONFIG } from '../temporal.config';
@@ -51,7 +53,7 @@ export interface EvaluateInput extends RunStore {
 export interface SplitSummary {
   resultsKey: string;
   overall: FamilySummary;
-  byFamily: Record<Family, FamilySummary>;
+  byFamily: Record<string, FamilySummary>;
 }
 
 /** One real benchmark's result for a policy (the whole result, predictions included, is at `resultsKey`). */
@@ -74,6 +76,8 @@ export interface EvaluateOutput {
 
 export interface ReportInput extends RunStore {
   runId: string;
+  /** The run whose dataset the run trained on (default: this run). */
+  dataRunId?: string;
   config: RunConfig;
   storage: string;
   /** The baselines evaluated, in order: the initial policy (`label` "initial"), the SFT checkpoint ("sft"). */
@@ -110,7 +114,7 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
         for (const split of ['test', 'ood'] as const) {
           const all = await data.split(input.dataRunId ?? input.runId, split);
           const limit = input.limitPerFamily;
-          const examples = limit === undefined ? all : FAMILIES.flatMap((f) => all.filter((e) => e.family === f).slice(0, limit));
+          const examples = limit === undefined ? all : familiesOf(all).flatMap((f) => all.filter((e) => e.family === f).slice(0, limit));
           const report = await evaluate(engine, examples, split, settings, (done, total) => ctx.heartbeat({ label: input.label, split, done, total }));
           const resultsKey = resultsKeyOf(input.runId, input.label, split);
           await putJson(data.storage, resultsKey, report);
@@ -150,7 +154,8 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
               step: input.metrics.step,
               time: new Date().toISOString(),
               testAccuracy: splits.test.overall.accuracy,
-              oodAccuracy: splits.ood.overall.accuracy,
+              // (a real dataset has no ood split: no ood number rather than a 0 from no examples)
+              ...(splits.ood.overall.examples > 0 ? { oodAccuracy: splits.ood.overall.accuracy } : {}),
               testFormatRate: splits.test.overall.formatRate,
               testMeanLength: splits.test.overall.meanLength,
             },
@@ -190,11 +195,16 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
         log.warn('stage times unavailable', { runId: input.runId, error: String(err) });
         return { unavailable: `Temporal's records of the run could not be read (${err instanceof Error ? err.message : String(err)})` };
       });
+      // (Inputs from before reports read the dataset did not carry dataRunId: an ablation's dataset is another run's.)
+      const dataset = await readDatasetManifest(data.storage, input.dataRunId ?? input.runId).catch((err: unknown) => {
+        if (err instanceof SophiaError && err.category === 'not-found') return undefined;
+        throw err;
+      });
       const report = buildRunReport({
         runId: input.runId,
         preset: input.config.name ?? 'custom',
         parameters,
-        trainExamples: input.config.data.perFamily.train * FAMILIES.length,
+        trainExamples: dataset?.splits.train.count ?? input.config.data.perFamily.train * FAMILIES.length,
         times,
         sft: {
           steps: steps.at(-1)?.step ?? 0,
@@ -210,8 +220,9 @@ export function createEvaluationActivities({ store, data, engines }: { store: Ch
       const rmKey = reportKey(input.runId, 'reward-model.json');
       const rewardModel = (await data.storage.exists(rmKey)) ? await getJson<RewardModelSummary>(data.storage, rmKey) : undefined;
       const method = methodSections(metrics, rewardModel);
-      report.markdown = `${report.markdown}\n\n${method.markdown}`;
-      report.json = { ...report.json, ...method.json };
+      const dataReport = dataset ? dataSection(dataset) : undefined;
+      report.markdown = `${report.markdown}${dataReport ? `\n\n${dataReport.markdown}` : ''}\n\n${method.markdown}`;
+      report.json = { ...report.json, ...dataReport?.json, ...method.json };
       const evaluated = [...(input.baselines ?? (input.before ? [input.before] : [])), input.after];
       const benchmarks = benchmarkSection(evaluated.map((e, i) => ({ name: policies[i]!.name, benchmarks: e.benchmarks ?? {} })));
       if (benchmarks) {

@@ -66,8 +66,12 @@ export class RunData {
     return new Map((await this.split(runId, split)).map((e) => [e.id, e]));
   }
 
-  /** Validation examples: the test distribution from a separate seed stream (never used for reporting). */
+  /**
+   * SFT's validation examples: the tiny world's test distribution from a separate seed stream (never used for
+   * reporting). A real dataset has none: SFT on it is refused by the run config (it has no teacher responses).
+   */
   validation(config: RunConfig, imageSize: number): Example[] {
+    if (config.data.source) return [];
     return generateSplit('test', config.data.validationPerFamily, imageSize, config.seed + 1000);
   }
 }

@@ -103,8 +103,8 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 function examplesFor(model: ModelInfo): Example[] {
   const { prompts, texts } = batchFor(model, { rows: PROMPTS, image: IMAGE, response: 1 });
   return prompts.map((p, i) => {
-    const { image } = p.messages[0]!.content[0] as { image: { width: number; rgb: Uint8Array } };
-    return { id: `train-counting-${i}`, family: 'counting', split: 'train', seed: i, image: { size: image.width, rgb: image.rgb }, question: texts[i]!, answer: ANSWER, answerType: 'numeric', steps: [], facts: {} };
+    const { image } = p.messages[0]!.content[0] as { image: { width: number; height: number; rgb: Uint8Array } };
+    return { id: `train-counting-${i}`, family: 'counting', split: 'train', seed: i, image: { width: image.width, height: image.height, rgb: image.rgb }, question: texts[i]!, answer: ANSWER, answerType: 'numeric', steps: [], facts: {} };
   });
 }
 

@@ -9,7 +9,7 @@
  * `sophia run --config ci` train the same weights.
  */
 import { loadEngineCheckpoint, saveEngineCheckpoint } from '../activities/engine-checkpoints';
-import { datasetSettings } from '../activities/data';
+import { tinyWorldSettings } from '../activities/data';
 import { RunData } from '../activities/run-data';
 import { ConfigError } from '../common/errors';
 import { assertSubmittable } from '../config/limits';
@@ -23,7 +23,6 @@ import { hashConfig } from '../storage/hashing';
 import { assertValidName } from '../storage/keys';
 import { openStorage } from '../storage/open';
 import { readDatasetManifest, writeDataset } from '../tasks/dataset';
-import { FAMILIES } from '../tasks/types';
 import { runSft } from '../training/sft';
 import { buildSftReport } from '../training/sft-report';
 import { ProgressBar } from './progress';
@@ -58,7 +57,7 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
     const tokenizer = data.tokenizer;
     const model = modelConfig(config, tokenizer.vocabSize);
     say(`run        ${runId} (preset ${options.preset}, storage ${storage.location})`);
-    const settings = datasetSettings(config);
+    const settings = tinyWorldSettings(config);
     const existing = await readDatasetManifest(storage, runId).catch(() => undefined);
     if (existing && hashConfig(existing.settings) === hashConfig(settings)) {
       say('data       reusing the dataset already in storage');
@@ -115,9 +114,9 @@ export async function sftCommand(options: SftCommandOptions): Promise<number> {
     const written = await writeReport(storage, runId, report, 'sft');
     say('');
     say('family     test untrained → after SFT   ood untrained → after SFT   format (test, after)');
-    for (const f of FAMILIES) {
+    for (const f of Object.keys(before.test.byFamily)) {
       const p = (x: number) => `${(100 * x).toFixed(0).padStart(3)} %`;
-      say(`${f.padEnd(10)} ${p(before.test.byFamily[f].accuracy)} → ${p(after.test.byFamily[f].accuracy)}              ${p(before.ood.byFamily[f].accuracy)} → ${p(after.ood.byFamily[f].accuracy)}              ${p(after.test.byFamily[f].formatRate)}`);
+      say(`${f.padEnd(10)} ${p(before.test.byFamily[f]!.accuracy)} → ${p(after.test.byFamily[f]!.accuracy)}              ${p(before.ood.byFamily[f]!.accuracy)} → ${p(after.ood.byFamily[f]!.accuracy)}              ${p(after.test.byFamily[f]!.formatRate)}`);
     }
     say(`report     ${storage.location}/${written.markdown} (+ report.json, ${written.plots.length} plots)`);
     say(`checkpoint ${checkpoint.key}`);

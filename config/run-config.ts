@@ -23,6 +23,8 @@ import type { ModelSpec, PretrainedModel } from '../engine/types';
 import { parseModelLocation, readPretrainedShape } from './pretrained';
 import { STAGE_NAMES, type StageName } from './stages';
 import { BENCHMARK_NAMES, type BenchmarkName } from '../benchmarks/index';
+import { validateDatasetOptions } from '../datasets/reader';
+import { DATASET_FORMATS, type DatasetOptions } from '../datasets/types';
 
 const int = (min: number, max = 1_000_000_000) => z.number().int().min(min).max(max);
 const positive = z.number().positive();
@@ -164,10 +166,53 @@ const EngineSchema = z
 export type EngineSection = z.infer<typeof OnnxEngineSchema> | z.infer<typeof TorchEngineSchema>;
 export type TorchEngineSection = z.infer<typeof TorchEngineSchema>;
 
+const optionalName = z.string().min(1).optional();
+
+/**
+ * A real dataset to train on instead of the tiny world (datasets/, docs/datasets.md): the adapters' options
+ * (`DatasetOptions`) plus how the run splits it. Its examples go to train or test by a stable hash of their id
+ * (`testShare`); there is no ood split (the real benchmarks of `evaluation.benchmarks` measure generalization).
+ */
+const DataSourceSchema = z.strictObject({
+  format: z.enum(DATASET_FORMATS),
+  /** An absolute path on the CPU workers (a data file or a folder of them) or s3://bucket/prefix. */
+  location: z.string().min(1),
+  /** Which data files under `location` (globs, `*` within one path segment); default every .parquet/.jsonl/.json. */
+  files: z.array(z.string().min(1)).min(1).optional(),
+  /** Where relative image paths resolve (absolute, s3://, or relative to the location); default the location. */
+  imageRoot: z.string().min(1).optional(),
+  /** easyr1: column names (EasyR1's prompt_key, answer_key, image_key, …). */
+  columns: z.strictObject({ prompt: optionalName, answer: optionalName, images: optionalName, problemType: optionalName, options: optionalName, id: optionalName, source: optionalName, category: optionalName }).optional(),
+  /** easyr1: the problem type of rows without one (default numerical). */
+  defaultProblemType: z.string().min(1).optional(),
+  /** The prompt template: {question}, {options}, {answer_format} (default: the paper's think/answer instruction). */
+  template: z.string().min(1).optional(),
+  /** Images whose Qwen2-VL smart_resize target is larger are shrunk (default maxPixels 12845056, Qwen2.5-VL's). */
+  images: z.strictObject({ maxPixels: int(1).optional(), minPixels: int(1).optional(), factor: int(1).optional() }).optional(),
+  /** Largest share of bad rows tolerated before the run stops, naming file, row and reason (default 0.01). */
+  maxBadShare: fraction.optional(),
+  /** The bad share is also checked after this many rows (default 1000). */
+  earlyCheckRows: int(1).optional(),
+  /** Read only this many good rows (a first run on part of a large set). */
+  limit: int(1).optional(),
+  /** Share of examples held out for test, by a hash of each example's id (stable when the dataset grows). */
+  testShare: z.number().gt(0).lt(1).default(0.05),
+});
+export type DataSourceConfig = z.infer<typeof DataSourceSchema>;
+
+/** The dataset adapters' options of a run's `data.source` (what `openDataset` reads). */
+export function datasetOptionsOf(source: DataSourceConfig): DatasetOptions {
+  const { testShare: _split, ...options } = source;
+  return options;
+}
+
 const DataSchema = z.strictObject({
+  /** The tiny world's examples per family and split (not read when `source` names a real dataset). */
   perFamily: z.strictObject({ train: int(1), test: int(1), ood: int(1) }),
   validationPerFamily: int(1),
   shardSize: int(1).default(2000),
+  /** Train on a real dataset (engine.kind torch) instead of generating the tiny world. */
+  source: DataSourceSchema.optional(),
 });
 
 /** A supervised training schedule in resumable chunks (SFT warmup, reward model). */
@@ -193,7 +238,8 @@ const chunksOnTheGrid = (section: string): [(s: { chunkSteps: number; evalEvery:
   { message: `must be a multiple of ${section}.evalEvery`, path: ['chunkSteps'] },
 ];
 
-const SftSchema = z.strictObject(schedule).refine(...chunksOnTheGrid('sft'));
+/** SFT's `steps` may be 0: no warmup, the model as it is starts RL (a real dataset has no teacher responses). */
+const SftSchema = z.strictObject({ ...schedule, steps: int(0) }).refine(...chunksOnTheGrid('sft'));
 
 /**
  * A benchmark the evaluation stage runs on each policy it evaluates (benchmarks/: the benchmark's own scoring; the
@@ -412,10 +458,28 @@ export const RunConfigSchema = z.strictObject({
       ctx.addIssue({ code: 'custom', path: [...path, 'data'], message: `${JSON.stringify(bench.data)} must be an absolute path on the GPU workers or s3://bucket/prefix` });
     }
   }
+  const source = config.data.source;
+  if (source) {
+    try {
+      validateDatasetOptions(datasetOptionsOf(source), 'data.source');
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      ctx.addIssue({ code: 'custom', path: err.field.split('.'), message: err.message.slice(err.field.length + 2) });
+    }
+    if (config.engine.kind !== 'torch') {
+      ctx.addIssue({ code: 'custom', path: ['data', 'source'], message: 'a real dataset needs a Hugging Face vision-language model (its images and questions are the real thing, not the tiny world\'s 16-pixel images and 40-letter alphabet): use engine.kind torch with engine.model, or remove data.source' });
+    }
+    if (config.sft.steps > 0 && (config.stages ?? STAGE_NAMES).includes('sftWarmup') && !config.startFrom) {
+      ctx.addIssue({ code: 'custom', path: ['sft', 'steps'], message: `${config.sft.steps} SFT steps need teacher responses, which a real dataset does not have: set sft.steps: 0 (RL starts from the model as it is, as SophiaVL-R1 starts from Qwen2.5-VL-7B-Instruct)` });
+    }
+  }
   if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {
     ctx.addIssue({ code: 'custom', path: ['rewardModel', 'init'], message: "scratch (random weights) is for the onnx engine's own architecture; with engine.kind torch the reward model starts from engine.rewardModel, or from the SFT policy when that is absent: use init: policy" });
   }
   const runsRewardModel = config.rewardModel !== undefined && (config.stages ?? STAGE_NAMES).includes('rewardModel');
+  if (source && runsRewardModel && config.rewardModel?.annotator.kind === 'programmatic') {
+    ctx.addIssue({ code: 'custom', path: ['rewardModel', 'annotator'], message: "the programmatic judge checks responses against the tiny world's true steps, which a real dataset does not have: use { kind: judge, name: NAME } (an LLM judge configured on the workers), or leave the rewardModel stage out and set startFrom.rewardModelKey (or rl.variant grpo)" });
+  }
   if (rl && rl.variant !== 'grpo' && !runsRewardModel && !config.startFrom?.rewardModelKey) {
     ctx.addIssue({ code: 'custom', path: ['rl', 'variant'], message: `${rl.variant} needs a reward model: add a rewardModel section, or set startFrom.rewardModelKey, or use variant grpo` });
   }

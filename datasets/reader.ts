@@ -60,6 +60,7 @@ export function validateDatasetOptions(options: DatasetOptions, configPath = 'da
   if (!(maxBadShare >= 0 && maxBadShare <= 1)) throw new ConfigError(`${configPath}.maxBadShare`, `must be in [0, 1] (got ${maxBadShare})`);
   const earlyCheckRows = options.earlyCheckRows ?? DEFAULT_EARLY_CHECK_ROWS;
   if (!Number.isInteger(earlyCheckRows) || earlyCheckRows < 1) throw new ConfigError(`${configPath}.earlyCheckRows`, `must be a positive integer (got ${earlyCheckRows})`);
+  if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1)) throw new ConfigError(`${configPath}.limit`, `must be a positive integer (got ${options.limit})`);
   for (const [name, value] of Object.entries(options.images ?? {})) {
     if (!Number.isInteger(value) || (value as number) < 1) throw new ConfigError(`${configPath}.images.${name}`, `must be a positive integer (got ${String(value)})`);
   }
@@ -92,7 +93,8 @@ export class DatasetReader {
         hint: `Check ${this.configPath}.location and ${this.configPath}.files`,
       });
     }
-    for (const entry of dataFiles) {
+    const { limit } = this.options;
+    reading: for (const entry of dataFiles) {
       const fileReport = { file: entry.path, rows: 0 };
       this.report.files.push(fileReport);
       for await (const raw of this.records(files, entry.path, entry.size)) {
@@ -104,6 +106,7 @@ export class DatasetReader {
           yield row;
         }
         if (this.report.read === this.options.earlyCheckRows) this.checkShare(`after the first ${this.report.read} rows`);
+        if (limit !== undefined && this.report.kept >= limit) break reading;
       }
     }
     this.checkShare('at the end');

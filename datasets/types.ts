@@ -156,6 +156,8 @@ export interface DatasetOptions {
   maxBadShare?: number;
   /** The bad share is checked once after this many rows (default 1000) and again at the end. */
   earlyCheckRows?: number;
+  /** Stop after this many good rows (a first run on part of a large set); the bad share is checked on what was read. */
+  limit?: number;
 }
 
 /** One source record as read from a data file, before normalisation. */

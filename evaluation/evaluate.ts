@@ -11,7 +11,7 @@
 import type { Engine } from '../engine/types';
 import { grade } from '../tasks/grading';
 import { promptsOf } from '../tasks/prompt';
-import { type Example, type Family, FAMILIES } from '../tasks/types';
+import { type Example, familiesOf } from '../tasks/types';
 
 export interface EvalSettings {
   /** Samples per example for pass@k (0 = greedy only). */
@@ -27,7 +27,7 @@ export interface EvalSettings {
 
 export interface ExampleResult {
   id: string;
-  family: Family;
+  family: string;
   response: string;
   reward: number;
   formatOk: boolean;
@@ -45,11 +45,24 @@ export interface FamilySummary {
   passAtK: number | undefined;
 }
 
+/** A summary of no examples (a family one policy's evaluation lacks). */
+export const NO_EXAMPLES: FamilySummary = { examples: 0, accuracy: 0, meanReward: 0, formatRate: 0, meanLength: 0, passAtK: undefined };
+
+/**
+ * The rows a per-family table of `split` shows: each family of the report, then "all"; each row reads its summary
+ * from any policy's evaluation of the same examples. None when the split has no examples (a real dataset's ood).
+ */
+export function familyRows(report: Pick<EvalReport, 'overall' | 'byFamily'>): { label: string; of: (r: Pick<EvalReport, 'overall' | 'byFamily'>) => FamilySummary }[] {
+  if (report.overall.examples === 0) return [];
+  return [...Object.keys(report.byFamily).map((f) => ({ label: f, of: (r: Pick<EvalReport, 'overall' | 'byFamily'>) => r.byFamily[f] ?? NO_EXAMPLES })), { label: 'all', of: (r: Pick<EvalReport, 'overall' | 'byFamily'>) => r.overall }];
+}
+
 export interface EvalReport {
   split: string;
   k: number;
   overall: FamilySummary;
-  byFamily: Record<Family, FamilySummary>;
+  /** Per family, in `familiesOf` order (a real dataset's: per category or problem type). */
+  byFamily: Record<string, FamilySummary>;
   examples: ExampleResult[];
 }
 
@@ -98,6 +111,6 @@ export async function evaluate(
     });
     onProgress?.(Math.min(examples.length, start + chunk.length), examples.length);
   }
-  const byFamily = Object.fromEntries(FAMILIES.map((f) => [f, summarize(results.filter((r) => r.family === f), settings.k)])) as Record<Family, FamilySummary>;
+  const byFamily = Object.fromEntries(familiesOf(examples).map((f) => [f, summarize(results.filter((r) => r.family === f), settings.k)]));
   return { split, k: settings.k, overall: summarize(results, settings.k), byFamily, examples: results };
 }

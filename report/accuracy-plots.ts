@@ -2,8 +2,7 @@
  * The per-family greedy accuracy plots every report shows (`accuracy-test.png`, `accuracy-ood.png`): one bar series
  * per evaluated policy, families on the x axis. Shared by the pipeline's run report and `sophia sft`'s report.
  */
-import type { EvalReport } from '../evaluation/evaluate';
-import { FAMILIES } from '../tasks/types';
+import { type EvalReport, NO_EXAMPLES } from '../evaluation/evaluate';
 import { renderBarChart } from './charts';
 import type { ReportPlot } from './report';
 
@@ -15,18 +14,19 @@ export interface PlottedPolicy {
 }
 
 export function accuracyPlots(policies: readonly PlottedPolicy[]): ReportPlot[] {
-  const chart = (split: 'test' | 'ood') =>
-    renderBarChart({
+  const last = policies.at(-1);
+  const chart = (split: 'test' | 'ood') => {
+    const families = Object.keys(last![split].byFamily);
+    return renderBarChart({
       title: `Greedy accuracy per family (${split})`,
-      categories: FAMILIES,
+      categories: families,
       yLabel: 'accuracy',
       yMin: 0,
       yMax: 1,
       valueLabels: true,
-      series: policies.map((p) => ({ name: p.name, values: FAMILIES.map((f) => p[split].byFamily[f].accuracy) })),
+      series: policies.map((p) => ({ name: p.name, values: families.map((f) => (p[split].byFamily[f] ?? NO_EXAMPLES).accuracy) })),
     });
-  return [
-    { name: 'accuracy-test', title: 'Accuracy per family (test)', chart: chart('test') },
-    { name: 'accuracy-ood', title: 'Accuracy per family (ood)', chart: chart('ood') },
-  ];
+  };
+  // A split without examples (a real dataset's ood) has no plot.
+  return (['test', 'ood'] as const).filter((split) => last && last[split].overall.examples > 0).map((split) => ({ name: `accuracy-${split}`, title: `Accuracy per family (${split})`, chart: chart(split) }));
 }

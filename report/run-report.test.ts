@@ -5,7 +5,7 @@ import { type PolicyEvaluation, type RunReportInput, buildRunReport } from './ru
 
 function evalReport(split: string, accuracy: number): EvalReport {
   const s = (a: number): FamilySummary => ({ examples: 10, accuracy: a, meanReward: a, formatRate: Math.min(1, a + 0.5), meanLength: 30, passAtK: Math.min(1, a + 0.1) });
-  return { split, k: 4, overall: s(accuracy), byFamily: Object.fromEntries(FAMILIES.map((f) => [f, s(accuracy)])) as EvalReport['byFamily'], examples: [] };
+  return { split, k: 4, overall: s(accuracy), byFamily: Object.fromEntries(FAMILIES.map((f) => [f, s(accuracy)])), examples: [] };
 }
 
 const policy = (key: string, name: string, test: number, ood: number): PolicyEvaluation => ({

@@ -8,8 +8,7 @@
  * Stage times come from the caller (the evaluation activity reads them from Temporal's records of the stage
  * workflows); when they could not be read, the report says why instead of guessing.
  */
-import type { EvalReport } from '../evaluation/evaluate';
-import { FAMILIES } from '../tasks/types';
+import { type EvalReport, familyRows } from '../evaluation/evaluate';
 import type { SftResult } from '../training/sft';
 import { sftLossChart } from '../training/sft-report';
 import { accuracyPlots } from './accuracy-plots';
@@ -74,10 +73,10 @@ function accuracySection(policies: readonly PolicyEvaluation[]): { markdown: str
   const final = policies.at(-1)!;
   const rows: string[][] = [];
   for (const split of ['test', 'ood'] as const) {
-    for (const family of [...FAMILIES, 'all'] as const) {
-      const of = (p: PolicyEvaluation) => (family === 'all' ? p[split].overall : p[split].byFamily[family]);
+    for (const row of familyRows(final[split])) {
+      const of = (p: PolicyEvaluation) => row.of(p[split]);
       const f = of(final);
-      rows.push([split, family, String(f.examples), ...policies.map((p) => pct(of(p).accuracy)), ...policies.map((p) => pct(of(p).formatRate)), f.meanReward.toFixed(3), f.meanLength.toFixed(1), pct(f.passAtK)]);
+      rows.push([split, row.label, String(f.examples), ...policies.map((p) => pct(of(p).accuracy)), ...policies.map((p) => pct(of(p).formatRate)), f.meanReward.toFixed(3), f.meanLength.toFixed(1), pct(f.passAtK)]);
     }
   }
   const k = final.test.k;

@@ -4,7 +4,7 @@
  * way the paper annotates its data with a 72B judge (docs/architecture.md §3).
  *
  * Per request: a system message with the rubric (`JUDGE_RUBRIC`, the same one the programmatic judge implements),
- * a user message with the image (PNG, upscaled so the model can see the tiny world's pixels, as a
+ * a user message with the image (a tiny-world image as PNG, upscaled so the model can see its pixels; a real dataset's as its own PNG or JPEG bytes), as a
  * `data:image/png;base64,…` URL), the question and the response to judge. The model is asked to end with the
  * score in `<answer>score</answer>`; `parseJudgeScore` reads it, with fallbacks for models that do not follow the
  * format exactly.
@@ -18,7 +18,7 @@
  */
 import { ConfigError } from '../common/errors';
 import { type ChatMessage, OpenAiChatClient, type OpenAiChatOptions, type Unreadable } from '../common/openai-chat';
-import { encodePng } from '../tasks/render';
+import { fileOf } from '../tasks/images';
 import type { Annotation, AnnotationRequest, Annotator } from './annotator';
 import { JUDGE_RUBRIC, roundScore } from './judge';
 
@@ -42,7 +42,7 @@ const UNREADABLE: Unreadable = {
 
 /** The chat messages for one annotation: the rubric, then the image, the question and the response. */
 function judgeMessages(request: AnnotationRequest, imageScale: number): ChatMessage[] {
-  const png = Buffer.from(encodePng(request.example.image, imageScale)).toString('base64');
+  const { bytes, mime } = fileOf(request.example.image, imageScale);
   const text = `Question: ${request.example.question}
 
 Response to judge:
@@ -54,7 +54,7 @@ Score the reasoning of this response. End with the score in <answer>score</answe
     {
       role: 'user',
       content: [
-        { type: 'image_url', image_url: { url: `data:image/png;base64,${png}` } },
+        { type: 'image_url', image_url: { url: `data:${mime};base64,${Buffer.from(bytes).toString('base64')}` } },
         { type: 'text', text },
       ],
     },

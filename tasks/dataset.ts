@@ -18,7 +18,9 @@ import { dataKey } from '../storage/keys';
 import type { Storage } from '../storage/types';
 import { GENERATORS } from './families';
 import { decodePng, encodePng } from './render';
-import { DIFFICULTY, type Example, FAMILIES, type Family, type Split, SPLITS } from './types';
+import type { ReadReport } from '../datasets/types';
+import { fileOf, isEncoded } from './images';
+import { DIFFICULTY, type EncodedImage, type Example, type ExampleImage, FAMILIES, type Family, type Split, SPLITS, type TinyExample } from './types';
 
 const DATASET_FORMAT = 'sophia.dataset.v1';
 const GENERATOR_VERSION = 1;
@@ -39,29 +41,48 @@ export function exampleSeed(seed: number, split: Split, family: Family, index: n
   return h >>> 0;
 }
 
-export function generateExample(family: Family, split: Split, index: number, imageSize: number, seed: number): Example {
+export function generateExample(family: Family, split: Split, index: number, imageSize: number, seed: number): TinyExample {
   const exSeed = exampleSeed(seed, split, family, index);
   const generated = GENERATORS[family](new Rng(exSeed), imageSize, DIFFICULTY[split]);
   return { id: `${split}-${family}-${index}`, family, split, seed: exSeed, ...generated };
 }
 
 /** `perFamily` examples of every family, interleaved (counting, chart, ocr, math, choice, counting, …). */
-export function generateSplit(split: Split, perFamily: number, imageSize: number, seed: number): Example[] {
-  const out: Example[] = [];
+export function generateSplit(split: Split, perFamily: number, imageSize: number, seed: number): TinyExample[] {
+  const out: TinyExample[] = [];
   for (let i = 0; i < perFamily; i++) for (const family of FAMILIES) out.push(generateExample(family, split, i, imageSize, seed));
   return out;
 }
 
-interface ExampleRecord extends Omit<Example, 'image'> {
-  image: { size: number; png: string };
+/** An image as a shard line stores it: pixels as base64 PNG (older datasets wrote `size` for their square side), or a
+ * real dataset's file bytes as base64 with their type. */
+type ImageRecord = { width?: number; height?: number; size?: number; png: string } | { width: number; height: number; mime: EncodedImage['mime']; data: string };
+
+interface ExampleRecord extends Omit<Example, 'image' | 'moreImages'> {
+  image: ImageRecord;
+  moreImages?: ImageRecord[];
 }
 
-function serializeExample(example: Example): string {
-  const record: ExampleRecord = { ...example, image: { size: example.image.size, png: Buffer.from(encodePng(example.image)).toString('base64') } };
+function imageRecord(image: ExampleImage): ImageRecord {
+  if (isEncoded(image)) return { width: image.width, height: image.height, mime: image.mime, data: Buffer.from(image.bytes).toString('base64') };
+  return { width: image.width, height: image.height, png: Buffer.from(encodePng(image)).toString('base64') };
+}
+
+function parseImage(record: ImageRecord | undefined, where: string): ExampleImage {
+  if (record && 'png' in record && typeof record.png === 'string') return decodePng(Buffer.from(record.png, 'base64'));
+  if (record && 'data' in record && typeof record.data === 'string' && (record.mime === 'image/png' || record.mime === 'image/jpeg') && Number.isInteger(record.width) && Number.isInteger(record.height)) {
+    return { width: record.width, height: record.height, mime: record.mime, bytes: new Uint8Array(Buffer.from(record.data, 'base64')) };
+  }
+  throw new SophiaError('corrupt', `${where}: an image needs "png", or "data" with "mime", "width" and "height"`);
+}
+
+export function serializeExample(example: Example): string {
+  const { image, moreImages, ...rest } = example;
+  const record: ExampleRecord = { ...rest, image: imageRecord(image), ...(moreImages?.length ? { moreImages: moreImages.map(imageRecord) } : {}) };
   return JSON.stringify(record);
 }
 
-function parseExample(line: string, where: string): Example {
+export function parseExample(line: string, where: string): Example {
   let record: ExampleRecord;
   try {
     record = JSON.parse(line) as ExampleRecord;
@@ -71,8 +92,9 @@ function parseExample(line: string, where: string): Example {
   for (const field of ['id', 'family', 'split', 'question', 'answer', 'answerType'] as const) {
     if (typeof record[field] !== 'string') throw new SophiaError('corrupt', `${where}: field "${field}" must be a string`);
   }
-  if (!Array.isArray(record.steps) || typeof record.image?.png !== 'string') throw new SophiaError('corrupt', `${where}: fields "steps" and "image.png" are required`);
-  return { ...record, image: decodePng(Buffer.from(record.image.png, 'base64')) };
+  if (!Array.isArray(record.steps)) throw new SophiaError('corrupt', `${where}: field "steps" is required`);
+  const { moreImages, ...rest } = record;
+  return { ...rest, image: parseImage(record.image, `${where} image`), ...(moreImages?.length ? { moreImages: moreImages.map((m, i) => parseImage(m, `${where} moreImages[${i}]`)) } : {}) };
 }
 
 export interface ShardEntry {
@@ -82,54 +104,93 @@ export interface ShardEntry {
   sha256: string;
 }
 
-export interface DatasetManifest {
+export interface SplitEntry {
+  count: number;
+  /** Examples per family (a real dataset's: per category or problem type), in the order first met. */
+  byFamily: Record<string, number>;
+  shards: ShardEntry[];
+}
+
+export interface DatasetManifest<S = DatasetSettings> {
   format: typeof DATASET_FORMAT;
   generatorVersion: number;
-  settings: DatasetSettings;
-  splits: Record<Split, { count: number; byFamily: Record<Family, number>; shards: ShardEntry[] }>;
+  /** What made the dataset: the tiny world's generator settings, or a real dataset's source settings. */
+  settings: S;
+  splits: Record<Split, SplitEntry>;
   previews: string[];
+  /** A real dataset's read: rows read, kept and skipped per reason (datasets/ `ReadReport`). */
+  read?: ReadReport;
   createdAt: string;
 }
 
 const manifestKeyOf = (runId: string) => dataKey(runId, 'manifest.json');
 
-export async function writeDataset(storage: Storage, runId: string, settings: DatasetSettings, now = new Date()): Promise<DatasetManifest> {
-  const shardSize = settings.shardSize ?? 2000;
-  const splits = {} as DatasetManifest['splits'];
-  const previews: string[] = [];
-  for (const split of SPLITS) {
-    const examples = generateSplit(split, settings.perFamily[split], settings.imageSize, settings.seed);
-    const shards: ShardEntry[] = [];
-    for (let start = 0; start < examples.length; start += shardSize) {
-      const chunk = examples.slice(start, start + shardSize);
-      const key = dataKey(runId, `${split}/shard-${String(shards.length).padStart(5, '0')}.jsonl`);
-      const body = new TextEncoder().encode(`${chunk.map(serializeExample).join('\n')}\n`);
-      const written = await storage.put(key, body, { contentType: 'application/x-ndjson' });
-      shards.push({ key, count: chunk.length, size: written.size, sha256: written.sha256 });
+/** A family name as a storage key segment. */
+const keySegment = (name: string) => name.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '') || 'other';
+
+/**
+ * Writes a run's examples one at a time, in shards of `shardSize` lines per split (so a dataset never has to be in
+ * memory whole), a preview image for the first example of each family in each split, and the manifest last: a
+ * reader sees a dataset whole or not at all.
+ */
+export class DatasetWriter {
+  private readonly splits = new Map<Split, SplitEntry & { lines: string[] }>();
+  private readonly previews: string[] = [];
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly runId: string,
+    private readonly shardSize: number,
+  ) {}
+
+  async add(example: Example): Promise<void> {
+    let split = this.splits.get(example.split);
+    if (!split) this.splits.set(example.split, (split = { count: 0, byFamily: {}, shards: [], lines: [] }));
+    if (split.byFamily[example.family] === undefined) {
+      split.byFamily[example.family] = 0;
+      const { bytes, mime } = fileOf(example.image, 8);
+      const key = dataKey(this.runId, `previews/${example.split}-${keySegment(example.family)}.${mime === 'image/png' ? 'png' : 'jpg'}`);
+      await this.storage.put(key, bytes, { contentType: mime });
+      this.previews.push(key);
     }
-    for (const family of FAMILIES) {
-      const first = examples.find((e) => e.family === family);
-      if (!first) continue;
-      const key = dataKey(runId, `previews/${split}-${family}.png`);
-      await storage.put(key, encodePng(first.image, 8), { contentType: 'image/png' });
-      previews.push(key);
-    }
-    const byFamily = Object.fromEntries(FAMILIES.map((f) => [f, examples.filter((e) => e.family === f).length])) as Record<Family, number>;
-    splits[split] = { count: examples.length, byFamily, shards };
+    split.byFamily[example.family]!++;
+    split.count++;
+    split.lines.push(serializeExample(example));
+    if (split.lines.length >= this.shardSize) await this.flush(example.split, split);
   }
-  const manifest: DatasetManifest = {
-    format: DATASET_FORMAT,
-    generatorVersion: GENERATOR_VERSION,
-    settings,
-    splits,
-    previews,
-    createdAt: now.toISOString(),
-  };
-  await storage.put(manifestKeyOf(runId), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`), { contentType: 'application/json' });
-  return manifest;
+
+  private async flush(name: Split, split: SplitEntry & { lines: string[] }): Promise<void> {
+    if (split.lines.length === 0) return;
+    const key = dataKey(this.runId, `${name}/shard-${String(split.shards.length).padStart(5, '0')}.jsonl`);
+    const body = new TextEncoder().encode(`${split.lines.join('\n')}\n`);
+    const written = await this.storage.put(key, body, { contentType: 'application/x-ndjson' });
+    split.shards.push({ key, count: split.lines.length, size: written.size, sha256: written.sha256 });
+    split.lines = [];
+  }
+
+  /** Writes what is left and then the manifest; every split is listed, an empty one with no shards. */
+  async finish<S>(settings: S, now = new Date(), read?: ReadReport): Promise<DatasetManifest<S>> {
+    const splits = {} as DatasetManifest['splits'];
+    for (const name of SPLITS) {
+      const split = this.splits.get(name) ?? { count: 0, byFamily: {}, shards: [], lines: [] };
+      await this.flush(name, split);
+      splits[name] = { count: split.count, byFamily: split.byFamily, shards: split.shards };
+    }
+    const manifest: DatasetManifest<S> = { format: DATASET_FORMAT, generatorVersion: GENERATOR_VERSION, settings, splits, previews: this.previews, ...(read ? { read } : {}), createdAt: now.toISOString() };
+    await this.storage.put(manifestKeyOf(this.runId), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`), { contentType: 'application/json' });
+    return manifest;
+  }
 }
 
-export async function readDatasetManifest(storage: Storage, runId: string): Promise<DatasetManifest> {
+export async function writeDataset(storage: Storage, runId: string, settings: DatasetSettings, now = new Date()): Promise<DatasetManifest> {
+  const writer = new DatasetWriter(storage, runId, settings.shardSize ?? 2000);
+  for (const split of SPLITS) {
+    for (const example of generateSplit(split, settings.perFamily[split], settings.imageSize, settings.seed)) await writer.add(example);
+  }
+  return writer.finish(settings, now);
+}
+
+export async function readDatasetManifest(storage: Storage, runId: string): Promise<DatasetManifest<unknown>> {
   let bytes: Uint8Array;
   try {
     bytes = await storage.get(manifestKeyOf(runId));
@@ -139,7 +200,7 @@ export async function readDatasetManifest(storage: Storage, runId: string): Prom
     }
     throw err;
   }
-  const manifest = JSON.parse(new TextDecoder().decode(bytes)) as { format?: unknown } & DatasetManifest;
+  const manifest = JSON.parse(new TextDecoder().decode(bytes)) as { format?: unknown } & DatasetManifest<unknown>;
   if (manifest.format !== DATASET_FORMAT) {
     throw new SophiaError('corrupt', `${manifestKeyOf(runId)}: format ${JSON.stringify(manifest.format)}, expected ${DATASET_FORMAT as string}`);
   }

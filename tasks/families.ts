@@ -13,9 +13,9 @@
  */
 import type { Rng } from '../engine/rng';
 import { BAR, COLOR_NAMES, COLORS, type ColorName, GLYPH_HEIGHT, blankImage, drawDigit, fillRect } from './render';
-import type { Difficulty, Example, Family } from './types';
+import type { Difficulty, Example, Family, Image } from './types';
 
-export type Generated = Omit<Example, 'id' | 'split' | 'seed' | 'family'>;
+export type Generated = Omit<Example, 'id' | 'split' | 'seed' | 'family' | 'image'> & { image: Image };
 
 const int = (rng: Rng, lo: number, hi: number) => lo + (rng.nextU32() % (hi - lo + 1));
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[rng.nextU32() % xs.length]!;

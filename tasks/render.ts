@@ -20,13 +20,14 @@ export const COLOR_NAMES = Object.keys(COLORS) as ColorName[];
 const WHITE: Rgb = [235, 235, 235];
 export const BAR: Rgb = [80, 200, 220];
 
+/** A black square image (the tiny world's images are square). */
 export function blankImage(size: number): Image {
-  return { size, rgb: new Uint8Array(size * size * 3) };
+  return { width: size, height: size, rgb: new Uint8Array(size * size * 3) };
 }
 
 function setPixel(img: Image, x: number, y: number, color: Rgb): void {
-  if (x < 0 || y < 0 || x >= img.size || y >= img.size) throw new RangeError(`pixel (${x}, ${y}) is outside a ${img.size}×${img.size} image`);
-  const i = (y * img.size + x) * 3;
+  if (x < 0 || y < 0 || x >= img.width || y >= img.height) throw new RangeError(`pixel (${x}, ${y}) is outside a ${img.width}×${img.height} image`);
+  const i = (y * img.width + x) * 3;
   img.rgb[i] = color[0];
   img.rgb[i + 1] = color[1];
   img.rgb[i + 2] = color[2];
@@ -62,12 +63,13 @@ export function drawDigit(img: Image, digit: number, x: number, y: number, color
 
 /** PNG bytes of the image, each pixel drawn as a scale × scale block. */
 export function encodePng(img: Image, scale = 1): Uint8Array {
-  const side = img.size * scale;
-  const png = new PNG({ width: side, height: side });
-  for (let y = 0; y < side; y++) {
-    for (let x = 0; x < side; x++) {
-      const src = (Math.floor(y / scale) * img.size + Math.floor(x / scale)) * 3;
-      const dst = (y * side + x) * 4;
+  const width = img.width * scale;
+  const height = img.height * scale;
+  const png = new PNG({ width, height });
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const src = (Math.floor(y / scale) * img.width + Math.floor(x / scale)) * 3;
+      const dst = (y * width + x) * 4;
       png.data[dst] = img.rgb[src]!;
       png.data[dst + 1] = img.rgb[src + 1]!;
       png.data[dst + 2] = img.rgb[src + 2]!;
@@ -77,26 +79,14 @@ export function encodePng(img: Image, scale = 1): Uint8Array {
   return PNG.sync.write(png);
 }
 
-/** Decodes a PNG written by `encodePng` (scale 1) back into an image. */
+/** Decodes a PNG (e.g. one written by `encodePng` at scale 1) into an image. */
 export function decodePng(bytes: Uint8Array): Image {
   const png = PNG.sync.read(Buffer.from(bytes));
-  if (png.width !== png.height) throw new RangeError(`image must be square (got ${png.width}×${png.height})`);
-  const img = blankImage(png.width);
+  const img: Image = { width: png.width, height: png.height, rgb: new Uint8Array(png.width * png.height * 3) };
   for (let i = 0; i < png.width * png.height; i++) {
     img.rgb[i * 3] = png.data[i * 4]!;
     img.rgb[i * 3 + 1] = png.data[i * 4 + 1]!;
     img.rgb[i * 3 + 2] = png.data[i * 4 + 2]!;
   }
   return img;
-}
-
-/** The engine's input layout: (C, S, S) floats in [0, 1], channel-major. */
-export function imageToTensor(img: Image, out: Float32Array = new Float32Array(3 * img.size * img.size), offset = 0): Float32Array {
-  const plane = img.size * img.size;
-  for (let p = 0; p < plane; p++) {
-    out[offset + p] = img.rgb[p * 3]! / 255;
-    out[offset + plane + p] = img.rgb[p * 3 + 1]! / 255;
-    out[offset + 2 * plane + p] = img.rgb[p * 3 + 2]! / 255;
-  }
-  return out;
 }

@@ -2,11 +2,10 @@
  * The SFT warmup's report: accuracy per family and split before and after warmup (measured in the same run),
  * format rate, response length, pass@k, and the loss curves.
  */
-import type { EvalReport } from '../evaluation/evaluate';
+import { type EvalReport, familyRows } from '../evaluation/evaluate';
 import { type RenderedChart, renderLineChart } from '../report/charts';
 import { accuracyPlots } from '../report/accuracy-plots';
 import { type Report, markdownTable, pct } from '../report/report';
-import { FAMILIES } from '../tasks/types';
 import type { SftResult } from './sft';
 
 export interface SftReportInput {
@@ -49,10 +48,9 @@ export function buildSftReport(input: SftReportInput): Report {
   for (const split of ['test', 'ood'] as const) {
     const before = input.before[split];
     const after = input.after[split];
-    for (const family of [...FAMILIES, 'all'] as const) {
-      const b = family === 'all' ? before.overall : before.byFamily[family];
-      const a = family === 'all' ? after.overall : after.byFamily[family];
-      rows.push([split, family, String(a.examples), pct(b.accuracy), pct(a.accuracy), a.meanReward.toFixed(3), pct(b.formatRate), pct(a.formatRate), a.meanLength.toFixed(1), pct(a.passAtK)]);
+    for (const row of familyRows(after)) {
+      const [b, a] = [row.of(before), row.of(after)];
+      rows.push([split, row.label, String(a.examples), pct(b.accuracy), pct(a.accuracy), a.meanReward.toFixed(3), pct(b.formatRate), pct(a.formatRate), a.meanLength.toFixed(1), pct(a.passAtK)]);
     }
   }
   const k = input.after.test.k;

@@ -13,8 +13,9 @@ export type CpuActivities = ActivitiesOn<'cpu' | 'local'>;
 export type GpuActivities = ActivitiesOn<'gpu'>;
 export type LocalActivities = ActivitiesOn<'local'>;
 
-export function cpuActivities(profiles: Pick<ActivityProfiles, 'cpu'>) {
-  return proxyActivities<CpuActivities>(toActivityOptions(profiles.cpu));
+/** CPU activities with the CPU profile's options (`overrides`: an activity that may run longer, e.g. a dataset read). */
+export function cpuActivities(profiles: Pick<ActivityProfiles, 'cpu'>, overrides: Partial<ActivityOptions> = {}) {
+  return proxyActivities<CpuActivities>({ ...toActivityOptions(profiles.cpu), ...overrides });
 }
 
 /** GPU activities with the given options (the shared GPU queue's profile, or a pinned worker's queue). */

@@ -139,3 +139,26 @@ export class CountingStorage extends LocalStorage {
     return source.pipe(counted);
   }
 }
+
+/**
+ * A small EasyR1 training set: `count` rows with one generated image each (sizes vary, not square), a question, an
+ * answer and a problem type (numerical and OCR alternating), and `broken` rows after them (alternately without an
+ * image and with an empty answer) to be skipped and counted.
+ */
+export function trainingSetRows(count: number, broken = 0): EasyR1ParquetRow[] {
+  const rows: EasyR1ParquetRow[] = [];
+  for (let i = 0; i < count; i++) {
+    const ocr = i % 2 === 1;
+    const image = pngBytes(28 + 14 * (i % 3), 28 + 14 * ((i + 1) % 2), [(i * 37) & 255, (i * 91) & 255, 128]);
+    rows.push({
+      images: [{ bytes: image, path: null }],
+      problem: ocr ? `<image>What number is written in panel ${i}?` : `<image>How many shapes are in picture ${i}?`,
+      answer: ocr ? String(1000 + i) : String(i % 7),
+      problem_type: ocr ? 'OCR' : 'numerical',
+    });
+  }
+  for (let i = 0; i < broken; i++) {
+    rows.push(i % 2 === 0 ? { images: null, problem: `<image>Row without an image ${i}?`, answer: '1', problem_type: 'numerical' } : { images: [{ bytes: pngBytes(28, 28), path: null }], problem: `<image>Row without an answer ${i}?`, answer: ' ', problem_type: 'numerical' });
+  }
+  return rows;
+}

@@ -8,7 +8,8 @@
  *  2. pause (the chunk commits its step, the run waits), resume, and stop during Trust-GRPO (the policy committed at
  *     its step, then evaluated);
  *  3. LoRA through every stage; a dtype the worker cannot run, refused at once;
- *  4. vLLM rollouts (engine.rollout.backend vllm): every RL step pushes the updated policy into vLLM;
+ *  4. a real dataset (data.source: an EasyR1 parquet with broken rows, no SFT) with vLLM rollouts (engine.rollout.backend
+ *     vllm): every RL step pushes the updated policy into vLLM;
  *  5. two engine processes (engine.processes: 2, torchrun + FSDP, gloo on CPU) sampling with one vLLM engine across
  *     both (tensor parallel).
  * 4 and 5 leave the reward model's stage out (RL as plain GRPO): what they test is the policy's engine.
@@ -30,6 +31,7 @@ import { WorkerSet } from '../../workers/worker';
 import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
 import { quietTemporalRuntime } from '../integration/stack';
 import { chartQaParquet, chartQaRows } from '../../benchmarks/testing/fixtures';
+import { easyR1Parquet, trainingSetRows } from '../../datasets/testing/fixtures';
 import { faultConfigFile, faultScope, tempDir, waitFor, waitForStageStep } from './harness';
 import { faultScenarios, rlCurve } from './scenarios';
 
@@ -160,13 +162,17 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     for (const m of steps) expect(m.tisCappedFraction).toBe(0);
   }, 900_000);
 
-  it('samples with vLLM (engine.rollout.backend vllm) in the GPU worker\'s engine process: every RL step pushes the updated policy into it, and the trainer scores its samples as vLLM did', async () => {
+  it('trains on a real dataset (data.source: an EasyR1 parquet with broken rows; no SFT) sampling with vLLM (engine.rollout.backend vllm) in the GPU worker\'s engine process: every RL step pushes the updated policy into it, and the trainer scores its samples as vLLM did', async () => {
     const { dir, temporal, c, storage, workers } = await inProcess('torch-vllm');
     // A real benchmark in its published layout (ChartQA's test parquet, generated): evaluated on every policy.
     mkdirSync(path.join(dir, 'chartqa'));
     writeFileSync(path.join(dir, 'chartqa', 'test-00000-of-00001.parquet'), chartQaParquet(chartQaRows()));
+    // A real training set in EasyR1's layout: 24 good rows (images of several sizes, numerical and OCR questions), 2 broken.
+    mkdirSync(path.join(dir, 'train', 'data'), { recursive: true });
+    writeFileSync(path.join(dir, 'train', 'data', 'train-00000-of-00001.parquet'), easyR1Parquet(trainingSetRows(24, 2)));
     const { config } = faultConfigFile(dir, [
-      ...torchLinesWithoutRewardModel('{ steps: 4, evalEvery: 4, chunkSteps: 4, patience: 10, lr: 1e-2 }', '{ steps: 3, checkpointEvery: 3, evalEvery: 3, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'),
+      ...torchLinesWithoutRewardModel('{ steps: 0 }', '{ steps: 3, checkpointEvery: 3, evalEvery: 3, maxTokens: 24 }', ', rollout: { backend: vllm, maxNumSeqs: 16, cpuKvCacheGib: 1 }'),
+      `data: { perFamily: { train: 1, test: 1, ood: 1 }, validationPerFamily: 1, source: { format: easyr1, location: ${JSON.stringify(path.join(dir, 'train'))}, maxBadShare: 0.1, testShare: 0.25 } }`,
       `evaluation: { k: 0, temperature: 1, maxTokens: 24, promptsPerBatch: 50, baseline: false, benchmarks: { chartqa: { data: ${JSON.stringify(path.join(dir, 'chartqa'))}, maxTokens: 8 } } }`,
     ]);
     expect(config.rl?.variant).toBe('grpo');
@@ -174,7 +180,17 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     const { handle } = await startRun(c, temporal, pipelineInput(runId, config, storage.location, temporal));
     const result = await workers.runUntil(handle.result());
     expect(result.status).toBe('completed');
+    // The dataset: every good row in train or test, the broken ones counted; no ood split; no SFT (the model as it is).
+    const prepared = result.results.prepareData!;
+    expect([prepared.train! + prepared.test!, prepared.ood, prepared.rowsRead, prepared.badRows]).toEqual([24, 0, 26, 2]);
+    expect(prepared.test).toBeGreaterThan(0);
+    expect(result.results.sftWarmup?.step).toBe(0);
     expect(result.results.trustGrpo?.step).toBe(3);
+    expect(result.results.evaluation?.testAccuracy).toBeGreaterThanOrEqual(0);
+    expect(result.results.evaluation).not.toHaveProperty('oodAccuracy');
+    const test = JSON.parse(new TextDecoder().decode(await storage.get(`runs/${runId}/eval/final/test.json`))) as { examples: { family: string }[]; byFamily: Record<string, unknown> };
+    expect(test.examples).toHaveLength(prepared.test!);
+    for (const family of Object.keys(test.byFamily)) expect(['numerical', 'OCR']).toContain(family);
     // evaluation.benchmarks: ChartQA on the final policy (no baselines here: CI time), its rows answered or skipped by name.
     expect(result.results.evaluation?.chartqaAccuracy).toBeGreaterThanOrEqual(0);
     for (const label of ['final']) {
@@ -185,6 +201,7 @@ describe.skipIf(skip !== undefined)(`the pipeline on the PyTorch engine (tiny Qw
     }
     const report = new TextDecoder().decode(await storage.get(result.reportKey!));
     expect(report).toMatch(/## Benchmarks[\s\S]*\| after grpo \| [\d.]+ \(2\) \|[\s\S]*SophiaVL-R1-7B/);
+    expect(report).toMatch(/## Data\n\neasyr1 dataset at [\s\S]*26 rows read in 1 file, 24 kept, 2 skipped[\s\S]*\| missing-image \| 1 \|[\s\S]*\| empty-answer \| 1 \|/);
     const steps = (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo' && m.kind === 'step');
     expect(steps.map((m) => m.step)).toEqual([1, 2, 3]);
     for (const m of steps) {

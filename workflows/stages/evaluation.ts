@@ -46,19 +46,21 @@ export async function evaluationStage(input: StageInput): Promise<StageOutput> {
   const report = await cpu.writeRunReport({ ...common, baselines: evaluated, after, pipelineWorkflowId: input.parentWorkflowId });
   // `baselineTestAccuracy`: the policy the final one is compared with (RL's start, else the initial one), as before.
   const baseline = evaluated.find((e) => e.label === 'sft') ?? evaluated[0];
+  const hasOod = after.splits.ood.overall.examples > 0;
   return {
     stage: 'evaluation',
     checkpointKey: final,
     artifacts: { ...input.artifacts, report: report.reportKey, evalTest: after.splits.test.resultsKey, evalOod: after.splits.ood.resultsKey },
     metrics: {
       testAccuracy: after.splits.test.overall.accuracy,
-      oodAccuracy: after.splits.ood.overall.accuracy,
+      // (a real dataset has no ood split: no ood numbers rather than 0s from no examples)
+      ...(hasOod ? { oodAccuracy: after.splits.ood.overall.accuracy } : {}),
       testFormatRate: after.splits.test.overall.formatRate,
       // The real benchmarks of evaluation.benchmarks: mathvistaAccuracy, chartqaAccuracy, …
       ...Object.fromEntries(Object.entries(after.benchmarks ?? {}).map(([name, b]) => [`${name}Accuracy`, b.overall.accuracy])),
       ...(baseline ? { baselineTestAccuracy: baseline.splits.test.overall.accuracy } : {}),
       // initialTestAccuracy, initialOodAccuracy, sftTestAccuracy, sftOodAccuracy
-      ...Object.fromEntries(evaluated.flatMap((e) => [[`${e.label}TestAccuracy`, e.splits.test.overall.accuracy], [`${e.label}OodAccuracy`, e.splits.ood.overall.accuracy]])),
+      ...Object.fromEntries(evaluated.flatMap((e): [string, number][] => [[`${e.label}TestAccuracy`, e.splits.test.overall.accuracy], ...(hasOod ? [[`${e.label}OodAccuracy`, e.splits.ood.overall.accuracy] as [string, number]] : [])])),
     },
     stopped: false,
   };
