@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { RUN_PRESETS, parseRunConfig } from '../config/run-config';
 import type { MetricRecord } from '../storage/metrics-log';
-import { ablationReport, meanStd, parseVariants, variantConfig, variantRunId } from './ablate';
+import { Rng } from '../engine/rng';
+import { ablationReport, comparisons, meanStd, pairedSection, parseVariants, type VariantResult, variantConfig, variantRunId } from './ablate';
 
 const shared = { dataRunId: 'base', sftKey: 'runs/base/sft/checkpoints/00000150', rewardModelKey: 'runs/base/rm/checkpoints/00000040', rewardModelInitialKey: 'runs/base/rm-init/checkpoints/00000000' };
 const tiny = parseRunConfig(RUN_PRESETS.tiny, 'tiny');
@@ -24,12 +25,17 @@ describe('sophia ablate', () => {
     expect(trust.evaluation).toMatchObject({ k: 0, baseline: false });
     expect(variantConfig(tiny, shared, 'untrained-rm', 1).startFrom?.rewardModelKey).toBe(shared.rewardModelInitialKey);
     expect(variantRunId('abl', 'thinking+anneal', 3)).toBe('abl-thinking-anneal-s3');
+    const skip = variantConfig(tiny, shared, { name: 'trust-grpo@skip', variant: 'trust-grpo', emptyGroup: 'skip' }, 1);
+    expect(skip.rl).toMatchObject({ variant: 'trust-grpo', emptyGroup: 'skip' });
+    expect(skip.name).toBe('ablation trust-grpo@skip seed 1');
+    expect(variantRunId('abl', 'trust-grpo@skip', 1)).toBe('abl-trust-grpo-skip-s1');
   });
 
   it('rejects unknown variants naming them', () => {
     expect(parseVariants(undefined)).toHaveLength(5);
-    expect(parseVariants('grpo, trust-grpo')).toEqual(['grpo', 'trust-grpo']);
+    expect(parseVariants('grpo, trust-grpo@skip')).toEqual([{ name: 'grpo', variant: 'grpo' }, { name: 'trust-grpo@skip', variant: 'trust-grpo', emptyGroup: 'skip' }]);
     expect(() => parseVariants('grpo,trsut')).toThrow(/--variants: "trsut" is not a variant/);
+    expect(() => parseVariants('grpo@keep')).toThrow(/"grpo@keep" is not a variant.*@skip/);
   });
 
   it('tabulates mean ± std over seeds and plots curves averaged over seeds', () => {
@@ -51,5 +57,35 @@ describe('sophia ablate', () => {
     expect(report.markdown).toContain('sophia ablate --config tiny --seeds 2');
     expect(report.plots.map((p) => p.name)).toEqual(['accuracy-test', 'accuracy-ood', 'gamma', 'train-accuracy']);
     expect(report.plots[0]!.chart.png.length).toBeGreaterThan(1000);
+  });
+
+  it('compares each arm with grpo, and trust-grpo with thinking', () => {
+    expect(comparisons(['grpo', 'thinking', 'trust-grpo', 'trust-grpo@skip'])).toEqual([['thinking', 'grpo'], ['trust-grpo', 'grpo'], ['trust-grpo@skip', 'grpo'], ['trust-grpo', 'thinking']]);
+    expect(comparisons(['thinking', 'trust-grpo'])).toEqual([['trust-grpo', 'thinking']]);
+  });
+
+  it('reports paired differences with bootstrap intervals and the power to detect the effect', () => {
+    // 4 seeds × 300 test examples: trust-grpo is right 10 points more often than grpo (clearly significant); thinking
+    // the same as grpo. No ood examples (a real dataset): no ood rows.
+    const rng = new Rng(5);
+    const draws = (p: number) => Array.from({ length: 300 }, () => (rng.nextFloat() < p ? 1 : 0));
+    const results: VariantResult[] = [1, 2, 3, 4].flatMap((seed) => [
+      { variant: 'grpo', seed, runId: `g${seed}`, testAccuracy: 0, oodAccuracy: 0, meanGamma: 1, distrustedShare: 0, outcomes: { test: draws(0.5), ood: [] } },
+      { variant: 'thinking', seed, runId: `t${seed}`, testAccuracy: 0, oodAccuracy: 0, meanGamma: 1, distrustedShare: 0, outcomes: { test: draws(0.5), ood: [] } },
+      { variant: 'trust-grpo', seed, runId: `r${seed}`, testAccuracy: 0, oodAccuracy: 0, meanGamma: 1, distrustedShare: 0, outcomes: { test: draws(0.6), ood: [] } },
+    ]);
+    const { markdown, json } = pairedSection(results, 0.015);
+    expect(json.map((c) => [(c.pair as string[]).join(' − '), c.split])).toEqual([['thinking − grpo', 'test'], ['trust-grpo − grpo', 'test'], ['trust-grpo − thinking', 'test']]);
+    const row = (pair: string) => markdown.split('\n').find((l) => l.startsWith(`| ${pair} | test |`))!;
+    expect(row('trust-grpo − grpo')).toMatch(/^\| trust-grpo − grpo \| test \| \+\d+\.\d \| \[\+\d+\.\d, \+\d+\.\d\] \| 0\.0[0-4]\d \| yes \| 4 \| 300 \|$/);
+    expect(row('thinking − grpo')).toMatch(/\| no \| 4 \| 300 \|$/);
+    expect(markdown).toMatch(/## Power[\s\S]*\| trust-grpo − grpo \| test \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ % \| [\d.]+ \| (\d+|more examples first) \| (\d+|more seeds first) \|/);
+    // Two coin flips of p = 0.5 per example and seed: the interaction alone gives SE ≈ √(0.5 / 1200) ≈ 2 points (the
+    // seed and example parts, 0 in truth, are estimated from 4 seeds); 1.5 points need more than these 4 seeds.
+    const power = json[0]!.power as { standardError: number; seedsNeeded: number; achievedPower: number };
+    expect(power.standardError).toBeGreaterThan(0.015);
+    expect(power.standardError).toBeLessThan(0.04);
+    expect(power.seedsNeeded).toBeGreaterThan(4);
+    expect(power.achievedPower).toBeLessThan(0.8);
   });
 });

@@ -1,10 +1,17 @@
 /**
- * `sophia ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants …] [--out DIR]`: the method's
- * ablation (docs/architecture.md §3). Every variant (`grpo`, `thinking`, `thinking+anneal`, `trust-grpo`, `untrained-rm`)
- * trains from the same SFT checkpoint with the same reward model (the untrained one for `untrained-rm`) on the
- * same dataset, once per seed; then a table (mean ± std over seeds of test and ood accuracy per variant) and plots
- * (accuracy and γ over RL steps) are written to storage under `runs/{ID}/reports/ablation/` and, with `--out`, to a
- * local folder.
+ * `sophia ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants …] [--effect POINTS] [--out DIR]`:
+ * the method's ablation (docs/architecture.md §3). Every arm — a variant (`grpo`, `thinking`, `thinking+anneal`,
+ * `trust-grpo`, `untrained-rm`), optionally with `@skip` for `rl.emptyGroup: skip` (no thinking reward in groups whose
+ * outcome rewards are all equal) — trains from the same SFT checkpoint with the same reward model (the untrained one
+ * for `untrained-rm`) on the same dataset, once per seed, the seed's prompts order and sampling the same for every
+ * arm. Then a report under `runs/{ID}/reports/ablation/` (and, with `--out`, a local folder):
+ *  - mean ± std over seeds of test and ood accuracy per arm, γ, and the share of one-sided groups;
+ *  - paired differences (each arm against `grpo`, and `trust-grpo` against `thinking`: the trust weight's own
+ *    effect), paired by seed and by test example, with 95 % hierarchical bootstrap intervals and p-values
+ *    (evaluation/paired.ts);
+ *  - the power: the standard error these seeds and examples give, the power to detect `--effect` points (default 1.5),
+ *    and the seeds (or examples) that would take;
+ *  - plots of accuracy and γ over RL steps.
  *
  * The shared part comes from `--from RUN_ID` (a finished run with SFT and reward-model stages) or from a base run
  * `{ID}-base` that this command runs first. Every run is an ordinary pipeline run (`{ID}-{variant}-s{seed}`), so
@@ -19,12 +26,16 @@ import { STORAGE_STAGES, pipelineWorkflowId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
 import { assertSubmittable } from '../config/limits';
 import { type RunConfig, mergeConfig, parseRunConfig } from '../config/run-config';
+import { comparePaired, type PairedComparison, powerPlan } from '../evaluation/paired';
+import type { EvalReport } from '../evaluation/evaluate';
 import { renderLineChart } from '../report/charts';
 import { markdownTable, writeReport } from '../report/report';
 import { VARIANTS, type Variant } from '../rl/trust';
 import { CheckpointStore } from '../storage/checkpoints';
 import { assertValidName } from '../storage/keys';
 import { type MetricRecord, readMetrics } from '../storage/metrics-log';
+import { getJson } from '../storage/json';
+import { joinKey, runPrefix } from '../storage/keys';
 import { openStorage } from '../storage/open';
 import { identifyStore } from '../storage/store-id';
 import type { Storage } from '../storage/types';
@@ -43,7 +54,9 @@ export interface AblateOptions {
   seeds: number;
   from: string | undefined;
   id: string | undefined;
-  variants: Variant[];
+  variants: Arm[];
+  /** The difference to power the comparison for, in accuracy points (default 1.5). */
+  effect?: number;
   out: string | undefined;
   storage: string | undefined;
   env: Env;
@@ -51,14 +64,26 @@ export interface AblateOptions {
   out_: NodeJS.WritableStream;
 }
 
-export interface VariantResult {
+/** One arm of an ablation: a variant, optionally with `rl.emptyGroup: skip` (written `VARIANT@skip`). */
+export interface Arm {
+  name: string;
   variant: Variant;
+  emptyGroup?: 'skip';
+}
+
+export interface VariantResult {
+  /** The arm's name (its variant, or `VARIANT@skip`). */
+  variant: string;
   seed: number;
   runId: string;
   testAccuracy: number;
   oodAccuracy: number;
   meanGamma: number;
   distrustedShare: number;
+  /** Share of groups whose responses all got the same outcome reward (no mixed group): what `@skip` acts on. */
+  oneSidedShare?: number;
+  /** Per test (and ood) example, in id order: 1 when the final greedy answer is fully correct. */
+  outcomes?: { test: number[]; ood: number[] };
 }
 
 export function meanStd(xs: readonly number[]): { mean: number; std: number } {
@@ -67,14 +92,15 @@ export function meanStd(xs: readonly number[]): { mean: number; std: number } {
   return { mean, std };
 }
 
-/** The run id of a variant and seed (`thinking+anneal` → `thinking-anneal`). */
-export const variantRunId = (id: string, variant: Variant, seed: number) => `${id}-${variant.replace('+', '-')}-s${seed}`;
+/** The run id of an arm and seed (`thinking+anneal` → `thinking-anneal`, `trust-grpo@skip` → `trust-grpo-skip`). */
+export const variantRunId = (id: string, arm: string, seed: number) => `${id}-${arm.replace(/[+@]/g, '-')}-s${seed}`;
 
 /** The config of one ablation run: RL and final evaluation only, from the shared checkpoints and data. */
-export function variantConfig(base: RunConfig, shared: SharedArtifacts, variant: Variant, seed: number): RunConfig {
+export function variantConfig(base: RunConfig, shared: SharedArtifacts, arm: Arm | Variant, seed: number): RunConfig {
+  const { name, variant, emptyGroup } = typeof arm === 'string' ? { name: arm, variant: arm, emptyGroup: undefined } : arm;
   return parseRunConfig(
     mergeConfig(base, {
-      name: `ablation ${variant} seed ${seed}`,
+      name: `ablation ${name} seed ${seed}`,
       seed: base.seed + 1000 * seed,
       stages: ['trustGrpo', 'evaluation'],
       startFrom: {
@@ -83,10 +109,10 @@ export function variantConfig(base: RunConfig, shared: SharedArtifacts, variant:
         rewardModelKey: variant === 'untrained-rm' ? shared.rewardModelInitialKey : shared.rewardModelKey,
         dataRunId: shared.dataRunId,
       },
-      rl: { variant },
+      rl: { variant, ...(emptyGroup ? { emptyGroup } : {}) },
       evaluation: { k: 0, baseline: false },
     }),
-    `ablation ${variant} seed ${seed}`,
+    `ablation ${name} seed ${seed}`,
   );
 }
 
@@ -97,8 +123,74 @@ export interface SharedArtifacts {
   rewardModelInitialKey: string;
 }
 
+/** The default difference an ablation is powered for: 1.5 accuracy points (the paper's effects are 1.1–1.4). */
+export const DEFAULT_EFFECT = 0.015;
+
+/** The pairs an ablation compares: each arm against the reference (`grpo`), and `trust-grpo` against `thinking`. */
+export function comparisons(arms: readonly string[], reference = 'grpo'): [string, string][] {
+  const out: [string, string][] = arms.includes(reference) ? arms.filter((a) => a !== reference).map((a): [string, string] => [a, reference]) : [];
+  if (arms.includes('trust-grpo') && arms.includes('thinking')) out.push(['trust-grpo', 'thinking']);
+  return out;
+}
+
+const points = (x: number, digits = 1) => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(digits)}`;
+
+/**
+ * The paired differences and the power analysis: per pair and split, Δ (points) with its 95 % bootstrap interval and
+ * p-value over the seeds both arms ran, and what these seeds and examples can detect.
+ */
+export function pairedSection(results: readonly VariantResult[], effect: number): { markdown: string; json: Record<string, unknown>[] } {
+  const arms = [...new Set(results.map((r) => r.variant))];
+  const rows: string[][] = [];
+  const powerRows: string[][] = [];
+  const json: Record<string, unknown>[] = [];
+  for (const [a, b] of comparisons(arms)) {
+    for (const split of ['test', 'ood'] as const) {
+      const pairs = results
+        .filter((r) => r.variant === a && r.outcomes)
+        .flatMap((ra) => {
+          const rb = results.find((r) => r.variant === b && r.seed === ra.seed && r.outcomes);
+          return rb && ra.outcomes![split].length > 0 ? [{ seed: ra.seed, a: ra.outcomes![split], b: rb.outcomes![split] }] : [];
+        });
+      if (pairs.length === 0) continue;
+      const c: PairedComparison = comparePaired(pairs);
+      const plan = powerPlan(c, effect);
+      const significant = c.interval[0] > 0 || c.interval[1] < 0;
+      rows.push([`${a} − ${b}`, split, points(c.difference), `[${points(c.interval[0])}, ${points(c.interval[1])}]`, c.pValue < 0.001 ? '< 0.001' : c.pValue.toFixed(3), significant ? 'yes' : 'no', String(c.seeds), String(c.examples)]);
+      powerRows.push([
+        `${a} − ${b}`,
+        split,
+        (100 * Math.sqrt(c.components.seed)).toFixed(2),
+        (100 * Math.sqrt(c.components.example)).toFixed(1),
+        (100 * Math.sqrt(c.components.residual)).toFixed(1),
+        (100 * plan.standardError).toFixed(2),
+        `${(100 * plan.achievedPower).toFixed(0)} %`,
+        (100 * plan.detectableEffect).toFixed(1),
+        Number.isFinite(plan.seedsNeeded) ? String(plan.seedsNeeded) : 'more examples first',
+        Number.isFinite(plan.examplesNeeded) ? String(plan.examplesNeeded) : 'more seeds first',
+      ]);
+      json.push({ pair: [a, b], split, ...c, power: plan });
+    }
+  }
+  if (rows.length === 0) return { markdown: '', json };
+  const pct = (100 * effect).toFixed(1);
+  const markdown =
+    `## Paired differences\n\nΔ = accuracy of the first arm − the second, in points, paired by seed (same SFT start, prompts ` +
+    `and test examples) and by example; 95 % interval from a crossed bootstrap (seeds and examples drawn independently, the ` +
+    `same examples for every seed: training and evaluation noise both counted; conservative, as their interaction counts at ` +
+    `both levels), 10,000 resamples; p: two-sided bootstrap p-value of Δ = 0.\n\n` +
+    `${markdownTable(['pair', 'split', 'Δ (points)', '95 % interval', 'p', 'interval excludes 0', 'seeds', 'examples'], rows)}\n\n` +
+    `## Power\n\nWhat these seeds and examples can detect (normal approximation, α = 0.05 two-sided, power 0.8; with few seeds it ` +
+    `is optimistic). Variance components of Δ per seed and example (evaluation/paired.ts): σ seed, how much a seed shifts every ` +
+    `example (training noise); σ example, how consistently an example favours one arm; σ residual, seed × example. SE: the ` +
+    `standard error of Δ, √(σ²seed/n + σ²example/m + σ²residual/(n m)). "Seeds for ${pct}": seeds needed to detect ${pct} points ` +
+    `at this many examples; "examples for ${pct}": examples needed at this many seeds.\n\n` +
+    markdownTable(['pair', 'split', 'σ seed (points)', 'σ example (points)', 'σ residual (points)', 'SE (points)', `power for ${pct} points`, 'detectable (points)', `seeds for ${pct}`, `examples for ${pct}`], powerRows);
+  return { markdown, json };
+}
+
 /** Builds the ablation table and plots from the variant runs' results and metrics. */
-export function ablationReport(id: string, results: readonly VariantResult[], metrics: ReadonlyMap<string, readonly MetricRecord[]>, shared: SharedArtifacts, command: string) {
+export function ablationReport(id: string, results: readonly VariantResult[], metrics: ReadonlyMap<string, readonly MetricRecord[]>, shared: SharedArtifacts, command: string, effect = DEFAULT_EFFECT) {
   const variants = [...new Set(results.map((r) => r.variant))];
   const pm = (xs: number[]) => {
     const { mean, std } = meanStd(xs);
@@ -114,11 +206,13 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
       rs.map((r) => (100 * r.oodAccuracy).toFixed(1)).join(' / '),
       meanStd(rs.map((r) => r.meanGamma)).mean.toFixed(3),
       (100 * meanStd(rs.map((r) => r.distrustedShare)).mean).toFixed(1),
+      rs.every((r) => r.oneSidedShare !== undefined) ? (100 * meanStd(rs.map((r) => r.oneSidedShare!)).mean).toFixed(1) : '—',
     ];
   });
-  const table = markdownTable(['variant', 'test accuracy % (mean ± std)', 'ood accuracy % (mean ± std)', 'test per seed', 'ood per seed', 'mean γ', 'groups with γ < 1 (%)'], rows);
+  const table = markdownTable(['variant', 'test accuracy % (mean ± std)', 'ood accuracy % (mean ± std)', 'test per seed', 'ood per seed', 'mean γ', 'groups with γ < 1 (%)', 'one-sided groups (%)'], rows);
+  const paired = pairedSection(results, effect);
   /** Mean over seeds of a per-step field, per variant. */
-  const curve = (v: Variant, kind: string, field: string): [number, number][] => {
+  const curve = (v: string, kind: string, field: string): [number, number][] => {
     const bySteps = new Map<number, number[]>();
     for (const r of results.filter((x) => x.variant === v)) {
       for (const m of metrics.get(r.runId) ?? []) {
@@ -159,11 +253,12 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
     `Made by \`${command}\`. Every variant starts from the same SFT checkpoint (\`${shared.sftKey}\`) with the same ` +
     `reward model (\`${shared.rewardModelKey}\`; \`untrained-rm\` uses its untrained initial weights \`${shared.rewardModelInitialKey}\`) ` +
     `on the dataset of run \`${shared.dataRunId}\`, ${seeds} seed(s) each (the seed changes the RL prompt order and sampling). ` +
-    `Accuracy: greedy, on the full test and ood splits, after the last RL step.\n\n${table}\n`;
+    `Accuracy: greedy, on the full test and ood splits, after the last RL step.\n\n${table}\n` +
+    (paired.markdown ? `\n${paired.markdown}\n` : '');
   return {
     title: `Ablation — ${id}`,
     markdown,
-    json: { id, shared, results, command },
+    json: { id, shared, results, command, effect, comparisons: paired.json },
     plots,
   };
 }
@@ -221,31 +316,33 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
       }
       const shared = await sharedFrom(fromRun, { storage, client: session.client, deployment: session.config.deployment });
       say(`shared     SFT ${shared.sftKey}; reward model ${shared.rewardModelKey}; untrained ${shared.rewardModelInitialKey}`);
-      const plan = Array.from({ length: options.seeds }, (_, s) => options.variants.map((variant) => ({ variant, seed: s + 1 }))).flat();
+      const plan = Array.from({ length: options.seeds }, (_, s) => options.variants.map((arm) => ({ arm, seed: s + 1 }))).flat();
       const results: VariantResult[] = [];
       const metrics = new Map<string, MetricRecord[]>();
       const started = Date.now();
-      for (const [i, { variant, seed }] of plan.entries()) {
-        const runId = variantRunId(id, variant, seed);
+      for (const [i, { arm, seed }] of plan.entries()) {
+        const runId = variantRunId(id, arm.name, seed);
         const eta = i > 0 ? ` (~${formatSeconds(((Date.now() - started) / 1000 / i) * (plan.length - i))} left)` : '';
-        say(`ablation   ${i + 1}/${plan.length}: ${variant}, seed ${seed}${eta}`);
-        const progress = await runOne(runId, variantConfig(base, shared, variant, seed));
+        say(`ablation   ${i + 1}/${plan.length}: ${arm.name}, seed ${seed}${eta}`);
+        const progress = await runOne(runId, variantConfig(base, shared, arm, seed));
         const records = await readMetrics(storage, runId);
         metrics.set(runId, records);
         const steps = records.filter((m) => m.stage === STORAGE_STAGES.grpo && m.kind === 'step');
         const avg = (field: string) => steps.reduce((a, m) => a + Number(m[field] ?? 1), 0) / Math.max(1, steps.length);
         results.push({
-          variant,
+          variant: arm.name,
           seed,
           runId,
           testAccuracy: progress.results.evaluation?.testAccuracy ?? Number.NaN,
           oodAccuracy: progress.results.evaluation?.oodAccuracy ?? Number.NaN,
           meanGamma: avg('gamma'),
           distrustedShare: avg('distrustedShare'),
+          oneSidedShare: 1 - avg('mixedShare'),
+          outcomes: { test: await outcomesOf(storage, runId, 'test'), ood: await outcomesOf(storage, runId, 'ood') },
         });
       }
       const command = `sophia ablate --config ${options.config} --seeds ${options.seeds}${options.from ? ` --from ${options.from}` : ''} --id ${id}`;
-      const report = ablationReport(id, results, metrics, shared, command);
+      const report = ablationReport(id, results, metrics, shared, command, options.effect ?? DEFAULT_EFFECT);
       const written = await writeReport(storage, id, report, 'ablation');
       say(`report     ${storage.location}/${written.markdown}`);
       if (options.out) {
@@ -267,11 +364,21 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
   }
 }
 
-export function parseVariants(list: string | undefined): Variant[] {
-  if (list === undefined) return [...VARIANTS];
-  const names = list.split(',').map((v) => v.trim());
-  for (const name of names) {
-    if (!(VARIANTS as readonly string[]).includes(name)) throw new SophiaError('input', `--variants: ${JSON.stringify(name)} is not a variant; use some of ${VARIANTS.join(', ')}`);
-  }
-  return names as Variant[];
+/** The final evaluation's per-example correctness of a run's split, in example-id order (empty when it has none). */
+async function outcomesOf(storage: Storage, runId: string, split: 'test' | 'ood'): Promise<number[]> {
+  const report = await getJson<EvalReport>(storage, joinKey(runPrefix(runId), 'eval', 'final', `${split}.json`));
+  return [...report.examples].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).map((e) => (e.reward >= 1 ? 1 : 0));
+}
+
+/** `--variants`: variants, each optionally `@skip` (rl.emptyGroup: skip); default every variant. */
+export function parseVariants(list: string | undefined): Arm[] {
+  if (list === undefined) return VARIANTS.map((variant) => ({ name: variant, variant }));
+  return list.split(',').map((entry) => {
+    const name = entry.trim();
+    const [variant, option, ...rest] = name.split('@');
+    if (!(VARIANTS as readonly string[]).includes(variant!) || rest.length > 0 || (option !== undefined && option !== 'skip')) {
+      throw new SophiaError('input', `--variants: ${JSON.stringify(name)} is not a variant; use some of ${VARIANTS.join(', ')}, each optionally with @skip (rl.emptyGroup: skip)`);
+    }
+    return { name, variant: variant as Variant, ...(option === 'skip' ? { emptyGroup: 'skip' as const } : {}) };
+  });
 }

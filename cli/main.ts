@@ -50,8 +50,9 @@ commands:
         read a training dataset as a run would and report its rows, bad rows by reason and split (sophia data --help)
   eval --model DIR --benchmarks NAME[,NAME…] --data ROOT [--limit N] [--out DIR] …
         evaluate a Hugging Face model directory on benchmarks read from their published files (sophia eval --help)
-  ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b] [--out DIR] [--storage …]
-        the five RL variants from the same SFT checkpoint and reward model, N seeds each: table and plots
+  ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b@skip] [--effect POINTS] [--out DIR] [--storage …]
+        the RL variants from the same SFT checkpoint and reward model, N seeds each: table, paired differences
+        with bootstrap intervals, the power to detect --effect points (default 1.5), plots
   trust-grpo --json FILE
         one step's Trust-GRPO rewards and advantages from given outcome and thinking rewards (one JSON line)
   model upload DIR s3://BUCKET/PREFIX
@@ -69,6 +70,13 @@ const storageArg = (value: string | undefined, env: Env) => (value === undefined
 
 /** `--config`: a preset name, or a file from the user's directory. */
 const configArg = (value: string, env: Env) => (Object.hasOwn(RUN_PRESETS, value) ? value : userPath(value, env));
+
+/** `--effect POINTS` (accuracy points, e.g. 1.5) as a fraction. */
+function effectArg(value: string): number {
+  const points = Number(value);
+  if (!(points > 0 && points < 100)) throw new SophiaError('input', `--effect ${JSON.stringify(value)}: give the difference to detect in accuracy points, above 0 and below 100 (e.g. 1.5)`);
+  return points / 100;
+}
 
 function requireRunId(positionals: string[], command: string): string {
   if (positionals.length !== 1) throw new SophiaError('input', `${command} needs exactly one RUN_ID (got ${positionals.length})`, { hint: `sophia ${command} RUN_ID` });
@@ -151,7 +159,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       case 'ablate': {
         const { values } = parseArgs({
           args: rest,
-          options: { config: { type: 'string' }, seeds: { type: 'string', default: '3' }, from: { type: 'string' }, id: { type: 'string' }, variants: { type: 'string' }, out: { type: 'string' }, storage: { type: 'string' } },
+          options: { config: { type: 'string' }, seeds: { type: 'string', default: '3' }, from: { type: 'string' }, id: { type: 'string' }, variants: { type: 'string' }, effect: { type: 'string' }, out: { type: 'string' }, storage: { type: 'string' } },
           strict: true,
         });
         if (!values.config) throw new SophiaError('input', '--config is required: a preset (ci, tiny) or a YAML/JSON run config file');
@@ -161,6 +169,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           from: values.from,
           id: values.id,
           variants: parseVariants(values.variants),
+          ...(values.effect !== undefined ? { effect: effectArg(values.effect) } : {}),
           out: values.out === undefined ? undefined : userPath(values.out, env),
           storage: storageArg(values.storage, env),
           env,
