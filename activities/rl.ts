@@ -33,7 +33,7 @@ import { grade } from '../tasks/grading';
 import type { Example } from '../tasks/types';
 import { grpoUpdate, referenceLogprobs } from '../training/grpo';
 import { scoreResponses } from '../training/reward-model';
-import { type Rollout, type RolloutTiming, sampleRollouts } from '../training/rollouts';
+import { keepMixedGroups, type Rollout, type RolloutTiming, sampleRollouts } from '../training/rollouts';
 import { batchIndices } from '../training/sft';
 import { type RunEvent, loadNewestIntact } from './checkpoint-recovery';
 import { CheckpointWriter, INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
@@ -66,6 +66,8 @@ export interface RolloutOutput {
   weightSyncSeconds?: number;
   /** Generated tokens per second of that sampling. */
   rolloutTokensPerSecond?: number;
+  /** rl.dynamicSampling: the rounds sampled, the groups sampled in them, and the groups kept (with mixed outcomes). */
+  dynamic?: { rounds: number; sampledGroups: number; keptGroups: number };
   workerQueue: string;
   worker: string;
   /** Corrupt checkpoints quarantined while the policy was reloaded (absent when none). */
@@ -144,11 +146,20 @@ export function createRlActivities(deps: RlDeps) {
     return writer;
   };
 
-  /** The prompts of step `step` (1-based): a fixed slice of per-epoch permutations of the training set. */
-  async function promptsOf(input: RlStepInput): Promise<Example[]> {
+  /**
+   * The prompts of step `step` (1-based): a fixed slice of per-epoch permutations of the training set. Dynamic
+   * sampling's further rounds (`round` ≥ 1) take slices of other permutations (a seed per round).
+   */
+  async function promptsOf(input: RlStepInput, round = 0): Promise<Example[]> {
     const train = await data.split(input.dataRunId, 'train');
     const rl = rlSettings(input.config);
-    return batchIndices(train.length, rl.promptsPerStep, input.step - 1, input.config.seed ^ 0x9a1b).map((i) => train[i]!);
+    return batchIndices(train.length, rl.promptsPerStep, input.step - 1, (input.config.seed ^ 0x9a1b) + 7919 * round).map((i) => train[i]!);
+  }
+
+  /** The step's examples as its rollouts were made from (dynamic sampling may have replaced the first ones). */
+  async function storedExamples(input: RlStepInput, exampleIds: readonly string[]): Promise<Example[]> {
+    const byId = await data.byId(input.dataRunId, 'train');
+    return exampleIds.map((id) => byId.get(id)!);
   }
 
   /**
@@ -197,7 +208,7 @@ export function createRlActivities(deps: RlDeps) {
     async rolloutStep(input: RlStepInput): Promise<RolloutOutput> {
       await data.assertStorage(input);
       const rl = rlSettings(input.config);
-      const examples = await promptsOf(input);
+      let examples = await promptsOf(input);
       const rolloutsKey = keyOf(input, 'rollouts.json');
       const who = { workerQueue: deps.workerQueue, worker: deps.identity };
       return engines.exclusive(async () => {
@@ -206,14 +217,21 @@ export function createRlActivities(deps: RlDeps) {
         const recovered = events.length > 0 ? { events } : {};
         if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who, ...recovered };
         const timing: RolloutTiming = { seconds: 0, weightSyncSeconds: 0, generatedTokens: 0 };
-        const rollouts = await sampleRollouts(engine, examples, {
-          n: rl.groupSize,
-          temperature: rl.temperature,
-          topP: rl.topP,
-          maxTokens: rl.maxTokens,
-          seed: input.config.seed * 7919 + input.step,
-          promptsPerBatch: examples.length,
-        }, timing);
+        const settings = { n: rl.groupSize, temperature: rl.temperature, topP: rl.topP, maxTokens: rl.maxTokens, seed: input.config.seed * 7919 + input.step, promptsPerBatch: examples.length };
+        let rollouts = await sampleRollouts(engine, examples, settings, timing);
+        let dynamic: RolloutOutput['dynamic'];
+        if (rl.dynamicSampling) {
+          const more = async (round: number) => {
+            const batch = await promptsOf(input, round);
+            return { examples: batch, rollouts: await sampleRollouts(engine, batch, { ...settings, seed: settings.seed + 104_729 * round }, timing) };
+          };
+          const kept = await keepMixedGroups({ examples, rollouts }, more, rl.promptsPerStep, rl.dynamicSampling.maxRounds);
+          dynamic = { rounds: kept.rounds, sampledGroups: kept.sampledGroups, keptGroups: kept.examples.length };
+          if (kept.examples.length > 0) {
+            examples = kept.examples;
+            rollouts = kept.rollouts;
+          } // (none kept: the first round as it is; its groups have no outcome signal, which the metrics show)
+        }
         Context.current().heartbeat({ step: input.step, phase: 'reference logprobs' });
         const reference = referenceIsAdapter(input.config) ? await referenceAdapter(input, engine) : await loaded(input, `${input.runId}/reference`, input.policyStartKey);
         const refLogprobs = await referenceLogprobs(reference, examples, rollouts, rl.temperature, rl.microBatch);
@@ -227,6 +245,7 @@ export function createRlActivities(deps: RlDeps) {
           rolloutSeconds: timing.seconds,
           weightSyncSeconds: timing.weightSyncSeconds,
           rolloutTokensPerSecond: timing.seconds > 0 ? timing.generatedTokens / timing.seconds : 0,
+          ...(dynamic ? { dynamic } : {}),
           ...who,
           ...recovered,
         };
@@ -317,9 +336,9 @@ export function createRlActivities(deps: RlDeps) {
     async policyUpdate(input: RlStepInput & { metrics: Record<string, number> }): Promise<UpdateOutput> {
       await data.assertStorage(input);
       const rl = rlSettings(input.config);
-      const { rollouts, refLogprobs } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
+      const { rollouts, refLogprobs, exampleIds } = await readJson<StoredRollouts>(keyOf(input, 'rollouts.json'));
       const { advantages } = await readJson<{ advantages: number[] }>(keyOf(input, 'advantages.json'));
-      const examples = await promptsOf(input);
+      const examples = await storedExamples(input, exampleIds);
       const who = { workerQueue: deps.workerQueue, worker: deps.identity };
       return engines.exclusive(async () => {
         const slot = `${input.runId}/policy`;

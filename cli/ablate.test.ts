@@ -35,7 +35,12 @@ describe('sophia ablate', () => {
     expect(parseVariants(undefined)).toHaveLength(5);
     expect(parseVariants('grpo, trust-grpo@skip')).toEqual([{ name: 'grpo', variant: 'grpo' }, { name: 'trust-grpo@skip', variant: 'trust-grpo', emptyGroup: 'skip' }]);
     expect(() => parseVariants('grpo,trsut')).toThrow(/--variants: "trsut" is not a variant/);
-    expect(() => parseVariants('grpo@keep')).toThrow(/"grpo@keep" is not a variant.*@skip/);
+    expect(() => parseVariants('grpo@keep')).toThrow(/"grpo@keep" is not a variant.*@skip.*@dynamic/);
+    expect(parseVariants('grpo@dynamic,trust-grpo@skip@dynamic')).toEqual([
+      { name: 'grpo@dynamic', variant: 'grpo', dynamic: true },
+      { name: 'trust-grpo@skip@dynamic', variant: 'trust-grpo', emptyGroup: 'skip', dynamic: true },
+    ]);
+    expect(variantConfig(tiny, shared, { name: 'grpo@dynamic', variant: 'grpo', dynamic: true }, 1).rl?.dynamicSampling).toEqual({ maxRounds: 3 });
   });
 
   it('tabulates mean ± std over seeds and plots curves averaged over seeds', () => {

@@ -2,8 +2,9 @@
  * `sophia ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants …] [--effect POINTS] [--out DIR]`:
  * the method's ablation (docs/architecture.md §3). Every arm — a variant (`grpo`, `thinking`, `thinking+anneal`,
  * `trust-grpo`, `untrained-rm`), optionally with `@skip` for `rl.emptyGroup: skip` (no thinking reward in groups whose
- * outcome rewards are all equal) — trains from the same SFT checkpoint with the same reward model (the untrained one
- * for `untrained-rm`) on the same dataset, once per seed, the seed's prompts order and sampling the same for every
+ * outcome rewards are all equal) and/or `@dynamic` for `rl.dynamicSampling` (DAPO: such groups dropped and more
+ * prompts sampled; `grpo@dynamic` is the stronger baseline) — trains from the same SFT checkpoint with the same reward
+ * model (the untrained one for `untrained-rm`) on the same dataset, once per seed, the seed's prompts order and sampling the same for every
  * arm. Then a report under `runs/{ID}/reports/ablation/` (and, with `--out`, a local folder):
  *  - mean ± std over seeds of test and ood accuracy per arm, γ, and the share of one-sided groups;
  *  - paired differences (each arm against `grpo`, and `trust-grpo` against `thinking`: the trust weight's own
@@ -64,11 +65,15 @@ export interface AblateOptions {
   out_: NodeJS.WritableStream;
 }
 
-/** One arm of an ablation: a variant, optionally with `rl.emptyGroup: skip` (written `VARIANT@skip`). */
+/**
+ * One arm of an ablation: a variant, optionally with `rl.emptyGroup: skip` (written `VARIANT@skip`) and with dynamic
+ * sampling, `rl.dynamicSampling` (written `VARIANT@dynamic`: `grpo@dynamic` is DAPO-style GRPO); both: `VARIANT@skip@dynamic`.
+ */
 export interface Arm {
   name: string;
   variant: Variant;
   emptyGroup?: 'skip';
+  dynamic?: true;
 }
 
 export interface VariantResult {
@@ -97,7 +102,7 @@ export const variantRunId = (id: string, arm: string, seed: number) => `${id}-${
 
 /** The config of one ablation run: RL and final evaluation only, from the shared checkpoints and data. */
 export function variantConfig(base: RunConfig, shared: SharedArtifacts, arm: Arm | Variant, seed: number): RunConfig {
-  const { name, variant, emptyGroup } = typeof arm === 'string' ? { name: arm, variant: arm, emptyGroup: undefined } : arm;
+  const { name, variant, emptyGroup, dynamic } = typeof arm === 'string' ? { name: arm, variant: arm, emptyGroup: undefined, dynamic: undefined } : arm;
   return parseRunConfig(
     mergeConfig(base, {
       name: `ablation ${name} seed ${seed}`,
@@ -109,7 +114,7 @@ export function variantConfig(base: RunConfig, shared: SharedArtifacts, arm: Arm
         rewardModelKey: variant === 'untrained-rm' ? shared.rewardModelInitialKey : shared.rewardModelKey,
         dataRunId: shared.dataRunId,
       },
-      rl: { variant, ...(emptyGroup ? { emptyGroup } : {}) },
+      rl: { variant, ...(emptyGroup ? { emptyGroup } : {}), ...(dynamic ? { dynamicSampling: {} } : {}) },
       evaluation: { k: 0, baseline: false },
     }),
     `ablation ${name} seed ${seed}`,
@@ -157,6 +162,12 @@ export function pairedSection(results: readonly VariantResult[], effect: number)
       const plan = powerPlan(c, effect);
       const significant = c.interval[0] > 0 || c.interval[1] < 0;
       rows.push([`${a} − ${b}`, split, points(c.difference), `[${points(c.interval[0])}, ${points(c.interval[1])}]`, c.pValue < 0.001 ? '< 0.001' : c.pValue.toFixed(3), significant ? 'yes' : 'no', String(c.seeds), String(c.examples)]);
+      // One seed cannot tell training noise from the rest: no power analysis from it.
+      if (c.seeds < 2) {
+        powerRows.push([`${a} − ${b}`, split, ...Array<string>(8).fill('—')]);
+        json.push({ pair: [a, b], split, ...c });
+        continue;
+      }
       powerRows.push([
         `${a} − ${b}`,
         split,
@@ -184,7 +195,8 @@ export function pairedSection(results: readonly VariantResult[], effect: number)
     `is optimistic). Variance components of Δ per seed and example (evaluation/paired.ts): σ seed, how much a seed shifts every ` +
     `example (training noise); σ example, how consistently an example favours one arm; σ residual, seed × example. SE: the ` +
     `standard error of Δ, √(σ²seed/n + σ²example/m + σ²residual/(n m)). "Seeds for ${pct}": seeds needed to detect ${pct} points ` +
-    `at this many examples; "examples for ${pct}": examples needed at this many seeds.\n\n` +
+    `at this many examples; "examples for ${pct}": examples needed at this many seeds. (—: one seed, which cannot tell ` +
+    `training noise from the rest.)\n\n` +
     markdownTable(['pair', 'split', 'σ seed (points)', 'σ example (points)', 'σ residual (points)', 'SE (points)', `power for ${pct} points`, 'detectable (points)', `seeds for ${pct}`, `examples for ${pct}`], powerRows);
   return { markdown, json };
 }
@@ -337,7 +349,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
           oodAccuracy: progress.results.evaluation?.oodAccuracy ?? Number.NaN,
           meanGamma: avg('gamma'),
           distrustedShare: avg('distrustedShare'),
-          oneSidedShare: 1 - avg('mixedShare'),
+          ...(steps.some((m) => typeof m.mixedGroupShare === 'number') ? { oneSidedShare: 1 - avg('mixedGroupShare') } : {}),
           outcomes: { test: await outcomesOf(storage, runId, 'test'), ood: await outcomesOf(storage, runId, 'ood') },
         });
       }
@@ -370,15 +382,17 @@ async function outcomesOf(storage: Storage, runId: string, split: 'test' | 'ood'
   return [...report.examples].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).map((e) => (e.reward >= 1 ? 1 : 0));
 }
 
-/** `--variants`: variants, each optionally `@skip` (rl.emptyGroup: skip); default every variant. */
+const ARM_OPTIONS = ['skip', 'dynamic'] as const;
+
+/** `--variants`: variants, each optionally with `@skip` and/or `@dynamic` (see `Arm`); default every variant. */
 export function parseVariants(list: string | undefined): Arm[] {
   if (list === undefined) return VARIANTS.map((variant) => ({ name: variant, variant }));
   return list.split(',').map((entry) => {
     const name = entry.trim();
-    const [variant, option, ...rest] = name.split('@');
-    if (!(VARIANTS as readonly string[]).includes(variant!) || rest.length > 0 || (option !== undefined && option !== 'skip')) {
-      throw new SophiaError('input', `--variants: ${JSON.stringify(name)} is not a variant; use some of ${VARIANTS.join(', ')}, each optionally with @skip (rl.emptyGroup: skip)`);
+    const [variant, ...options] = name.split('@');
+    if (!(VARIANTS as readonly string[]).includes(variant!) || options.some((o) => !(ARM_OPTIONS as readonly string[]).includes(o)) || new Set(options).size !== options.length) {
+      throw new SophiaError('input', `--variants: ${JSON.stringify(name)} is not a variant; use some of ${VARIANTS.join(', ')}, each optionally with @skip (rl.emptyGroup: skip) and @dynamic (rl.dynamicSampling)`);
     }
-    return { name, variant: variant as Variant, ...(option === 'skip' ? { emptyGroup: 'skip' as const } : {}) };
+    return { name, variant: variant as Variant, ...(options.includes('skip') ? { emptyGroup: 'skip' as const } : {}), ...(options.includes('dynamic') ? { dynamic: true as const } : {}) };
   });
 }

@@ -361,6 +361,12 @@ const RlSchema = z.strictObject({
   variant: z.enum(VARIANTS as [Variant, ...Variant[]]).default('trust-grpo'),
   /** Groups whose responses are all correct or all wrong: `trust` (γ = 1) or `skip` (no thinking reward). */
   emptyGroup: z.enum(['trust', 'skip']).default('trust'),
+  /**
+   * Dynamic sampling (DAPO): groups whose responses all got the same outcome reward are dropped and more prompts are
+   * sampled, up to `maxRounds` rounds of promptsPerStep prompts, until promptsPerStep groups with different outcome
+   * rewards are found (fewer when the rounds run out). Works with any variant; off when absent.
+   */
+  dynamicSampling: z.strictObject({ maxRounds: int(1, 16).default(3) }).optional(),
   /** Annealing temperature T in exp(−step / T); default: the total RL steps. */
   annealTemperature: positive.optional(),
   /** Outcome reward at or above which a response counts as correct for the trust weight. */

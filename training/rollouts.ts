@@ -4,6 +4,7 @@
  * ratio) as well as the decoded text the graders and judges read.
  */
 import type { Engine } from '../engine/types';
+import { grade } from '../tasks/grading';
 import { promptsOf } from '../tasks/prompt';
 import type { Example } from '../tasks/types';
 
@@ -73,4 +74,44 @@ export async function sampleRollouts(engine: Engine, examples: readonly Example[
     }
   }
   return out;
+}
+
+/** Examples with their rollouts (`Rollout.group` indexes `examples`). */
+export interface SampledBatch {
+  examples: Example[];
+  rollouts: Rollout[];
+}
+
+/**
+ * Dynamic sampling (DAPO): keeps the groups whose responses got different outcome rewards (the only ones GRPO's
+ * group-normalised advantage learns from), in order, and asks `more(round)` for another sampled batch until `wanted`
+ * are kept or `maxRounds` batches were sampled. An example kept once is not kept again from a later round. The kept
+ * groups are renumbered 0, 1, … in the order kept. Outcome rewards are the grader's (`tasks/grading.ts`), the same the
+ * step's outcome rewards then compute.
+ */
+export async function keepMixedGroups(
+  first: SampledBatch,
+  more: (round: number) => Promise<SampledBatch>,
+  wanted: number,
+  maxRounds: number,
+): Promise<SampledBatch & { rounds: number; sampledGroups: number }> {
+  const examples: Example[] = [];
+  const rollouts: Rollout[] = [];
+  const kept = new Set<string>();
+  let rounds = 0;
+  let sampledGroups = 0;
+  for (let batch: SampledBatch | undefined = first; batch; batch = examples.length < wanted && rounds < maxRounds ? await more(rounds) : undefined) {
+    rounds++;
+    sampledGroups += batch.examples.length;
+    for (const [g, example] of batch.examples.entries()) {
+      if (examples.length >= wanted || kept.has(example.id)) continue;
+      const members = batch.rollouts.filter((r) => r.group === g);
+      const rewards = members.map((r) => grade(example.answerType, r.text, example.answer).reward);
+      if (rewards.every((r) => r === rewards[0])) continue;
+      kept.add(example.id);
+      for (const r of members) rollouts.push({ ...r, group: examples.length });
+      examples.push(example);
+    }
+  }
+  return { examples, rollouts, rounds, sampledGroups };
 }

@@ -161,12 +161,13 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
   });
 
   it('stops during Trust-GRPO: commits the policy at its step, evaluates it, completes', async () => {
-    // grpo (no reward model stage), a short SFT, and no periodic RL checkpoint: the stop must commit one itself.
+    // grpo (no reward model stage) with dynamic sampling (DAPO), a short SFT, and no periodic RL checkpoint: the stop
+    // must commit one itself.
     const config: RunConfig = parseRunConfig(
       mergeConfig(RUN_PRESETS.ci, {
         stages: ['prepareData', 'sftWarmup', 'trustGrpo', 'evaluation'],
         sft: { steps: 20, evalEvery: 10, chunkSteps: 20 },
-        rl: { variant: 'grpo', steps: 60, checkpointEvery: 100, evalEvery: 0 },
+        rl: { variant: 'grpo', steps: 60, checkpointEvery: 100, evalEvery: 0, dynamicSampling: { maxRounds: 2 } },
         evaluation: { k: 0 },
       }),
       'ci-rl-stop',
@@ -191,6 +192,18 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
     // … and that is what the evaluation stage measured and reported.
     expect(result.results.evaluation?.testAccuracy).toBeGreaterThanOrEqual(0);
     expect(result.reportKey).toBe(`runs/${runId}/reports/report.md`);
+    // Dynamic sampling: up to 2 rounds of promptsPerStep prompts per step; the groups kept all have outcome rewards
+    // that differ (so none has zero variance: each one teaches GRPO something).
+    const steps = (await readMetrics(storage, runId)).filter((m) => m.stage === 'grpo' && m.kind === 'step');
+    expect(steps.length).toBeGreaterThanOrEqual(2);
+    const perStep = config.rl!.promptsPerStep;
+    for (const m of steps) {
+      expect([1, 2]).toContain(m.dynamicRounds);
+      expect(m.sampledGroups).toBe(perStep * Number(m.dynamicRounds));
+      expect(Number(m.keptGroups)).toBeLessThanOrEqual(perStep);
+      if (Number(m.dynamicRounds) === 1) expect(m.keptGroups).toBe(perStep); // a first round with enough mixed groups
+      if (Number(m.keptGroups) > 0) expect(m.zeroVarianceShare).toBe(0);
+    }
   }, 600_000);
 });
 

@@ -117,6 +117,8 @@ export async function trustGrpoStage(input: StageInput, carry?: TrustGrpoCarry):
         responseLength: rollouts.meanLength,
         stoppedRate: rollouts.stoppedRate,
         ...(rollouts.rolloutSeconds !== undefined ? { rolloutSeconds: rollouts.rolloutSeconds, weightSyncSeconds: rollouts.weightSyncSeconds ?? 0, rolloutTokensPerSecond: rollouts.rolloutTokensPerSecond ?? 0 } : {}),
+        // rl.dynamicSampling: rounds sampled, groups sampled, groups kept (with different outcome rewards).
+        ...(rollouts.dynamic ? { dynamicRounds: rollouts.dynamic.rounds, sampledGroups: rollouts.dynamic.sampledGroups, keptGroups: rollouts.dynamic.keptGroups } : {}),
       };
       const update = await pinned.policyUpdate({ ...stepInput, metrics });
       control.record(update.events);
