@@ -34,6 +34,12 @@ export interface BenchmarkEvalSettings {
    * returns null) the rule reads the response itself.
    */
   extract?: (benchmark: BenchmarkName, record: Readonly<Record<string, unknown>>, response: string) => Promise<string | null>;
+  /**
+   * Adapts each row's prompt (written for a real vision-language model) to a model that reads less, after it is built
+   * and before the engine sees it: e.g. Sophia's own model, which reads one small square image and a fixed alphabet
+   * (`fitPromptToModel` in engine/onnx-prompts.ts). Absent: the prompt as built.
+   */
+  fit?: (prompt: ChatPrompt) => ChatPrompt;
 }
 
 export interface BenchmarkPrediction {
@@ -168,7 +174,8 @@ export async function evaluateBenchmark(
     let pending: Pending;
     try {
       const row = definition.read(record);
-      const prompt = chatPromptOf(renderEvalPrompt(settings.template, questionOf(benchmark, record)), settings.images);
+      const built = chatPromptOf(renderEvalPrompt(settings.template, questionOf(benchmark, record)), settings.images);
+      const prompt = settings.fit ? settings.fit(built) : built;
       const id = idOf(record);
       pending = { index: at, record, row, prompt, ...(id !== undefined ? { id } : {}) };
     } catch (err) {

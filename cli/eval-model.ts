@@ -4,14 +4,18 @@
  * checkpoint line: `grpo` (Trust-GRPO's), `sft`, or `init` (the untrained policy the run started from); without it,
  * the latest RL checkpoint, else the latest SFT one. The checkpoint is copied (each file verified against its
  * manifest) into a folder the caller removes, and evaluated from there: a PyTorch-engine checkpoint is a Hugging Face
- * directory (with its LoRA adapter, if it has one). A checkpoint of Sophia's own model (the onnx engine) is refused:
- * the benchmarks need a real vision-language model.
+ * directory (with its LoRA adapter, if it has one); a checkpoint of Sophia's own model (the onnx engine) is its
+ * engine state, evaluated on the ONNX engine with every prompt adapted to what that tiny model reads
+ * (`onnxPromptFit`: one small square image, a fixed alphabet, a few dozen positions), so that the whole path runs,
+ * not so that its numbers say anything about a real vision-language model.
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { SophiaError } from '../common/errors';
+import { ConfigError, SophiaError } from '../common/errors';
 import { STORAGE_STAGES } from '../common/run-layout';
-import { isPretrained, type ModelSpec } from '../engine/types';
+import { type ModelConfig, validateModelConfig } from '../engine/model/config';
+import { fitPromptToModel, promptRoom } from '../engine/onnx-prompts';
+import { type ChatPrompt, isPretrained, type ModelSpec, type OnDiskEngineFile } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
 import { openStorage } from '../storage/open';
 import { userPath } from './paths';
@@ -38,10 +42,17 @@ export function parseModelArg(value: string, env: Env): ModelArg {
 }
 
 /**
- * Copies the checkpoint `arg` names from `storage` into `into`; returns the folder and where it came from. Refuses,
- * naming --model, a run without such a checkpoint and a checkpoint that is not a Hugging Face model.
+ * A run's checkpoint, copied: a Hugging Face model directory (the torch engine's), or the engine state of Sophia's own
+ * model with its model config (the onnx engine's), to load into an ONNX engine.
  */
-export async function fetchRunModel(arg: Extract<ModelArg, { kind: 'run' }>, storage: string, into: string, env: Env): Promise<{ dir: string; checkpointKey: string }> {
+export type RunModel = { engine: 'torch'; dir: string; checkpointKey: string } | { engine: 'onnx'; files: OnDiskEngineFile[]; model: ModelConfig; checkpointKey: string };
+
+/**
+ * Copies the checkpoint `arg` names from `storage` into `into`; returns what it holds and where it came from. Refuses,
+ * naming --model, a run without such a checkpoint and a checkpoint whose model is neither a Hugging Face model nor a
+ * valid config of Sophia's own policy.
+ */
+export async function fetchRunModel(arg: Extract<ModelArg, { kind: 'run' }>, storage: string, into: string, env: Env): Promise<RunModel> {
   const store = new CheckpointStore(openStorage(storage, env));
   try {
     const stages = arg.stage ? [arg.stage] : DEFAULT_STAGES;
@@ -49,15 +60,16 @@ export async function fetchRunModel(arg: Extract<ModelArg, { kind: 'run' }>, sto
       const manifest = await store.latest(arg.runId, stage);
       if (!manifest) continue;
       const model = manifest.meta.model as ModelSpec | undefined;
-      if (!model || !isPretrained(model)) {
-        throw new SophiaError('input', `--model ${arg.runId}/${stage}: ${manifest.key} holds Sophia's own model (the onnx engine), not a Hugging Face model`, {
-          hint: 'Benchmarks need a vision-language model: evaluate a run of engine.kind torch',
-        });
-      }
       const dir = path.join(into, 'model');
-      // The weights, config and processor files (and a LoRA adapter); not the optimizer's moments (2× the weights).
-      await store.loadInto(manifest.key, dir, { skip: (name) => name.startsWith('sophia_optimizer') });
-      return { dir, checkpointKey: manifest.key };
+      if (model && isPretrained(model)) {
+        // The weights, config and processor files (and a LoRA adapter); not the optimizer's moments (2× the weights).
+        await store.loadInto(manifest.key, dir, { skip: (name) => name.startsWith('sophia_optimizer') });
+        return { engine: 'torch', dir, checkpointKey: manifest.key };
+      }
+      // Sophia's own model: one state file (weights and moments together; the load drops the moments).
+      const config = onnxPolicyConfig(model, `--model ${arg.runId}/${stage}: ${manifest.key}`);
+      const { files } = await store.loadInto(manifest.key, dir);
+      return { engine: 'onnx', files, model: config, checkpointKey: manifest.key };
     }
     throw new SophiaError('not-found', `--model ${arg.runId}${arg.stage ? `/${arg.stage}` : ''}: no ${stages.join(' or ')} checkpoint of run ${arg.runId} in ${storage}`, {
       hint: 'Check the run id and --storage (the storage the run wrote to), or name another stage: RUN_ID/sft, RUN_ID/init',
@@ -65,4 +77,52 @@ export async function fetchRunModel(arg: Extract<ModelArg, { kind: 'run' }>, sto
   } finally {
     await store.close();
   }
+}
+
+/** The checkpoint's `meta.model` as Sophia's policy config (the onnx engine's checkpoints record it); refused, naming `what`, otherwise. */
+function onnxPolicyConfig(model: ModelSpec | undefined, what: string): ModelConfig {
+  const refuse = (why: string) =>
+    new SophiaError('input', `${what} records no model sophia eval can run: ${why}`, { hint: "Evaluate a policy checkpoint of a run (engine.kind torch: a Hugging Face model; onnx: Sophia's own model)" });
+  if (!model) throw refuse('its manifest has no meta.model');
+  try {
+    validateModelConfig(model as ModelConfig, 'meta.model');
+  } catch (err) {
+    if (err instanceof ConfigError) throw refuse(err.message);
+    throw err;
+  }
+  if (model.kind !== 'policy') throw refuse(`meta.model.kind is ${model.kind}, not a policy`);
+  return model as ModelConfig;
+}
+
+/**
+ * How `sophia eval` shows benchmark prompts to Sophia's own model (`fitPromptToModel`, engine/onnx-prompts.ts): the
+ * first image resized to the model's size, the text folded into its alphabet and cut to the room `maxTokens` leaves,
+ * with counts of what was cut and dropped. Throws a `SophiaError` naming --max-tokens when it leaves no room at all.
+ */
+export function onnxPromptFit(model: ModelConfig, maxTokens: number): { fit: (prompt: ChatPrompt) => ChatPrompt; promptTokens: number; counts: { prompts: number; textCut: number; imagesDropped: number } } {
+  let promptTokens: number;
+  try {
+    promptTokens = promptRoom(model, maxTokens);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw new SophiaError('input', `--max-tokens ${maxTokens}: ${err.message}`, { hint: `Sophia's model has ${model.maxLength} positions for the prompt and the answer: give --max-tokens below ${model.maxLength}, or leave it out (half of them)` });
+  }
+  const counts = { prompts: 0, textCut: 0, imagesDropped: 0 };
+  const fit = (prompt: ChatPrompt): ChatPrompt => {
+    const fitted = fitPromptToModel(prompt, model, maxTokens);
+    counts.prompts++;
+    if (fitted.textCut) counts.textCut++;
+    counts.imagesDropped += fitted.imagesDropped;
+    return fitted.prompt;
+  };
+  return { fit, promptTokens, counts };
+}
+
+/** The line `sophia eval` prints before evaluating Sophia's own model: what its prompts are, and what the numbers are not. */
+export function onnxAdaptationLine(model: ModelConfig, promptTokens: number): string {
+  return (
+    `Sophia's tiny model (the onnx engine, ${model.image.size}×${model.image.size} images, ${model.maxLength} text positions): every prompt is adapted to what it reads — ` +
+    `images resized to ${model.image.size}×${model.image.size} (the first only), text folded to its alphabet and cut to ${promptTokens} characters (a tag counts as one) — ` +
+    'so these numbers measure the plumbing, not a real vision-language model'
+  );
 }

@@ -3,16 +3,21 @@
  * (ChartQA as a parquet file with an image struct column, MathVista and MMMU as JSONL with base64 images), a row
  * without its image skipped by name, every prediction scored by the benchmark's own rule (re-scoring the stored
  * response gives what was stored), results.json and the comparison table written. Skipped where the engine is not
- * installed.
+ * installed. And on an onnx run's checkpoint (Sophia's own tiny model, untrained): the same path on the ONNX engine,
+ * each prompt adapted to what that model reads, the adaptation said in a printed line and in results.json.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { saveEngineCheckpoint } from '../activities/engine-checkpoints';
 import { BENCHMARKS } from '../benchmarks/index';
 import { chartQaParquet, chartQaRows } from '../benchmarks/testing/fixtures';
 import { completion, serveChat, stopChatServers } from '../common/testing/chat-server';
 import { noisePng, tempDir } from '../datasets/testing/fixtures';
+import { createEngine } from '../engine/factory';
+import { presetConfig } from '../engine/model/config';
+import { Tokenizer } from '../engine/model/tokenizer';
 import { buildTinyQwen, torchSkipReason } from '../engine/testing/tiny-qwen';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
@@ -191,7 +196,6 @@ describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? 
     const store = new CheckpointStore(new LocalStorage(storageDir));
     const files = readdirSync(model).map((name) => ({ name, data: new Uint8Array(readFileSync(path.join(model, name))) }));
     await store.save({ runId: 'eval-run', stage: 'sft', step: 4, files: [...files, { name: 'sophia_optimizer.safetensors', data: new Uint8Array(64) }], configHash: 'x', meta: { model: { kind: 'policy', pretrained: model } } });
-    await store.save({ runId: 'onnx-run', stage: 'grpo', step: 2, files: [{ name: 'state.bin', data: new Uint8Array(8) }], configHash: 'x', meta: { model: { kind: 'policy', vocabSize: 10 } } });
     await store.close();
     const outDir = path.join(root, 'results-run');
     const args = ['--benchmarks', 'chartqa', '--data', `chartqa=${root}/data/chartqa`, '--max-tokens', '12', '--batch', '2', '--device', 'cpu', '--threads', '1', '--storage', storageDir];
@@ -203,7 +207,78 @@ describe.skipIf(skip !== undefined)(`sophia eval on the tiny Qwen2.5-VL${skip ? 
     expect(answers(outDir)).toEqual(answers(path.join(root, 'results'))); // greedy, the same weights: the same answers
 
     await expect(evalCommand(['--model', 'eval-run/grpo', ...args], {}, new PassThrough())).rejects.toThrow(/--model eval-run\/grpo: no grpo checkpoint of run eval-run/);
-    await expect(evalCommand(['--model', 'onnx-run', ...args], {}, new PassThrough())).rejects.toThrow(/--model onnx-run\/grpo: .* holds Sophia's own model \(the onnx engine\)/);
     await expect(evalCommand(['--model', 'eval-run/rm', ...args], {}, new PassThrough())).rejects.toThrow(/neither a model directory nor RUN_ID\[\/STAGE\] \(STAGE: grpo, sft, init\)/);
   }, 600_000);
+});
+
+describe("sophia eval on an onnx run's checkpoint (Sophia's own tiny model)", () => {
+  it('evaluates it on the ONNX engine with every prompt adapted, says so, and scores each row by the benchmark\'s rule', async () => {
+    const dir = tempDir('eval-onnx');
+    try {
+      const storageDir = path.join(dir, 'storage');
+      const store = new CheckpointStore(new LocalStorage(storageDir));
+      // The untrained policy of an onnx run (the `init` line the pipeline commits before SFT): the tiny preset.
+      const model = presetConfig('tiny', 'policy', new Tokenizer().vocabSize);
+      const engine = createEngine({ kind: 'onnx', threads: 1 });
+      await engine.init(model, 7);
+      const manifest = await saveEngineCheckpoint(store, engine, { runId: 'onnx-eval', stage: 'init', configHash: 'h' });
+      await engine.dispose();
+      // A checkpoint whose manifest records no model sophia eval can run.
+      await store.save({ runId: 'odd-run', stage: 'grpo', step: 2, files: [{ name: 'state.bin', data: new Uint8Array(8) }], configHash: 'x', meta: { model: { kind: 'policy', vocabSize: 10 } } });
+      await store.close();
+      mkdirSync(path.join(dir, 'data', 'chartqa'), { recursive: true });
+      writeFileSync(path.join(dir, 'data', 'chartqa', 'test-00000-of-00001.parquet'), chartQaParquet(chartRows));
+
+      const out = new PassThrough();
+      let printed = '';
+      out.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+      const outDir = path.join(dir, 'results');
+      const args = ['--benchmarks', 'chartqa', '--data', `${dir}/data`, '--batch', '2', '--threads', '1', '--storage', storageDir];
+      expect(await evalCommand(['--model', 'onnx-eval/init', ...args, '--out', outDir], {}, out)).toBe(0);
+
+      // The adaptation is said before the numbers: 16×16 images, 128 − 1 − 64 (the default: half the positions) characters.
+      expect(printed).toContain(
+        "Sophia's tiny model (the onnx engine, 16×16 images, 128 text positions): every prompt is adapted to what it reads — images resized to 16×16 (the first only), text folded to its alphabet and cut to 63 characters (a tag counts as one) — so these numbers measure the plumbing, not a real vision-language model",
+      );
+      expect(printed).toContain('chartqa: 2 prompts adapted, 2 of them cut to 63 characters, 0 further images dropped');
+      expect(printed).toMatch(/chartqa \(ChartQA test\): [\d.]+ % \(\d+ \/ 2\)/);
+      expect(printed).toMatch(/skipped 1 rows: 1 for image/);
+
+      type Results = {
+        model: unknown;
+        settings: { maxTokens: number };
+        adaptation: unknown;
+        results: { benchmark: string; overall: { examples: number; correct: number; accuracy: number }; skipped: { rows: number; byField: Record<string, number> } }[];
+      };
+      const results = JSON.parse(readFileSync(path.join(outDir, 'results.json'), 'utf8')) as Results;
+      expect(results.model).toEqual({ runId: 'onnx-eval', checkpointKey: manifest.key });
+      expect(results.settings.maxTokens).toBe(64);
+      expect(results.adaptation).toEqual({ model: "Sophia's tiny model (onnx engine)", imageSize: 16, maxLength: 128, promptTokens: 63, byBenchmark: { chartqa: { prompts: 2, textCut: 2, imagesDropped: 0 } } });
+      const [chartqa] = results.results;
+      expect(chartqa).toMatchObject({ benchmark: 'chartqa', overall: { examples: 2 }, skipped: { rows: 1, byField: { image: 1 } } });
+      expect(chartqa!.overall.accuracy).toBeGreaterThanOrEqual(0);
+      expect(chartqa!.overall.accuracy).toBeLessThanOrEqual(1);
+
+      // Every row answered or skipped by name; each prediction scored by ChartQA's own rule.
+      const predictions = readFileSync(path.join(outDir, 'chartqa.predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; response: string; correct: boolean; extracted: string | null; tokens: number });
+      expect(predictions.map((p) => p.index)).toEqual([0, 1]);
+      for (const p of predictions) {
+        expect(p.tokens).toBeGreaterThan(0);
+        expect(p.tokens).toBeLessThanOrEqual(64);
+        const again = BENCHMARKS.chartqa.read(chartRows[p.index]!).score(p.response);
+        expect({ correct: p.correct, extracted: p.extracted }).toEqual({ correct: again.correct, extracted: again.extracted });
+      }
+
+      // Refused, naming the flag: an answer that leaves the prompt no room, the PyTorch engine's settings; and a
+      // checkpoint whose manifest records no model it can run.
+      await expect(evalCommand(['--model', 'onnx-eval/init', ...args, '--max-tokens', '128', '--out', path.join(dir, 'r2')], {}, new PassThrough())).rejects.toThrow(
+        /--max-tokens 128: maxTokens 128 does not fit the model's 128 text positions \(model\.maxLength\)/,
+      );
+      await expect(evalCommand(['--model', 'onnx-eval/init', ...args, '--device', 'cpu', '--out', path.join(dir, 'r3')], {}, new PassThrough())).rejects.toThrow(/--device is a setting of the PyTorch engine; .* holds Sophia's own model/);
+      await expect(evalCommand(['--model', 'odd-run', ...args], {}, new PassThrough())).rejects.toThrow(/--model odd-run\/grpo: .* records no model sophia eval can run: meta\.model\.maxLength/);
+      await expect(evalCommand(['--model', 'onnx-eval', ...args], {}, new PassThrough())).rejects.toThrow(/--model onnx-eval: no grpo or sft checkpoint of run onnx-eval/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

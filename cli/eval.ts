@@ -4,6 +4,11 @@
  * their published files, without training and without Temporal: the PyTorch engine in a process of its own, greedy
  * answers, each benchmark's own scoring (benchmarks/evaluate.ts, the functions `sophia score` uses).
  *
+ * `--model RUN_ID[/STAGE]` evaluates a run's checkpoint (cli/eval-model.ts): a torch run's as above; an onnx run's
+ * (Sophia's own tiny model) on the ONNX engine, each prompt adapted to what that model reads (one small square
+ * image, its alphabet, its few positions: `onnxPromptFit`), which is said in a printed line and in results.json —
+ * the path is the same end to end, the numbers mean nothing about a real vision-language model.
+ *
  * Output: progress lines while it runs; per benchmark the accuracy, the per-category table and the rows it skipped
  * (by field); a side-by-side table with published numbers (benchmarks/reference.ts); and in `--out` (default
  * ./sophia-eval-<time>): `results.json` (every number) and `<benchmark>.predictions.jsonl` (one line per row: the
@@ -23,8 +28,11 @@ import { DEFAULT_EVAL_TEMPLATE, validateEvalTemplate } from '../benchmarks/input
 import { LlmExtractor } from '../benchmarks/llm-extract';
 import { REFERENCE_MODELS } from '../benchmarks/reference';
 import { SophiaError } from '../common/errors';
+import { INFERENCE_ONLY } from '../activities/engine-checkpoints';
 import { createEngine, prepareEngine } from '../engine/factory';
-import { fetchRunModel, parseModelArg } from './eval-model';
+import type { ModelConfig } from '../engine/model/config';
+import type { Engine } from '../engine/types';
+import { type RunModel, fetchRunModel, onnxAdaptationLine, onnxPromptFit, parseModelArg } from './eval-model';
 import { defaultStorage, userPath } from './paths';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -37,19 +45,22 @@ Evaluates a Hugging Face model directory (Qwen2-VL / Qwen2.5-VL) on benchmarks, 
 answer extraction and scoring (docs/benchmarks.md), without training. Benchmarks: ${BENCHMARK_NAMES.join(', ')}.
 
   --model DIR          the model directory (config.json, weights, processor files), or
-  --model RUN_ID[/STAGE]  a run's checkpoint (STAGE grpo, sft or init; default: its latest RL, else SFT one)
+  --model RUN_ID[/STAGE]  a run's checkpoint (STAGE grpo, sft or init; default: its latest RL, else SFT one). An
+                       onnx run's checkpoint (Sophia's own tiny model) runs on the ONNX engine with each prompt
+                       adapted to what it reads: the first image resized to its size, the text folded to its alphabet
+                       and cut to fit; the path works, the numbers say nothing about a real vision-language model
   --storage DIR|s3://…  the run's storage (default: SOPHIA_STORAGE, else the local default)
   --benchmarks LIST    comma-separated benchmark names
   --data ROOT          each benchmark read from ROOT/<name> (a folder of its published .parquet/.jsonl files), or
   --data NAME=PATH,…   each from its own folder or file (absolute, or s3://bucket/prefix)
   --limit N            only the first N rows of each benchmark
-  --max-tokens N       most tokens per answer (default 1024)
+  --max-tokens N       most tokens per answer (default 1024; Sophia's tiny model: half its text positions)
   --batch N            prompts per engine call (default 8)
   --template TEXT      the prompt around each question; {question} is the benchmark's question (default: reason in
                        <think></think>, answer in <answer></answer>)
-  --device cpu|cuda    default: cuda when the engine sees a GPU
-  --dtype D            float32 | bfloat16 | float16 (default: bfloat16 on a GPU, float32 on CPU)
-  --threads N          torch threads (default: torch's choice)
+  --device cpu|cuda    default: cuda when the engine sees a GPU (PyTorch engine only)
+  --dtype D            float32 | bfloat16 | float16 (default: bfloat16 on a GPU, float32 on CPU; PyTorch engine only)
+  --threads N          torch threads, or onnxruntime's for Sophia's model (default: the engine's choice)
   --out DIR            where results.json and the predictions go (default ./sophia-eval-<time>)
 
 Answer extraction (optional; by default each benchmark's rules read the answer from the response):
@@ -196,8 +207,9 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
   if (values.dtype !== undefined && !(DTYPES as readonly string[]).includes(values.dtype)) throw new SophiaError('input', `--dtype must be one of ${DTYPES.join(', ')} (got ${values.dtype})`);
   if (values.device !== undefined && !/^(cpu|cuda(:\d+)?)$/.test(values.device)) throw new SophiaError('input', `--device must be cpu or cuda[:N] (got ${values.device})`);
   const limit = positiveInt(values.limit, '--limit', undefined);
+  const maxTokensFlag = positiveInt(values['max-tokens'], '--max-tokens', undefined);
   const settings: BenchmarkEvalSettings = {
-    maxTokens: positiveInt(values['max-tokens'], '--max-tokens', 1024)!,
+    maxTokens: maxTokensFlag ?? 1024,
     promptsPerBatch: positiveInt(values.batch, '--batch', 8)!,
     template,
     seed: 0,
@@ -226,24 +238,41 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
 
   // A run's checkpoint: copied from the run's storage into a folder removed at the end.
   const fetched = modelArg.kind === 'run' ? mkdtempSync(path.join(tmpdir(), 'sophia-eval-model-')) : undefined;
-  let model = modelArg.kind === 'dir' ? modelArg.dir : '';
-  let source: { runId: string; checkpointKey: string } | undefined;
+  // Sophia's own model: the config its prompts are adapted to and the prompt tokens it keeps (absent for a Hugging Face model).
+  let onnx: { model: ModelConfig; promptTokens: number } | undefined;
   try {
-    if (modelArg.kind === 'run') {
-      const storage = values.storage !== undefined ? userPath(values.storage, env) : defaultStorage(env, REPO_ROOT);
-      out.write(`fetching ${values.model} from ${storage}\n`);
-      const got = await fetchRunModel(modelArg, storage, fetched!, env);
-      model = got.dir;
-      source = { runId: modelArg.runId, checkpointKey: got.checkpointKey };
-      out.write(`  ${got.checkpointKey}\n`);
-    }
-    return await evaluate(model, source);
+    if (modelArg.kind === 'dir') return await evaluate({ engine: 'torch', dir: modelArg.dir }, undefined);
+    const storage = values.storage !== undefined ? userPath(values.storage, env) : defaultStorage(env, REPO_ROOT);
+    out.write(`fetching ${values.model} from ${storage}\n`);
+    const got = await fetchRunModel(modelArg, storage, fetched!, env);
+    out.write(`  ${got.checkpointKey}\n`);
+    return await evaluate(got, { runId: modelArg.runId, checkpointKey: got.checkpointKey });
   } finally {
     if (fetched) rmSync(fetched, { recursive: true, force: true });
   }
 
-  /** Loads the model from `model` and evaluates it on every benchmark; `source`: the run checkpoint it came from. */
-  async function evaluate(model: string, source: { runId: string; checkpointKey: string } | undefined): Promise<number> {
+  /**
+   * The engine for `model`, its weights loaded: the PyTorch engine for a Hugging Face directory; the ONNX engine for
+   * Sophia's own model (`onnx`), whose prompts each benchmark then adapts, with its own default --max-tokens:
+   * half its positions (the tiny world's evaluation answers in 64 of 128).
+   */
+  async function loadEngine(model: RunModel | { engine: 'torch'; dir: string }, label: string): Promise<Engine> {
+    if (model.engine === 'onnx') {
+      const torchOnly = (['device', 'dtype'] as const).find((f) => values[f] !== undefined);
+      if (torchOnly) throw new SophiaError('input', `--${torchOnly} is a setting of the PyTorch engine; ${label} holds Sophia's own model, which runs on the ONNX engine`, { hint: `Leave out --${torchOnly}` });
+      settings.maxTokens = maxTokensFlag ?? Math.floor(model.model.maxLength / 2);
+      onnx = { model: model.model, promptTokens: onnxPromptFit(model.model, settings.maxTokens).promptTokens }; // (refuses a --max-tokens that leaves no room)
+      out.write(`${onnxAdaptationLine(onnx.model, onnx.promptTokens)}\n`);
+      const engine = createEngine({ kind: 'onnx', ...(threads !== undefined ? { threads } : {}) });
+      try {
+        out.write(`loading ${label}\n`);
+        await engine.loadState(model.files, INFERENCE_ONLY);
+      } catch (err) {
+        await engine.dispose();
+        throw err;
+      }
+      return engine;
+    }
     await prepareEngine('torch', (line) => out.write(`${line}\n`));
     const engine = createEngine({
       kind: 'torch',
@@ -251,20 +280,38 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
       ...(values.dtype ? { dtype: values.dtype as (typeof DTYPES)[number] } : {}),
       ...(threads !== undefined ? { threads } : {}),
     });
-    const results: BenchmarkResult[] = [];
     try {
-      out.write(`loading ${source ? source.checkpointKey : model}\n`);
-      await engine.init({ kind: 'policy', pretrained: model }, 0);
+      out.write(`loading ${label}\n`);
+      await engine.init({ kind: 'policy', pretrained: model.dir }, 0);
+    } catch (err) {
+      await engine.dispose();
+      throw err;
+    }
+    return engine;
+  }
+
+  /** Loads `model` and evaluates it on every benchmark; `source`: the run checkpoint it came from. */
+  async function evaluate(model: RunModel | { engine: 'torch'; dir: string }, source: { runId: string; checkpointKey: string } | undefined): Promise<number> {
+    const label = source?.checkpointKey ?? (model.engine === 'torch' ? model.dir : '');
+    const engine = await loadEngine(model, label);
+    const results: BenchmarkResult[] = [];
+    const adapted: Partial<Record<BenchmarkName, ReturnType<typeof onnxPromptFit>['counts']>> = {};
+    try {
       mkdirSync(outDir, { recursive: true });
       for (const name of names) {
         const started = Date.now();
         const before = extractor && { ...extractor.stats };
+        const fitter = onnx && onnxPromptFit(onnx.model, settings.maxTokens);
         out.write(`${name}: reading ${locations[name]}\n`);
-        const result = await evaluateBenchmark(engine, name, benchmarkRecords(locations[name], `--data (${name})`), settings, (answered, skipped) => {
+        const result = await evaluateBenchmark(engine, name, benchmarkRecords(locations[name], `--data (${name})`), fitter ? { ...settings, fit: fitter.fit } : settings, (answered, skipped) => {
           out.write(`  ${name}: ${answered} answered${skipped ? `, ${skipped} skipped` : ''} (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
         });
         results.push(result);
         if (extractor && before) out.write(`  ${name}: ${extractor.stats.requests - before.requests} answers asked of the endpoint, ${extractor.stats.cached - before.cached} from the cache\n`);
+        if (fitter) {
+          adapted[name] = fitter.counts;
+          out.write(`  ${name}: ${fitter.counts.prompts} prompts adapted, ${fitter.counts.textCut} of them cut to ${fitter.promptTokens} characters, ${fitter.counts.imagesDropped} further images dropped\n`);
+        }
         writeFileSync(path.join(outDir, `${name}.predictions.jsonl`), result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
         out.write(`${formatResult(result)}\n`);
       }
@@ -273,8 +320,19 @@ export async function evalCommand(args: string[], env: Env, out: NodeJS.Writable
     }
     const summary = results.map(({ predictions: _p, ...r }) => r);
     const extractionSummary = extraction && { url: extraction.baseUrl, model: extraction.model, cache: extraction.cacheDir };
-    writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify({ model: source ?? model, settings: { ...settings, template }, locations, ...(extractionSummary ? { extraction: extractionSummary } : {}), results: summary }, null, 2)}\n`);
-    out.write(`\n${formatComparison(results, source ? source.runId : model)}\n\nresults: ${path.join(outDir, 'results.json')}; predictions: ${names.map((n) => `${n}.predictions.jsonl`).join(', ')}\n`);
+    // Said beside the numbers: they are those of prompts adapted to Sophia's tiny model, not the benchmark's own.
+    const adaptation = onnx && {
+      model: "Sophia's tiny model (onnx engine)",
+      imageSize: onnx.model.image.size,
+      maxLength: onnx.model.maxLength,
+      promptTokens: onnx.promptTokens,
+      byBenchmark: adapted,
+    };
+    writeFileSync(
+      path.join(outDir, 'results.json'),
+      `${JSON.stringify({ model: source ?? label, settings: { ...settings, template }, locations, ...(extractionSummary ? { extraction: extractionSummary } : {}), ...(adaptation ? { adaptation } : {}), results: summary }, null, 2)}\n`,
+    );
+    out.write(`\n${formatComparison(results, source ? source.runId : label)}\n\nresults: ${path.join(outDir, 'results.json')}; predictions: ${names.map((n) => `${n}.predictions.jsonl`).join(', ')}\n`);
     return 0;
   }
 }

@@ -49,7 +49,8 @@ commands:
   data check --format sophiavl|easyr1 --location PATH [--max-bad-share X] [--json]
         read a training dataset as a run would and report its rows, bad rows by reason and split (sophia data --help)
   eval --model DIR --benchmarks NAME[,NAME…] --data ROOT [--limit N] [--out DIR] …
-        evaluate a Hugging Face model directory on benchmarks read from their published files (sophia eval --help)
+        evaluate a Hugging Face model directory or a run's checkpoint on benchmarks read from their published files
+        (sophia eval --help)
   ablate --config PRESET|FILE --seeds N [--from RUN_ID] [--id ID] [--variants a,b@skip] [--effect POINTS] [--out DIR] [--storage …]
         the RL variants from the same SFT checkpoint and reward model, N seeds each: table, paired differences
         with bootstrap intervals, the power to detect --effect points (default 1.5), plots

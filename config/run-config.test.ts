@@ -181,14 +181,18 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(configError(() => resolveRunConfig({ extends: 'ci', engine: { kind: 'onnx', rollout: { backend: 'vllm' } } }, 'x')).message).toMatch(/engine\.rollout: unknown field/);
   });
 
-  it('takes evaluation.benchmarks with the torch engine, and refuses an unknown name, a relative path or the onnx engine, naming the field', () => {
+  it('takes evaluation.benchmarks with either engine, and refuses an unknown name, a relative path or an answer longer than the model holds, naming the field', () => {
     const evaluation = (benchmarks: unknown) => ({ evaluation: { k: 0, temperature: 1, maxTokens: 64, promptsPerBatch: 8, benchmarks } });
     const ok = torch({ model: QWEN_7B }, evaluation({ mathvista: { data: '/data/MathVista', files: ['data/testmini-*.parquet'], limit: 100 }, chartqa: { data: 's3://bench/chartqa', maxTokens: 512 } }));
     expect(ok.evaluation.benchmarks).toEqual({ mathvista: { data: '/data/MathVista', files: ['data/testmini-*.parquet'], limit: 100 }, chartqa: { data: 's3://bench/chartqa', maxTokens: 512 } });
     expect(configError(() => torch({ model: QWEN_7B }, evaluation({ mathvistaa: { data: '/d' } }))).message).toMatch(/evaluation\.benchmarks\.mathvistaa/);
     expect(configError(() => torch({ model: QWEN_7B }, evaluation({ mmmu: { data: 'data/MMMU' } }))).message).toMatch(/evaluation\.benchmarks\.mmmu\.data: "data\/MMMU" must be an absolute path on the GPU workers or s3:\/\/bucket\/prefix/);
     expect(configError(() => torch({ model: QWEN_7B }, evaluation({ mmstar: { data: '/d', limit: 0 } }))).message).toMatch(/evaluation\.benchmarks\.mmstar\.limit: Too small/);
-    expect(configError(() => resolveRunConfig({ extends: 'ci', ...evaluation({ chartqa: { data: '/d' } }) }, 'x')).message).toMatch(/evaluation\.benchmarks\.chartqa: real benchmarks need a Hugging Face vision-language model/);
+    // The onnx engine: its prompts are adapted to Sophia's tiny model when evaluated (engine/onnx-prompts.ts), so the
+    // config only has to leave the answer room in the model's positions (tiny: 128).
+    expect(resolveRunConfig({ extends: 'ci', ...evaluation({ chartqa: { data: '/d', maxTokens: 32 } }) }, 'x').evaluation.benchmarks).toEqual({ chartqa: { data: '/d', maxTokens: 32 } });
+    expect(configError(() => resolveRunConfig({ extends: 'ci', ...evaluation({ chartqa: { data: '/d', maxTokens: 128 } }) }, 'x')).message).toMatch(/evaluation\.benchmarks\.chartqa\.maxTokens: 128 is not below the model's 128 text positions \(model\.maxLength\)/);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', ...evaluation({ chartqa: { data: 'rel/d' } }) }, 'x')).message).toMatch(/evaluation\.benchmarks\.chartqa\.data: "rel\/d" must be an absolute path/);
   });
 
   it('takes engine.processes (one per GPU) with LoRA or without, and refuses 0, naming the field', () => {

@@ -3,7 +3,7 @@ import { packGrpo, packReward, packSequences, packSft } from './batch';
 import type { ModelConfig } from './model/config';
 import { EOS, Tokenizer } from './model/tokenizer';
 import { OnnxEngine } from './onnx-engine';
-import { rgbToPlanes } from './onnx-prompts';
+import { fitPromptToModel, foldToAlphabet, promptRoom, renderPrompt, rgbToPlanes } from './onnx-prompts';
 import { ADAMW } from './testing/fixtures';
 import type { ChatPrompt, RgbImage } from './types';
 
@@ -106,5 +106,64 @@ describe('OnnxEngine prompt-level surface: the token-level computation of the sa
     await expect(e.responseLogprobs({ prompts: PROMPTS, rows: [{ prompt: 2, response: [7] }] }, 1)).rejects.toThrow(/rows\[0\]\.prompt: 2 is not the index/);
     await expect(e.generate({ prompts: [prompt('x'.repeat(40), 1)], n: 1, temperature: 0, topP: 1, maxTokens: 4, seed: 0 })).rejects.toThrow(/prompts\[0\]: 41 tokens leave no room/);
     await expect(new OnnxEngine().init({ kind: 'policy', pretrained: '/models/qwen' }, 1)).rejects.toThrow(TypeError);
+  });
+});
+
+describe('fitPromptToModel: a prompt written for a real vision-language model, as Sophia\'s model can read it', () => {
+  const cfg = config(); // 4×4 images, 32 positions
+  const wide = { ...cfg, maxLength: 64 };
+  const noise = (width: number, height: number, seed = 1): RgbImage => ({ width, height, rgb: Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 53 + seed * 17) % 256) });
+  const realPrompt = (...content: ({ type: 'text'; text: string } | { type: 'image'; image: RgbImage })[]): ChatPrompt => ({ messages: [{ role: 'user', content }] });
+  const textOf = (p: ChatPrompt) => ((p.messages[0]!.content as { type: string; text?: string }[]).find((c) => c.type === 'text')?.text ?? '');
+
+  it('folds text into the alphabet: accents removed, G–Z lowercased (A–F kept), other characters spaces, tags kept', () => {
+    expect(foldToAlphabet('What is X?')).toBe('what is x?');
+    expect(foldToAlphabet('Café à Zürich, naïve')).toBe('Cafe a zurich, naive'); // C is an option letter: kept
+    expect(foldToAlphabet('Ω = 5 Ω')).toBe('= 5');
+    expect(foldToAlphabet('angle ∠ABC = 45°\n(A) 30\t(B) 60')).toBe('angle ABC = 45 (A) 30 (B) 60');
+    expect(foldToAlphabet('ﬁnd x²  <think>  HELLO</think>\r\n<answer>C</answer> <b>')).toBe('find x2 <think> hEllo</think> <answer>C</answer> b') // (E is an option letter);
+    expect(foldToAlphabet('\n\t 日本 \n')).toBe('');
+  });
+
+  it('gives a prompt renderPrompt accepts: the first image at the model\'s size, first; later images dropped and counted', () => {
+    const fitted = fitPromptToModel(realPrompt({ type: 'text', text: 'Question: What is Ω?\n' }, { type: 'image', image: noise(40, 30) }, { type: 'text', text: 'Choices: (A) 1 (B) 2' }, { type: 'image', image: noise(8, 8, 2) }), wide, 8);
+    expect(fitted.imagesDropped).toBe(1);
+    expect(fitted.textCut).toBe(false);
+    const content = fitted.prompt.messages[0]!.content as { type: string; image?: RgbImage }[];
+    expect(content.map((c) => c.type)).toEqual(['image', 'text']);
+    expect(content[0]!.image).toMatchObject({ width: 4, height: 4 });
+    expect(content[0]!.image!.rgb).toHaveLength(4 * 4 * 3);
+    expect(textOf(fitted.prompt)).toBe('question: what is ? Choices: (A) 1 (B) 2');
+    const rendered = renderPrompt(fitted.prompt, wide, 'fitted');
+    expect(rendered.tokens).toEqual(tokenizer.prompt('question: what is ? Choices: (A) 1 (B) 2'));
+
+    // One image already at the model's size, several messages: the image as it was, the texts joined in order.
+    const same = fitPromptToModel({ messages: [{ role: 'system', content: 'Be brief. ' }, { role: 'user', content: [{ type: 'image', image: picture(3) }, { type: 'text', text: 'How many?' }] }] }, cfg, 8);
+    expect(same.imagesDropped).toBe(0);
+    expect(renderPrompt(same.prompt, cfg, 'fitted').pixels).toEqual(pixelsOf([3]));
+    expect(textOf(same.prompt)).toBe('Be brief. how many?');
+  });
+
+  it('cuts a long text so that <bos>, the text and maxTokens fill the positions exactly, keeping its beginning', () => {
+    const long = `<think>${'Find the value of y. '.repeat(6)}</think>`;
+    const fitted = fitPromptToModel(realPrompt({ type: 'image', image: noise(5, 9) }, { type: 'text', text: long }), cfg, 10);
+    expect(fitted.textCut).toBe(true);
+    const rendered = renderPrompt(fitted.prompt, cfg, 'fitted');
+    expect(rendered.tokens.length + 10).toBe(32);
+    expect(textOf(fitted.prompt)).toBe('<think>Find the value of y. '.slice(0, '<think>'.length + 20)); // the tag: one token
+    expect(promptRoom(cfg, 10)).toBe(21);
+    // Fits as it is: not cut.
+    expect(fitPromptToModel(realPrompt({ type: 'image', image: noise(5, 9) }, { type: 'text', text: 'Find y.' }), cfg, 24).textCut).toBe(false);
+    // Room for an empty prompt only: the text is cut to nothing, and still renders.
+    const empty = fitPromptToModel(realPrompt({ type: 'image', image: noise(5, 9) }, { type: 'text', text: 'Find y.' }), cfg, 31);
+    expect(renderPrompt(empty.prompt, cfg, 'fitted').tokens).toEqual(tokenizer.prompt(''));
+  });
+
+  it('refuses an answer length that leaves no room, a prompt without an image and a malformed image, naming the field', () => {
+    const ok = realPrompt({ type: 'image', image: noise(5, 5) }, { type: 'text', text: 'x' });
+    expect(() => fitPromptToModel(ok, cfg, 32)).toThrow(/^maxTokens 32 does not fit the model's 32 text positions \(model\.maxLength\).*at most 31/);
+    expect(() => fitPromptToModel(ok, cfg, 0)).toThrow(RangeError);
+    expect(() => fitPromptToModel(realPrompt({ type: 'text', text: 'x' }), cfg, 4)).toThrow(/^prompt: no image part/);
+    expect(() => fitPromptToModel(realPrompt({ type: 'image', image: { width: 5, height: 5, rgb: new Uint8Array(10) } }), cfg, 4)).toThrow(/prompt\.messages\[0\]\.content\[0\]\.image: 5×5 with 10 bytes/);
   });
 });

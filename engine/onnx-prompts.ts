@@ -3,11 +3,13 @@
  * prompt renders as `<bos>` + the user's text in its own tokenizer (`model/tokenizer.ts`) and the one image as
  * (C, S, S) pixels in [0, 1]; response rows become the token-level batches of `batch.ts`. Everything here is a pure
  * function of (model config, prompts, rows): the prompt-level calls give exactly the batches the token-level ones
- * would get from the same tokens and pixels.
+ * would get from the same tokens and pixels. `fitPromptToModel` turns a prompt written for a real vision-language
+ * model (a benchmark's question and images) into one this model can read.
  */
+import { resizeBicubic } from '../datasets/images';
 import { type PromptResponse, packGrpo, packReward, packSequences, packSft } from './batch';
 import type { ModelConfig } from './model/config';
-import { Tokenizer } from './model/tokenizer';
+import { ALPHABET, TAGS, Tokenizer } from './model/tokenizer';
 import type { BatchFor, ChatMessage, ChatPart, ChatPrompt, GrpoRow, LossSpec, ResponseBatch, ResponseRow, RewardRow, RgbImage, RowFor, SftBatch } from './types';
 
 export const SOPHIA_TOKENIZER = new Tokenizer();
@@ -62,6 +64,114 @@ export function renderPrompt(prompt: ChatPrompt, config: ModelConfig, field: str
 export function renderPrompts(prompts: readonly ChatPrompt[], config: ModelConfig): RenderedPrompt[] {
   if (prompts.length === 0) throw new RangeError('prompts: at least one prompt is needed');
   return prompts.map((p, i) => renderPrompt(p, config, `prompts[${i}]`));
+}
+
+/** A prompt as `fitPromptToModel` made it for Sophia's model, and what it had to leave out. */
+export interface FittedPrompt {
+  prompt: ChatPrompt;
+  /** Whether the text was cut (its end left out) to leave room for the answer. */
+  textCut: boolean;
+  /** Image parts after the first, left out: the model reads one image per prompt. */
+  imagesDropped: number;
+}
+
+const IN_ALPHABET = new Set(ALPHABET);
+/** Splits text around the response-format tags, keeping them (the capture group): they stay single tokens. */
+const TAG_SPLIT = new RegExp(`(${TAGS.join('|')})`); // (<, /, > and letters: nothing to escape)
+
+/** One character as the alphabet has it: G–Z lowercased (A–F stay: they are option letters), anything else a space. */
+function foldChar(ch: string): string {
+  if (ch >= 'G' && ch <= 'Z') return ch.toLowerCase();
+  return IN_ALPHABET.has(ch) ? ch : ' ';
+}
+
+/**
+ * Text folded into the tokenizer's alphabet (`model/tokenizer.ts`): accents removed (Unicode NFKD without its
+ * combining marks, so "é" reads "e" and "ﬁ" reads "fi"), uppercase G–Z lowercased, every other character outside the
+ * alphabet (line breaks, tabs, "Ω", "°", "<" …) a space, runs of spaces one space, the ends trimmed. The four
+ * response-format tags stay tags. The result always encodes.
+ */
+export function foldToAlphabet(text: string): string {
+  return text
+    .split(TAG_SPLIT)
+    .map((piece, i) => (i % 2 === 1 ? piece : Array.from(piece.normalize('NFKD').replace(/\p{M}/gu, ''), foldChar).join('')))
+    .join('')
+    .replace(/ {2,}/g, ' ')
+    .trim();
+}
+
+/**
+ * The prompt tokens (after `<bos>`) left beside an answer of `maxNewTokens` in the model's `maxLength` positions.
+ * Throws a `RangeError` naming maxTokens and model.maxLength when not even an empty prompt leaves that room.
+ */
+export function promptRoom(config: ModelConfig, maxNewTokens: number): number {
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new RangeError(`maxTokens must be an integer ≥ 1 (got ${maxNewTokens})`);
+  const room = config.maxLength - 1 - maxNewTokens;
+  if (room < 0) {
+    throw new RangeError(`maxTokens ${maxNewTokens} does not fit the model's ${config.maxLength} text positions (model.maxLength), which <bos> and the prompt share with the answer: use at most ${config.maxLength - 1} answer tokens`);
+  }
+  return room;
+}
+
+/** `image` resized (bicubic, as dataset images are) to size × size. */
+function squareImage(image: RgbImage, size: number, field: string): RgbImage {
+  const { width, height, rgb } = image;
+  if (!(width >= 1 && height >= 1) || rgb.length !== width * height * 3) throw new RangeError(`${field}: ${width}×${height} with ${rgb.length} bytes is not an RGB image (width · height · 3 bytes)`);
+  // resizeBicubic works on RGBA pixels (datasets/images.ts): opaque alpha in, alpha dropped out.
+  const rgba = new Uint8Array(width * height * 4);
+  for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
+    rgba[i] = rgb[j]!;
+    rgba[i + 1] = rgb[j + 1]!;
+    rgba[i + 2] = rgb[j + 2]!;
+    rgba[i + 3] = 255;
+  }
+  const resized = resizeBicubic({ width, height, rgba }, size, size);
+  const out = new Uint8Array(size * size * 3);
+  for (let i = 0, j = 0; j < out.length; i += 4, j += 3) {
+    out[j] = resized.rgba[i]!;
+    out[j + 1] = resized.rgba[i + 1]!;
+    out[j + 2] = resized.rgba[i + 2]!;
+  }
+  return { width: size, height: size, rgb: out };
+}
+
+/**
+ * A prompt written for a real vision-language model (several images of any size, any text, maybe several messages),
+ * turned into one Sophia's model reads (`renderPrompt` accepts it): one user message holding the first image,
+ * resized to the model's size × size, then the text of every message in order, folded into the alphabet
+ * (`foldToAlphabet`) and cut (its beginning kept) so that `<bos>`, the text and `maxNewTokens` of answer fit the
+ * model's `maxLength` positions. Further images are left out and counted: the model has one image slot. This is an
+ * adaptation so that such prompts can be run at all, not a faithful rendering: the model sees a thumbnail and a
+ * truncated, lowercased question. Throws a `RangeError` for a prompt without an image, and (`promptRoom`) when
+ * `maxNewTokens` leaves no room for any prompt.
+ */
+export function fitPromptToModel(prompt: ChatPrompt, config: ModelConfig, maxNewTokens: number): FittedPrompt {
+  const room = promptRoom(config, maxNewTokens);
+  if (config.image.channels !== 3) throw new RangeError(`model.image.channels: ${config.image.channels}; prompts carry RGB images (3 channels)`);
+  let image: RgbImage | undefined;
+  let imagesDropped = 0;
+  let text = '';
+  (prompt?.messages ?? []).forEach((message, m) => {
+    const parts: readonly ChatPart[] = typeof message.content === 'string' ? [{ type: 'text', text: message.content }] : message.content;
+    parts.forEach((part, i) => {
+      if (part.type === 'text') text += part.text;
+      else if (part.type === 'image') {
+        if (image) imagesDropped++;
+        else image = squareImage(part.image, config.image.size, `prompt.messages[${m}].content[${i}].image`);
+      } else throw new RangeError(`prompt.messages[${m}].content[${i}].type: ${JSON.stringify((part as { type: unknown }).type)} is not text or image`);
+    });
+  });
+  if (!image) throw new RangeError("prompt: no image part; Sophia's model reads one image per prompt");
+  const folded = foldToAlphabet(text);
+  const tokens = SOPHIA_TOKENIZER.encode(folded);
+  const textCut = tokens.length > room;
+  // Cut by tokens, not characters: a tag is one token, and decoding writes it back whole.
+  const fitted = textCut ? SOPHIA_TOKENIZER.decode(tokens.slice(0, room)) : folded;
+  return {
+    prompt: { messages: [{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text: fitted }] }] },
+    textCut,
+    imagesDropped,
+  };
 }
 
 /** The rows' (prompt tokens, response) pairs and their images, one per row, in row order. */

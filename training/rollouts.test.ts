@@ -20,9 +20,9 @@ describe('keepMixedGroups (dynamic sampling)', () => {
     const rounds: number[] = [];
     const kept = await keepMixedGroups(
       batch([a!, b!, c!], ['RR', 'RW', 'WW']),
-      async (round) => {
+      (round) => {
         rounds.push(round);
-        return round === 1 ? batch([d!, b!], ['WW', 'WR']) : batch([e!], ['RW']);
+        return Promise.resolve(round === 1 ? batch([d!, b!], ['WW', 'WR']) : batch([e!], ['RW']));
       },
       2,
       5,
@@ -35,10 +35,10 @@ describe('keepMixedGroups (dynamic sampling)', () => {
 
   it('stops at maxRounds with what it has, and at the wanted number within a round', async () => {
     const [a, b, c] = [0, 1, 2].map(example);
-    const none = await keepMixedGroups(batch([a!], ['WW']), async () => batch([b!], ['RR']), 2, 2);
+    const none = await keepMixedGroups(batch([a!], ['WW']), () => Promise.resolve(batch([b!], ['RR'])), 2, 2);
     expect(none).toMatchObject({ examples: [], rollouts: [], rounds: 2, sampledGroups: 2 });
     let asked = 0;
-    const enough = await keepMixedGroups(batch([a!, b!, c!], ['RW', 'WR', 'RW']), async () => (asked++, batch([], [])), 2, 3);
+    const enough = await keepMixedGroups(batch([a!, b!, c!], ['RW', 'WR', 'RW']), () => (asked++, Promise.resolve(batch([], []))), 2, 3);
     expect(enough.examples.map((x) => x.id)).toEqual([a!.id, b!.id]);
     expect(asked).toBe(0);
   });

@@ -11,8 +11,10 @@ const SPECIAL_TOKENS = ['<pad>', '<bos>', '<eos>', '<think>', '</think>', '<answ
 const BOS = 1;
 export const EOS = 2;
 
-const ALPHABET = [' ', ...'abcdefghijklmnopqrstuvwxyz', ...'ABCDEF', ...'0123456789', ...".,:;?!+-=()/'"];
-const TAGS = SPECIAL_TOKENS.slice(3);
+/** The characters the model reads and writes, one token each (in id order after the special tokens). */
+export const ALPHABET: readonly string[] = [' ', ...'abcdefghijklmnopqrstuvwxyz', ...'ABCDEF', ...'0123456789', ...".,:;?!+-=()/'"];
+/** The response-format tags, each a single token: <think> </think> <answer> </answer>. */
+export const TAGS: readonly string[] = SPECIAL_TOKENS.slice(3);
 
 export class Tokenizer {
   readonly vocabSize = SPECIAL_TOKENS.length + ALPHABET.length;
