@@ -28,6 +28,7 @@ import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import type { Storage } from '../storage/types';
+import { grade } from '../tasks/grading';
 import { batchIndices } from '../training/sft';
 import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
@@ -261,6 +262,13 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const { test } = annotated;
       const byId = await data.byId(input.dataRunId, 'train');
       const batchSize = settingsOf(input.config).batchSize;
+      // Each held-out response's final answer, right or wrong by the outcome grader (the trust weight's notion of
+      // correct); read after scoring, which names an item whose example is missing.
+      const threshold = input.config.rl?.correctThreshold ?? 0.5;
+      const correctOf = () => test.map((i) => {
+        const example = byId.get(i.exampleId)!;
+        return grade(example.answerType, i.response, example.answer).reward >= threshold;
+      });
       const measure = (key: string) =>
         engines.exclusive(async () => {
           const slot = `${input.runId}/rm-eval`;
@@ -270,7 +278,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             engines.mark(slot, key);
           }
           const predictions = await scoreResponses(engine, byId, test, batchSize);
-          return rewardModelMetrics(predictions, test.map((i) => i.score), test.map(promptOf));
+          return rewardModelMetrics(predictions, test.map((i) => i.score), test.map(promptOf), correctOf());
         });
       const trained = await measure(input.checkpointKey);
       const untrained = await measure(input.initialCheckpointKey);

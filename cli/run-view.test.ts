@@ -91,6 +91,9 @@ describe('stageSummary', () => {
     expect(stageSummary('rewardModel', { step: 400, samples: 160, rmMae: 0.1, untrainedMae: 0.3, rmPairwiseAccuracy: 0.8 }, 'runs/r/rm/checkpoints/00000400', undefined)).toBe(
       '✓ rewardModel  400 steps · 160 responses annotated · test MAE 0.100 (untrained 0.300) · pairwise accuracy 80.0 % · checkpoint runs/r/rm/checkpoints/00000400',
     );
+    expect(stageSummary('rewardModel', { step: 400, rmPairwiseAccuracy: 0.8, rmMixedGroupAccuracy: 0.55 }, 'k', undefined)).toBe(
+      '✓ rewardModel  400 steps · pairwise accuracy 80.0 % · right answers preferred in 55.0 % of mixed groups · checkpoint k',
+    );
   });
 
   it('the evaluation line gives the accuracies of the initial, SFT and final policies, not a metric dump', () => {

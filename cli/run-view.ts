@@ -97,6 +97,7 @@ export function stageSummary(stage: StageName, metrics: Record<string, number> |
         m.samples !== undefined ? `${m.samples} responses annotated` : undefined,
         fixed(m.rmMae) && `test MAE ${fixed(m.rmMae)}${fixed(m.untrainedMae) ? ` (untrained ${fixed(m.untrainedMae)})` : ''}`,
         fixed(m.rmPairwiseAccuracy) && `pairwise accuracy ${percent(m.rmPairwiseAccuracy)}`,
+        fixed(m.rmMixedGroupAccuracy) && `right answers preferred in ${percent(m.rmMixedGroupAccuracy)} of mixed groups`,
       );
       break;
     case 'trustGrpo':

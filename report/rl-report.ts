@@ -39,14 +39,19 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
   const plots: ReportPlot[] = [];
   const json: Record<string, unknown> = {};
   if (rewardModel) {
-    const row = (name: string, m: RewardModelMetrics) => [name, num(m.mae), num(m.pearson), num(m.spearman), num(m.pairwiseAccuracy), String(m.pairs)];
+    // (mixed-group accuracy and calibration: absent from reports written before they were measured)
+    const row = (name: string, m: RewardModelMetrics) => [name, num(m.mae), num(m.pearson), num(m.spearman), num(m.pairwiseAccuracy), String(m.pairs), m.mixedGroupAccuracy === undefined ? '—' : `${num(m.mixedGroupAccuracy)} (${m.mixedGroups})`, m.calibrationError === undefined ? '—' : num(m.calibrationError)];
     parts.push(
       `## Thinking reward model\n\nAnnotator \`${rewardModel.annotator}\`; ${rewardModel.train} training and ${rewardModel.heldOut} held-out responses ` +
         (rewardModel.test !== undefined && rewardModel.validation !== undefined
           ? `(held out by prompt: ${rewardModel.validation} for validation, which picked the checkpoint, and ${rewardModel.test} for test, which the table measures). `
           : '(held out by prompt). ') +
-        `Pairwise accuracy: share of same-prompt response pairs with different annotations that the model orders the same way.\n\n` +
-        markdownTable(['model', 'MAE', 'Pearson', 'Spearman', 'pairwise accuracy', 'pairs'], [row('trained', rewardModel.trained), row('untrained (same init)', rewardModel.untrained)]) +
+        `Pairwise accuracy: share of same-prompt response pairs with different annotations that the model orders the same way. ` +
+        `Mixed-group accuracy: among held-out prompts with both right and wrong final answers (by the outcome grader; groups in brackets), ` +
+        `the share where the model scores the right ones higher on average — what the trust weight reacts to (RL's rmMixedGroupAccuracy ` +
+        `tracks it on the policy's own samples, step by step). Calibration error: expected calibration error of the scores against the ` +
+        `annotations (ten bins).\n\n` +
+        markdownTable(['model', 'MAE', 'Pearson', 'Spearman', 'pairwise accuracy', 'pairs', 'mixed-group accuracy', 'calibration error'], [row('trained', rewardModel.trained), row('untrained (same init)', rewardModel.untrained)]) +
         (rewardModel.binsBefore && rewardModel.binsAfter
           ? `\n\nScore bins (0.0–0.1 … 0.9–1.0) before balancing: ${rewardModel.binsBefore.join(' / ')}; after: ${rewardModel.binsAfter.join(' / ')}.`
           : ''),

@@ -7,6 +7,15 @@
  *   pairwise   over pairs of responses to the same prompt whose annotations differ: the share the model orders
  *              the same way (a tie in the predictions counts one half). This is what GRPO uses the reward
  *              for — ranking a group's responses — so it is the number that matters most.
+ *   mixed-group accuracy
+ *              over prompts whose responses include correct and wrong final answers (by the outcome grader): the
+ *              share where the model's mean score of the correct responses is above that of the wrong ones (a tie
+ *              counts one half). This is what Trust-GRPO's trust weight reacts to: where it is below 1/2 the
+ *              reward model prefers wrong answers and γ damps it. It needs no annotation: only the outcomes.
+ *   calibration error
+ *              expected calibration error of the predictions against the annotations: predictions in ten equal
+ *              bins of [0, 1], Σ_bin (n_bin / n) |mean prediction − mean annotation|. 0: a score of 0.7 means
+ *              annotations of 0.7 on average.
  */
 
 export interface RewardModelMetrics {
@@ -16,6 +25,13 @@ export interface RewardModelMetrics {
   spearman: number;
   pairwiseAccuracy: number;
   pairs: number;
+  /**
+   * NaN (and 0 groups) when no prompt has both correct and wrong responses, or outcomes were not given; absent (with
+   * calibrationError) from reports written before they were measured.
+   */
+  mixedGroupAccuracy?: number;
+  mixedGroups?: number;
+  calibrationError?: number;
 }
 
 function check(predictions: readonly number[], targets: readonly number[]): void {
@@ -91,8 +107,46 @@ export function pairwiseAccuracy(predictions: readonly number[], targets: readon
   return { accuracy: pairs === 0 ? Number.NaN : agree / pairs, pairs };
 }
 
-export function rewardModelMetrics(predictions: readonly number[], targets: readonly number[], groups: readonly string[]): RewardModelMetrics {
+/** Mixed-group accuracy (see the file's comment); NaN with 0 groups when no group has both outcomes. */
+export function mixedGroupAccuracy(predictions: readonly number[], correct: readonly boolean[], groups: readonly string[]): { accuracy: number; groups: number } {
+  if (predictions.length !== correct.length) throw new RangeError(`predictions (${predictions.length}) and outcomes (${correct.length}) differ in length`);
+  if (groups.length !== correct.length) throw new RangeError(`groups (${groups.length}) and outcomes (${correct.length}) differ in length`);
+  const byGroup = new Map<string, { right: number[]; wrong: number[] }>();
+  groups.forEach((g, i) => {
+    const entry = byGroup.get(g) ?? { right: [], wrong: [] };
+    (correct[i] ? entry.right : entry.wrong).push(predictions[i]!);
+    byGroup.set(g, entry);
+  });
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  let agree = 0;
+  let mixed = 0;
+  for (const { right, wrong } of byGroup.values()) {
+    if (right.length === 0 || wrong.length === 0) continue;
+    mixed++;
+    const d = Math.sign(mean(right) - mean(wrong));
+    agree += d > 0 ? 1 : d === 0 ? 0.5 : 0;
+  }
+  return { accuracy: mixed === 0 ? Number.NaN : agree / mixed, groups: mixed };
+}
+
+/** Expected calibration error over `bins` equal bins of [0, 1] (see the file's comment); NaN with no predictions. */
+export function calibrationError(predictions: readonly number[], targets: readonly number[], bins = 10): number {
+  check(predictions, targets);
+  if (predictions.length === 0) return Number.NaN;
+  const sums = Array.from({ length: bins }, () => ({ n: 0, p: 0, t: 0 }));
+  predictions.forEach((p, i) => {
+    const b = sums[Math.min(bins - 1, Math.max(0, Math.floor(p * bins)))]!;
+    b.n++;
+    b.p += p;
+    b.t += targets[i]!;
+  });
+  return sums.reduce((e, b) => (b.n === 0 ? e : e + (b.n / predictions.length) * Math.abs(b.p / b.n - b.t / b.n)), 0);
+}
+
+/** Every metric of the file; `correct` (each response's final answer right, by the outcome grader) adds the mixed-group accuracy. */
+export function rewardModelMetrics(predictions: readonly number[], targets: readonly number[], groups: readonly string[], correct?: readonly boolean[]): RewardModelMetrics {
   const { accuracy, pairs } = pairwiseAccuracy(predictions, targets, groups);
+  const mixed = correct ? mixedGroupAccuracy(predictions, correct, groups) : { accuracy: Number.NaN, groups: 0 };
   return {
     count: predictions.length,
     mae: meanAbsoluteError(predictions, targets),
@@ -100,5 +154,8 @@ export function rewardModelMetrics(predictions: readonly number[], targets: read
     spearman: spearman(predictions, targets),
     pairwiseAccuracy: accuracy,
     pairs,
+    mixedGroupAccuracy: mixed.accuracy,
+    mixedGroups: mixed.groups,
+    calibrationError: calibrationError(predictions, targets),
   };
 }
