@@ -22,6 +22,7 @@ import { StorageFullError } from '../common/errors';
 import { pretrainedParameters, pretrainedShape } from '../config/pretrained';
 import { parameterCount } from '../engine/model/config';
 import { engineFileStream, isOnDisk, readEngineFile } from '../engine/state-files';
+import { observeCheckpoint } from '../observability/metrics';
 import { type Engine, type EngineFile, type LoadStateOptions, type ModelSpec, type OnDiskEngineFile, isPretrained } from '../engine/types';
 import type { CheckpointStore, SaveCheckpointInput } from '../storage/checkpoints';
 import { checkpointKey as checkpointDirKey, manifestKey } from '../storage/keys';
@@ -114,6 +115,7 @@ export class CheckpointWriter {
   async save(engine: Engine, target: EngineCheckpointTarget, onCommitted: (manifest: CheckpointManifest) => Promise<void> = () => Promise.resolve()): Promise<string> {
     await this.flush();
     const step = target.step ?? engine.step();
+    const started = performance.now();
     const staged = await this.keepAlive(`writing the checkpoint of step ${step}`, stageEngineState(engine, target));
     const { runId, stage } = staged.input;
     const dir = checkpointDirKey(runId, stage, step);
@@ -123,7 +125,7 @@ export class CheckpointWriter {
       const before = new Set((await this.store.storage.listAll(`${dir}/`)).map((o) => o.key));
       const commit = this.store.save(staged.input);
       commit.catch(() => undefined); // observed by flush
-      this.inFlight = { staged, commit, before, onCommitted };
+      this.inFlight = { staged, commit, before, onCommitted, started };
     } catch (err) {
       await staged.release();
       throw err;
@@ -148,6 +150,7 @@ export class CheckpointWriter {
         await removeFailedAttempt(this.store, dir, job.before);
         manifest = await this.keepAlive(`committing the checkpoint of step ${step}`, saveCheckpoint(this.store, job.staged.input, this.retry, job.before));
       }
+      observeCheckpoint(stage, manifest.totalBytes, (performance.now() - job.started) / 1000);
       await job.onCommitted(manifest);
       return manifest;
     } finally {
@@ -183,6 +186,8 @@ interface InFlightCommit {
   /** The checkpoint folder's keys before the commit started. */
   before: ReadonlySet<string>;
   onCommitted: (manifest: CheckpointManifest) => Promise<void>;
+  /** performance.now() when the state began to be staged (the checkpoint's save time runs from there). */
+  started: number;
 }
 
 /** Where engine states are staged on this machine: SOPHIA_SCRATCH (temporal.config.ts), else the OS temp folder. */

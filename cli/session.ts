@@ -12,6 +12,7 @@ import { type TemporalConfig, loadTemporalConfig } from '../temporal.config';
 import { type EmbeddedServer, findTemporalCli, startEmbeddedServer } from './embedded-server';
 import { sophiaHome } from './paths';
 import { printAbove } from './progress';
+import { setTemporalMetricsAddress } from '../observability/serve';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -50,7 +51,7 @@ function formatLogEntry(entry: { level: string; message: string; meta?: Record<s
  * `shutdownSignals`: the signals on which the runtime shuts its workers down (default the SDK's: SIGINT, SIGTERM,
  * SIGQUIT, SIGUSR2); `[]` for a command that handles them itself (`sophia run`).
  */
-export function installQuietRuntime(logFile?: string, options: { shutdownSignals?: NodeJS.Signals[] } = {}): void {
+export function installQuietRuntime(logFile?: string, options: { shutdownSignals?: NodeJS.Signals[]; temporalMetricsPort?: number } = {}): void {
   if (installedRuntime) return;
   const level = (process.env.SOPHIA_LOG_LEVEL as LogLevel | undefined) ?? 'WARN';
   if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
@@ -64,8 +65,13 @@ export function installQuietRuntime(logFile?: string, options: { shutdownSignals
   installedRuntime = Runtime.install({
     logger,
     ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}),
-    telemetryOptions: { logging: { forward: {}, filter: { core: level, other: 'ERROR' } } },
+    telemetryOptions: {
+      logging: { forward: {}, filter: { core: level, other: 'ERROR' } },
+      // The SDK's runtime metrics on a private loopback port; a worker's /metrics serves them with Sophia's.
+      ...(options.temporalMetricsPort !== undefined ? { metrics: { prometheus: { bindAddress: `127.0.0.1:${options.temporalMetricsPort}` } } } : {}),
+    },
   });
+  if (options.temporalMetricsPort !== undefined) setTemporalMetricsAddress(`127.0.0.1:${options.temporalMetricsPort}`);
 }
 
 /**

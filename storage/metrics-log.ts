@@ -5,6 +5,7 @@
  * activity that is retried after a crash rewrites the steps it redoes instead of duplicating them.
  */
 import { NotFoundError } from '../common/errors';
+import { observeRecords } from '../observability/metrics';
 import { metricsKey } from './keys';
 import type { Storage } from './types';
 
@@ -44,4 +45,5 @@ export async function appendMetrics(storage: Storage, runId: string, records: re
   const kept = existing.filter((r) => !(r.step >= (firstStep.get(`${r.stage}/${r.kind}`) ?? Infinity)));
   const lines = [...kept, ...records].map((r) => JSON.stringify(r)).join('\n');
   await storage.put(metricsKey(runId), new TextEncoder().encode(`${lines}\n`), { contentType: 'application/x-ndjson' });
+  observeRecords(runId, records); // this process's Prometheus metrics (observability/metrics.ts)
 }

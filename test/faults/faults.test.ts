@@ -23,6 +23,7 @@ import { CheckpointStore } from '../../storage/checkpoints';
 import { LocalStorage } from '../../storage/local';
 import { loadTemporalConfig } from '../../temporal.config';
 import { WorkerSet } from '../../workers/worker';
+import { freeLoopbackPort } from '../../observability/serve';
 import type { trainingPipeline } from '../../workflows/pipeline';
 import { quietTemporalRuntime } from '../integration/stack';
 import { SFT_KILL, faultScenarios, rlCurve } from './scenarios';
@@ -145,7 +146,9 @@ describe('fault tolerance with real processes', () => {
     const atKill = (await store.latest(runId, 'grpo'))!;
     expect(atKill.step).toBeGreaterThanOrEqual(4);
 
-    const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-b'));
+    // The second GPU worker serves Prometheus metrics (SOPHIA_METRICS_PORT): read after the run, below.
+    const metricsPort = await freeLoopbackPort();
+    const gpuB = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], { ...env, SOPHIA_METRICS_PORT: String(metricsPort), SOPHIA_METRICS_HOST: '127.0.0.1' }, dir, 'gpu-b'));
     const resume = track(spawnSophia(['resume', runId], env, dir, 'resume'));
     expect(await resume.exited).toBe(0);
     expect(resume.output()).toMatch(/kept: prepareData, sftWarmup, rewardModel; restarts at trustGrpo/);
@@ -169,6 +172,19 @@ describe('fault tolerance with real processes', () => {
       finalStep: 16,
       curve: rlCurve,
     });
+    // The worker's /metrics: Sophia's series for the steps it ran and the checkpoints it committed, the run's gauges,
+    // and the Temporal SDK's runtime metrics, in one scrape.
+    expect(gpuB.output()).toContain(`metrics    http://127.0.0.1:${metricsPort}/metrics`);
+    const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"=.]/g, (c) => `\\${c}`)} ([\\d.e+-]+)$`, 'm').exec(scraped)?.[1] ?? Number.NaN);
+    expect(value('sophia_training_steps_total{stage="grpo"}')).toBe(16 - atKill.step);
+    expect(value('sophia_checkpoint_written_bytes_total{stage="grpo"}')).toBeGreaterThan(0);
+    expect(value('sophia_rollout_duration_seconds_count{stage="grpo"}')).toBe(16 - atKill.step);
+    expect(value(`sophia_run_step{run_id="${runId}",stage="grpo"}`)).toBe(16);
+    expect(value(`sophia_run_eval_accuracy{run_id="${runId}",split="test"}`)).toBeGreaterThanOrEqual(0);
+    expect(value('process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect(scraped).toMatch(/^temporal_[a-z_]+(\{[^}]*\})? [\d.e+-]+$/m);
+    expect(scraped).not.toMatch(/^sophia_[a-z_]+(_bucket|_count|_sum|_total)\{[^}]*run_id=/m); // no run id on rate series
     // A completed run has nothing to resume: refused, and nothing is started.
     const again = track(spawnSophia(['resume', runId], env, dir, 'resume-again'));
     expect(await again.exited).not.toBe(0);
