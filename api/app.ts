@@ -4,7 +4,7 @@
  * unknown routes and unreadable bodies.
  */
 import 'reflect-metadata';
-import type { INestApplication, LogLevel } from '@nestjs/common';
+import type { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -16,6 +16,8 @@ import { RequestMetrics } from './health/request-metrics';
 export interface CreateApiOptions extends ApiDependencies {
   /** Nest log levels (default: warnings and errors). */
   logLevels?: LogLevel[] | false;
+  /** A logger instead of Nest's console one (`SOPHIA_LOG_FORMAT=json`: observability/nest-logger.ts). */
+  logger?: LoggerService;
 }
 
 export async function createApiApp(options: CreateApiOptions): Promise<INestApplication> {
@@ -24,7 +26,7 @@ export async function createApiApp(options: CreateApiOptions): Promise<INestAppl
   // @nestjs/common: otherwise its exceptions are not `instanceof HttpException` here.
   const app = await NestFactory.create<NestExpressApplication>(ApiModule.with(options), new ExpressAdapter(), {
     bodyParser: false,
-    logger: options.logLevels ?? ['error', 'warn'],
+    logger: options.logger ?? options.logLevels ?? ['error', 'warn'],
   });
   app.disable('x-powered-by');
   app.set('query parser', 'simple');

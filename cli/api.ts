@@ -5,6 +5,8 @@
  */
 import { loadApiConfig } from '../api/config';
 import { createApiApp } from '../api/app';
+import { logFormat } from '../observability/log';
+import { JsonNestLogger } from '../observability/nest-logger';
 import { openStorage } from '../storage/open';
 import type { WorkerSet } from '../workers/worker';
 import { defaultStorage } from './paths';
@@ -18,12 +20,13 @@ export async function apiCommand(options: { storage: string | undefined; workers
   const storageUrl = options.storage ?? defaultStorage(env, options.repoRoot);
   const config = loadApiConfig(env, storageUrl); // fails on bad variables before anything starts
   const storage = openStorage(storageUrl, env);
-  installQuietRuntime();
+  const json = logFormat(env) === 'json';
+  installQuietRuntime(undefined, { component: 'api' });
   const session = await openSession(env, options.repoRoot);
   let workers: WorkerSet | undefined;
   try {
     if (runsWorkersHere(options.workers, session)) workers = await startWorkers(session, storage);
-    const app = await createApiApp({ settings: { config, temporal: session.config }, client: session.client, storage, logLevels: ['error', 'warn'] });
+    const app = await createApiApp({ settings: { config, temporal: session.config }, client: session.client, storage, ...(json ? { logger: new JsonNestLogger(['error', 'warn']) } : { logLevels: ['error', 'warn'] }) });
     await app.listen(config.port, config.host);
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
     out.write(`temporal   ${session.describe()}\nstorage    ${storage.location}\nworkers    ${workers ? 'cpu+gpu in this process' : 'none here (run `sophia worker --queue cpu --queue gpu`)'}\n`);

@@ -13,6 +13,7 @@ import { type EmbeddedServer, findTemporalCli, startEmbeddedServer } from './emb
 import { sophiaHome } from './paths';
 import { printAbove } from './progress';
 import { setTemporalMetricsAddress } from '../observability/serve';
+import { jsonLogLine, logFormat } from '../observability/log';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -51,14 +52,18 @@ function formatLogEntry(entry: { level: string; message: string; meta?: Record<s
  * `shutdownSignals`: the signals on which the runtime shuts its workers down (default the SDK's: SIGINT, SIGTERM,
  * SIGQUIT, SIGUSR2); `[]` for a command that handles them itself (`sophia run`).
  */
-export function installQuietRuntime(logFile?: string, options: { shutdownSignals?: NodeJS.Signals[]; temporalMetricsPort?: number } = {}): void {
+export function installQuietRuntime(logFile?: string, options: { shutdownSignals?: NodeJS.Signals[]; temporalMetricsPort?: number; component?: string } = {}): void {
   if (installedRuntime) return;
   const level = (process.env.SOPHIA_LOG_LEVEL as LogLevel | undefined) ?? 'WARN';
+  const format = logFormat(process.env);
   if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
   const logger = new DefaultLogger(level, (entry) => {
     // GPU workers poll activity queues only; the SDK's note that they host no workflows is expected.
     if (entry.message.startsWith('No workflows registered')) return;
-    const line = formatLogEntry(entry);
+    const line =
+      format === 'json'
+        ? jsonLogLine({ level: entry.level, message: entry.message, meta: entry.meta, time: new Date(Number(entry.timestampNanos / 1_000_000n)) }, options.component ?? 'sophia')
+        : formatLogEntry(entry);
     if (logFile) appendFileSync(logFile, `${line}\n`);
     if (!logFile || entry.level === 'ERROR') printAbove(logFile ? `${line} (more in ${logFile})` : line);
   });

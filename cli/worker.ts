@@ -17,7 +17,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 export async function workerCommand(kinds: WorkerKind[], storageUrl: string | undefined, env: Env, repoRoot: string, out: NodeJS.WritableStream): Promise<number> {
   const port = metricsPort(env); // a bad value fails before anything starts
   const storage = openStorage(storageUrl ?? defaultStorage(env, repoRoot), env);
-  installQuietRuntime(undefined, port !== undefined ? { temporalMetricsPort: await freeLoopbackPort() } : {});
+  installQuietRuntime(undefined, { component: `worker:${kinds.join('+')}`, ...(port !== undefined ? { temporalMetricsPort: await freeLoopbackPort() } : {}) });
   const session = await openSession(env, repoRoot);
   const metrics = port !== undefined ? await serveMetrics({ port, ...(env.SOPHIA_METRICS_HOST ? { host: env.SOPHIA_METRICS_HOST } : {}) }) : undefined;
   try {

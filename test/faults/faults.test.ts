@@ -125,7 +125,8 @@ describe('fault tolerance with real processes', () => {
     cleanups.push(() => store.close());
     const { config } = faultConfigFile(dir, ['rl: { steps: 16, checkpointEvery: 4, evalEvery: 8 }']);
     const runId = 'resume-failed';
-    track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], env, dir, 'cpu'));
+    // The CPU worker logs in JSON (SOPHIA_LOG_FORMAT=json): checked after the run, below.
+    const cpu = track(spawnSophia(['worker', '--queue', 'cpu', '--storage', storageDir], { ...env, SOPHIA_LOG_FORMAT: 'json' }, dir, 'cpu'));
     const gpuA = track(spawnSophia(['worker', '--queue', 'gpu', '--storage', storageDir], env, dir, 'gpu-a'));
     const { handle } = await startRun(c, failFast, pipelineInput(runId, config, storage.location, failFast));
     // Killed while a GPU activity runs, so that its heartbeat times out and, with one attempt, the run fails. (Killed
@@ -185,6 +186,13 @@ describe('fault tolerance with real processes', () => {
     expect(value('process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(scraped).toMatch(/^temporal_[a-z_]+(\{[^}]*\})? [\d.e+-]+$/m);
     expect(scraped).not.toMatch(/^sophia_[a-z_]+(_bucket|_count|_sum|_total)\{[^}]*run_id=/m); // no run id on rate series
+    // Every log line of the JSON worker is one JSON object with the run, stage, step and trace fields; the run's own
+    // lines name it.
+    const logLines = cpu.output().split('\n').filter((l) => l.startsWith('{'));
+    expect(logLines.length).toBeGreaterThan(0);
+    const entries = logLines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    for (const e of entries) expect(Object.keys(e).slice(0, 8)).toEqual(['time', 'level', 'component', 'message', 'runId', 'stage', 'step', 'traceId']);
+    expect(entries.some((e) => e.runId === runId && e.component === 'worker:cpu')).toBe(true);
     // A completed run has nothing to resume: refused, and nothing is started.
     const again = track(spawnSophia(['resume', runId], env, dir, 'resume-again'));
     expect(await again.exited).not.toBe(0);
