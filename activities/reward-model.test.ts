@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeConfig, parseRunConfig, RUN_PRESETS } from '../config/run-config';
+import { mergeConfig, modelConfig, parseRunConfig, RUN_PRESETS } from '../config/run-config';
 import { createEngine } from '../engine/factory';
 import { Rng } from '../engine/rng';
 import { CheckpointStore } from '../storage/checkpoints';
@@ -20,6 +20,7 @@ import { readMetrics } from '../storage/metrics-log';
 import { teacherResponse } from '../tasks/teacher';
 import type { RewardItem } from '../training/reward-model';
 import { createDataActivities } from './data';
+import { saveEngineCheckpoint } from './engine-checkpoints';
 import { EnginePool } from './engine-pool';
 import { type AnnotatedData, createRewardModelActivities, type RewardReport } from './reward-model';
 import { RunData } from './run-data';
@@ -96,6 +97,25 @@ describe('the reward model\'s validation and test parts', () => {
     await putJson(storage, annotatedKey, { ...annotated, test: poisoned(annotated.test) });
     await expect(run(acts.evaluateRewardModel, { ...common, checkpointKey: chunk.bestCheckpointKey!, initialCheckpointKey: chunk.initialCheckpointKey })).rejects.toThrow(/no such example/);
     await putJson(storage, annotatedKey, annotated);
+  });
+
+  it("measures the reward models on the policy's own samples: RL's group size and temperature, held-out test prompts", async () => {
+    const policy = createEngine({ kind: 'onnx' });
+    await policy.init(modelConfig(config, data.tokenizer.vocabSize), 7);
+    const saved = await saveEngineCheckpoint(store, policy, { runId, stage: 'init', step: 0, configHash: 'h' });
+    const [rm, rmInit] = [(await store.latest(runId, 'rm'))!, (await store.latest(runId, 'rm-init'))!];
+    const evaluated = await run(acts.evaluateRewardModel, { ...common, checkpointKey: rm.key, initialCheckpointKey: rmInit.key, policyCheckpointKey: saved.key });
+    const test = await data.split(runId, 'test');
+    const onPolicy = evaluated.onPolicy!;
+    expect(onPolicy).toMatchObject({ prompts: test.length, responses: test.length * config.rl!.groupSize });
+    expect(onPolicy.mixedGroups).toBeLessThanOrEqual(test.length);
+    for (const accuracy of [onPolicy.trained, onPolicy.untrained]) {
+      if (onPolicy.mixedGroups === 0) expect(accuracy).toBeNaN(); // an untrained policy may get every answer wrong
+      else expect(accuracy).toBeGreaterThanOrEqual(0);
+    }
+    expect((await getJson<RewardReport>(storage, evaluated.reportKey)).onPolicy).toMatchObject({ prompts: test.length });
+    // Without the policy's checkpoint (inputs from before it was measured): no on-policy part.
+    expect((await run(acts.evaluateRewardModel, { ...common, checkpointKey: rm.key, initialCheckpointKey: rmInit.key })).onPolicy).toBeUndefined();
   });
 
   it('splits the held-out items of an annotation file written before the split, deterministically', async () => {

@@ -23,7 +23,8 @@ import { STORAGE_STAGES } from '../common/run-layout';
 import { type Annotator, ProgrammaticAnnotator } from '../rewards/annotator';
 import { balanceByBin, scoreBin, SCORE_BINS, splitByPrompt } from '../rewards/balance';
 import { judgeAnnotator } from '../rewards/judges';
-import { type RewardModelMetrics, rewardModelMetrics } from '../rewards/metrics';
+import { mixedGroupAccuracy, type RewardModelMetrics, rewardModelMetrics } from '../rewards/metrics';
+import type { Engine } from '../engine/types';
 import type { CheckpointStore } from '../storage/checkpoints';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, reportKey, runPrefix } from '../storage/keys';
@@ -80,9 +81,29 @@ export interface AnnotateOutput {
   meanScore: number;
 }
 
+/**
+ * The reward model on the policy's own samples, as RL will first show them to it: groups of rl.groupSize responses at
+ * rl.temperature from the policy the reward model was trained for, to held-out test prompts (no model has trained on
+ * them), graded by the outcome rules; among the groups with right and wrong answers, the share where each model scores
+ * the right ones higher on average. This is the number the trust weight lives on.
+ */
+export interface OnPolicyMixedGroups {
+  prompts: number;
+  responses: number;
+  /** Groups with both right and wrong final answers. */
+  mixedGroups: number;
+  trained: number;
+  untrained: number;
+}
+
+/** Held-out prompts of the on-policy measurement (fewer when the test split is smaller). */
+export const ON_POLICY_PROMPTS = 100;
+
 export interface RewardReport {
   trained: RewardModelMetrics;
   untrained: RewardModelMetrics;
+  /** Absent in reports written before it was measured, and when the stage had no policy checkpoint. */
+  onPolicy?: OnPolicyMixedGroups;
   checkpointKey: string;
   initialCheckpointKey: string;
   annotator: string;
@@ -143,6 +164,40 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
   const models = deps.models ?? ModelSource.fromEnv();
   const readJson = <T>(key: string) => getJson<T>(data.storage, key);
   const exists = (key: string) => data.storage.exists(key);
+
+  /** `fn` with the engine of `slot` holding checkpoint `key` (loaded unless it already does). */
+  const withCheckpoint = <T>(config: RunConfig, slot: string, key: string, fn: (engine: Engine) => Promise<T>) =>
+    engines.exclusive(async () => {
+      const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(config));
+      if (checkpointKey !== key) {
+        await loadEngineCheckpoint(store, key, engine, INFERENCE_ONLY);
+        engines.mark(slot, key);
+      }
+      return fn(engine);
+    });
+
+  /** `OnPolicyMixedGroups`: the policy samples groups for held-out test prompts; both reward models score them. */
+  async function onPolicyGroups(input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string }, policyKey: string, threshold: number): Promise<OnPolicyMixedGroups> {
+    const rl = input.config.rl;
+    const test = await data.split(input.dataRunId, 'test');
+    const examples = test.slice(0, ON_POLICY_PROMPTS);
+    const byId = new Map(examples.map((e) => [e.id, e]));
+    Context.current().heartbeat({ phase: 'on-policy groups' });
+    const rollouts = await withCheckpoint(input.config, `${input.runId}/rm-eval-policy`, policyKey, (engine) =>
+      sampleRollouts(engine, examples, { n: rl?.groupSize ?? 8, temperature: rl?.temperature ?? 1, topP: rl?.topP ?? 1, maxTokens: rl?.maxTokens ?? 64, seed: input.config.seed ^ 0x0b5e, promptsPerBatch: Math.min(examples.length, 32) }),
+    );
+    const items = rollouts.map((r) => ({ exampleId: r.exampleId, response: r.text }));
+    const correct = rollouts.map((r) => {
+      const example = byId.get(r.exampleId)!;
+      return grade(example.answerType, r.text, example.answer).reward >= threshold;
+    });
+    const groups = rollouts.map((r) => r.exampleId);
+    const batchSize = settingsOf(input.config).batchSize;
+    const accuracyOf = (key: string) => withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (rm) => mixedGroupAccuracy(await scoreResponses(rm, byId, items, batchSize), correct, groups));
+    const trained = await accuracyOf(input.checkpointKey);
+    const untrained = await accuracyOf(input.initialCheckpointKey);
+    return { prompts: examples.length, responses: rollouts.length, mixedGroups: trained.groups, trained: trained.accuracy, untrained: untrained.accuracy };
+  }
 
   return withFailureMapping({
     async sampleRewardData(input: RewardStageInput & { policyCheckpointKey: string }): Promise<SampleRewardDataOutput> {
@@ -256,7 +311,9 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       );
     },
 
-    async evaluateRewardModel(input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string }): Promise<{ reportKey: string; trained: RewardModelMetrics; untrained: RewardModelMetrics }> {
+    async evaluateRewardModel(
+      input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string; /** The policy it was trained for (inputs from before: none, no on-policy measurement). */ policyCheckpointKey?: string },
+    ): Promise<{ reportKey: string; trained: RewardModelMetrics; untrained: RewardModelMetrics; onPolicy?: OnPolicyMixedGroups }> {
       await data.assertStorage(input);
       const annotated = await readAnnotated(data.storage, input.runId, input.config);
       const { test } = annotated;
@@ -282,11 +339,12 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         });
       const trained = await measure(input.checkpointKey);
       const untrained = await measure(input.initialCheckpointKey);
-      const report: RewardReport = { trained, untrained, checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.validation.length + test.length, validation: annotated.validation.length, test: test.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
+      const onPolicy = input.policyCheckpointKey ? await onPolicyGroups(input, input.policyCheckpointKey, threshold) : undefined;
+      const report: RewardReport = { trained, untrained, ...(onPolicy ? { onPolicy } : {}), checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.validation.length + test.length, validation: annotated.validation.length, test: test.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
       const key = reportKey(input.runId, 'reward-model.json');
       await putJson(data.storage, key, report);
-      log.info('reward model evaluated', { runId: input.runId, stage: 'rewardModel', ...trained });
-      return { reportKey: key, trained, untrained };
+      log.info('reward model evaluated', { runId: input.runId, stage: 'rewardModel', ...trained, ...(onPolicy ? { onPolicyMixedGroupAccuracy: onPolicy.trained } : {}) });
+      return { reportKey: key, trained, untrained, ...(onPolicy ? { onPolicy } : {}) };
     },
   });
 }

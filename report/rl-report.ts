@@ -4,10 +4,13 @@
  * KL/entropy, accuracy of the periodic evaluations), built from metrics.jsonl records and the reward-model report.
  */
 import { STORAGE_STAGES } from '../common/run-layout';
+import type { OnPolicyMixedGroups } from '../activities/reward-model';
 import type { RewardModelMetrics } from '../rewards/metrics';
 import type { MetricRecord } from '../storage/metrics-log';
 import { renderLineChart } from './charts';
 import { type ReportPlot, markdownTable } from './report';
+
+const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)} %` : '—');
 
 export interface RewardModelSummary {
   trained: RewardModelMetrics;
@@ -20,6 +23,8 @@ export interface RewardModelSummary {
   test?: number;
   binsBefore?: number[];
   binsAfter?: number[];
+  /** The reward model on the policy's own samples (activities/reward-model.ts `OnPolicyMixedGroups`). */
+  onPolicy?: OnPolicyMixedGroups;
 }
 
 export interface MethodSections {
@@ -52,6 +57,11 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
         `tracks it on the policy's own samples, step by step). Calibration error: expected calibration error of the scores against the ` +
         `annotations (ten bins).\n\n` +
         markdownTable(['model', 'MAE', 'Pearson', 'Spearman', 'pairwise accuracy', 'pairs', 'mixed-group accuracy', 'calibration error'], [row('trained', rewardModel.trained), row('untrained (same init)', rewardModel.untrained)]) +
+        (rewardModel.onPolicy
+          ? `\n\nOn the policy's own samples (${rewardModel.onPolicy.responses} responses to ${rewardModel.onPolicy.prompts} held-out test prompts at RL's group size and ` +
+            `temperature, before RL): ${rewardModel.onPolicy.mixedGroups} groups have right and wrong answers; the trained model scores the right ones higher ` +
+            `in ${pct(rewardModel.onPolicy.trained)} of them, the untrained one in ${pct(rewardModel.onPolicy.untrained)}.`
+          : '') +
         (rewardModel.binsBefore && rewardModel.binsAfter
           ? `\n\nScore bins (0.0–0.1 … 0.9–1.0) before balancing: ${rewardModel.binsBefore.join(' / ')}; after: ${rewardModel.binsAfter.join(' / ')}.`
           : ''),

@@ -55,9 +55,12 @@ export async function rewardModelStage(input: StageInput, carry?: RewardModelCar
   let evalMetrics: Record<string, number> = {};
   if (rewardModelKey && state.initialKey) {
     await control.report('measuring the reward model on held-out annotations');
-    const measured = await gpu.evaluateRewardModel({ ...common, checkpointKey: rewardModelKey, initialCheckpointKey: state.initialKey });
+    const measured = await gpu.evaluateRewardModel({ ...common, checkpointKey: rewardModelKey, initialCheckpointKey: state.initialKey, ...(policyCheckpointKey ? { policyCheckpointKey } : {}) });
     const finite = (o: Record<string, number>, prefix: string) => Object.fromEntries(Object.entries(o).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => [`${prefix}${k[0]!.toUpperCase()}${k.slice(1)}`, v]));
-    evalMetrics = { ...finite({ ...measured.trained }, 'rm'), ...finite({ ...measured.untrained }, 'untrained') };
+    // On the policy's own samples (held-out prompts, RL's temperature): what the trust weight will see first.
+    const o = measured.onPolicy;
+    const onPolicy = o ? Object.fromEntries(Object.entries({ rmOnPolicyMixedGroupAccuracy: o.trained, untrainedOnPolicyMixedGroupAccuracy: o.untrained, onPolicyMixedGroups: o.mixedGroups }).filter(([, v]) => Number.isFinite(v))) : {};
+    evalMetrics = { ...finite({ ...measured.trained }, 'rm'), ...finite({ ...measured.untrained }, 'untrained'), ...onPolicy };
   }
   return {
     stage: 'rewardModel',
