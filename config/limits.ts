@@ -119,7 +119,9 @@ export function estimateRun(config: RunConfig, options: TorchEstimateOptions = {
 
   const perFamily = config.data.perFamily;
   const examples = FAMILIES.length * (perFamily.train + perFamily.test + perFamily.ood + config.data.validationPerFamily);
-  const dataBytes = examples * (model.image.size ** 2 * 3 * BYTES_PER_EXAMPLE_PIXEL + BYTES_PER_EXAMPLE_TEXT);
+  // A real dataset (data.source) is copied into the run's storage at about its own size, which is not known before
+  // it is read: only the tiny world's generated data is estimated.
+  const dataBytes = config.data.source ? 0 : examples * (model.image.size ** 2 * 3 * BYTES_PER_EXAMPLE_PIXEL + BYTES_PER_EXAMPLE_TEXT);
   const rl = config.rl;
   const rolloutBytes = rl ? rl.steps * rl.promptsPerStep * rl.groupSize * rl.maxTokens * BYTES_PER_ROLLOUT_TOKEN : 0;
   const storageBytes = checkpointBytes + dataBytes + rolloutBytes;
