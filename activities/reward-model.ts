@@ -96,9 +96,6 @@ export interface OnPolicyMixedGroups {
   untrained: number;
 }
 
-/** Held-out prompts of the on-policy measurement (fewer when the test split is smaller). */
-export const ON_POLICY_PROMPTS = 100;
-
 export interface RewardReport {
   trained: RewardModelMetrics;
   untrained: RewardModelMetrics;
@@ -180,7 +177,8 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
   async function onPolicyGroups(input: RewardStageInput & { checkpointKey: string; initialCheckpointKey: string }, policyKey: string, threshold: number): Promise<OnPolicyMixedGroups> {
     const rl = input.config.rl;
     const test = await data.split(input.dataRunId, 'test');
-    const examples = test.slice(0, ON_POLICY_PROMPTS);
+    // (absent from configs recorded before it existed: the default)
+    const examples = test.slice(0, settingsOf(input.config).onPolicyPrompts ?? 100);
     const byId = new Map(examples.map((e) => [e.id, e]));
     Context.current().heartbeat({ phase: 'on-policy groups' });
     const rollouts = await withCheckpoint(input.config, `${input.runId}/rm-eval-policy`, policyKey, (engine) =>
@@ -339,7 +337,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         });
       const trained = await measure(input.checkpointKey);
       const untrained = await measure(input.initialCheckpointKey);
-      const onPolicy = input.policyCheckpointKey ? await onPolicyGroups(input, input.policyCheckpointKey, threshold) : undefined;
+      const onPolicy = input.policyCheckpointKey && settingsOf(input.config).onPolicyPrompts !== 0 ? await onPolicyGroups(input, input.policyCheckpointKey, threshold) : undefined;
       const report: RewardReport = { trained, untrained, ...(onPolicy ? { onPolicy } : {}), checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.validation.length + test.length, validation: annotated.validation.length, test: test.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
       const key = reportKey(input.runId, 'reward-model.json');
       await putJson(data.storage, key, report);

@@ -332,6 +332,11 @@ const RewardModelSchema = z
       heldOutTestShare: z.number().gt(0).lt(1).default(0.5),
     }),
     annotator: AnnotatorSchema.default({ kind: 'programmatic' }),
+    /**
+     * Held-out test prompts the stage's report samples RL's group for, to measure the reward model on the policy's own
+     * samples (activities/reward-model.ts `OnPolicyMixedGroups`); 0 leaves that measurement out.
+     */
+    onPolicyPrompts: int(0, 100_000).default(100),
     ...schedule,
   })
   .refine(...chunksOnTheGrid('rewardModel'));
