@@ -8,15 +8,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 
+# helm (built from the Go module proxy) and the offline Kubernetes schema validator for the chart's tests
+# (infra/helm/chart.test.ts): built beside the other installs (npm, the tools, the torch venv), which mostly wait
+# on the network; a no-op once installed.
+helm_log=$(mktemp)
+bash infra/local/install-helm.sh >"$helm_log" 2>&1 &
+helm_pid=$!
 if [[ ! -d node_modules ]]; then
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || exit 1
 fi
 bash infra/local/install-tools.sh || exit 1
-# helm (built from the Go module proxy) and the offline Kubernetes schema validator for the chart's tests
-# (infra/helm/chart.test.ts): built beside the torch venv's download, which mostly waits on the network.
-helm_log=$(mktemp)
-bash infra/local/install-helm.sh >"$helm_log" 2>&1 &
-helm_pid=$!
 # The PyTorch engine's pinned venv (first time: a few minutes and ~6.4 GB from PyPI; then a no-op), before vitest: the
 # TypeScript engine-process tests (engine/torch/*.test.ts) run in it, and the pytest step below uses it.
 torch_python="$(bash infra/local/install-torch.sh)" || exit 1
