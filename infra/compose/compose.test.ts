@@ -4,11 +4,12 @@
  * that works (PostgreSQL → schema → Temporal → namespace; S3 → bucket; then the API and the workers), the GPU worker
  * reserves a GPU, workers get longer to stop than SOPHIA_SHUTDOWN_GRACE, and no secret is written in the file.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseDurationMs } from '../../common/duration';
+import { codeTokens } from '../testing/code-tokens';
 import { logFormat } from '../../observability/log';
 import { metricsPort } from '../../observability/serve';
 import { s3OptionsFromEnv } from '../../storage/open';
@@ -54,23 +55,6 @@ function envOf(s: Service): Record<string, string> {
   return Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]));
 }
 
-/** Every UPPER_CASE token in the code's .ts files, tests and infra/ left out (as in infra/helm/chart.test.ts). */
-function codeTokens(): Set<string> {
-  const tokens = new Set<string>();
-  const skipDirs = new Set(['node_modules', '.tools', '.sophia', '.git', 'dist', 'infra', 'test', 'testing', 'bench']);
-  const walk = (dir: string): void => {
-    for (const entry of readdirSync(dir)) {
-      const full = path.join(dir, entry);
-      if (statSync(full).isDirectory()) {
-        if (!skipDirs.has(entry)) walk(full);
-      } else if (entry.endsWith('.ts') && !entry.endsWith('.test.ts') && !entry.endsWith('.contract.ts')) {
-        for (const m of readFileSync(full, 'utf8').matchAll(/\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b/g)) tokens.add(m[0]);
-      }
-    }
-  };
-  walk(ROOT);
-  return tokens;
-}
 
 /** Every service `name` waits for, directly or not. */
 function dependenciesOf(name: string, seen = new Set<string>()): Set<string> {
@@ -109,7 +93,7 @@ describe('compose file infra/compose/compose.yaml', () => {
   });
 
   it('sets only environment variables the code reads, with values it accepts', () => {
-    const tokens = codeTokens();
+    const tokens = codeTokens(ROOT);
     for (const [name, s] of sophia) {
       const env = envOf(s);
       for (const key of Object.keys(env)) expect(tokens.has(key), `${name} sets ${key}, which no .ts file outside tests reads`).toBe(true);

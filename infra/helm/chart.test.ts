@@ -12,7 +12,7 @@
  * Missing, every test fails saying so (they never skip).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { INestApplication } from '@nestjs/common';
@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiApp } from '../../api/app';
 import { loadApiConfig } from '../../api/config';
 import { parseDurationMs } from '../../common/duration';
+import { codeTokens } from '../testing/code-tokens';
 import { logFormat } from '../../observability/log';
 import { metricsPort, serveMetrics } from '../../observability/serve';
 import { s3OptionsFromEnv } from '../../storage/open';
@@ -195,23 +196,6 @@ function processEnv(c: Container): Record<string, string> {
 // ---------------------------------------------------------------------------------------------------------------
 // What the code reads
 
-/** Every UPPER_CASE token in the code's .ts files (tests, fixtures and infra/ left out): the names the code reads. */
-function codeTokens(): Set<string> {
-  const tokens = new Set<string>();
-  const skipDirs = new Set(['node_modules', '.tools', '.sophia', '.git', 'dist', 'infra', 'test', 'testing', 'bench']);
-  const walk = (dir: string): void => {
-    for (const entry of readdirSync(dir)) {
-      const full = path.join(dir, entry);
-      if (statSync(full).isDirectory()) {
-        if (!skipDirs.has(entry)) walk(full);
-      } else if (entry.endsWith('.ts') && !entry.endsWith('.test.ts') && !entry.endsWith('.contract.ts')) {
-        for (const m of readFileSync(full, 'utf8').matchAll(/\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b/g)) tokens.add(m[0]);
-      }
-    }
-  };
-  walk(ROOT);
-  return tokens;
-}
 
 /** The metric names observability/metrics.ts registers. */
 function sophiaMetricNames(): string[] {
@@ -313,7 +297,7 @@ describe('helm chart infra/helm/sophia', () => {
   });
 
   it('sets only environment variables the code reads', () => {
-    const tokens = codeTokens();
+    const tokens = codeTokens(ROOT);
     // Sanity: the scan sees names the code is known to read.
     expect(tokens).toContain('TEMPORAL_ADDRESS');
     expect(tokens).toContain('SOPHIA_API_KEYS_FILE');
