@@ -325,13 +325,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         return grade(example.answerType, i.response, example.answer).reward >= threshold;
       });
       const measure = (key: string) =>
-        engines.exclusive(async () => {
-          const slot = `${input.runId}/rm-eval`;
-          const { engine, checkpointKey } = await engines.slot(slot, engineOptionsOf(input.config));
-          if (checkpointKey !== key) {
-            await loadEngineCheckpoint(store, key, engine, INFERENCE_ONLY);
-            engines.mark(slot, key);
-          }
+        withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (engine) => {
           const predictions = await scoreResponses(engine, byId, test, batchSize);
           return rewardModelMetrics(predictions, test.map((i) => i.score), test.map(promptOf), correctOf());
         });
