@@ -1,5 +1,5 @@
 /**
- * Builds the API application: Nest on Express with a JSON body limit, request metrics, the OpenAPI document
+ * Builds the API application: Nest on Express with a JSON body limit, request metrics and spans, the OpenAPI document
  * (`/openapi.json`, Swagger UI at `/docs`), a 415 for bodies that are not JSON, and the error shape of `common/errors.ts` for everything, including
  * unknown routes and unreadable bodies.
  */
@@ -8,7 +8,9 @@ import type { INestApplication, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { context } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
+import { startServerSpan } from '../observability/tracing';
 import { type ApiDependencies, ApiModule } from './app.module';
 import { UNSUPPORTED_MEDIA_TYPE } from './common/errors';
 import { RequestMetrics } from './health/request-metrics';
@@ -48,6 +50,17 @@ export async function createApiApp(options: CreateApiOptions): Promise<INestAppl
     else next();
   });
   app.useBodyParser('json', { limit: settings.config.bodyLimitBytes, strict: true });
+  // A span per request when tracing (observability/tracing.ts): POST /runs is the root of the run's trace. After the
+  // body parser, whose stream callbacks would leave the span's async context.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const span = startServerSpan(req.method, req.path, req.headers);
+    if (!span) return next();
+    res.on('finish', () => {
+      const route = (req.route as { path?: string } | undefined)?.path;
+      span.finish(route ? `${req.baseUrl}${route}` : undefined, res.statusCode);
+    });
+    context.with(span.context, next);
+  });
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()

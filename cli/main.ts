@@ -2,6 +2,7 @@
  * The `sophia` command line. Each subcommand lives in its own module; this file parses arguments, prints
  * usage, and turns errors into one readable line (with the fix) and an exit code.
  */
+import { startTracing, stopTracing } from '../observability/tracing';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SophiaError } from '../common/errors';
@@ -84,9 +85,13 @@ function requireRunId(positionals: string[], command: string): string {
   return positionals[0]!;
 }
 
+/** Commands whose work is traced when OTEL_EXPORTER_OTLP_ENDPOINT is set (observability/tracing.ts). */
+const TRACED_COMMANDS = new Set(['run', 'api', 'resume', 'worker', 'ablate', 'eval']);
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    if (command && TRACED_COMMANDS.has(command)) startTracing(`sophia-${command}`, env);
     switch (command) {
       case 'run': {
         const { values } = parseArgs({
@@ -206,5 +211,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     throw err;
   } finally {
     await releaseRuntime();
+    await stopTracing();
   }
 }

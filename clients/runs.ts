@@ -5,6 +5,7 @@
  * `{deployment}-{runId}/{stage}` (`common/run-layout.ts`). Starting a run whose id is already running attaches to it; a
  * finished one is never started again.
  */
+import { inSpan } from '../observability/tracing';
 import { type Client, WorkflowExecutionAlreadyStartedError, type WorkflowExecutionDescription, type WorkflowHandle } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, TemporalFailure, defaultPayloadConverter } from '@temporalio/common';
 import { optionalTsToMs } from '@temporalio/common/lib/time';
@@ -43,6 +44,12 @@ export interface StartedRun {
 }
 
 export async function startRun(client: Client, temporal: TemporalConfig, input: PipelineInput): Promise<StartedRun> {
+  // The span the run's trace hangs from (under the API request that asked for it, if any): the workflow start below
+  // carries it to every workflow, activity and engine call of the run.
+  return inSpan('start run', { 'sophia.run.id': input.runId, 'sophia.config': input.config.name ?? 'custom' }, () => startRunIn(client, temporal, input));
+}
+
+async function startRunIn(client: Client, temporal: TemporalConfig, input: PipelineInput): Promise<StartedRun> {
   const workflowId = pipelineWorkflowId(temporal.deployment, input.runId);
   const existing = client.workflow.getHandle<typeof trainingPipeline>(workflowId);
   const running = await existing.describe().then(

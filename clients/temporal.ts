@@ -5,6 +5,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { StorageUnavailableError } from '../common/errors';
+import { clientInterceptors } from '../observability/tracing';
 import type { TemporalConfig } from '../temporal.config';
 
 function unreachable(config: TemporalConfig, err: unknown): StorageUnavailableError {
@@ -19,7 +20,8 @@ export async function connectClient(config: TemporalConfig): Promise<Client> {
   const { address, namespace, tls, apiKey } = config.connection;
   try {
     const connection = await Connection.connect({ address, tls, ...(apiKey ? { apiKey } : {}) });
-    return new Client({ connection, namespace });
+    const interceptors = clientInterceptors();
+    return new Client({ connection, namespace, ...(interceptors ? { interceptors } : {}) });
   } catch (err) {
     throw unreachable(config, err);
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (`npm test`, also what CI runs): typecheck, lint, then unit and integration tests
 # in one vitest run, then the PyTorch engine's pytest suite (one closing count over both). Works on a fresh clone:
-# installs npm packages, the pinned tools, the torch engine's venv and (as root on Debian-like systems) Chromium for
+# installs npm packages, the pinned tools, the torch engine's venv, helm, MLflow and (as root on Debian-like systems) Chromium for
 # the dashboard test if they are missing, and starts the local stack if it is not up (stopping it again afterwards;
 # a stack that was already running is left running).
 set -uo pipefail
@@ -14,6 +14,10 @@ export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 helm_log=$(mktemp)
 bash infra/local/install-helm.sh >"$helm_log" 2>&1 &
 helm_pid=$!
+# MLflow's tracking server (the trace backend of the tracing test and the tracking tests' server), beside them too.
+mlflow_log=$(mktemp)
+bash infra/local/install-mlflow.sh >"$mlflow_log" 2>&1 &
+mlflow_pid=$!
 if [[ ! -d node_modules ]]; then
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || exit 1
 fi
@@ -23,6 +27,8 @@ bash infra/local/install-tools.sh || exit 1
 torch_python="$(bash infra/local/install-torch.sh)" || exit 1
 if ! wait "$helm_pid"; then cat "$helm_log" >&2; exit 1; fi
 rm -f "$helm_log"
+if ! wait "$mlflow_pid"; then cat "$mlflow_log" >&2; exit 1; fi
+rm -f "$mlflow_log"
 bash infra/local/install-browser.sh || exit 1
 
 started_stack=0

@@ -19,6 +19,13 @@ describe('structured logs', () => {
     expect(of({})).toMatchObject({ runId: null, stage: null, step: null, traceId: null });
   });
 
+  it("takes the trace id (and span id) that Temporal's tracing interceptors put on a line", () => {
+    const meta = { workflowId: 'sophia-r2/sftWarmup', trace_id: 'ab'.repeat(16), span_id: 'cd'.repeat(8), trace_flags: '01' };
+    const line = JSON.parse(jsonLogLine({ level: 'INFO', message: 'm', time, meta }, 'worker:gpu')) as Record<string, unknown>;
+    expect(line).toMatchObject({ runId: 'r2', stage: 'sftWarmup', traceId: 'ab'.repeat(16), spanId: 'cd'.repeat(8) });
+    expect(Object.keys(line)).not.toEqual(expect.arrayContaining(['trace_id', 'span_id', 'trace_flags']));
+  });
+
   it('SOPHIA_LOG_FORMAT is text by default, json when asked, refused otherwise', () => {
     expect(logFormat({})).toBe('text');
     expect(logFormat({ SOPHIA_LOG_FORMAT: 'JSON' })).toBe('json');

@@ -4,7 +4,8 @@
  *   {"time":"…","level":"INFO","component":"worker","message":"checkpoint","runId":"r1","stage":"grpo","step":40,
  *    "traceId":null,"workflowId":"sophia-r1/trustGrpo","activityType":"policyUpdate",…}
  *
- * `runId`, `stage`, `step` and `traceId` are on every line (null when the line is about none): taken from the
+ * `runId`, `stage`, `step` and `traceId` are on every line (null when the line is about none; the trace id is the run's trace when tracing is on,
+ * observability/tracing.ts): taken from the
  * entry's own fields, else from the workflow id of the activity or workflow that logged it (`{deployment}-{runId}`
  * or `{deployment}-{runId}/{stage}`), else null. The rest of the entry's fields follow. `text` (the default) keeps
  * the human format. Log collectors (Loki, CloudWatch, Elasticsearch) index the JSON fields as they are.
@@ -45,7 +46,9 @@ const field = (value: unknown): string | number | null => (typeof value === 'str
 export function jsonLogLine(entry: LogEntry, component: string): string {
   const meta = entry.meta ?? {};
   const derived = fromWorkflowId(meta.workflowId);
-  const { runId, stage, step, traceId, ...rest } = meta;
+  // Temporal's OpenTelemetry interceptors put trace_id, span_id and trace_flags on workflow and activity lines.
+  const { runId, stage, step, traceId, trace_id, span_id, trace_flags: _flags, ...rest } = meta;
+  const spanId = field(rest.spanId) ?? field(span_id);
   const line = {
     time: entry.time.toISOString(),
     level: entry.level,
@@ -54,8 +57,9 @@ export function jsonLogLine(entry: LogEntry, component: string): string {
     runId: field(runId) ?? derived.runId ?? null,
     stage: field(stage) ?? derived.stage ?? null,
     step: field(step),
-    traceId: field(traceId),
+    traceId: field(traceId) ?? field(trace_id),
     ...rest,
+    ...(spanId !== null ? { spanId } : {}),
   };
   return JSON.stringify(line, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value));
 }

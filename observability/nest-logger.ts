@@ -1,9 +1,11 @@
 /**
  * The API's Nest logger in the JSON format of `log.ts` (`SOPHIA_LOG_FORMAT=json`): one line per entry, component
- * `api`, the Nest context (the class that logged) as `context`, an error's stack as `stack`.
+ * `api`, the Nest context (the class that logged) as `context`, an error's stack as `stack`, and the
+ * trace id of the request being served when tracing is on.
  */
 import type { LoggerService, LogLevel } from '@nestjs/common';
 import { jsonLogLine } from './log';
+import { currentTraceId } from './tracing';
 
 const LEVEL_NAMES: Record<LogLevel, string> = { fatal: 'ERROR', error: 'ERROR', warn: 'WARN', log: 'INFO', debug: 'DEBUG', verbose: 'TRACE' };
 
@@ -19,7 +21,7 @@ export class JsonNestLogger implements LoggerService {
     const context = params.length > 0 && typeof params[params.length - 1] === 'string' ? (params.pop() as string) : undefined;
     const stack = params.find((p): p is string => typeof p === 'string');
     const text = message instanceof Error ? message.message : typeof message === 'string' ? message : JSON.stringify(message);
-    this.write(jsonLogLine({ level: LEVEL_NAMES[level], message: text, time: new Date(), meta: { ...(context ? { context } : {}), ...(stack ? { stack } : {}) } }, 'api'));
+    this.write(jsonLogLine({ level: LEVEL_NAMES[level], message: text, time: new Date(), meta: { traceId: currentTraceId(), ...(context ? { context } : {}), ...(stack ? { stack } : {}) } }, 'api'));
   }
 
   log(message: unknown, ...params: unknown[]): void {

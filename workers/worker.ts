@@ -30,6 +30,7 @@ import { type EngineContext, type EngineOptions, TorchEngineHosts, createEngine 
 import type { Engine } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
 import type { Storage } from '../storage/types';
+import { tracedMethods, workerTracing } from '../observability/tracing';
 import type { TemporalConfig } from '../temporal.config';
 
 
@@ -46,7 +47,7 @@ export interface SophiaWorkerOptions {
   activities: ActivityMap;
   /** Poll this queue instead of the kind's shared one (a GPU worker's own queue). */
   taskQueue?: string;
-  /** Prebuilt workflow bundle (tests share one); default: bundle `workflows/` at start. */
+  /** Prebuilt workflow bundle (tests share one; a tracing worker needs one built with WORKFLOW_TRACING_MODULES); default: bundle `workflows/` at start. */
   workflowBundle?: WorkflowBundle;
   identity?: string;
 }
@@ -67,6 +68,8 @@ export async function createSophiaWorker(options: SophiaWorkerOptions): Promise<
     maxHeartbeatThrottleInterval: '2s',
     defaultHeartbeatThrottleInterval: '1s',
     ...(options.identity ? { identity: options.identity } : {}),
+    // Spans of workflows, activities and their log lines' trace ids, when this process traces.
+    ...workerTracing(),
   });
 }
 
@@ -105,7 +108,9 @@ export class WorkerSet {
       Runtime.instance().logger.log(at, `engine: ${message}`, { ...fields, worker: this.identity });
     };
     const torchHosts = new TorchEngineHosts(onLog);
-    this.engines = new EnginePool(options.makeEngine ?? ((engineOptions) => createEngine(engineOptions, { onLog, torchHosts })), 4);
+    const make = options.makeEngine ?? ((engineOptions: EngineOptions) => createEngine(engineOptions, { onLog, torchHosts }));
+    // Each engine call an activity makes is a span of the run's trace when this process traces.
+    this.engines = new EnginePool((engineOptions) => tracedMethods(make(engineOptions), 'engine', { 'sophia.engine.kind': engineOptions.kind }), 4);
     this.store = new CheckpointStore(options.storage);
   }
 

@@ -24,6 +24,7 @@ import { loadApiConfig } from '../../api/config';
 import { parseDurationMs } from '../../common/duration';
 import { codeTokens } from '../testing/code-tokens';
 import { logFormat } from '../../observability/log';
+import { tracingConfigured } from '../../observability/tracing';
 import { metricsPort, serveMetrics } from '../../observability/serve';
 import { s3OptionsFromEnv } from '../../storage/open';
 import type { Storage } from '../../storage/types';
@@ -95,6 +96,7 @@ const CASES: Record<string, Values> = {
   },
   'dashboards on, judges, every optional setting': merge(base, {
     dashboards: { enabled: true, annotations: { grafana_folder: 'Sophia' } },
+    tracing: { otlpEndpoint: 'http://jaeger-collector.observability:4318' },
     storage: { s3: { endpoint: 'http://seaweedfs-s3.storage.svc:8333', region: 'us-east-1', forcePathStyle: true, partSizeMb: 32, queueSize: 8 } },
     cpuWorker: { judges: { existingSecret: 'sophia-judges', key: 'judges.yaml', apiKeysSecret: 'sophia-judge-keys' } },
     api: {
@@ -328,6 +330,7 @@ describe('helm chart infra/helm/sophia', () => {
         expect(storage, 'SOPHIA_STORAGE is s3://').not.toBeNull();
         s3OptionsFromEnv(storage![1]!, storage![2]!, env);
         logFormat(env);
+        tracingConfigured(env);
         if (component(m) !== 'api') expect(metricsPort(env)).toBeGreaterThan(0);
         if (component(m) === 'api') {
           // The keys file is a mounted secret; the rest of the API's settings parse.

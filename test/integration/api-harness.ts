@@ -15,6 +15,7 @@ import { type NativeConnection, bundleWorkflowCode } from '@temporalio/worker';
 import { createApiApp } from '../../api/app';
 import { loadApiConfig } from '../../api/config';
 import { connectClient, connectWorker } from '../../clients/temporal';
+import { WORKFLOW_TRACING_MODULES } from '../../observability/tracing';
 import { LocalStorage } from '../../storage/local';
 import { S3Storage } from '../../storage/s3';
 import type { Storage } from '../../storage/types';
@@ -37,8 +38,11 @@ export interface ApiHarness {
   close(): Promise<void>;
 }
 
-/** `env`: more API variables (e.g. the run limits of `api/config.ts`). */
-export async function startApiHarness(options: { workers: boolean; storage: 's3' | 'local'; env?: Record<string, string> }): Promise<ApiHarness> {
+/**
+ * `env`: more API variables (e.g. the run limits of `api/config.ts`). `tracing`: the workers' workflow bundle has the
+ * tracing interceptors (observability/tracing.ts; the test starts tracing first).
+ */
+export async function startApiHarness(options: { workers: boolean; storage: 's3' | 'local'; env?: Record<string, string>; tracing?: boolean }): Promise<ApiHarness> {
   quietTemporalRuntime();
   await requireStack();
   const suffix = randomBytes(4).toString('hex');
@@ -69,7 +73,11 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
   let running: Promise<void> | undefined;
   if (options.workers) {
     connection = await connectWorker(temporal);
-    const workflowBundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+    const workflowBundle = await bundleWorkflowCode({
+      workflowsPath: WORKFLOWS_PATH,
+      ...(options.tracing ? { workflowInterceptorModules: WORKFLOW_TRACING_MODULES } : {}),
+      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+    });
     workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, workflowBundle });
     running = workers.run();
   }

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { DefaultLogger, type Logger, Runtime } from '@temporalio/worker';
 import { S3Storage, type S3StorageOptions } from '../../storage/s3';
 import { loadTemporalConfig, type TemporalConfig } from '../../temporal.config';
 
@@ -74,11 +74,12 @@ let runtimeInstalled = false;
 
 /**
  * Keeps worker logs to errors, so test output shows test results (once per process). Tests that fail
- * workflows on purpose would otherwise print the SDK's "Workflow failed" warnings.
+ * workflows on purpose would otherwise print the SDK's "Workflow failed" warnings. A test that reads the logs
+ * passes its own logger (before anything else installs the runtime).
  */
-export function quietTemporalRuntime(): void {
+export function quietTemporalRuntime(logger: Logger = new DefaultLogger('ERROR')): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  Runtime.install({ logger });
   runtimeInstalled = true;
 }
 

@@ -116,6 +116,7 @@ app.kubernetes.io/part-of: sophia
 {{- end }}
 {{- include "sophia.optionalEnv" (list "SOPHIA_LOG_FORMAT" .Values.log.format) }}
 {{- include "sophia.optionalEnv" (list "SOPHIA_LOG_LEVEL" .Values.log.level) }}
+{{- include "sophia.optionalEnv" (list "OTEL_EXPORTER_OTLP_ENDPOINT" .Values.tracing.otlpEndpoint) }}
 - name: SOPHIA_HOME
   value: /var/lib/sophia
 {{- end -}}

@@ -1,0 +1,97 @@
+/**
+ * A real MLflow tracking server for the tests (the pinned one of infra/local/install-mlflow.sh): SQLite and artifacts
+ * in a temp folder, on a free port. It is the tracking backend of the experiment-tracking tests and, through its
+ * OTLP endpoint (`/v1/traces`), the trace backend of the tracing test. `stop()` and `start()` again keep the data
+ * (a server that goes away mid-run and comes back).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { REPO_ROOT, stackEnv } from './stack';
+
+export function mlflowPath(): string {
+  const bin = process.env.SOPHIA_MLFLOW || path.resolve(REPO_ROOT, stackEnv().SOPHIA_TOOLS_DIR!, 'mlflow-venv/bin/mlflow');
+  if (!existsSync(bin)) throw new Error(`MLflow is not installed at ${bin}: run \`bash infra/local/install-mlflow.sh\` (npm test does)`);
+  return bin;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export class MlflowServer {
+  private process: ChildProcess | undefined;
+  private output = '';
+  readonly url: string;
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  static async start(): Promise<MlflowServer> {
+    const server = new MlflowServer(mkdtempSync(path.join(tmpdir(), 'sophia-mlflow-')), await freePort());
+    await server.start();
+    return server;
+  }
+
+  /** Starts (or restarts) the server on the same port and data; resolves when /health answers. */
+  async start(timeoutMs = 120_000): Promise<void> {
+    if (this.process) return;
+    const args = ['server', '--backend-store-uri', `sqlite:///${path.join(this.dir, 'mlflow.db')}`, '--default-artifact-root', path.join(this.dir, 'artifacts')];
+    const child = spawn(mlflowPath(), [...args, '--host', '127.0.0.1', '--port', String(this.port), '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
+    this.process = child;
+    this.output = '';
+    const keep = (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000));
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`mlflow server exited with ${child.exitCode}:\n${this.output}`);
+      const ok = await fetch(`${this.url}/health`).then((r) => r.ok, () => false);
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`mlflow server did not answer on ${this.url} in ${timeoutMs / 1000} s:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** Stops the server (its data stays). */
+  async stop(): Promise<void> {
+    const child = this.process;
+    this.process = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  /** A call of MLflow's REST API (`/api/…`), its JSON answer; throws with the body on an error status. */
+  async api<T>(method: 'GET' | 'POST', route: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.url}${route}`, { method, ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text}`);
+    return JSON.parse(text) as T;
+  }
+
+  async createExperiment(name: string): Promise<string> {
+    return (await this.api<{ experiment_id: string }>('POST', '/api/2.0/mlflow/experiments/create', { name })).experiment_id;
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * OpenTelemetry end to end: a ci run started over the API, traced by this process (API, client, CPU and GPU workers)
+ * and exported over OTLP to a real trace backend — MLflow's tracking server, whose `/v1/traces` endpoint takes OTLP
+ * over HTTP and stores the spans of a trace together, wherever they came from. The run is one trace, linked from the
+ * API request through the pipeline and every stage's workflow and activity down to the engine calls, and the
+ * workers' log lines carry its id.
+ */
+import { randomBytes } from 'node:crypto';
+import { DefaultLogger, type LogEntry } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonLogLine } from '../../observability/log';
+import { activeTracing, startTracing, stopTracing } from '../../observability/tracing';
+import { type ApiHarness, startApiHarness } from './api-harness';
+import { MlflowServer } from './mlflow-server';
+import { quietTemporalRuntime, waitFor } from './stack';
+
+interface Span {
+  trace_id: string;
+  span_id: string;
+  parent_span_id?: string;
+  name: string;
+}
+interface Trace {
+  trace_info: { trace_id: string };
+  spans: Span[];
+}
+
+const suffix = randomBytes(3).toString('hex');
+const runId = `traced-${suffix}`;
+const OTEL_VARIABLES = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_HEADERS'] as const;
+
+describe('tracing: a run is one trace in a real OTLP backend', () => {
+  let mlflow: MlflowServer;
+  let h: ApiHarness;
+  let experimentId: string;
+  const logs: LogEntry[] = [];
+
+  beforeAll(async () => {
+    mlflow = await MlflowServer.start();
+    experimentId = await mlflow.createExperiment(`sophia-traces-${suffix}`);
+    // What an operator sets; the exporter reads both.
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = mlflow.url;
+    process.env.OTEL_EXPORTER_OTLP_HEADERS = `x-mlflow-experiment-id=${experimentId}`;
+    expect(startTracing('sophia-test')).toBeDefined();
+    quietTemporalRuntime(new DefaultLogger('DEBUG', (entry) => logs.push(entry)));
+    h = await startApiHarness({ workers: true, storage: 'local', tracing: true });
+  }, 240_000);
+
+  afterAll(async () => {
+    await h?.close();
+    await stopTracing();
+    for (const name of OTEL_VARIABLES) delete process.env[name];
+    await mlflow?.close();
+  });
+
+  it('links POST /runs, the pipeline, each stage and activity, and the engine calls; logs carry the trace id', async () => {
+    // The ci preset with fewer steps: every stage and activity, in about half the time.
+    const overrides = { sft: { steps: 50 }, rewardModel: { steps: 20 }, rl: { steps: 2, checkpointEvery: 2, evalEvery: 2 } };
+    const created = await h.call('POST', '/runs', { preset: 'ci', runId, overrides });
+    expect(created.status).toBe(201);
+    const done = await waitFor(
+      'the run to complete',
+      async () => {
+        const detail = (await h.call('GET', `/runs/${runId}`)).json as { status: string };
+        return detail.status === 'completed' || detail.status === 'failed' ? detail.status : undefined;
+      },
+      300_000,
+    );
+    expect(done).toBe('completed');
+    await activeTracing()!.flush();
+
+    // Every request is a trace of its own (the GETs above too); the run's is the one with POST /runs.
+    const spansOf = async (): Promise<Trace | undefined> => {
+      const found = await mlflow.api<{ traces?: { trace_id: string }[] }>('POST', '/api/3.0/mlflow/traces/search', {
+        locations: [{ type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } }],
+        max_results: 500,
+      });
+      const ids = (found.traces ?? []).map((t) => t.trace_id);
+      for (let i = 0; i < ids.length; i += 50) {
+        const query = ids.slice(i, i + 50).map((id) => `trace_ids=${encodeURIComponent(id)}`).join('&');
+        const batch = await mlflow.api<{ traces: Trace[] }>('GET', `/api/3.0/mlflow/traces/batchGet?${query}`);
+        const run = batch.traces.find((t) => t.spans.some((s) => s.name === 'POST /runs'));
+        if (run) return run;
+      }
+      return undefined;
+    };
+    // The workflow spans end with the run; the exporter sends them within a second or two.
+    const trace = await waitFor('the run trace with its pipeline span', async () => {
+      const t = await spansOf();
+      return t?.spans.some((s) => s.name === 'RunWorkflow:trainingPipeline') ? t : undefined;
+    }, 30_000);
+
+    const names = trace.spans.map((s) => s.name);
+    const byId = new Map(trace.spans.map((s) => [s.span_id, s]));
+    // One root, the request; every other span's parent is in the same trace.
+    const roots = trace.spans.filter((s) => !s.parent_span_id);
+    expect(roots.map((s) => s.name)).toEqual(['POST /runs']);
+    for (const span of trace.spans) if (span.parent_span_id) expect(byId.has(span.parent_span_id), `${span.name}'s parent`).toBe(true);
+    const ancestors = (span: Span): string[] => (span.parent_span_id ? [byId.get(span.parent_span_id)!.name, ...ancestors(byId.get(span.parent_span_id)!)] : []);
+
+    expect(names).toEqual(expect.arrayContaining(['POST /runs', 'start run', 'StartWorkflow:trainingPipeline', 'RunWorkflow:trainingPipeline']));
+    // Each stage: its workflow or activities ran under the pipeline's span.
+    for (const activity of ['prepareData', 'runSftChunk', 'sampleRewardData', 'annotateRewardData', 'runRewardModelChunk', 'evaluateRewardModel', 'rolloutStep', 'thinkingRewards', 'policyUpdate', 'evaluateCheckpoint', 'writeRunReport']) {
+      const spans = trace.spans.filter((s) => s.name === `RunActivity:${activity}`);
+      expect(spans.length, `RunActivity:${activity} in ${[...new Set(names)].sort().join(', ')}`).toBeGreaterThan(0);
+      expect(ancestors(spans[0]!)).toContain('RunWorkflow:trainingPipeline');
+    }
+    // Engine calls are children of the activity that made them.
+    const engineSpans = trace.spans.filter((s) => s.name.startsWith('engine.'));
+    expect(engineSpans.map((s) => s.name)).toEqual(expect.arrayContaining(['engine.generate', 'engine.trainStepResponses']));
+    for (const span of engineSpans) expect(ancestors(span).find((n) => n.startsWith('RunActivity:')), span.name).toBeDefined();
+
+    // The workers' log lines of the run's activities and workflows carry its trace id.
+    const traceId = Buffer.from(trace.spans[0]!.trace_id, 'base64').toString('hex');
+    expect(trace.trace_info.trace_id).toBe(`tr-${traceId}`);
+    const lines = logs.map((e) => JSON.parse(jsonLogLine({ level: e.level, message: e.message, meta: e.meta, time: new Date() }, 'worker')) as { message: string; runId: string | null; traceId: string | null; activityType?: string });
+    // The SDK's own "Activity started" and "Activity completed" lines are logged outside the activity's span; every
+    // line logged while an activity or workflow of the run executes carries the id.
+    const runLines = lines.filter((l) => l.runId === runId && l.message !== 'Activity started' && l.message !== 'Activity completed');
+    expect(runLines.length).toBeGreaterThan(0);
+    expect(new Set(runLines.map((l) => l.traceId))).toEqual(new Set([traceId]));
+  }, 400_000);
+});
