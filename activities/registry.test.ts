@@ -16,6 +16,7 @@ import { ACTIVITY_PLACEMENT, type ActivityName, WORKER_PLACEMENTS, type WorkerKi
 import { createRewardModelActivities } from './reward-model';
 import { createRlActivities } from './rl';
 import { createSmokeActivities } from './smoke';
+import { createTrackingActivities } from './tracking';
 import { createTrainingActivities } from './training';
 
 const root = path.resolve(__dirname, '..');
@@ -57,6 +58,7 @@ function allGroups() {
   return {
     ...createDataActivities(deps),
     ...createModelLineActivities(deps),
+    ...createTrackingActivities(deps),
     ...createTrainingActivities(deps),
     ...createEvaluationActivities(deps),
     ...createRewardModelActivities(deps),

@@ -17,6 +17,7 @@ import type { ModelLineActivities } from './model-lines';
 import type { RewardModelActivities } from './reward-model';
 import type { RlActivities } from './rl';
 import type { SmokeActivities } from './smoke';
+import type { TrackingActivities } from './tracking';
 import type { TrainingActivities } from './training';
 
 /** Every activity Sophia's workers run, by name. */
@@ -26,6 +27,7 @@ export type SophiaActivities = DataActivities &
   RewardModelActivities &
   RlActivities &
   SmokeActivities &
+  TrackingActivities &
   TrainingActivities;
 
 export type ActivityName = Extract<keyof SophiaActivities, string>;
@@ -57,6 +59,8 @@ export const ACTIVITY_PLACEMENT = {
   computeAdvantages: 'local',
   policyUpdate: 'gpu',
   checkpointPolicy: 'gpu',
+  // experiment tracking (MLflow), beside the run
+  syncTracking: 'cpu',
   // the storage smoke workflow
   writeSmokeCheckpoint: 'cpu',
   verifySmokeCheckpoint: 'cpu',

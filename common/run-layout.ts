@@ -52,6 +52,13 @@ export const deploymentPipelinesQuery = (deployment: string, and?: string) =>
 /** The workflow id of a stage's child workflow: `{deployment}-{runId}/{stage}`. */
 export const stageWorkflowId = (pipelineId: string, stage: StageName) => `${pipelineId}/${stage}`;
 
+/**
+ * The workflow id of a pipeline execution's experiment-tracking workflow (workflows/tracking.ts):
+ * `{deployment}-{runId}/tracking`, and `…/tracking-{n}` for the n-th resumed execution (the earlier one may still be
+ * sending its last metrics).
+ */
+export const trackingWorkflowId = (pipelineId: string, resumes = 0) => `${pipelineId}/tracking${resumes > 0 ? `-${resumes}` : ''}`;
+
 /** Workflow id of a schedule's launcher workflows (before Temporal's time suffix); ":" keeps launcher ids apart from run ids. */
 export const launcherWorkflowId = (deployment: string, scheduleId: string) => `${deployment}:schedule:${scheduleId}`;
 

@@ -398,6 +398,25 @@ const RlSchema = z.strictObject({
 
 export { STAGE_NAMES, type StageName };
 
+/**
+ * Experiment tracking (tracking/): the run mirrored to an MLflow tracking server — params, every step's metrics, the
+ * report and plots as artifacts, a model line's policies as registered model versions. Training never waits for it:
+ * a separate workflow syncs from the run's storage, and fills what it missed when the server comes back.
+ */
+export const TrackingSchema = z.strictObject({
+  mlflow: z
+    .strictObject({
+      /** The tracking server's URL (what `MLFLOW_TRACKING_URI` would be), http or https. */
+      uri: z.url({ protocol: /^https?$/, error: 'must be the http(s) URL of an MLflow tracking server, e.g. http://mlflow:5000' }),
+      /** The experiment the run goes into (created when missing). */
+      experiment: z.string().min(1).max(500).default('sophia'),
+      /** Seconds between syncs while the run trains. */
+      syncSeconds: int(1, 3600).default(30),
+    })
+    .optional(),
+});
+export type TrackingConfig = z.infer<typeof TrackingSchema>;
+
 export const RunConfigSchema = z.strictObject({
   /** A name for people; the run id identifies the run. */
   name: z.string().max(200).optional(),
@@ -412,6 +431,8 @@ export const RunConfigSchema = z.strictObject({
   rewardModel: RewardModelSchema.optional(),
   /** The Trust-GRPO stage (runs when present). */
   rl: RlSchema.optional(),
+  /** Experiment tracking (MLflow); none by default. */
+  tracking: TrackingSchema.optional(),
   /** Stages to run, in pipeline order (default: all). */
   stages: z.array(z.enum(STAGE_NAMES)).min(1).optional(),
   /** Start at a later stage from a committed checkpoint (e.g. skip SFT). */

@@ -7,6 +7,8 @@
  *   runs/{runId}/rollouts/{step}/...                               rollouts and rewards per RL step
  *   runs/{runId}/reports/...                                       report.json, report.md, plots
  *   runs/{runId}/metrics.jsonl                                     per-step metrics
+ *   runs/{runId}/tensorboard/{stage}/events.out.tfevents.…         TensorBoard event files of the metrics
+ *   runs/{runId}/tracking/mlflow.json                              what was sent to MLflow (tracking/sync.ts)
  *
  * Every key that reaches an adapter passes `assertValidKey`, so no caller can escape the storage root
  * (`..`, absolute paths) or create ambiguous keys (empty segments, `.`), whatever the adapter.
@@ -134,6 +136,11 @@ export function rolloutKey(runId: string, step: number, path: string): string {
 /** A report artifact: `runs/{runId}/reports/{path}`. */
 export function reportKey(runId: string, path: string): string {
   return joinKey(runPrefix(runId), 'reports', path);
+}
+
+/** What the run's experiment tracking sent where: `runs/{runId}/tracking/{name}.json`. */
+export function trackingStateKey(runId: string, name: 'mlflow'): string {
+  return joinKey(runPrefix(runId), 'tracking', `${name}.json`);
 }
 
 export function metricsKey(runId: string): string {

@@ -24,6 +24,7 @@ import { RunData } from '../activities/run-data';
 import { createSmokeActivities } from '../activities/smoke';
 import { createRewardModelActivities } from '../activities/reward-model';
 import { createRlActivities } from '../activities/rl';
+import { createTrackingActivities } from '../activities/tracking';
 import { createTrainingActivities } from '../activities/training';
 import { ModelSource } from '../activities/models';
 import { type EngineContext, type EngineOptions, TorchEngineHosts, createEngine } from '../engine/factory';
@@ -129,6 +130,7 @@ export class WorkerSet {
     const all = {
       ...createDataActivities({ data }),
       ...createModelLineActivities({ data }),
+      ...createTrackingActivities({ data }),
       ...training,
       ...evaluation,
       ...rewardModel,

@@ -3,6 +3,7 @@
  */
 export { modelLineRun } from './model-line';
 export { trainingPipeline } from './pipeline';
+export { trackRun, trackingFinishSignal } from './tracking';
 export { evaluationStage } from './stages/evaluation';
 export { prepareDataStage } from './stages/prepare-data';
 export { rewardModelStage } from './stages/reward-model';

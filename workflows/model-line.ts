@@ -10,13 +10,14 @@
  * saying why in its result, its `skipped` memo (the schedule's `recentRuns` in the API) and the worker's log.
  * Overlap policies then cannot pile runs up: `allow_all` and backfills are bounded like `POST /runs`.
  */
-import { ParentClosePolicy, executeChild, log, patched, upsertMemo, workflowInfo } from '@temporalio/workflow';
+import { ParentClosePolicy, executeChild, getExternalWorkflowHandle, log, patched, upsertMemo, workflowInfo } from '@temporalio/workflow';
 import type { LineStart } from '../activities/model-lines';
 import type { RunningLimits } from '../activities/run-room';
-import { pipelineWorkflowId, scheduledRunId } from '../common/run-layout';
+import { pipelineWorkflowId, scheduledRunId, trackingWorkflowId } from '../common/run-layout';
 import { DEFAULT_TEMPORAL_CONFIG } from '../temporal.config';
 import { cpuActivities } from './proxies';
 import type { trainingPipeline } from './pipeline';
+import { trackingFinishSignal } from './tracking';
 import type { PipelineInput, RunProgress } from './types';
 
 export interface ModelLineRunInput {
@@ -69,7 +70,7 @@ export async function modelLineRun(input: ModelLineRunInput): Promise<ModelLineR
     // The run outlives its launcher: cancelling or losing this workflow never kills training.
     parentClosePolicy: ParentClosePolicy.ABANDON,
     memo: { storage: pipeline.storage, config: prepared.config.name ?? 'custom', ...(input.line ? { modelLine: input.line } : {}) },
-    args: [{ ...pipeline, runId, config: prepared.config, configHash: prepared.configHash }],
+    args: [{ ...pipeline, runId, config: prepared.config, configHash: prepared.configHash, line: input.line }],
   });
   let recorded = false;
   if (input.line && result.status === 'completed') {
@@ -83,6 +84,10 @@ export async function modelLineRun(input: ModelLineRunInput): Promise<ModelLineR
       metrics: result.results.evaluation ?? {},
     });
     recorded = out.policyKey !== undefined;
+    // The run's experiment tracking ends now that the line names the run: its registry entry follows the record.
+    if (prepared.config.tracking?.mlflow) {
+      await getExternalWorkflowHandle(trackingWorkflowId(pipelineWorkflowId(deployment, runId))).signal(trackingFinishSignal, { status: 'completed', line: input.line });
+    }
   }
   return { runId, status: result.status, startedFromRun: prepared.startedFromRun, recorded };
 }

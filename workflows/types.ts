@@ -39,6 +39,11 @@ export interface PipelineInput {
   profiles: ActivityProfiles;
   /** Set when this execution continues a failed one of the same run (`sophia resume`, `POST /runs/:id/resume`). */
   resumed?: ResumedRun;
+  /**
+   * The model line a launcher (`modelLineRun`) records the run under when it completes: with experiment tracking,
+   * the launcher then ends the tracking itself, after recording (workflows/tracking.ts).
+   */
+  line?: string | undefined;
 }
 
 /** What a resumed execution takes over from the failed one (`clients/runs.ts` `resumeFailedRun` reads it from Temporal). */

@@ -49,8 +49,8 @@ export class MlflowServer {
   /** Starts (or restarts) the server on the same port and data; resolves when /health answers. */
   async start(timeoutMs = 120_000): Promise<void> {
     if (this.process) return;
-    const args = ['server', '--backend-store-uri', `sqlite:///${path.join(this.dir, 'mlflow.db')}`, '--default-artifact-root', path.join(this.dir, 'artifacts')];
-    const child = spawn(mlflowPath(), [...args, '--host', '127.0.0.1', '--port', String(this.port), '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
+    const args = ['server', '--backend-store-uri', `sqlite:///${path.join(this.dir, 'mlflow.db')}`, '--artifacts-destination', path.join(this.dir, 'artifacts')];
+    const child = spawn(mlflowPath(), [...args, '--host', '127.0.0.1', '--port', String(this.port), '--workers', '1'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, MLFLOW_TRACKING_URI: '' } });
     this.process = child;
     this.output = '';
     const keep = (chunk: Buffer) => (this.output = (this.output + chunk.toString()).slice(-4000));
@@ -71,11 +71,24 @@ export class MlflowServer {
     const child = this.process;
     this.process = undefined;
     if (!child || child.exitCode !== null) return;
+    // The whole process group: `mlflow server` runs its web server as a child process.
+    const group = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        // already gone
+      }
+    };
     const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    group('SIGTERM');
+    const timer = setTimeout(() => group('SIGKILL'), 10_000);
     await exited;
     clearTimeout(timer);
+    // Until nothing answers on the port any more.
+    for (let i = 0; i < 100 && (await fetch(`${this.url}/health`).then(() => true, () => false)); i++) {
+      group('SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** A call of MLflow's REST API (`/api/…`), its JSON answer; throws with the body on an error status. */

@@ -1,15 +1,26 @@
 /**
- * OpenTelemetry end to end: a ci run started over the API, traced by this process (API, client, CPU and GPU workers)
- * and exported over OTLP to a real trace backend — MLflow's tracking server, whose `/v1/traces` endpoint takes OTLP
- * over HTTP and stores the spans of a trace together, wherever they came from. The run is one trace, linked from the
- * API request through the pipeline and every stage's workflow and activity down to the engine calls, and the
- * workers' log lines carry its id.
+ * Observability end to end, on one ci run of a model line started over the API (fewer steps), with the API, the
+ * client and the CPU and GPU workers in this process:
+ * - traces, exported over OTLP to a real trace backend — an MLflow tracking server, whose `/v1/traces` endpoint takes
+ *   OTLP over HTTP and keeps a trace's spans together wherever they came from: the run is one trace, from the API
+ *   request through the pipeline and every stage's workflow and activity down to the engine calls, and the workers'
+ *   log lines carry its id;
+ * - experiment tracking into a second MLflow server, which goes away while the run trains and comes back: the run
+ *   completes, every step's metrics reach MLflow, the gap is recorded, the report is an artifact, and the line's
+ *   registered model names the checkpoint `lines/{line}/latest.json` names.
  */
 import { randomBytes } from 'node:crypto';
 import { DefaultLogger, type LogEntry } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLogLine } from '../../observability/log';
 import { activeTracing, startTracing, stopTracing } from '../../observability/tracing';
+import { pipelineWorkflowId, trackingWorkflowId } from '../../common/run-layout';
+import { getJson } from '../../storage/json';
+import { trackingStateKey } from '../../storage/keys';
+import { readMetrics } from '../../storage/metrics-log';
+import { readLatest } from '../../storage/model-lines';
+import { MlflowClient } from '../../tracking/mlflow';
+import { LATEST_ALIAS, type MlflowSyncState, registeredModelName } from '../../tracking/sync';
 import { type ApiHarness, startApiHarness } from './api-harness';
 import { MlflowServer } from './mlflow-server';
 import { quietTemporalRuntime, waitFor } from './stack';
@@ -27,16 +38,18 @@ interface Trace {
 
 const suffix = randomBytes(3).toString('hex');
 const runId = `traced-${suffix}`;
+const line = `observed-${suffix}`;
 const OTEL_VARIABLES = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_HEADERS'] as const;
 
-describe('tracing: a run is one trace in a real OTLP backend', () => {
+describe('observability: one run traced and tracked', () => {
   let mlflow: MlflowServer;
+  let tracking: MlflowServer;
   let h: ApiHarness;
   let experimentId: string;
   const logs: LogEntry[] = [];
 
   beforeAll(async () => {
-    mlflow = await MlflowServer.start();
+    [mlflow, tracking] = await Promise.all([MlflowServer.start(), MlflowServer.start()]);
     experimentId = await mlflow.createExperiment(`sophia-traces-${suffix}`);
     // What an operator sets; the exporter reads both.
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = mlflow.url;
@@ -51,13 +64,33 @@ describe('tracing: a run is one trace in a real OTLP backend', () => {
     await stopTracing();
     for (const name of OTEL_VARIABLES) delete process.env[name];
     await mlflow?.close();
+    await tracking?.close();
   });
 
-  it('links POST /runs, the pipeline, each stage and activity, and the engine calls; logs carry the trace id', async () => {
-    // The ci preset with fewer steps: every stage and activity, in about half the time.
-    const overrides = { sft: { steps: 50 }, rewardModel: { steps: 20 }, rl: { steps: 2, checkpointEvery: 2, evalEvery: 2 } };
-    const created = await h.call('POST', '/runs', { preset: 'ci', runId, overrides });
+  it('traces the run as one trace and tracks it in MLflow through a server outage', async () => {
+    // The ci preset with fewer steps (every stage and activity), tracked with a sync every 2 s.
+    const overrides = {
+      sft: { steps: 100, evalEvery: 50, chunkSteps: 50 },
+      rewardModel: { steps: 20 },
+      rl: { steps: 2, checkpointEvery: 2, evalEvery: 2 },
+      tracking: { mlflow: { uri: tracking.url, experiment: `e2e-${suffix}`, syncSeconds: 2 } },
+    };
+    const created = await h.call('POST', '/runs', { preset: 'ci', runId, modelLine: line, overrides });
     expect(created.status).toBe(201);
+    // Tracking has started; then the tracking server goes away while SFT trains, and comes back.
+    const trackingClient = new MlflowClient(tracking.url, 3000);
+    const state = () => getJson<MlflowSyncState>(h.storage, trackingStateKey(runId, 'mlflow'));
+    await waitFor('the first metrics in MLflow', async () => {
+      const s = await state();
+      return s.sent['sft/step'] !== undefined ? s : undefined;
+    }, 240_000);
+    await tracking.stop();
+    const recordsAtStop = (await readMetrics(h.storage, runId)).length;
+    // The next sync notices and logs it once; training goes on, its metrics wait in storage.
+    await waitFor('the sync to notice the server is away', async () => (await state()).unreachableSince, 120_000);
+    expect(logs.filter((l) => l.message.startsWith('MLflow unreachable') && l.meta?.runId === runId)).toHaveLength(1);
+    await waitFor('training to go on without MLflow', async () => ((await readMetrics(h.storage, runId)).length >= recordsAtStop + 20 ? true : undefined), 240_000);
+    await tracking.start();
     const done = await waitFor(
       'the run to complete',
       async () => {
@@ -67,6 +100,27 @@ describe('tracing: a run is one trace in a real OTLP backend', () => {
       300_000,
     );
     expect(done).toBe('completed');
+    // The tracking workflow ends after the line recorded the run.
+    await h.client.workflow.getHandle(trackingWorkflowId(pipelineWorkflowId(h.temporal.deployment, runId))).result();
+    const synced = await state();
+    expect(synced.ended).toBe('completed');
+    expect(synced.gaps).toHaveLength(1);
+    expect(synced.gaps[0]!.records).toBeGreaterThan(0);
+    const mlflowRun = await trackingClient.getRun(synced.mlflowRunId);
+    expect(mlflowRun.info.status).toBe('FINISHED');
+    // Every SFT step stored reached MLflow, gap included; the report is an artifact.
+    const sftSteps = (await readMetrics(h.storage, runId)).filter((r) => r.stage === 'sft' && r.kind === 'step').map((r) => r.step);
+    expect(sftSteps.length).toBeGreaterThan(50);
+    expect((await trackingClient.metricHistory(synced.mlflowRunId, 'sft/step/loss')).map((m) => m.step).sort((a, b) => a - b)).toEqual(sftSteps);
+    expect((await trackingClient.metricHistory(synced.mlflowRunId, 'grpo/step/reward')).length).toBe(2);
+    expect((await trackingClient.listArtifacts(synced.mlflowRunId, 'reports')).map((f) => f.path)).toContain('reports/report.md');
+    // The registry agrees with the line's record (what the next scheduled run starts from).
+    const latest = (await readLatest(h.storage, line))!;
+    expect(latest.runId).toBe(runId);
+    const version = (await trackingClient.versionByAlias(registeredModelName(line), LATEST_ALIAS))!;
+    expect(version.tags?.find((t) => t.key === 'sophia.checkpoint')?.value).toBe(latest.policyKey);
+    expect(version.run_id).toBe(synced.mlflowRunId);
+
     await activeTracing()!.flush();
 
     // Every request is a trace of its own (the GETs above too); the run's is the one with POST /runs.
@@ -98,9 +152,9 @@ describe('tracing: a run is one trace in a real OTLP backend', () => {
     for (const span of trace.spans) if (span.parent_span_id) expect(byId.has(span.parent_span_id), `${span.name}'s parent`).toBe(true);
     const ancestors = (span: Span): string[] => (span.parent_span_id ? [byId.get(span.parent_span_id)!.name, ...ancestors(byId.get(span.parent_span_id)!)] : []);
 
-    expect(names).toEqual(expect.arrayContaining(['POST /runs', 'start run', 'StartWorkflow:trainingPipeline', 'RunWorkflow:trainingPipeline']));
+    expect(names).toEqual(expect.arrayContaining(['POST /runs', 'StartWorkflow:modelLineRun', 'RunWorkflow:modelLineRun', 'RunWorkflow:trainingPipeline', 'RunWorkflow:trackRun']));
     // Each stage: its workflow or activities ran under the pipeline's span.
-    for (const activity of ['prepareData', 'runSftChunk', 'sampleRewardData', 'annotateRewardData', 'runRewardModelChunk', 'evaluateRewardModel', 'rolloutStep', 'thinkingRewards', 'policyUpdate', 'evaluateCheckpoint', 'writeRunReport']) {
+    for (const activity of ['prepareData', 'runSftChunk', 'sampleRewardData', 'annotateRewardData', 'runRewardModelChunk', 'evaluateRewardModel', 'rolloutStep', 'thinkingRewards', 'policyUpdate', 'evaluateCheckpoint', 'writeRunReport', 'syncTracking']) {
       const spans = trace.spans.filter((s) => s.name === `RunActivity:${activity}`);
       expect(spans.length, `RunActivity:${activity} in ${[...new Set(names)].sort().join(', ')}`).toBeGreaterThan(0);
       expect(ancestors(spans[0]!)).toContain('RunWorkflow:trainingPipeline');
