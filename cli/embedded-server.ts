@@ -66,7 +66,8 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-async function anyFreePort(): Promise<number> {
+/** A port nothing listens on now (the OS picks it). */
+export async function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

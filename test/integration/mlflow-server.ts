@@ -6,26 +6,15 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { anyFreePort } from '../../cli/embedded-server';
 import { REPO_ROOT, stackEnv } from './stack';
 
 export function mlflowPath(): string {
   const bin = process.env.SOPHIA_MLFLOW || path.resolve(REPO_ROOT, stackEnv().SOPHIA_TOOLS_DIR!, 'mlflow-venv/bin/mlflow');
   if (!existsSync(bin)) throw new Error(`MLflow is not installed at ${bin}: run \`bash infra/local/install-mlflow.sh\` (npm test does)`);
   return bin;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export class MlflowServer {
@@ -41,7 +30,7 @@ export class MlflowServer {
   }
 
   static async start(): Promise<MlflowServer> {
-    const server = new MlflowServer(mkdtempSync(path.join(tmpdir(), 'sophia-mlflow-')), await freePort());
+    const server = new MlflowServer(mkdtempSync(path.join(tmpdir(), 'sophia-mlflow-')), await anyFreePort());
     await server.start();
     return server;
   }
