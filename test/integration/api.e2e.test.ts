@@ -23,8 +23,8 @@ interface SseEvent {
   data: unknown;
 }
 
-/** Reads a text/event-stream response until `end` (or the timeout), returning every event. */
-async function followEvents(url: string, key: string, timeoutMs: number): Promise<SseEvent[]> {
+/** Reads a text/event-stream response until `end` (or the timeout), returning every event; `seen` gets them as they come. */
+async function followEvents(url: string, key: string, timeoutMs: number, seen: SseEvent[] = []): Promise<SseEvent[]> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   const res = await fetch(url, { headers: { authorization: `Bearer ${key}` }, signal: abort.signal });
@@ -45,7 +45,9 @@ async function followEvents(url: string, key: string, timeoutMs: number): Promis
         const lines = block.split('\n').filter((l) => !l.startsWith(':'));
         if (lines.length === 0) continue;
         const field = (name: string) => lines.find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2);
-        events.push({ event: field('event') ?? 'message', id: field('id'), data: JSON.parse(field('data') ?? 'null') });
+        const event: SseEvent = { event: field('event') ?? 'message', id: field('id'), data: JSON.parse(field('data') ?? 'null') as unknown };
+        events.push(event);
+        seen.push(event);
       }
     }
   } finally {
@@ -98,7 +100,8 @@ describe('the API on the real stack', () => {
     const created = await h.call('POST', '/runs', { preset: 'ci', runId: lineRunId, modelLine: line() });
     expect(created.status).toBe(201);
     expect(created.json).toMatchObject({ runId: lineRunId, workflowId: `sophia-${lineRunId}`, state: 'started' });
-    const following = followEvents(`${h.url}/runs/${lineRunId}/events`, h.keys.viewer, 600_000);
+    const seen: SseEvent[] = [];
+    const following = followEvents(`${h.url}/runs/${lineRunId}/events`, h.keys.viewer, 600_000, seen);
     // While the stream is open: pause the run during SFT, see it paused, resume it.
     await waitFor('SFT to train', async () => {
       const d = (await h.call('GET', `/runs/${lineRunId}`)).json as Detail;
@@ -106,9 +109,11 @@ describe('the API on the real stack', () => {
     });
     expect((await h.call('POST', `/runs/${lineRunId}/pause`)).status).toBe(202);
     await waitFor('the run to pause', async () => (((await h.call('GET', `/runs/${lineRunId}`)).json as Detail).progress?.status === 'paused' ? true : undefined));
-    // Long enough for the stream (polling every 300 ms) to see it; short enough that the cancelled chunk is
-    // usually still committing when the resume arrives (the race that once failed the run).
-    await new Promise((r) => setTimeout(r, 1000));
+    // Until the stream (polling every 300 ms) has shown it — on a loaded machine one poll can take longer than a
+    // fixed wait — and no longer: the cancelled chunk is then usually still committing when the resume arrives (the
+    // race that once failed the run).
+    const pausedInStream = () => seen.some((e) => e.event === 'progress' && (e.data as Detail).progress?.status === 'paused');
+    await waitFor('the stream to show the pause', () => Promise.resolve(pausedInStream() ? true : undefined), 60_000);
     expect((await h.call('POST', `/runs/${lineRunId}/resume`)).status).toBe(202);
     const events = await following;
     // The stream showed the pause as it happened.
