@@ -44,6 +44,16 @@ const FILE_VERSION = 'brain.Event:2';
 /** Record fields that are not metrics. */
 const NOT_METRICS = new Set(['stage', 'kind', 'step', 'time']);
 
+/**
+ * A record's metrics: its finite numbers besides `step`, by name, in the record's order (strings and NaN/∞ left out).
+ * What every exporter of `metrics.jsonl` sends (these event files, MLflow: tracking/sync.ts).
+ */
+export function metricValues(record: ScalarRecord): [string, number][] {
+  const out: [string, number][] = [];
+  for (const [name, value] of Object.entries(record)) if (!NOT_METRICS.has(name) && typeof value === 'number' && Number.isFinite(value)) out.push([name, value]);
+  return out;
+}
+
 /** `runs/{runId}/tensorboard`: the folder to give `tensorboard --logdir`. */
 export function tensorBoardPrefix(runId: string): string {
   return joinKey(runPrefix(runId), 'tensorboard');
@@ -78,10 +88,7 @@ export function eventFileBytes(records: readonly ScalarRecord[], fileWallTime: n
   const out: Uint8Array[] = [frame(encodeEvent(fileWallTime, undefined, [], FILE_VERSION))];
   for (const r of records) {
     if (!Number.isSafeInteger(r.step)) continue;
-    const values: [string, number][] = [];
-    for (const [name, value] of Object.entries(r)) {
-      if (!NOT_METRICS.has(name) && typeof value === 'number' && Number.isFinite(value)) values.push([`${r.kind}/${name}`, value]);
-    }
+    const values = metricValues(r).map(([name, value]): [string, number] => [`${r.kind}/${name}`, value]);
     if (values.length > 0) out.push(frame(encodeEvent(wallTime(r.time), r.step, values)));
   }
   return concat(out);

@@ -12,6 +12,7 @@
  */
 import type { RunConfig } from '../config/run-config';
 import { NotFoundError } from '../common/errors';
+import { metricValues } from '../observability/tensorboard';
 import { getJson, putJson } from '../storage/json';
 import { joinKey, runPrefix, trackingStateKey } from '../storage/keys';
 import { type MetricRecord, readMetrics } from '../storage/metrics-log';
@@ -71,14 +72,9 @@ export function pendingRecords(records: readonly MetricRecord[], sent: Readonly<
 
 /** A record's numbers as MLflow metrics (`{stage}/{kind}/{name}`); strings and non-finite values are left out. */
 export function metricsOf(record: MetricRecord): MlflowMetric[] {
-  const timestamp = Date.parse(record.time);
-  const out: MlflowMetric[] = [];
-  for (const [name, value] of Object.entries(record)) {
-    if (name === 'step' || name === 'stage' || name === 'kind' || name === 'time') continue;
-    if (typeof value !== 'number' || !Number.isFinite(value)) continue;
-    out.push({ key: `${record.stage}/${record.kind}/${name}`, value, timestamp: Number.isFinite(timestamp) ? timestamp : Date.now(), step: record.step });
-  }
-  return out;
+  const parsed = Date.parse(record.time);
+  const timestamp = Number.isFinite(parsed) ? parsed : Date.now();
+  return metricValues(record).map(([name, value]) => ({ key: `${record.stage}/${record.kind}/${name}`, value, timestamp, step: record.step }));
 }
 
 /** The run config as MLflow params: dotted paths of its leaves (`rl.alpha`), arrays as JSON, long values cut. */
