@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (`npm test`, also what CI runs): typecheck, lint, then unit and integration tests
-# in one vitest run, then the PyTorch engine's pytest suite (one closing count over both). Works on a fresh clone:
+# The project's test command (`npm test`, also what CI runs): typecheck, lint, the unit tests and the PyTorch engine's
+# pytest suite in one lane, beside the integration and fault tests in another (one closing count over all). Works on a fresh clone:
 # installs npm packages, the pinned tools, the torch engine's venv, helm, MLflow and (as root on Debian-like systems) Chromium for
 # the dashboard test if they are missing, and starts the local stack if it is not up (stopping it again afterwards;
 # a stack that was already running is left running).
@@ -39,31 +39,55 @@ fi
 cleanup() { if [[ "$started_stack" == 1 ]]; then bash infra/local/down.sh; fi; }
 trap cleanup EXIT
 
-results=()
-failed=0
-step() {
-  local name="$1"; shift
-  echo "== $name: $*"
-  local start=$SECONDS
-  if "$@"; then results+=("pass  $name ($((SECONDS - start))s)"); else results+=("FAIL  $name ($((SECONDS - start))s)"); failed=1; fi
-}
-
-step typecheck npx tsc --noEmit -p .
-step lint npx eslint .
+# Two lanes side by side, since the integration tests spend much of their time waiting on servers, workers and
+# processes they start (one core busy on average) and vitest runs one file at a time on two cores:
+#  - beside: typecheck, lint, the unit tests (vitest's `unit` project) and the PyTorch engine's pytest suite, one
+#    after another, their output kept in a log printed when the lane ends;
+#  - in front: the integration and fault tests (the `integration` and `faults` projects), printed as they run.
+# One summary and one closing count over all four reports follow.
+mkdir -p .sophia
+lane_dir=.sophia/test-lanes
+rm -rf "$lane_dir" && mkdir -p "$lane_dir"
+unit_report=.sophia/test-report-unit.json
 report=.sophia/test-report.json
 junit=.sophia/pytest-report.xml
-mkdir -p .sophia && rm -f "$report" "$junit"
-step "unit + integration tests" npx vitest run --reporter=default --reporter=json --outputFile.json="$report"
+rm -f "$unit_report" "$report" "$junit"
+
+# Runs a step, appends "pass|FAIL  name (Ns)" to the lane's results file; returns the step's status.
+step() {
+  local results="$1" name="$2"; shift 2
+  echo "== $name: $*"
+  local start=$SECONDS
+  if "$@"; then echo "pass  $name ($((SECONDS - start))s)" >>"$results"; else echo "FAIL  $name ($((SECONDS - start))s)" >>"$results"; return 1; fi
+}
 # The PyTorch engine's own tests (engine/torch: the engine process on a tiny Qwen2.5-VL built locally, CPU, fp32),
 # in the project's pinned venv (installed above).
 torch_engine_tests() {
   "$torch_python" -m pytest -q -p no:cacheprovider --junitxml="$junit" engine/torch/tests
 }
-step "torch engine tests (pytest)" torch_engine_tests
+beside_lane() {
+  local results="$lane_dir/beside.results" failed=0
+  step "$results" typecheck npx tsc --noEmit -p . || failed=1
+  step "$results" lint npx eslint . || failed=1
+  step "$results" "unit tests" npx vitest run --project unit --reporter=dot --reporter=json --outputFile.json="$unit_report" || failed=1
+  step "$results" "torch engine tests (pytest)" torch_engine_tests || failed=1
+  return "$failed"
+}
+lane_start=$SECONDS
+beside_lane >"$lane_dir/beside.log" 2>&1 &
+beside_pid=$!
+echo "== typecheck, lint, unit tests and pytest run beside the integration tests (log: $lane_dir/beside.log)"
+
+failed=0
+step "$lane_dir/front.results" "integration + fault tests" npx vitest run --project integration --project faults --reporter=default --reporter=json --outputFile.json="$report" || failed=1
+wait "$beside_pid" || failed=1
+echo
+echo "== beside the integration tests (typecheck, lint, unit tests, pytest)"
+cat "$lane_dir/beside.log"
 
 echo
-echo "== summary"
-printf '   %s\n' "${results[@]}"
+echo "== summary ($((SECONDS - lane_start))s for both lanes)"
+sed 's/^/   /' "$lane_dir/beside.results" "$lane_dir/front.results"
 # The plain closing line ("tests: N passed, N failed, N skipped"), alone on its line, for CI to read.
-node infra/test-counts.mjs "$report" "$junit" || failed=1
+node infra/test-counts.mjs "$unit_report" "$report" "$junit" || failed=1
 exit "$failed"

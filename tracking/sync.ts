@@ -191,8 +191,9 @@ export class MlflowSync {
       const waiting = state ? pendingRecords(records, state.sent).length : records.length;
       if (state && !state.unreachableSince) {
         state.unreachableSince = new Date().toISOString();
-        await this.saveState(input.runId, state);
+        // Logged before the state says so, so that whoever sees the gap in storage finds its line in the log too.
         this.log.warn('MLflow unreachable: training goes on, metrics wait in the run storage and are sent when it answers', { runId: input.runId, uri: this.client.uri, waiting, error: err.message });
+        await this.saveState(input.runId, state);
       }
       if (input.final) throw err;
       return { reached: false, sent: 0, waiting, mlflowRunId: state?.mlflowRunId };
