@@ -142,7 +142,7 @@ describe('fault tolerance with real processes', () => {
     const sftStage = c.workflow.getHandle(stageWorkflowId(handle.workflowId, 'sftWarmup'));
     const sftExecution = (await sftStage.describe()).runId;
     await kill(gpuA);
-    let failed = await Promise.race([handle.result().then(() => 'completed', (err: unknown) => err), new Promise((r) => setTimeout(() => r('still running'), 60_000))]);
+    let failed = await Promise.race([handle.result().then(() => 'completed', (err: unknown) => err), new Promise((r) => setTimeout(() => r('still running'), 30_000))]);
     if (failed === 'still running') {
       // The kill fell between two GPU activities (the probe above and the kill race the next activity's start): the run
       // waits for a GPU worker, as it should. End it as an operator would; a terminated run is resumed the same way.
