@@ -4,7 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { StorageFullError } from '../common/errors';
 import { inMemory } from '../engine/state-files';
 import { createEngine } from '../engine/factory';
@@ -15,6 +15,18 @@ import type { PutBody, PutOptions, PutResult } from '../storage/types';
 import { canMountSmallDisk, mountSmallDisk, type SmallDisk } from '../storage/testing/small-disk';
 import { CHECKPOINT_KEEPALIVE_MS, type StorageFullRetrySettings } from '../temporal.config';
 import { CheckpointWriter, loadEngineCheckpoint, saveCheckpoint, saveEngineCheckpoint, withEngineFiles } from './engine-checkpoints';
+
+// This file's engine states are staged in a scratch folder of its own (SOPHIA_SCRATCH), not the OS temp folder: the first
+// scratch folder a process makes under a root removes, and logs, the folders killed processes left there, and the fault
+// tests that `npm test` runs beside the unit tests kill workers that staged states in the OS temp folder.
+const fileScratch = mkdtempSync(path.join(tmpdir(), 'sophia-ckpt-test-scratch-'));
+const previousScratch = process.env.SOPHIA_SCRATCH;
+process.env.SOPHIA_SCRATCH = fileScratch;
+afterAll(() => {
+  if (previousScratch === undefined) delete process.env.SOPHIA_SCRATCH;
+  else process.env.SOPHIA_SCRATCH = previousScratch;
+  rmSync(fileScratch, { recursive: true, force: true });
+});
 
 describe('engine checkpoints through the checkpoint store', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sophia-engine-ckpt-'));
@@ -97,16 +109,16 @@ class GatedStorage extends LocalStorage {
 describe('CheckpointWriter: checkpoints committed beside training', () => {
   const roots: string[] = [];
   const scratch = mkdtempSync(path.join(tmpdir(), 'sophia-writer-scratch-'));
-  const previous = process.env.SOPHIA_SCRATCH;
-  process.env.SOPHIA_SCRATCH = scratch;
-  // A staging folder a killed worker of this host left (made before any test of this file runs): the first scratch
-  // folder this process makes removes it.
+  // A staging folder a killed worker of this host left (made before any test here runs): the first scratch folder this
+  // process makes under this root removes it.
   const leftover = path.join(scratch, `sophia-save-${spawnSync(process.execPath, ['-e', '0']).pid}-00aa11bb22cc@${hostname()}`);
   mkdirSync(leftover);
   const staged = () => readdirSync(scratch).filter((n) => n.startsWith('sophia-save-')).length;
+  beforeAll(() => {
+    process.env.SOPHIA_SCRATCH = scratch;
+  });
   afterAll(() => {
-    if (previous === undefined) delete process.env.SOPHIA_SCRATCH;
-    else process.env.SOPHIA_SCRATCH = previous;
+    process.env.SOPHIA_SCRATCH = fileScratch;
     for (const r of [...roots, scratch]) rmSync(r, { recursive: true, force: true });
   });
   const gated = (failures = 0) => {
