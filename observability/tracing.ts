@@ -132,6 +132,11 @@ export function workerTracing(): Pick<WorkerOptions, 'interceptors' | 'sinks'> {
 /** The workflow interceptor modules of tracing (for `bundleWorkflowCode({ workflowInterceptorModules })`). */
 export const WORKFLOW_TRACING_MODULES: string[] = [require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors')];
 
+/** The workflow interceptor modules a bundle built now needs: tracing's when this process traces, else none. */
+export function workflowInterceptorModules(): readonly string[] {
+  return active ? WORKFLOW_TRACING_MODULES : [];
+}
+
 /** The id of the trace the caller is in, if any. */
 export function currentTraceId(): string | undefined {
   const span = trace.getActiveSpan();

@@ -31,12 +31,26 @@ import { type EngineContext, type EngineOptions, TorchEngineHosts, createEngine 
 import type { Engine } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
 import type { Storage } from '../storage/types';
-import { tracedMethods, workerTracing } from '../observability/tracing';
+import { tracedMethods, workerTracing, workflowInterceptorModules } from '../observability/tracing';
 import type { TemporalConfig } from '../temporal.config';
+import { sophiaHome } from '../cli/paths';
+import { workflowBundle } from './workflow-bundle';
 
 
 /** Directory of the workflow sources; the bundler resolves its `index`. */
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows');
+
+/**
+ * The workflow bundle for this process's workers: built once per version of the code and kept in
+ * `{SOPHIA_HOME}/cache/workflow-bundles/` (workers/workflow-bundle.ts), with tracing's interceptors when it traces.
+ */
+export function sophiaWorkflowBundle(options: { interceptorModules?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<WorkflowBundle> {
+  return workflowBundle({
+    workflowsPath: WORKFLOWS_PATH,
+    interceptorModules: options.interceptorModules ?? workflowInterceptorModules(),
+    cacheDir: path.join(sophiaHome(options.env ?? process.env, path.join(__dirname, '..')), 'cache', 'workflow-bundles'),
+  });
+}
 
 type ActivityMap = Record<string, (...args: never[]) => Promise<unknown>>;
 
@@ -48,7 +62,7 @@ export interface SophiaWorkerOptions {
   activities: ActivityMap;
   /** Poll this queue instead of the kind's shared one (a GPU worker's own queue). */
   taskQueue?: string;
-  /** Prebuilt workflow bundle (tests share one; a tracing worker needs one built with WORKFLOW_TRACING_MODULES); default: bundle `workflows/` at start. */
+  /** Prebuilt workflow bundle (a tracing worker needs one built with WORKFLOW_TRACING_MODULES); default: `sophiaWorkflowBundle()`. */
   workflowBundle?: WorkflowBundle;
   identity?: string;
 }
@@ -62,7 +76,7 @@ export async function createSophiaWorker(options: SophiaWorkerOptions): Promise<
     namespace: config.connection.namespace,
     taskQueue: options.taskQueue ?? config.taskQueues[kind],
     activities: options.activities,
-    ...(hostsWorkflows ? (options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }) : {}),
+    ...(hostsWorkflows ? { workflowBundle: options.workflowBundle ?? (await sophiaWorkflowBundle()) } : {}),
     maxConcurrentActivityTaskExecutions: settings.maxConcurrentActivityTaskExecutions,
     ...(hostsWorkflows ? { maxConcurrentWorkflowTaskExecutions: settings.maxConcurrentWorkflowTaskExecutions } : {}),
     shutdownGraceTime: settings.shutdownGraceTimeMs,

@@ -10,7 +10,7 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { bundleWorkflowCode, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { pipelineInput, runFailure, runProgress, startRun } from '../../clients/runs';
 import { connectWorker } from '../../clients/temporal';
@@ -18,7 +18,7 @@ import { LocalStorage } from '../../storage/local';
 import { identifyStore } from '../../storage/store-id';
 import type { Storage } from '../../storage/types';
 import { type TemporalConfig, loadTemporalConfig } from '../../temporal.config';
-import { WORKFLOWS_PATH, WorkerSet } from '../../workers/worker';
+import { WorkerSet, sophiaWorkflowBundle } from '../../workers/worker';
 import { quietTemporalRuntime } from '../integration/stack';
 import { FAST_FAILOVER, faultConfigFile, faultScope, spawnSophia, tempDir, waitFor } from './harness';
 
@@ -26,8 +26,7 @@ const { cleanups, track, server, client } = faultScope();
 
 let bundle: WorkflowBundle | undefined;
 async function workflowBundle(): Promise<WorkflowBundle> {
-  const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
-  bundle ??= await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quiet });
+  bundle ??= await sophiaWorkflowBundle();
   return bundle;
 }
 

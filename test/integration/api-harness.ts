@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import type { Client } from '@temporalio/client';
-import { type NativeConnection, bundleWorkflowCode } from '@temporalio/worker';
+import { type NativeConnection } from '@temporalio/worker';
 import { createApiApp } from '../../api/app';
 import { loadApiConfig } from '../../api/config';
 import { connectClient, connectWorker } from '../../clients/temporal';
@@ -20,7 +20,7 @@ import { LocalStorage } from '../../storage/local';
 import { S3Storage } from '../../storage/s3';
 import type { Storage } from '../../storage/types';
 import { type TemporalConfig, loadTemporalConfig } from '../../temporal.config';
-import { WORKFLOWS_PATH, WorkerSet } from '../../workers/worker';
+import { WorkerSet, sophiaWorkflowBundle } from '../../workers/worker';
 import { startEmbeddedServer } from '../../cli/embedded-server';
 import { quietTemporalRuntime, requireStack, stackS3Options, temporalCliPath } from './stack';
 
@@ -73,11 +73,7 @@ export async function startApiHarness(options: { workers: boolean; storage: 's3'
   let running: Promise<void> | undefined;
   if (options.workers) {
     connection = await connectWorker(temporal);
-    const workflowBundle = await bundleWorkflowCode({
-      workflowsPath: WORKFLOWS_PATH,
-      ...(options.tracing ? { workflowInterceptorModules: WORKFLOW_TRACING_MODULES } : {}),
-      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
-    });
+    const workflowBundle = await sophiaWorkflowBundle({ interceptorModules: options.tracing ? WORKFLOW_TRACING_MODULES : [] });
     workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, workflowBundle });
     running = workers.run();
   }

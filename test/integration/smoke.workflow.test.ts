@@ -6,14 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { bundleWorkflowCode, type NativeConnection, type Worker, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection, type Worker, type WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSmokeActivities } from '../../activities/smoke';
 import { connectClient, connectWorker } from '../../clients/temporal';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { S3Storage } from '../../storage/s3';
 import type { TemporalConfig } from '../../temporal.config';
-import { createSophiaWorker, WORKFLOWS_PATH } from '../../workers/worker';
+import { createSophiaWorker, sophiaWorkflowBundle } from '../../workers/worker';
 import { smokeProgressQuery, stackSmoke } from '../../workflows';
 import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig } from './stack';
 
@@ -37,7 +37,7 @@ describe('stackSmoke workflow on the dev server with S3 checkpoints', () => {
     connection = await connectWorker(config);
     storage = new S3Storage({ ...stackS3Options(), prefix: `test-smoke/${suffix}` });
     store = new CheckpointStore(storage);
-    bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } });
+    bundle = await sophiaWorkflowBundle();
     worker = await createSophiaWorker({ kind: 'cpu', connection, config, activities: createSmokeActivities({ store }), workflowBundle: bundle });
     running = worker.run();
   });
