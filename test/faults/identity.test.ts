@@ -10,7 +10,7 @@
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { pipelineInput, runFailure, runProgress, startRun } from '../../clients/runs';
 import { connectWorker } from '../../clients/temporal';
@@ -18,21 +18,16 @@ import { LocalStorage } from '../../storage/local';
 import { identifyStore } from '../../storage/store-id';
 import type { Storage } from '../../storage/types';
 import { type TemporalConfig, loadTemporalConfig } from '../../temporal.config';
-import { WorkerSet, sophiaWorkflowBundle } from '../../workers/worker';
+import { WorkerSet } from '../../workers/worker';
 import { quietTemporalRuntime } from '../integration/stack';
 import { FAST_FAILOVER, faultConfigFile, faultScope, spawnSophia, tempDir, waitFor } from './harness';
 
 const { cleanups, track, server, client } = faultScope();
 
-let bundle: WorkflowBundle | undefined;
-async function workflowBundle(): Promise<WorkflowBundle> {
-  bundle ??= await sophiaWorkflowBundle();
-  return bundle;
-}
 
 /** CPU and GPU workers of `config`'s deployment over `storage`, in this process, running until the test ends. */
 async function startWorkers(connection: NativeConnection, config: TemporalConfig, storage: Storage): Promise<WorkerSet> {
-  const set = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config, storage, workflowBundle: await workflowBundle() });
+  const set = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config, storage });
   const running = set.run();
   cleanups.push(async () => {
     set.shutdown();

@@ -13,7 +13,7 @@ import type { Client } from '@temporalio/client';
 import { type NativeConnection } from '@temporalio/worker';
 import { connectWorker } from '../../clients/temporal';
 import { launcherWorkflowId } from '../../common/run-layout';
-import { WorkerSet, sophiaWorkflowBundle } from '../../workers/worker';
+import { WorkerSet } from '../../workers/worker';
 import { type ApiHarness, startApiHarness } from './api-harness';
 
 const RUNNING = `WorkflowType = 'trainingPipeline' AND ExecutionStatus = 'Running'`;
@@ -52,8 +52,7 @@ describe('scheduled runs and the running-run limit', () => {
   beforeAll(async () => {
     h = await startApiHarness({ workers: false, storage: 'local', env: { SOPHIA_API_MIN_SCHEDULE_INTERVAL: '2s', SOPHIA_API_MAX_RUNNING_RUNS: '1' } });
     connection = await connectWorker(h.temporal);
-    const workflowBundle = await sophiaWorkflowBundle();
-    workers = await WorkerSet.create({ kinds: ['cpu'], connection, config: h.temporal, storage: h.storage, workflowBundle });
+    workers = await WorkerSet.create({ kinds: ['cpu'], connection, config: h.temporal, storage: h.storage });
     running = workers.run();
   }, 180_000);
 

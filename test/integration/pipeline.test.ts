@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, connectWorker } from '../../clients/temporal';
 import { pipelineInput, runProgress, startRun } from '../../clients/runs';
@@ -17,7 +17,7 @@ import { CheckpointStore } from '../../storage/checkpoints';
 import { readMetrics } from '../../storage/metrics-log';
 import { S3Storage } from '../../storage/s3';
 import type { TemporalConfig } from '../../temporal.config';
-import { WorkerSet, sophiaWorkflowBundle } from '../../workers/worker';
+import { WorkerSet } from '../../workers/worker';
 import { pauseSignal, resumeSignal, stopSignal } from '../../workflows/types';
 import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig, waitFor } from './stack';
 
@@ -30,7 +30,6 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
   let store: CheckpointStore;
   let workers: WorkerSet;
   let running: Promise<void>;
-  let bundle: WorkflowBundle;
 
   beforeAll(async () => {
     quietTemporalRuntime();
@@ -40,8 +39,7 @@ describe('trainingPipeline on the dev server with S3 checkpoints', () => {
     connection = await connectWorker(temporal);
     storage = new S3Storage({ ...stackS3Options(), prefix: `test-pipeline/${suffix}` });
     store = new CheckpointStore(storage);
-    bundle = await sophiaWorkflowBundle();
-    workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage, workflowBundle: bundle });
+    workers = await WorkerSet.create({ kinds: ['cpu', 'gpu'], connection, config: temporal, storage });
     running = workers.run();
   });
 

@@ -6,14 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
-import { type NativeConnection, type Worker, type WorkflowBundle } from '@temporalio/worker';
+import { type NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSmokeActivities } from '../../activities/smoke';
 import { connectClient, connectWorker } from '../../clients/temporal';
 import { CheckpointStore } from '../../storage/checkpoints';
 import { S3Storage } from '../../storage/s3';
 import type { TemporalConfig } from '../../temporal.config';
-import { createSophiaWorker, sophiaWorkflowBundle } from '../../workers/worker';
+import { createSophiaWorker } from '../../workers/worker';
 import { smokeProgressQuery, stackSmoke } from '../../workflows';
 import { quietTemporalRuntime, requireStack, stackS3Options, stackTemporalConfig } from './stack';
 
@@ -26,7 +26,6 @@ describe('stackSmoke workflow on the dev server with S3 checkpoints', () => {
   let store: CheckpointStore;
   let worker: Worker;
   let running: Promise<void>;
-  let bundle: WorkflowBundle;
 
   beforeAll(async () => {
     quietTemporalRuntime();
@@ -37,8 +36,7 @@ describe('stackSmoke workflow on the dev server with S3 checkpoints', () => {
     connection = await connectWorker(config);
     storage = new S3Storage({ ...stackS3Options(), prefix: `test-smoke/${suffix}` });
     store = new CheckpointStore(storage);
-    bundle = await sophiaWorkflowBundle();
-    worker = await createSophiaWorker({ kind: 'cpu', connection, config, activities: createSmokeActivities({ store }), workflowBundle: bundle });
+    worker = await createSophiaWorker({ kind: 'cpu', connection, config, activities: createSmokeActivities({ store }) });
     running = worker.run();
   });
 
