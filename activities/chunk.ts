@@ -145,8 +145,11 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
         engines.mark(slotName, undefined); // mid-step: the engine equals no checkpoint until its next commit
         const record = await spec.step(e, step);
         pending.push({ stage: spec.stage, kind: 'step', step: step + 1, time: new Date().toISOString(), ...record });
+        beat = { ...beat, step: step + 1, loss: record.loss }; // what a validation of this step heartbeats
         return record;
       },
+      // A validation over a large held-out set takes many engine calls: heartbeat after each, with its progress.
+      validate: (e) => spec.validate(e, (done, total) => waiting(`validation ${done}/${total}`)),
     };
     try {
       for await (const at of supervisedSteps(engine, logged, { tracker, untilStep: spec.untilStep })) {

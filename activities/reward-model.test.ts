@@ -129,3 +129,73 @@ describe('the reward model\'s validation and test parts', () => {
     await putJson(storage, annotatedKey, annotated);
   });
 });
+
+describe('the reward-model activities heartbeat as their long loops go, not once at the end', () => {
+  // Before: sampling heartbeat once per temperature and annotating or scoring not at all, so paper-scale data (hours
+  // of sampling, a judge over HTTP) outlasted the heartbeat timeout and the activity was retried from the start.
+  const hbConfig = parseRunConfig(
+    mergeConfig(config, {
+      evaluation: { promptsPerBatch: 2 },
+      rewardModel: { data: { prompts: 5, samplesPerPrompt: 4, temperatures: [0.7, 1.5], maxTokens: 8 }, batchSize: 2, onPolicyPrompts: 3 },
+      rl: { groupSize: 2, maxTokens: 8 },
+    }),
+    'test',
+  );
+  const dir = mkdtempSync(path.join(tmpdir(), 'sophia-rm-hb-'));
+  const storage = new LocalStorage(dir);
+  const store = new CheckpointStore(storage);
+  const data = new RunData(storage);
+  const engines = new EnginePool(() => createEngine({ kind: 'onnx' }));
+  const acts = createRewardModelActivities({ store, data, engines, workerQueue: 'q-test', identity: 'test-worker' });
+  const common = { runId: 'rm-hb', config: hbConfig, storage: storage.location, dataRunId: 'rm-hb' };
+  /** Runs `fn` in a mock activity context; returns its result and the heartbeat details it sent, in order. */
+  const beats = async <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<{ result: R; details: Record<string, unknown>[] }> => {
+    const env = new MockActivityEnvironment();
+    const details: Record<string, unknown>[] = [];
+    env.on('heartbeat', (d: unknown) => details.push(d as Record<string, unknown>));
+    return { result: await env.run<A, R, typeof fn>(fn, ...args), details };
+  };
+  afterAll(async () => {
+    await engines.dispose();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('samples, annotates, trains and measures with a heartbeat after each engine call or annotation', async () => {
+    await new MockActivityEnvironment().run(createDataActivities({ data }).prepareData, { runId: 'rm-hb', config: hbConfig, storage: storage.location });
+    const policy = createEngine({ kind: 'onnx' });
+    await policy.init(modelConfig(hbConfig, data.tokenizer.vocabSize), 7);
+    const saved = await saveEngineCheckpoint(store, policy, { runId: 'rm-hb', stage: 'init', step: 0, configHash: 'h' });
+
+    // 5 prompts, 2 per engine call, 2 samples at each of 2 temperatures: 3 calls per temperature.
+    const sampled = await beats(acts.sampleRewardData, { ...common, policyCheckpointKey: saved.key });
+    expect(sampled.result.samples).toBe(20);
+    expect(sampled.details).toEqual([
+      { temperature: 0.7, samples: 4 }, { temperature: 0.7, samples: 8 }, { temperature: 0.7, samples: 10 },
+      { temperature: 1.5, samples: 14 }, { temperature: 1.5, samples: 18 }, { temperature: 1.5, samples: 20 },
+    ]);
+
+    const annotated = await beats(acts.annotateRewardData, common);
+    expect(annotated.details.at(-1)).toEqual({ phase: 'annotating', done: 20, total: 20 });
+
+    // Training: each validation heartbeats per scored batch (2 items), with the chunk's step.
+    const { validation } = annotated.result;
+    const trained = await beats(acts.runRewardModelChunk, { ...common, configHash: 'h', policyCheckpointKey: saved.key, untilStep: 2 });
+    const validating = trained.details.filter((d) => String(d.phase).startsWith('validation'));
+    expect(validating.map((d) => d.phase)).toEqual(Array.from({ length: Math.ceil(validation / 2) }, (_, i) => `validation ${Math.min(validation, 2 * (i + 1))}/${validation}`));
+    // (the validation after step 2 of 4: evalEvery 2)
+    expect(validating.every((d) => d.step === 2 && d.totalSteps === 4)).toBe(true);
+
+    const evaluated = await beats(acts.evaluateRewardModel, { ...common, checkpointKey: trained.result.checkpointKey, initialCheckpointKey: trained.result.initialCheckpointKey, policyCheckpointKey: saved.key });
+    const last = (phase: string) => evaluated.details.filter((d) => d.phase === phase).at(-1);
+    const test = annotated.result.test;
+    expect(last('held-out responses: scoring (trained)')).toEqual({ phase: 'held-out responses: scoring (trained)', done: test, total: test });
+    expect(last('held-out responses: scoring (untrained)')).toEqual({ phase: 'held-out responses: scoring (untrained)', done: test, total: test });
+    // 3 on-policy prompts (one engine call), 2 responses each, scored 2 at a time: 3 calls per reward model.
+    expect(evaluated.details.filter((d) => d.phase === 'on-policy groups: sampling')).toEqual([
+      { phase: 'on-policy groups: sampling', done: 0, total: 3 },
+      { phase: 'on-policy groups: sampling', done: 3, total: 3 },
+    ]);
+    expect(evaluated.details.filter((d) => d.phase === 'on-policy groups: scoring (trained)').map((d) => d.done)).toEqual([2, 4, 6]);
+  });
+});

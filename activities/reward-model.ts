@@ -180,9 +180,16 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
     // (absent from configs recorded before it existed: the default)
     const examples = test.slice(0, settingsOf(input.config).onPolicyPrompts ?? 100);
     const byId = new Map(examples.map((e) => [e.id, e]));
-    Context.current().heartbeat({ phase: 'on-policy groups' });
+    const ctx = Context.current();
+    const beat = (phase: string) => (done: number, total: number) => ctx.heartbeat({ phase, done, total });
+    beat('on-policy groups: sampling')(0, examples.length);
     const rollouts = await withCheckpoint(input.config, `${input.runId}/rm-eval-policy`, policyKey, (engine) =>
-      sampleRollouts(engine, examples, { n: rl?.groupSize ?? 8, temperature: rl?.temperature ?? 1, topP: rl?.topP ?? 1, maxTokens: rl?.maxTokens ?? 64, seed: input.config.seed ^ 0x0b5e, promptsPerBatch: Math.min(examples.length, 32) }),
+      sampleRollouts(
+        engine,
+        examples,
+        { n: rl?.groupSize ?? 8, temperature: rl?.temperature ?? 1, topP: rl?.topP ?? 1, maxTokens: rl?.maxTokens ?? 64, seed: input.config.seed ^ 0x0b5e, promptsPerBatch: Math.min(examples.length, 32) },
+        { onProgress: beat('on-policy groups: sampling') },
+      ),
     );
     const items = rollouts.map((r) => ({ exampleId: r.exampleId, response: r.text }));
     const correct = rollouts.map((r) => {
@@ -191,9 +198,10 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
     });
     const groups = rollouts.map((r) => r.exampleId);
     const batchSize = settingsOf(input.config).batchSize;
-    const accuracyOf = (key: string) => withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (rm) => mixedGroupAccuracy(await scoreResponses(rm, byId, items, batchSize), correct, groups));
-    const trained = await accuracyOf(input.checkpointKey);
-    const untrained = await accuracyOf(input.initialCheckpointKey);
+    const accuracyOf = (key: string, phase: string) =>
+      withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (rm) => mixedGroupAccuracy(await scoreResponses(rm, byId, items, batchSize, beat(phase)), correct, groups));
+    const trained = await accuracyOf(input.checkpointKey, 'on-policy groups: scoring (trained)');
+    const untrained = await accuracyOf(input.initialCheckpointKey, 'on-policy groups: scoring (untrained)');
     return { prompts: examples.length, responses: rollouts.length, mixedGroups: trained.groups, trained: trained.accuracy, untrained: untrained.accuracy };
   }
 
@@ -220,16 +228,22 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         for (const [j, temperature] of settings.temperatures.entries()) {
           const n = Math.floor(settings.samplesPerPrompt / settings.temperatures.length) + (j < settings.samplesPerPrompt % settings.temperatures.length ? 1 : 0);
           if (n === 0) continue;
-          const rollouts = await sampleRollouts(engine, examples, {
-            n,
-            temperature,
-            topP: 1,
-            maxTokens: settings.maxTokens,
-            seed: input.config.seed * 1009 + j,
-            promptsPerBatch: input.config.evaluation.promptsPerBatch,
-          });
+          const before = items.length;
+          const rollouts = await sampleRollouts(
+            engine,
+            examples,
+            {
+              n,
+              temperature,
+              topP: 1,
+              maxTokens: settings.maxTokens,
+              seed: input.config.seed * 1009 + j,
+              promptsPerBatch: input.config.evaluation.promptsPerBatch,
+            },
+            // After each engine call, not once per temperature: one temperature over many prompts outlasts the heartbeat timeout.
+            { onProgress: (done) => ctx.heartbeat({ temperature, samples: before + done * n }) },
+          );
           items.push(...rollouts.map((r) => ({ exampleId: r.exampleId, response: r.text, temperature })));
-          ctx.heartbeat({ temperature, samples: items.length });
         }
         await putJson(data.storage, samplesKey, { policyCheckpointKey: input.policyCheckpointKey, items });
         log.info('reward data sampled', { runId: input.runId, stage: 'rewardModel', samples: items.length });
@@ -248,7 +262,11 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         const { items } = await readJson<{ items: { exampleId: string; response: string }[] }>(dataKeyOf(input.runId, 'samples.json'));
         const byId = await data.byId(input.dataRunId, 'train');
         const annotator = annotatorFor(input.config, deps.env);
-        const annotations = await annotator.annotate(items.map((i) => ({ example: byId.get(i.exampleId)!, response: i.response })));
+        const ctx = Context.current();
+        const annotations = await annotator.annotate(
+          items.map((i) => ({ example: byId.get(i.exampleId)!, response: i.response })),
+          (done, total) => ctx.heartbeat({ phase: 'annotating', done, total }),
+        );
         const scored: RewardItem[] = items.map((i, k) => ({ exampleId: i.exampleId, response: i.response, score: annotations[k]!.score }));
         const binsBefore = new Array<number>(SCORE_BINS).fill(0);
         for (const s of scored) binsBefore[scoreBin(s.score)]!++;
@@ -304,7 +322,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             const { loss, lr, gradNorm } = await rewardStep(engine, byId, annotated.train, settings, step);
             return { loss, lr, gradNorm };
           },
-          validate: (engine) => rewardValidation(engine, byId, annotated.validation, settings.batchSize),
+          validate: (engine, onProgress) => rewardValidation(engine, byId, annotated.validation, settings.batchSize, onProgress),
         },
       );
     },
@@ -324,13 +342,14 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
         const example = byId.get(i.exampleId)!;
         return grade(example.answerType, i.response, example.answer).reward >= threshold;
       });
-      const measure = (key: string) =>
+      const ctx = Context.current();
+      const measure = (key: string, phase: string) =>
         withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (engine) => {
-          const predictions = await scoreResponses(engine, byId, test, batchSize);
+          const predictions = await scoreResponses(engine, byId, test, batchSize, (done, total) => ctx.heartbeat({ phase, done, total }));
           return rewardModelMetrics(predictions, test.map((i) => i.score), test.map(promptOf), correctOf());
         });
-      const trained = await measure(input.checkpointKey);
-      const untrained = await measure(input.initialCheckpointKey);
+      const trained = await measure(input.checkpointKey, 'held-out responses: scoring (trained)');
+      const untrained = await measure(input.initialCheckpointKey, 'held-out responses: scoring (untrained)');
       const onPolicy = input.policyCheckpointKey && settingsOf(input.config).onPolicyPrompts !== 0 ? await onPolicyGroups(input, input.policyCheckpointKey, threshold) : undefined;
       const report: RewardReport = { trained, untrained, ...(onPolicy ? { onPolicy } : {}), checkpointKey: input.checkpointKey, initialCheckpointKey: input.initialCheckpointKey, annotator: annotated.annotator, heldOut: annotated.validation.length + test.length, validation: annotated.validation.length, test: test.length, train: annotated.train.length, binsBefore: annotated.binsBefore, binsAfter: annotated.binsAfter };
       const key = reportKey(input.runId, 'reward-model.json');

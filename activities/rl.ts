@@ -218,12 +218,12 @@ export function createRlActivities(deps: RlDeps) {
         if (at !== input.step - 1) return { rolloutsKey, rewindTo: at, meanLength: 0, stoppedRate: 0, ...who, ...recovered };
         const timing: RolloutTiming = { seconds: 0, weightSyncSeconds: 0, generatedTokens: 0 };
         const settings = { n: rl.groupSize, temperature: rl.temperature, topP: rl.topP, maxTokens: rl.maxTokens, seed: input.config.seed * 7919 + input.step, promptsPerBatch: examples.length };
-        let rollouts = await sampleRollouts(engine, examples, settings, timing);
+        let rollouts = await sampleRollouts(engine, examples, settings, { timing });
         let dynamic: RolloutOutput['dynamic'];
         if (rl.dynamicSampling) {
           const more = async (round: number) => {
             const batch = await promptsOf(input, round);
-            return { examples: batch, rollouts: await sampleRollouts(engine, batch, { ...settings, seed: settings.seed + 104_729 * round }, timing) };
+            return { examples: batch, rollouts: await sampleRollouts(engine, batch, { ...settings, seed: settings.seed + 104_729 * round }, { timing }) };
           };
           const kept = await keepMixedGroups({ examples, rollouts }, more, rl.promptsPerStep, rl.dynamicSampling.maxRounds);
           dynamic = { rounds: kept.rounds, sampledGroups: kept.sampledGroups, keptGroups: kept.examples.length };

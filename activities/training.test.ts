@@ -55,6 +55,12 @@ describe('runSftChunk in a mock activity environment', () => {
     env.on('heartbeat', (d: unknown) => beats.push(d as SftHeartbeat));
     const out = await env.run<[ReturnType<typeof input>], SftChunkOutput, typeof acts.runSftChunk>(acts.runSftChunk, input('straight', 30));
     expect(out).toMatchObject({ step: 30, done: true, workerQueue: 'q-test', checkpointKey: 'runs/straight/sft/checkpoints/00000030' });
+    // Each validation (steps 10, 20, 30) heartbeats after each batch it scores, with the step it validates.
+    const validating = beats.filter((b) => b.phase?.startsWith('validation'));
+    expect(validating.length).toBeGreaterThanOrEqual(3);
+    expect([...new Set(validating.map((b) => b.step))]).toEqual([10, 20, 30]);
+    expect(validating.filter((b) => /^validation (\d+)\/\1$/.test(b.phase!)).map((b) => b.step)).toEqual([10, 20, 30]);
+    beats.splice(0, beats.length, ...beats.filter((b) => !b.phase?.startsWith('validation')));
     expect(beats.map((b) => b.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     // Step 10's checkpoint commits while training goes on: its own heartbeat still shows the initial weights, and
     // it has landed at the latest when step 20's is staged. Keys only move forward.

@@ -144,7 +144,7 @@ function advantagesOf(examples: readonly Example[], rollouts: readonly Rollout[]
 async function rlStep(engine: Engine, examples: Example[], step: number): Promise<RlStep> {
   const timing: RolloutTiming = { seconds: 0, weightSyncSeconds: 0, generatedTokens: 0 };
   await settle();
-  const rollouts = await sampleRollouts(engine, examples, { n: N, temperature: 1, topP: 1, maxTokens: MAX_TOKENS, seed: 1000 + step, promptsPerBatch: examples.length }, timing);
+  const rollouts = await sampleRollouts(engine, examples, { n: N, temperature: 1, topP: 1, maxTokens: MAX_TOKENS, seed: 1000 + step, promptsPerBatch: examples.length }, { timing });
   await settle();
   // Timed like the engine calls (the work runs before Promise.resolve, inside the timer).
   const rewards = await timed(() => Promise.resolve(advantagesOf(examples, rollouts, step)));

@@ -78,6 +78,7 @@ describe('readHeartbeat', () => {
     expect(committing).toEqual({ live: { step: 40, totalSteps: 100, loss: 0.5, checkpointKey: 'k' }, phase: 'committing the checkpoint of step 40' });
     expect(readHeartbeat({ label: 'final', split: 'ood', done: 5, total: 100 }).phase).toBe('ood 5/100');
     expect(readHeartbeat({ temperature: 0.7, samples: 40 }).phase).toBe('40 responses sampled (temperature 0.7)');
+    expect(readHeartbeat({ phase: 'annotating', done: 120, total: 4800 }).phase).toBe('annotating 120/4800');
     expect(readHeartbeat('x')).toEqual({ live: undefined, phase: undefined });
   });
 });

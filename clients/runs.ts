@@ -249,8 +249,9 @@ export function activityOverdueMs(temporal: Pick<TemporalConfig, 'activities' | 
 
 /**
  * Reads an activity heartbeat's details: a training chunk's `{ step, totalSteps, loss, checkpointKey }` is
- * `live`; an RL step's `{ phase }`, an evaluation's `{ split, done, total }` or reward-data sampling's
- * `{ temperature, samples }` becomes a `phase` in words. Anything else is neither.
+ * `live`; an RL step's `{ phase }`, an evaluation's `{ split, done, total }`, a long loop's `{ phase, done, total }`
+ * (annotating, scoring) or reward-data sampling's `{ temperature, samples }` becomes a `phase` in words. Anything
+ * else is neither.
  */
 export function readHeartbeat(details: unknown): Pick<LiveProgress, 'live' | 'phase'> {
   if (typeof details !== 'object' || details === null) return { live: undefined, phase: undefined };
@@ -267,6 +268,7 @@ export function readHeartbeat(details: unknown): Pick<LiveProgress, 'live' | 'ph
   const total = num('total');
   let phase = str('phase');
   if (split !== undefined && done !== undefined && total !== undefined) phase = `${split} ${done}/${total}`;
+  else if (phase !== undefined && done !== undefined && total !== undefined) phase = `${phase} ${done}/${total}`;
   const samples = num('samples');
   const temperature = num('temperature');
   if (samples !== undefined && temperature !== undefined) phase = `${samples} responses sampled (temperature ${temperature})`;

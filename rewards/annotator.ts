@@ -29,19 +29,23 @@ export interface Annotation {
 export interface Annotator {
   /** Recorded with the annotations (`programmatic`, `llm:<model>`). */
   readonly name: string;
-  /** One annotation per request, in the same order. Rejects when any request cannot be annotated. */
-  annotate(items: AnnotationRequest[]): Promise<Annotation[]>;
+  /**
+   * One annotation per request, in the same order. Rejects when any request cannot be annotated. `onProgress(done,
+   * total)` follows annotations as they complete (a judge over HTTP takes hours for paper-scale data: the activity
+   * heartbeats on it).
+   */
+  annotate(items: AnnotationRequest[], onProgress?: (done: number, total: number) => void): Promise<Annotation[]>;
 }
 
 export class ProgrammaticAnnotator implements Annotator {
   readonly name = 'programmatic';
 
-  annotate(items: AnnotationRequest[]): Promise<Annotation[]> {
-    return Promise.resolve(
-      items.map(({ example, response }) => {
-        const { score, notes } = judgeResponse(example, response);
-        return { score, notes };
-      }),
-    );
+  annotate(items: AnnotationRequest[], onProgress?: (done: number, total: number) => void): Promise<Annotation[]> {
+    const out = items.map(({ example, response }) => {
+      const { score, notes } = judgeResponse(example, response);
+      return { score, notes };
+    });
+    onProgress?.(out.length, items.length);
+    return Promise.resolve(out);
   }
 }

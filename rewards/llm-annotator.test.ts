@@ -139,8 +139,11 @@ describe('OpenAiCompatibleAnnotator', () => {
     });
     const annotator = new OpenAiCompatibleAnnotator({ baseUrl, model: 'm', concurrency: 3, ...fast });
     const items = Array.from({ length: 10 }, (_, i) => request(`<think>item ${i}</think><answer>0</answer>`));
-    const scores = (await annotator.annotate(items)).map((a) => a.score);
+    const progress: [number, number][] = [];
+    const scores = (await annotator.annotate(items, (done, total) => progress.push([done, total]))).map((a) => a.score);
     expect(scores).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]);
+    // Progress after each completed request, so the activity annotating hours of data heartbeats as it goes.
+    expect(progress).toEqual(Array.from({ length: 10 }, (_, i) => [i + 1, 10]));
     expect(stats.maxInFlight).toBeLessThanOrEqual(3);
     expect(stats.maxInFlight).toBeGreaterThan(1);
   });

@@ -77,16 +77,21 @@ export class OpenAiCompatibleAnnotator implements Annotator {
     this.name = `llm:${options.model}`;
   }
 
-  /** Annotates with at most `concurrency` requests in flight; results in request order. Rejects on the first failure. */
-  async annotate(items: AnnotationRequest[]): Promise<Annotation[]> {
+  /**
+   * Annotates with at most `concurrency` requests in flight; results in request order. Rejects on the first failure.
+   * `onProgress(done, total)` after each completed request.
+   */
+  async annotate(items: AnnotationRequest[], onProgress?: (done: number, total: number) => void): Promise<Annotation[]> {
     const out = new Array<Annotation>(items.length);
     let next = 0;
+    let done = 0;
     let failed = false;
     const worker = async () => {
       while (!failed && next < items.length) {
         const i = next++;
         try {
           out[i] = await this.annotateOne(items[i]!);
+          onProgress?.(++done, items.length);
         } catch (err) {
           failed = true; // the other workers finish their request in flight and take no more
           throw err;

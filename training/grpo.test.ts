@@ -93,6 +93,15 @@ describe('grpoUpdate micro-batches', () => {
     expect(update.tisCappedFraction).toBeUndefined();
   });
 
+  it('reports its progress after each engine call (examples done of all), so a long sampling can heartbeat', async () => {
+    const examples = generateSplit('train', 2, 16, 4).slice(0, 5);
+    const engine = await policy();
+    const progress: [number, number][] = [];
+    const rollouts = await sampleRollouts(engine, examples, { n: 2, temperature: 1, topP: 1, maxTokens: 6, seed: 5, promptsPerBatch: 2 }, { onProgress: (done, total) => progress.push([done, total]) });
+    expect(rollouts).toHaveLength(10);
+    expect(progress).toEqual([[2, 5], [4, 5], [5, 5]]);
+  });
+
   it('reports the importance weights\' effective sample size over the whole step: (Σr)² / (N·Σr²) when the rollouts drift', async () => {
     const examples = generateSplit('train', 2, 16, 4).slice(0, 3);
     const engine = await policy();

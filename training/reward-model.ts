@@ -63,17 +63,25 @@ export async function scoreResponses(
   examples: ReadonlyMap<string, Example>,
   items: readonly Pick<RewardItem, 'exampleId' | 'response'>[],
   batchSize: number,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<number[]> {
   const out: number[] = [];
   for (let start = 0; start < items.length; start += batchSize) {
     const chunk = items.slice(start, start + batchSize).map((i) => ({ ...i, score: 0 }));
     out.push(...(await engine.scoreResponses(await rows(engine, examples, chunk))));
+    onProgress?.(out.length, items.length);
   }
   return out;
 }
 
 /** Mean absolute error of the reward model on held-out items (the validation loss of the stage). */
-export async function rewardValidation(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], batchSize: number): Promise<number> {
-  const predictions = await scoreResponses(engine, examples, items, batchSize);
+export async function rewardValidation(
+  engine: Engine,
+  examples: ReadonlyMap<string, Example>,
+  items: readonly RewardItem[],
+  batchSize: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<number> {
+  const predictions = await scoreResponses(engine, examples, items, batchSize, onProgress);
   return predictions.reduce((a, p, i) => a + Math.abs(p - items[i]!.score), 0) / Math.max(1, items.length);
 }

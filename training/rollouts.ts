@@ -42,8 +42,18 @@ export interface SampleSettings {
   promptsPerBatch: number;
 }
 
-/** n samples for every example, prompt-major (all samples of example 0 first), `group` = index in `examples`. */
-export async function sampleRollouts(engine: Engine, examples: readonly Example[], settings: SampleSettings, timing?: RolloutTiming): Promise<Rollout[]> {
+/**
+ * n samples for every example, prompt-major (all samples of example 0 first), `group` = index in `examples`. `timing`
+ * sums what the engine calls took; `onProgress(done, total)` follows each engine call (examples done of all), so a
+ * long sampling can heartbeat as it goes.
+ */
+export async function sampleRollouts(
+  engine: Engine,
+  examples: readonly Example[],
+  settings: SampleSettings,
+  options: { timing?: RolloutTiming; onProgress?: (done: number, total: number) => void } = {},
+): Promise<Rollout[]> {
+  const { timing, onProgress } = options;
   const out: Rollout[] = [];
   for (let start = 0; start < examples.length; start += settings.promptsPerBatch) {
     const chunk = examples.slice(start, start + settings.promptsPerBatch);
@@ -72,6 +82,7 @@ export async function sampleRollouts(engine: Engine, examples: readonly Example[
         temperature: settings.temperature,
       });
     }
+    onProgress?.(start + chunk.length, examples.length);
   }
   return out;
 }

@@ -101,7 +101,7 @@ async function sftBatch(engine: Engine, examples: readonly Example[], rng: Rng):
 }
 
 /** Mean token NLL of teacher responses on `examples` (no gradients: the engine's logprobs). */
-async function validationLoss(engine: Engine, examples: readonly Example[], batchSize: number, seed: number): Promise<number> {
+async function validationLoss(engine: Engine, examples: readonly Example[], batchSize: number, seed: number, onProgress?: (done: number, total: number) => void): Promise<number> {
   let total = 0;
   let tokens = 0;
   for (let start = 0; start < examples.length; start += batchSize) {
@@ -110,6 +110,7 @@ async function validationLoss(engine: Engine, examples: readonly Example[], batc
       for (const logprob of row) total -= logprob;
       tokens += row.length;
     }
+    onProgress?.(Math.min(examples.length, start + batchSize), examples.length);
   }
   return total / Math.max(1, tokens);
 }
@@ -150,8 +151,8 @@ export interface SupervisedLoop<R extends { loss: number }> {
   patience: number;
   /** One optimizer step from `step` (0-based). */
   step(engine: Engine, step: number): Promise<R>;
-  /** The validation loss (lower is better) of the engine as it is now. */
-  validate(engine: Engine): Promise<number>;
+  /** The validation loss (lower is better) of the engine as it is now; `onProgress(done, total)` after each batch. */
+  validate(engine: Engine, onProgress?: (done: number, total: number) => void): Promise<number>;
 }
 
 /** One step of the supervised loop, as it yields it. */
@@ -203,7 +204,7 @@ export function sftLoop(train: readonly Example[], validation: readonly Example[
     evalEvery: settings.evalEvery,
     patience: settings.patience,
     step: (engine, step) => sftStep(engine, train, settings, step),
-    validate: (engine) => validationLoss(engine, validation, settings.batchSize, settings.seed),
+    validate: (engine, onProgress) => validationLoss(engine, validation, settings.batchSize, settings.seed, onProgress),
   };
 }
 
