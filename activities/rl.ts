@@ -222,6 +222,8 @@ export function createRlActivities(deps: RlDeps) {
         let dynamic: RolloutOutput['dynamic'];
         if (rl.dynamicSampling) {
           const more = async (round: number) => {
+            // Each round is another sampling of a batch: a heartbeat per round, so many rounds never outlast the timeout.
+            Context.current().heartbeat({ step: input.step, phase: `rollouts (dynamic sampling, round ${round + 1})` });
             const batch = await promptsOf(input, round);
             return { examples: batch, rollouts: await sampleRollouts(engine, batch, { ...settings, seed: settings.seed + 104_729 * round }, { timing }) };
           };
