@@ -109,7 +109,7 @@ describe('the reward model\'s validation and test parts', () => {
     const onPolicy = evaluated.onPolicy!;
     expect(onPolicy).toMatchObject({ prompts: test.length, responses: test.length * config.rl!.groupSize });
     expect(onPolicy.mixedGroups).toBeLessThanOrEqual(test.length);
-    for (const accuracy of [onPolicy.trained, onPolicy.untrained]) {
+    for (const accuracy of [onPolicy.trained, onPolicy.untrained, onPolicy.policyLikelihood!]) {
       if (onPolicy.mixedGroups === 0) expect(accuracy).toBeNaN(); // an untrained policy may get every answer wrong
       else expect(accuracy).toBeGreaterThanOrEqual(0);
     }

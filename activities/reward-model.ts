@@ -94,6 +94,11 @@ export interface OnPolicyMixedGroups {
   mixedGroups: number;
   trained: number;
   untrained: number;
+  /**
+   * The baseline a reward model has to beat: the same groups ranked by the policy's own likelihood of each response
+   * (mean log-probability per token, as sampled). (Absent in reports written before it was measured.)
+   */
+  policyLikelihood?: number;
 }
 
 export interface RewardReport {
@@ -202,7 +207,8 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (rm) => mixedGroupAccuracy(await scoreResponses(rm, byId, items, batchSize, beat(phase)), correct, groups));
     const trained = await accuracyOf(input.checkpointKey, 'on-policy groups: scoring (trained)');
     const untrained = await accuracyOf(input.initialCheckpointKey, 'on-policy groups: scoring (untrained)');
-    return { prompts: examples.length, responses: rollouts.length, mixedGroups: trained.groups, trained: trained.accuracy, untrained: untrained.accuracy };
+    const likelihood = mixedGroupAccuracy(rollouts.map((r) => r.logprobs.reduce((a, l) => a + l, 0) / Math.max(1, r.logprobs.length)), correct, groups);
+    return { prompts: examples.length, responses: rollouts.length, mixedGroups: trained.groups, trained: trained.accuracy, untrained: untrained.accuracy, policyLikelihood: likelihood.accuracy };
   }
 
   return withFailureMapping({

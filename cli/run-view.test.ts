@@ -95,6 +95,9 @@ describe('stageSummary', () => {
     expect(stageSummary('rewardModel', { step: 400, rmPairwiseAccuracy: 0.8, rmMixedGroupAccuracy: 0.55 }, 'k', undefined)).toBe(
       '✓ rewardModel  400 steps · pairwise accuracy 80.0 % · right answers preferred in 55.0 % of mixed groups · checkpoint k',
     );
+    expect(stageSummary('rewardModel', { step: 400, rmOnPolicyMixedGroupAccuracy: 0.601, likelihoodOnPolicyMixedGroupAccuracy: 0.662 }, 'k', undefined)).toBe(
+      "✓ rewardModel  400 steps · 60.1 % on the policy's own samples (the policy's likelihood: 66.2 %) · checkpoint k",
+    );
   });
 
   it('the evaluation line gives the accuracies of the initial, SFT and final policies, not a metric dump', () => {

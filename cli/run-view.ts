@@ -98,7 +98,8 @@ export function stageSummary(stage: StageName, metrics: Record<string, number> |
         fixed(m.rmMae) && `test MAE ${fixed(m.rmMae)}${fixed(m.untrainedMae) ? ` (untrained ${fixed(m.untrainedMae)})` : ''}`,
         fixed(m.rmPairwiseAccuracy) && `pairwise accuracy ${percent(m.rmPairwiseAccuracy)}`,
         fixed(m.rmMixedGroupAccuracy) && `right answers preferred in ${percent(m.rmMixedGroupAccuracy)} of mixed groups`,
-        fixed(m.rmOnPolicyMixedGroupAccuracy) && `${percent(m.rmOnPolicyMixedGroupAccuracy)} on the policy's own samples`,
+        fixed(m.rmOnPolicyMixedGroupAccuracy) &&
+          `${percent(m.rmOnPolicyMixedGroupAccuracy)} on the policy's own samples${fixed(m.likelihoodOnPolicyMixedGroupAccuracy) ? ` (the policy's likelihood: ${percent(m.likelihoodOnPolicyMixedGroupAccuracy)})` : ''}`,
       );
       break;
     case 'trustGrpo':

@@ -60,7 +60,10 @@ export function methodSections(metrics: readonly MetricRecord[], rewardModel: Re
         (rewardModel.onPolicy
           ? `\n\nOn the policy's own samples (${rewardModel.onPolicy.responses} responses to ${rewardModel.onPolicy.prompts} held-out test prompts at RL's group size and ` +
             `temperature, before RL): ${rewardModel.onPolicy.mixedGroups} groups have right and wrong answers; the trained model scores the right ones higher ` +
-            `in ${pct(rewardModel.onPolicy.trained)} of them, the untrained one in ${pct(rewardModel.onPolicy.untrained)}.`
+            `in ${pct(rewardModel.onPolicy.trained)} of them, the untrained one in ${pct(rewardModel.onPolicy.untrained)}` +
+            (rewardModel.onPolicy.policyLikelihood !== undefined
+              ? `, and the policy's own likelihood of each response (mean log-probability per token, the baseline a reward model has to beat) in ${pct(rewardModel.onPolicy.policyLikelihood)}.`
+              : '.')
           : '') +
         (rewardModel.binsBefore && rewardModel.binsAfter
           ? `\n\nScore bins (0.0–0.1 … 0.9–1.0) before balancing: ${rewardModel.binsBefore.join(' / ')}; after: ${rewardModel.binsAfter.join(' / ')}.`

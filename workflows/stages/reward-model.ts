@@ -59,7 +59,7 @@ export async function rewardModelStage(input: StageInput, carry?: RewardModelCar
     const finite = (o: Record<string, number>, prefix: string) => Object.fromEntries(Object.entries(o).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => [`${prefix}${k[0]!.toUpperCase()}${k.slice(1)}`, v]));
     // On the policy's own samples (held-out prompts, RL's temperature): what the trust weight will see first.
     const o = measured.onPolicy;
-    const onPolicy = o ? Object.fromEntries(Object.entries({ rmOnPolicyMixedGroupAccuracy: o.trained, untrainedOnPolicyMixedGroupAccuracy: o.untrained, onPolicyMixedGroups: o.mixedGroups }).filter(([, v]) => Number.isFinite(v))) : {};
+    const onPolicy = o ? Object.fromEntries(Object.entries({ rmOnPolicyMixedGroupAccuracy: o.trained, untrainedOnPolicyMixedGroupAccuracy: o.untrained, likelihoodOnPolicyMixedGroupAccuracy: o.policyLikelihood ?? Number.NaN, onPolicyMixedGroups: o.mixedGroups }).filter(([, v]) => Number.isFinite(v))) : {};
     evalMetrics = { ...finite({ ...measured.trained }, 'rm'), ...finite({ ...measured.untrained }, 'untrained'), ...onPolicy };
   }
   return {
