@@ -44,9 +44,10 @@ trap cleanup EXIT
 #  - beside: typecheck, lint, the unit tests (vitest's `unit` project) and the PyTorch engine's pytest suite, one
 #    after another, their output kept in a log printed when the lane ends;
 #  - in front: the integration and fault tests (the `integration` and `faults` projects), printed as they run.
-# Measured in CI (2 cores): the lanes took about 12.6 and 25.4 minutes. Moving the torch and watch fault tests beside
-# made both lanes slower (31 min in all, not 29): the work is CPU-bound where it overlaps, so the lanes only fill the
-# time the integration tests spend waiting.
+# Measured in CI (2 cores, d0ce4e5): the lanes took about 15.7 and 22.2 minutes, 25 min in all with the installs; without
+# `nice` on the side lane they took 13.8 and 27.5. Moving the torch and watch fault tests beside made both lanes slower
+# (31 min in all, not 29): the work is CPU-bound where it overlaps, so the side lane only fills the time the
+# integration tests spend waiting.
 # One summary and one closing count over all four reports follow.
 mkdir -p .sophia
 lane_dir=.sophia/test-lanes
