@@ -31,7 +31,7 @@ import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import type { Storage } from '../storage/types';
 import { grade } from '../tasks/grading';
 import { batchIndices } from '../training/sft';
-import { type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
+import { meanLogprob, type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { INFERENCE_ONLY, loadEngineCheckpoint, withEngineFiles } from './engine-checkpoints';
@@ -207,7 +207,7 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       withCheckpoint(input.config, `${input.runId}/rm-eval`, key, async (rm) => mixedGroupAccuracy(await scoreResponses(rm, byId, items, batchSize, beat(phase)), correct, groups));
     const trained = await accuracyOf(input.checkpointKey, 'on-policy groups: scoring (trained)');
     const untrained = await accuracyOf(input.initialCheckpointKey, 'on-policy groups: scoring (untrained)');
-    const likelihood = mixedGroupAccuracy(rollouts.map((r) => r.logprobs.reduce((a, l) => a + l, 0) / Math.max(1, r.logprobs.length)), correct, groups);
+    const likelihood = mixedGroupAccuracy(rollouts.map((r) => meanLogprob(r.logprobs)), correct, groups);
     return { prompts: examples.length, responses: rollouts.length, mixedGroups: trained.groups, trained: trained.accuracy, untrained: untrained.accuracy, policyLikelihood: likelihood.accuracy };
   }
 

@@ -74,6 +74,28 @@ export async function scoreResponses(
   return out;
 }
 
+/**
+ * A policy's own likelihood of each response, as a judge would use it: the mean log-probability per response token
+ * (temperature 1), higher for responses the policy finds likelier. The baseline a reward model trained from that
+ * policy has to beat at ranking (activities/reward-model.ts measures it on the policy's samples; bench/likelihood-judge
+ * on held-out annotations).
+ */
+export async function likelihoodScores(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly Pick<RewardItem, 'exampleId' | 'response'>[], batchSize: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let start = 0; start < items.length; start += batchSize) {
+    const chunk = items.slice(start, start + batchSize).map((i) => ({ ...i, score: 0 }));
+    for (const row of await engine.responseLogprobs(await rows(engine, examples, chunk), 1)) out.push(meanLogprob(row));
+  }
+  return out;
+}
+
+/** Mean of a response's token log-probabilities (0 for an empty response). */
+export function meanLogprob(logprobs: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < logprobs.length; i++) sum += logprobs[i]!;
+  return sum / Math.max(1, logprobs.length);
+}
+
 /** Mean absolute error of the reward model on held-out items (the validation loss of the stage). */
 export async function rewardValidation(
   engine: Engine,
