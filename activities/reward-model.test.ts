@@ -166,6 +166,7 @@ describe('the reward-model activities heartbeat as their long loops go, not once
     const policy = createEngine({ kind: 'onnx' });
     await policy.init(modelConfig(hbConfig, data.tokenizer.vocabSize), 7);
     const saved = await saveEngineCheckpoint(store, policy, { runId: 'rm-hb', stage: 'init', step: 0, configHash: 'h' });
+    await policy.dispose();
 
     // 5 prompts, 2 per engine call, 2 samples at each of 2 temperatures: 3 calls per temperature.
     const sampled = await beats(acts.sampleRewardData, { ...common, policyCheckpointKey: saved.key });
