@@ -78,7 +78,7 @@ beside_lane() {
   return "$failed"
 }
 lane_start=$SECONDS
-# The side lane runs at a lower CPU priority: the integration lane is the critical path (about 25 of the 30 minutes),
+# The side lane runs at a lower CPU priority: the integration lane is the critical path (most of the total, above),
 # and the side lane has minutes of slack, so where both want a core the integration tests get it.
 export -f step torch_engine_tests beside_lane
 export lane_dir unit_report junit torch_python
