@@ -69,8 +69,9 @@ export class MlflowServer {
       }
     };
     const exited = new Promise((r) => child.once('exit', r));
+    // A short grace: on SIGTERM alone the server took 10 s to exit here, time a test waiting on it does not have.
     group('SIGTERM');
-    const timer = setTimeout(() => group('SIGKILL'), 10_000);
+    const timer = setTimeout(() => group('SIGKILL'), 2_000);
     await exited;
     clearTimeout(timer);
     // Until nothing answers on the port any more.
