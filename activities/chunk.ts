@@ -78,6 +78,12 @@ export interface ChunkSpec extends SupervisedLoop<{ loss: number } & Record<stri
   keepLast: number;
   /** Fresh initial weights into `engine` (called once per run). */
   initialize(engine: Engine): Promise<void>;
+  /**
+   * Validate the initial weights too, as a candidate for the best checkpoint (a likelihood judge, which starts as a
+   * working judge that fine-tuning may not improve): a validation record at step 0, and the stage's best stays the
+   * initial weights until a step beats them.
+   */
+  validateInitial?: boolean;
 }
 
 export function trackerOf(manifest: CheckpointManifest | undefined): BestTracker {
@@ -98,7 +104,16 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
     const waiting = (phase: string) => ctx.heartbeat({ ...beat, phase } satisfies ChunkHeartbeat);
     const initialize = async (): Promise<CheckpointManifest> => {
       await spec.initialize(engine);
-      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, meta: { tracker: NO_BEST } }, undefined, waiting);
+      // Initial weights that may already be the best: validated, they are the best so far (step 0) until a step beats them.
+      let tracker = NO_BEST;
+      let metrics: Record<string, number> | undefined;
+      if (spec.validateInitial) {
+        const valLoss = await spec.validate(engine, (done, total) => waiting(`validation ${done}/${total}`));
+        tracker = { bestStep: 0, bestValLoss: valLoss, sinceBest: 0 };
+        metrics = { valLoss };
+      }
+      const manifest = await saveEngineCheckpoint(store, engine, { runId: spec.runId, stage: spec.initStage, step: 0, configHash: spec.configHash, ...(metrics ? { metrics } : {}), meta: { tracker } }, undefined, waiting);
+      if (metrics) await appendMetrics(deps.storage, spec.runId, [{ stage: spec.stage, kind: 'validation', step: 0, time: new Date().toISOString(), ...metrics }]);
       engines.mark(slotName, manifest.key);
       return manifest;
     };
@@ -115,7 +130,8 @@ export async function runTrainingChunk(deps: ChunkDeps, spec: ChunkSpec): Promis
     let tracker = trackerOf(latest);
     let checkpointKey = latest.key;
     let checkpointStep = latest.step;
-    let bestKey = tracker.bestStep >= 0 ? checkpointKeyOf(spec.runId, spec.stage, tracker.bestStep) : undefined;
+    // (step 0 is the initial weights, under initStage)
+    let bestKey = tracker.bestStep > 0 ? checkpointKeyOf(spec.runId, spec.stage, tracker.bestStep) : tracker.bestStep === 0 ? initial.key : undefined;
     const pending: MetricRecord[] = [];
     let lastLoss: number | undefined;
     let stoppedEarly = false;

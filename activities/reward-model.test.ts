@@ -18,11 +18,14 @@ import { getJson, putJson } from '../storage/json';
 import { LocalStorage } from '../storage/local';
 import { readMetrics } from '../storage/metrics-log';
 import { teacherResponse } from '../tasks/teacher';
-import type { RewardItem } from '../training/reward-model';
+import { pairwiseAccuracy } from '../rewards/metrics';
+import { rolloutKey } from '../storage/keys';
+import { type RewardItem, scoreResponses } from '../training/reward-model';
 import { createDataActivities } from './data';
-import { saveEngineCheckpoint } from './engine-checkpoints';
+import { INFERENCE_ONLY, loadEngineCheckpoint, saveEngineCheckpoint } from './engine-checkpoints';
 import { EnginePool } from './engine-pool';
 import { type AnnotatedData, createRewardModelActivities, type RewardReport } from './reward-model';
+import { createRlActivities } from './rl';
 import { RunData } from './run-data';
 
 const config = parseRunConfig(
@@ -34,6 +37,8 @@ const config = parseRunConfig(
   'test',
 );
 const runId = 'rm-split';
+/** Items whose example does not exist, which scoring and training refuse: a part that is never read stays harmless. */
+const poisoned = (items: readonly RewardItem[]) => items.map((i) => ({ ...i, exampleId: `missing-${i.exampleId}` }));
 
 describe('the reward model\'s validation and test parts', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sophia-rm-'));
@@ -46,7 +51,6 @@ describe('the reward model\'s validation and test parts', () => {
   const annotatedKey = `runs/${runId}/reward-data/annotated.json`;
   const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
   const promptsOf = (items: readonly RewardItem[]) => new Set(items.map((i) => i.exampleId));
-  const poisoned = (items: readonly RewardItem[]) => items.map((i) => ({ ...i, exampleId: `missing-${i.exampleId}` }));
   let annotated: AnnotatedData;
 
   beforeAll(async () => {
@@ -198,5 +202,105 @@ describe('the reward-model activities heartbeat as their long loops go, not once
       { phase: 'on-policy groups: sampling', done: 3, total: 3 },
     ]);
     expect(evaluated.details.filter((d) => d.phase === 'on-policy groups: scoring (trained)').map((d) => d.done)).toEqual([2, 4, 6]);
+  });
+});
+
+describe('a likelihood judge through the stage and RL (rewardModel.kind likelihood)', () => {
+  const judgeConfig = parseRunConfig(mergeConfig(config, { rewardModel: { kind: 'likelihood', init: 'policy', likelihoodMinScore: 0.8 } }), 'test');
+  const dir = mkdtempSync(path.join(tmpdir(), 'sophia-rm-lik-'));
+  const storage = new LocalStorage(dir);
+  const store = new CheckpointStore(storage);
+  const data = new RunData(storage);
+  const engines = new EnginePool(() => createEngine({ kind: 'onnx' }));
+  const deps = { store, data, engines, workerQueue: 'q-test', identity: 'test-worker' };
+  const acts = createRewardModelActivities(deps);
+  const rl = createRlActivities(deps);
+  const judgeRun = 'rm-lik';
+  const common = { runId: judgeRun, config: judgeConfig, storage: storage.location, dataRunId: judgeRun };
+  const annotatedKey = `runs/${judgeRun}/reward-data/annotated.json`;
+  const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => new MockActivityEnvironment().run<A, R, typeof fn>(fn, ...args);
+  const probe = createEngine({ kind: 'onnx' });
+  let annotated: AnnotatedData;
+  let policyKey: string;
+  /** What the policy, or a judge checkpoint, scores the test part with. */
+  const scoresOf = async (key: string) => {
+    await loadEngineCheckpoint(store, key, probe, INFERENCE_ONLY);
+    return scoreResponses(probe, await data.byId(judgeRun, 'train'), annotated.test, 64);
+  };
+
+  beforeAll(async () => {
+    await run(createDataActivities({ data }).prepareData, { runId: judgeRun, config: judgeConfig, storage: storage.location });
+    const train = await data.split(judgeRun, 'train');
+    const items = train.flatMap((e, k) => {
+      const good = teacherResponse(e, new Rng(k));
+      return [good, good.replace(/<answer>.*<\/answer>/s, '<answer>zz</answer>'), '<think></think><answer>0</answer>'].map((response) => ({ exampleId: e.id, response }));
+    });
+    await putJson(storage, `runs/${judgeRun}/reward-data/samples.json`, { policyCheckpointKey: 'none', items });
+    await run(acts.annotateRewardData, common);
+    annotated = await getJson<AnnotatedData>(storage, annotatedKey);
+    const policy = createEngine({ kind: 'onnx' });
+    await policy.init(modelConfig(judgeConfig, data.tokenizer.vocabSize), 7);
+    policyKey = (await saveEngineCheckpoint(store, policy, { runId: judgeRun, stage: 'sft', step: 10, configHash: 'h' })).key;
+    await policy.dispose();
+  });
+  afterAll(async () => {
+    await probe.dispose();
+    await engines.dispose();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('starts from the SFT policy itself, fine-tunes on the well-annotated responses only, and validates by ranking', async () => {
+    const [good, bad] = [annotated.train.filter((i) => i.score >= 0.8), annotated.train.filter((i) => i.score < 0.8)];
+    expect(good.length).toBeGreaterThan(0);
+    expect(bad.length).toBeGreaterThan(0);
+    // Training with its low-scored responses poisoned: it never reads them…
+    await putJson(storage, annotatedKey, { ...annotated, train: [...good, ...poisoned(bad)] });
+    const chunk = await run(acts.runRewardModelChunk, { ...common, configHash: 'h', policyCheckpointKey: policyKey, untilStep: 4 });
+    expect(chunk).toMatchObject({ step: 4, done: true });
+    // …while a poisoned well-annotated one is read (a second run with the same data).
+    await putJson(storage, 'runs/rm-lik-2/reward-data/annotated.json', { ...annotated, train: [...poisoned(good), ...bad] });
+    await expect(run(acts.runRewardModelChunk, { ...common, runId: 'rm-lik-2', dataRunId: judgeRun, configHash: 'h', policyCheckpointKey: policyKey, untilStep: 4 })).rejects.toThrow(/no such example/);
+    await putJson(storage, annotatedKey, annotated);
+
+    // Its initial weights are the policy's (a policy, scoring as the policy does); training moved them.
+    const initial = await store.manifest(chunk.initialCheckpointKey);
+    expect(initial.stage).toBe('rm-init');
+    const [policyScores, initialScores, trainedScores] = [await scoresOf(policyKey), await scoresOf(chunk.initialCheckpointKey), await scoresOf(chunk.checkpointKey)];
+    expect(probe.config().kind).toBe('policy');
+    expect(initialScores).toEqual(policyScores);
+    expect(trainedScores).not.toEqual(policyScores);
+    // The validation loss is 1 − the pairwise accuracy on the validation part; the initial weights are validated too.
+    const validations = (await readMetrics(storage, judgeRun)).filter((m) => m.stage === 'rm' && m.kind === 'validation');
+    expect(validations.map((m) => m.step)).toEqual([0, 2, 4]);
+    await loadEngineCheckpoint(store, chunk.checkpointKey, probe, INFERENCE_ONLY);
+    const validationScores = await scoreResponses(probe, await data.byId(judgeRun, 'train'), annotated.validation, 64);
+    const expected = 1 - pairwiseAccuracy(validationScores, annotated.validation.map((i) => i.score), annotated.validation.map((i) => i.exampleId)).accuracy;
+    expect(validations.at(-1)!.valLoss).toBeCloseTo(expected, 5);
+    // The best of them is the stage's judge: the initial weights (the policy itself) when no step ranked better.
+    const best = validations.reduce((b, v) => (Number(v.valLoss) < Number(b.valLoss) ? v : b));
+    expect(chunk.bestCheckpointKey).toBe(best.step === 0 ? chunk.initialCheckpointKey : `runs/${judgeRun}/rm/checkpoints/${String(best.step).padStart(8, '0')}`);
+
+    // The report measures the judge and the untrained policy the same way.
+    const evaluated = await run(acts.evaluateRewardModel, { ...common, checkpointKey: chunk.checkpointKey, initialCheckpointKey: chunk.initialCheckpointKey });
+    expect(evaluated.trained.count).toBe(annotated.test.length);
+    expect(evaluated.trained.pearson).not.toBe(evaluated.untrained.pearson);
+
+    // RL's thinking rewards from the judge's checkpoint: its likelihood of each rollout.
+    const exampleIds = [...new Set(annotated.test.map((i) => i.exampleId))];
+    const rollouts = annotated.test.map((i) => ({ exampleId: i.exampleId, group: exampleIds.indexOf(i.exampleId), tokens: [], logprobs: [], text: i.response, stopped: true, temperature: 1 }));
+    await putJson(storage, rolloutKey(judgeRun, 1, 'rollouts.json'), { step: 1, exampleIds, rollouts, refLogprobs: [] });
+    const thinking = await run(rl.thinkingRewards, { ...common, configHash: 'h', step: 1, policyStartKey: policyKey, rewardModelKey: chunk.checkpointKey });
+    const { scores } = await getJson<{ scores: number[] }>(storage, thinking.thinkingKey);
+    expect(scores).toHaveLength(rollouts.length);
+    for (const [i, s] of scores.entries()) expect(s).toBeCloseTo(trainedScores[i]!, 5);
+  });
+
+  it('with 0 steps, judges with the SFT policy as it is: the stage\'s reward model is its initial weights', async () => {
+    const asIs = parseRunConfig(mergeConfig(judgeConfig, { rewardModel: { steps: 0 } }), 'test');
+    await putJson(storage, 'runs/rm-lik-0/reward-data/annotated.json', annotated);
+    const chunk = await run(acts.runRewardModelChunk, { ...common, config: asIs, runId: 'rm-lik-0', configHash: 'h0', policyCheckpointKey: policyKey, untilStep: 0 });
+    expect(chunk).toMatchObject({ step: 0, done: true, bestCheckpointKey: chunk.initialCheckpointKey, checkpointKey: chunk.initialCheckpointKey });
+    expect(await scoresOf(chunk.checkpointKey)).toEqual(await scoresOf(policyKey));
   });
 });

@@ -9,7 +9,9 @@
  *  - `runRewardModelChunk` (GPU): `rm` training through the shared resumable chunk (stage `rm`; its initial
  *    weights — the policy backbone with a fresh head, or random — are committed as `rm-init`, which is also the
  *    untrained reward model of the `untrained-rm` ablation); its validation loss, which picks the best checkpoint
- *    and stops early, is the MAE on the validation part;
+ *    and stops early, is the MAE on the validation part. A likelihood judge (`rewardModel.kind: likelihood`) starts
+ *    from the SFT policy itself (its `rm-init`), fine-tunes with the SFT loss on the training responses annotated at
+ *    least `likelihoodMinScore`, and validates by ranking (1 − pairwise accuracy);
  *  - `evaluateRewardModel` (GPU): MAE, Pearson, Spearman and pairwise ranking accuracy against the test part,
  *    which nothing before it has seen, for the trained and the untrained model, into `reports/reward-model.json`.
  *
@@ -31,7 +33,7 @@ import { joinKey, reportKey, runPrefix } from '../storage/keys';
 import type { Storage } from '../storage/types';
 import { grade } from '../tasks/grading';
 import { batchIndices } from '../training/sft';
-import { meanLogprob, type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
+import { likelihoodStep, meanLogprob, rankingValidation, type RewardItem, rewardStep, rewardValidation, scoreResponses } from '../training/reward-model';
 import { sampleRollouts } from '../training/rollouts';
 import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { INFERENCE_ONLY, loadEngineCheckpoint, withEngineFiles } from './engine-checkpoints';
@@ -304,6 +306,9 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
       const settings = { ...settingsOf(input.config), seed: input.config.seed + 31 };
       const annotated = await readAnnotated(data.storage, input.runId, input.config);
       const byId = await data.byId(input.dataRunId, 'train');
+      // A likelihood judge is the SFT policy, fine-tuned on the responses it should find likelier and kept by ranking.
+      const likelihood = settings.kind === 'likelihood';
+      const good = likelihood ? annotated.train.filter((i) => i.score >= settings.likelihoodMinScore) : [];
       return runTrainingChunk(
         { store, storage: data.storage, engines, workerQueue: deps.workerQueue, identity: deps.identity },
         {
@@ -317,7 +322,9 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
           evalEvery: settings.evalEvery,
           patience: settings.patience,
           keepLast: input.config.checkpoints.keepLast,
+          validateInitial: likelihood,
           initialize: async (engine) => {
+            if (likelihood) return withEngineFiles(store, input.policyCheckpointKey, (files) => engine.loadState(files, { freshOptimizer: true }));
             // Its own model (onnx: random weights; torch: the engine.rewardModel backbone, e.g. the paper's 3B), else
             // the SFT policy's backbone, each with a fresh scalar head.
             const ownModel = settings.init === 'scratch' || (input.config.engine.kind === 'torch' && input.config.engine.rewardModel !== undefined);
@@ -325,10 +332,10 @@ export function createRewardModelActivities(deps: RewardModelDeps) {
             await withEngineFiles(store, input.policyCheckpointKey, (files) => engine.initRewardFromPolicy(files, settings.seed));
           },
           step: async (engine, step) => {
-            const { loss, lr, gradNorm } = await rewardStep(engine, byId, annotated.train, settings, step);
+            const { loss, lr, gradNorm } = likelihood ? await likelihoodStep(engine, byId, good, settings, step) : await rewardStep(engine, byId, annotated.train, settings, step);
             return { loss, lr, gradNorm };
           },
-          validate: (engine, onProgress) => rewardValidation(engine, byId, annotated.validation, settings.batchSize, onProgress),
+          validate: (engine, onProgress) => (likelihood ? rankingValidation : rewardValidation)(engine, byId, annotated.validation, settings.batchSize, onProgress),
         },
       );
     },

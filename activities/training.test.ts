@@ -1,6 +1,7 @@
 /**
  * The SFT chunk activity in a mock activity context (no server): heartbeats, resume from the latest committed
- * checkpoint after an attempt died, and cancellation that commits the current step first.
+ * checkpoint after an attempt died, and cancellation that commits the current step first; and the shared chunk's
+ * validation of its initial weights (a likelihood judge's).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,12 +9,17 @@ import * as path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeConfig, parseRunConfig, RUN_PRESETS } from '../config/run-config';
+import { mergeConfig, modelConfig, parseRunConfig, RUN_PRESETS } from '../config/run-config';
 import { createEngine } from '../engine/factory';
+import { Tokenizer } from '../engine/model/tokenizer';
+import { DEFAULT_ADAMW } from '../engine/types';
 import { CheckpointStore } from '../storage/checkpoints';
 import { LocalStorage } from '../storage/local';
 import { readMetrics } from '../storage/metrics-log';
 import { sha256Hex } from '../storage/hashing';
+import { generateSplit } from '../tasks/dataset';
+import { promptsOf } from '../tasks/prompt';
+import { type ChunkOutput, runTrainingChunk } from './chunk';
 import { createDataActivities } from './data';
 import { EnginePool } from './engine-pool';
 import { RunData } from './run-data';
@@ -110,5 +116,52 @@ describe('runSftChunk in a mock activity environment', () => {
     expect(next.step).toBe(30);
     expect((await readMetrics(storage, 'cancelled')).filter((m) => m.kind === 'step').length).toBe(30);
     await engines.dispose();
+  });
+});
+
+describe('a chunk that validates its initial weights (validateInitial)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sophia-chunk-init-'));
+  const storage = new LocalStorage(dir);
+  const store = new CheckpointStore(storage);
+  const tokenizer = new Tokenizer();
+  const examples = generateSplit('train', 1, 16, 4);
+  afterAll(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A chunk of 40 steps (validating every 10, patience 2) whose validations return `losses` in turn (the first: step 0). */
+  const chunk = async (runId: string, losses: number[]): Promise<ChunkOutput> => {
+    const engines = new EnginePool(() => createEngine({ kind: 'onnx' }));
+    const remaining = [...losses];
+    try {
+      return await new MockActivityEnvironment().run(() =>
+        runTrainingChunk({ store, storage, engines, workerQueue: 'q-test', identity: 'test-worker' }, {
+          runId, stage: 'rm', initStage: 'rm-init', configHash: 'h', engine: { kind: 'onnx' }, totalSteps: 40, untilStep: 40, evalEvery: 10, patience: 2, keepLast: 2,
+          validateInitial: true,
+          initialize: (e) => e.init(modelConfig(config, tokenizer.vocabSize), 3),
+          step: async (e) => {
+            const responses = await e.encodeResponses(examples.map((x) => x.answer));
+            const out = await e.trainStepResponses({ prompts: promptsOf(examples), rows: responses.map((response, prompt) => ({ prompt, response })) }, { kind: 'sft' }, { ...DEFAULT_ADAMW, lr: 1e-3 });
+            return { loss: out.loss };
+          },
+          validate: () => Promise.resolve(remaining.shift()!),
+        }),
+      );
+    } finally {
+      await engines.dispose();
+    }
+  };
+  const validations = async (runId: string) => (await readMetrics(storage, runId)).filter((m) => m.kind === 'validation').map((m) => [m.step, m.valLoss]);
+
+  it('keeps the initial weights as the best until a step beats them, and stops early counting from them', async () => {
+    const kept = await chunk('init-best', [0.2, 0.5, 0.4]);
+    expect(kept).toMatchObject({ step: 20, stoppedEarly: true, done: true, bestCheckpointKey: kept.initialCheckpointKey, initialCheckpointKey: 'runs/init-best/rm-init/checkpoints/00000000' });
+    expect(await validations('init-best')).toEqual([[0, 0.2], [10, 0.5], [20, 0.4]]);
+    expect((await store.manifest(kept.initialCheckpointKey)).metrics).toEqual({ valLoss: 0.2 });
+
+    const beaten = await chunk('init-beaten', [0.2, 0.1, 0.3, 0.05, 0.06]);
+    expect(beaten).toMatchObject({ step: 40, stoppedEarly: false, bestCheckpointKey: 'runs/init-beaten/rm/checkpoints/00000030' });
+    expect(await validations('init-beaten')).toEqual([[0, 0.2], [10, 0.1], [20, 0.3], [30, 0.05], [40, 0.06]]);
   });
 });

@@ -238,6 +238,18 @@ describe('the engine section: onnx (default) or torch', () => {
     expect(configError(() => torch({ model: QWEN_7B }, { rewardModel: { init: 'scratch' } })).message).toMatch(/rewardModel\.init: scratch \(random weights\) is for the onnx engine's own architecture/);
   });
 
+  it('judges with a trained head by default, or with the SFT policy\'s likelihood (rewardModel.kind), which is no model of its own', () => {
+    expect(resolveRunConfig('ci', 'ci').rewardModel).toMatchObject({ kind: 'head', likelihoodMinScore: 0.8 });
+    expect(resolveRunConfig({ extends: 'ci', rewardModel: { kind: 'likelihood', likelihoodMinScore: 0.6 } }, 'x').rewardModel).toMatchObject({ kind: 'likelihood', likelihoodMinScore: 0.6 });
+    expect(configError(() => resolveRunConfig({ extends: 'ci', rewardModel: { kind: 'generative' } }, 'x')).message).toMatch(/rewardModel\.kind: Invalid option: expected one of "head"\|"likelihood"/);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', rewardModel: { kind: 'likelihood', init: 'scratch' } }, 'x')).message).toMatch(/rewardModel\.init: a likelihood judge is the SFT policy itself/);
+    expect(configError(() => torch({ model: QWEN_7B, rewardModel: QWEN_3B }, { rewardModel: { kind: 'likelihood' } })).message).toMatch(/engine\.rewardModel: a likelihood judge is the SFT policy itself, not a model of its own/);
+    expect(torch({ model: QWEN_7B }, { rewardModel: { kind: 'likelihood' } }).rewardModel?.kind).toBe('likelihood');
+    // 0 steps: the policy judging as it is; a head cannot go untrained.
+    expect(resolveRunConfig({ extends: 'ci', rewardModel: { kind: 'likelihood', steps: 0 } }, 'x').rewardModel?.steps).toBe(0);
+    expect(configError(() => resolveRunConfig({ extends: 'ci', rewardModel: { steps: 0 } }, 'x')).message).toMatch(/rewardModel\.steps: a reward model with a head needs training steps \(0 is for kind likelihood/);
+  });
+
   it('maps a run onto the model each engine starts from (modelSpecOf)', () => {
     const ci = resolveRunConfig('ci', 'ci');
     expect(modelSpecOf(ci, 'reward')).toEqual({ ...modelConfig(ci, (modelSpecOf(ci, 'policy') as { vocabSize: number }).vocabSize), kind: 'reward' });

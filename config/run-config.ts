@@ -312,6 +312,19 @@ const AnnotatorSchema = z
 /** The thinking reward model: its training data (sampled from the SFT policy, annotated, balanced) and training. */
 const RewardModelSchema = z
   .strictObject({
+    /**
+     * What judges a response (docs/trust-grpo/README.md):
+     *  - `head`: a backbone with a scalar head, trained to regress the annotations (the paper's thinking reward model);
+     *  - `likelihood`: the SFT policy itself, its score the geometric mean of its probabilities of the response's tokens
+     *    (exp of the mean token log-probability, in [0, 1]); training fine-tunes it, with the SFT loss, on the
+     *    annotated responses scored at least `likelihoodMinScore`, and keeps the checkpoint that ranks the validation
+     *    part's responses best.
+     * Scoring follows the checkpoint: a reward model's head, else a policy's likelihood (so `startFrom.rewardModelKey`
+     * may name either kind).
+     */
+    kind: z.enum(['head', 'likelihood']).default('head'),
+    /** (kind likelihood) The annotations the judge is fine-tuned to find likelier: those at least this high. */
+    likelihoodMinScore: fraction.default(0.8),
     /** `policy`: the SFT policy's backbone with a fresh scalar head (as the paper starts from a VLM); `scratch`: random. */
     init: z.enum(['policy', 'scratch']).default('policy'),
     data: z.strictObject({
@@ -338,8 +351,11 @@ const RewardModelSchema = z
      */
     onPolicyPrompts: int(0, 100_000).default(100),
     ...schedule,
+    /** Training steps; 0 (kind likelihood only): the judge is the SFT policy as it is. */
+    steps: int(0),
   })
-  .refine(...chunksOnTheGrid('rewardModel'));
+  .refine(...chunksOnTheGrid('rewardModel'))
+  .refine((s) => s.steps > 0 || s.kind === 'likelihood', { message: 'a reward model with a head needs training steps (0 is for kind likelihood: the SFT policy judging as it is)', path: ['steps'] });
 
 /** Trust-GRPO hyperparameters (docs/architecture.md §3). */
 const RlSchema = z.strictObject({
@@ -505,6 +521,14 @@ export const RunConfigSchema = z.strictObject({
     }
     if (config.sft.steps > 0 && (config.stages ?? STAGE_NAMES).includes('sftWarmup') && !config.startFrom) {
       ctx.addIssue({ code: 'custom', path: ['sft', 'steps'], message: `${config.sft.steps} SFT steps need teacher responses, which a real dataset does not have: set sft.steps: 0 (RL starts from the model as it is, as SophiaVL-R1 starts from Qwen2.5-VL-7B-Instruct)` });
+    }
+  }
+  if (config.rewardModel?.kind === 'likelihood') {
+    if (config.rewardModel.init === 'scratch') {
+      ctx.addIssue({ code: 'custom', path: ['rewardModel', 'init'], message: 'a likelihood judge is the SFT policy itself (kind likelihood): remove init: scratch, or use kind: head' });
+    }
+    if (config.engine.kind === 'torch' && config.engine.rewardModel !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['engine', 'rewardModel'], message: 'a likelihood judge is the SFT policy itself, not a model of its own: remove engine.rewardModel, or use rewardModel.kind: head' });
     }
   }
   if (config.engine.kind === 'torch' && config.rewardModel?.init === 'scratch') {

@@ -6,6 +6,7 @@
  * permutation of the training items, so an interrupted and resumed run trains on exactly the same batches.
  */
 import { type AdamWSettings, DEFAULT_ADAMW, type Engine, type ResponseBatch, type RewardRow } from '../engine/types';
+import { pairwiseAccuracy } from '../rewards/metrics';
 import { promptsOf } from '../tasks/prompt';
 import type { Example } from '../tasks/types';
 import { type SftSettings, batchIndices, learningRate } from './sft';
@@ -57,7 +58,11 @@ export async function rewardStep(engine: Engine, examples: ReadonlyMap<string, E
   return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };
 }
 
-/** The reward model's scores in [0, 1] for (example, response) pairs, `batchSize` at a time. */
+/**
+ * A judge's scores in [0, 1] for (example, response) pairs, `batchSize` at a time. How it scores follows the model the
+ * engine holds (`rewardModel.kind`): a reward model's scalar head, or a policy's likelihood of the response
+ * (`likelihoodJudgeScore`).
+ */
 export async function scoreResponses(
   engine: Engine,
   examples: ReadonlyMap<string, Example>,
@@ -65,13 +70,58 @@ export async function scoreResponses(
   batchSize: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<number[]> {
+  const judgesByLikelihood = engine.config().kind === 'policy';
   const out: number[] = [];
   for (let start = 0; start < items.length; start += batchSize) {
     const chunk = items.slice(start, start + batchSize).map((i) => ({ ...i, score: 0 }));
-    out.push(...(await engine.scoreResponses(await rows(engine, examples, chunk))));
+    const batch = await rows(engine, examples, chunk);
+    if (judgesByLikelihood) for (const row of await engine.responseLogprobs(batch, 1)) out.push(likelihoodJudgeScore(row));
+    else out.push(...(await engine.scoreResponses(batch)));
     onProgress?.(out.length, items.length);
   }
   return out;
+}
+
+/**
+ * A policy's score of a response as a judge (`rewardModel.kind: likelihood`): the geometric mean of its probabilities
+ * of the response's tokens at temperature 1, exp(mean log-probability), in [0, 1].
+ */
+export function likelihoodJudgeScore(logprobs: ArrayLike<number>): number {
+  return Math.exp(meanLogprob(logprobs));
+}
+
+/**
+ * A fine-tuning step of a likelihood judge (`rewardModel.kind: likelihood`): the SFT loss on a batch of the annotated
+ * responses it should find likelier (`goodItems`: those scored at least `likelihoodMinScore`), the same schedule as
+ * the head's steps.
+ */
+export async function likelihoodStep(engine: Engine, examples: ReadonlyMap<string, Example>, goodItems: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
+  if (goodItems.length === 0) throw new RangeError('no annotated training response is scored at least rewardModel.likelihoodMinScore: lower it, or annotate more responses');
+  const indices = batchIndices(goodItems.length, Math.min(settings.batchSize, goodItems.length), step, settings.seed);
+  const batch = await rows(engine, examples, indices.map((i) => goodItems[i]!));
+  const lr = learningRate({ ...settings, evalEvery: 1, patience: 0 }, step);
+  const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
+  const out = await engine.trainStepResponses(batch, { kind: 'sft' }, adamw);
+  if (!out.applied) throw new Error(`likelihood-judge step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
+  return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };
+}
+
+/**
+ * A likelihood judge's validation loss: 1 − its pairwise accuracy on the held-out items (pairs of responses to the same
+ * prompt with different annotations), so the best checkpoint is the one that ranks best. (Its scores are not on the
+ * annotations' scale, so their absolute error would not say how well it judges.)
+ */
+export async function rankingValidation(
+  engine: Engine,
+  examples: ReadonlyMap<string, Example>,
+  items: readonly RewardItem[],
+  batchSize: number,
+  onProgress?: (done: number, total: number) => void,
+): Promise<number> {
+  const predictions = await scoreResponses(engine, examples, items, batchSize, onProgress);
+  const { accuracy, pairs } = pairwiseAccuracy(predictions, items.map((i) => i.score), items.map((i) => i.exampleId));
+  if (pairs === 0) throw new RangeError('the validation part has no pair of responses to one prompt with different annotations: sample more responses per prompt (rewardModel.data.samplesPerPrompt)');
+  return 1 - accuracy;
 }
 
 /**
