@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { RUN_PRESETS, parseRunConfig } from '../config/run-config';
 import type { MetricRecord } from '../storage/metrics-log';
 import { Rng } from '../engine/rng';
-import { ablationReport, comparisons, meanStd, pairedSection, parseVariants, type VariantResult, variantConfig, variantRunId } from './ablate';
+import { mergeConfig } from '../config/run-config';
+import { ablationReport, basePlan, comparisons, meanStd, pairedSection, parseVariants, type VariantResult, variantConfig, variantRunId } from './ablate';
 
 const shared = { dataRunId: 'base', sftKey: 'runs/base/sft/checkpoints/00000150', rewardModelKey: 'runs/base/rm/checkpoints/00000040', rewardModelInitialKey: 'runs/base/rm-init/checkpoints/00000000' };
 const tiny = parseRunConfig(RUN_PRESETS.tiny, 'tiny');
@@ -29,6 +30,17 @@ describe('sophia ablate', () => {
     expect(skip.rl).toMatchObject({ variant: 'trust-grpo', emptyGroup: 'skip' });
     expect(skip.name).toBe('ablation trust-grpo@skip seed 1');
     expect(variantRunId('abl', 'trust-grpo@skip', 1)).toBe('abl-trust-grpo-skip-s1');
+  });
+
+  it("runs the shared stages in a base run, or only the reward model over a config's SFT checkpoint and dataset", () => {
+    expect(basePlan(tiny)).toEqual({ stages: ['prepareData', 'sftWarmup', 'rewardModel'] });
+    const judge = parseRunConfig(mergeConfig(RUN_PRESETS.tiny, { rewardModel: { kind: 'likelihood', steps: 0 }, startFrom: { stage: 'rewardModel', checkpointKey: shared.sftKey, dataRunId: 'v3-base' } }), 'x');
+    expect(basePlan(judge)).toEqual({ stages: ['rewardModel'], sft: { sftKey: shared.sftKey, dataRunId: 'v3-base' } });
+    // The variants then start from that checkpoint and dataset, not from the config's startFrom.
+    const arm = variantConfig(judge, { ...shared, dataRunId: 'v3-base' }, 'thinking', 1);
+    expect(arm.startFrom).toEqual({ stage: 'trustGrpo', checkpointKey: shared.sftKey, rewardModelKey: shared.rewardModelKey, dataRunId: 'v3-base' });
+    const partial = parseRunConfig(mergeConfig(RUN_PRESETS.tiny, { startFrom: { stage: 'rewardModel', checkpointKey: shared.sftKey } }), 'x');
+    expect(() => basePlan(partial)).toThrow(/startFrom: an ablation that starts at the rewardModel stage needs the SFT checkpoint and the dataset/);
   });
 
   it('rejects unknown variants naming them', () => {

@@ -15,7 +15,8 @@
  *  - plots of accuracy and γ over RL steps.
  *
  * The shared part comes from `--from RUN_ID` (a finished run with SFT and reward-model stages) or from a base run
- * `{ID}-base` that this command runs first. Every run is an ordinary pipeline run (`{ID}-{variant}-s{seed}`), so
+ * `{ID}-base` that this command runs first (only its reward model when the config starts at the rewardModel stage
+ * from an earlier SFT checkpoint and dataset: `basePlan`). Every run is an ordinary pipeline run (`{ID}-{variant}-s{seed}`), so
  * the command can be killed and started again with the same `--id`: finished runs are reused, a running one is
  * attached to.
  */
@@ -27,6 +28,7 @@ import { STORAGE_STAGES, pipelineWorkflowId } from '../common/run-layout';
 import { loadRunConfig } from '../config/load';
 import { assertSubmittable } from '../config/limits';
 import { type RunConfig, mergeConfig, parseRunConfig } from '../config/run-config';
+import type { StageName } from '../config/stages';
 import { comparePaired, type PairedComparison, powerPlan } from '../evaluation/paired';
 import type { EvalReport } from '../evaluation/evaluate';
 import { renderLineChart } from '../report/charts';
@@ -275,10 +277,30 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
   };
 }
 
-async function sharedFrom(runId: string, deps: { storage: Storage; client: Parameters<typeof startRun>[0]; deployment: string }): Promise<SharedArtifacts> {
+/**
+ * What the base run `{ID}-base` does: the data, SFT warmup and reward model; or, when the ablation's config starts
+ * from an SFT checkpoint (`startFrom: { stage: rewardModel, checkpointKey, dataRunId }`: a new reward model over an
+ * earlier ablation's SFT policy and dataset), the reward model alone, with that checkpoint and dataset shared.
+ */
+export function basePlan(base: RunConfig): { stages: StageName[]; sft?: Pick<SharedArtifacts, 'sftKey' | 'dataRunId'> } {
+  const from = base.startFrom;
+  if (from?.stage !== 'rewardModel') return { stages: ['prepareData', 'sftWarmup', 'rewardModel'] };
+  if (!from.checkpointKey || !from.dataRunId) {
+    throw new SophiaError('input', 'startFrom: an ablation that starts at the rewardModel stage needs the SFT checkpoint and the dataset it trained on', {
+      hint: 'Set startFrom: { stage: rewardModel, checkpointKey: runs/RUN/sft/checkpoints/STEP, dataRunId: RUN }',
+    });
+  }
+  return { stages: ['rewardModel'], sft: { sftKey: from.checkpointKey, dataRunId: from.dataRunId } };
+}
+
+async function sharedFrom(
+  runId: string,
+  deps: { storage: Storage; client: Parameters<typeof startRun>[0]; deployment: string },
+  sft?: Pick<SharedArtifacts, 'sftKey' | 'dataRunId'>,
+): Promise<SharedArtifacts> {
   const handle = deps.client.workflow.getHandle(pipelineWorkflowId(deps.deployment, runId));
   const result = (await handle.result()) as LiveProgress;
-  const sftKey = result.checkpoints.sftWarmup;
+  const sftKey = sft?.sftKey ?? result.checkpoints.sftWarmup;
   const rewardModelKey = result.checkpoints.rewardModel;
   if (result.status !== 'completed' || !sftKey || !rewardModelKey) {
     throw new SophiaError('input', `--from ${runId}: the run must have completed its sftWarmup and rewardModel stages (status ${result.status})`, {
@@ -288,7 +310,7 @@ async function sharedFrom(runId: string, deps: { storage: Storage; client: Param
   const store = new CheckpointStore(deps.storage);
   const init = await store.latest(runId, 'rm-init');
   if (!init) throw new SophiaError('not-found', `--from ${runId}: no committed untrained reward model (stage rm-init) in ${deps.storage.location}`);
-  return { dataRunId: runId, sftKey, rewardModelKey, rewardModelInitialKey: init.key };
+  return { dataRunId: sft?.dataRunId ?? runId, sftKey, rewardModelKey, rewardModelInitialKey: init.key };
 }
 
 export async function ablateCommand(options: AblateOptions): Promise<number> {
@@ -321,12 +343,13 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
     };
     try {
       let fromRun = options.from;
+      const baseRun = basePlan(base);
       if (!fromRun) {
         fromRun = `${id}-base`;
-        say(`shared     SFT warmup and reward model in run ${fromRun}`);
-        await runOne(fromRun, parseRunConfig(mergeConfig(base, { stages: ['prepareData', 'sftWarmup', 'rewardModel'] }), 'ablation base'));
+        say(baseRun.sft ? `shared     reward model in run ${fromRun}, over SFT ${baseRun.sft.sftKey}` : `shared     SFT warmup and reward model in run ${fromRun}`);
+        await runOne(fromRun, parseRunConfig(mergeConfig(base, { stages: baseRun.stages }), 'ablation base'));
       }
-      const shared = await sharedFrom(fromRun, { storage, client: session.client, deployment: session.config.deployment });
+      const shared = await sharedFrom(fromRun, { storage, client: session.client, deployment: session.config.deployment }, options.from ? undefined : baseRun.sft);
       say(`shared     SFT ${shared.sftKey}; reward model ${shared.rewardModelKey}; untrained ${shared.rewardModelInitialKey}`);
       const plan = Array.from({ length: options.seeds }, (_, s) => options.variants.map((arm) => ({ arm, seed: s + 1 }))).flat();
       const results: VariantResult[] = [];
