@@ -3,7 +3,7 @@ import { RUN_PRESETS, parseRunConfig } from '../config/run-config';
 import type { MetricRecord } from '../storage/metrics-log';
 import { Rng } from '../engine/rng';
 import { mergeConfig } from '../config/run-config';
-import { ablationReport, basePlan, comparisons, meanStd, pairedSection, parseVariants, type VariantResult, variantConfig, variantRunId } from './ablate';
+import { ablationCommandLine, ablationReport, basePlan, comparisons, meanStd, pairedSection, parseVariants, type VariantResult, variantConfig, variantRunId } from './ablate';
 
 const shared = { dataRunId: 'base', sftKey: 'runs/base/sft/checkpoints/00000150', rewardModelKey: 'runs/base/rm/checkpoints/00000040', rewardModelInitialKey: 'runs/base/rm-init/checkpoints/00000000' };
 const tiny = parseRunConfig(RUN_PRESETS.tiny, 'tiny');
@@ -41,6 +41,13 @@ describe('sophia ablate', () => {
     expect(arm.startFrom).toEqual({ stage: 'trustGrpo', checkpointKey: shared.sftKey, rewardModelKey: shared.rewardModelKey, dataRunId: 'v3-base' });
     const partial = parseRunConfig(mergeConfig(RUN_PRESETS.tiny, { startFrom: { stage: 'rewardModel', checkpointKey: shared.sftKey } }), 'x');
     expect(() => basePlan(partial)).toThrow(/startFrom: an ablation that starts at the rewardModel stage needs the SFT checkpoint and the dataset/);
+  });
+
+  it('names the command that made it: the config inside the repository as a relative path, the arms, a non-default effect', () => {
+    const options = { config: '/repo/docs/trust-grpo/ablation.yaml', seeds: 5, from: undefined, variants: parseVariants('grpo,trust-grpo@dynamic'), repoRoot: '/repo' };
+    expect(ablationCommandLine(options, 'abl')).toBe('sophia ablate --config docs/trust-grpo/ablation.yaml --seeds 5 --variants grpo,trust-grpo@dynamic --id abl');
+    expect(ablationCommandLine({ ...options, config: 'tiny', from: 'base-run', effect: 0.007 }, 'abl')).toBe('sophia ablate --config tiny --seeds 5 --from base-run --variants grpo,trust-grpo@dynamic --id abl --effect 0.7');
+    expect(ablationCommandLine({ ...options, config: '/elsewhere/a.yaml', effect: 0.015 }, 'abl')).toBe('sophia ablate --config /elsewhere/a.yaml --seeds 5 --variants grpo,trust-grpo@dynamic --id abl');
   });
 
   it('rejects unknown variants naming them', () => {

@@ -278,6 +278,20 @@ export function ablationReport(id: string, results: readonly VariantResult[], me
 }
 
 /**
+ * The command that made an ablation, as its report names it, for another machine to run again: the config as a path
+ * inside the repository when it is one, the arms, and the effect when not the default.
+ */
+export function ablationCommandLine(options: Pick<AblateOptions, 'config' | 'seeds' | 'from' | 'variants' | 'effect' | 'repoRoot'>, id: string): string {
+  const inside = path.relative(options.repoRoot, options.config);
+  const config = path.isAbsolute(options.config) && !inside.startsWith('..') && !path.isAbsolute(inside) ? inside : options.config;
+  const parts = [`sophia ablate --config ${config} --seeds ${options.seeds}`];
+  if (options.from) parts.push(`--from ${options.from}`);
+  parts.push(`--variants ${options.variants.map((a) => a.name).join(',')}`, `--id ${id}`);
+  if (options.effect !== undefined && options.effect !== DEFAULT_EFFECT) parts.push(`--effect ${Number((100 * options.effect).toPrecision(6))}`);
+  return parts.join(' ');
+}
+
+/**
  * What the base run `{ID}-base` does: the data, SFT warmup and reward model; or, when the ablation's config starts
  * from an SFT checkpoint (`startFrom: { stage: rewardModel, checkpointKey, dataRunId }`: a new reward model over an
  * earlier ablation's SFT policy and dataset), the reward model alone, with that checkpoint and dataset shared.
@@ -376,7 +390,7 @@ export async function ablateCommand(options: AblateOptions): Promise<number> {
           outcomes: { test: await outcomesOf(storage, runId, 'test'), ood: await outcomesOf(storage, runId, 'ood') },
         });
       }
-      const command = `sophia ablate --config ${options.config} --seeds ${options.seeds}${options.from ? ` --from ${options.from}` : ''} --id ${id}`;
+      const command = ablationCommandLine(options, id);
       const report = ablationReport(id, results, metrics, shared, command, options.effect ?? DEFAULT_EFFECT);
       const written = await writeReport(storage, id, report, 'ablation');
       say(`report     ${storage.location}/${written.markdown}`);
