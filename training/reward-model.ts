@@ -48,14 +48,26 @@ async function rows(engine: Engine, examples: ReadonlyMap<string, Example>, item
   };
 }
 
-export async function rewardStep(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
-  const indices = batchIndices(items.length, settings.batchSize, step, settings.seed);
-  const batch = await rows(engine, examples, indices.map((i) => items[i]!));
+/** Step `step` of the schedule: `loss` over that step's batch of `items` (`batchSize` of them). */
+async function scheduledStep(
+  engine: Engine,
+  examples: ReadonlyMap<string, Example>,
+  items: readonly RewardItem[],
+  settings: RewardTrainSettings,
+  step: number,
+  batch: { size: number; loss: { kind: 'rm' } | { kind: 'sft' }; what: string },
+): Promise<RewardStepRecord> {
+  const indices = batchIndices(items.length, batch.size, step, settings.seed);
+  const rowsOfStep = await rows(engine, examples, indices.map((i) => items[i]!));
   const lr = learningRate({ ...settings, evalEvery: 1, patience: 0 }, step);
   const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
-  const out = await engine.trainStepResponses(batch, { kind: 'rm' }, adamw);
-  if (!out.applied) throw new Error(`reward-model step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
+  const out = await engine.trainStepResponses(rowsOfStep, batch.loss, adamw);
+  if (!out.applied) throw new Error(`${batch.what} step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
   return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };
+}
+
+export function rewardStep(engine: Engine, examples: ReadonlyMap<string, Example>, items: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
+  return scheduledStep(engine, examples, items, settings, step, { size: settings.batchSize, loss: { kind: 'rm' }, what: 'reward-model' });
 }
 
 /**
@@ -97,13 +109,7 @@ export function likelihoodJudgeScore(logprobs: ArrayLike<number>): number {
  */
 export async function likelihoodStep(engine: Engine, examples: ReadonlyMap<string, Example>, goodItems: readonly RewardItem[], settings: RewardTrainSettings, step: number): Promise<RewardStepRecord> {
   if (goodItems.length === 0) throw new RangeError('no annotated training response is scored at least rewardModel.likelihoodMinScore: lower it, or annotate more responses');
-  const indices = batchIndices(goodItems.length, Math.min(settings.batchSize, goodItems.length), step, settings.seed);
-  const batch = await rows(engine, examples, indices.map((i) => goodItems[i]!));
-  const lr = learningRate({ ...settings, evalEvery: 1, patience: 0 }, step);
-  const adamw: AdamWSettings = { ...DEFAULT_ADAMW, lr, weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm };
-  const out = await engine.trainStepResponses(batch, { kind: 'sft' }, adamw);
-  if (!out.applied) throw new Error(`likelihood-judge step ${step}: loss or gradients are not finite (loss ${out.loss}); the step was not applied`);
-  return { step: step + 1, loss: out.loss, lr, gradNorm: out.gradNorm };
+  return scheduledStep(engine, examples, goodItems, settings, step, { size: Math.min(settings.batchSize, goodItems.length), loss: { kind: 'sft' }, what: 'likelihood-judge' });
 }
 
 /**
